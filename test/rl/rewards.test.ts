@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { parseCompletion, renderCompletion, type ReasoningSteps } from '../../stages/lib/completion.ts';
+import { loadRewards, rewardMean, scoreBatch, type RewardInput } from '../../stages/lib/rewards.ts';
+import type { Grade } from '../../stages/lib/relevance/types.ts';
+
+const repoRoot = new URL('../..', import.meta.url).pathname;
+const fixtures = new URL('./fixtures/', import.meta.url).pathname;
+
+const reference: ReasoningSteps = {
+  query: { product: 'phone case', constraints: { compatibility: 'iphone 15' }, intent: 'protect phone' },
+  item: { product: 'phone case', category: ['Electronics', 'Phone Accessories', 'Cases'], attributes: { compatibility: 'iphone 14' } },
+  category: { relation: 'match', path: 'phone case is-a case' },
+  attributes: { compatibility: 'conflict' },
+  rules: ['R-COMPAT'],
+};
+
+function input(id: string, completion: string, gold: Grade = 'L2', rules = ['R-COMPAT']): RewardInput {
+  return {
+    id,
+    prompt: 'p',
+    completion,
+    parsed: parseCompletion(completion),
+    gold,
+    meta: { capabilities: ['reasoning'], difficulty: 'hard', rules, source: 'world' },
+    reference: { ...reference, rules },
+  };
+}
+
+const perfect = renderCompletion(reference, 'L2');
+const offByTwo = renderCompletion({ ...reference, attributes: { compatibility: 'match' }, rules: [] }, 'L4');
+const broken = '<think>\nquery: phone case; constraints: none; intent: none\n<answer>L2</answer>';
+
+describe('built-in rewards', () => {
+  it('score format, exact label and label distance', async () => {
+    const rewards = await loadRewards(
+      [
+        { use: 'format', weight: 1, with: {} },
+        { use: 'label', weight: 1, with: {} },
+        { use: 'label_distance', weight: 1, with: {} },
+      ],
+      repoRoot,
+    );
+    const scored = await scoreBatch(rewards, [input('a', perfect), input('b', offByTwo), input('c', broken)]);
+    expect(scored.byReward.format).toEqual([1, 1, 0]);
+    expect(scored.byReward.label).toEqual([1, 0, 1]); // c is malformed but answers L2
+    // L4 against gold L2 is two grades away: 1 - 2/3.
+    expect(scored.byReward.label_distance?.[1]).toBeCloseTo(1 / 3, 12);
+    expect(scored.total[0]).toBe(3);
+  });
+
+  it('steps: format-gated shares with the rules step weighted, and per-step values', async () => {
+    const [steps] = await loadRewards([{ use: 'steps', weight: 1, with: { rule_weight: 2 } }], repoRoot);
+    const scored = await scoreBatch([steps!], [input('a', perfect), input('b', offByTwo), input('c', broken)]);
+    // Weights: query, item, category, attributes 1 each, rules 2 (rules fire): total 6.
+    expect(scored.byReward.steps?.[0]).toBeCloseTo(1, 12);
+    // b: attributes and rules are wrong: (1 + 1 + 1) / 6.
+    expect(scored.byReward.steps?.[1]).toBeCloseTo(3 / 6, 12);
+    expect(scored.steps?.[1]).toEqual([1 / 6, 1 / 6, 1 / 6, 0, 0]);
+    // c: the query step verifies, but the format gate closes.
+    expect(scored.byReward.steps?.[2]).toBe(0);
+  });
+
+  it('names the built-ins when a reward is unknown, and checks built-in params', async () => {
+    await expect(loadRewards([{ use: 'lable', weight: 1, with: {} }], repoRoot)).rejects.toThrow(
+      'unknown reward "lable": built-ins are format, label, label_distance, steps; a file path starts with ./',
+    );
+    await expect(loadRewards([{ use: 'steps', weight: 1, with: { rule_weight: -1 } }], repoRoot)).rejects.toThrow(
+      'reward steps: bad params: rule_weight:',
+    );
+  });
+});
+
+describe('reward files', () => {
+  it('loads the example reward; null leaves an example out of the mean and adds 0 to the total', async () => {
+    const rewards = await loadRewards(
+      [{ use: './examples/rewards/rule-citation.ts', weight: 0.5, with: { penalty: 0.5 } }],
+      repoRoot,
+    );
+    expect(rewards[0]?.name).toBe('rule-citation');
+    const batch = [input('a', perfect), input('b', offByTwo), input('n', perfect, 'L2', [])];
+    const scored = await scoreBatch(rewards, batch);
+    // a cites R-COMPAT: 1; b cites nothing: 0; n has no firing rule: null.
+    expect(scored.byReward['rule-citation']).toEqual([1, 0, null]);
+    expect(scored.total).toEqual([0.5, 0, 0]);
+    expect(rewardMean(scored.byReward['rule-citation'] ?? [])).toBe(0.5);
+  });
+
+  it('a throw fails with the reward name and the example id', async () => {
+    const rewards = await loadRewards([{ use: `${fixtures}throws-on-q2.ts`, weight: 1, with: {} }], repoRoot);
+    await expect(scoreBatch(rewards, [input('q1', perfect), input('q2', perfect)])).rejects.toThrow(
+      'reward throws-on-q2 failed on example q2: no price for this item',
+    );
+  });
+
+  it('a module without a default function is refused by name', async () => {
+    await expect(loadRewards([{ use: `${fixtures}not-a-function.ts`, weight: 1, with: {} }], repoRoot)).rejects.toThrow(
+      "the module's default export must be a function",
+    );
+  });
+});
