@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,7 +9,11 @@ const SECRET = 'sk-test-very-secret-4242';
 type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void;
 
 let server: Server | undefined;
-afterEach(() => server?.close());
+const cacheDirs: string[] = [];
+afterEach(async () => {
+  server?.close();
+  await Promise.all(cacheDirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
 
 /** A loopback server whose answer to the n-th request is `handlers[n]` (the last one repeats). */
 async function serve(handlers: Handler[]): Promise<{ url: string; calls: () => number; bodies: string[] }> {
@@ -47,6 +51,7 @@ const silentLog = { info() {}, warn() {}, debug() {} };
 
 async function teacher(url: string, overrides: Partial<OpenAiTeacherConfig> = {}) {
   const cacheDir = await mkdtemp(join(tmpdir(), 'teacher-cache-'));
+  cacheDirs.push(cacheDir);
   const config: OpenAiTeacherConfig = {
     baseUrl: url,
     model: 'judge-1',
