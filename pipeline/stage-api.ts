@@ -63,6 +63,9 @@ export interface Manifest {
   /** User file path (as written in YAML) -> sha256. */
   userFiles: Record<string, string>;
   seed: number;
+  /** The pipeline's `engine:` block as fingerprinted (what was asked for). */
+  engineConfig?: EngineConfig;
+  /** What the stage reported it ran on (what was used). */
   engine?: EngineRecord;
   created: string;
   durationS: number;

@@ -1,0 +1,121 @@
+/**
+ * Config phase: YAML text -> a validated, typed pipeline, or every problem found at once.
+ * Order: YAML syntax (nothing else can be checked without it), `--set` overrides, the top-level
+ * schema, each stage's `uses` and `with`, then the graph (missing needs, cycles).
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import type { StageType } from '../stage-api.ts';
+import { didYouMean, type Diagnostic, type SourceFile } from '../diagnostics.ts';
+import { checkGraph } from '../graph.ts';
+import { issuesToDiagnostics } from './issues.ts';
+import { locate, type YamlSource } from './locate.ts';
+import { applyOverrides } from './overrides.ts';
+import { pipelineConfigSchema, type PipelineConfig } from './schema.ts';
+import { isUserStagePath, loadUserStage } from './stage-types.ts';
+
+export interface LoadedStage {
+  name: string;
+  type: StageType;
+  /** Params after the type's schema: defaults applied. */
+  params: unknown;
+  /** The stage module, for `uses: ./x.ts` (as written, relative to the config folder). */
+  moduleFile?: string;
+}
+
+export interface LoadedConfig {
+  /** Absolute path of the YAML file, and its folder (user paths resolve against it). */
+  file: string;
+  dir: string;
+  source: YamlSource;
+  config: PipelineConfig;
+  /** YAML order. */
+  stages: Map<string, LoadedStage>;
+  overrides: readonly string[];
+}
+
+export type LoadResult = { ok: true; loaded: LoadedConfig } | { ok: false; diagnostics: Diagnostic[] };
+
+export async function loadConfig(
+  displayPath: string,
+  options: { overrides?: readonly string[]; registry: readonly StageType[]; cwd?: string },
+): Promise<LoadResult> {
+  const file = path.resolve(options.cwd ?? process.cwd(), displayPath);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (error) {
+    return { ok: false, diagnostics: [{ location: { origin: displayPath }, message: `cannot read the config: ${(error as Error).message}` }] };
+  }
+  const lines = new LineCounter();
+  const sourceFile: SourceFile = { displayPath, text, lines };
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const source: YamlSource = { file: sourceFile, doc, overrides: [] };
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      diagnostics: doc.errors.map((error) => ({
+        location: { file: sourceFile, start: error.pos[0], end: error.pos[1] },
+        message: `${error.message} (YAML ${error.code})`,
+      })),
+    };
+  }
+  if (doc.contents === null) {
+    return {
+      ok: false,
+      diagnostics: [{ location: { file: sourceFile, start: 0, end: 1 }, message: 'the file is empty; expected a map with "name" and "stages"' }],
+    };
+  }
+
+  const diagnostics = applyOverrides(source, options.overrides ?? []);
+  const raw: unknown = doc.toJS();
+  const parsed = pipelineConfigSchema.safeParse(raw);
+  if (!parsed.success) diagnostics.push(...issuesToDiagnostics(parsed.error.issues, raw, pipelineConfigSchema, source));
+  // Stages are checked even when the top level has errors elsewhere, so one run shows everything.
+  const rawStages = (raw as { stages?: unknown })?.stages;
+  const stageEntries =
+    parsed.success ? Object.entries(parsed.data.stages) : rawStages && typeof rawStages === 'object' ? Object.entries(rawStages) : [];
+
+  const dir = path.dirname(file);
+  const byName = new Map(options.registry.map((type) => [type.name, type]));
+  const stages = new Map<string, LoadedStage>();
+  const graph = new Map<string, string[]>();
+  for (const [name, stageRaw] of stageEntries) {
+    const stage = stageRaw as { uses?: unknown; with?: unknown; needs?: unknown };
+    graph.set(name, Array.isArray(stage?.needs) ? stage.needs.filter((n): n is string => typeof n === 'string') : []);
+    if (typeof stage?.uses !== 'string' || stage.uses === '') continue;
+    const usesPath = ['stages', name, 'uses'];
+    let type: StageType | undefined;
+    let moduleFile: string | undefined;
+    if (isUserStagePath(stage.uses)) {
+      const resolved = await loadUserStage(stage.uses, dir);
+      if ('error' in resolved) {
+        diagnostics.push({ location: locate(source, usesPath), path: usesPath, message: resolved.error });
+        continue;
+      }
+      ({ type, userFile: moduleFile } = resolved);
+    } else {
+      type = byName.get(stage.uses);
+      if (!type) {
+        diagnostics.push({
+          location: locate(source, usesPath),
+          path: usesPath,
+          message: `unknown stage type "${stage.uses}"${didYouMean(stage.uses, byName.keys())}; see \`pipeline stages\`, or give a path like ./my-stage.ts`,
+        });
+        continue;
+      }
+    }
+    const withRaw = stage.with ?? {};
+    const params = type.params.safeParse(withRaw);
+    if (!params.success) {
+      diagnostics.push(...issuesToDiagnostics(params.error.issues, withRaw, type.params, source, ['stages', name, 'with']));
+      continue;
+    }
+    stages.set(name, { name, type, params: params.data, moduleFile });
+  }
+  diagnostics.push(...checkGraph(graph, source));
+
+  if (diagnostics.length > 0 || !parsed.success) return { ok: false, diagnostics };
+  return { ok: true, loaded: { file, dir, source, config: parsed.data, stages, overrides: options.overrides ?? [] } };
+}

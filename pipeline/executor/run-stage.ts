@@ -1,0 +1,135 @@
+/**
+ * Builds one planned stage in this process: the unit of work of every executor (the local one
+ * calls it directly; a Slurm job runs `pipeline run-stage`, which calls it on the node).
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { Rng } from '../rng.ts';
+import type { InputArtifact, Manifest, StageOutcome } from '../stage-api.ts';
+import type { Plan, PlannedStage } from '../plan.ts';
+import { listFiles, sha256File } from '../store/fs-util.ts';
+import { stepCheckpoints } from './checkpoints.ts';
+import { makeInputs, metricsWriter, openStageLog, progressReporter, truncateMetrics } from './context.ts';
+import type { StageEvent, StageResult } from './types.ts';
+
+export interface RunStageOptions {
+  signal: AbortSignal;
+  emit(event: StageEvent): void;
+}
+
+export async function runStageInProcess(plan: Plan, stage: PlannedStage, options: RunStageOptions): Promise<StageResult> {
+  const { store, loaded } = plan;
+  const pipeline = loaded.config.name;
+  const logPath = store.logPath(pipeline, stage.name);
+  await fs.mkdir(path.dirname(logPath), { recursive: true });
+  const log = openStageLog(logPath);
+  const started = Date.now();
+  options.emit({ type: 'start', stage: stage.name, time: started });
+  const result = (state: StageResult['state'], message?: string): StageResult => ({
+    stage: stage.name,
+    fingerprint: stage.fingerprint,
+    state,
+    durationS: (Date.now() - started) / 1000,
+    logPath,
+    ...(message === undefined ? {} : { message }),
+  });
+  try {
+    log.info(`stage ${stage.name} (${stage.type.name} ${stage.type.version}) fingerprint ${stage.fingerprint}`);
+    const workDir = store.workDir(stage.fingerprint);
+    const outDir = path.join(workDir, 'out');
+    const checkpoints = stepCheckpoints(workDir);
+    const resumed = await checkpoints.latest();
+    if (resumed) {
+      log.info(`resuming from the step ${resumed.step} checkpoint`);
+      await truncateMetrics(outDir, resumed.step);
+    } else {
+      // Without a checkpoint the stage starts over, so whatever a killed attempt wrote must go.
+      await fs.rm(outDir, { recursive: true, force: true });
+    }
+    await fs.mkdir(outDir, { recursive: true });
+
+    const inputs: InputArtifact[] = [];
+    for (const [name, fingerprint] of Object.entries(stage.fingerprintInput.inputs)) {
+      const manifest = await store.readManifest(fingerprint);
+      if (!manifest) throw new Error(`input ${name} (${fingerprint}) is not in the store ${store.root}`);
+      inputs.push({ stage: name, kind: manifest.kind, fingerprint, dir: store.objectDir(fingerprint), manifest });
+    }
+
+    const outcome: StageOutcome | void = await stage.type.run({
+      pipeline,
+      stage: stage.name,
+      params: stage.params,
+      inputs: makeInputs(stage.name, inputs),
+      outDir,
+      workDir,
+      configDir: loaded.dir,
+      seed: loaded.config.seed,
+      rng: new Rng(loaded.config.seed, stage.name),
+      engine: loaded.config.engine,
+      log,
+      metrics: metricsWriter(outDir),
+      progress: progressReporter((done, total, unit) => options.emit({ type: 'progress', stage: stage.name, done, total, unit })),
+      signal: options.signal,
+      checkpoints,
+    });
+    // The stage returned normally, so its output is complete even if a stop was asked meanwhile.
+    const files: Manifest['files'] = {};
+    for (const file of await listFiles(outDir)) {
+      const absolute = path.join(outDir, file);
+      files[file] = { sha256: await sha256File(absolute), bytes: (await fs.stat(absolute)).size };
+    }
+    const manifest: Manifest = {
+      fingerprint: stage.fingerprint,
+      pipeline,
+      stage: stage.name,
+      type: stage.fingerprintInput.type,
+      kind: stage.type.produces,
+      version: stage.type.version,
+      params: stage.params,
+      inputs: stage.fingerprintInput.inputs,
+      userFiles: stage.fingerprintInput.userFiles,
+      seed: loaded.config.seed,
+      engineConfig: loaded.config.engine,
+      ...(outcome?.engine ? { engine: outcome.engine } : {}),
+      created: new Date().toISOString(),
+      durationS: (Date.now() - started) / 1000,
+      metrics: outcome?.metrics ?? {},
+      files,
+    };
+    if (plan.forced.has(stage.name)) await fs.rm(store.objectDir(stage.fingerprint), { recursive: true, force: true });
+    await store.publish(outDir, manifest);
+    await store.writeRef(pipeline, stage.name, stage.fingerprint);
+    await fs.rm(workDir, { recursive: true, force: true });
+    log.info(`published ${store.objectDir(stage.fingerprint)}`);
+    return result('succeeded');
+  } catch (error) {
+    const cancelled = options.signal.aborted;
+    log.warn(cancelled ? 'cancelled; nothing published' : `failed: ${(error as Error).stack ?? String(error)}`);
+    return result(cancelled ? 'cancelled' : 'failed', cancelled ? 'cancelled' : (error as Error).message);
+  } finally {
+    await log.close();
+  }
+}
+
+/**
+ * The command a remote job runs to build `stage` exactly as this run planned it (see types.ts).
+ * argv[0] is node; the rest is absolute so it works from any folder on a shared file system.
+ */
+export function runStageCommand(plan: Plan, stage: PlannedStage, lockToken: string): string[] {
+  const bin = path.resolve(import.meta.dirname, '..', '..', 'bin', 'pipeline.js');
+  return [
+    process.execPath,
+    bin,
+    'run-stage',
+    plan.loaded.file,
+    stage.name,
+    '--store',
+    plan.store.root,
+    ...plan.loaded.overrides.flatMap((flag) => ['--set', flag]),
+    ...(plan.forced.has(stage.name) ? ['--force'] : []),
+    '--lock-token',
+    lockToken,
+    '--expect-fingerprint',
+    stage.fingerprint,
+  ];
+}
