@@ -1,0 +1,135 @@
+/**
+ * Picks and starts the TensorFlow.js backend once per process, and supplies what tfjs-core alone
+ * lacks on Node (gradients, a wasm `UnsortedSegmentSum`). See /work/shared/FACTS.md.
+ *
+ * Order for `auto`: tfjs-node-gpu (if it imports and a GPU is visible) > tfjs-node > wasm > cpu.
+ * The two tfjs-node packages are never dependencies of this project (their install downloads
+ * libtensorflow); they are loaded with a guarded dynamic `import()` when a user installed them.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { register } from 'node:module';
+import * as tf from '@tensorflow/tfjs-core';
+import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
+import { registerWasmKernels } from './wasm-kernels.ts';
+
+export type BackendName = EngineConfig['backend'];
+
+const INSTALL_HELP: Record<'tensorflow-gpu' | 'tensorflow', string> = {
+  'tensorflow-gpu':
+    'install it with `npm install @tensorflow/tfjs-node-gpu` (needs internet at install time to fetch ' +
+    'libtensorflow, an NVIDIA GPU, CUDA 11.2 and cuDNN 8)',
+  tensorflow:
+    'install it with `npm install @tensorflow/tfjs-node` (needs internet at install time to fetch libtensorflow)',
+};
+
+/**
+ * tfjs-core's `dist/register_all_gradients.js` is ESM whose imports have no file extension, which
+ * Node's resolver refuses. This resolve hook, active only for relative specifiers inside
+ * tfjs-core's dist folder, retries them with `.js`. Inlined as a data: URL so it works the same
+ * under tsx, vitest and plain node without a separate loader file.
+ */
+const RESOLVE_HOOK = `
+export async function resolve(specifier, context, next) {
+  const parent = context.parentURL || '';
+  if (parent.includes('/@tensorflow/tfjs-core/dist/') && specifier.startsWith('.') && !/\\.[cm]?js$/.test(specifier)) {
+    try { return await next(specifier + '.js', context); } catch {}
+  }
+  return next(specifier, context);
+}`;
+
+let started: Promise<EngineRecord> | undefined;
+
+/**
+ * Starts the backend named in `config.backend` (idempotent: later calls, with any config, return the
+ * first call's record; one process runs one backend). Logs the choice.
+ */
+export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
+  started ??= start(config, log);
+  return started;
+}
+
+async function start(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
+  await registerGradients();
+  const backend = await selectBackend(config.backend, log);
+  const record: EngineRecord = {
+    backend,
+    tfjs: tf.version_core,
+    requested: config.backend,
+  };
+  if (backend === 'wasm') {
+    record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
+    record.threads = String(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'));
+  }
+  log?.info(`engine: tfjs ${record.tfjs} on ${backend}${config.backend === 'auto' ? ' (auto)' : ''}`);
+  return record;
+}
+
+async function registerGradients(): Promise<void> {
+  // A gradient already present means someone (e.g. the full @tensorflow/tfjs) registered them all.
+  if (tf.getGradient('Add') !== undefined) return;
+  register(`data:text/javascript,${encodeURIComponent(RESOLVE_HOOK)}`);
+  await import('@tensorflow/tfjs-core/dist/register_all_gradients.js' as string);
+  if (tf.getGradient('Add') === undefined) throw new Error('engine: tfjs-core gradients failed to register');
+}
+
+async function selectBackend(requested: BackendName, log?: Logger): Promise<string> {
+  switch (requested) {
+    case 'tensorflow-gpu':
+      return startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true);
+    case 'tensorflow':
+      return startNode('@tensorflow/tfjs-node', 'tensorflow', false);
+    case 'wasm':
+      return startWasm();
+    case 'cpu':
+      return startCpu();
+    case 'auto': {
+      for (const attempt of [
+        () => startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true),
+        () => startNode('@tensorflow/tfjs-node', 'tensorflow', false),
+        startWasm,
+      ]) {
+        try {
+          return await attempt();
+        } catch (error) {
+          log?.debug(`engine: ${(error as Error).message.split('\n')[0]}`);
+        }
+      }
+      return startCpu();
+    }
+  }
+}
+
+/** True when the NVIDIA driver lists at least one GPU (Linux); tfjs-node-gpu silently runs on CPU otherwise. */
+function gpuVisible(): boolean {
+  const dir = '/proc/driver/nvidia/gpus';
+  return existsSync(dir) && readdirSync(dir).length > 0;
+}
+
+async function startNode(pkg: string, name: 'tensorflow-gpu' | 'tensorflow', needsGpu: boolean): Promise<string> {
+  try {
+    await import(pkg);
+  } catch (error) {
+    throw new Error(
+      `engine.backend ${name}: ${pkg} is not installed or failed to load (${(error as Error).message.split('\n')[0]}); ` +
+        `${INSTALL_HELP[name]}. Or use engine.backend: wasm.`,
+    );
+  }
+  if (needsGpu && !gpuVisible()) {
+    throw new Error(`engine.backend ${name}: ${pkg} loaded but no NVIDIA GPU is visible (/proc/driver/nvidia/gpus is empty)`);
+  }
+  if (!(await tf.setBackend('tensorflow'))) throw new Error(`engine.backend ${name}: backend 'tensorflow' failed to start`);
+  return name;
+}
+
+async function startWasm(): Promise<string> {
+  await import('@tensorflow/tfjs-backend-wasm');
+  registerWasmKernels();
+  if (!(await tf.setBackend('wasm'))) throw new Error("engine.backend wasm: backend 'wasm' failed to start");
+  return 'wasm';
+}
+
+async function startCpu(): Promise<string> {
+  await import('@tensorflow/tfjs-backend-cpu');
+  if (!(await tf.setBackend('cpu'))) throw new Error("engine.backend cpu: backend 'cpu' failed to start");
+  return 'cpu';
+}

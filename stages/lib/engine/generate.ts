@@ -1,0 +1,104 @@
+/**
+ * Batched generation with a KV cache. Prompts are left-padded so every row's next token sits in
+ * the last column; positions follow the padding mask (as HF generate), so a row's tokens do not
+ * depend on what it was batched with.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Rng } from '../../../pipeline/rng.ts';
+import { attentionBias, positionsFromMask } from './layers.ts';
+import { decode, lmHead, type LayerCache, type Model } from './model.ts';
+import { logSoftmaxAt, sampleToken, type SamplingOptions } from './sampling.ts';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Any of these ends a row (the token is kept in `tokens`). */
+  eosTokenIds: number[];
+  /** Ends a row once its decoded completion contains one of `strings` (the token is kept). */
+  stop?: { strings: string[]; decode: (ids: number[]) => string };
+  rng: Rng;
+  signal?: AbortSignal;
+}
+
+export interface Generation {
+  tokens: number[];
+  /** log p(token) under the model's own distribution (temperature 1, no top-k/top-p), per token. */
+  logprobs: number[];
+  finishReason: 'eos' | 'stop' | 'length';
+}
+
+/** Generates a completion for every prompt (token ids; each non-empty). */
+export async function generate(model: Model, prompts: number[][], options: GenerateOptions): Promise<Generation[]> {
+  if (prompts.length === 0) return [];
+  if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
+  const width = Math.max(...prompts.map((p) => p.length));
+  const limit = model.config.max_position_embeddings;
+  if (width + options.maxNewTokens > limit) {
+    throw new Error(`generate: longest prompt ${width} + maxNewTokens ${options.maxNewTokens} exceeds max_position_embeddings ${limit}`);
+  }
+  const padded = prompts.map((p) => [...new Array<number>(width - p.length).fill(0), ...p]);
+  const mask = prompts.map((p) => [...new Array<number>(width - p.length).fill(0), ...new Array<number>(p.length).fill(1)]);
+  const results: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finishReason: 'length' }));
+  const done = prompts.map(() => false);
+  const nextPositions = prompts.map((p) => p.length);
+
+  let step = runStep(model, padded, positionsFromMask(mask), mask, undefined);
+  try {
+    for (let t = 0; t < options.maxNewTokens; t++) {
+      if (options.signal?.aborted) throw new Error('generate: aborted');
+      const logits = (await step.logits.data()) as Float32Array; // (B, V) flattened
+      const vocab = model.config.vocab_size;
+      const chosen: number[] = [];
+      for (let b = 0; b < prompts.length; b++) {
+        const row = logits.subarray(b * vocab, (b + 1) * vocab);
+        const token = done[b] ? 0 : sampleToken(row, options, options.rng);
+        chosen.push(token);
+        if (done[b]) continue;
+        const result = results[b] as Generation;
+        result.tokens.push(token);
+        result.logprobs.push(logSoftmaxAt(row, token));
+        if (options.eosTokenIds.includes(token)) finish(b, 'eos');
+        else if (options.stop && options.stop.strings.length > 0) {
+          const text = options.stop.decode(result.tokens);
+          if (options.stop.strings.some((s) => text.includes(s))) finish(b, 'stop');
+        }
+      }
+      if (done.every(Boolean) || t === options.maxNewTokens - 1) break;
+      // Finished rows keep decoding a dummy token (masked out of nobody's attention but their own).
+      for (const row of mask) row.push(1);
+      const positions = nextPositions.map((p) => [p]);
+      for (let b = 0; b < nextPositions.length; b++) nextPositions[b] = (nextPositions[b] as number) + 1;
+      const previous = step;
+      step = runStep(model, chosen.map((id) => [id]), positions, mask, previous.cache);
+      disposeStep(previous);
+    }
+  } finally {
+    disposeStep(step);
+  }
+  return results;
+
+  function finish(b: number, reason: Generation['finishReason']): void {
+    done[b] = true;
+    (results[b] as Generation).finishReason = reason;
+  }
+}
+
+interface StepOutput {
+  /** (B, V) logits of each row's last token. */
+  logits: tf.Tensor2D;
+  cache: LayerCache[];
+}
+
+function runStep(model: Model, ids: number[][], positions: number[][], keyMask: number[][], cache: LayerCache[] | undefined): StepOutput {
+  return tf.tidy(() => {
+    const batch = ids.length;
+    const steps = ids[0]?.length ?? 0;
+    const { hidden, cache: next } = decode(model, ids, positions, attentionBias(keyMask, steps), cache); // (B*T, d)
+    const last = tf.reshape(tf.slice(tf.reshape(hidden, [batch, steps, -1]), [0, steps - 1, 0], [batch, 1, -1]), [batch, -1]) as tf.Tensor2D; // (B, d)
+    return { logits: lmHead(model, last), cache: next } as unknown as tf.TensorContainer;
+  }) as unknown as StepOutput;
+}
+
+function disposeStep(step: StepOutput): void {
+  step.logits.dispose();
+  for (const layer of step.cache) tf.dispose([layer.k, layer.v]);
+}

@@ -1,0 +1,16 @@
+/**
+ * The model engine on TensorFlow.js: what SFT, sampling, DPO, GRPO and eval call. Functions take
+ * token ids; tokenizers live beside this module (tokenizer*.ts) and are the caller's to apply.
+ *
+ * Start with `await initEngine(ctx.engine, ctx.log)` (once per process; idempotent), then
+ * `createModel(presets.tiny(vocab), seed)` or `loadModel(dir)`.
+ */
+export { initEngine, type BackendName } from './backend.ts';
+export { modelConfigSchema, parseModelConfig, readModelConfig, presets, modelDims, type ModelConfig, type ModelConfigInput, type PresetName } from './config.ts';
+export { createModel, disposeModel, forward, parameterCount, parameterShapes, type ForwardOptions, type ForwardOutput, type Model } from './model.ts';
+export { loadModel, saveModel, type SpecialTokenIds } from './checkpoint.ts';
+export { readSafetensors, writeSafetensors, readModelWeights } from './safetensors.ts';
+export { generate, type GenerateOptions, type Generation } from './generate.ts';
+export { sampleToken, type SamplingOptions } from './sampling.ts';
+export { sequenceLogprobs, type PromptCompletion, type SequenceLogprobs } from './logprobs.ts';
+export { maskedCrossEntropy, tokenLogprobs } from './loss.ts';

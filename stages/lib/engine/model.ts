@@ -1,0 +1,259 @@
+/**
+ * A Llama / Qwen2 decoder on TensorFlow.js, parameters keyed by their Hugging Face tensor names
+ * (`model.layers.0.self_attn.q_proj.weight`) in HF layout (linear weights are (out, in)).
+ * Reads top to bottom like nanoGPT's model.py: embed -> N x (norm, attention, norm, SwiGLU) ->
+ * norm -> lm_head. Shape comments use B batch, T new tokens, Tk keys (past + new), d width,
+ * H query heads, Hkv key/value heads, G = H / Hkv, hd head width, V vocab.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '../../../pipeline/rng.ts';
+import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
+import { applyRope, attentionBias, linear, matmul2d, positionsFromMask, rmsNorm, ropeTables, swiglu } from './layers.ts';
+import { maskedCrossEntropy } from './loss.ts';
+
+export interface Model {
+  config: ModelConfig;
+  dims: ModelDims;
+  /** HF tensor name -> trainable variable, in `parameterShapes` order. */
+  params: Map<string, tf.Variable>;
+  rope: { cos: tf.Tensor2D; sin: tf.Tensor2D };
+}
+
+/** Keys and values of one layer for every position seen so far: (B, Hkv, Tk, hd) each. */
+export interface LayerCache {
+  k: tf.Tensor4D;
+  v: tf.Tensor4D;
+}
+
+export interface ForwardOptions {
+  /** (B, T), 1 for real tokens and 0 for padding; default all ones. */
+  attentionMask?: number[][];
+  /**
+   * (B, T), 1 where token t is a target whose loss counts (completion tokens). Token 0 is never a
+   * target. Given, `forward` also returns the mean cross-entropy over those targets.
+   */
+  lossMask?: number[][];
+  /** With lossMask: 'sum' returns the summed (not averaged) loss, for token-weighted accumulation. */
+  lossReduction?: 'mean' | 'sum';
+}
+
+export interface ForwardOutput {
+  /** (B, T, V) */
+  logits: tf.Tensor3D;
+  loss?: tf.Scalar;
+}
+
+/** Every parameter's HF name and shape, in the order HF lists them. */
+export function parameterShapes(config: ModelConfig): Array<[string, number[]]> {
+  const { heads, kvHeads, headDim, qkvBias, oBias } = modelDims(config);
+  const d = config.hidden_size;
+  const inner = config.intermediate_size;
+  const shapes: Array<[string, number[]]> = [['model.embed_tokens.weight', [config.vocab_size, d]]];
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.push([`${p}.input_layernorm.weight`, [d]]);
+    for (const [name, out] of [['q_proj', heads * headDim], ['k_proj', kvHeads * headDim], ['v_proj', kvHeads * headDim]] as const) {
+      shapes.push([`${p}.self_attn.${name}.weight`, [out, d]]);
+      if (qkvBias) shapes.push([`${p}.self_attn.${name}.bias`, [out]]);
+    }
+    shapes.push([`${p}.self_attn.o_proj.weight`, [d, heads * headDim]]);
+    if (oBias) shapes.push([`${p}.self_attn.o_proj.bias`, [d]]);
+    shapes.push([`${p}.post_attention_layernorm.weight`, [d]]);
+    for (const [name, shape] of [['gate_proj', [inner, d]], ['up_proj', [inner, d]], ['down_proj', [d, inner]]] as const) {
+      shapes.push([`${p}.mlp.${name}.weight`, [...shape]]);
+      if (config.mlp_bias) shapes.push([`${p}.mlp.${name}.bias`, [shape[0]]]);
+    }
+  }
+  shapes.push(['model.norm.weight', [d]]);
+  if (!config.tie_word_embeddings) shapes.push(['lm_head.weight', [config.vocab_size, d]]);
+  return shapes;
+}
+
+export function parameterCount(model: Model): number {
+  let total = 0;
+  for (const v of model.params.values()) total += v.size;
+  return total;
+}
+
+let modelCounter = 0;
+
+/**
+ * Wraps named weights into a model. tfjs variable names are global, so each model gets its own
+ * prefix; `params` keys stay the HF names. Takes ownership of `weights`.
+ */
+export function modelFromWeights(config: ModelConfig, weights: Map<string, tf.Tensor>): Model {
+  const prefix = `m${modelCounter++}/`;
+  const params = new Map<string, tf.Variable>();
+  const missing: string[] = [];
+  for (const [name, shape] of parameterShapes(config)) {
+    const w = weights.get(name);
+    if (!w) {
+      missing.push(name);
+      continue;
+    }
+    if (!tf.util.arraysEqual(w.shape, shape)) {
+      throw new Error(`weight ${name}: expected shape [${shape}] from config, found [${w.shape}]`);
+    }
+    params.set(name, tf.variable(w.dtype === 'float32' ? w : tf.cast(w, 'float32'), true, prefix + name));
+  }
+  if (missing.length > 0) {
+    for (const v of params.values()) v.dispose();
+    throw new Error(`missing weights (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
+  }
+  const dims = modelDims(config);
+  return { config, dims, params, rope: ropeTables(config.max_position_embeddings, dims.headDim, config.rope_theta) };
+}
+
+/**
+ * A freshly initialised model, deterministic given the seed on every backend (values drawn in JS):
+ * HF init, normal(0, initializer_range) for matrices, ones for norms, zeros for biases.
+ */
+export function createModel(config: ModelConfig, rngOrSeed: Rng | number): Model {
+  const rng = typeof rngOrSeed === 'number' ? new Rng(rngOrSeed, 'engine/init') : rngOrSeed;
+  const weights = new Map<string, tf.Tensor>();
+  for (const [name, shape] of parameterShapes(config)) {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const values = new Float32Array(size);
+    if (name.endsWith('norm.weight')) values.fill(1);
+    else if (!name.endsWith('.bias')) for (let i = 0; i < size; i++) values[i] = rng.normal() * config.initializer_range;
+    weights.set(name, tf.tensor(values, shape));
+  }
+  return modelFromWeights(config, weights);
+}
+
+export function disposeModel(model: Model): void {
+  for (const v of model.params.values()) v.dispose();
+  model.rope.cos.dispose();
+  model.rope.sin.dispose();
+}
+
+function param(model: Model, name: string): tf.Tensor {
+  const p = model.params.get(name);
+  if (!p) throw new Error(`Internal error: model has no parameter ${name}`);
+  return p;
+}
+const weight2d = (model: Model, name: string) => param(model, name) as tf.Tensor2D;
+const optional1d = (model: Model, name: string) => model.params.get(name) as tf.Tensor1D | undefined;
+
+/**
+ * Runs the decoder over `ids` (B, T) at the given positions, attending to `cache` (past keys) plus
+ * the new tokens under `bias` (B, T, Tk). Returns the final-norm hidden states (B*T, d) and the
+ * cache extended by these tokens.
+ */
+export function decode(
+  model: Model,
+  ids: number[][],
+  positions: number[][],
+  bias: tf.Tensor3D,
+  cache?: LayerCache[],
+): { hidden: tf.Tensor2D; cache: LayerCache[] } {
+  const { config } = model;
+  const batch = ids.length;
+  const steps = ids[0]?.length ?? 0;
+  const flatIds = tf.tensor1d(ids.flat(), 'int32');
+  let x = tf.gather(param(model, 'model.embed_tokens.weight'), flatIds) as tf.Tensor2D; // (B*T, d)
+  const flatPositions = tf.tensor1d(positions.flat(), 'int32');
+  const cos = tf.reshape(tf.gather(model.rope.cos, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D; // (B, T, 1, hd)
+  const sin = tf.reshape(tf.gather(model.rope.sin, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
+  const newCache: LayerCache[] = [];
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const p = `model.layers.${i}`;
+    const attnIn = rmsNorm(x, param(model, `${p}.input_layernorm.weight`) as tf.Tensor1D, config.rms_norm_eps);
+    const attn = attention(model, p, attnIn, batch, steps, cos, sin, bias, cache?.[i]);
+    newCache.push(attn.cache);
+    x = tf.add(x, attn.out);
+    const mlpIn = rmsNorm(x, param(model, `${p}.post_attention_layernorm.weight`) as tf.Tensor1D, config.rms_norm_eps);
+    const mlp = swiglu(mlpIn, weight2d(model, `${p}.mlp.gate_proj.weight`), weight2d(model, `${p}.mlp.up_proj.weight`), weight2d(model, `${p}.mlp.down_proj.weight`), {
+      gate: optional1d(model, `${p}.mlp.gate_proj.bias`),
+      up: optional1d(model, `${p}.mlp.up_proj.bias`),
+      down: optional1d(model, `${p}.mlp.down_proj.bias`),
+    });
+    x = tf.add(x, mlp);
+  }
+  return { hidden: rmsNorm(x, param(model, 'model.norm.weight') as tf.Tensor1D, config.rms_norm_eps), cache: newCache };
+}
+
+/** Grouped-query causal self-attention with RoPE; returns o_proj output (B*T, d) and the layer's cache. */
+function attention(
+  model: Model,
+  prefix: string,
+  x: tf.Tensor2D,
+  batch: number,
+  steps: number,
+  cos: tf.Tensor4D,
+  sin: tf.Tensor4D,
+  bias: tf.Tensor3D,
+  past: LayerCache | undefined,
+): { out: tf.Tensor2D; cache: LayerCache } {
+  const { heads, kvHeads, headDim: hd, group } = model.dims;
+  const a = `${prefix}.self_attn`;
+  const q = applyRope(tf.reshape(linear(x, weight2d(model, `${a}.q_proj.weight`), optional1d(model, `${a}.q_proj.bias`)), [batch, steps, heads, hd]), cos, sin); // (B, T, H, hd)
+  const k = applyRope(tf.reshape(linear(x, weight2d(model, `${a}.k_proj.weight`), optional1d(model, `${a}.k_proj.bias`)), [batch, steps, kvHeads, hd]), cos, sin); // (B, T, Hkv, hd)
+  const v = tf.reshape(linear(x, weight2d(model, `${a}.v_proj.weight`), optional1d(model, `${a}.v_proj.bias`)), [batch, steps, kvHeads, hd]); // (B, T, Hkv, hd)
+  let keys = tf.transpose(k, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
+  let values = tf.transpose(v, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
+  if (past) {
+    keys = tf.concat([past.k, keys], 2); // (B, Hkv, Tk, hd)
+    values = tf.concat([past.v, values], 2);
+  }
+  const tk = keys.shape[2];
+  const scale = 1 / Math.sqrt(hd);
+  let context: tf.Tensor2D; // (B*T, H*hd)
+  if (steps === 1) {
+    // One new token (decoding): broadcast products beat B*H tiny matmuls.
+    const q5 = tf.reshape(q, [batch, kvHeads, group, 1, hd]); // head h uses kv head floor(h / G), as HF repeat_kv
+    const scores = tf.mul(tf.sum(tf.mul(q5, tf.reshape(keys, [batch, kvHeads, 1, tk, hd])), -1), scale); // (B, Hkv, G, Tk)
+    const probs = tf.softmax(tf.add(scores, tf.reshape(bias, [batch, 1, 1, tk])));
+    const out = tf.sum(tf.mul(tf.reshape(probs, [batch, kvHeads, group, tk, 1]), tf.reshape(values, [batch, kvHeads, 1, tk, hd])), 3); // (B, Hkv, G, hd)
+    context = tf.reshape(out, [batch, heads * hd]);
+  } else {
+    // Many tokens (training, prefill): one plain 2-D matmul pair per (batch, head); see layers.ts.
+    const qs = tf.unstack(tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [batch * heads, steps, hd])) as tf.Tensor2D[]; // (T, hd) each
+    const kts = tf.unstack(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])) as tf.Tensor2D[]; // (hd, Tk) each
+    const vs = tf.unstack(tf.reshape(values, [batch * kvHeads, tk, hd])) as tf.Tensor2D[]; // (Tk, hd) each
+    const biases = tf.unstack(bias) as tf.Tensor2D[]; // (T, Tk) each
+    const outs: tf.Tensor2D[] = [];
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        const kv = b * kvHeads + Math.floor(h / group);
+        const scores = tf.add(tf.mul(matmul2d(qs[b * heads + h] as tf.Tensor2D, kts[kv] as tf.Tensor2D), scale), biases[b] as tf.Tensor2D); // (T, Tk)
+        outs.push(matmul2d(tf.softmax(scores) as tf.Tensor2D, vs[kv] as tf.Tensor2D)); // (T, hd)
+      }
+    }
+    const stacked = tf.reshape(tf.stack(outs), [batch, heads, steps, hd]); // (B, H, T, hd)
+    context = tf.reshape(tf.transpose(stacked, [0, 2, 1, 3]), [batch * steps, heads * hd]);
+  }
+  const out = linear(context, weight2d(model, `${a}.o_proj.weight`), optional1d(model, `${a}.o_proj.bias`)); // (B*T, d)
+  return { out, cache: { k: keys, v: values } };
+}
+
+/** Logits (N, V) from final hidden states (N, d): lm_head, or the embedding when tied. */
+export function lmHead(model: Model, hidden: tf.Tensor2D): tf.Tensor2D {
+  const name = model.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  return linear(hidden, weight2d(model, name));
+}
+
+/**
+ * Full-sequence forward. ids (B, T) (pad however the mask says: left padding for prompts, right
+ * padding for training). Positions follow the mask (HF: cumsum(mask) - 1), so a left-padded row
+ * gives the same logits at its real tokens as the unpadded row.
+ */
+export function forward(model: Model, inputIds: number[][], options: ForwardOptions = {}): ForwardOutput {
+  const batch = inputIds.length;
+  const steps = inputIds[0]?.length ?? 0;
+  const mask = options.attentionMask ?? inputIds.map((row) => row.map(() => 1));
+  if (inputIds.some((row) => row.length !== steps)) throw new Error('forward: every row of inputIds must have the same length (pad them)');
+  if (steps > model.config.max_position_embeddings) {
+    throw new Error(`forward: sequence length ${steps} exceeds max_position_embeddings ${model.config.max_position_embeddings}`);
+  }
+  const bias = attentionBias(mask, steps);
+  const { hidden } = decode(model, inputIds, positionsFromMask(mask), bias);
+  const logits2d = lmHead(model, hidden); // (B*T, V)
+  const logits = tf.reshape(logits2d, [batch, steps, model.config.vocab_size]) as tf.Tensor3D;
+  if (!options.lossMask) return { logits };
+  // Position t predicts token t+1: logits[:, :-1] against ids[:, 1:], weighted by lossMask[:, 1:].
+  const shifted = tf.reshape(tf.slice(logits, [0, 0, 0], [batch, steps - 1, -1]), [batch * (steps - 1), -1]) as tf.Tensor2D; // (B*(T-1), V)
+  const targets = tf.tensor1d(inputIds.flatMap((row) => row.slice(1)), 'int32');
+  const weights = tf.tensor1d(options.lossMask.flatMap((row) => row.slice(1)), 'float32');
+  return { logits, loss: maskedCrossEntropy(shifted, targets, weights, options.lossReduction) };
+}
