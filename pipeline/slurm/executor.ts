@@ -183,7 +183,8 @@ class SlurmRun {
     }
     for (const t of submitted) {
       const row = rows.get(t.job.id);
-      if (!row) continue;
+      // Settling an earlier job may have ended or requeued this one (it waited on that job).
+      if (!row || this.tracked.get(t.stage.name) !== t) continue;
       const verdict = classifyState(row.state, { exitCode: row.exitCode, time: t.stage.slurm.time, mem: t.stage.slurm.mem });
       if (verdict.state !== t.job.state) {
         t.job.state = verdict.state;
@@ -202,7 +203,7 @@ class SlurmRun {
       if (await this.request.store.hasObject(stage.fingerprint)) {
         this.finish(stage, { ...this.base(stage), state: 'succeeded', durationS });
       } else {
-        this.finish(stage, this.failed(stage, `job ${job.id} COMPLETED but published no artifact ${stage.fingerprint}; is the store on a file system the nodes share?`, durationS));
+        await this.fail(stage, `job ${job.id} COMPLETED but published no artifact ${stage.fingerprint}; is the store on a file system the nodes share?`, durationS);
       }
       return;
     }
@@ -214,8 +215,16 @@ class SlurmRun {
     }
     const tail = await tailLines(job.stderrPath, STDERR_TAIL_LINES);
     const message = `job ${job.id} ended ${verdict.state}: ${verdict.reason}` + (tail ? `\n--- last lines of ${job.stderrPath} ---\n${tail}` : '');
+    await this.fail(stage, message, durationS);
+  }
+
+  /**
+   * Ends a stage as failed and cancels the jobs waiting on it. Slurm would cancel those itself
+   * (DependencyNeverSatisfied) unless the job "completed" without publishing; either way the
+   * user is told why here rather than by a bare CANCELLED.
+   */
+  private async fail(stage: PlannedStage, message: string, durationS: number): Promise<void> {
     this.finish(stage, this.failed(stage, message, durationS));
-    // Slurm cancels jobs that wait on a failed one (DependencyNeverSatisfied); say why here instead.
     const dependents = this.submitted().filter((d) => this.dependsOn(d.stage, stage.name));
     await this.cancelJobs(dependents.map((d) => d.job.id));
     for (const d of dependents) this.finish(d.stage, this.skipped(d.stage, `upstream ${stage.name} failed`));

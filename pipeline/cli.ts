@@ -1,0 +1,160 @@
+/**
+ * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the run was stopped,
+ * or the store was busy with --no-wait), 2 bad usage or config.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { DiagnosticsError } from './diagnostics.ts';
+import { describeDecision } from './plan.ts';
+import { runStageInProcess } from './executor/run-stage.ts';
+import { acquireStoreLock, describeHolder } from './store/lock.ts';
+import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, processIo, splitList, storeFor, type Io } from './commands/common.ts';
+import { gcCommand } from './commands/gc.ts';
+import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
+import { runCommand } from './commands/run.ts';
+import { stagesCommand } from './commands/stages.ts';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number >= 1');
+  return n;
+}
+
+function withConfigOptions(command: Command): Command {
+  return command
+    .option('--store <dir>', "artifact store (default: the config's `store:`, relative to the config file)")
+    .option('--set <key=value>', 'override a config value, e.g. stages.sft.with.lr=3e-4 (repeatable)', collect);
+}
+
+function withSelection(command: Command): Command {
+  return command
+    .option('--only <stages>', 'only these stages (comma-separated); their inputs come from the store')
+    .option('--from <stage>', 'this stage and everything downstream of it')
+    .option('--until <stage>', 'this stage and everything upstream of it')
+    .option('--force <stage>', 'rebuild this stage even if cached (repeatable)', collect);
+}
+
+interface SelectionFlags {
+  only?: string;
+  from?: string;
+  until?: string;
+  force?: string[];
+}
+
+const selection = (flags: SelectionFlags) => ({ only: splitList(flags.only), from: flags.from, until: flags.until });
+
+export function buildProgram(io: Io, setExit: (code: number) => void): Command {
+  const program = new Command('pipeline')
+    .description('Train LLM search-relevance judges end to end from one YAML DAG.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showHelpAfterError();
+
+  withSelection(withConfigOptions(program.command('run').argument('<config>', 'pipeline YAML')))
+    .description('build what is out of date')
+    .option('--concurrency <n>', 'most stages running at once (default: CPU count)', positiveInt)
+    .addOption(new Option('--on-error <mode>', 'after a stage fails').choices(['fail', 'keep-going']).default('fail'))
+    .option('--no-wait', 'fail at once if another run holds the store lock')
+    .action(async (config: string, flags) => {
+      setExit(await runCommand(config, { ...flags, selection: selection(flags), force: flags.force ?? [], onError: flags.onError }, io));
+    });
+
+  withSelection(withConfigOptions(program.command('plan').argument('<config>', 'pipeline YAML')))
+    .description('say what `run` would do and why, without running')
+    .action(async (config: string, flags) => {
+      const loaded = await loadOrThrow(config, flags, io);
+      const plan = await planOrThrow(loaded, storeFor(loaded, flags, io), { selection: selection(flags), force: flags.force });
+      for (const stage of plan.stages) io.out(describeDecision(stage));
+      setExit(EXIT.ok);
+    });
+
+  withConfigOptions(program.command('validate').argument('<config>', 'pipeline YAML'))
+    .description('check the config and report every problem')
+    .action(async (config: string, flags) => {
+      const loaded = await loadOrThrow(config, flags, io);
+      io.out(`${config}: ok, pipeline ${loaded.config.name}, ${loaded.stages.size} stages`);
+      setExit(EXIT.ok);
+    });
+
+  for (const name of ['status', 'ls'] as const) {
+    withConfigOptions(program.command(name).argument('<config>', 'pipeline YAML'))
+      .description(name === 'status' ? 'each stage: up to date or not, and its last run' : 'the current artifact of each stage')
+      .option('--json', 'print JSON')
+      .action(async (config: string, flags) => setExit(await (name === 'status' ? statusCommand : lsCommand)(config, flags, io)));
+  }
+
+  withConfigOptions(program.command('show').argument('<config>', 'pipeline YAML').argument('<what>', 'a stage name or a fingerprint prefix'))
+    .description("an artifact's manifest and files")
+    .option('--json', 'print JSON')
+    .action(async (config: string, what: string, flags) => setExit(await showCommand(config, what, flags, io)));
+
+  withConfigOptions(program.command('gc').argument('<config>', 'pipeline YAML (names the store)'))
+    .description('delete artifacts no ref points at, and unfinished work folders')
+    .option('--dry-run', 'list what would be deleted')
+    .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
+
+  program
+    .command('stages')
+    .description('registered stage types and their params')
+    .action(() => setExit(stagesCommand(io)));
+
+  // Run by remote executors on a worker: build exactly one stage, as the submitting run planned it.
+  withConfigOptions(program.command('run-stage', { hidden: true }).argument('<config>').argument('<stage>'))
+    .option('--lock-token <token>', "the submitting run's store lock token")
+    .option('--expect-fingerprint <fp>', 'fail unless the stage plans to this fingerprint')
+    .option('--force', 'rebuild even if cached')
+    .action(async (config: string, stageName: string, flags) => {
+      const loaded = await loadOrThrow(config, flags, io);
+      const store = storeFor(loaded, flags, io);
+      const lock = await acquireStoreLock(store.root, {
+        wait: true,
+        token: flags.lockToken,
+        command: `pipeline run-stage ${config} ${stageName}`,
+        onWait: (holder) => io.err(`waiting for the store lock held by ${describeHolder(holder)} ...`),
+      });
+      try {
+        const plan = await planOrThrow(loaded, store, { selection: { only: [stageName] }, force: flags.force ? [stageName] : [] });
+        const stage = plan.stages.find((s) => s.name === stageName);
+        if (!stage) throw new Error(`Internal error: ${stageName} selected but not planned`);
+        if (flags.expectFingerprint && flags.expectFingerprint !== stage.fingerprint) {
+          io.err(`error: ${stageName} plans to ${stage.fingerprint} here, but ${flags.expectFingerprint} was expected: the config, a --set or a user file differs on this machine`);
+          return setExit(EXIT.usage);
+        }
+        io.out(describeDecision(stage));
+        if (stage.decision.action === 'cached') {
+          await store.writeRef(loaded.config.name, stage.name, stage.fingerprint);
+          return setExit(EXIT.ok);
+        }
+        const controller = new AbortController();
+        const stop = () => controller.abort();
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        const result = await runStageInProcess(plan, stage, { signal: controller.signal, emit: () => {} });
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        io.out(`${stageName}: ${result.state} in ${result.durationS.toFixed(1)}s${result.message ? ` (${result.message})` : ''}; log ${result.logPath}`);
+        setExit(result.state === 'succeeded' ? EXIT.ok : EXIT.failed);
+      } finally {
+        await lock.release();
+      }
+    });
+  return program;
+}
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  let exit: number = EXIT.ok;
+  const program = buildProgram(io, (code) => {
+    exit = code;
+  });
+  try {
+    await program.parseAsync([...argv]);
+    return exit;
+  } catch (error) {
+    if (error instanceof DiagnosticsError) return printDiagnostics(error.diagnostics, io);
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    io.err(`Internal error: ${(error as Error).stack ?? String(error)}`);
+    return EXIT.failed;
+  }
+}
+

@@ -1,0 +1,90 @@
+/** Read-only commands: `status`, `ls`, `show`. Each prints text, or JSON with `--json`. */
+import * as path from 'node:path';
+import { shortFingerprint } from '../fingerprint.ts';
+import { describeDecision } from '../plan.ts';
+import { dirBytes } from '../store/fs-util.ts';
+import type { RunRecord } from './run.ts';
+import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+
+export interface JsonOption {
+  json?: boolean;
+}
+
+export async function statusCommand(configPath: string, options: ConfigOptions & JsonOption, io: Io): Promise<number> {
+  const loaded = await loadOrThrow(configPath, options, io);
+  const store = storeFor(loaded, options, io);
+  const plan = await planOrThrow(loaded, store, {});
+  const lastRun = await store.readLatestRun<RunRecord>(loaded.config.name);
+  const lastByStage = new Map((lastRun?.stages ?? []).map((stage) => [stage.name, stage]));
+  const stages = plan.stages.map((stage) => ({
+    name: stage.name,
+    type: stage.fingerprintInput.type,
+    fingerprint: stage.fingerprint,
+    ref: stage.previous ?? null,
+    upToDate: stage.decision.action === 'cached',
+    decision: describeDecision(stage),
+    lastRun: lastByStage.get(stage.name) ?? null,
+  }));
+  if (options.json) {
+    io.out(JSON.stringify({ pipeline: loaded.config.name, store: store.root, lastRun: lastRun ? { started: lastRun.started, finished: lastRun.finished, status: lastRun.status } : null, stages }, null, 2));
+    return EXIT.ok;
+  }
+  io.out(`pipeline ${loaded.config.name}, store ${store.root}`);
+  io.out(lastRun ? `last run: ${lastRun.status}, ${lastRun.started} .. ${lastRun.finished}` : 'last run: none');
+  for (const stage of stages) {
+    const state = stage.upToDate ? 'up to date' : stage.ref ? 'out of date' : 'never built';
+    const last = stage.lastRun ? `, last run ${stage.lastRun.state}` : '';
+    io.out(`  ${stage.name.padEnd(16)} ${state.padEnd(12)} ${stage.ref ? shortFingerprint(stage.ref) : '-'.padEnd(8)}${last}`);
+  }
+  return EXIT.ok;
+}
+
+export async function lsCommand(configPath: string, options: ConfigOptions & JsonOption, io: Io): Promise<number> {
+  const loaded = await loadOrThrow(configPath, options, io);
+  const store = storeFor(loaded, options, io);
+  const refs = (await store.allRefs()).get(loaded.config.name) ?? new Map<string, string>();
+  const rows = [];
+  for (const [stage, fingerprint] of refs) {
+    const manifest = await store.readManifest(fingerprint);
+    rows.push({
+      stage,
+      fingerprint,
+      kind: manifest?.kind ?? null,
+      created: manifest?.created ?? null,
+      files: manifest ? Object.keys(manifest.files).length : 0,
+      bytes: manifest ? await dirBytes(store.objectDir(fingerprint)) : 0,
+      path: store.objectDir(fingerprint),
+      missing: !manifest,
+    });
+  }
+  if (options.json) io.out(JSON.stringify(rows, null, 2));
+  else if (rows.length === 0) io.out(`no artifacts for ${loaded.config.name} in ${store.root}`);
+  else for (const row of rows) io.out(`${row.stage.padEnd(16)} ${shortFingerprint(row.fingerprint)} ${String(row.kind).padEnd(10)} ${String(row.files).padStart(4)} files ${String(row.bytes).padStart(10)} B  ${row.created ?? 'MISSING'}`);
+  return EXIT.ok;
+}
+
+export async function showCommand(configPath: string, what: string, options: ConfigOptions & JsonOption, io: Io): Promise<number> {
+  const loaded = await loadOrThrow(configPath, options, io);
+  const store = storeFor(loaded, options, io);
+  const fingerprint =
+    (await store.readRef(loaded.config.name, what)) ?? (await store.listObjects()).find((fp) => what.length >= 6 && fp.startsWith(what));
+  const manifest = fingerprint ? await store.readManifest(fingerprint) : undefined;
+  if (!fingerprint || !manifest) {
+    io.err(`error: no artifact for "${what}" (neither a built stage of ${loaded.config.name} nor a fingerprint prefix in ${store.root})`);
+    return EXIT.usage;
+  }
+  if (options.json) {
+    io.out(JSON.stringify({ ...manifest, path: store.objectDir(fingerprint) }, null, 2));
+    return EXIT.ok;
+  }
+  io.out(`${manifest.stage} (${manifest.type} ${manifest.version}, ${manifest.kind}) ${manifest.fingerprint}`);
+  io.out(`path: ${store.objectDir(fingerprint)}`);
+  io.out(`created: ${manifest.created} in ${manifest.durationS.toFixed(2)}s, seed ${manifest.seed}`);
+  io.out(`params: ${JSON.stringify(manifest.params)}`);
+  for (const [stage, fp] of Object.entries(manifest.inputs)) io.out(`input: ${stage} ${shortFingerprint(fp)}`);
+  for (const [file, sha] of Object.entries(manifest.userFiles)) io.out(`user file: ${file} ${sha.slice(0, 12)}`);
+  if (Object.keys(manifest.metrics).length > 0) io.out(`metrics: ${JSON.stringify(manifest.metrics)}`);
+  for (const [file, info] of Object.entries(manifest.files)) io.out(`  ${file} (${info.bytes} B)`);
+  io.out(`log: ${path.relative(io.cwd, store.logPath(manifest.pipeline, manifest.stage))}`);
+  return EXIT.ok;
+}

@@ -1,0 +1,148 @@
+/** `pipeline run`: lock the store, plan, execute what is needed, record the run. */
+import * as os from 'node:os';
+import { describeDecision, stagesToRun, type Plan } from '../plan.ts';
+import { executors } from '../executor/index.ts';
+import type { OnError, StageResult } from '../executor/types.ts';
+import { plainDisplay, ttyDisplay, type RunDisplay } from '../progress/display.ts';
+import { acquireStoreLock, describeHolder, LockBusyError } from '../store/lock.ts';
+import type { Selection } from '../graph.ts';
+import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+
+export interface RunOptions extends ConfigOptions {
+  selection: Selection;
+  force: string[];
+  concurrency?: number;
+  onError: OnError;
+  wait: boolean;
+}
+
+/** What `status` and a later `report` read: `<store>/runs/<pipeline>/latest.json`. */
+export interface RunRecord {
+  pipeline: string;
+  config: string;
+  started: string;
+  finished: string;
+  status: 'succeeded' | 'failed' | 'cancelled';
+  stages: {
+    name: string;
+    fingerprint: string;
+    decision: string;
+    state: StageResult['state'] | 'cached' | 'unselected';
+    cached: boolean;
+    durationS: number;
+    logPath?: string;
+    message?: string;
+  }[];
+}
+
+export async function runCommand(configPath: string, options: RunOptions, io: Io): Promise<number> {
+  const loaded = await loadOrThrow(configPath, options, io);
+  const store = storeFor(loaded, options, io);
+  const controller = new AbortController();
+  let lock;
+  try {
+    lock = await acquireStoreLock(store.root, {
+      wait: options.wait,
+      command: `pipeline run ${configPath}`,
+      signal: controller.signal,
+      onWait: (holder) => io.err(`waiting for the store lock held by ${describeHolder(holder)} ...`),
+    });
+  } catch (error) {
+    if (error instanceof LockBusyError) {
+      io.err(`error: ${error.message}`);
+      return EXIT.failed;
+    }
+    throw error;
+  }
+  try {
+    // Planned under the lock: a run that waited sees what the previous one published.
+    const plan = await planOrThrow(loaded, store, { selection: options.selection, force: options.force });
+    return await execute(plan, options, lock.token, controller, io);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function execute(plan: Plan, options: RunOptions, lockToken: string, controller: AbortController, io: Io): Promise<number> {
+  const { config } = plan.loaded;
+  const started = new Date();
+  for (const stage of plan.stages) io.out(describeDecision(stage));
+  for (const stage of plan.stages) {
+    if (stage.decision.action === 'cached' && stage.previous !== stage.fingerprint) {
+      await plan.store.writeRef(config.name, stage.name, stage.fingerprint);
+    }
+  }
+  const toRun = stagesToRun(plan);
+  let results: StageResult[] = [];
+  if (toRun.length > 0) {
+    const name = toRun.some((stage) => stage.executor === 'slurm') ? 'slurm' : 'local';
+    const load = executors[name];
+    if (!load) {
+      io.err(`error: executor "${name}" is not available in this build`);
+      return EXIT.usage;
+    }
+    const executor = await load();
+    const display: RunDisplay =
+      process.stderr.isTTY && !process.env.CI ? ttyDisplay(toRun.map((s) => s.name)) : plainDisplay(toRun.map((s) => s.name));
+    const stop = (signal: NodeJS.Signals) => {
+      if (controller.signal.aborted) {
+        io.err(`${signal} again: exiting now; the next run resumes from the last step checkpoints`);
+        process.exit(130);
+      }
+      display.message(`${signal}: stopping; nothing unfinished is published (${signal} again to exit at once)`);
+      controller.abort();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    try {
+      results = await executor.execute({
+        plan,
+        stages: toRun,
+        store: plan.store,
+        lockToken,
+        concurrency: options.concurrency ?? os.availableParallelism(),
+        onError: options.onError,
+        signal: controller.signal,
+        emit: (event) => display.event(event),
+      });
+    } finally {
+      display.stop();
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  }
+
+  const byStage = new Map(results.map((result) => [result.stage, result]));
+  const failed = results.filter((r) => r.state === 'failed');
+  const skipped = results.filter((r) => r.state === 'skipped' || r.state === 'cancelled');
+  for (const result of failed) io.err(`error: stage ${result.stage} failed: ${result.message}\n  log: ${result.logPath}`);
+  if (skipped.length > 0) io.err(`not run: ${skipped.map((r) => `${r.stage} (${r.message})`).join(', ')}`);
+  const status = controller.signal.aborted ? 'cancelled' : failed.length > 0 ? 'failed' : 'succeeded';
+  const record: RunRecord = {
+    pipeline: config.name,
+    config: plan.loaded.file,
+    started: started.toISOString(),
+    finished: new Date().toISOString(),
+    status,
+    stages: plan.stages.map((stage) => {
+      const result = byStage.get(stage.name);
+      const action = stage.decision.action;
+      return {
+        name: stage.name,
+        fingerprint: stage.fingerprint,
+        decision: describeDecision(stage),
+        state: result?.state ?? (action === 'run' ? 'skipped' : action),
+        cached: action === 'cached',
+        durationS: result?.durationS ?? 0,
+        ...(result ? { logPath: result.logPath } : {}),
+        ...(result?.message ? { message: result.message } : {}),
+      };
+    }),
+  };
+  await plan.store.writeRunRecord(config.name, record);
+  const built = results.filter((r) => r.state === 'succeeded').length;
+  const cached = plan.stages.filter((s) => s.decision.action === 'cached').length;
+  io.out(`${status}: ${built} built, ${cached} cached, ${failed.length} failed, ${skipped.length} not run`);
+  return status === 'succeeded' ? EXIT.ok : EXIT.failed;
+}
+
