@@ -134,6 +134,7 @@ describe('trainBpeTokenizer on a hand-checked corpus', () => {
       'specialTokens.0: <|im_end|> is listed twice (the ChatML tokens are always included)',
     );
     await expect(trainBpeTokenizer(['x'], { vocabSize: 300, vocab: 3 } as never, dir)).rejects.toThrow('vocab');
+    await expect(trainBpeTokenizer(['x', null] as never, {}, dir)).rejects.toThrow('tokenizer trainer: text #2 is null, not a string');
   });
 });
 

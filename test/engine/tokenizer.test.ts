@@ -72,6 +72,12 @@ describe('loadTokenizer errors name the folder and what is missing', () => {
     await expect(loadTokenizer(dir)).rejects.toThrow(`tokenizer folder ${dir} does not exist or is not a folder`);
   });
 
+  it('a relative name that is no folder hints at allowRemote', async () => {
+    await expect(loadTokenizer('no-such-org/no-such-model')).rejects.toThrow(
+      `tokenizer folder ${join(process.cwd(), 'no-such-org/no-such-model')} does not exist (to load "no-such-org/no-such-model" from the Hugging Face Hub, set allowRemote)`,
+    );
+  });
+
   it('a malformed tokenizer.json names the folder', async () => {
     const dir = join(scratch, 'broken');
     await copyTokenizerFiles(QWEN3_DIR, dir);

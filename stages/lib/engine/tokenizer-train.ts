@@ -236,6 +236,7 @@ export async function trainBpeTokenizer(
   let pieceTotal = 0;
   const splitAdded = addedTokenSplitter(added);
   for (const text of texts) {
+    if (typeof text !== 'string') throw new Error(`tokenizer trainer: text #${textCount + 1} is ${text === null ? 'null' : typeof text}, not a string`);
     textCount++;
     let pieces = 0;
     for (const part of splitAdded(text)) {

@@ -118,8 +118,13 @@ async function checkTokenizerFolder(dir: string): Promise<string[]> {
 export async function loadTokenizer(dir: string, options: TokenizerLoadOptions = {}): Promise<Tokenizer> {
   const { allowRemote } = TokenizerLoadOptionsSchema.parse(options);
   const absolute = resolve(dir);
-  const remote = allowRemote && !isAbsolute(dir) && !(await isDirectory(absolute));
-  // An absolute path is never mistaken by the library for a Hub name, a relative one can be ("a/b").
+  // A relative name that is no local folder may be a Hub name ("Qwen/Qwen3-0.6B").
+  const hubName = !isAbsolute(dir) && !(await isDirectory(absolute));
+  if (hubName && !allowRemote) {
+    throw new Error(`tokenizer folder ${absolute} does not exist (to load "${dir}" from the Hugging Face Hub, set allowRemote)`);
+  }
+  const remote = hubName && allowRemote;
+  // The library takes an absolute path for a folder, never for a Hub name; a relative "a/b" it would.
   const source = remote ? dir : absolute;
   const files = remote ? [] : await checkTokenizerFolder(absolute);
 
