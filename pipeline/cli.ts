@@ -56,8 +56,10 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--concurrency <n>', 'most stages running at once (default: CPU count)', positiveInt)
     .addOption(new Option('--on-error <mode>', 'after a stage fails').choices(['fail', 'keep-going']).default('fail'))
     .option('--no-wait', 'fail at once if another run holds the store lock')
+    .addOption(new Option('--executor <name>', "the top-level `executor:` (stages with their own keep it); same as --set executor=NAME").choices(['local', 'slurm']))
     .action(async (config: string, flags) => {
-      setExit(await runCommand(config, { ...flags, selection: selection(flags), force: flags.force ?? [], onError: flags.onError }, io));
+      const set = [...(flags.set ?? []), ...(flags.executor ? [`executor=${flags.executor}`] : [])];
+      setExit(await runCommand(config, { ...flags, set, selection: selection(flags), force: flags.force ?? [], onError: flags.onError }, io));
     });
 
   withSelection(withConfigOptions(program.command('plan').argument('<config>', 'pipeline YAML')))

@@ -4,6 +4,7 @@ import { shortFingerprint } from '../fingerprint.ts';
 import { describeDecision } from '../plan.ts';
 import { dirBytes } from '../store/fs-util.ts';
 import type { RunRecord } from './run.ts';
+import { slurmStatusLines } from '../slurm/job-record.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
 export interface JsonOption {
@@ -36,6 +37,7 @@ export async function statusCommand(configPath: string, options: ConfigOptions &
     const last = stage.lastRun ? `, last run ${stage.lastRun.state}` : '';
     io.out(`  ${stage.name.padEnd(16)} ${state.padEnd(12)} ${stage.ref ? shortFingerprint(stage.ref) : '-'.padEnd(8)}${last}`);
   }
+  for (const line of await slurmStatusLines(store, loaded.config.name)) io.out(line);
   return EXIT.ok;
 }
 

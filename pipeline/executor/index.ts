@@ -7,4 +7,5 @@ import type { Executor } from './types.ts';
 
 export const executors: Partial<Record<ExecutorName, () => Promise<Executor>>> = {
   local: () => import('./local.ts').then((m) => m.localExecutor),
+  slurm: () => import('../slurm/executor.ts').then((m) => m.slurmExecutor),
 };

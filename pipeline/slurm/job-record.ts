@@ -9,7 +9,7 @@ import type { StageState } from '../executor/types.ts';
 import { readJson, writeFileAtomic } from '../store/fs-util.ts';
 import type { ArtifactStore } from '../store/store.ts';
 import { classifyState } from './job-state.ts';
-import type { SlurmClient } from './slurm-client.ts';
+import { SlurmClient } from './slurm-client.ts';
 
 export interface StageJobRecord {
   fingerprint: string;
@@ -110,4 +110,10 @@ export async function describeSlurmJobs(store: ArtifactStore, pipeline: string, 
     const attempts = job.jobIds.length > 1 ? `, attempts ${job.jobIds.join(', ')}` : '';
     return `${stage}: job ${job.jobId} ${state} (attempt ${job.attempt}${attempts})${live.has(job.jobId) ? '' : note}`;
   });
+}
+
+/** `pipeline status`'s Slurm section: nothing when this pipeline never ran a job. */
+export async function slurmStatusLines(store: ArtifactStore, pipeline: string): Promise<string[]> {
+  const lines = await describeSlurmJobs(store, pipeline, new SlurmClient());
+  return lines.length > 0 ? ['slurm jobs:', ...lines.map((line) => `  ${line}`)] : [];
 }
