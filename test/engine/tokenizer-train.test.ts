@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { BYTE_TO_CHAR, encodeWithMerges, pretokenize, toByteChars, type ByteLevelBpe } from '../../stages/lib/engine/tokenizer-bytelevel.ts';
-import { trainBpeTokenizer } from '../../stages/lib/engine/tokenizer-train.ts';
+import { trainBpeTokenizer, type BpeTrainingProgress, type BpeTrainingResult } from '../../stages/lib/engine/tokenizer-train.ts';
 import { loadTokenizer, type Tokenizer } from '../../stages/lib/engine/tokenizer.ts';
 
 const COMPLETION_TAGS = ['<think>', '</think>', '<answer>', '</answer>'];
@@ -160,9 +160,11 @@ describe('a trained tokenizer loaded back by AutoTokenizer', () => {
   let dir: string;
   let tokenizer: Tokenizer;
   let bpe: ByteLevelBpe;
+  let result: BpeTrainingResult;
+  const progress: BpeTrainingProgress[] = [];
   beforeAll(async () => {
     dir = join(scratch, 'trained');
-    await trainBpeTokenizer(texts, { vocabSize: 400, extraTokens: COMPLETION_TAGS }, dir);
+    result = await trainBpeTokenizer(texts, { vocabSize: 400, extraTokens: COMPLETION_TAGS }, dir, (p) => progress.push(p));
     tokenizer = await loadTokenizer(dir);
     bpe = await readBpe(dir);
   });
@@ -174,6 +176,26 @@ describe('a trained tokenizer loaded back by AutoTokenizer', () => {
       expect(ids, text).toEqual(encodeWithMerges(bpe, text));
       expect(tokenizer.decode(ids)).toBe(text);
     }
+  });
+
+  it('agrees with the trainer encoder on random Unicode: controls, accents, combining marks, CJK, emoji, ZWJ', () => {
+    const ranges: Array<[number, number]> = [[0x00, 0x7f], [0xa0, 0x17f], [0x300, 0x36f], [0x4e00, 0x4e80], [0x1f300, 0x1f6ff], [0x200d, 0x200d], [0x3000, 0x3003]];
+    const rng = new Rng(5, 'unicode-fuzz');
+    for (let n = 0; n < 200; n++) {
+      const text = Array.from({ length: 1 + rng.int(30) }, () => {
+        const [lo, hi] = ranges[rng.int(ranges.length)]!;
+        return String.fromCodePoint(lo + rng.int(hi - lo + 1));
+      }).join('');
+      const ids = tokenizer.encode(text);
+      expect(ids, JSON.stringify(text)).toEqual(encodeWithMerges(bpe, text));
+      expect(tokenizer.decode(ids)).toBe(text);
+    }
+  });
+
+  it('reports progress up to the merges it learned', () => {
+    expect(progress.length).toBeGreaterThan(2);
+    expect(progress.map((p) => p.merges)).toEqual([...progress.map((p) => p.merges)].sort((a, b) => a - b));
+    expect(progress.at(-1)!.merges).toBe(result.merges);
   });
 
   it('fills the vocabulary it was given', () => {
