@@ -14,3 +14,18 @@ export { generate, type GenerateOptions, type Generation } from './generate.ts';
 export { sampleToken, type SamplingOptions } from './sampling.ts';
 export { sequenceLogprobs, type PromptCompletion, type SequenceLogprobs } from './logprobs.ts';
 export { maskedCrossEntropy, tokenLogprobs } from './loss.ts';
+export { AdamW, adamWOptionsSchema, clipByGlobalNorm, warmupCosineLr, type AdamWOptions, type LrSchedule } from './optim.ts';
+export {
+  accumulateGradients,
+  causalLmLoss,
+  trainStep,
+  lengthBucketedBatches,
+  padBatch,
+  saveTrainingState,
+  loadTrainingState,
+  type WeightedLoss,
+  type StepOptions,
+  type StepResult,
+  type TokenizedExample,
+  type PaddedBatch,
+} from './train.ts';
