@@ -77,7 +77,10 @@ export function formatDiagnostic(diagnostic: Diagnostic): string {
   return lines.join('\n');
 }
 
+/** Flag problems first, then in file order; the same problem reported twice (YAML does) shows once. */
 export function formatDiagnostics(diagnostics: readonly Diagnostic[]): string {
-  const count = diagnostics.length;
-  return `${diagnostics.map(formatDiagnostic).join('\n')}\n${count} ${count === 1 ? 'error' : 'errors'}`;
+  const position = (d: Diagnostic) => (!d.location ? -2 : 'origin' in d.location ? -1 : d.location.start);
+  const sorted = [...diagnostics].sort((a, b) => position(a) - position(b));
+  const texts = [...new Set(sorted.map(formatDiagnostic))];
+  return `${texts.join('\n')}\n${texts.length} ${texts.length === 1 ? 'error' : 'errors'}`;
 }

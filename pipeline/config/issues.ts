@@ -33,6 +33,9 @@ function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
   }
 }
 
+/** zod's type names in YAML's words. */
+const YAML_TYPE: Record<string, string> = { array: 'list', object: 'map' };
+
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
@@ -89,18 +92,33 @@ export function issuesToDiagnostics(
         }
         break;
       }
-      case 'invalid_type':
+      case 'invalid_union':
+      case 'invalid_type': {
+        const expected =
+          issue.code === 'invalid_type'
+            ? (YAML_TYPE[issue.expected] ?? issue.expected)
+            : [
+                ...new Set(
+                  issue.errors.flatMap((alternative) =>
+                    alternative
+                      .filter((i) => i.path.length === 0 && i.code === 'invalid_type')
+                      .map((i) => (i as { expected: string }).expected)
+                      .map((name) => YAML_TYPE[name] ?? name),
+                  ),
+                ),
+              ].join(' or ') || 'a valid value';
         if (value === undefined) {
           const key = path.at(-1);
           diagnostics.push({
             location: locate(source, path.slice(0, -1)),
             path: path.slice(0, -1),
-            message: `missing required key "${String(key)}" (${issue.expected})`,
+            message: `missing required key "${String(key)}" (${expected})`,
           });
         } else {
-          diagnostics.push({ location: locate(source, path), path, message: `expected ${issue.expected}, found ${found}` });
+          diagnostics.push({ location: locate(source, path), path, message: `expected ${expected}, found ${found}` });
         }
         break;
+      }
       case 'too_small':
         diagnostics.push({ location: locate(source, path), path, message: `expected ${bound(issue, issue.minimum, false)}, found ${found}` });
         break;

@@ -213,9 +213,19 @@ class SlurmRun {
       this.tracked.set(stage.name, { status: 'waiting', stage, attempts: job.attempt });
       return;
     }
-    const tail = await tailLines(job.stderrPath, STDERR_TAIL_LINES);
-    const message = `job ${job.id} ended ${verdict.state}: ${verdict.reason}` + (tail ? `\n--- last lines of ${job.stderrPath} ---\n${tail}` : '');
-    await this.fail(stage, message, durationS);
+    await this.fail(stage, `job ${job.id} ended ${verdict.state}: ${verdict.reason}${await this.failureTail(stage, job)}`, durationS);
+  }
+
+  /**
+   * The end of the job's stderr; when that is empty (the stage failed cleanly and `run-stage`
+   * wrote its error to the stage log, as it does for the command's own stderr), the stage log's.
+   */
+  private async failureTail(stage: PlannedStage, job: Job): Promise<string> {
+    for (const file of [job.stderrPath, this.request.store.logPath(this.pipeline, stage.name)]) {
+      const tail = await tailLines(file, STDERR_TAIL_LINES);
+      if (tail) return `\n--- last lines of ${file} ---\n${tail}`;
+    }
+    return '';
   }
 
   /**

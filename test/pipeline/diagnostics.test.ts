@@ -1,0 +1,190 @@
+// Golden tests: the exact text `pipeline validate` prints for bad configs. Each case names the
+// mistake; the expected text is what a user should read: file:line:col, the key path, what was
+// expected and what was found, the source line and a marker under the offending span.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../pipeline/config/load.ts';
+import { formatDiagnostics } from '../../pipeline/diagnostics.ts';
+import { builtinStages } from '../../stages/registry.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'pipeline-golden-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function validate(name: string, yaml: string, overrides: string[] = []): Promise<string> {
+  writeFileSync(path.join(dir, `${name}.yaml`), yaml);
+  const result = await loadConfig(`${name}.yaml`, { overrides, registry: builtinStages, cwd: dir });
+  return result.ok ? 'ok' : formatDiagnostics(result.diagnostics);
+}
+
+const golden: { name: string; yaml: string; set?: string[]; expected: string }[] = [
+  {
+    name: 'syntax-error',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: [echo, hi }\n',
+    // The flow list opened at col 37 is never closed; yaml reports it where it gave up (col 47),
+    // and the enclosing flow maps then fail too (reported once, not twice).
+    expected: [
+      'syntax-error.yaml:3:47: error: Flow sequence in block collection must be sufficiently indented and end with a ] (YAML BAD_INDENT)',
+      ' 3 |   a: { uses: exec, with: { command: [echo, hi }',
+      '   |                                               ^',
+      'syntax-error.yaml:3:48: error: Flow map in block collection must be sufficiently indented and end with a } (YAML BAD_INDENT)',
+      ' 3 |   a: { uses: exec, with: { command: [echo, hi }',
+      '   |                                                ^',
+      '2 errors',
+    ].join('\n'),
+  },
+  {
+    name: 'unknown-keys',
+    yaml: 'name: x\nstages:\n  a:\n    uses: exec\n    with:\n      command: echo\n      comand2: x\n    need: [b]\n',
+    // Both typos, in file order, each with its closest valid key and the full list.
+    expected: [
+      'unknown-keys.yaml:7:7: error: stages.a.with: unknown key "comand2" (did you mean "command"?); expected one of: command, env, cwd, files',
+      ' 7 |       comand2: x',
+      '   |       ^^^^^^^',
+      'unknown-keys.yaml:8:5: error: stages.a: unknown key "need" (did you mean "needs"?); expected one of: uses, needs, with, executor, slurm, resources',
+      ' 8 |     need: [b]',
+      '   |     ^^^^',
+      '2 errors',
+    ].join('\n'),
+  },
+  {
+    name: 'wrong-type',
+    yaml: 'name: x\nseed: many\nstages:\n  a: { uses: exec, with: { command: 42 } }\n',
+    // exec's command is a string or a list of strings; zod's "array" reads as YAML's "list".
+    expected: [
+      'wrong-type.yaml:2:7: error: seed: expected number, found string "many"',
+      ' 2 | seed: many',
+      '   |       ^^^^',
+      'wrong-type.yaml:4:37: error: stages.a.with.command: expected string or list, found integer 42',
+      ' 4 |   a: { uses: exec, with: { command: 42 } }',
+      '   |                                     ^^',
+      '2 errors',
+    ].join('\n'),
+  },
+  {
+    name: 'out-of-range',
+    yaml: 'name: x\nseed: -1\nresources: { train: 0 }\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
+    expected: [
+      'out-of-range.yaml:2:7: error: seed: expected a number >= 0, found integer -1',
+      ' 2 | seed: -1',
+      '   |       ^^',
+      'out-of-range.yaml:3:21: error: resources.train: expected a number >= 1, found integer 0',
+      ' 3 | resources: { train: 0 }',
+      '   |                     ^',
+      '2 errors',
+    ].join('\n'),
+  },
+  {
+    name: 'missing-needs',
+    yaml: 'name: x\nstages:\n  prep: { uses: exec, with: { command: echo } }\n  train: { uses: exec, needs: [prepp], with: { command: echo } }\n',
+    expected: [
+      'missing-needs.yaml:4:32: error: stages.train.needs[0]: no stage named "prepp" (did you mean "prep"?)',
+      ' 4 |   train: { uses: exec, needs: [prepp], with: { command: echo } }',
+      '   |                                ^^^^^',
+      '1 error',
+    ].join('\n'),
+  },
+  {
+    name: 'cycle',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, needs: [c], with: { command: echo } }\n  b: { uses: exec, needs: [a], with: { command: echo } }\n  c: { uses: exec, needs: [b], with: { command: echo } }\n',
+    // Found from a (first in YAML): a needs c, c needs b, b needs a; every hop is located.
+    expected: [
+      'cycle.yaml:3:28: error: stages: cycle: a -> c -> b -> a',
+      ' 3 |   a: { uses: exec, needs: [c], with: { command: echo } }',
+      '   |                            ^',
+      '  cycle.yaml:5:28: note: c needs b',
+      '   5 |   c: { uses: exec, needs: [b], with: { command: echo } }',
+      '     |                            ^',
+      '  cycle.yaml:4:28: note: b needs a',
+      '   4 |   b: { uses: exec, needs: [a], with: { command: echo } }',
+      '     |                            ^',
+      '1 error',
+    ].join('\n'),
+  },
+  {
+    name: 'unknown-type',
+    yaml: 'name: x\nstages:\n  a: { uses: exce, with: { command: echo } }\n',
+    expected: [
+      'unknown-type.yaml:3:14: error: stages.a.uses: unknown stage type "exce" (did you mean "exec"?); see `pipeline stages`, or give a path like ./my-stage.ts',
+      ' 3 |   a: { uses: exce, with: { command: echo } }',
+      '   |              ^^^^',
+      '1 error',
+    ].join('\n'),
+  },
+  {
+    name: 'bad-set',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
+    set: ['stages.b.with.command=ls', 'name.first=1', 'seed', 'seed=abc'],
+    // A flag has no line: the flag itself is the location. `seed=abc` is read as YAML, a string.
+    expected: [
+      '--set stages.b.with.command=ls: error: stages.b.with.command: no stage named "b" (did you mean "a"?)',
+      '--set name.first=1: error: name.first: cannot set a key inside "name": it is a scalar, not a map',
+      '--set seed: error: expected KEY.PATH=VALUE, e.g. stages.sft.with.lr=3e-4',
+      '--set seed=abc: error: seed: expected number, found string "abc"',
+      '4 errors',
+    ].join('\n'),
+  },
+  {
+    name: 'duplicate-stage',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n  a: { uses: exec, with: { command: ls } }\n',
+    expected: [
+      'duplicate-stage.yaml:4:3: error: Map keys must be unique (YAML DUPLICATE_KEY)',
+      ' 4 |   a: { uses: exec, with: { command: ls } }',
+      '   |   ^',
+      '1 error',
+    ].join('\n'),
+  },
+  {
+    name: 'empty',
+    yaml: '',
+    expected: ['empty.yaml:1:1: error: the file is empty; expected a map with "name" and "stages"', ' 1 | ', '   | ^', '1 error'].join('\n'),
+  },
+  {
+    name: 'missing-required',
+    yaml: 'stages:\n  a: { uses: exec }\n',
+    // A missing key is reported at the map that should hold it.
+    expected: [
+      'missing-required.yaml:1:1: error: missing required key "name" (string)',
+      ' 1 | stages:',
+      '   | ^^^^^^^',
+      'missing-required.yaml:2:6: error: stages.a.with: missing required key "command" (string or list)',
+      ' 2 |   a: { uses: exec }',
+      '   |      ^^^^^^^^^^^^^^',
+      '2 errors',
+    ].join('\n'),
+  },
+  {
+    name: 'bad-enum-and-name',
+    yaml: 'name: x\nexecutor: slurmm\nstages:\n  1st: { uses: exec, with: { command: echo } }\n',
+    expected: [
+      'bad-enum-and-name.yaml:2:11: error: executor: expected one of "local", "slurm", found string "slurmm" (did you mean "slurm"?)',
+      ' 2 | executor: slurmm',
+      '   |           ^^^^^^',
+      'bad-enum-and-name.yaml:4:3: error: stages: bad name "1st": expected a letter or "_", then letters, digits, "_" or "-"',
+      ' 4 |   1st: { uses: exec, with: { command: echo } }',
+      '   |   ^^^',
+      '2 errors',
+    ].join('\n'),
+  },
+];
+
+describe('config diagnostics (golden)', () => {
+  for (const { name, yaml, set, expected } of golden) {
+    it(name, async () => {
+      expect(await validate(name, yaml, set)).toBe(expected);
+    });
+  }
+
+  it('accepts a valid config and applies typed --set overrides', async () => {
+    writeFileSync(path.join(dir, 'ok.yaml'), 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n');
+    const result = await loadConfig('ok.yaml', { overrides: ['seed=3', 'stages.a.with.env.N=4'], registry: builtinStages, cwd: dir });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.loaded.config.seed).toBe(3);
+    // Defaults come from the schemas: store, executor, resources, and exec's cwd/files.
+    expect(result.loaded.config.store).toBe('checkpoints');
+    expect(result.loaded.config.resources).toEqual({ train: 1 });
+    expect(result.loaded.stages.get('a')?.params).toEqual({ command: 'echo', env: { N: 4 }, cwd: '.', files: [] });
+  });
+});
