@@ -1,8 +1,9 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { trainBpeTokenizer } from '../../stages/lib/engine/tokenizer-train.ts';
 import { copyTokenizerFiles, loadTokenizer, type Tokenizer } from '../../stages/lib/engine/tokenizer.ts';
 
 // A real tokenizer nobody on the team wrote, shipped by a dev dependency.
@@ -83,6 +84,27 @@ describe('loadTokenizer errors name the folder and what is missing', () => {
     await copyTokenizerFiles(QWEN3_DIR, dir);
     await writeFile(join(dir, 'tokenizer.json'), '{"model": ');
     await expect(loadTokenizer(dir)).rejects.toThrow(`cannot load the tokenizer in ${dir}`);
+  });
+});
+
+describe('encode with addSpecialTokens', () => {
+  it("runs the tokenizer's post-processor only when asked", async () => {
+    // A trained tokenizer (ids: bytes 0..255, merges, then <|endoftext|>) given a Llama-style
+    // post-processor that prepends <|endoftext|> as BOS.
+    const dir = join(scratch, 'with-bos');
+    await trainBpeTokenizer(['ab ab ab'], { vocabSize: 300 }, dir);
+    const json = JSON.parse(await readFile(join(dir, 'tokenizer.json'), 'utf8'));
+    const bos = json.added_tokens[0].id as number;
+    json.post_processor = {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<|endoftext|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<|endoftext|>': { id: '<|endoftext|>', ids: [bos], tokens: ['<|endoftext|>'] } },
+    };
+    await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(json));
+    const tokenizer = await loadTokenizer(dir);
+    const plain = tokenizer.encode('ab');
+    expect(tokenizer.encode('ab', { addSpecialTokens: true })).toEqual([bos, ...plain]);
   });
 });
 
