@@ -11,7 +11,7 @@
 import type { ReasoningSteps } from '../completion.ts';
 import type { CategoryRelation, KnowledgeGraph, Link, Mention } from './kg.ts';
 import { applyRules, type Features } from './rules.ts';
-import { normalise } from './text.ts';
+import { normalise, STOP_WORDS } from './text.ts';
 import type { Capability, Difficulty, Grade, Item } from './types.ts';
 
 export type AttributeVerdict = 'match' | 'conflict' | 'unknown';
@@ -54,7 +54,6 @@ export interface PairAnalysis {
   features: Features;
 }
 
-const STOP_WORDS = new Set(['a', 'an', 'the', 'for', 'with', 'and', 'or', 'of', 'to', 'in', 'on', 'my', 'something', 'best', 'any', 'set', 'without', 'by', 'from']);
 const NEGATION_FILLERS = new Set(['any', 'a', 'an', 'no']);
 
 export function parseQuery(query: string, kg: KnowledgeGraph): QueryParse {

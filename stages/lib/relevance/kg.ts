@@ -14,7 +14,7 @@ import path from 'node:path';
 import { distance } from 'fastest-levenshtein';
 import type { AliasKind, Knowledge, ProductType } from './knowledge.ts';
 import { readJsonl, writeJsonl } from './jsonl.ts';
-import { inflections, normalise, tokenize } from './text.ts';
+import { inflections, normalise, STOP_WORDS, tokenize } from './text.ts';
 import type { Item } from './types.ts';
 
 export const PREDICATES = [
@@ -86,7 +86,8 @@ export class KnowledgeGraph {
   private readonly byDisplay = new Map<string, string>();
   private readonly bySubject = new Map<string, Triple[]>();
   private readonly byObject = new Map<string, Triple[]>();
-  private readonly fuzzyCandidates: string[];
+  /** Names of products and brands that fuzzy linking may guess, by token count. */
+  private readonly fuzzyCandidates = new Map<number, string[]>();
   private readonly accessoryOf = new Map<string, string[]>();
   private readonly pairs = { complement: new Set<string>(), substitute: new Set<string>() };
   private readonly dimensionOfValue = new Map<string, string>();
@@ -108,9 +109,11 @@ export class KnowledgeGraph {
     this.buildAliases();
     // Fuzzy linking considers one-word names of products and brands only: values and models are
     // short and close to each other ("64gb"/"65 inch"), where an edit-distance guess would mislead.
-    this.fuzzyCandidates = [...this.aliases.entries()]
-      .filter(([alias, r]) => !alias.includes(' ') && alias.length >= 4 && (r.kind === 'product' || r.kind === 'brand') && r.via !== 'misspelling')
-      .map(([alias]) => alias);
+    for (const [alias, r] of this.aliases) {
+      if (alias.length < 4 || (r.kind !== 'product' && r.kind !== 'brand') || r.via === 'misspelling') continue;
+      const n = alias.split(' ').length;
+      this.fuzzyCandidates.set(n, [...(this.fuzzyCandidates.get(n) ?? []), alias]);
+    }
   }
 
   private addAlias(surface: string, ref: EntityRef, via: LinkVia): void {
@@ -146,8 +149,9 @@ export class KnowledgeGraph {
   }
 
   /**
-   * Entity mentions in `text`, longest match first, left to right. Tokens that match nothing may
-   * link by a small edit distance to a product or brand name (1 edit, 2 for words of 8+ letters).
+   * Entity mentions in `text`, longest match first, left to right. Words that match nothing may
+   * link by a small edit distance to a product or brand name of as many words (1 edit, 2 for 8+
+   * letters); a window holding a stop word or a known name is never guessed at.
    */
   link(text: string, options: { fuzzy?: boolean } = {}): Mention[] {
     const tokens = tokenize(text);
@@ -160,10 +164,14 @@ export class KnowledgeGraph {
         const record = this.aliases.get(surface);
         if (record) found = { kind: record.kind, name: record.name, key: record.key, start: i, end: i + n, surface, via: record.via };
       }
-      if (!found && options.fuzzy !== false) {
-        const token = tokens[i] as string;
-        const record = this.fuzzy(token);
-        if (record) found = { kind: record.kind, name: record.name, key: record.key, start: i, end: i + 1, surface: token, via: 'fuzzy' };
+      if (!found && options.fuzzy !== false && !STOP_WORDS.has(tokens[i] as string)) {
+        for (let n = Math.min(3, tokens.length - i); n >= 1 && !found; n--) {
+          const window = tokens.slice(i, i + n);
+          if (window.some((t) => STOP_WORDS.has(t) || this.aliases.has(t))) continue;
+          const surface = window.join(' ');
+          const record = this.fuzzy(surface, n);
+          if (record) found = { kind: record.kind, name: record.name, key: record.key, start: i, end: i + n, surface, via: 'fuzzy' };
+        }
       }
       if (found) {
         mentions.push(found);
@@ -173,12 +181,12 @@ export class KnowledgeGraph {
     return mentions;
   }
 
-  private fuzzy(token: string): AliasRecord | undefined {
+  private fuzzy(token: string, tokenCount: number): AliasRecord | undefined {
     if (token.length < 4 || /\d/.test(token)) return undefined;
     const limit = token.length >= 8 ? 2 : 1;
     let best: string | undefined;
     let bestDistance = limit + 1;
-    for (const candidate of this.fuzzyCandidates) {
+    for (const candidate of this.fuzzyCandidates.get(tokenCount) ?? []) {
       if (Math.abs(candidate.length - token.length) > limit) continue;
       const d = distance(token, candidate);
       // Ties go to the alphabetically first candidate, so linking never depends on map order.

@@ -46,3 +46,9 @@ export function stem(token: string): string {
 export function titleCase(phrase: string): string {
   return phrase.replace(/(^|[\s-])([a-z])/g, (_, sep: string, c: string) => sep + c.toUpperCase());
 }
+
+/** Words that carry no entity: never linked, never fuzzy-matched, not reported as unlinked. */
+export const STOP_WORDS = new Set([
+  'a', 'an', 'the', 'for', 'with', 'without', 'and', 'or', 'of', 'to', 'in', 'on', 'my', 'by', 'from', 'at', 'i', 'do',
+  'something', 'best', 'any', 'need', 'what', 'how', 'gift', 'that', 'is', 'it', 'this', 'your', 'when', 'while', 'fast',
+]);
