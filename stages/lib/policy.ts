@@ -1,0 +1,140 @@
+/**
+ * A judge model as the relevance stages use it: a checkpoint folder (HF layout) loaded as model +
+ * tokenizer + completion-format options, with the chat-prompt rendering, batched generation and
+ * teacher-forcing ids that cot (checkpoint teacher), sft, sample, dpo, grpo and eval share.
+ *
+ * The completion format's options travel inside the checkpoint as `completion_format.json`, so a
+ * model trained with `answer_first` is sampled and evaluated that way without repeating the option.
+ */
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Rng } from '../../pipeline/rng.ts';
+import type { EngineConfig, EngineRecord, Logger } from '../../pipeline/stage-api.ts';
+import type { RenderOptions } from './completion.ts';
+import type { Generation, Model } from './engine/index.ts';
+import type { ChatMessage, Tokenizer } from './engine/tokenizer.ts';
+
+export const COMPLETION_FORMAT_FILE = 'completion_format.json';
+
+export interface CompletionFormat {
+  answerFirst: boolean;
+}
+
+export interface Policy {
+  dir: string;
+  model: Model;
+  tokenizer: Tokenizer;
+  format: CompletionFormat;
+}
+
+export async function readCompletionFormat(dir: string): Promise<CompletionFormat> {
+  const file = join(dir, COMPLETION_FORMAT_FILE);
+  if (!existsSync(file)) return { answerFirst: false };
+  const raw = JSON.parse(await readFile(file, 'utf8')) as Partial<CompletionFormat>;
+  return { answerFirst: raw.answerFirst === true };
+}
+
+export async function writeCompletionFormat(dir: string, format: CompletionFormat): Promise<void> {
+  await writeFile(join(dir, COMPLETION_FORMAT_FILE), `${JSON.stringify(format, null, 2)}\n`);
+}
+
+export function renderOptions(format: CompletionFormat): RenderOptions {
+  return { answerFirst: format.answerFirst };
+}
+
+/** Initialises the engine (once per process) and loads the checkpoint in `dir`. */
+export async function loadPolicy(dir: string, engine: EngineConfig, log: Logger): Promise<{ policy: Policy; engine: EngineRecord }> {
+  const { initEngine, loadModel } = await import('./engine/index.ts');
+  const { loadTokenizer } = await import('./engine/tokenizer.ts');
+  const record = await initEngine(engine, log);
+  const tokenizer = await loadTokenizer(dir);
+  const model = loadModel(dir);
+  return { policy: { dir, model, tokenizer, format: await readCompletionFormat(dir) }, engine: record };
+}
+
+/** The prompt as the model sees it: the chat template with the assistant turn opened. */
+export function promptIds(tokenizer: Tokenizer, messages: readonly ChatMessage[]): number[] {
+  return tokenizer.encode(tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true }));
+}
+
+/** A completion's ids for teacher forcing: its text, then the end-of-turn token. */
+export function completionIds(tokenizer: Tokenizer, completion: string): number[] {
+  return [...tokenizer.encode(completion), tokenizer.eosTokenId];
+}
+
+/** Where a completion is over: the last tag of the format. */
+export function stopStrings(format: CompletionFormat): string[] {
+  return [format.answerFirst ? '</think>' : '</answer>'];
+}
+
+export interface SamplingParams {
+  maxNewTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+}
+
+export interface PromptRequest {
+  id: string;
+  messages: readonly ChatMessage[];
+}
+
+export interface Completion extends Generation {
+  id: string;
+  /** Which of the n samples of this prompt. */
+  sample: number;
+  text: string;
+  promptTokens: number[];
+}
+
+/**
+ * Generates `n` completions for every request, `batchSize` rows at a time (a prompt's samples are
+ * rows of their own). Prompts longer than the model's context less `maxNewTokens` are refused by
+ * the engine with a message; callers filter them first with `fitsContext`.
+ */
+export async function generateCompletions(
+  policy: Policy,
+  requests: readonly PromptRequest[],
+  options: SamplingParams & { n: number; batchSize: number; rng: Rng; signal?: AbortSignal; onBatch?: (done: number, total: number) => void },
+): Promise<Completion[]> {
+  const { generate } = await import('./engine/index.ts');
+  const { tokenizer } = policy;
+  const rows = requests.flatMap((request) => {
+    const ids = promptIds(tokenizer, request.messages);
+    return Array.from({ length: options.n }, (_, sample) => ({ id: request.id, sample, ids }));
+  });
+  const decode = (ids: number[]) => tokenizer.decode(ids);
+  const results: Completion[] = [];
+  for (let start = 0; start < rows.length; start += options.batchSize) {
+    options.signal?.throwIfAborted();
+    const batch = rows.slice(start, start + options.batchSize);
+    const generations = await generate(
+      policy.model,
+      batch.map((row) => row.ids),
+      {
+        maxNewTokens: options.maxNewTokens,
+        temperature: options.temperature,
+        topK: options.topK,
+        topP: options.topP,
+        eosTokenIds: [tokenizer.eosTokenId],
+        stop: { strings: stopStrings(policy.format), decode },
+        rng: options.rng,
+        signal: options.signal,
+      },
+    );
+    generations.forEach((generation, i) => {
+      const row = batch[i] as (typeof batch)[number];
+      // The end-of-turn token is kept in `tokens` (it is part of what the policy chose) but not in the text.
+      const textIds = generation.finishReason === 'eos' ? generation.tokens.slice(0, -1) : generation.tokens;
+      results.push({ ...generation, id: row.id, sample: row.sample, text: tokenizer.decode(textIds, { skipSpecialTokens: true }), promptTokens: row.ids });
+    });
+    options.onBatch?.(Math.min(start + options.batchSize, rows.length), rows.length);
+  }
+  return results;
+}
+
+/** True when the prompt leaves room for `maxNewTokens` in the model's context. */
+export function fitsContext(policy: Policy, promptTokens: number, maxNewTokens: number): boolean {
+  return promptTokens + maxNewTokens <= policy.model.config.max_position_embeddings;
+}
