@@ -75,23 +75,28 @@ export function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): t
 export const MASKED = -1e9;
 
 /**
- * Attention bias (B, Tq, Tk) for queries at key offsets past..past+Tq-1: 0 where key j is at or
- * before the query and is not padding, MASKED elsewhere. `keyMask` (B, Tk): 1 real, 0 pad.
+ * Attention bias (B, repeat*Tq, Tk) for queries at key offsets past..past+Tq-1: 0 where key j is at
+ * or before the query and is not padding, MASKED elsewhere. `keyMask` (B, Tk): 1 real, 0 pad.
+ * `repeat` stacks the (Tq, Tk) block that many times (the query heads sharing one kv head).
+ * Built in JS: tfjs-wasm's Tile was a visible cost.
  */
-export function attentionBias(keyMask: number[][], queryLength: number): tf.Tensor3D {
+export function attentionBias(keyMask: number[][], queryLength: number, repeat = 1): tf.Tensor3D {
   const batch = keyMask.length;
   const keys = keyMask[0]?.length ?? 0;
   const past = keys - queryLength;
-  const bias = new Float32Array(batch * queryLength * keys);
+  const block = queryLength * keys;
+  const bias = new Float32Array(batch * repeat * block);
   for (let b = 0; b < batch; b++) {
     const mask = keyMask[b] as number[];
+    const start = b * repeat * block;
     for (let i = 0; i < queryLength; i++) {
       for (let j = 0; j < keys; j++) {
-        if (j > past + i || mask[j] === 0) bias[(b * queryLength + i) * keys + j] = MASKED;
+        if (j > past + i || mask[j] === 0) bias[start + i * keys + j] = MASKED;
       }
     }
+    for (let r = 1; r < repeat; r++) bias.copyWithin(start + r * block, start, start + block);
   }
-  return tf.tensor3d(bias, [batch, queryLength, keys]);
+  return tf.tensor3d(bias, [batch, repeat * queryLength, keys]);
 }
 
 /** Position ids from a padding mask (HF generate): cumsum(mask) - 1, pads at 0. */

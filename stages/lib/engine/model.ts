@@ -136,20 +136,22 @@ const weight2d = (model: Model, name: string) => param(model, name) as tf.Tensor
 const optional1d = (model: Model, name: string) => model.params.get(name) as tf.Tensor1D | undefined;
 
 /**
- * Runs the decoder over `ids` (B, T) at the given positions, attending to `cache` (past keys) plus
- * the new tokens under `bias` (B, T, Tk). Returns the final-norm hidden states (B*T, d) and the
- * cache extended by these tokens.
+ * Runs the decoder over `ids` (B, T) at the given positions, attending causally to `cache` (past
+ * keys) plus the new tokens, except where `keyMask` (B, Tk) is 0. Returns the final-norm hidden
+ * states (B*T, d) and the cache extended by these tokens.
  */
 export function decode(
   model: Model,
   ids: number[][],
   positions: number[][],
-  bias: tf.Tensor3D,
+  keyMask: number[][],
   cache?: LayerCache[],
 ): { hidden: tf.Tensor2D; cache: LayerCache[] } {
   const { config } = model;
   const batch = ids.length;
   const steps = ids[0]?.length ?? 0;
+  // Prefill stacks the G query heads of a kv head as rows, so its bias repeats G times; see attention.
+  const bias = attentionBias(keyMask, steps, steps === 1 ? 1 : model.dims.group); // (B, G*T or 1, Tk)
   const flatIds = tf.tensor1d(ids.flat(), 'int32');
   let x = tf.gather(param(model, 'model.embed_tokens.weight'), flatIds) as tf.Tensor2D; // (B*T, d)
   const flatPositions = tf.tensor1d(positions.flat(), 'int32');
@@ -173,7 +175,10 @@ export function decode(
   return { hidden: rmsNorm(x, param(model, 'model.norm.weight') as tf.Tensor1D, config.rms_norm_eps), cache: newCache };
 }
 
-/** Grouped-query causal self-attention with RoPE; returns o_proj output (B*T, d) and the layer's cache. */
+/**
+ * Grouped-query causal self-attention with RoPE; returns o_proj output (B*T, d) and the layer's
+ * cache. `bias`: (B, G*T, Tk) when T > 1, (B, 1, Tk) when T = 1.
+ */
 function attention(
   model: Model,
   prefix: string,
@@ -207,18 +212,16 @@ function attention(
     const out = tf.sum(tf.mul(tf.reshape(probs, [batch, kvHeads, group, tk, 1]), tf.reshape(values, [batch, kvHeads, 1, tk, hd])), 3); // (B, Hkv, G, hd)
     context = tf.reshape(out, [batch, heads * hd]);
   } else {
-    // Many tokens (training, prefill): one plain 2-D matmul pair per (batch, head); see layers.ts.
-    const qs = tf.unstack(tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [batch * heads, steps, hd])) as tf.Tensor2D[]; // (T, hd) each
+    // Many tokens (training, prefill): plain 2-D matmuls, one pair per (batch, kv head), the G
+    // query heads that share a kv head stacked as rows (see layers.ts for why 2-D).
+    const qs = tf.unstack(tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])) as tf.Tensor2D[]; // (G*T, hd) each
     const kts = tf.unstack(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])) as tf.Tensor2D[]; // (hd, Tk) each
     const vs = tf.unstack(tf.reshape(values, [batch * kvHeads, tk, hd])) as tf.Tensor2D[]; // (Tk, hd) each
-    const biases = tf.unstack(bias) as tf.Tensor2D[]; // (T, Tk) each
+    const biases = tf.unstack(bias) as tf.Tensor2D[]; // (G*T, Tk) each
     const outs: tf.Tensor2D[] = [];
-    for (let b = 0; b < batch; b++) {
-      for (let h = 0; h < heads; h++) {
-        const kv = b * kvHeads + Math.floor(h / group);
-        const scores = tf.add(tf.mul(matmul2d(qs[b * heads + h] as tf.Tensor2D, kts[kv] as tf.Tensor2D), scale), biases[b] as tf.Tensor2D); // (T, Tk)
-        outs.push(matmul2d(tf.softmax(scores) as tf.Tensor2D, vs[kv] as tf.Tensor2D)); // (T, hd)
-      }
+    for (let i = 0; i < batch * kvHeads; i++) {
+      const scores = tf.add(tf.mul(matmul2d(qs[i] as tf.Tensor2D, kts[i] as tf.Tensor2D), scale), biases[Math.floor(i / kvHeads)] as tf.Tensor2D); // (G*T, Tk)
+      outs.push(matmul2d(tf.softmax(scores) as tf.Tensor2D, vs[i] as tf.Tensor2D)); // (G*T, hd)
     }
     const stacked = tf.reshape(tf.stack(outs), [batch, heads, steps, hd]); // (B, H, T, hd)
     context = tf.reshape(tf.transpose(stacked, [0, 2, 1, 3]), [batch * steps, heads * hd]);
@@ -246,8 +249,7 @@ export function forward(model: Model, inputIds: number[][], options: ForwardOpti
   if (steps > model.config.max_position_embeddings) {
     throw new Error(`forward: sequence length ${steps} exceeds max_position_embeddings ${model.config.max_position_embeddings}`);
   }
-  const bias = attentionBias(mask, steps);
-  const { hidden } = decode(model, inputIds, positionsFromMask(mask), bias);
+  const { hidden } = decode(model, inputIds, positionsFromMask(mask), mask);
   const logits2d = lmHead(model, hidden); // (B*T, V)
   const logits = tf.reshape(logits2d, [batch, steps, model.config.vocab_size]) as tf.Tensor3D;
   if (!options.lossMask) return { logits };

@@ -1,5 +1,6 @@
 /**
- * Kernels the tfjs wasm backend does not ship but training needs (FACTS.md).
+ * Kernels the tfjs wasm backend does not ship but training needs (FACTS.md), and faster versions of
+ * two it ships badly.
  *
  * `UnsortedSegmentSum` is what the gradient of `tf.gather` (the embedding lookup) calls. Written
  * here because no published package provides it for wasm; a JS loop over the rows is enough: it
@@ -10,6 +11,8 @@ import * as tf from '@tensorflow/tfjs-core';
 interface WasmBackendLike {
   readSync(dataId: object): tf.backend_util.BackendValues;
   makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: tf.backend_util.BackendValues): tf.TensorInfo;
+  /** A view into wasm memory (no copy); invalidated when memory grows, so take it after makeOutput. */
+  typedArrayFromHeap(info: tf.TensorInfo): tf.TypedArray;
 }
 
 let registered = false;
@@ -37,6 +40,56 @@ export function registerWasmKernels(): void {
         for (let j = 0; j < rowSize; j++) out[to + j] = (out[to + j] as number) + (values[from + j] as number);
       }
       return wasm.makeOutput([numSegments, ...x.shape.slice(1)], x.dtype, undefined, out);
+    },
+  });
+  replaceContiguousCopies();
+}
+
+/**
+ * tfjs-wasm 4.22's Slice and Unpack start with `readSync`, which copies the WHOLE input out of wasm
+ * memory, so unstacking n heads copies the tensor n times (it was 18% of a training step). For the
+ * contiguous cases (a leading-axis slice, an axis-0 unstack, which attention uses) copy straight
+ * between heap views; anything else goes to the original kernel.
+ */
+function replaceContiguousCopies(): void {
+  const original = (name: string) => {
+    const kernel = tf.getKernel(name, 'wasm');
+    if (!kernel) throw new Error(`Internal error: wasm backend has no ${name} kernel`);
+    tf.unregisterKernel(name, 'wasm');
+    return kernel.kernelFunc;
+  };
+  const slice = original('Slice');
+  tf.registerKernel({
+    kernelName: 'Slice',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const { x } = args.inputs as { x: tf.TensorInfo };
+      const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
+      const [begin_, size_] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size) as [number[], number[]];
+      if (x.dtype === 'string' || !tf.slice_util.isSliceContinous(x.shape, begin_, size_)) return slice(args);
+      const wasm = args.backend as unknown as WasmBackendLike;
+      const out = wasm.makeOutput(size_, x.dtype);
+      const offset = tf.slice_util.computeFlatOffset(begin_, tf.util.computeStrides(x.shape));
+      const count = tf.util.sizeFromShape(size_);
+      wasm.typedArrayFromHeap(out).set(wasm.typedArrayFromHeap(x).subarray(offset, offset + count));
+      return out;
+    },
+  });
+  const unpack = original('Unpack');
+  tf.registerKernel({
+    kernelName: 'Unpack',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const { value } = args.inputs as { value: tf.TensorInfo };
+      const axis = (args.attrs as { axis: number }).axis;
+      if (value.dtype === 'string' || (axis !== 0 && axis !== -value.shape.length)) return unpack(args);
+      const wasm = args.backend as unknown as WasmBackendLike;
+      const pieceShape = value.shape.slice(1);
+      const pieceSize = tf.util.sizeFromShape(pieceShape);
+      const outs = Array.from({ length: value.shape[0] as number }, () => wasm.makeOutput(pieceShape, value.dtype));
+      const source = wasm.typedArrayFromHeap(value);
+      outs.forEach((out, i) => wasm.typedArrayFromHeap(out).set(source.subarray(i * pieceSize, (i + 1) * pieceSize)));
+      return outs;
     },
   });
 }
