@@ -1,0 +1,43 @@
+/**
+ * `uses: import`: external relevance judgments (CSV, TSV, JSONL) as a dataset, with a column
+ * mapping, a label scale mapped into L1–L4, an encoding and a seeded split by query.
+ *
+ * Writes a 'dataset' artifact: train/dev/test.jsonl, stats.json, skipped.jsonl (each unreadable row's
+ * line and reason). See stages/lib/relevance/importer.ts.
+ */
+import path from 'node:path';
+import { defineStage } from '../../pipeline/stage-api.ts';
+import { importParamsSchema } from '../lib/relevance/importer.ts';
+
+export default defineStage({
+  name: 'import',
+  version: '1',
+  description: 'Import a CSV/TSV/JSONL of query–product judgments into train/dev/test, mapping labels into L1–L4.',
+  params: importParamsSchema,
+  produces: 'dataset',
+  resources: 'light',
+  userFiles: (params) => [params.path],
+  async run(ctx) {
+    const { importDataset } = await import('../lib/relevance/importer.ts');
+    const { writeSplits, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const file = path.resolve(ctx.configDir, ctx.params.path);
+    const result = importDataset(file, ctx.params, ctx.rng);
+    await writeSplits(ctx.outDir, result.splits);
+    await writeJsonl(path.join(ctx.outDir, 'skipped.jsonl'), result.skipped);
+    const stats = {
+      rows: result.rows,
+      examples: result.rows - result.skipped.length,
+      skipped: result.skipped.length,
+      grades: result.grades,
+      bySplit: Object.fromEntries(Object.entries(result.splits).map(([s, list]) => [s, list.length])),
+    };
+    await writeJson(path.join(ctx.outDir, 'stats.json'), stats);
+    if (result.skipped.length > 0) {
+      const lines = result.skipped.slice(0, 10).map((s) => `${s.line} (${s.reason})`);
+      ctx.log.warn(`skipped ${result.skipped.length} of ${result.rows} rows; lines ${lines.join(', ')}${result.skipped.length > 10 ? ', ...' : ''}; all in skipped.jsonl`);
+    }
+    ctx.log.info(`${stats.examples} examples: ${JSON.stringify(result.grades)}`);
+    return { metrics: stats };
+  },
+});
