@@ -1,7 +1,19 @@
 /** Built-in stage types, by the name used in YAML `uses:`. Append one import and one entry per type. */
 import type { StageType } from '../pipeline/stage-api.ts';
 import { execStage } from './exec/index.ts';
+import worldStage from './world/index.ts';
+import importStage from './import/index.ts';
+import kgStage from './kg/index.ts';
+import iclStage from './icl/index.ts';
+import cotStage from './cot/index.ts';
+import sftStage from './sft/index.ts';
 
 export const builtinStages: StageType[] = [
   execStage,
+  worldStage,
+  importStage,
+  kgStage,
+  iclStage,
+  cotStage,
+  sftStage,
 ];
