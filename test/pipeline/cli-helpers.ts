@@ -1,0 +1,59 @@
+// Runs the real CLI (`node bin/pipeline.js`) the way a user's shell does, in a temp folder.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+export const BIN = path.resolve(import.meta.dirname, '../../bin/pipeline.js');
+export const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function tempDir(prefix: string): { dir: string; remove(): void } {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function environment(dir: string): NodeJS.ProcessEnv {
+  return { ...process.env, CI: 'true', COUNT_FILE: path.join(dir, 'count.txt') };
+}
+
+export function cli(dir: string, args: string[]): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: dir, env: environment(dir) }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A CLI run in the background, for killing it or racing another one. */
+export function cliBackground(dir: string, args: string[]): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: environment(dir) });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 137 : 1), stdout, stderr })));
+  return { child, done };
+}
+
+/** Lines appended by the fixture stages to count.txt, i.e. which stages ran. */
+export function runsOf(dir: string): string[] {
+  try {
+    return readFileSync(path.join(dir, 'count.txt'), 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+export async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!condition()) {
+    if (Date.now() - start > timeoutMs) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
