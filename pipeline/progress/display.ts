@@ -4,7 +4,6 @@
  * Otherwise (CI, pipes): plain timestamped lines for state changes, and the running stages'
  * progress at most every `intervalMs`, never one line per progress update.
  */
-import { createLogUpdate } from 'log-update';
 import type { StageEvent, StageState } from '../executor/types.ts';
 
 export interface RunDisplay {
@@ -56,7 +55,9 @@ const SYMBOL: Record<Row['state'], string> = {
   cancelled: '!',
 };
 
-export function ttyDisplay(stages: readonly string[], stream: NodeJS.WriteStream = process.stderr): RunDisplay {
+/** log-update is imported here, not at the top: runs without a TTY (CI) never pay for loading it. */
+export async function ttyDisplay(stages: readonly string[], stream: NodeJS.WriteStream = process.stderr): Promise<RunDisplay> {
+  const { createLogUpdate } = await import('log-update');
   const { rows, apply } = track(stages);
   const render = createLogUpdate(stream);
   const draw = () => {
