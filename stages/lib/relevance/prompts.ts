@@ -32,7 +32,7 @@ export const promptParamsSchema = z.strictObject({
     .number()
     .int()
     .min(64)
-    .default(1024)
+    .default(1536)
     .describe('Token budget per prompt (system + user), counted as words, numbers and punctuation marks; facts go first, then exemplars, then the description.'),
   rules: z.enum(['all', 'none']).default('all').describe('State every business rule in the system prompt, or none (for small models with short contexts).'),
 });
