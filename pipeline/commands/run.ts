@@ -83,7 +83,7 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
     }
     const executor = await load();
     const display: RunDisplay =
-      process.stderr.isTTY && !process.env.CI ? await ttyDisplay(toRun.map((s) => s.name)) : plainDisplay(toRun.map((s) => s.name));
+      process.stderr.isTTY && !process.env.CI ? await ttyDisplay(toRun.map((s) => s.name)) : plainDisplay(toRun.map((s) => s.name), io.err);
     const stop = (signal: NodeJS.Signals) => {
       if (controller.signal.aborted) {
         io.err(`${signal} again: exiting now; the next run resumes from the last step checkpoints`);

@@ -1,7 +1,6 @@
 /** Resolves `uses:` to a stage type: a registered name, or a path to a user's TypeScript module. */
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { z } from 'zod';
 import type { StageType } from '../stage-api.ts';
 import { exists } from '../store/fs-util.ts';
 
@@ -31,7 +30,8 @@ export async function loadUserStage(uses: string, configDir: string): Promise<Re
   else {
     if (typeof candidate.name !== 'string') problems.push('name (string)');
     if (typeof candidate.version !== 'string') problems.push('version (string)');
-    if (!(candidate.params instanceof z.ZodType)) problems.push('params (a zod schema)');
+    // Duck-typed: a module may carry its own copy of zod, whose classes differ from ours.
+    if (typeof (candidate.params as { safeParse?: unknown } | undefined)?.safeParse !== 'function') problems.push('params (a zod schema)');
     if (typeof candidate.run !== 'function') problems.push('run (a function)');
     if (candidate.resources !== 'light' && candidate.resources !== 'train') problems.push('resources ("light" or "train")');
   }
