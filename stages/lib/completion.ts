@@ -52,8 +52,8 @@ function renderPairs(pairs: Record<string, string>, separator: string): string {
 export function renderSteps(steps: ReasoningSteps): string[] {
   const { query, item, category } = steps;
   return [
-    `query: ${query.product}; constraints: ${renderPairs(query.constraints, '=')}; intent: ${query.intent || 'none'}`,
-    `item: ${item.product}; category: ${item.category.join(CATEGORY_SEPARATOR)}; attributes: ${renderPairs(item.attributes, '=')}`,
+    `query: ${query.product || 'none'}; constraints: ${renderPairs(query.constraints, '=')}; intent: ${query.intent || 'none'}`,
+    `item: ${item.product || 'none'}; category: ${item.category.join(CATEGORY_SEPARATOR)}; attributes: ${renderPairs(item.attributes, '=')}`,
     `category: ${category.relation}${category.path ? ` (${category.path})` : ''}`,
     `attributes: ${renderPairs(steps.attributes, ': ')}`,
     `rules: ${steps.rules.length === 0 ? 'none' : [...steps.rules].sort().join(', ')}`,
@@ -104,6 +104,12 @@ function parsePairs(text: string, separator: RegExp): Record<string, string> | u
   return pairs;
 }
 
+/** "none" stands for an empty value (no product could be named, no intent). */
+function noneToEmpty(text: string | undefined): string {
+  const trimmed = (text ?? '').trim();
+  return trimmed === 'none' ? '' : trimmed;
+}
+
 const KEY_EQ_VALUE = /^([^=]+)=(.+)$/;
 const KEY_COLON_VALUE = /^([^:]+):\s*(.+)$/;
 
@@ -115,8 +121,7 @@ const stepParsers: StepParser = {
     if (!m) return undefined;
     const constraints = parsePairs(m[2] ?? '', KEY_EQ_VALUE);
     if (!constraints) return undefined;
-    const intent = (m[3] ?? '').trim();
-    return { product: (m[1] ?? '').trim(), constraints, intent: intent === 'none' ? '' : intent };
+    return { product: noneToEmpty(m[1]), constraints, intent: noneToEmpty(m[3]) };
   },
   item(body) {
     const m = /^(.+?);\s*category:\s*(.*?);\s*attributes:\s*(.*)$/.exec(body);
@@ -127,7 +132,7 @@ const stepParsers: StepParser = {
       .split('>')
       .map((s) => s.trim())
       .filter((s) => s.length > 0);
-    return { product: (m[1] ?? '').trim(), category, attributes };
+    return { product: noneToEmpty(m[1]), category, attributes };
   },
   category(body) {
     const m = /^(\w+)\s*(?:\((.*)\))?\s*$/.exec(body);
@@ -276,4 +281,30 @@ export function verifyCompletion(parsed: ParsedCompletion, reference: ReasoningS
     formatOk: parsed.formatOk,
     accepted: parsed.formatOk && labelCorrect && stepsVerified === STEP_NAMES.length,
   };
+}
+
+/**
+ * What a teacher or a judge is told about the output format, appended to the system prompt of
+ * LLM teachers (the rules teacher renders the format directly).
+ */
+export function formatInstructions(options: RenderOptions = {}): string {
+  const example = renderCompletion(
+    {
+      query: { product: 'hiking boots', constraints: { gender: 'men' }, intent: '' },
+      item: { product: 'hiking boots', category: ['Shoes', 'Outdoor', 'Hiking Boots'], attributes: { gender: 'women' } },
+      category: { relation: 'match', path: 'hiking boots is-a boots' },
+      attributes: { gender: 'conflict' },
+      rules: ['R-GENDER'],
+    },
+    'L2',
+    options,
+  );
+  return [
+    'Answer in exactly this format: five reasoning lines inside <think>, then the grade inside <answer>.',
+    'Lists are comma-separated key=value pairs (a negated constraint is key=!value); write "none" for an empty list.',
+    'The category line is match, related or mismatch with the knowledge-graph evidence in parentheses;',
+    'each attribute verdict is match, conflict or unknown; the rules line names the ids of the rules that fire.',
+    'Example:',
+    example,
+  ].join('\n');
 }

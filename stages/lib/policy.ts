@@ -19,6 +19,11 @@ export const COMPLETION_FORMAT_FILE = 'completion_format.json';
 
 export interface CompletionFormat {
   answerFirst: boolean;
+  /**
+   * Leave the system message out of the prompt. A model trained from scratch gains nothing from a
+   * constant guideline and pays for it in context and compute; a pretrained judge keeps it.
+   */
+  dropSystemPrompt: boolean;
 }
 
 export interface Policy {
@@ -30,9 +35,9 @@ export interface Policy {
 
 export async function readCompletionFormat(dir: string): Promise<CompletionFormat> {
   const file = join(dir, COMPLETION_FORMAT_FILE);
-  if (!existsSync(file)) return { answerFirst: false };
+  if (!existsSync(file)) return { answerFirst: false, dropSystemPrompt: false };
   const raw = JSON.parse(await readFile(file, 'utf8')) as Partial<CompletionFormat>;
-  return { answerFirst: raw.answerFirst === true };
+  return { answerFirst: raw.answerFirst === true, dropSystemPrompt: raw.dropSystemPrompt === true };
 }
 
 export async function writeCompletionFormat(dir: string, format: CompletionFormat): Promise<void> {
@@ -54,8 +59,9 @@ export async function loadPolicy(dir: string, engine: EngineConfig, log: Logger)
 }
 
 /** The prompt as the model sees it: the chat template with the assistant turn opened. */
-export function promptIds(tokenizer: Tokenizer, messages: readonly ChatMessage[]): number[] {
-  return tokenizer.encode(tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true }));
+export function promptIds(tokenizer: Tokenizer, format: CompletionFormat, messages: readonly ChatMessage[]): number[] {
+  const shown = format.dropSystemPrompt ? messages.filter((m) => m.role !== 'system') : messages;
+  return tokenizer.encode(tokenizer.applyChatTemplate(shown, { addGenerationPrompt: true }));
 }
 
 /** A completion's ids for teacher forcing: its text, then the end-of-turn token. */
@@ -101,7 +107,7 @@ export async function generateCompletions(
   const { generate } = await import('./engine/index.ts');
   const { tokenizer } = policy;
   const rows = requests.flatMap((request) => {
-    const ids = promptIds(tokenizer, request.messages);
+    const ids = promptIds(tokenizer, policy.format, request.messages);
     return Array.from({ length: options.n }, (_, sample) => ({ id: request.id, sample, ids }));
   });
   const decode = (ids: number[]) => tokenizer.decode(ids);

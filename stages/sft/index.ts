@@ -1,0 +1,215 @@
+/**
+ * sft: supervised fine-tuning on the verified chain-of-thought (LORE §3.2, TaoSR1 stage 1).
+ *
+ * From scratch (the default) it trains a byte-level BPE tokenizer on the SFT text and a Llama-style
+ * model from a preset; with `init:` it starts from a Hugging Face folder and its tokenizer. The loss
+ * is on completion tokens only. Every `eval_every` steps it measures dev loss and, on a slice of dev
+ * prompts, greedy-decoding format validity and accuracy. Step checkpoints (weights, AdamW moments,
+ * step) let a killed run resume and end where an uninterrupted one ends: the batch order of each
+ * epoch is a pure function of (seed, epoch), so the data position is the step number.
+ *
+ *   sft:
+ *     uses: sft
+ *     needs: [cot]
+ *     with: { preset: tiny, epochs: 3, lr: 2e-3 }
+ */
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { Rng } from '../../pipeline/rng.ts';
+import { defineStage } from '../../pipeline/stage-api.ts';
+import { parseCompletion } from '../lib/completion.ts';
+import { readJsonl } from '../lib/relevance/jsonl.ts';
+import type { SftRecord } from '../cot/index.ts';
+
+const modelOverrides = z
+  .strictObject({
+    hidden_size: z.number().int().positive().optional(),
+    intermediate_size: z.number().int().positive().optional(),
+    num_hidden_layers: z.number().int().positive().optional(),
+    num_attention_heads: z.number().int().positive().optional(),
+    num_key_value_heads: z.number().int().positive().optional(),
+    max_position_embeddings: z.number().int().positive().optional(),
+    tie_word_embeddings: z.boolean().optional(),
+  })
+  .default({})
+  .describe("Overrides of the preset's shape (HF config.json names)");
+
+const params = z.strictObject({
+  init: z.string().nullable().default(null).describe('HF model folder to start from (relative to the config); null trains from scratch'),
+  preset: z.enum(['tiny', 'small']).default('tiny').describe('Model shape when training from scratch: tiny ~1M, small ~10M parameters'),
+  model: modelOverrides,
+  drop_system_prompt: z
+    .boolean()
+    .default(false)
+    .describe('Train (and later sample and evaluate) without the system message: for small models trained from scratch'),
+  vocab_size: z.number().int().min(300).default(1024).describe('Tokenizer size when training from scratch'),
+  epochs: z.number().positive().default(3).describe('Passes over the SFT set (fractions allowed)'),
+  max_steps: z.number().int().min(0).default(0).describe('Stop after this many optimizer steps (0 = epochs decide)'),
+  batch_size: z.number().int().positive().default(16).describe('Examples per micro-batch'),
+  grad_accum: z.number().int().positive().default(1).describe('Micro-batches per optimizer step'),
+  lr: z.number().positive().default(2e-3).describe('Peak learning rate (warmup then cosine decay)'),
+  min_lr_ratio: z.number().min(0).max(1).default(0.1).describe('Final learning rate as a fraction of lr'),
+  warmup_steps: z.number().int().min(0).default(20).describe('Linear warmup steps'),
+  weight_decay: z.number().min(0).default(0.1).describe('AdamW decoupled weight decay (not on norms and biases)'),
+  max_grad_norm: z.number().min(0).default(1).describe('Clip the global gradient norm (0 = off)'),
+  max_length: z.number().int().positive().default(512).describe('Examples longer than this (prompt + completion tokens) are skipped and counted'),
+  eval_every: z.number().int().min(0).default(100).describe('Evaluate on dev every N steps (0 = only at the end)'),
+  eval_generate: z.number().int().min(0).default(48).describe('Dev prompts decoded greedily per evaluation, for format validity and accuracy'),
+  max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion during evaluation'),
+  checkpoint_every: z.number().int().positive().default(50).describe('Save a step checkpoint every N steps'),
+});
+
+type Params = z.output<typeof params>;
+/** Per-epoch batch order: a pure function of (seed, epoch), so a resumed run sees the same batches. */
+function epochBatches<T>(examples: readonly T[], seed: number, epoch: number, batchSize: number, lengthOf: (e: T) => number) {
+  return import('../lib/engine/index.ts').then(({ lengthBucketedBatches }) =>
+    lengthBucketedBatches(examples, batchSize, new Rng(seed, `sft/epoch-${epoch}`), lengthOf),
+  );
+}
+
+export default defineStage({
+  name: 'sft',
+  version: '1',
+  description: 'Supervised fine-tuning on verified chain-of-thought (tokenizer + model from scratch, or from an HF folder)',
+  params,
+  produces: 'checkpoint',
+  resources: 'train',
+  userFiles: (p: Params) => (p.init ? [join(p.init, 'config.json'), join(p.init, 'model.safetensors')] : []),
+  async run(ctx) {
+    const p = ctx.params;
+    const engineLib = await import('../lib/engine/index.ts');
+    const { loadTokenizer, copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
+    const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
+    const policyLib = await import('../lib/policy.ts');
+    const engine = await engineLib.initEngine(ctx.engine, ctx.log);
+
+    const setDir = ctx.inputs.one('sft-set').dir;
+    const train = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
+    const dev = await readJsonl<SftRecord>(join(setDir, 'dev.jsonl')).catch(() => [] as SftRecord[]);
+    const format = { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
+    if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
+
+    // Tokenizer: the init model's, or one trained on this SFT text (deterministic, so a resumed
+    // run that retrains it gets the same ids).
+    let tokenizerDir: string;
+    if (p.init) tokenizerDir = resolve(ctx.configDir, p.init);
+    else {
+      tokenizerDir = join(ctx.workDir, 'tokenizer');
+      const texts = train.flatMap((r) => [...r.messages.filter((m) => !p.drop_system_prompt || m.role !== 'system').map((m) => m.content), r.completion]);
+      const result = await trainBpeTokenizer(texts, { vocabSize: p.vocab_size, extraTokens: ['<think>', '</think>', '<answer>', '</answer>'] }, tokenizerDir);
+      ctx.log.info(`tokenizer: ${JSON.stringify(result)}`);
+    }
+    const tokenizer = await loadTokenizer(tokenizerDir);
+
+    let skipped = 0;
+    const tokenize = (records: SftRecord[]) =>
+      records.flatMap((r) => {
+        const prompt = policyLib.promptIds(tokenizer, format, r.messages);
+        const completion = policyLib.completionIds(tokenizer, r.completion);
+        if (prompt.length + completion.length > p.max_length) {
+          skipped++;
+          return [];
+        }
+        return [{ id: r.id, ids: [...prompt, ...completion], lossMask: [...prompt.map(() => 0), ...completion.map(() => 1)] }];
+      });
+    const trainSet = tokenize(train);
+    const skippedTrain = skipped;
+    const devSet = tokenize(dev);
+    if (skippedTrain > 0) ctx.log.warn(`skipped ${skippedTrain} train examples longer than max_length ${p.max_length}`);
+    if (trainSet.length === 0) throw new Error(`every train example is longer than max_length ${p.max_length}`);
+
+    const model = p.init
+      ? engineLib.loadModel(resolve(ctx.configDir, p.init))
+      : engineLib.createModel(engineLib.presets[p.preset](tokenizer.vocabSize, { max_position_embeddings: p.max_length, ...p.model }), ctx.seed);
+    ctx.log.info(`model: ${engineLib.parameterCount(model)} parameters, ${model.config.num_hidden_layers} layers, vocab ${model.config.vocab_size}`);
+    const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+
+    const perStep = p.batch_size * p.grad_accum;
+    const stepsPerEpoch = Math.ceil(trainSet.length / perStep);
+    const totalSteps = p.max_steps > 0 ? p.max_steps : Math.max(1, Math.round(stepsPerEpoch * p.epochs));
+    const lrAt = (step: number) =>
+      engineLib.warmupCosineLr(step, { peak: p.lr, warmup: p.warmup_steps, total: totalSteps, min: p.lr * p.min_lr_ratio });
+
+    let step = 0;
+    const latest = await ctx.checkpoints.latest<{ step: number }>();
+    if (latest) {
+      engineLib.loadTrainingState(latest.dir, model, optimizer);
+      step = latest.step;
+      ctx.log.info(`resumed from step ${step}`);
+    }
+
+    const evaluate = async (): Promise<Record<string, number>> => {
+      const result: Record<string, number> = {};
+      if (devSet.length > 0) {
+        let lossSum = 0;
+        let weight = 0;
+        for (let i = 0; i < devSet.length; i += p.batch_size) {
+          const batch = engineLib.padBatch(devSet.slice(i, i + p.batch_size), tokenizer.padTokenId);
+          const { loss, weight: w } = engineLib.causalLmLoss(model, batch);
+          lossSum += (await loss.data())[0] as number;
+          loss.dispose();
+          weight += w;
+        }
+        result.dev_loss = lossSum / Math.max(1, weight);
+      }
+      const probe = dev.slice(0, p.eval_generate);
+      if (probe.length > 0) {
+        const policy = { dir: ctx.outDir, model, tokenizer, format };
+        const completions = await policyLib.generateCompletions(policy, probe, {
+          n: 1,
+          batchSize: p.batch_size,
+          maxNewTokens: p.max_new_tokens,
+          temperature: 0,
+          topK: 0,
+          topP: 1,
+          rng: new Rng(ctx.seed, 'sft/eval'),
+          signal: ctx.signal,
+        });
+        const gold = new Map(probe.map((r) => [r.id, r.example.label]));
+        const parsed = completions.map((c) => ({ parsed: parseCompletion(c.text), gold: gold.get(c.id) }));
+        result.dev_format_valid = parsed.filter((x) => x.parsed.formatOk).length / parsed.length;
+        result.dev_accuracy = parsed.filter((x) => x.parsed.label === x.gold).length / parsed.length;
+      }
+      return result;
+    };
+
+    const started = performance.now();
+    let tokensSeen = 0;
+    while (step < totalSteps) {
+      ctx.signal.throwIfAborted();
+      const epoch = Math.floor(step / stepsPerEpoch);
+      const batches = await epochBatches(trainSet, ctx.seed, epoch, p.batch_size, (e) => e.ids.length);
+      for (let index = step % stepsPerEpoch; index < stepsPerEpoch && step < totalSteps; index++) {
+        ctx.signal.throwIfAborted();
+        const micro = batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
+        if (micro.length === 0) break;
+        const lr = lrAt(step);
+        const result = engineLib.trainStep(model, optimizer, micro, (b) => engineLib.causalLmLoss(model, b), { lr, maxGradNorm: p.max_grad_norm });
+        step++;
+        tokensSeen += micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
+        const elapsed = (performance.now() - started) / 1000;
+        const values: Record<string, number> = { loss: result.loss, lr, grad_norm: result.gradNorm, epoch: step / stepsPerEpoch, tokens_per_s: tokensSeen / elapsed };
+        if (p.eval_every > 0 && step % p.eval_every === 0 && step < totalSteps) Object.assign(values, await evaluate());
+        ctx.metrics.log(step, values);
+        ctx.progress.update(step, totalSteps, 'steps');
+        if (step % p.checkpoint_every === 0 && step < totalSteps) {
+          await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
+        }
+      }
+    }
+
+    const final = await evaluate();
+    ctx.metrics.log(step, final);
+    ctx.log.info(`final: ${JSON.stringify(final)}`);
+    await engineLib.saveModel(model, ctx.outDir, tokenizer);
+    await copyTokenizerFiles(tokenizer.dir, ctx.outDir);
+    await policyLib.writeCompletionFormat(ctx.outDir, format);
+    const parameters = engineLib.parameterCount(model);
+    optimizer.dispose();
+    engineLib.disposeModel(model);
+    return {
+      engine,
+      metrics: { ...final, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters },
+    };
+  },
+});
