@@ -5,6 +5,8 @@
  * `engine:` block) is in every stage's fingerprint, not only model stages': a stage type cannot
  * declare whether it is tensor-dependent, and rebuilding a cheap stage on a backend change costs
  * little while missing a needed rebuild would serve a stale artifact.
+ * The stage's name is in it too: a stage's RNG is seeded from (seed, stage name), so two stages
+ * that differ only in name produce different outputs and must not share an artifact.
  */
 import { createHash } from 'node:crypto';
 import type { EngineConfig, Manifest } from './stage-api.ts';
@@ -13,6 +15,8 @@ import type { EngineConfig, Manifest } from './stage-api.ts';
 export type Fingerprint = string;
 
 export interface FingerprintInput {
+  /** The stage's name in the YAML (its RNG stream). */
+  stage: string;
   type: string;
   version: string;
   /** Schema-resolved (defaults applied). */

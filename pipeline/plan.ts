@@ -85,6 +85,7 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
     }
     const inputs = Object.fromEntries(stageConfig.needs.map((need) => [need, planned.get(need)?.fingerprint ?? '']));
     const fingerprintInput: FingerprintInput = {
+      stage: name,
       type: stageConfig.uses,
       version: loadedStage.type.version,
       params: loadedStage.params,

@@ -4,6 +4,7 @@ import { canonicalJson, diffValues, explainChange, fingerprintStage, type Finger
 import type { Manifest } from '../../pipeline/stage-api.ts';
 
 const base: FingerprintInput = {
+  stage: 'dpo',
   type: 'dpo',
   version: '1',
   params: { beta: 0.1, opt: { lr: 0.001, betas: [0.9, 0.99] } },
@@ -37,12 +38,14 @@ describe('fingerprintStage', () => {
       params: { opt: { betas: [0.9, 0.99], lr: 0.001 }, beta: 0.1 },
       version: '1',
       type: 'dpo',
+      stage: 'dpo',
     };
     expect(fingerprintStage(reordered)).toBe(fingerprintStage(base));
   });
 
   it('changes with each thing that determines the output', () => {
     const variants: Partial<FingerprintInput>[] = [
+      { stage: 'dpo2' }, // its RNG stream differs
       { type: 'grpo' },
       { version: '2' },
       { params: { ...(base.params as object), beta: 0.2 } },

@@ -1,0 +1,110 @@
+// The CLI's commands run in-process through `main` (same code as bin/pipeline.js minus start-up),
+// for the behaviours that need many calls: selection, --force, ls/show/gc, stages, exit codes.
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../pipeline/cli.ts';
+import type { Io } from '../../pipeline/commands/common.ts';
+import { FIXTURES, runsOf, tempDir } from './cli-helpers.ts';
+
+const { dir, remove } = tempDir('pipeline-commands-');
+afterAll(remove);
+const COUNT = path.join(FIXTURES, 'count-stage.ts');
+
+async function pipeline(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir };
+  const code = await main(['node', 'pipeline', ...args], io);
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+beforeAll(() => {
+  process.env.COUNT_FILE = path.join(dir, 'count.txt');
+  writeFileSync(
+    path.join(dir, 'p.yaml'),
+    [
+      'name: sel',
+      'stages:',
+      `  a: { uses: ${COUNT} }`,
+      `  b: { uses: ${COUNT}, needs: [a] }`,
+      `  c: { uses: ${COUNT}, needs: [a] }`,
+      `  d: { uses: ${COUNT}, needs: [b, c] }`,
+      '',
+    ].join('\n'),
+  );
+});
+
+describe('stage selection and forcing', () => {
+  it('plans --until b as a and b only, without touching the store', async () => {
+    const plan = await pipeline('plan', 'p.yaml', '--until', 'b');
+    expect(plan.code).toBe(0);
+    expect(plan.out).toMatch(/^a: run \([0-9a-f]{8}\), never built\nb: run \([0-9a-f]{8}\), never built\nc: not selected, not built\nd: not selected, not built$/);
+    expect(existsSync(path.join(dir, 'checkpoints'))).toBe(false);
+  });
+
+  it('refuses --only b while its input a was never built, naming both', async () => {
+    const run = await pipeline('run', 'p.yaml', '--only', 'b');
+    expect(run.code).toBe(2);
+    expect(run.err).toContain('error: stages.b.needs: b needs a, which is not selected and was never built with its current configuration');
+    expect(runsOf(dir)).toEqual([]);
+  });
+
+  it('builds --until b, then --from c reads a and b from the store', async () => {
+    expect((await pipeline('run', 'p.yaml', '--until', 'b')).code).toBe(0);
+    expect(runsOf(dir)).toEqual(['a', 'b']);
+    const from = await pipeline('run', 'p.yaml', '--from', 'c');
+    expect(from.code).toBe(0);
+    expect(from.out).toContain('a: not selected, using');
+    expect(runsOf(dir).slice(2)).toEqual(['c', 'd']);
+  });
+
+  it('--force rebuilds a cached stage in place', async () => {
+    const forced = await pipeline('run', 'p.yaml', '--only', 'a', '--force', 'a');
+    expect(forced.code).toBe(0);
+    expect(forced.out).toMatch(/^a: run \([0-9a-f]{8}\), forced$/m);
+    expect(runsOf(dir).at(-1)).toBe('a');
+    expect(readdirSync(path.join(dir, 'checkpoints/objects'))).toHaveLength(4);
+  });
+
+  it('names unknown stages in selection flags', async () => {
+    const bad = await pipeline('plan', 'p.yaml', '--from', 'dd', '--force', 'x');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toBe('--from dd: error: no stage named "dd" (did you mean "d"?)\n--force x: error: no stage named "x"\n2 errors');
+  });
+});
+
+describe('inspection commands', () => {
+  it('ls and show describe the current artifacts', async () => {
+    const ls = JSON.parse((await pipeline('ls', 'p.yaml', '--json')).out) as { stage: string; files: number }[];
+    // count-stage writes out.txt and logs no step metrics, so each artifact holds one file.
+    expect(ls.map((row) => [row.stage, row.files])).toEqual([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+    const show = JSON.parse((await pipeline('show', 'p.yaml', 'd', '--json')).out) as { inputs: Record<string, string>; fingerprint: string; metrics: { inputs: number } };
+    expect(Object.keys(show.inputs)).toEqual(['b', 'c']);
+    expect(show.metrics).toEqual({ inputs: 2 });
+    const byPrefix = await pipeline('show', 'p.yaml', show.fingerprint.slice(0, 10));
+    expect(byPrefix.out.split('\n')[0]).toBe(`d (${COUNT} 1, files) ${show.fingerprint}`);
+    expect((await pipeline('show', 'p.yaml', 'nope')).code).toBe(2);
+  });
+
+  it('gc --dry-run lists unreferenced objects and deletes nothing', async () => {
+    // Changing a's param (then running) leaves the old a, b, c, d objects unreferenced.
+    expect((await pipeline('run', 'p.yaml', '--set', 'stages.a.with.value=w')).code).toBe(0);
+    const dry = await pipeline('gc', 'p.yaml', '--dry-run');
+    expect(dry.out.split('\n').filter((line) => line.startsWith('would remove object'))).toHaveLength(4);
+    expect(readdirSync(path.join(dir, 'checkpoints/objects'))).toHaveLength(8);
+  });
+
+  it('stages prints each type with its documented params and defaults', async () => {
+    const stages = await pipeline('stages');
+    expect(stages.out).toContain('exec (v1, light, produces files): ');
+    expect(stages.out).toContain('  cwd (string, default "."): Working folder');
+    expect(stages.out).toContain('  command (string | string[], required): ');
+  });
+
+  it('exits 2 on bad usage', async () => {
+    expect((await pipeline('frobnicate')).code).toBe(2);
+    expect((await pipeline('run', 'p.yaml', '--on-error', 'sometimes')).code).toBe(2);
+    expect((await pipeline('validate', 'missing.yaml')).err).toMatch(/^missing\.yaml: error: cannot read the config: ENOENT/);
+  });
+});
