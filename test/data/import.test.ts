@@ -1,0 +1,102 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import iconv from 'iconv-lite';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Rng } from '../../pipeline/rng.ts';
+import importStage from '../../stages/import/index.ts';
+import { readSplits } from '../../stages/lib/relevance/dataset.ts';
+import { importDataset, importParamsSchema, parseLabel } from '../../stages/lib/relevance/importer.ts';
+import { normalise } from '../../stages/lib/relevance/text.ts';
+import { testContext } from './context.ts';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'import-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function fixture(name: string, content: string | Buffer): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, content);
+  return file;
+}
+
+const params = (overrides: Record<string, unknown>) => importParamsSchema.parse({ path: 'x', labels: { scale: 'rating0to3' }, ...overrides });
+
+// Lines: 1 header, 2 ok, 3 empty title, 4 label 7, 5 two fields, 6-7 one row with a quoted newline, 8 ok.
+const CSV = ['query,title,label', 'red sofa,Ikea Red Sofa,3', 'blue sofa,,2', 'green sofa,Ikea Sofa,7', 'grey sofa,1', 'sofa,"Ikea Sofa', 'Three Seater",1', 'couch,Ikea Couch,0', ''].join('\n');
+
+describe('import', () => {
+  it('skips unreadable rows and names their line numbers', () => {
+    const result = importDataset(fixture('bad.csv', CSV), params({}), new Rng(1));
+    expect(result.rows).toBe(6);
+    expect(result.skipped).toEqual([
+      { line: 3, reason: 'empty title' },
+      { line: 4, reason: 'label "7" is not one of 0, 1, 2, 3' },
+      { line: 5, reason: 'expected 3 fields, found 2' },
+    ]);
+    const all = [...result.splits.train, ...result.splits.dev, ...result.splits.test];
+    expect(all.map((e) => e.meta.line).sort()).toEqual([2, 6, 8]);
+    // The quoted newline is kept inside the title of the row that starts on line 6.
+    expect(all.find((e) => e.meta.line === 6)?.item.title).toBe('Ikea Sofa\nThree Seater');
+    expect(result.grades).toEqual({ L1: 1, L2: 1, L3: 0, L4: 1 });
+  });
+
+  it('fails on the first unreadable row with strict: true', () => {
+    expect(() => importDataset(fixture('bad2.csv', CSV), params({ strict: true }), new Rng(1))).toThrow(/bad2\.csv:3: empty title/);
+  });
+
+  it('maps the label scales of DESIGN §2', () => {
+    expect(['1', '2', '3', '4'].map((l) => parseLabel([l], { scale: 'crowdflower' }))).toEqual(['L1', 'L2', 'L3', 'L4']);
+    expect(['0', '1', '2', '3'].map((l) => parseLabel([l], { scale: 'rating0to3' }))).toEqual(['L1', 'L2', 'L3', 'L4']);
+    expect(['E', 'S', 'C', 'I', 'exact'].map((l) => parseLabel([l], { scale: 'esci' }))).toEqual(['L4', 'L3', 'L2', 'L1', 'L4']);
+    // Mean of raters (2+3+3)/3 = 2.67 >= 2.5 -> L4; (0+1+1)/3 = 0.67 in [0.5, 1.5) -> L2.
+    const mean = { scale: 'mean' as const, thresholds: [0.5, 1.5, 2.5] as [number, number, number] };
+    expect(parseLabel(['2', '3', '3'], mean)).toBe('L4');
+    expect(parseLabel(['0', '1', '1'], mean)).toBe('L2');
+    expect(parseLabel(['good'], { scale: 'map', map: { good: 'L4' } })).toBe('L4');
+    expect(parseLabel(['5'], { scale: 'crowdflower' })).toBe('label "5" is not one of 1, 2, 3, 4');
+  });
+
+  it('reads latin-1 TSV and JSONL with attributes', () => {
+    const tsv = fixture('latin1.tsv', iconv.encode('q\tt\tesci\tattrs\ncafé crème mug\tMug für Café\tE\tcolour=white; material=ceramic\n', 'latin1'));
+    const mapping = { columns: { query: 'q', title: 't', label: 'esci', attributes: 'attrs' }, labels: { scale: 'esci' }, split: { train: 1, dev: 0, test: 0 } };
+    const [example] = importDataset(tsv, params({ ...mapping, encoding: 'latin1' }), new Rng(1)).splits.train;
+    expect(example).toMatchObject({ query: 'café crème mug', item: { title: 'Mug für Café', attributes: { colour: 'white', material: 'ceramic' } }, label: 'L4' });
+
+    const jsonl = fixture('pairs.jsonl', '{"query":"tent","title":"Coleman Tent","label":"3","attributes":{"capacity":"2 person"}}\nnot json\n');
+    const result = importDataset(jsonl, params({ columns: { attributes: 'attributes' }, split: { train: 1, dev: 0, test: 0 } }), new Rng(1));
+    expect(result.splits.train[0]?.item.attributes).toEqual({ capacity: '2 person' });
+    expect(result.skipped).toEqual([{ line: 2, reason: expect.stringMatching(/^invalid JSON/) }]);
+  });
+
+  it('runs as a stage: writes the splits, the skipped rows, and declares the file for the fingerprint', async () => {
+    fixture('stage.csv', CSV);
+    const ctx = testContext(importStage, { params: { path: 'stage.csv', labels: { scale: 'rating0to3' } }, configDir: dir });
+    expect(importStage.userFiles?.(ctx.params as never)).toEqual(['stage.csv']);
+    const outcome = await importStage.run(ctx as never);
+    expect(outcome?.metrics).toMatchObject({ rows: 6, examples: 3, skipped: 3 });
+    expect(readFileSync(path.join(ctx.outDir, 'skipped.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
+    expect(ctx.logs.some((l) => l.startsWith('warn: skipped 3 of 6 rows; lines 3 (empty title)'))).toBe(true);
+    const splits = await readSplits(ctx.outDir);
+    expect(splits.train.length + splits.dev.length + splits.test.length).toBe(3);
+  });
+});
+
+const chorus = path.join(import.meta.dirname, '..', '..', '..', 'shared', 'data', 'chorus', 'Broad_Query_Set_individual_ratings.csv');
+describe.skipIf(!existsSync(chorus))('import of the Chorus judgments (../shared/data/chorus)', () => {
+  it('reads all 3,188 rows with the 0–3 scale and splits by query', () => {
+    const p = params({ columns: { query: 'query', title: 'name', description: 'description', label: 'final_rating' }, name: 'chorus' });
+    const result = importDataset(chorus, p, new Rng(13));
+    expect(result.skipped).toEqual([]);
+    // README: final_rating 0 = 1,471; 1 = 198; 2 = 93; 3 = 1,426 -> L1..L4.
+    expect(result.grades).toEqual({ L1: 1471, L2: 198, L3: 93, L4: 1426 });
+    const queries = (split: 'train' | 'dev' | 'test') => new Set(result.splits[split].map((e) => normalise(e.query)));
+    for (const q of queries('test')) expect(queries('train').has(q) || queries('dev').has(q)).toBe(false);
+  });
+
+  it('takes the mean of the three raters with thresholds', () => {
+    const p = params({ columns: { query: 'query', title: 'name', label: ['agent_1_rating', 'agent_2_rating', 'agent_3_rating'] }, labels: { scale: 'mean', thresholds: [0.5, 1.5, 2.5] } });
+    const result = importDataset(chorus, p, new Rng(13));
+    expect(result.rows).toBe(3188);
+    expect(result.grades.L1 + result.grades.L2 + result.grades.L3 + result.grades.L4 + result.skipped.length).toBe(3188);
+  });
+});
