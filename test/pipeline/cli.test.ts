@@ -138,6 +138,26 @@ describe('pipeline run (end to end)', () => {
     expect(existsSync(path.join(dir, 'checkpoints/work', ref('checkpoints')))).toBe(false);
   });
 
+  it('SIGTERM stops the run cleanly: nothing published, lock released, run recorded as cancelled', async () => {
+    const dir = workspace('pipeline-term-');
+    writeFileSync(path.join(dir, 'p.yaml'), `name: t\nstages:\n  train: { uses: ${STEPS}, with: { steps: 50, sleep_ms: 100 } }\n  after: { uses: ${COUNT}, needs: [train] }\n`);
+    const run = cliBackground(dir, ['run', 'p.yaml']);
+    const work = path.join(dir, 'checkpoints/work');
+    await waitFor(() => existsSync(work) && readdirSync(work).some((fp) => existsSync(path.join(work, fp, 'checkpoints/LATEST'))));
+    run.child.kill('SIGTERM');
+    const result = await run.done;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('SIGTERM: stopping; nothing unfinished is published');
+    expect(result.stderr).toContain('not run: train (cancelled), after (upstream train cancelled)');
+    expect(result.stdout).toContain('cancelled: 0 built, 0 cached, 0 failed, 2 not run');
+    expect(existsSync(path.join(dir, 'checkpoints/objects'))).toBe(false);
+    expect(existsSync(path.join(dir, 'checkpoints/lock'))).toBe(false);
+    const record = JSON.parse(readFileSync(path.join(dir, 'checkpoints/runs/t/latest.json'), 'utf8')) as { status: string };
+    expect(record.status).toBe('cancelled');
+    // The step checkpoints stay for the next run to resume from.
+    expect(readdirSync(work)).toHaveLength(1);
+  });
+
   it('two runs on one store: --no-wait fails clearly, a waiting run then finds everything cached', async () => {
     const dir = workspace('pipeline-lock-');
     // The stage holds the first run (and so the store lock) until the test creates `release`.
