@@ -108,7 +108,8 @@ export function plainDisplay(
       if (event.type === 'start') say(`${event.stage}: started`);
       else if (event.type === 'end') {
         const { result } = event;
-        say(`${result.stage}: ${result.state} in ${result.durationS.toFixed(1)}s${result.message ? ` (${result.message})` : ''}`);
+        const time = result.state === 'skipped' ? '' : ` in ${result.durationS.toFixed(1)}s`;
+        say(`${result.stage}: ${result.state}${time}${result.message ? ` (${result.message})` : ''}`);
       }
     },
     message: say,

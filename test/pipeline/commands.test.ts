@@ -108,3 +108,38 @@ describe('inspection commands', () => {
     expect((await pipeline('validate', 'missing.yaml')).err).toMatch(/^missing\.yaml: error: cannot read the config: ENOENT/);
   });
 });
+
+describe('failures and remote stage builds', () => {
+  it('--on-error fail (the default) starts nothing after a failure and names what it skipped', async () => {
+    writeFileSync(
+      path.join(dir, 'fail.yaml'),
+      [
+        'name: fail',
+        'stages:',
+        "  bad: { uses: exec, with: { command: 'exit 4' } }",
+        `  later: { uses: ${COUNT}, needs: [bad] }`,
+        `  independent: { uses: ${COUNT}, needs: [slow] }`,
+        "  slow: { uses: exec, with: { command: 'sleep 0.2' } }",
+        '',
+      ].join('\n'),
+    );
+    // One slot: bad runs (and fails) first, so slow and independent never start.
+    const run = await pipeline('run', 'fail.yaml', '--concurrency', '1');
+    expect(run.code).toBe(1);
+    expect(run.err).toContain('error: stage bad failed: command exited with code 4');
+    // Listed in topological order: later (after bad), slow, then independent (after slow).
+    expect(run.err).toContain('not run: later (upstream bad failed), slow (the run stopped after a failure (--on-error fail)), independent (upstream slow was skipped)');
+  });
+
+  it('run-stage builds one stage as planned, and refuses a fingerprint it does not reproduce', async () => {
+    const planned = (await pipeline('plan', 'p.yaml', '--set', 'stages.a.with.value=r')).out.match(/^a: rerun \(([0-9a-f]{8})\)/m)?.[1];
+    expect(planned).toBeDefined();
+    const wrong = await pipeline('run-stage', 'p.yaml', 'a', '--set', 'stages.a.with.value=r', '--expect-fingerprint', 'f'.repeat(64));
+    expect(wrong.code).toBe(2);
+    expect(wrong.err).toContain(`but ${'f'.repeat(64)} was expected`);
+    const built = await pipeline('run-stage', 'p.yaml', 'a', '--set', 'stages.a.with.value=r');
+    expect(built.code).toBe(0);
+    expect(built.out).toMatch(/^a: succeeded in /m);
+    expect((await pipeline('plan', 'p.yaml', '--set', 'stages.a.with.value=r')).out).toContain(`a: cached (${planned})`);
+  });
+});
