@@ -92,9 +92,9 @@ function runStep(model: Model, ids: number[][], positions: number[][], keyMask: 
   return tf.tidy(() => {
     const batch = ids.length;
     const steps = ids[0]?.length ?? 0;
-    const { hidden, cache: next } = decode(model, ids, positions, keyMask, cache); // (B*T, d)
+    const { hidden, cache: next, headT } = decode(model, ids, positions, keyMask, cache, { frozen: true }); // (B*T, d)
     const last = tf.reshape(tf.slice(tf.reshape(hidden, [batch, steps, -1]), [0, steps - 1, 0], [batch, 1, -1]), [batch, -1]) as tf.Tensor2D; // (B, d)
-    return { logits: lmHead(model, last), cache: next } as unknown as tf.TensorContainer;
+    return { logits: lmHead(last, headT), cache: next } as unknown as tf.TensorContainer;
   }) as unknown as StepOutput;
 }
 

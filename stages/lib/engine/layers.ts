@@ -20,23 +20,23 @@ export const matmul2d = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.Gra
   };
 }) as never) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 
-/** HF linear: x (N, in) @ weight (out, in)^T + bias (out) -> (N, out). */
-export function linear(x: tf.Tensor2D, weight: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
-  const y = matmul2d(x, tf.transpose(weight));
-  return bias ? tf.add(y, bias) : y;
-}
-
 /** RMSNorm (Zhang & Sennrich 2019), as HF Llama: x / sqrt(mean(x^2) + eps) * weight, over the last axis. */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
   const meanSquare = tf.mean(tf.square(x), -1, true); // (N, 1)
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps))), weight);
 }
 
-/** SwiGLU MLP (Shazeer 2020): down(silu(gate(x)) * up(x)). */
-export function swiglu(x: tf.Tensor2D, gate: tf.Tensor2D, up: tf.Tensor2D, down: tf.Tensor2D, biases?: { gate?: tf.Tensor1D; up?: tf.Tensor1D; down?: tf.Tensor1D }): tf.Tensor2D {
-  const g = linear(x, gate, biases?.gate);
-  const silu = tf.mul(g, tf.sigmoid(g));
-  return linear(tf.mul(silu, linear(x, up, biases?.up)), down, biases?.down);
+/**
+ * SwiGLU MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), with gate and up fused into one matmul:
+ * gateUpT (d, 2I) = [gate^T | up^T], downT (I, d).
+ */
+export function swiglu(x: tf.Tensor2D, gateUpT: tf.Tensor2D, downT: tf.Tensor2D, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D): tf.Tensor2D {
+  let h = matmul2d(x, gateUpT); // (N, 2I)
+  if (gateUpBias) h = tf.add(h, gateUpBias);
+  const inner = downT.shape[0];
+  const [g, u] = tf.split(h, [inner, inner], 1) as [tf.Tensor2D, tf.Tensor2D]; // (N, I) each
+  const y = matmul2d(tf.mul(tf.mul(g, tf.sigmoid(g)), u), downT); // (N, d)
+  return downBias ? tf.add(y, downBias) : y;
 }
 
 /**
@@ -60,14 +60,31 @@ export function ropeTables(maxPositions: number, headDim: number, theta: number)
 }
 
 /**
- * Rotates x (B, T, heads, hd) by per-token angles: x * cos + rotate_half(x) * sin, with
- * rotate_half(x) = cat(-x2, x1) (HF `apply_rotary_pos_emb`). cos/sin: (B, T, 1, hd).
+ * The fixed (hd, hd) matrix R with x @ R = rotate_half(x) = cat(-x2, x1): one matmul instead of
+ * slice, slice, neg, concat (op count is what decoding pays for on wasm).
  */
-export function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+export function rotateHalfMatrix(headDim: number): tf.Tensor2D {
+  const half = headDim / 2;
+  const r = new Float32Array(headDim * headDim);
+  for (let j = 0; j < half; j++) {
+    r[(j + half) * headDim + j] = -1; // out[j] = -x[j + half]
+    r[j * headDim + j + half] = 1; // out[j + half] = x[j]
+  }
+  return tf.tensor2d(r, [headDim, headDim]);
+}
+
+/**
+ * Rotates x (B, T, heads, hd) by per-token angles: x * cos + rotate_half(x) * sin (HF
+ * `apply_rotary_pos_emb`). cos/sin: (B, T, 1, hd); rotate: `rotateHalfMatrix(hd)`.
+ * R is a signed permutation with R^T = -R, so the gradient of x @ R is -(dy @ R).
+ */
+export function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, rotate: tf.Tensor2D): tf.Tensor4D {
   const [b, t, h, hd] = x.shape;
-  const x1 = tf.slice(x, [0, 0, 0, 0], [b, t, h, hd / 2]);
-  const x2 = tf.slice(x, [0, 0, 0, hd / 2], [b, t, h, hd / 2]);
-  const rotated = tf.concat([tf.neg(x2), x1], 3);
+  const rotateHalf = tf.customGrad(((flat: tf.Tensor) => ({
+    value: tf.matMul(flat as tf.Tensor2D, rotate),
+    gradFunc: (dy: tf.Tensor) => tf.neg(tf.matMul(dy as tf.Tensor2D, rotate)),
+  })) as never) as unknown as (flat: tf.Tensor2D) => tf.Tensor2D;
+  const rotated = tf.reshape(rotateHalf(tf.reshape(x, [b * t * h, hd])), [b, t, h, hd]); // (B, T, heads, hd)
   return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
 }
 

@@ -22,8 +22,9 @@ export interface SequenceLogprobs {
 /**
  * Rows are right-padded (causal attention never looks right, so padding there changes nothing).
  * Sum over axis 1 for a sequence log-probability, or divide by the mask's sum for a per-token mean.
+ * `frozen: true` (a reference model, no gradients wanted) reuses cached derived weights.
  */
-export function sequenceLogprobs(model: Model, batch: PromptCompletion[]): SequenceLogprobs {
+export function sequenceLogprobs(model: Model, batch: PromptCompletion[], options: { frozen?: boolean } = {}): SequenceLogprobs {
   if (batch.some((e) => e.prompt.length === 0)) throw new Error('sequenceLogprobs: every prompt needs at least one token');
   const width = Math.max(...batch.map((e) => e.prompt.length + e.completion.length));
   const longest = Math.max(1, ...batch.map((e) => e.completion.length));
@@ -42,7 +43,7 @@ export function sequenceLogprobs(model: Model, batch: PromptCompletion[]): Seque
     }
   });
   return tf.tidy(() => {
-    const { logits } = forward(model, ids, { attentionMask }); // (B, T, V)
+    const { logits } = forward(model, ids, { attentionMask, frozen: options.frozen }); // (B, T, V)
     const flat = tf.reshape(logits, [batch.length * width, -1]) as tf.Tensor2D; // (B*T, V)
     const picked = tf.gather(flat, tf.tensor1d(rows, 'int32')) as tf.Tensor2D; // (B*C, V)
     const mask = tf.tensor2d(maskValues, [batch.length, longest]);

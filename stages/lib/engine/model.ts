@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../../../pipeline/rng.ts';
 import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
-import { applyRope, attentionBias, linear, matmul2d, positionsFromMask, rmsNorm, ropeTables, swiglu } from './layers.ts';
+import { applyRope, attentionBias, matmul2d, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
 
 export interface Model {
@@ -16,7 +16,33 @@ export interface Model {
   dims: ModelDims;
   /** HF tensor name -> trainable variable, in `parameterShapes` order. */
   params: Map<string, tf.Variable>;
-  rope: { cos: tf.Tensor2D; sin: tf.Tensor2D };
+  rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
+  /** Derived weights for gradient-free calls, valid while every variable keeps `dataIds`. */
+  frozen?: { dataIds: object[]; weights: DerivedWeights; derived: tf.Tensor[] };
+}
+
+/**
+ * What the layers multiply by, derived from the HF-layout params: transposed to (in, out) so every
+ * matmul is a plain 2-D one, q|k|v and gate|up fused into one matmul each.
+ */
+export interface LayerWeights {
+  inputNorm: tf.Tensor1D;
+  qkvT: tf.Tensor2D; // (d, (H + 2 Hkv) hd)
+  qkvBias?: tf.Tensor1D;
+  oT: tf.Tensor2D; // (H hd, d)
+  oBias?: tf.Tensor1D;
+  postNorm: tf.Tensor1D;
+  gateUpT: tf.Tensor2D; // (d, 2 I)
+  gateUpBias?: tf.Tensor1D;
+  downT: tf.Tensor2D; // (I, d)
+  downBias?: tf.Tensor1D;
+}
+
+export interface DerivedWeights {
+  embed: tf.Tensor2D; // (V, d)
+  layers: LayerWeights[];
+  finalNorm: tf.Tensor1D;
+  headT: tf.Tensor2D; // (d, V)
 }
 
 /** Keys and values of one layer for every position seen so far: (B, Hkv, Tk, hd) each. */
@@ -35,6 +61,8 @@ export interface ForwardOptions {
   lossMask?: number[][];
   /** With lossMask: 'sum' returns the summed (not averaged) loss, for token-weighted accumulation. */
   lossReduction?: 'mean' | 'sum';
+  /** Reuse cached derived weights: faster, but no gradient reaches the parameters (reference models, eval). */
+  frozen?: boolean;
 }
 
 export interface ForwardOutput {
@@ -101,7 +129,8 @@ export function modelFromWeights(config: ModelConfig, weights: Map<string, tf.Te
     throw new Error(`missing weights (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
   }
   const dims = modelDims(config);
-  return { config, dims, params, rope: ropeTables(config.max_position_embeddings, dims.headDim, config.rope_theta) };
+  const tables = ropeTables(config.max_position_embeddings, dims.headDim, config.rope_theta);
+  return { config, dims, params, rope: { ...tables, rotate: rotateHalfMatrix(dims.headDim) } };
 }
 
 /**
@@ -123,8 +152,14 @@ export function createModel(config: ModelConfig, rngOrSeed: Rng | number): Model
 
 export function disposeModel(model: Model): void {
   for (const v of model.params.values()) v.dispose();
-  model.rope.cos.dispose();
-  model.rope.sin.dispose();
+  tf.dispose([model.rope.cos, model.rope.sin, model.rope.rotate]);
+  releaseFrozenWeights(model);
+}
+
+/** Frees the cached derived weights (they are rebuilt on the next frozen call). */
+export function releaseFrozenWeights(model: Model): void {
+  if (model.frozen) tf.dispose(model.frozen.derived);
+  model.frozen = undefined;
 }
 
 function param(model: Model, name: string): tf.Tensor {
@@ -132,13 +167,72 @@ function param(model: Model, name: string): tf.Tensor {
   if (!p) throw new Error(`Internal error: model has no parameter ${name}`);
   return p;
 }
-const weight2d = (model: Model, name: string) => param(model, name) as tf.Tensor2D;
-const optional1d = (model: Model, name: string) => model.params.get(name) as tf.Tensor1D | undefined;
+const vector = (model: Model, name: string) => param(model, name) as tf.Tensor1D;
+const transposed = (model: Model, name: string) => tf.transpose(param(model, name) as tf.Tensor2D);
+const optional = (model: Model, name: string) => model.params.get(name) as tf.Tensor1D | undefined;
+const concatBiases = (biases: Array<tf.Tensor1D | undefined>) =>
+  biases.every((b) => b === undefined) ? undefined : (tf.concat(biases as tf.Tensor1D[]) as tf.Tensor1D);
+
+/** Derives the layer weights from params; differentiable (gradients flow back to params). */
+function deriveWeights(model: Model): DerivedWeights {
+  const { config } = model;
+  const layers: LayerWeights[] = [];
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const a = `model.layers.${i}.self_attn`;
+    const m = `model.layers.${i}.mlp`;
+    layers.push({
+      inputNorm: vector(model, `model.layers.${i}.input_layernorm.weight`),
+      qkvT: tf.concat([transposed(model, `${a}.q_proj.weight`), transposed(model, `${a}.k_proj.weight`), transposed(model, `${a}.v_proj.weight`)], 1),
+      qkvBias: concatBiases([optional(model, `${a}.q_proj.bias`), optional(model, `${a}.k_proj.bias`), optional(model, `${a}.v_proj.bias`)]),
+      oT: transposed(model, `${a}.o_proj.weight`),
+      oBias: optional(model, `${a}.o_proj.bias`),
+      postNorm: vector(model, `model.layers.${i}.post_attention_layernorm.weight`),
+      gateUpT: tf.concat([transposed(model, `${m}.gate_proj.weight`), transposed(model, `${m}.up_proj.weight`)], 1),
+      gateUpBias: concatBiases([optional(model, `${m}.gate_proj.bias`), optional(model, `${m}.up_proj.bias`)]),
+      downT: transposed(model, `${m}.down_proj.weight`),
+      downBias: optional(model, `${m}.down_proj.bias`),
+    });
+  }
+  const embed = param(model, 'model.embed_tokens.weight') as tf.Tensor2D;
+  return {
+    embed,
+    layers,
+    finalNorm: vector(model, 'model.norm.weight'),
+    headT: config.tie_word_embeddings ? tf.transpose(embed) : transposed(model, 'lm_head.weight'),
+  };
+}
+
+/**
+ * The derived weights, cached for gradient-free calls (generation, reference log-probs): the
+ * transposes are paid once, and tfjs-wasm reuses its packed copy of a matmul operand that is the
+ * same tensor from call to call (4x faster at decode sizes). Rebuilt when any variable changed
+ * (an optimizer assign gives it a new dataId).
+ */
+function frozenWeights(model: Model): DerivedWeights {
+  const dataIds = [...model.params.values()].map((v) => v.dataId);
+  const current = model.frozen;
+  if (current && current.dataIds.every((id, i) => id === dataIds[i])) return current.weights;
+  releaseFrozenWeights(model);
+  const weights = tf.tidy(() => deriveWeights(model) as unknown as tf.TensorContainer) as unknown as DerivedWeights;
+  // Keep what was derived past any enclosing tidy; the parameters themselves stay the model's.
+  const params = new Set<tf.Tensor>(model.params.values());
+  const derived = collectTensors(weights).filter((t) => !params.has(t));
+  for (const t of derived) tf.keep(t);
+  model.frozen = { dataIds, weights, derived };
+  return weights;
+}
+
+function collectTensors(value: unknown, into: tf.Tensor[] = []): tf.Tensor[] {
+  if (value instanceof tf.Tensor) into.push(value);
+  else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
+  else if (value && typeof value === 'object') for (const v of Object.values(value)) collectTensors(v, into);
+  return into;
+}
 
 /**
  * Runs the decoder over `ids` (B, T) at the given positions, attending causally to `cache` (past
  * keys) plus the new tokens, except where `keyMask` (B, Tk) is 0. Returns the final-norm hidden
- * states (B*T, d) and the cache extended by these tokens.
+ * states (B*T, d), the cache extended by these tokens, and the (d, V) output matrix for `lmHead`.
  */
 export function decode(
   model: Model,
@@ -146,33 +240,27 @@ export function decode(
   positions: number[][],
   keyMask: number[][],
   cache?: LayerCache[],
-): { hidden: tf.Tensor2D; cache: LayerCache[] } {
+  options: { frozen?: boolean } = {},
+): { hidden: tf.Tensor2D; cache: LayerCache[]; headT: tf.Tensor2D } {
   const { config } = model;
+  const weights = options.frozen ? frozenWeights(model) : deriveWeights(model);
   const batch = ids.length;
   const steps = ids[0]?.length ?? 0;
   // Prefill stacks the G query heads of a kv head as rows, so its bias repeats G times; see attention.
   const bias = attentionBias(keyMask, steps, steps === 1 ? 1 : model.dims.group); // (B, G*T or 1, Tk)
-  const flatIds = tf.tensor1d(ids.flat(), 'int32');
-  let x = tf.gather(param(model, 'model.embed_tokens.weight'), flatIds) as tf.Tensor2D; // (B*T, d)
+  let x = tf.gather(weights.embed, tf.tensor1d(ids.flat(), 'int32')) as tf.Tensor2D; // (B*T, d)
   const flatPositions = tf.tensor1d(positions.flat(), 'int32');
   const cos = tf.reshape(tf.gather(model.rope.cos, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D; // (B, T, 1, hd)
   const sin = tf.reshape(tf.gather(model.rope.sin, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
   const newCache: LayerCache[] = [];
-  for (let i = 0; i < config.num_hidden_layers; i++) {
-    const p = `model.layers.${i}`;
-    const attnIn = rmsNorm(x, param(model, `${p}.input_layernorm.weight`) as tf.Tensor1D, config.rms_norm_eps);
-    const attn = attention(model, p, attnIn, batch, steps, cos, sin, bias, cache?.[i]);
+  weights.layers.forEach((layer, i) => {
+    const attn = attention(model, layer, rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, bias, cache?.[i]);
     newCache.push(attn.cache);
     x = tf.add(x, attn.out);
-    const mlpIn = rmsNorm(x, param(model, `${p}.post_attention_layernorm.weight`) as tf.Tensor1D, config.rms_norm_eps);
-    const mlp = swiglu(mlpIn, weight2d(model, `${p}.mlp.gate_proj.weight`), weight2d(model, `${p}.mlp.up_proj.weight`), weight2d(model, `${p}.mlp.down_proj.weight`), {
-      gate: optional1d(model, `${p}.mlp.gate_proj.bias`),
-      up: optional1d(model, `${p}.mlp.up_proj.bias`),
-      down: optional1d(model, `${p}.mlp.down_proj.bias`),
-    });
-    x = tf.add(x, mlp);
-  }
-  return { hidden: rmsNorm(x, param(model, 'model.norm.weight') as tf.Tensor1D, config.rms_norm_eps), cache: newCache };
+    x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUpT, layer.downT, layer.gateUpBias, layer.downBias));
+  });
+  const hidden = rmsNorm(x, weights.finalNorm, config.rms_norm_eps);
+  return { hidden, cache: newCache, headT: weights.headT };
 }
 
 /**
@@ -181,7 +269,7 @@ export function decode(
  */
 function attention(
   model: Model,
-  prefix: string,
+  layer: LayerWeights,
   x: tf.Tensor2D,
   batch: number,
   steps: number,
@@ -191,12 +279,12 @@ function attention(
   past: LayerCache | undefined,
 ): { out: tf.Tensor2D; cache: LayerCache } {
   const { heads, kvHeads, headDim: hd, group } = model.dims;
-  const a = `${prefix}.self_attn`;
-  const q = applyRope(tf.reshape(linear(x, weight2d(model, `${a}.q_proj.weight`), optional1d(model, `${a}.q_proj.bias`)), [batch, steps, heads, hd]), cos, sin); // (B, T, H, hd)
-  const k = applyRope(tf.reshape(linear(x, weight2d(model, `${a}.k_proj.weight`), optional1d(model, `${a}.k_proj.bias`)), [batch, steps, kvHeads, hd]), cos, sin); // (B, T, Hkv, hd)
-  const v = tf.reshape(linear(x, weight2d(model, `${a}.v_proj.weight`), optional1d(model, `${a}.v_proj.bias`)), [batch, steps, kvHeads, hd]); // (B, T, Hkv, hd)
-  let keys = tf.transpose(k, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
-  let values = tf.transpose(v, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
+  let qkv = matmul2d(x, layer.qkvT); // (B*T, (H + 2 Hkv) hd)
+  if (layer.qkvBias) qkv = tf.add(qkv, layer.qkvBias);
+  const [qk, v] = tf.split(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]), [heads + kvHeads, kvHeads], 2); // (B, T, H+Hkv, hd), (B, T, Hkv, hd)
+  const [q, k] = tf.split(applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate), [heads, kvHeads], 2); // one rotation for q and k
+  let keys = tf.transpose(k as tf.Tensor4D, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
+  let values = tf.transpose(v as tf.Tensor4D, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
   if (past) {
     keys = tf.concat([past.k, keys], 2); // (B, Hkv, Tk, hd)
     values = tf.concat([past.v, values], 2);
@@ -206,7 +294,7 @@ function attention(
   let context: tf.Tensor2D; // (B*T, H*hd)
   if (steps === 1) {
     // One new token (decoding): broadcast products beat B*H tiny matmuls.
-    const q5 = tf.reshape(q, [batch, kvHeads, group, 1, hd]); // head h uses kv head floor(h / G), as HF repeat_kv
+    const q5 = tf.reshape(q as tf.Tensor, [batch, kvHeads, group, 1, hd]); // head h uses kv head floor(h / G), as HF repeat_kv
     const scores = tf.mul(tf.sum(tf.mul(q5, tf.reshape(keys, [batch, kvHeads, 1, tk, hd])), -1), scale); // (B, Hkv, G, Tk)
     const probs = tf.softmax(tf.add(scores, tf.reshape(bias, [batch, 1, 1, tk])));
     const out = tf.sum(tf.mul(tf.reshape(probs, [batch, kvHeads, group, tk, 1]), tf.reshape(values, [batch, kvHeads, 1, tk, hd])), 3); // (B, Hkv, G, hd)
@@ -214,7 +302,7 @@ function attention(
   } else {
     // Many tokens (training, prefill): plain 2-D matmuls, one pair per (batch, kv head), the G
     // query heads that share a kv head stacked as rows (see layers.ts for why 2-D).
-    const qs = tf.unstack(tf.reshape(tf.transpose(q, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])) as tf.Tensor2D[]; // (G*T, hd) each
+    const qs = tf.unstack(tf.reshape(tf.transpose(q as tf.Tensor4D, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])) as tf.Tensor2D[]; // (G*T, hd) each
     const kts = tf.unstack(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])) as tf.Tensor2D[]; // (hd, Tk) each
     const vs = tf.unstack(tf.reshape(values, [batch * kvHeads, tk, hd])) as tf.Tensor2D[]; // (Tk, hd) each
     const biases = tf.unstack(bias) as tf.Tensor2D[]; // (G*T, Tk) each
@@ -226,14 +314,14 @@ function attention(
     const stacked = tf.reshape(tf.stack(outs), [batch, heads, steps, hd]); // (B, H, T, hd)
     context = tf.reshape(tf.transpose(stacked, [0, 2, 1, 3]), [batch * steps, heads * hd]);
   }
-  const out = linear(context, weight2d(model, `${a}.o_proj.weight`), optional1d(model, `${a}.o_proj.bias`)); // (B*T, d)
+  let out = matmul2d(context, layer.oT); // (B*T, d)
+  if (layer.oBias) out = tf.add(out, layer.oBias);
   return { out, cache: { k: keys, v: values } };
 }
 
-/** Logits (N, V) from final hidden states (N, d): lm_head, or the embedding when tied. */
-export function lmHead(model: Model, hidden: tf.Tensor2D): tf.Tensor2D {
-  const name = model.config.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  return linear(hidden, weight2d(model, name));
+/** Logits (N, V) from final hidden states (N, d) and decode's `headT` (lm_head^T, or embedding^T when tied). */
+export function lmHead(hidden: tf.Tensor2D, headT: tf.Tensor2D): tf.Tensor2D {
+  return matmul2d(hidden, headT);
 }
 
 /**
@@ -249,8 +337,8 @@ export function forward(model: Model, inputIds: number[][], options: ForwardOpti
   if (steps > model.config.max_position_embeddings) {
     throw new Error(`forward: sequence length ${steps} exceeds max_position_embeddings ${model.config.max_position_embeddings}`);
   }
-  const { hidden } = decode(model, inputIds, positionsFromMask(mask), mask);
-  const logits2d = lmHead(model, hidden); // (B*T, V)
+  const { hidden, headT } = decode(model, inputIds, positionsFromMask(mask), mask, undefined, { frozen: options.frozen });
+  const logits2d = lmHead(hidden, headT); // (B*T, V)
   const logits = tf.reshape(logits2d, [batch, steps, model.config.vocab_size]) as tf.Tensor3D;
   if (!options.lossMask) return { logits };
   // Position t predicts token t+1: logits[:, :-1] against ids[:, 1:], weighted by lossMask[:, 1:].

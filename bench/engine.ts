@@ -1,0 +1,112 @@
+/**
+ * Engine throughput on tfjs-wasm against the PyTorch reference doing the same work in the same run.
+ *
+ *   npm run bench:engine            (env BENCH_TRAIN_STEPS, default 5)
+ *
+ * Shape (FACTS.md): the `tiny` preset at vocab 512 (d 128, 4 layers, 4 heads / 2 kv heads,
+ * SwiGLU 352); training on batch 8 x 128 with AdamW and clipping; generation greedy for batch 16,
+ * prompt 16, 128 new tokens with the KV cache. PyTorch runs on one thread (OMP_NUM_THREADS=1),
+ * as tfjs-wasm does under Node. Targets: train_ratio >= 0.5, gen_ratio >= 1.0; a missed target
+ * prints the kernel profile that explains it. The last line is JSON.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '../pipeline/rng.ts';
+import {
+  AdamW,
+  adamWOptionsSchema,
+  causalLmLoss,
+  createModel,
+  generate,
+  initEngine,
+  padBatch,
+  parameterCount,
+  presets,
+  trainStep,
+  type Model,
+} from '../stages/lib/engine/index.ts';
+
+const SPEC = { batch: 8, seq: 128, steps: Number(process.env.BENCH_TRAIN_STEPS ?? 5), gen_batch: 16, prompt_len: 16, new_tokens: 128 };
+const PYTHON = '/usr/bin/python3';
+const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
+
+const record = await initEngine({ backend: 'wasm' });
+console.log(`engine: tfjs ${record.tfjs} ${record.backend} (simd ${record.simd}, threads ${record.threads})`);
+const config = presets.tiny(512);
+const model = createModel(config, 0);
+console.log(`model: tiny preset, ${parameterCount(model)} parameters`);
+
+const rng = new Rng(0, 'bench');
+const randomIds = (rows: number, cols: number) => Array.from({ length: rows }, () => Array.from({ length: cols }, () => rng.int(config.vocab_size)));
+const batch = padBatch(randomIds(SPEC.batch, SPEC.seq).map((ids) => ({ ids, lossMask: ids.map(() => 1) })));
+const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
+const step = () => trainStep(model, optimizer, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
+
+step(); // warm-up: wasm compilation, first allocations
+let start = performance.now();
+for (let i = 0; i < SPEC.steps; i++) {
+  const { loss } = step();
+  console.log(`train step ${i + 1}/${SPEC.steps}: loss ${loss.toFixed(4)}, ${((performance.now() - start) / (i + 1)).toFixed(0)} ms/step`);
+}
+const trainTokS = (SPEC.steps * SPEC.batch * SPEC.seq) / ((performance.now() - start) / 1000);
+
+const prompts = randomIds(SPEC.gen_batch, SPEC.prompt_len);
+const runGeneration = (m: Model) =>
+  generate(m, prompts, { maxNewTokens: SPEC.new_tokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
+await runGeneration(model); // warm-up
+start = performance.now();
+const generated = await runGeneration(model);
+const genTokS = generated.reduce((n, g) => n + g.tokens.length, 0) / ((performance.now() - start) / 1000);
+console.log(`tfjs-wasm: train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
+
+const torch = runTorch();
+const ratio = (a: number, b: number | null) => (b ? Number((a / b).toFixed(3)) : null);
+const summary = {
+  train_tok_s: Math.round(trainTokS),
+  torch_train_tok_s: torch ? Math.round(torch.train_tok_s) : null,
+  train_ratio: ratio(trainTokS, torch?.train_tok_s ?? null),
+  gen_tok_s: Math.round(genTokS),
+  torch_gen_tok_s: torch ? Math.round(torch.gen_tok_s) : null,
+  gen_ratio: ratio(genTokS, torch?.gen_tok_s ?? null),
+};
+if (summary.train_ratio !== null && summary.train_ratio < 0.5) await printProfile('train step (target train_ratio >= 0.5 missed)', async () => void step());
+if (summary.gen_ratio !== null && summary.gen_ratio < 1.0) {
+  await printProfile('generation, 16 new tokens (target gen_ratio >= 1.0 missed)', async () =>
+    void (await generate(model, prompts, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) })),
+  );
+}
+console.log(JSON.stringify(summary));
+
+function runTorch(): { train_tok_s: number; gen_tok_s: number } | null {
+  if (!existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import torch']).status !== 0) {
+    console.log(`PyTorch reference skipped: ${PYTHON} with python3-torch not found (apt-get install -y python3-torch libopenblas0-pthread)`);
+    return null;
+  }
+  const spec = JSON.stringify({ config, ...SPEC });
+  const result = spawnSync(PYTHON, [REFERENCE, 'bench', spec], { env: { ...process.env, OMP_NUM_THREADS: '1' }, encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`PyTorch reference failed (exit ${result.status}):\n${result.stderr}`);
+  const figures = JSON.parse(result.stdout.trim().split('\n').pop() as string) as { train_tok_s: number; gen_tok_s: number; torch: string };
+  console.log(`PyTorch ${figures.torch} (1 thread): train ${figures.train_tok_s.toFixed(0)} tok/s, generate ${figures.gen_tok_s.toFixed(0)} tok/s`);
+  return figures;
+}
+
+/** Kernel time by kernel name, and the number of kernel launches (per-op overhead shows there). */
+async function printProfile(title: string, work: () => Promise<void>): Promise<void> {
+  const wallStart = performance.now();
+  const profile = await tf.profile(work);
+  const wall = performance.now() - wallStart;
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  for (const k of profile.kernels) {
+    const entry = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    entry.ms += Number(k.kernelTimeMs);
+    entry.calls += 1;
+    byKernel.set(k.name, entry);
+  }
+  const total = [...byKernel.values()].reduce((s, e) => s + e.ms, 0);
+  console.log(`profile: ${title}: ${profile.kernels.length} kernel calls, ${total.toFixed(0)} ms in kernels (nested kernels counted twice), ${wall.toFixed(0)} ms wall (profiled)`);
+  for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
+    console.log(`  ${name.padEnd(18)} ${e.ms.toFixed(1).padStart(8)} ms  ${String(e.calls).padStart(6)} calls`);
+  }
+}
