@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { startLocalCluster } from '../pipeline/slurm/local-cluster.ts';
 
 const { values } = parseArgs({ options: { stages: { type: 'string', default: '4' }, repeats: { type: 'string', default: '3' } } });
 const stageCount = Number(values.stages);
@@ -23,20 +24,12 @@ const repeats = Number(values.repeats);
 const repo = path.resolve(import.meta.dirname, '..');
 const bin = path.join(repo, 'bin', 'pipeline.js');
 
-function startCluster(): string | undefined {
-  const started = spawnSync('bash', [path.join(repo, 'scripts/slurm/start-cluster.sh')], { encoding: 'utf8' });
-  if (started.status === 3) return undefined;
-  const conf = /export SLURM_CONF=(\S+)/.exec(started.stdout)?.[1];
-  if (started.status !== 0 || !conf) throw new Error(`start-cluster.sh failed (${started.status}): ${started.stderr}`);
-  return conf;
-}
-
-const conf = startCluster();
-if (!conf) {
-  console.log(JSON.stringify({ skipped: 'no Slurm cluster can start here (needs root and apt); see scripts/slurm/start-cluster.sh' }));
+const cluster = startLocalCluster();
+if ('skip' in cluster) {
+  console.log(JSON.stringify({ skipped: cluster.skip }));
   process.exit(0);
 }
-const env = { ...process.env, SLURM_CONF: conf, CI: 'true' };
+const env = { ...process.env, SLURM_CONF: cluster.conf, CI: 'true' };
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-slurm-'));
 
 function writeConfig(pollS: number): string {

@@ -12,27 +12,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startLocalCluster } from '../../pipeline/slurm/local-cluster.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const bin = path.join(repo, 'bin', 'pipeline.js');
 
-/** Starts (or reuses) the cluster; returns SLURM_CONF, or why it cannot run here. */
-function startCluster(): { conf: string } | { skip: string } {
-  if (process.platform !== 'linux') return { skip: 'Slurm cluster tests need Linux' };
-  try {
-    const stdout = execFileSync('bash', [path.join(repo, 'scripts/slurm/start-cluster.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
-    const conf = /export SLURM_CONF=(\S+)/.exec(stdout)?.[1];
-    if (!conf) throw new Error(`start-cluster.sh printed no SLURM_CONF: ${stdout}`);
-    return { conf };
-  } catch (error) {
-    const failure = error as { status?: number; stderr?: string };
-    // Exit 3: this machine cannot run a cluster (the script says why). Anything else is a real failure.
-    if (failure.status === 3) return { skip: (failure.stderr ?? '').trim() };
-    throw error;
-  }
-}
-
-const cluster = startCluster();
+const cluster = startLocalCluster();
 if ('skip' in cluster) console.warn(`skipping the Slurm cluster tests: ${cluster.skip}`);
 const env = { ...process.env, SLURM_CONF: 'conf' in cluster ? cluster.conf : '', CI: 'true' };
 
@@ -81,11 +66,15 @@ async function jobRecord(store: string, pipelineName: string): Promise<Record<st
   }
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+/** Polls `probe` until it gives a value; gives up when `run` (the CLI being watched) has ended. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, run?: Promise<CliRun>, timeoutMs = 60_000): Promise<T> {
+  let ended: CliRun | undefined;
+  void run?.then((result) => (ended = result));
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const value = await probe();
     if (value !== undefined) return value;
+    if (ended) throw new Error(`waiting for ${what}, the run ended (exit ${ended.code}):\n${ended.stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`timed out waiting for ${what}`);
@@ -139,7 +128,7 @@ describe.skipIf('skip' in cluster)('Slurm executor on a real cluster', () => {
     const slowJob = await waitFor('slow to run', async () => {
       const job = (await jobRecord(store, 'killed')).slow;
       return job?.state === 'RUNNING' ? job.jobId : undefined;
-    });
+    }, run);
     await promisify(execFile)('scancel', [slowJob], { env });
     const killed = await run;
     expect(killed.code).toBe(1);
@@ -177,7 +166,7 @@ describe.skipIf('skip' in cluster)('Slurm executor on a real cluster', () => {
     const jobs = await waitFor('hang to run', async () => {
       const record = await jobRecord(store, 'interrupted');
       return record.hang?.state === 'RUNNING' && record.next ? record : undefined;
-    });
+    }, done);
     child.kill('SIGINT');
     const result = await done;
     expect(result.code).toBe(1);
