@@ -1,6 +1,6 @@
 // The CLI's commands run in-process through `main` (same code as bin/pipeline.js minus start-up),
 // for the behaviours that need many calls: selection, --force, ls/show/gc, stages, exit codes.
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../pipeline/cli.ts';
@@ -141,5 +141,54 @@ describe('failures and remote stage builds', () => {
     expect(built.code).toBe(0);
     expect(built.out).toMatch(/^a: succeeded in /m);
     expect((await pipeline('plan', 'p.yaml', '--set', 'stages.a.with.value=r')).out).toContain(`a: cached (${planned})`);
+  });
+});
+
+describe('exec stage', () => {
+  it('passes inputs, output, stage and seed as variables, and fingerprints the files it names', async () => {
+    writeFileSync(path.join(dir, 'make.sh'), 'echo "$N" > "$PIPELINE_OUT/n.txt"\n');
+    writeFileSync(
+      path.join(dir, 'exec.yaml'),
+      [
+        'name: ex',
+        'seed: 9',
+        'stages:',
+        '  src: { uses: exec, with: { command: [sh, make.sh], files: [make.sh], env: { N: 3 } } }',
+        '  use:',
+        '    uses: exec',
+        '    needs: [src]',
+        '    with:',
+        '      command: |',
+        '        cat "$PIPELINE_INPUT_SRC/n.txt" > "$PIPELINE_OUT/got.txt"',
+        '        echo "$PIPELINE_STAGE $PIPELINE_SEED" >> "$PIPELINE_OUT/got.txt"',
+        '        printf %s "$PIPELINE_INPUTS" > "$PIPELINE_OUT/inputs.json"',
+        '',
+      ].join('\n'),
+    );
+    expect((await pipeline('run', 'exec.yaml')).code).toBe(0);
+    const show = JSON.parse((await pipeline('show', 'exec.yaml', 'use', '--json')).out) as { path: string; inputs: { src: string } };
+    // src wrote N (3, a YAML number passed as text); use read it through PIPELINE_INPUT_SRC.
+    expect(readFileSync(path.join(show.path, 'got.txt'), 'utf8')).toBe('3\nuse 9\n');
+    expect(JSON.parse(readFileSync(path.join(show.path, 'inputs.json'), 'utf8'))).toEqual({
+      src: path.join(dir, 'checkpoints/objects', show.inputs.src),
+    });
+    writeFileSync(path.join(dir, 'make.sh'), '# edited\necho "$N" > "$PIPELINE_OUT/n.txt"\n');
+    const plan = await pipeline('plan', 'exec.yaml');
+    expect(plan.out).toMatch(/^src: rerun \([0-9a-f]{8}\), user file make\.sh changed\nuse: rerun \([0-9a-f]{8}\), input src changed$/);
+  });
+});
+
+describe('plain progress lines', () => {
+  it('prints state changes at once and running progress only on the timer', async () => {
+    const { plainDisplay } = await import('../../pipeline/progress/display.ts');
+    const lines: string[] = [];
+    const display = plainDisplay(['train'], (line) => lines.push(line.replace(/^\S+ /, '')), 30);
+    display.event({ type: 'start', stage: 'train', time: Date.now() });
+    for (let step = 1; step <= 100; step++) display.event({ type: 'progress', stage: 'train', done: step, total: 200, unit: 'steps' });
+    expect(lines).toEqual(['train: started']); // 100 updates, no lines yet
+    await new Promise((resolve) => setTimeout(resolve, 45));
+    display.stop();
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/^train: running \d+\.\ds 100\/200 steps \(50%\)$/);
   });
 });
