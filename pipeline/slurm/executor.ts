@@ -270,7 +270,12 @@ class SlurmRun {
     const submitted = this.submitted();
     await this.cancelJobs(submitted.map((t) => t.job.id));
     for (const t of submitted) {
-      this.finish(t.stage, { ...this.base(t.stage), state: 'cancelled', durationS: 0, message: `cancelled: scancel ${t.job.id}` });
+      // A job may have published between the last poll and the abort: its artifact is whole, so say so.
+      // (A --force'd stage's old artifact is there from the start, so it proves nothing.)
+      const published = !this.request.plan.forced.has(t.stage.name) && (await this.request.store.hasObject(t.stage.fingerprint));
+      this.finish(t.stage, published
+        ? { ...this.base(t.stage), state: 'succeeded', durationS: (Date.now() - (t.startedAt ?? t.submittedAt)) / 1000 }
+        : { ...this.base(t.stage), state: 'cancelled', durationS: 0, message: `cancelled: scancel ${t.job.id}` });
     }
     for (const t of this.tracked.values()) {
       if (t.status === 'waiting') this.finish(t.stage, this.skipped(t.stage, 'cancelled before it started'));
