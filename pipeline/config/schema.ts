@@ -16,7 +16,7 @@ const slurmFields = {
   time: z.string().default('01:00:00').describe('Wall-clock limit per stage job (sbatch --time).'),
   cpus: z.int().min(1).default(1).describe('CPUs per stage job (sbatch --cpus-per-task).'),
   mem: z.string().default('2G').describe('Memory per stage job (sbatch --mem).'),
-  gpus: z.int().min(0).default(0).describe('GPUs per stage job (sbatch --gpus); 0 asks for none.'),
+  gpus: z.int().min(0).default(0).describe('GPUs per stage job (sbatch --gres=gpu:N); 0 asks for none.'),
   extra_args: z.array(z.string()).default([]).describe('Further sbatch arguments, passed as written.'),
   retries: z.int().min(0).default(0).describe('How often a job that ended in a `retry_on` state is resubmitted.'),
   retry_on: z
