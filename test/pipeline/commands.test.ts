@@ -192,3 +192,16 @@ describe('plain progress lines', () => {
     expect(lines[1]).toMatch(/^train: running \d+\.\ds 100\/200 steps \(50%\)$/);
   });
 });
+
+describe('resource classes', () => {
+  it('runs at most resources.train train stages at once, whatever the concurrency', async () => {
+    // Each stage holds a directory as a mutex for 0.3 s; a second one inside that window fails.
+    const hold = "{ uses: exec, resources: train, with: { command: 'mkdir held || exit 9; sleep 0.3; rmdir held' } }";
+    writeFileSync(path.join(dir, 'train.yaml'), `name: tr\nstages:\n  t1: ${hold}\n  t2: ${hold}\n  t3: ${hold}\n`);
+    expect((await pipeline('run', 'train.yaml', '--concurrency', '3')).code).toBe(0);
+    // The same stages allowed to train two at a time collide: the check above can fail.
+    const parallel = await pipeline('run', 'train.yaml', '--concurrency', '3', '--set', 'resources.train=2', '--on-error', 'keep-going', '--store', 'parallel');
+    expect(parallel.code).toBe(1);
+    expect(parallel.err).toContain('failed: command exited with code 9');
+  });
+});
