@@ -1,7 +1,7 @@
 // Golden tests: the exact text `pipeline validate` prints for bad configs. Each case names the
 // mistake; the expected text is what a user should read: file:line:col, the key path, what was
 // expected and what was found, the source line and a marker under the offending span.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -187,4 +187,14 @@ describe('config diagnostics (golden)', () => {
     expect(result.loaded.config.resources).toEqual({ train: 1 });
     expect(result.loaded.stages.get('a')?.params).toEqual({ command: 'echo', env: { N: 4 }, cwd: '.', files: [] });
   });
+});
+
+describe('configs/', () => {
+  const configs = path.resolve(import.meta.dirname, '../../configs');
+  for (const file of readdirSync(configs).filter((name) => name.endsWith('.yaml'))) {
+    it(`${file} validates`, async () => {
+      const result = await loadConfig(path.join(configs, file), { registry: builtinStages });
+      expect(result.ok ? 'ok' : formatDiagnostics(result.diagnostics)).toBe('ok');
+    });
+  }
 });
