@@ -4,7 +4,7 @@ import { describeDecision, stagesToRun, type Plan } from '../plan.ts';
 import { executors } from '../executor/index.ts';
 import type { OnError, StageResult } from '../executor/types.ts';
 import { plainDisplay, ttyDisplay, type RunDisplay } from '../progress/display.ts';
-import { acquireStoreLock, describeHolder, LockBusyError } from '../store/lock.ts';
+import { acquireStoreLock, describeHolder, LockBusyError, type StoreLock } from '../store/lock.ts';
 import type { Selection } from '../graph.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
@@ -39,7 +39,7 @@ export async function runCommand(configPath: string, options: RunOptions, io: Io
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   const controller = new AbortController();
-  let lock;
+  let lock: StoreLock;
   try {
     lock = await acquireStoreLock(store.root, {
       wait: options.wait,

@@ -51,7 +51,7 @@ export function locate(source: YamlSource, path: KeyPath, options: { key?: boole
   const target = exact && options.key && found.keyNode ? found.keyNode : (found.node ?? found.keyNode);
   const range = target?.range;
   if (!range) return { file: source.file, start: 0, end: 1 };
-  // A whole map or list is marked by its first line only: the marker is meant to point, not to cover.
+  // A span over several lines (a whole map) is cut to its first line when printed (diagnostics.ts).
   return { file: source.file, start: range[0], end: range[1] };
 }
 
