@@ -7,7 +7,8 @@
  * libtensorflow); they are loaded with a guarded dynamic `import()` when a user installed them.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { register } from 'node:module';
+import { createRequire, register } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
@@ -44,7 +45,17 @@ let started: Promise<EngineRecord> | undefined;
  * first call's record; one process runs one backend). Logs the choice.
  */
 export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
-  started ??= start(config, log);
+  if (started) {
+    void started.then((record) => {
+      if (config.backend !== 'auto' && config.backend !== record.backend) {
+        log?.warn(`engine: backend ${config.backend} requested, but this process already runs ${record.backend}`);
+      }
+    });
+    return started;
+  }
+  started = start(config, log);
+  // A failed start may be retried (e.g. with another backend).
+  started.catch(() => (started = undefined));
   return started;
 }
 
@@ -64,15 +75,36 @@ async function start(config: EngineConfig, log?: Logger): Promise<EngineRecord> 
   return record;
 }
 
+/**
+ * Registers tfjs-core's gradients. Fast path: esbuild bundles `register_all_gradients.js` (about
+ * 400 files) into one module, imported from memory (0.5 s). Fallback, when esbuild's native binary
+ * is absent: the resolve hook above and Node loading each file (3 s).
+ */
 async function registerGradients(): Promise<void> {
   // A gradient already present means someone (e.g. the full @tensorflow/tfjs) registered them all.
   if (tf.getGradient('Add') !== undefined) return;
-  register(`data:text/javascript,${encodeURIComponent(RESOLVE_HOOK)}`);
-  await import('@tensorflow/tfjs-core/dist/register_all_gradients.js' as string);
+  const entry = createRequire(import.meta.url).resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js');
+  let bundled: string | undefined;
+  try {
+    const esbuild = await import('esbuild');
+    const result = await esbuild.build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', write: false, logLevel: 'silent' });
+    bundled = result.outputFiles[0]?.text;
+  } catch {
+    bundled = undefined;
+  }
+  if (bundled) await import(`data:text/javascript;base64,${Buffer.from(bundled).toString('base64')}`);
+  else {
+    register(`data:text/javascript,${encodeURIComponent(RESOLVE_HOOK)}`);
+    await import(pathToFileURL(entry).href);
+  }
   if (tf.getGradient('Add') === undefined) throw new Error('engine: tfjs-core gradients failed to register');
 }
 
-async function selectBackend(requested: BackendName, log?: Logger): Promise<string> {
+/**
+ * Starts one backend (not idempotent: `initEngine` is the entry point). Exported so the failure
+ * messages can be tested without disturbing the process's engine.
+ */
+export async function selectBackend(requested: BackendName, log?: Logger): Promise<string> {
   switch (requested) {
     case 'tensorflow-gpu':
       return startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true);
