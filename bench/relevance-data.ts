@@ -56,4 +56,7 @@ if (existsSync(chorus)) {
   const imported = importDataset(chorus, params, new Rng(13, 'import'));
   console.log(`chorus: ${imported.rows} rows, ${imported.skipped.length} skipped, grades ${JSON.stringify(imported.grades)}`);
   report('lexical baseline, chorus', imported.splits);
+  // The rule engine as a zero-shot judge on real data: how far the built-in knowledge carries.
+  const rules = classificationMetrics(imported.splits.test.map((e) => ({ gold: e.label, predicted: analyzePair(e.query, e.item, kg).grade })));
+  console.log(`analyzePair (rules, built-in knowledge), chorus: test n=${rules.count}  Acc@2 ${rules.acc2.toFixed(3)}  Acc@4 ${rules.acc4.toFixed(3)}  macro-F1 ${rules.macroF1.toFixed(3)}`);
 } else console.log(`chorus: ${chorus} absent, skipped`);

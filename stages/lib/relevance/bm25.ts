@@ -4,10 +4,13 @@
  * search API: the score of one given query–document pair with corpus IDF (the lexical baseline),
  * and top-k with an exclusion filter (few-shot exemplars never from the same query).
  */
-import { stem, tokenize } from './text.ts';
+import { STOP_WORDS, stem, tokenize } from './text.ts';
 
+/** Normalised, singular, stop words out ("for", "with" would match most documents and say nothing). */
 export function bm25Terms(text: string): string[] {
-  return tokenize(text).map(stem);
+  return tokenize(text)
+    .filter((t) => !STOP_WORDS.has(t))
+    .map(stem);
 }
 
 export class Bm25 {
@@ -64,13 +67,21 @@ export class Bm25 {
 
   /** The `k` best documents for `queryTerms` that `keep` accepts; ties go to the lower index. */
   top(queryTerms: readonly string[], k: number, keep: (index: number) => boolean = () => true): { index: number; score: number }[] {
-    const candidates = new Set<number>();
-    for (const t of queryTerms) for (const i of this.postings.get(t) ?? []) candidates.add(i);
-    const scored: { index: number; score: number }[] = [];
-    for (const index of candidates) {
-      if (!keep(index)) continue;
-      scored.push({ index, score: this.scoreCounts(queryTerms, this.docs[index] as Map<string, number>, this.lengths[index] as number) });
+    // Term at a time over the postings: each query term's IDF is computed once, and only documents
+    // sharing a term are touched.
+    const scores = new Map<number, number>();
+    for (const term of new Set(queryTerms)) {
+      const postings = this.postings.get(term);
+      if (!postings) continue;
+      const idf = this.idf(term);
+      for (const index of postings) {
+        const tf = (this.docs[index] as Map<string, number>).get(term) as number;
+        const norm = this.k1 * (1 - this.b + (this.b * (this.lengths[index] as number)) / (this.averageLength || 1));
+        scores.set(index, (scores.get(index) ?? 0) + (idf * tf * (this.k1 + 1)) / (tf + norm));
+      }
     }
+    const scored: { index: number; score: number }[] = [];
+    for (const [index, score] of scores) if (keep(index)) scored.push({ index, score });
     scored.sort((a, b) => b.score - a.score || a.index - b.index);
     return scored.slice(0, k);
   }

@@ -166,9 +166,12 @@ export class PromptBuilder {
     const queryAliases = analysisAliases(example.query, this.kg);
     const facts = rankFacts(analysis, queryAliases, this.kg).slice(0, this.params.facts);
     const ownQuery = normalise(example.query);
-    const shots = this.index
-      .top(bm25Terms(`${example.query} ${example.item.title}`), this.params.shots, (i) => normalise((this.train[i] as RelevanceExample).query) !== ownQuery)
-      .map(({ index }) => exemplarText(this.train[index] as RelevanceExample));
+    const otherQuery = (i: number) => normalise((this.train[i] as RelevanceExample).query) !== ownQuery;
+    const chosen = this.index.top(bm25Terms(`${example.query} ${example.item.title}`), this.params.shots, otherQuery).map(({ index }) => index);
+    // When too few train pairs share a word, the first train pairs of other queries fill in, so every
+    // prompt has the same shape.
+    for (let i = 0; chosen.length < this.params.shots && i < this.train.length; i++) if (otherQuery(i) && !chosen.includes(i)) chosen.push(i);
+    const shots = chosen.map((index) => exemplarText(this.train[index] as RelevanceExample));
 
     let withDescription = true;
     const render = () => {
