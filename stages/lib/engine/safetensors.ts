@@ -120,13 +120,19 @@ export function readModelWeights(dir: string): Map<string, tf.Tensor> {
   }
   if (!index.weight_map || typeof index.weight_map !== 'object') throw new Error(`${indexPath}: missing key weight_map`);
   const weights = new Map<string, tf.Tensor>();
+  const holds = new Map<string, Set<string>>();
   for (const shard of [...new Set(Object.values(index.weight_map))].sort()) {
     const shardPath = join(dir, shard);
     if (!existsSync(shardPath)) throw new Error(`${indexPath}: weight_map names ${shard}, which does not exist`);
-    for (const [name, tensor] of readSafetensors(shardPath)) weights.set(name, tensor);
+    const tensors = readSafetensors(shardPath);
+    holds.set(shard, new Set(tensors.keys()));
+    for (const [name, tensor] of tensors) weights.set(name, tensor);
   }
-  for (const name of Object.keys(index.weight_map)) {
-    if (!weights.has(name)) throw new Error(`${indexPath}: weight_map puts ${name} in ${index.weight_map[name]}, which does not hold it`);
+  for (const [name, shard] of Object.entries(index.weight_map)) {
+    if (!holds.get(shard)?.has(name)) {
+      tf.dispose([...weights.values()]);
+      throw new Error(`${indexPath}: weight_map puts ${name} in ${shard}, which does not hold it`);
+    }
   }
   return weights;
 }
