@@ -7,6 +7,7 @@ import kgStage from './kg/index.ts';
 import iclStage from './icl/index.ts';
 import cotStage from './cot/index.ts';
 import sftStage from './sft/index.ts';
+import evalStage from './eval/index.ts';
 
 export const builtinStages: StageType[] = [
   execStage,
@@ -16,4 +17,5 @@ export const builtinStages: StageType[] = [
   iclStage,
   cotStage,
   sftStage,
+  evalStage,
 ];

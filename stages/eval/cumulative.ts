@@ -1,0 +1,51 @@
+/**
+ * TaoSR1's cumulative-probability partition (CumPT) for answer-first judges: with grade
+ * probabilities p(L1..L4) read from the answer tokens, walk down from the best grade and predict the
+ * first grade g whose cumulative probability p(L4) + ... + p(g) reaches the threshold τ. A single τ
+ * trades precision of the high grades against recall; it is tuned on dev for macro-F1.
+ *
+ * Written here because it is a dozen lines specific to this task; no library implements it.
+ */
+import { classificationMetrics } from '../lib/metrics.ts';
+import { GRADES, type Grade } from '../lib/relevance/types.ts';
+
+const DESCENDING: readonly Grade[] = [...GRADES].reverse();
+
+/** Probabilities renormalised over the four grades (the answer token could be anything else). */
+export function normaliseGradeProbs(logprobs: Record<Grade, number>): Record<Grade, number> {
+  const top = Math.max(...GRADES.map((g) => logprobs[g]));
+  const weights = GRADES.map((g) => Math.exp(logprobs[g] - top));
+  const total = weights.reduce((a, b) => a + b, 0);
+  return Object.fromEntries(GRADES.map((g, i) => [g, (weights[i] as number) / total])) as Record<Grade, number>;
+}
+
+export function cumulativeGrade(probs: Record<Grade, number>, threshold: number): Grade {
+  let cumulative = 0;
+  for (const grade of DESCENDING) {
+    cumulative += probs[grade];
+    if (cumulative >= threshold) return grade;
+  }
+  return 'L1'; // rounding: the four probabilities may sum to just under 1
+}
+
+/**
+ * The τ in (0, 1] with the best dev macro-F1 (ties: the smallest). Predictions only change where τ
+ * crosses an example's cumulative sum, so those sums are the only candidates worth trying.
+ */
+export function tuneCumulativeThreshold(dev: readonly { gold: Grade; probs: Record<Grade, number> }[]): { threshold: number; devMacroF1: number } {
+  if (dev.length === 0) throw new Error('tuneCumulativeThreshold: no dev examples to tune the threshold on');
+  const candidates = new Set<number>([1]);
+  for (const { probs } of dev) {
+    let cumulative = 0;
+    for (const grade of DESCENDING) {
+      cumulative += probs[grade];
+      if (cumulative > 0 && cumulative <= 1) candidates.add(cumulative);
+    }
+  }
+  let best = { threshold: 1, devMacroF1: -1 };
+  for (const threshold of [...candidates].sort((a, b) => a - b)) {
+    const { macroF1 } = classificationMetrics(dev.map((e) => ({ gold: e.gold, predicted: cumulativeGrade(e.probs, threshold) })));
+    if (macroF1 > best.devMacroF1) best = { threshold, devMacroF1: macroF1 };
+  }
+  return best;
+}

@@ -1,0 +1,94 @@
+/** The eval's report fragment: the comparison table, per-grade scores, confusions, slices and samples. */
+import type { Cell, FragmentBlock, ReportFragment } from '../../pipeline/report/fragment.ts';
+import { GRADES } from '../lib/relevance/types.ts';
+import type { EvalMetrics } from './index.ts';
+import type { Prediction } from './predictions.ts';
+import type { ModelSummary } from './summary.ts';
+
+const round = (value: number | null): number | null => (value === null ? null : Math.round(value * 10_000) / 10_000);
+
+function summaries(metrics: EvalMetrics): [string, ModelSummary][] {
+  return [...Object.entries(metrics.checkpoints), ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : [])];
+}
+
+function comparisonTable(metrics: EvalMetrics): FragmentBlock {
+  const thresholds = Object.entries(metrics.checkpoints)
+    .filter(([, s]) => s.threshold)
+    .map(([name, s]) => `${name}: answer_first, cumulative threshold ${s.threshold?.threshold.toFixed(4)}`);
+  return {
+    type: 'table',
+    title: `Comparison on ${metrics.examples} test examples`,
+    columns: ['model', 'Acc@2', 'Acc@4', 'macro-F1', 'format valid', 'steps verified', 'rule adherence', 'mean tokens', 'ms / example'],
+    rows: metrics.comparison.map((r) => [
+      r.model,
+      round(r.acc2),
+      round(r.acc4),
+      round(r.macroF1),
+      round(r.formatValidity),
+      round(r.stepVerificationRate),
+      round(r.ruleAdherence),
+      round(r.meanCompletionTokens),
+      round(r.meanLatencyMs),
+    ]),
+    ...(thresholds.length > 0 ? { note: thresholds.join('; ') } : {}),
+  };
+}
+
+function perGradeTable(metrics: EvalMetrics): FragmentBlock {
+  const rows: Cell[][] = summaries(metrics).flatMap(([name, s]) =>
+    GRADES.map((g) => [name, g, round(s.perGrade[g].precision), round(s.perGrade[g].recall), round(s.perGrade[g].f1), s.perGrade[g].support]),
+  );
+  return { type: 'table', title: 'Per-grade precision, recall and F1', columns: ['model', 'grade', 'precision', 'recall', 'F1', 'support'], rows };
+}
+
+function confusionTable(metrics: EvalMetrics): FragmentBlock {
+  const rows: Cell[][] = summaries(metrics).flatMap(([name, s]) => GRADES.map((gold) => [name, gold, ...GRADES.map((p) => s.confusion[gold][p]), s.confusion[gold].none]));
+  return { type: 'table', title: 'Confusion (rows: gold, columns: predicted)', columns: ['model', 'gold', ...GRADES, 'none'], rows };
+}
+
+function slicesTable(metrics: EvalMetrics): FragmentBlock {
+  const rows: Cell[][] = summaries(metrics).flatMap(([name, s]) =>
+    (['capability', 'difficulty', 'source'] as const).flatMap((kind) =>
+      Object.entries(s.slices[kind]).map(([value, x]) => [name, kind, value, x.count, round(x.acc2), round(x.acc4), round(x.macroF1)]),
+    ),
+  );
+  return { type: 'table', title: 'Slices', columns: ['model', 'slice', 'value', 'count', 'Acc@2', 'Acc@4', 'macro-F1'], rows };
+}
+
+function capabilityChart(metrics: EvalMetrics): FragmentBlock {
+  const values = summaries(metrics).flatMap(([model, s]) => Object.entries(s.slices.capability).map(([capability, x]) => ({ model, capability, acc4: x.acc4 })));
+  return {
+    type: 'chart',
+    title: 'Acc@4 by capability',
+    spec: {
+      data: { values },
+      mark: 'bar',
+      encoding: {
+        x: { field: 'capability', type: 'nominal' },
+        xOffset: { field: 'model', type: 'nominal' },
+        y: { field: 'acc4', type: 'quantitative', scale: { domain: [0, 1] }, title: 'Acc@4' },
+        color: { field: 'model', type: 'nominal' },
+      },
+    },
+  };
+}
+
+/** The first `count` predictions of each model that wrote a completion, with its reasoning. */
+function samples(predictions: readonly Prediction[], count: number): FragmentBlock {
+  const byModel = new Map<string, Prediction[]>();
+  for (const p of predictions) if (p.completion !== null) byModel.set(p.model, [...(byModel.get(p.model) ?? []), p]);
+  const items = [...byModel.values()].flatMap((list) =>
+    list.slice(0, count).map((p) => ({
+      heading: `${p.model} · ${p.id} · gold ${p.gold}, predicted ${p.predicted ?? 'none'} · ${p.stepsVerified}/5 steps verified${p.formatOk ? '' : ` · format: ${p.formatErrors.join(', ')}`}`,
+      text: p.completion ?? '',
+    })),
+  );
+  return { type: 'texts', title: 'Sample predictions with their reasoning', items };
+}
+
+export function evalFragment(metrics: EvalMetrics, predictions: readonly Prediction[], sampleCount: number): ReportFragment {
+  return {
+    title: 'Evaluation',
+    blocks: [comparisonTable(metrics), perGradeTable(metrics), confusionTable(metrics), slicesTable(metrics), capabilityChart(metrics), samples(predictions, sampleCount)],
+  };
+}

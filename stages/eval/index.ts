@@ -1,0 +1,208 @@
+/**
+ * eval: every checkpoint in `needs` and the lexical baseline, judged on the test split of the
+ * prompts. Checkpoints decode greedily; the grade is the parsed answer, or for an answer_first
+ * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
+ * probabilities with one threshold tuned on dev. Each completion is parsed and its steps verified
+ * against the relevance analysis of the gold pair over the knowledge graph.
+ *
+ * Writes metrics.json ({checkpoints, baseline, comparison, ...}), predictions.jsonl (one line per
+ * model and example) and report.json (a fragment `pipeline report` embeds).
+ *
+ *   eval:
+ *     uses: eval
+ *     needs: [sft, dpo, grpo, icl, kg]
+ *     with: { limit: 200 }
+ */
+import { join } from 'node:path';
+import { z } from 'zod';
+import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
+import type { ReasoningSteps } from '../lib/completion.ts';
+import type { PromptRecord } from '../lib/relevance/prompts.ts';
+import { GRADES, type Grade } from '../lib/relevance/types.ts';
+import { exampleFields, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
+import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
+
+const params = z.strictObject({
+  limit: z.number().int().min(0).default(0).describe('Test examples evaluated, a seeded random sample (0 = the whole test split)'),
+  dev_limit: z.number().int().min(1).default(200).describe('Dev examples used to tune the answer_first grade threshold'),
+  batch_size: z.number().int().positive().default(8).describe('Prompts decoded at once'),
+  max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
+  baseline: z.boolean().default(true).describe('Also evaluate the lexical baseline (fitted on train, thresholds tuned on dev)'),
+  report_samples: z.number().int().min(0).default(6).describe('Predictions per model shown with their reasoning in the report'),
+});
+type Params = z.output<typeof params>;
+
+export interface CheckpointResult {
+  predictions: Prediction[];
+  /** answer_first checkpoints: the tuned cumulative threshold and its dev macro-F1. */
+  threshold?: { threshold: number; devMacroF1: number; devExamples: number };
+  promptTooLong: number;
+}
+
+export interface EvalMetrics {
+  examples: number;
+  checkpoints: Record<string, ModelSummary & { threshold?: CheckpointResult['threshold']; promptTooLong: number }>;
+  baseline: (ModelSummary & { thresholds: number[]; devMacroF1: number }) | null;
+  comparison: ComparisonRow[];
+}
+
+type Policy = import('../lib/policy.ts').Policy;
+
+/** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
+async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
+  const { sequenceLogprobs } = await import('../lib/engine/index.ts');
+  const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
+  const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
+  const { logprobs, mask } = sequenceLogprobs(policy.model, rows, { frozen: true });
+  const values = (await logprobs.array()) as number[][];
+  logprobs.dispose();
+  mask.dispose();
+  return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
+}
+
+async function evaluateCheckpoint(
+  ctx: StageContext<Params>,
+  name: string,
+  dir: string,
+  test: readonly PromptRecord[],
+  dev: readonly PromptRecord[],
+  references: ReadonlyMap<string, ReasoningSteps>,
+  onBatch: (examples: number) => void,
+): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
+  const policyLib = await import('../lib/policy.ts');
+  const { disposeModel } = await import('../lib/engine/index.ts');
+  const { normaliseGradeProbs, cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
+  const p = ctx.params;
+  const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
+  try {
+    const fits = (record: PromptRecord) =>
+      policyLib.fitsContext(policy, policyLib.promptIds(policy.tokenizer, policy.format, record.messages).length, p.max_new_tokens);
+    const readable = test.filter(fits);
+    const promptTooLong = test.length - readable.length;
+    if (promptTooLong > 0) ctx.log.warn(`${name}: ${promptTooLong} test prompts do not fit the context with max_new_tokens ${p.max_new_tokens}; counted as unanswered`);
+
+    let threshold: CheckpointResult['threshold'];
+    const probsOf = async (records: readonly PromptRecord[]) =>
+      (await gradeLogprobs(policy, records.map((r) => policyLib.promptIds(policy.tokenizer, policy.format, r.messages)))).map(normaliseGradeProbs);
+    if (policy.format.answerFirst) {
+      const tuning = dev.filter(fits).slice(0, p.dev_limit);
+      const devProbs: { gold: Grade; probs: Record<Grade, number> }[] = [];
+      for (let i = 0; i < tuning.length; i += p.batch_size) {
+        ctx.signal.throwIfAborted();
+        const batch = tuning.slice(i, i + p.batch_size);
+        (await probsOf(batch)).forEach((probs, j) => devProbs.push({ gold: (batch[j] as PromptRecord).example.label, probs }));
+      }
+      threshold = { ...tuneCumulativeThreshold(devProbs), devExamples: devProbs.length };
+      ctx.log.info(`${name}: answer_first, cumulative threshold ${threshold.threshold.toFixed(4)} (dev macro-F1 ${threshold.devMacroF1.toFixed(4)} on ${devProbs.length})`);
+    }
+
+    const predictions = new Map<string, Prediction>();
+    for (let i = 0; i < readable.length; i += p.batch_size) {
+      const batch = readable.slice(i, i + p.batch_size);
+      const started = performance.now();
+      const completions = await policyLib.generateCompletions(policy, batch, {
+        n: 1,
+        batchSize: batch.length,
+        maxNewTokens: p.max_new_tokens,
+        temperature: 0,
+        topK: 0,
+        topP: 1,
+        rng: ctx.rng.fork(`${name}/generate`),
+        signal: ctx.signal,
+      });
+      const probs = threshold ? await probsOf(batch) : undefined;
+      const latencyMs = (performance.now() - started) / batch.length;
+      completions.forEach((completion, j) => {
+        const record = batch[j] as PromptRecord;
+        const grade = probs && threshold ? { probs: probs[j] as Record<Grade, number>, predicted: cumulativeGrade(probs[j] as Record<Grade, number>, threshold.threshold) } : undefined;
+        const reference = references.get(record.id) as ReasoningSteps;
+        predictions.set(record.id, scoreCompletion(name, record.example, reference, { text: completion.text, tokens: completion.tokens.length, latencyMs }, grade));
+      });
+      onBatch(batch.length);
+    }
+    // Test order, with the unreadable prompts in their places.
+    const ordered = test.map((r) => predictions.get(r.id) ?? unreadablePrediction(name, r.example));
+    return { result: { predictions: ordered, threshold, promptTooLong }, engine };
+  } finally {
+    disposeModel(policy.model);
+  }
+}
+
+export default defineStage({
+  name: 'eval',
+  version: '1',
+  description: 'Evaluate checkpoints and the lexical baseline on the test split: metrics, slices, step verification, comparison table',
+  params,
+  produces: 'eval',
+  resources: 'train',
+  async run(ctx) {
+    const p = ctx.params;
+    const { readJsonl, writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJson } = await import('../lib/relevance/dataset.ts');
+    const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
+    const { analyzePair, toReasoningSteps } = await import('../lib/relevance/analysis.ts');
+    const { lexicalBaseline } = await import('../lib/relevance/baseline.ts');
+    const { evalFragment } = await import('./fragment.ts');
+
+    const promptsDir = ctx.inputs.one('prompts').dir;
+    const split = (name: string) => readJsonl<PromptRecord>(join(promptsDir, `${name}.jsonl`));
+    const [train, dev, allTest] = [await split('train'), await split('dev'), await split('test')];
+    if (allTest.length === 0) throw new Error(`${promptsDir}/test.jsonl has no prompts to evaluate`);
+    const test = p.limit > 0 && p.limit < allTest.length ? ctx.rng.fork('test-sample').shuffle([...allTest]).slice(0, p.limit) : allTest;
+    const checkpoints = ctx.inputs.many('checkpoint');
+    if (checkpoints.length === 0 && !p.baseline) throw new Error('eval has nothing to evaluate: no checkpoint in needs and baseline: false');
+
+    const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
+    const references = new Map(test.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]));
+
+    const total = test.length * checkpoints.length;
+    let done = 0;
+    ctx.progress.update(0, total, 'examples');
+    const metrics: EvalMetrics = { examples: test.length, checkpoints: {}, baseline: null, comparison: [] };
+    const predictions: Prediction[] = [];
+    let engine: EngineRecord | undefined;
+    for (const checkpoint of checkpoints) {
+      const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, test, dev, references, (n) => {
+        done += n;
+        ctx.progress.update(done, total, 'examples');
+      });
+      engine = evaluated.engine;
+      const { result } = evaluated;
+      const summary = summarise(result.predictions);
+      metrics.checkpoints[checkpoint.stage] = { ...summary, ...(result.threshold ? { threshold: result.threshold } : {}), promptTooLong: result.promptTooLong };
+      metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
+      predictions.push(...result.predictions);
+      ctx.log.info(`${checkpoint.stage}: Acc@2 ${summary.acc2.toFixed(4)}, Acc@4 ${summary.acc4.toFixed(4)}, macro-F1 ${summary.macroF1.toFixed(4)}, format ${summary.formatValidity?.toFixed(4)}`);
+    }
+
+    if (p.baseline) {
+      const fitted = lexicalBaseline(
+        train.map((r) => r.example),
+        dev.map((r) => r.example),
+      );
+      const baseline = test.map((r): Prediction => {
+        const started = performance.now();
+        const predicted = fitted.predict(r.example);
+        const latencyMs = performance.now() - started;
+        return { model: 'baseline', ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
+      });
+      const summary = summarise(baseline);
+      metrics.baseline = { ...summary, thresholds: fitted.thresholds, devMacroF1: fitted.devMacroF1 };
+      metrics.comparison.push(comparisonRow('baseline', 'baseline', summary));
+      predictions.push(...baseline);
+    }
+
+    metrics.comparison.forEach((row, i) => ctx.metrics.log(i, { model: row.model, acc2: row.acc2, acc4: row.acc4, macroF1: row.macroF1 }));
+    await writeJson(join(ctx.outDir, 'metrics.json'), metrics);
+    await writeJsonl(join(ctx.outDir, 'predictions.jsonl'), predictions);
+    const { REPORT_FRAGMENT_FILE } = await import('../../pipeline/report/fragment.ts');
+    await writeJson(join(ctx.outDir, REPORT_FRAGMENT_FILE), evalFragment(metrics, predictions, p.report_samples));
+    return {
+      ...(engine ? { engine } : {}),
+      metrics: {
+        examples: test.length,
+        ...Object.fromEntries(metrics.comparison.flatMap((row) => [[`${row.model}.acc4`, row.acc4], [`${row.model}.macroF1`, row.macroF1]])),
+      },
+    };
+  },
+});

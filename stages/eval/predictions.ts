@@ -1,0 +1,91 @@
+/**
+ * One evaluated example of one model (a checkpoint, or the lexical baseline): what
+ * `predictions.jsonl` holds, one line each, and what every figure in `metrics.json` is computed from.
+ */
+import { parseCompletion, verifyCompletion, type ReasoningSteps } from '../lib/completion.ts';
+import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
+
+export interface Prediction {
+  /** The checkpoint's stage name, or "baseline". */
+  model: string;
+  id: string;
+  gold: Grade;
+  /** null: the model gave no valid grade (counted wrong, and as unanswered). */
+  predicted: Grade | null;
+  capabilities: string[];
+  difficulty: string;
+  source: string;
+  /** The rules that fire for this pair (gold meta). */
+  firingRules: string[];
+  /** Completion-level figures; null for the baseline, which writes no completion. */
+  formatOk: boolean | null;
+  formatErrors: string[];
+  stepsVerified: number | null;
+  /** Whether the rules step names every firing rule; null when no rule fires or there is no completion. */
+  rulesNamed: boolean | null;
+  completion: string | null;
+  completionTokens: number | null;
+  /** Wall time of the example's batch divided by the batch's rows. */
+  latencyMs: number;
+  /** answer_first checkpoints: p(grade) read from the answer tokens, renormalised over L1–L4. */
+  gradeProbs?: Record<Grade, number>;
+}
+
+export type ExampleFields = Pick<Prediction, 'id' | 'gold' | 'capabilities' | 'difficulty' | 'source' | 'firingRules'>;
+
+export function exampleFields(example: RelevanceExample): ExampleFields {
+  return {
+    id: example.id,
+    gold: example.label,
+    capabilities: [...example.meta.capabilities],
+    difficulty: example.meta.difficulty,
+    source: example.meta.source,
+    firingRules: [...example.meta.rules],
+  };
+}
+
+/**
+ * Scores a generated completion against the example and its reference steps. `grade`, when given,
+ * overrides the parsed answer (answer_first: the grade comes from the answer tokens' probabilities).
+ */
+export function scoreCompletion(
+  model: string,
+  example: RelevanceExample,
+  reference: ReasoningSteps,
+  completion: { text: string; tokens: number; latencyMs: number },
+  grade?: { predicted: Grade; probs: Record<Grade, number> },
+): Prediction {
+  const parsed = parseCompletion(completion.text);
+  const verification = verifyCompletion(parsed, reference, example.label);
+  const firing = example.meta.rules;
+  const named = new Set(parsed.steps.rules ?? []);
+  return {
+    model,
+    ...exampleFields(example),
+    predicted: grade?.predicted ?? parsed.label ?? null,
+    formatOk: parsed.formatOk,
+    formatErrors: parsed.errors,
+    stepsVerified: verification.stepsVerified,
+    rulesNamed: firing.length === 0 ? null : firing.every((rule) => named.has(rule)),
+    completion: completion.text,
+    completionTokens: completion.tokens,
+    latencyMs: completion.latencyMs,
+    ...(grade ? { gradeProbs: grade.probs } : {}),
+  };
+}
+
+/** A prompt the model cannot read (longer than its context): an unanswered, invalid prediction. */
+export function unreadablePrediction(model: string, example: RelevanceExample): Prediction {
+  return {
+    model,
+    ...exampleFields(example),
+    predicted: null,
+    formatOk: false,
+    formatErrors: ['prompt_too_long'],
+    stepsVerified: 0,
+    rulesNamed: example.meta.rules.length === 0 ? null : false,
+    completion: null,
+    completionTokens: 0,
+    latencyMs: 0,
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * From predictions to the figures the papers report: the classification metrics (stages/lib/metrics),
+ * slices by capability, difficulty and source (RAIR-style), and the completion-level rates: format
+ * validity, step-verification rate, rule adherence, mean completion length and latency.
+ * A rate whose denominator is empty is null (JSON has no NaN), never 0.
+ */
+import { STEP_NAMES } from '../lib/completion.ts';
+import { classificationMetrics, type ClassificationMetrics } from '../lib/metrics.ts';
+import type { Prediction } from './predictions.ts';
+
+export interface SliceScores {
+  count: number;
+  acc2: number;
+  acc4: number;
+  macroF1: number;
+}
+
+export interface ModelSummary extends ClassificationMetrics {
+  /** Share of completions with no format error. */
+  formatValidity: number | null;
+  /** Mean share of the five reasoning steps that verify against the reference. */
+  stepVerificationRate: number | null;
+  /** Of the examples where at least one rule fires, the share whose completion names every firing rule. */
+  ruleAdherence: number | null;
+  ruleExamples: number;
+  meanCompletionTokens: number | null;
+  meanLatencyMs: number;
+  slices: { capability: Record<string, SliceScores>; difficulty: Record<string, SliceScores>; source: Record<string, SliceScores> };
+}
+
+function mean(values: readonly number[]): number | null {
+  return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+function scores(predictions: readonly Prediction[]): SliceScores {
+  const { count, acc2, acc4, macroF1 } = classificationMetrics(predictions.map((p) => ({ gold: p.gold, predicted: p.predicted ?? undefined })));
+  return { count, acc2, acc4, macroF1 };
+}
+
+/** Groups by every key an example has (an example with two capabilities is in both slices). */
+function sliceBy(predictions: readonly Prediction[], keys: (p: Prediction) => readonly string[]): Record<string, SliceScores> {
+  const groups = new Map<string, Prediction[]>();
+  for (const p of predictions) for (const key of keys(p)) groups.set(key, [...(groups.get(key) ?? []), p]);
+  return Object.fromEntries([...groups.keys()].sort().map((key) => [key, scores(groups.get(key) as Prediction[])]));
+}
+
+export function summarise(predictions: readonly Prediction[]): ModelSummary {
+  const withCompletion = predictions.filter((p) => p.formatOk !== null);
+  const ruled = withCompletion.filter((p) => p.rulesNamed !== null);
+  return {
+    ...classificationMetrics(predictions.map((p) => ({ gold: p.gold, predicted: p.predicted ?? undefined }))),
+    formatValidity: mean(withCompletion.map((p) => (p.formatOk ? 1 : 0))),
+    stepVerificationRate: mean(withCompletion.map((p) => (p.stepsVerified ?? 0) / STEP_NAMES.length)),
+    ruleAdherence: mean(ruled.map((p) => (p.rulesNamed ? 1 : 0))),
+    ruleExamples: ruled.length,
+    meanCompletionTokens: mean(withCompletion.map((p) => p.completionTokens ?? 0)),
+    meanLatencyMs: mean(predictions.map((p) => p.latencyMs)) ?? 0,
+    slices: {
+      capability: sliceBy(predictions, (p) => p.capabilities),
+      difficulty: sliceBy(predictions, (p) => [p.difficulty]),
+      source: sliceBy(predictions, (p) => [p.source]),
+    },
+  };
+}
+
+/** One row of the ablation-style table: every checkpoint of the run, then the baseline. */
+export interface ComparisonRow {
+  model: string;
+  kind: 'checkpoint' | 'baseline';
+  count: number;
+  acc2: number;
+  acc4: number;
+  macroF1: number;
+  formatValidity: number | null;
+  stepVerificationRate: number | null;
+  ruleAdherence: number | null;
+  meanCompletionTokens: number | null;
+  meanLatencyMs: number;
+}
+
+export function comparisonRow(model: string, kind: ComparisonRow['kind'], s: ModelSummary): ComparisonRow {
+  return {
+    model,
+    kind,
+    count: s.count,
+    acc2: s.acc2,
+    acc4: s.acc4,
+    macroF1: s.macroF1,
+    formatValidity: s.formatValidity,
+    stepVerificationRate: s.stepVerificationRate,
+    ruleAdherence: s.ruleAdherence,
+    meanCompletionTokens: s.meanCompletionTokens,
+    meanLatencyMs: s.meanLatencyMs,
+  };
+}
