@@ -65,6 +65,12 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
   }
 
   const planned = new Map<string, PlannedStage>();
+  // Many stages often share one module or data file: hash each file once per plan.
+  const hashes = new Map<string, Promise<string | undefined>>();
+  const hashOnce = (absolute: string) => {
+    if (!hashes.has(absolute)) hashes.set(absolute, exists(absolute).then((found) => (found ? sha256File(absolute) : undefined)));
+    return hashes.get(absolute) as Promise<string | undefined>;
+  };
   for (const name of topologicalOrder(graph)) {
     const loadedStage = loaded.stages.get(name);
     const stageConfig = config.stages[name];
@@ -73,7 +79,8 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
     const files = [...(loadedStage.moduleFile ? [loadedStage.moduleFile] : []), ...(loadedStage.type.userFiles?.(loadedStage.params) ?? [])];
     for (const file of files) {
       const absolute = path.resolve(loaded.dir, file);
-      if (!(await exists(absolute))) {
+      const hash = await hashOnce(absolute);
+      if (hash === undefined) {
         diagnostics.push({
           location: locate(loaded.source, ['stages', name, 'with']),
           path: ['stages', name],
@@ -81,7 +88,7 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
         });
         continue;
       }
-      userFiles[file] = await sha256File(absolute);
+      userFiles[file] = hash;
     }
     const inputs = Object.fromEntries(stageConfig.needs.map((need) => [need, planned.get(need)?.fingerprint ?? '']));
     const fingerprintInput: FingerprintInput = {

@@ -81,6 +81,7 @@ export async function loadConfig(
   const byName = new Map(options.registry.map((type) => [type.name, type]));
   const stages = new Map<string, LoadedStage>();
   const graph = new Map<string, string[]>();
+  const userStages = new Map<string, ReturnType<typeof loadUserStage>>();
   for (const [name, stageRaw] of stageEntries) {
     const stage = stageRaw as { uses?: unknown; with?: unknown; needs?: unknown };
     graph.set(name, Array.isArray(stage?.needs) ? stage.needs.filter((n): n is string => typeof n === 'string') : []);
@@ -89,7 +90,8 @@ export async function loadConfig(
     let type: StageType | undefined;
     let moduleFile: string | undefined;
     if (isUserStagePath(stage.uses)) {
-      const resolved = await loadUserStage(stage.uses, dir);
+      if (!userStages.has(stage.uses)) userStages.set(stage.uses, loadUserStage(stage.uses, dir));
+      const resolved = await (userStages.get(stage.uses) as ReturnType<typeof loadUserStage>);
       if ('error' in resolved) {
         diagnostics.push({ location: locate(source, usesPath), path: usesPath, message: resolved.error });
         continue;
