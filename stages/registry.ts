@@ -7,6 +7,9 @@ import kgStage from './kg/index.ts';
 import iclStage from './icl/index.ts';
 import cotStage from './cot/index.ts';
 import sftStage from './sft/index.ts';
+import sampleStage from './sample/index.ts';
+import dpoStage from './dpo/index.ts';
+import grpoStage from './grpo/index.ts';
 import evalStage from './eval/index.ts';
 
 export const builtinStages: StageType[] = [
@@ -18,4 +21,7 @@ export const builtinStages: StageType[] = [
   cotStage,
   sftStage,
   evalStage,
+  sampleStage,
+  dpoStage,
+  grpoStage,
 ];

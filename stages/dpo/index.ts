@@ -1,0 +1,208 @@
+/**
+ * dpo: Direct Preference Optimization on pairs from pass@N samples (TaoSR1's DPO stage).
+ *
+ * Recipe, as Hugging Face TRL's DPOTrainer runs it (trl/trainer/dpo_trainer.py; docs:
+ * https://huggingface.co/docs/trl/dpo_trainer):
+ * 1. pairs: chosen = a correct sample, rejected = an incorrect one; the teacher's CoT (the sft-set,
+ *    when it is in `needs`) is chosen where no sample is correct (pairs.ts);
+ * 2. reference log-probs computed once, before the first update, from the input checkpoint (TRL's
+ *    `precompute_ref_log_probs`): the policy starts as the reference, so no second model is held;
+ * 3. each step: policy log-probs of chosen and rejected, `dpoLoss` (sigmoid | ipo | hinge | robust
+ *    with beta and label smoothing), AdamW with warmup + cosine;
+ * 4. metrics under TRL's names: rewards/chosen, rewards/rejected, rewards/margins,
+ *    rewards/accuracies (share of pairs whose chosen reward beats the rejected one).
+ *
+ *   dpo:
+ *     uses: dpo
+ *     needs: [sample, sft, cot, icl]
+ *     with: { beta: 0.1, loss_type: sigmoid, learning_rate: 2.0e-4 }
+ */
+import { join } from 'node:path';
+import type { Scalar, Tensor1D } from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { defineStage } from '../../pipeline/stage-api.ts';
+import type { SftRecord } from '../cot/index.ts';
+import type { SampledPrompt } from '../sample/index.ts';
+import { buildPairs } from './pairs.ts';
+
+const params = z.strictObject({
+  beta: z.number().positive().default(0.1).describe('DPO temperature β: how far the policy may move from the reference'),
+  loss_type: z.enum(['sigmoid', 'ipo', 'hinge', 'robust']).default('sigmoid').describe('sigmoid (DPO), ipo, hinge (RSO) or robust (rDPO)'),
+  label_smoothing: z.number().min(0).lt(0.5).default(0).describe('Assumed probability that a preference is flipped (cDPO / robust DPO)'),
+  pairs_per_prompt: z.number().int().positive().default(1).describe('Pairs drawn per prompt (distinct rejected samples)'),
+  learning_rate: z.number().positive().default(2e-4).describe('Peak learning rate (warmup then cosine decay)'),
+  min_lr_ratio: z.number().min(0).max(1).default(0.1).describe('Final learning rate as a fraction of learning_rate'),
+  warmup_steps: z.number().int().min(0).default(4).describe('Linear warmup steps'),
+  weight_decay: z.number().min(0).default(0).describe('AdamW decoupled weight decay'),
+  max_grad_norm: z.number().min(0).default(1).describe('Clip the global gradient norm (0 = off)'),
+  batch_size: z.number().int().positive().default(8).describe('Pairs per optimizer step'),
+  epochs: z.number().positive().default(1).describe('Passes over the pairs (fractions allowed)'),
+  max_steps: z.number().int().min(0).default(0).describe('Stop after this many steps (0 = epochs decide)'),
+  max_length: z.number().int().positive().default(512).describe('Pairs whose prompt + longer completion exceed this are skipped and counted'),
+  eval_prompts: z.number().int().min(0).default(32).describe('Dev prompts decoded greedily before and after training, for accuracy (0 = none)'),
+  max_completion_length: z.number().int().positive().default(160).describe('Generation budget of the accuracy probe'),
+  checkpoint_every: z.number().int().positive().default(20).describe('Save a step checkpoint every N steps'),
+});
+
+export default defineStage({
+  name: 'dpo',
+  version: '1',
+  description: 'DPO on correct vs incorrect samples (teacher CoT chosen where none is correct); TRL loss types',
+  params,
+  produces: 'checkpoint',
+  resources: 'train',
+  async run(ctx) {
+    const p = ctx.params;
+    const engineLib = await import('../lib/engine/index.ts');
+    const tf = await import('@tensorflow/tfjs-core');
+    const { dpoLoss } = await import('../lib/rl/losses.ts');
+    const { loadPolicy, promptIds, completionIds } = await import('../lib/policy.ts');
+    const { readJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { greedyAccuracy, readPromptRecords, savePolicy } = await import('../sample/scoring.ts');
+
+    const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
+    const samples = await readJsonl<SampledPrompt>(join(ctx.inputs.one('samples').dir, 'train.jsonl'));
+    const sftSet = ctx.inputs.many('sft-set')[0];
+    const teacher = new Map(sftSet ? (await readJsonl<SftRecord>(join(sftSet.dir, 'train.jsonl'))).map((r) => [r.id, r.completion]) : []);
+    const { pairs, counts } = buildPairs(samples, teacher, p.pairs_per_prompt, ctx.rng.fork('pairs'));
+    ctx.log.info(`pairs: ${pairs.length} ${JSON.stringify(counts)}${sftSet ? '' : ' (no sft-set in needs: no teacher fallback)'}`);
+
+    const { tokenizer, model } = policy;
+    const tokenized = pairs.map((pair) => {
+      const prompt = promptIds(tokenizer, policy.format, pair.messages);
+      return { prompt, chosen: completionIds(tokenizer, pair.chosen), rejected: completionIds(tokenizer, pair.rejected) };
+    });
+    const fitting = tokenized.filter((t) => t.prompt.length + Math.max(t.chosen.length, t.rejected.length) <= Math.min(p.max_length, model.config.max_position_embeddings));
+    const skippedTooLong = tokenized.length - fitting.length;
+    if (skippedTooLong > 0) ctx.log.warn(`skipped ${skippedTooLong} of ${tokenized.length} pairs longer than max_length ${p.max_length}`);
+    if (fitting.length === 0) throw new Error(`no preference pair to train on: ${JSON.stringify(counts)}, ${skippedTooLong} too long`);
+
+    // Sequence log-prob per row: a sum, or for IPO the per-token mean (TRL feeds IPO averages).
+    const sequenceScores = (rows: { prompt: number[]; completion: number[] }[], frozen: boolean): Tensor1D => {
+      const { logprobs, mask } = engineLib.sequenceLogprobs(model, rows, { frozen });
+      const sums = tf.sum(logprobs, 1) as Tensor1D;
+      return p.loss_type === 'ipo' ? (tf.div(sums, tf.sum(mask, 1)) as Tensor1D) : sums;
+    };
+    const rowsOf = (batch: typeof fitting) => [
+      ...batch.map((t) => ({ prompt: t.prompt, completion: t.chosen })),
+      ...batch.map((t) => ({ prompt: t.prompt, completion: t.rejected })),
+    ];
+
+    const probeRecords = await probePrompts();
+    const probe = () => greedyAccuracy(policy, probeRecords, { maxNewTokens: p.max_completion_length, batchSize: 16, rng: ctx.rng.fork('probe'), signal: ctx.signal });
+    const before = await probe();
+    ctx.log.info(`dev probe before: ${JSON.stringify(before)}`);
+
+    // Reference log-probs, once, from the input weights (before any resumed state is restored).
+    const reference: { chosen: number[]; rejected: number[] } = { chosen: [], rejected: [] };
+    for (let i = 0; i < fitting.length; i += p.batch_size) {
+      ctx.signal.throwIfAborted();
+      const batch = fitting.slice(i, i + p.batch_size);
+      const scores = tf.tidy(() => sequenceScores(rowsOf(batch), true));
+      const values = Array.from(await scores.data());
+      scores.dispose();
+      reference.chosen.push(...values.slice(0, batch.length));
+      reference.rejected.push(...values.slice(batch.length));
+      ctx.progress.update(Math.min(i + p.batch_size, fitting.length), fitting.length, 'reference pairs');
+    }
+
+    const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+    const stepsPerEpoch = Math.ceil(fitting.length / p.batch_size);
+    const totalSteps = p.max_steps > 0 ? p.max_steps : Math.max(1, Math.round(stepsPerEpoch * p.epochs));
+    let step = 0;
+    const latest = await ctx.checkpoints.latest<{ step: number }>();
+    if (latest) {
+      engineLib.loadTrainingState(latest.dir, model, optimizer);
+      step = latest.step;
+      ctx.log.info(`resumed from step ${step}`);
+    }
+
+    const indices = fitting.map((_, i) => i);
+    let lastRewards = { chosen: 0, rejected: 0, accuracy: 0 };
+    while (step < totalSteps) {
+      // The order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
+      const epoch = Math.floor(step / stepsPerEpoch);
+      const order = ctx.rng.fork(`epoch-${epoch}`).shuffle([...indices]);
+      const start = (step % stepsPerEpoch) * p.batch_size;
+      const batchIndices = order.slice(start, start + p.batch_size);
+      const batch = batchIndices.map((i) => fitting[i] as (typeof fitting)[number]);
+      const refChosen = batchIndices.map((i) => reference.chosen[i] as number);
+      const refRejected = batchIndices.map((i) => reference.rejected[i] as number);
+      const lr = engineLib.warmupCosineLr(step, { peak: p.learning_rate, warmup: p.warmup_steps, total: totalSteps, min: p.learning_rate * p.min_lr_ratio });
+      let rewards = { chosen: [] as number[], rejected: [] as number[] };
+      const result = engineLib.trainStep(
+        model,
+        optimizer,
+        [batch],
+        (pairsBatch) => {
+          const scores = sequenceScores(rowsOf(pairsBatch), false);
+          const n = pairsBatch.length;
+          const out = dpoLoss(
+            tf.slice(scores, 0, n) as Tensor1D,
+            tf.slice(scores, n, n) as Tensor1D,
+            tf.tensor1d(refChosen),
+            tf.tensor1d(refRejected),
+            { type: p.loss_type, beta: p.beta, labelSmoothing: p.label_smoothing },
+          );
+          rewards = { chosen: Array.from(out.chosenRewards.dataSync()), rejected: Array.from(out.rejectedRewards.dataSync()) };
+          // trainStep divides by the summed weight: return the batch sum, weighted by pair count.
+          return { loss: tf.mul(out.loss, n) as Scalar, weight: n };
+        },
+        { lr, maxGradNorm: p.max_grad_norm },
+      );
+      step++;
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+      lastRewards = {
+        chosen: mean(rewards.chosen),
+        rejected: mean(rewards.rejected),
+        accuracy: mean(rewards.chosen.map((c, i) => (c > (rewards.rejected[i] as number) ? 1 : 0))),
+      };
+      ctx.metrics.log(step, {
+        loss: result.loss,
+        lr,
+        grad_norm: result.gradNorm,
+        epoch: step / stepsPerEpoch,
+        'rewards/chosen': lastRewards.chosen,
+        'rewards/rejected': lastRewards.rejected,
+        'rewards/margins': lastRewards.chosen - lastRewards.rejected,
+        'rewards/accuracies': lastRewards.accuracy,
+      });
+      ctx.progress.update(step, totalSteps, 'steps');
+      if (step % p.checkpoint_every === 0 && step < totalSteps) {
+        await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
+      }
+    }
+
+    const after = await probe();
+    ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
+    ctx.metrics.log(step, { dev_acc4_before: before.acc4, dev_acc4_after: after.acc4, dev_acc2_after: after.acc2, dev_format_valid_after: after.format_valid });
+    await savePolicy(policy, ctx.outDir);
+    optimizer.dispose();
+    engineLib.disposeModel(model);
+    return {
+      engine,
+      metrics: {
+        steps: step,
+        pairs: fitting.length,
+        skipped_too_long: skippedTooLong,
+        pairs_from_samples: counts.fromSamples,
+        pairs_from_teacher: counts.fromTeacher,
+        prompts_all_correct: counts.allCorrect,
+        prompts_no_chosen: counts.noChosen,
+        'rewards/accuracies': lastRewards.accuracy,
+        dev_probe_prompts: after.count,
+        dev_acc4_before: before.acc4,
+        dev_acc4_after: after.acc4,
+        dev_acc2_before: before.acc2,
+        dev_acc2_after: after.acc2,
+        dev_format_valid_after: after.format_valid,
+      },
+    };
+
+    async function probePrompts() {
+      const prompts = ctx.inputs.many('prompts')[0];
+      if (!prompts || p.eval_prompts === 0) return [];
+      return (await readPromptRecords(prompts.dir, 'dev')).slice(0, p.eval_prompts);
+    }
+  },
+});

@@ -1,0 +1,101 @@
+/**
+ * What sample, dpo and grpo share about judging a model's completions: reading the icl stage's
+ * prompt records (checked line by line), the reference reasoning of each example, parsing and
+ * verifying one completion, and a greedy accuracy probe on dev prompts.
+ */
+import { join } from 'node:path';
+import type { Rng } from '../../pipeline/rng.ts';
+import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from '../lib/completion.ts';
+import { classificationMetrics } from '../lib/metrics.ts';
+import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
+import { forEachJsonl } from '../lib/relevance/jsonl.ts';
+import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
+import type { PromptRecord } from '../lib/relevance/prompts.ts';
+import { GRADES, type Grade } from '../lib/relevance/types.ts';
+import type { Policy } from '../lib/policy.ts';
+
+/** Reads `<split>.jsonl` of a prompts artifact; a record without what the RL stages need is an error naming file, line and key. */
+export async function readPromptRecords(promptsDir: string, split: string): Promise<PromptRecord[]> {
+  const file = join(promptsDir, `${split}.jsonl`);
+  const records: PromptRecord[] = [];
+  await forEachJsonl<PromptRecord>(file, (record, line) => {
+    const problem =
+      typeof record?.id !== 'string'
+        ? 'id: expected a string'
+        : !Array.isArray(record.messages) || record.messages.length === 0
+          ? 'messages: expected a non-empty list'
+          : typeof record.example?.query !== 'string'
+            ? 'example.query: expected a string'
+            : !GRADES.includes(record.example.label)
+              ? `example.label: expected one of ${GRADES.join(', ')}, got ${JSON.stringify(record.example.label)}`
+              : !Array.isArray(record.example.meta?.rules)
+                ? 'example.meta.rules: expected a list'
+                : undefined;
+    if (problem) throw new Error(`${file}:${line}: ${problem}`);
+    records.push(record);
+  });
+  return records;
+}
+
+/** The reference reasoning of every record (the relevance analysis over the knowledge graph), by id. */
+export function referenceSteps(records: readonly PromptRecord[], kg: KnowledgeGraph): Map<string, ReasoningSteps> {
+  return new Map(records.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]));
+}
+
+export interface Judgement {
+  parsed: ParsedCompletion;
+  verification: Verification;
+  /** The grade is the gold one and the format parses: what pass@k and DPO's "correct" count. */
+  correct: boolean;
+}
+
+export function judgeCompletion(text: string, reference: ReasoningSteps, gold: Grade): Judgement {
+  const parsed = parseCompletion(text);
+  const verification = verifyCompletion(parsed, reference, gold);
+  return { parsed, verification, correct: verification.labelCorrect && parsed.formatOk };
+}
+
+export interface AccuracyProbe {
+  acc4: number;
+  acc2: number;
+  format_valid: number;
+  count: number;
+}
+
+/**
+ * Greedy decoding of `records` and their Acc@4 / Acc@2 / format validity: how the RL stages report
+ * "accuracy before" (the input checkpoint) and "after" on the same dev prompts.
+ */
+export async function greedyAccuracy(
+  policy: Policy,
+  records: readonly PromptRecord[],
+  options: { maxNewTokens: number; batchSize: number; rng: Rng; signal?: AbortSignal },
+): Promise<AccuracyProbe> {
+  const { generateCompletions, fitsContext, promptIds } = await import('../lib/policy.ts');
+  records = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, options.maxNewTokens));
+  if (records.length === 0) return { acc4: 0, acc2: 0, format_valid: 0, count: 0 };
+  const completions = await generateCompletions(policy, records, {
+    n: 1,
+    batchSize: options.batchSize,
+    maxNewTokens: options.maxNewTokens,
+    temperature: 0,
+    topK: 0,
+    topP: 1,
+    rng: options.rng,
+    signal: options.signal,
+  });
+  const gold = new Map(records.map((r) => [r.id, r.example.label]));
+  const parsed = completions.map((c) => ({ parsed: parseCompletion(c.text), gold: gold.get(c.id) as Grade }));
+  const metrics = classificationMetrics(parsed.map((x) => ({ gold: x.gold, predicted: x.parsed.label })));
+  return { acc4: metrics.acc4, acc2: metrics.acc2, format_valid: parsed.filter((x) => x.parsed.formatOk).length / parsed.length, count: parsed.length };
+}
+
+/** Writes a trained policy as a checkpoint folder: weights, tokenizer files and the completion format. */
+export async function savePolicy(policy: Policy, outDir: string): Promise<void> {
+  const { saveModel } = await import('../lib/engine/index.ts');
+  const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
+  const { writeCompletionFormat } = await import('../lib/policy.ts');
+  await saveModel(policy.model, outDir, policy.tokenizer);
+  await copyTokenizerFiles(policy.tokenizer.dir, outDir);
+  await writeCompletionFormat(outDir, policy.format);
+}
