@@ -12,6 +12,7 @@ import { gcCommand } from './commands/gc.ts';
 import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
 import { runCommand } from './commands/run.ts';
 import { stagesCommand } from './commands/stages.ts';
+import { reportCommand } from './report/command.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -95,6 +96,11 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description('delete artifacts no ref points at, and unfinished work folders')
     .option('--dry-run', 'list what would be deleted')
     .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
+
+  withConfigOptions(program.command('report').argument('<config>', 'pipeline YAML'))
+    .description('write one self-contained HTML report: the DAG, curves, metrics and stage report fragments')
+    .option('--out <file>', 'where to write it (default: <store>/reports/<pipeline>.html)')
+    .action(async (config: string, flags) => setExit(await reportCommand(config, flags, io)));
 
   program
     .command('stages')
