@@ -1,0 +1,115 @@
+/**
+ * A tiny real chain through the CLI: world -> kg -> icl -> cot -> sft (a 1-layer d=32 model, a few
+ * steps) -> sample -> dpo -> grpo with a user reward file. Checks what users rely on: the stages
+ * publish what the next one reads, a tiny GRPO run raises its mean reward, and editing the reward
+ * file reruns only grpo.
+ */
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cli, tempDir } from '../pipeline/cli-helpers.ts';
+
+const { dir, remove } = tempDir('rl-chain-');
+afterAll(remove);
+
+const CONFIG = `name: rl-chain
+seed: 3
+engine: { backend: auto }
+stages:
+  world: { uses: world, with: { queries: 16, itemsPerType: 2, candidates: 4 } }
+  kg: { uses: kg, needs: [world] }
+  icl: { uses: icl, needs: [world, kg], with: { facts: 0, shots: 0, rules: none } }
+  cot: { uses: cot, needs: [icl, kg] }
+  sft:
+    uses: sft
+    needs: [cot]
+    with:
+      drop_system_prompt: true
+      vocab_size: 320
+      model: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 }
+      max_steps: 2
+      batch_size: 8
+      eval_generate: 0
+  sample:
+    uses: sample
+    needs: [sft, icl, kg]
+    with: { num_generations: 2, max_completion_length: 16, limit: 6 }
+  dpo:
+    uses: dpo
+    needs: [sample, sft, cot]
+    with: { max_steps: 2, batch_size: 2, eval_prompts: 0 }
+  grpo:
+    uses: grpo
+    needs: [dpo, icl, kg]
+    with:
+      rewards: [{ use: ./letter-share.ts, with: { letter: e } }]
+      num_generations: 4
+      prompts_per_step: 4
+      max_steps: 12
+      learning_rate: 0.03
+      warmup_steps: 0
+      max_completion_length: 12
+      dynamic_sampling: false
+      replay_threshold: 0
+      eval_prompts: 0
+`;
+
+interface Manifest {
+  stage: string;
+  created: string;
+  metrics: Record<string, number>;
+}
+
+function artifacts(): { dir: string; manifest: Manifest }[] {
+  const objects = path.join(dir, 'checkpoints', 'objects');
+  return readdirSync(objects).map((d) => ({ dir: path.join(objects, d), manifest: JSON.parse(readFileSync(path.join(objects, d, 'manifest.json'), 'utf8')) as Manifest }));
+}
+
+function newest(stage: string): { dir: string; manifest: Manifest } {
+  const found = artifacts()
+    .filter((a) => a.manifest.stage === stage)
+    .sort((a, b) => b.manifest.created.localeCompare(a.manifest.created));
+  if (!found[0]) throw new Error(`no artifact of ${stage}`);
+  return found[0];
+}
+
+describe('sft -> sample -> dpo -> grpo through the CLI', () => {
+  it('runs end to end; a tiny GRPO run raises its mean reward; editing the reward file reruns only grpo', async () => {
+    writeFileSync(path.join(dir, 'pipeline.yaml'), CONFIG);
+    copyFileSync(path.join(import.meta.dirname, 'fixtures', 'rl', 'letter-share.ts'), path.join(dir, 'letter-share.ts'));
+    const first = await cli(dir, ['run', 'pipeline.yaml']);
+    expect(first.stderr + first.stdout).toMatch(/succeeded: 8 built, 0 cached/);
+
+    // sample: 6 prompts x 2 samples, each verified.
+    const sampled = readFileSync(path.join(newest('sample').dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(sampled).toHaveLength(6);
+    for (const s of sampled) expect(s.samples).toHaveLength(2);
+    // A 2-step model writes no correct 16-token judgement, so every DPO pair takes the teacher's CoT.
+    const dpo = newest('dpo').manifest.metrics;
+    expect(dpo.pairs_from_teacher).toBeGreaterThan(0);
+    expect(dpo.pairs).toBe(dpo.pairs_from_samples + dpo.pairs_from_teacher);
+    for (const file of ['model.safetensors', 'config.json', 'tokenizer.json', 'completion_format.json']) {
+      expect(readdirSync(newest('grpo').dir)).toContain(file);
+    }
+
+    // The reward is logged under the file's name each step, and its mean rises over 12 steps.
+    const steps = readFileSync(path.join(newest('grpo').dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((m) => typeof m['reward/letter-share'] === 'number');
+    expect(steps).toHaveLength(12);
+    const meanOf = (rows: { reward: number }[]) => rows.reduce((a, r) => a + r.reward, 0) / rows.length;
+    expect(meanOf(steps.slice(-4))).toBeGreaterThan(meanOf(steps.slice(0, 4)));
+
+    // Editing the reward file reruns grpo and nothing before it: with grpo shortened to one step,
+    // an unchanged file is a cache hit and an edited one a rebuild of grpo alone.
+    const short = ['run', 'pipeline.yaml', '--set', 'stages.grpo.with.max_steps=1'];
+    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 1 built, 7 cached/);
+    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 0 built, 8 cached/);
+    writeFileSync(path.join(dir, 'letter-share.ts'), `${readFileSync(path.join(dir, 'letter-share.ts'), 'utf8')}\n// edited\n`);
+    const edited = await cli(dir, short);
+    expect(edited.stdout).toMatch(/succeeded: 1 built, 7 cached/);
+    expect(edited.stdout).toMatch(/grpo: rerun.*letter-share/);
+  }, 600_000);
+});
