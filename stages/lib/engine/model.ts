@@ -302,13 +302,14 @@ function attention(
   } else {
     // Many tokens (training, prefill): plain 2-D matmuls, one pair per (batch, kv head), the G
     // query heads that share a kv head stacked as rows (see layers.ts for why 2-D).
-    const qs = tf.unstack(tf.reshape(tf.transpose(q as tf.Tensor4D, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])) as tf.Tensor2D[]; // (G*T, hd) each
+    const qScaled = tf.mul(q as tf.Tensor4D, scale); // scaling q once beats scaling B*Hkv score blocks
+    const qs = tf.unstack(tf.reshape(tf.transpose(qScaled, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])) as tf.Tensor2D[]; // (G*T, hd) each
     const kts = tf.unstack(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])) as tf.Tensor2D[]; // (hd, Tk) each
     const vs = tf.unstack(tf.reshape(values, [batch * kvHeads, tk, hd])) as tf.Tensor2D[]; // (Tk, hd) each
     const biases = tf.unstack(bias) as tf.Tensor2D[]; // (G*T, Tk) each
     const outs: tf.Tensor2D[] = [];
     for (let i = 0; i < batch * kvHeads; i++) {
-      const scores = tf.add(tf.mul(matmul2d(qs[i] as tf.Tensor2D, kts[i] as tf.Tensor2D), scale), biases[Math.floor(i / kvHeads)] as tf.Tensor2D); // (G*T, Tk)
+      const scores = tf.add(matmul2d(qs[i] as tf.Tensor2D, kts[i] as tf.Tensor2D), biases[Math.floor(i / kvHeads)] as tf.Tensor2D); // (G*T, Tk)
       outs.push(matmul2d(tf.softmax(scores) as tf.Tensor2D, vs[i] as tf.Tensor2D)); // (G*T, hd)
     }
     const stacked = tf.reshape(tf.stack(outs), [batch, heads, steps, hd]); // (B, H, T, hd)
