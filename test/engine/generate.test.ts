@@ -90,7 +90,11 @@ describe('generate', () => {
     // The first prefix whose text contains the stop string (at most 5 tokens, maybe fewer).
     const stopAt = free[1]!.tokens.findIndex((_, j) => decode(free[1]!.tokens.slice(0, j + 1)).includes(stop));
     expect(stopAt).toBeLessThanOrEqual(4);
-    expect(out[1]).toMatchObject({ finishReason: 'stop', tokens: free[1]!.tokens.slice(0, stopAt + 1) });
+    expect(out[1]).toMatchObject({ finishReason: 'stop', tokens: free[1]!.tokens.slice(0, stopAt + 1), text: decode(free[1]!.tokens.slice(0, stopAt + 1)) });
+  });
+
+  it('refuses a token id outside the vocabulary, naming row and position', async () => {
+    await expect(generate(model, [[1, 2], [3, 40]], { ...greedy, rng: new Rng(0) })).rejects.toThrow('token id 40 at row 1, position 1 is outside the vocabulary [0, 40)');
   });
 
   it('refuses prompts that would run past max_position_embeddings', async () => {

@@ -3,11 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rng } from '../../pipeline/rng.ts';
 import {
   createModel,
   disposeModel,
   forward,
   initEngine,
+  initModel,
+  modelSourceSchema,
   loadModel,
   parameterShapes,
   parseModelConfig,
@@ -153,5 +156,19 @@ describe('model config', () => {
     expect(count(presets.tiny(512))).toBe(131_072 + 738_304 + 128);
     // small at vocab 8000: 2*8000*256 = 4,096,000; per layer 65,536 + 65,536 + 65,536 + 540,672 + 512 = 737,792, times 8 = 5,902,336; + 256.
     expect(count(presets.small(8000))).toBe(4_096_000 + 5_902_336 + 256);
+  });
+});
+
+describe('initModel', () => {
+  it('builds a preset from scratch or loads an init folder relative to the config', async () => {
+    const fromPreset = initModel(modelSourceSchema.parse({ preset: 'tiny' }), { vocabSize: 40, rng: new Rng(1), baseDir: scratch });
+    expect(fromPreset.config).toMatchObject({ vocab_size: 40, hidden_size: 128, num_hidden_layers: 4 });
+    await saveModel(fromPreset, join(scratch, 'base'));
+    const fromFolder = initModel(modelSourceSchema.parse({ init: 'base' }), { vocabSize: 40, rng: new Rng(2), baseDir: scratch });
+    expect(Array.from(forward(fromFolder, ids).logits.dataSync())).toEqual(Array.from(forward(fromPreset, ids).logits.dataSync()));
+    expect(() => initModel({ init: 'base' }, { vocabSize: 41, rng: new Rng(2), baseDir: scratch })).toThrow(/base: tokenizer has 41 ids but the model's vocab_size is 40/);
+    expect(modelSourceSchema.safeParse({ preset: 'tiny', init: 'base' }).success).toBe(false);
+    disposeModel(fromPreset);
+    disposeModel(fromFolder);
   });
 });

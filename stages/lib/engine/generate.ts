@@ -15,6 +15,8 @@ export interface GenerateOptions extends SamplingOptions {
   eosTokenIds: number[];
   /** Ends a row once its decoded completion contains one of `strings` (the token is kept). */
   stop?: { strings: string[]; decode: (ids: number[]) => string };
+  /** Turns completion ids into text for `Generation.text`; defaults to `stop.decode` when given. */
+  decode?: (ids: number[]) => string;
   rng: Rng;
   signal?: AbortSignal;
 }
@@ -24,6 +26,8 @@ export interface Generation {
   /** log p(token) under the model's own distribution (temperature 1, no top-k/top-p), per token. */
   logprobs: number[];
   finishReason: 'eos' | 'stop' | 'length';
+  /** The decoded completion (including a stop string that ended it), when a decode function was given. */
+  text?: string;
 }
 
 /** Generates a completion for every prompt (token ids; each non-empty). */
@@ -74,6 +78,8 @@ export async function generate(model: Model, prompts: number[][], options: Gener
   } finally {
     disposeStep(step);
   }
+  const decodeText = options.decode ?? options.stop?.decode;
+  if (decodeText) for (const result of results) result.text = decodeText(result.tokens);
   return results;
 
   function finish(b: number, reason: Generation['finishReason']): void {

@@ -29,3 +29,4 @@ export {
   type TokenizedExample,
   type PaddedBatch,
 } from './train.ts';
+export { initModel, modelSourceSchema, type ModelSource, type ModelSourceContext } from './init.ts';

@@ -243,6 +243,7 @@ export function decode(
   options: { frozen?: boolean } = {},
 ): { hidden: tf.Tensor2D; cache: LayerCache[]; headT: tf.Tensor2D } {
   const { config } = model;
+  checkTokenIds(ids, config.vocab_size);
   const weights = options.frozen ? frozenWeights(model) : deriveWeights(model);
   const batch = ids.length;
   const steps = ids[0]?.length ?? 0;
@@ -261,6 +262,17 @@ export function decode(
   });
   const hidden = rmsNorm(x, weights.finalNorm, config.rms_norm_eps);
   return { hidden, cache: newCache, headT: weights.headT };
+}
+
+/** An out-of-range id would make tf.gather read garbage silently on wasm: refuse it by row and position. */
+function checkTokenIds(ids: number[][], vocabSize: number): void {
+  ids.forEach((row, b) =>
+    row.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new Error(`token id ${id} at row ${b}, position ${t} is outside the vocabulary [0, ${vocabSize})`);
+      }
+    }),
+  );
 }
 
 /**
