@@ -52,44 +52,36 @@ export function registerWasmKernels(): void {
  * between heap views; anything else goes to the original kernel.
  */
 function replaceContiguousCopies(): void {
-  const original = (name: string) => {
-    const kernel = tf.getKernel(name, 'wasm');
-    if (!kernel) throw new Error(`Internal error: wasm backend has no ${name} kernel`);
-    tf.unregisterKernel(name, 'wasm');
-    return kernel.kernelFunc;
-  };
-  const slice = original('Slice');
-  tf.registerKernel({
-    kernelName: 'Slice',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
-      const [begin_, size_] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size) as [number[], number[]];
-      if (x.dtype === 'string' || !tf.slice_util.isSliceContinous(x.shape, begin_, size_)) return slice(args);
-      const wasm = args.backend as unknown as WasmBackendLike;
-      const out = wasm.makeOutput(size_, x.dtype);
-      const offset = tf.slice_util.computeFlatOffset(begin_, tf.util.computeStrides(x.shape));
-      const count = tf.util.sizeFromShape(size_);
-      wasm.typedArrayFromHeap(out).set(wasm.typedArrayFromHeap(x).subarray(offset, offset + count));
-      return out;
-    },
+  replaceKernel('Slice', (args, original) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
+    const [begin_, size_] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size) as [number[], number[]];
+    if (x.dtype === 'string' || !tf.slice_util.isSliceContinous(x.shape, begin_, size_)) return original(args);
+    const wasm = args.backend as unknown as WasmBackendLike;
+    const out = wasm.makeOutput(size_, x.dtype);
+    const offset = tf.slice_util.computeFlatOffset(begin_, tf.util.computeStrides(x.shape));
+    const count = tf.util.sizeFromShape(size_);
+    wasm.typedArrayFromHeap(out).set(wasm.typedArrayFromHeap(x).subarray(offset, offset + count));
+    return out;
   });
-  const unpack = original('Unpack');
-  tf.registerKernel({
-    kernelName: 'Unpack',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const { value } = args.inputs as { value: tf.TensorInfo };
-      const axis = (args.attrs as { axis: number }).axis;
-      if (value.dtype === 'string' || (axis !== 0 && axis !== -value.shape.length)) return unpack(args);
-      const wasm = args.backend as unknown as WasmBackendLike;
-      const pieceShape = value.shape.slice(1);
-      const pieceSize = tf.util.sizeFromShape(pieceShape);
-      const outs = Array.from({ length: value.shape[0] as number }, () => wasm.makeOutput(pieceShape, value.dtype));
-      const source = wasm.typedArrayFromHeap(value);
-      outs.forEach((out, i) => wasm.typedArrayFromHeap(out).set(source.subarray(i * pieceSize, (i + 1) * pieceSize)));
-      return outs;
-    },
+  replaceKernel('Unpack', (args, original) => {
+    const { value } = args.inputs as { value: tf.TensorInfo };
+    const axis = (args.attrs as { axis: number }).axis;
+    if (value.dtype === 'string' || (axis !== 0 && axis !== -value.shape.length)) return original(args);
+    const wasm = args.backend as unknown as WasmBackendLike;
+    const pieceShape = value.shape.slice(1);
+    const pieceSize = tf.util.sizeFromShape(pieceShape);
+    const outs = Array.from({ length: value.shape[0] as number }, () => wasm.makeOutput(pieceShape, value.dtype));
+    const source = wasm.typedArrayFromHeap(value);
+    outs.forEach((out, i) => wasm.typedArrayFromHeap(out).set(source.subarray(i * pieceSize, (i + 1) * pieceSize)));
+    return outs;
   });
+}
+
+/** Swaps a wasm kernel for `kernel`, which may hand the cases it does not cover to the original. */
+function replaceKernel(name: string, kernel: (args: Parameters<tf.KernelFunc>[0], original: tf.KernelFunc) => ReturnType<tf.KernelFunc>): void {
+  const existing = tf.getKernel(name, 'wasm');
+  if (!existing) throw new Error(`Internal error: wasm backend has no ${name} kernel`);
+  tf.unregisterKernel(name, 'wasm');
+  tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: (args) => kernel(args, existing.kernelFunc) });
 }
