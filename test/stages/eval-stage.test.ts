@@ -1,0 +1,124 @@
+/**
+ * The eval stage end to end through the CLI: world -> kg -> icl -> two tiny untrained checkpoints
+ * (one answer-first) -> eval, then `pipeline report`. The model's output is garbage, so the test
+ * checks what must hold whatever the model says: every figure in metrics.json agrees with the
+ * predictions it summarises, the answer-first grade is the cumulative partition of the recorded
+ * probabilities, the baseline is the fitted lexical baseline, and the report embeds the eval.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fragmentProblem } from '../../pipeline/report/fragment.ts';
+import { cumulativeGrade } from '../../stages/eval/cumulative.ts';
+import type { EvalMetrics } from '../../stages/eval/index.ts';
+import type { Prediction } from '../../stages/eval/predictions.ts';
+import { parseCompletion } from '../../stages/lib/completion.ts';
+import { lexicalBaseline } from '../../stages/lib/relevance/baseline.ts';
+import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import type { PromptRecord } from '../../stages/lib/relevance/prompts.ts';
+import { GRADES } from '../../stages/lib/relevance/types.ts';
+
+const bin = path.join(import.meta.dirname, '..', '..', 'bin', 'pipeline.js');
+const fixture = path.join(import.meta.dirname, 'eval-fixtures', 'tiny-checkpoint.ts');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'eval-stage-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const CONFIG = `name: evt
+seed: 3
+store: store
+stages:
+  world: { uses: world, with: { queries: 24, itemsPerType: 2, candidates: 4 } }
+  kg: { uses: kg, needs: [world] }
+  icl: { uses: icl, needs: [world, kg], with: { facts: 2, shots: 0, rules: none, maxTokens: 256 } }
+  sft: { uses: ${fixture}, needs: [icl] }
+  post: { uses: ${fixture}, needs: [icl], with: { answer_first: true } }
+  eval: { uses: eval, needs: [sft, post, icl, kg], with: { limit: 6, dev_limit: 6, batch_size: 6, max_new_tokens: 12 } }
+`;
+
+const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const artifact = (stage: string) => path.join(dir, 'store', 'objects', readFileSync(path.join(dir, 'store', 'refs', 'evt', stage), 'utf8').trim());
+
+let metrics: EvalMetrics;
+let predictions: Prediction[];
+let runOutput = '';
+beforeAll(async () => {
+  writeFileSync(path.join(dir, 'pipeline.yaml'), CONFIG);
+  runOutput = cli('run', 'pipeline.yaml');
+  metrics = JSON.parse(readFileSync(path.join(artifact('eval'), 'metrics.json'), 'utf8')) as EvalMetrics;
+  predictions = await readJsonl<Prediction>(path.join(artifact('eval'), 'predictions.jsonl'));
+}, 120_000);
+
+const of = (model: string) => predictions.filter((p) => p.model === model);
+
+describe('eval stage', () => {
+  it('evaluates every checkpoint and the baseline on the same sampled test examples', async () => {
+    expect(runOutput).toMatch(/succeeded: 6 built/);
+    expect(metrics.examples).toBe(6);
+    expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
+      ['sft', 'checkpoint'],
+      ['post', 'checkpoint'],
+      ['baseline', 'baseline'],
+    ]);
+    const test = new Set((await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).map((r) => r.id));
+    const ids = of('sft').map((p) => p.id);
+    expect(ids).toHaveLength(6);
+    for (const id of ids) expect(test.has(id)).toBe(true);
+    expect(of('post').map((p) => p.id)).toEqual(ids);
+    expect(of('baseline').map((p) => p.id)).toEqual(ids);
+  });
+
+  it('reports figures that agree with the predictions they summarise', () => {
+    for (const row of metrics.comparison) {
+      const rows = of(row.model);
+      // Acc@4 is the share of exact grades; a missing grade is wrong.
+      expect(row.acc4).toBeCloseTo(rows.filter((p) => p.predicted === p.gold).length / rows.length, 12);
+      const summary = row.kind === 'baseline' ? metrics.baseline : metrics.checkpoints[row.model];
+      const cells = GRADES.flatMap((g) => [...GRADES, 'none' as const].map((p) => summary?.confusion[g][p] ?? 0));
+      expect(cells.reduce((a, b) => a + b, 0)).toBe(6);
+    }
+    for (const model of ['sft', 'post']) {
+      const rows = of(model);
+      expect(metrics.checkpoints[model]?.formatValidity).toBeCloseTo(rows.filter((p) => p.formatOk).length / 6, 12);
+      expect(metrics.checkpoints[model]?.stepVerificationRate).toBeCloseTo(rows.reduce((s, p) => s + (p.stepsVerified ?? 0), 0) / 30, 12);
+    }
+  });
+
+  it('reads the grade of a plain checkpoint from its answer, of an answer-first one from the cumulative partition', () => {
+    for (const p of of('sft')) expect(p.predicted).toBe(parseCompletion(p.completion ?? '').label ?? null);
+    const threshold = metrics.checkpoints.post?.threshold;
+    expect(threshold?.devExamples).toBe(6);
+    expect(threshold?.threshold).toBeGreaterThan(0);
+    expect(threshold?.threshold).toBeLessThanOrEqual(1);
+    for (const p of of('post')) {
+      const probs = p.gradeProbs as NonNullable<Prediction['gradeProbs']>;
+      expect(GRADES.reduce((s, g) => s + probs[g], 0)).toBeCloseTo(1, 9);
+      expect(p.predicted).toBe(cumulativeGrade(probs, threshold?.threshold ?? NaN));
+    }
+  });
+
+  it('predicts with the lexical baseline fitted on the prompts\' train and dev examples', async () => {
+    const read = (split: string) => readJsonl<PromptRecord>(path.join(artifact('icl'), `${split}.jsonl`));
+    const [train, dev, test] = [await read('train'), await read('dev'), await read('test')];
+    const fitted = lexicalBaseline(
+      train.map((r) => r.example),
+      dev.map((r) => r.example),
+    );
+    const byId = new Map(test.map((r) => [r.id, r.example]));
+    for (const p of of('baseline')) expect(p.predicted).toBe(fitted.predict(byId.get(p.id)!));
+    expect(metrics.baseline?.thresholds).toEqual(fitted.thresholds);
+  });
+
+  it('writes a report fragment that `pipeline report` embeds', () => {
+    const fragment = JSON.parse(readFileSync(path.join(artifact('eval'), 'report.json'), 'utf8'));
+    expect(fragmentProblem(fragment)).toBeUndefined();
+    expect(cli('report', 'pipeline.yaml', '--out', 'report.html')).toMatch(/6 stages, 6 built/);
+    const html = readFileSync(path.join(dir, 'report.html'), 'utf8');
+    expect(html).toContain('<h2>Evaluation (eval)</h2>');
+    expect(html).toContain('<h3>Comparison on 6 test examples</h3>');
+    expect(html).toMatch(/data-chart="Acc@4 by capability"><figcaption>[^<]*<\/figcaption><svg/);
+    // post is answer-first: its threshold is stated under the table.
+    expect(html).toMatch(/post: answer_first, cumulative threshold 0\.\d{4}/);
+  });
+});
