@@ -6,6 +6,15 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
+/**
+ * log σ(x) as −softplus(−x). tfjs' own `logSigmoid` is a customGrad whose gradient closes over its
+ * input without saving it, so under the `tf.tidy` below, inside `tf.variableGrads`, the backward
+ * pass reads a disposed tensor ("Cannot read properties of undefined (reading 'backend')").
+ */
+function logSigmoid(x: tf.Tensor): tf.Tensor {
+  return tf.neg(tf.softplus(tf.neg(x)));
+}
+
 export type DpoLossType = 'sigmoid' | 'ipo' | 'hinge' | 'robust';
 
 export interface DpoLossOptions {
@@ -49,11 +58,11 @@ export function dpoLoss(
     let losses: tf.Tensor;
     switch (options.type) {
       case 'sigmoid':
-        losses = tf.sub(tf.mul(tf.logSigmoid(scaled), -(1 - eps)), tf.mul(tf.logSigmoid(tf.neg(scaled)), eps));
+        losses = tf.sub(tf.mul(logSigmoid(scaled), -(1 - eps)), tf.mul(logSigmoid(tf.neg(scaled)), eps));
         break;
       case 'robust':
         losses = tf.div(
-          tf.add(tf.mul(tf.logSigmoid(scaled), -(1 - eps)), tf.mul(tf.logSigmoid(tf.neg(scaled)), eps)),
+          tf.add(tf.mul(logSigmoid(scaled), -(1 - eps)), tf.mul(logSigmoid(tf.neg(scaled)), eps)),
           1 - 2 * eps,
         );
         break;
