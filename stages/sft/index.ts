@@ -81,6 +81,7 @@ export default defineStage({
     const { loadTokenizer, copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
     const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
     const policyLib = await import('../lib/policy.ts');
+    const tf = await import('@tensorflow/tfjs-core');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const setDir = ctx.inputs.one('sft-set').dir;
@@ -145,10 +146,11 @@ export default defineStage({
         let weight = 0;
         for (let i = 0; i < devSet.length; i += p.batch_size) {
           const batch = engineLib.padBatch(devSet.slice(i, i + p.batch_size), tokenizer.padTokenId);
-          const { loss, weight: w } = engineLib.causalLmLoss(model, batch);
+          // tidy: the forward pass's logits are large and only the loss leaves this scope.
+          const loss = tf.tidy(() => engineLib.causalLmLoss(model, batch).loss);
           lossSum += (await loss.data())[0] as number;
           loss.dispose();
-          weight += w;
+          weight += batch.targetCount;
         }
         result.dev_loss = lossSum / Math.max(1, weight);
       }
