@@ -137,23 +137,22 @@ export default defineStage({
   resources: 'train',
   async run(ctx) {
     const p = ctx.params;
-    const { readJsonl, writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readPromptRecords, referenceSteps } = await import('../sample/scoring.ts');
     const { writeJson } = await import('../lib/relevance/dataset.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { analyzePair, toReasoningSteps } = await import('../lib/relevance/analysis.ts');
     const { lexicalBaseline } = await import('../lib/relevance/baseline.ts');
     const { evalFragment } = await import('./fragment.ts');
 
     const promptsDir = ctx.inputs.one('prompts').dir;
-    const split = (name: string) => readJsonl<PromptRecord>(join(promptsDir, `${name}.jsonl`));
-    const [train, dev, allTest] = [await split('train'), await split('dev'), await split('test')];
+    const [train, dev, allTest] = [await readPromptRecords(promptsDir, 'train'), await readPromptRecords(promptsDir, 'dev'), await readPromptRecords(promptsDir, 'test')];
     if (allTest.length === 0) throw new Error(`${promptsDir}/test.jsonl has no prompts to evaluate`);
     const test = p.limit > 0 && p.limit < allTest.length ? ctx.rng.fork('test-sample').shuffle([...allTest]).slice(0, p.limit) : allTest;
     const checkpoints = ctx.inputs.many('checkpoint');
     if (checkpoints.length === 0 && !p.baseline) throw new Error('eval has nothing to evaluate: no checkpoint in needs and baseline: false');
 
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
-    const references = new Map(test.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]));
+    const references = referenceSteps(test, kg);
 
     const total = test.length * checkpoints.length;
     let done = 0;

@@ -122,3 +122,20 @@ describe('eval stage', () => {
     expect(html).toMatch(/post: answer_first, cumulative threshold 0\.\d{4}/);
   });
 });
+
+describe('eval stage on bad input', () => {
+  it('names the file, line and key of a bad prompt record, and publishes nothing', async () => {
+    const { testContext } = await import('../data/context.ts');
+    const evalStage = (await import('../../stages/eval/index.ts')).default;
+    const prompts = mkdtempSync(path.join(os.tmpdir(), 'eval-bad-'));
+    const good = { id: 'a', messages: [{ role: 'user', content: 'q' }], example: { query: 'q', item: { title: 't', category: [], attributes: {} }, label: 'L3', meta: { rules: [] } } };
+    writeFileSync(path.join(prompts, 'train.jsonl'), `${JSON.stringify(good)}\n`);
+    writeFileSync(path.join(prompts, 'dev.jsonl'), `${JSON.stringify(good)}\n`);
+    writeFileSync(path.join(prompts, 'test.jsonl'), `${JSON.stringify(good)}\n${JSON.stringify({ ...good, example: { ...good.example, label: 'L5' } })}\n`);
+    const ctx = testContext(evalStage, { inputs: [{ stage: 'icl', kind: 'prompts', dir: prompts }, { stage: 'kg', kind: 'kg', dir: prompts }] });
+    await expect(evalStage.run(ctx as never)).rejects.toThrow(/test\.jsonl:2: example\.label: expected one of L1, L2, L3, L4, got "L5"/);
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(ctx.outDir)).toEqual([]);
+    rmSync(prompts, { recursive: true, force: true });
+  });
+});
