@@ -77,6 +77,9 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
   it('runs end to end; a tiny GRPO run raises its mean reward; editing the reward file reruns only grpo', async () => {
     writeFileSync(path.join(dir, 'pipeline.yaml'), CONFIG);
     copyFileSync(path.join(import.meta.dirname, 'fixtures', 'rl', 'letter-share.ts'), path.join(dir, 'letter-share.ts'));
+    // A user project is an ES module package; without this a .ts reward outside one fails to load
+    // under tsx ("Cannot require() ES Module ... in a cycle").
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
     const first = await cli(dir, ['run', 'pipeline.yaml']);
     expect(first.stderr + first.stdout).toMatch(/succeeded: 8 built, 0 cached/);
 
