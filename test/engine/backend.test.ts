@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../../stages/lib/engine/backend.ts';
 import { initEngine } from '../../stages/lib/engine/index.ts';
@@ -27,4 +28,35 @@ describe('initEngine', () => {
       await expect(selectBackend('tensorflow-gpu')).rejects.toThrow(/npm install @tensorflow\/tfjs-node-gpu.*CUDA 11\.2 and cuDNN 8/s);
     },
   );
+});
+
+describe('wasm kernels supplied or replaced by the engine', () => {
+  // x[i][j][k] = 100 i + 10 j + k, so every element names its own position.
+  const nested = () => [0, 1].map((i) => [0, 1, 2].map((j) => [0, 1, 2, 3].map((k) => 100 * i + 10 * j + k)));
+
+  it('split, unstack and slice return the elements at their positions on every axis', async () => {
+    await initEngine({ backend: 'wasm' });
+    const x = tf.tensor3d(nested());
+    const [a, b] = tf.split(x, [1, 3], 2);
+    expect(a!.arraySync()).toEqual(nested().map((p) => p.map((r) => r.slice(0, 1))));
+    expect(b!.arraySync()).toEqual(nested().map((p) => p.map((r) => r.slice(1))));
+    const [c, d] = tf.split(x, [2, 1], 1);
+    expect(c!.arraySync()).toEqual(nested().map((p) => p.slice(0, 2)));
+    expect(d!.arraySync()).toEqual(nested().map((p) => p.slice(2)));
+    expect(tf.unstack(x).map((t) => t.arraySync())).toEqual(nested());
+    expect(tf.unstack(x, 1).map((t) => t.arraySync())).toEqual([0, 1, 2].map((j) => nested().map((p) => p[j])));
+    expect(tf.slice(x, [1, 1, 0], [1, 2, 4]).arraySync()).toEqual([nested()[1]!.slice(1, 3)]); // contiguous
+    expect(tf.slice(x, [0, 1, 1], [2, 1, 2]).arraySync()).toEqual(nested().map((p) => [p[1]!.slice(1, 3)])); // strided
+  });
+
+  it('the gradient of an embedding lookup sums the rows of repeated ids (UnsortedSegmentSum)', async () => {
+    await initEngine({ backend: 'wasm' });
+    const table = tf.variable(tf.zeros([3, 2]));
+    const { grads } = tf.variableGrads(
+      () => tf.sum(tf.mul(tf.gather(table, tf.tensor1d([0, 2, 2], 'int32')), tf.tensor2d([[1, 1], [1, 2], [3, 1]]))) as tf.Scalar,
+      [table],
+    );
+    // Row 0 gets [1, 1]; row 1 is unused; row 2 gets [1, 2] + [3, 1] = [4, 3].
+    expect(grads[table.name]!.arraySync()).toEqual([[1, 1], [0, 0], [4, 3]]);
+  });
 });

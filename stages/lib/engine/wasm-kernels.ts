@@ -46,7 +46,7 @@ export function registerWasmKernels(): void {
 }
 
 /**
- * tfjs-wasm 4.22's Slice and Unpack start with `readSync`, which copies the WHOLE input out of wasm
+ * tfjs-wasm 4.22's Slice, Unpack and SplitV start with `readSync`, which copies the WHOLE input out of wasm
  * memory, so unstacking n heads copies the tensor n times (it was 18% of a training step). For the
  * contiguous cases (a leading-axis slice, an axis-0 unstack, which attention uses) copy straight
  * between heap views; anything else goes to the original kernel.
@@ -74,6 +74,29 @@ function replaceContiguousCopies(): void {
     const outs = Array.from({ length: value.shape[0] as number }, () => wasm.makeOutput(pieceShape, value.dtype));
     const source = wasm.typedArrayFromHeap(value);
     outs.forEach((out, i) => wasm.typedArrayFromHeap(out).set(source.subarray(i * pieceSize, (i + 1) * pieceSize)));
+    return outs;
+  });
+  // SplitV (fused q|k|v and gate|up outputs are split every layer) calls the same whole-copy Slice
+  // once per piece; copy each piece's rows straight from the heap instead, on any axis.
+  replaceKernel('SplitV', (args, original) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype === 'string') return original(args);
+    const { numOrSizeSplits, axis } = args.attrs as { numOrSizeSplits: number | number[]; axis: number };
+    const at = tf.util.parseAxisParam(axis, x.shape)[0] as number;
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, at);
+    const outer = tf.util.sizeFromShape(x.shape.slice(0, at));
+    const inner = tf.util.sizeFromShape(x.shape.slice(at + 1));
+    const rowLength = (x.shape[at] as number) * inner;
+    const wasm = args.backend as unknown as WasmBackendLike;
+    const outs = sizes.map((size) => wasm.makeOutput(x.shape.map((d, i) => (i === at ? size : d)), x.dtype));
+    const source = wasm.typedArrayFromHeap(x);
+    let offset = 0;
+    outs.forEach((out, i) => {
+      const block = (sizes[i] as number) * inner;
+      const target = wasm.typedArrayFromHeap(out);
+      for (let row = 0; row < outer; row++) target.set(source.subarray(row * rowLength + offset, row * rowLength + offset + block), row * block);
+      offset += block;
+    });
     return outs;
   });
 }
