@@ -76,6 +76,15 @@ function replaceContiguousCopies(): void {
     outs.forEach((out, i) => wasm.typedArrayFromHeap(out).set(source.subarray(i * pieceSize, (i + 1) * pieceSize)));
     return outs;
   });
+  // Identity: the tape clones every tensor a gradient will need, and wasm's Identity copies the
+  // bytes (5% of a training step). Tensors are immutable, so share the buffer by reference count,
+  // as the cpu backend's Identity and wasm's own Reshape do.
+  replaceKernel('Identity', (args, original) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype === 'string') return original(args);
+    (args.backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
   // SplitV (fused q|k|v and gate|up outputs are split every layer) calls the same whole-copy Slice
   // once per piece; copy each piece's rows straight from the heap instead, on any axis.
   replaceKernel('SplitV', (args, original) => {
