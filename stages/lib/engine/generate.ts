@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../../../pipeline/rng.ts';
 import { positionsFromMask } from './layers.ts';
-import { decode, lmHead, type LayerCache, type Model } from './model.ts';
+import { decode, type LayerCache, type Model } from './model.ts';
 import { logSoftmaxAt, sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -98,9 +98,9 @@ function runStep(model: Model, ids: number[][], positions: number[][], keyMask: 
   return tf.tidy(() => {
     const batch = ids.length;
     const steps = ids[0]?.length ?? 0;
-    const { hidden, cache: next, headT } = decode(model, ids, positions, keyMask, cache, { frozen: true }); // (B*T, d)
+    const { hidden, cache: next, lmHead } = decode(model, ids, positions, keyMask, cache, { frozen: true }); // (B*T, d)
     const last = tf.reshape(tf.slice(tf.reshape(hidden, [batch, steps, -1]), [0, steps - 1, 0], [batch, 1, -1]), [batch, -1]) as tf.Tensor2D; // (B, d)
-    return { logits: lmHead(last, headT), cache: next } as unknown as tf.TensorContainer;
+    return { logits: lmHead(last), cache: next } as unknown as tf.TensorContainer;
   }) as unknown as StepOutput;
 }
 

@@ -20,6 +20,10 @@ export const matmul2d = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.Gra
   };
 }) as never) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 
+/** A 2-D matmul: `matmul2d` where gradients are wanted, plain tf.matMul where not (cheaper per call). */
+export type Matmul = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+export const plainMatmul: Matmul = (a, b) => tf.matMul(a, b);
+
 /** RMSNorm (Zhang & Sennrich 2019), as HF Llama: x / sqrt(mean(x^2) + eps) * weight, over the last axis. */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
   const meanSquare = tf.mean(tf.square(x), -1, true); // (N, 1)
@@ -30,12 +34,12 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Te
  * SwiGLU MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), with gate and up fused into one matmul:
  * gateUpT (d, 2I) = [gate^T | up^T], downT (I, d).
  */
-export function swiglu(x: tf.Tensor2D, gateUpT: tf.Tensor2D, downT: tf.Tensor2D, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D): tf.Tensor2D {
-  let h = matmul2d(x, gateUpT); // (N, 2I)
+export function swiglu(x: tf.Tensor2D, gateUpT: tf.Tensor2D, downT: tf.Tensor2D, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D, matmul: Matmul = matmul2d): tf.Tensor2D {
+  let h = matmul(x, gateUpT); // (N, 2I)
   if (gateUpBias) h = tf.add(h, gateUpBias);
   const inner = downT.shape[0];
   const [g, u] = tf.split(h, [inner, inner], 1) as [tf.Tensor2D, tf.Tensor2D]; // (N, I) each
-  const y = matmul2d(tf.mul(tf.mul(g, tf.sigmoid(g)), u), downT); // (N, d)
+  const y = matmul(tf.mul(tf.mul(g, tf.sigmoid(g)), u), downT); // (N, d)
   return downBias ? tf.add(y, downBias) : y;
 }
 
@@ -77,10 +81,11 @@ export function rotateHalfMatrix(headDim: number): tf.Tensor2D {
  * Rotates x (B, T, heads, hd) by per-token angles: x * cos + rotate_half(x) * sin (HF
  * `apply_rotary_pos_emb`). cos/sin: (B, T, 1, hd); rotate: `rotateHalfMatrix(hd)`.
  * R is a signed permutation with R^T = -R, so the gradient of x @ R is -(dy @ R).
+ * `withGradient: false` (frozen weights) skips the custom-gradient wrapper.
  */
-export function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, rotate: tf.Tensor2D): tf.Tensor4D {
+export function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, rotate: tf.Tensor2D, withGradient = true): tf.Tensor4D {
   const [b, t, h, hd] = x.shape;
-  const rotateHalf = tf.customGrad(((flat: tf.Tensor) => ({
+  const rotateHalf = !withGradient ? (flat: tf.Tensor2D) => tf.matMul(flat, rotate) : tf.customGrad(((flat: tf.Tensor) => ({
     value: tf.matMul(flat as tf.Tensor2D, rotate),
     gradFunc: (dy: tf.Tensor) => tf.neg(tf.matMul(dy as tf.Tensor2D, rotate)),
   })) as never) as unknown as (flat: tf.Tensor2D) => tf.Tensor2D;

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../../../pipeline/rng.ts';
 import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
-import { applyRope, attentionBias, matmul2d, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu } from './layers.ts';
+import { applyRope, attentionBias, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
 
 export interface Model {
@@ -39,6 +39,8 @@ export interface LayerWeights {
 }
 
 export interface DerivedWeights {
+  /** matmul2d (differentiable) for derived weights, plain tf.matMul for frozen ones. */
+  matmul: Matmul;
   embed: tf.Tensor2D; // (V, d)
   layers: LayerWeights[];
   finalNorm: tf.Tensor1D;
@@ -195,6 +197,7 @@ function deriveWeights(model: Model): DerivedWeights {
   }
   const embed = param(model, 'model.embed_tokens.weight') as tf.Tensor2D;
   return {
+    matmul: matmul2d,
     embed,
     layers,
     finalNorm: vector(model, 'model.norm.weight'),
@@ -213,7 +216,8 @@ function frozenWeights(model: Model): DerivedWeights {
   const current = model.frozen;
   if (current && current.dataIds.every((id, i) => id === dataIds[i])) return current.weights;
   releaseFrozenWeights(model);
-  const weights = tf.tidy(() => deriveWeights(model) as unknown as tf.TensorContainer) as unknown as DerivedWeights;
+  const derivedWeights = tf.tidy(() => deriveWeights(model) as unknown as tf.TensorContainer) as unknown as DerivedWeights;
+  const weights: DerivedWeights = { ...derivedWeights, matmul: plainMatmul };
   // Keep what was derived past any enclosing tidy; the parameters themselves stay the model's.
   const params = new Set<tf.Tensor>(model.params.values());
   const derived = collectTensors(weights).filter((t) => !params.has(t));
@@ -232,7 +236,8 @@ function collectTensors(value: unknown, into: tf.Tensor[] = []): tf.Tensor[] {
 /**
  * Runs the decoder over `ids` (B, T) at the given positions, attending causally to `cache` (past
  * keys) plus the new tokens, except where `keyMask` (B, Tk) is 0. Returns the final-norm hidden
- * states (B*T, d), the cache extended by these tokens, and the (d, V) output matrix for `lmHead`.
+ * states (B*T, d), the cache extended by these tokens, and `lmHead`: hidden (N, d) -> logits (N, V)
+ * (lm_head, or the embedding when tied).
  */
 export function decode(
   model: Model,
@@ -241,7 +246,7 @@ export function decode(
   keyMask: number[][],
   cache?: LayerCache[],
   options: { frozen?: boolean } = {},
-): { hidden: tf.Tensor2D; cache: LayerCache[]; headT: tf.Tensor2D } {
+): { hidden: tf.Tensor2D; cache: LayerCache[]; lmHead: (hidden: tf.Tensor2D) => tf.Tensor2D } {
   const { config } = model;
   checkTokenIds(ids, config.vocab_size);
   const weights = options.frozen ? frozenWeights(model) : deriveWeights(model);
@@ -255,13 +260,13 @@ export function decode(
   const sin = tf.reshape(tf.gather(model.rope.sin, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
   const newCache: LayerCache[] = [];
   weights.layers.forEach((layer, i) => {
-    const attn = attention(model, layer, rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, bias, cache?.[i]);
+    const attn = attention(model, layer, weights.matmul, rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, bias, cache?.[i]);
     newCache.push(attn.cache);
     x = tf.add(x, attn.out);
-    x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUpT, layer.downT, layer.gateUpBias, layer.downBias));
+    x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUpT, layer.downT, layer.gateUpBias, layer.downBias, weights.matmul));
   });
   const hidden = rmsNorm(x, weights.finalNorm, config.rms_norm_eps);
-  return { hidden, cache: newCache, headT: weights.headT };
+  return { hidden, cache: newCache, lmHead: (h) => weights.matmul(h, weights.headT) };
 }
 
 /** An out-of-range id would make tf.gather read garbage silently on wasm: refuse it by row and position. */
@@ -282,6 +287,7 @@ function checkTokenIds(ids: number[][], vocabSize: number): void {
 function attention(
   model: Model,
   layer: LayerWeights,
+  matmul: Matmul,
   x: tf.Tensor2D,
   batch: number,
   steps: number,
@@ -291,10 +297,10 @@ function attention(
   past: LayerCache | undefined,
 ): { out: tf.Tensor2D; cache: LayerCache } {
   const { heads, kvHeads, headDim: hd, group } = model.dims;
-  let qkv = matmul2d(x, layer.qkvT); // (B*T, (H + 2 Hkv) hd)
+  let qkv = matmul(x, layer.qkvT); // (B*T, (H + 2 Hkv) hd)
   if (layer.qkvBias) qkv = tf.add(qkv, layer.qkvBias);
   const [qk, v] = tf.split(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]), [heads + kvHeads, kvHeads], 2); // (B, T, H+Hkv, hd), (B, T, Hkv, hd)
-  const [q, k] = tf.split(applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate), [heads, kvHeads], 2); // one rotation for q and k
+  const [q, k] = tf.split(applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate, matmul !== plainMatmul), [heads, kvHeads], 2); // one rotation for q and k
   let keys = tf.transpose(k as tf.Tensor4D, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
   let values = tf.transpose(v as tf.Tensor4D, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
   if (past) {
@@ -321,20 +327,15 @@ function attention(
     const biases = tf.unstack(bias) as tf.Tensor2D[]; // (G*T, Tk) each
     const outs: tf.Tensor2D[] = [];
     for (let i = 0; i < batch * kvHeads; i++) {
-      const scores = tf.add(matmul2d(qs[i] as tf.Tensor2D, kts[i] as tf.Tensor2D), biases[Math.floor(i / kvHeads)] as tf.Tensor2D); // (G*T, Tk)
-      outs.push(matmul2d(tf.softmax(scores) as tf.Tensor2D, vs[i] as tf.Tensor2D)); // (G*T, hd)
+      const scores = tf.add(matmul(qs[i] as tf.Tensor2D, kts[i] as tf.Tensor2D), biases[Math.floor(i / kvHeads)] as tf.Tensor2D); // (G*T, Tk)
+      outs.push(matmul(tf.softmax(scores) as tf.Tensor2D, vs[i] as tf.Tensor2D)); // (G*T, hd)
     }
     const stacked = tf.reshape(tf.stack(outs), [batch, heads, steps, hd]); // (B, H, T, hd)
     context = tf.reshape(tf.transpose(stacked, [0, 2, 1, 3]), [batch * steps, heads * hd]);
   }
-  let out = matmul2d(context, layer.oT); // (B*T, d)
+  let out = matmul(context, layer.oT); // (B*T, d)
   if (layer.oBias) out = tf.add(out, layer.oBias);
   return { out, cache: { k: keys, v: values } };
-}
-
-/** Logits (N, V) from final hidden states (N, d) and decode's `headT` (lm_head^T, or embedding^T when tied). */
-export function lmHead(hidden: tf.Tensor2D, headT: tf.Tensor2D): tf.Tensor2D {
-  return matmul2d(hidden, headT);
 }
 
 /**
@@ -350,8 +351,8 @@ export function forward(model: Model, inputIds: number[][], options: ForwardOpti
   if (steps > model.config.max_position_embeddings) {
     throw new Error(`forward: sequence length ${steps} exceeds max_position_embeddings ${model.config.max_position_embeddings}`);
   }
-  const { hidden, headT } = decode(model, inputIds, positionsFromMask(mask), mask, undefined, { frozen: options.frozen });
-  const logits2d = lmHead(hidden, headT); // (B*T, V)
+  const { hidden, lmHead } = decode(model, inputIds, positionsFromMask(mask), mask, undefined, { frozen: options.frozen });
+  const logits2d = lmHead(hidden); // (B*T, V)
   const logits = tf.reshape(logits2d, [batch, steps, model.config.vocab_size]) as tf.Tensor3D;
   if (!options.lossMask) return { logits };
   // Position t predicts token t+1: logits[:, :-1] against ids[:, 1:], weighted by lossMask[:, 1:].
