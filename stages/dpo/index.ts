@@ -58,7 +58,7 @@ export default defineStage({
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/policy.ts');
     const { readJsonl } = await import('../lib/relevance/jsonl.ts');
-    const { greedyAccuracy, readPromptRecords, savePolicy } = await import('../sample/scoring.ts');
+    const { greedyAccuracy, probeMetrics, readPromptRecords, resumeTraining, savePolicy } = await import('../sample/scoring.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const samples = await readJsonl<SampledPrompt>(join(ctx.inputs.one('samples').dir, 'train.jsonl'));
@@ -109,13 +109,7 @@ export default defineStage({
     const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
     const stepsPerEpoch = Math.ceil(fitting.length / p.batch_size);
     const totalSteps = p.max_steps > 0 ? p.max_steps : Math.max(1, Math.round(stepsPerEpoch * p.epochs));
-    let step = 0;
-    const latest = await ctx.checkpoints.latest<{ step: number }>();
-    if (latest) {
-      engineLib.loadTrainingState(latest.dir, model, optimizer);
-      step = latest.step;
-      ctx.log.info(`resumed from step ${step}`);
-    }
+    let step = await resumeTraining(ctx, model, optimizer);
 
     const indices = fitting.map((_, i) => i);
     let lastRewards = { chosen: 0, rejected: 0, accuracy: 0 };
@@ -175,7 +169,8 @@ export default defineStage({
 
     const after = await probe();
     ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
-    ctx.metrics.log(step, { dev_acc4_before: before.acc4, dev_acc4_after: after.acc4, dev_acc2_after: after.acc2, dev_format_valid_after: after.format_valid });
+    const probed = probeMetrics(before, after);
+    ctx.metrics.log(step, probed);
     await savePolicy(policy, ctx.outDir);
     optimizer.dispose();
     engineLib.disposeModel(model);
@@ -190,12 +185,7 @@ export default defineStage({
         prompts_all_correct: counts.allCorrect,
         prompts_no_chosen: counts.noChosen,
         'rewards/accuracies': lastRewards.accuracy,
-        dev_probe_prompts: after.count,
-        dev_acc4_before: before.acc4,
-        dev_acc4_after: after.acc4,
-        dev_acc2_before: before.acc2,
-        dev_acc2_after: after.acc2,
-        dev_format_valid_after: after.format_valid,
+        ...probed,
       },
     };
 

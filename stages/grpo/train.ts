@@ -11,7 +11,7 @@ import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import { groupAdvantages, informativeGroups, mean, std, stepwiseAdvantages } from '../lib/rl/advantages.ts';
 import { grpoLoss } from '../lib/rl/losses.ts';
 import { loadRewards, rewardMean, scoreBatch, type RewardInput, type ScoredBatch } from '../lib/rewards.ts';
-import { greedyAccuracy, judgeCompletion, readPromptRecords, referenceSteps, savePolicy } from '../sample/scoring.ts';
+import { greedyAccuracy, judgeCompletion, probeMetrics, readPromptRecords, referenceSteps, resumeTraining, savePolicy } from '../sample/scoring.ts';
 import type { GrpoParams } from './index.ts';
 import { tokenStepIndices } from './token-steps.ts';
 
@@ -21,6 +21,10 @@ interface Rollout {
   completion: Completion;
   /** The plain prompt's ids: replayed completions are trained as answers to it, not to the hinted one. */
   prompt: number[];
+  /**
+   * The answer is the gold grade (format aside): what "right" means for dynamic sampling and the
+   * replay threshold, which are about how hard the prompt is, not about the format.
+   */
   correct: boolean;
   hinted: boolean;
 }
@@ -71,13 +75,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   // The reference is the input checkpoint, loaded a second time only when the KL term is on.
   const reference = p.beta > 0 ? engineLib.loadModel(ctx.inputs.one('checkpoint').dir) : undefined;
   const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
-  let step = 0;
-  const latest = await ctx.checkpoints.latest<{ step: number }>();
-  if (latest) {
-    engineLib.loadTrainingState(latest.dir, model, optimizer);
-    step = latest.step;
-    ctx.log.info(`resumed from step ${step}`);
-  }
+  let step = await resumeTraining(ctx, model, optimizer);
 
   const stepsPerEpoch = Math.floor(train.length / p.prompts_per_step);
   const totals = { kept_groups: 0, dropped_groups: 0, replayed_groups: 0, skipped_updates: 0 };
@@ -113,6 +111,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       reward: mean(scored.total),
       reward_std: std(scored.total),
       accuracy: mean(rollouts.map((r) => (r.correct ? 1 : 0))),
+      hinted_accuracy: replay.length === 0 ? null : mean(rollouts.filter((r) => r.hinted).map((r) => (r.correct ? 1 : 0))),
       completion_length: mean(rollouts.map((r) => r.completion.tokens.length)),
       // Mean -log p of the sampled tokens: an unbiased estimate of the policy's entropy when sampling
       // at temperature 1 without top-k/top-p (the engine returns no full distributions).
@@ -140,7 +139,8 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
 
   const after = await probe();
   ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
-  ctx.metrics.log(step, { dev_acc4_before: before.acc4, dev_acc4_after: after.acc4, dev_acc2_after: after.acc2, dev_format_valid_after: after.format_valid });
+  const probed = probeMetrics(before, after);
+  ctx.metrics.log(step, probed);
   await savePolicy(policy, ctx.outDir);
   optimizer.dispose();
   engineLib.disposeModel(model);
@@ -154,12 +154,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       skipped_too_long: skippedTooLong,
       reward_first_third: mean(rewardCurve.slice(0, third)),
       reward_last_third: mean(rewardCurve.slice(-third)),
-      dev_probe_prompts: after.count,
-      dev_acc4_before: before.acc4,
-      dev_acc4_after: after.acc4,
-      dev_acc2_before: before.acc2,
-      dev_acc2_after: after.acc2,
-      dev_format_valid_after: after.format_valid,
+      ...probed,
     },
   };
 
@@ -173,7 +168,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
     return completions.map((completion, i) => {
       const record = records[Math.floor(i / n)] as PromptRecord;
       const judged = judgeCompletion(completion.text, references.get(record.id) as ReasoningSteps, record.example.label);
-      return { record, completion, prompt: promptIds(tokenizer, policy.format, record.messages), correct: judged.correct, hinted };
+      return { record, completion, prompt: promptIds(tokenizer, policy.format, record.messages), correct: judged.verification.labelCorrect, hinted };
     });
   }
 

@@ -5,6 +5,8 @@
  */
 import { join } from 'node:path';
 import type { Rng } from '../../pipeline/rng.ts';
+import type { StageContext } from '../../pipeline/stage-api.ts';
+import type { AdamW, Model } from '../lib/engine/index.ts';
 import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from '../lib/completion.ts';
 import { classificationMetrics } from '../lib/metrics.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
@@ -88,6 +90,32 @@ export async function greedyAccuracy(
   const parsed = completions.map((c) => ({ parsed: parseCompletion(c.text), gold: gold.get(c.id) as Grade }));
   const metrics = classificationMetrics(parsed.map((x) => ({ gold: x.gold, predicted: x.parsed.label })));
   return { acc4: metrics.acc4, acc2: metrics.acc2, format_valid: parsed.filter((x) => x.parsed.formatOk).length / parsed.length, count: parsed.length };
+}
+
+/** The before/after probe figures the RL stages log and put in their manifest. */
+export function probeMetrics(before: AccuracyProbe, after: AccuracyProbe): Record<string, number> {
+  return {
+    dev_probe_prompts: after.count,
+    dev_acc4_before: before.acc4,
+    dev_acc4_after: after.acc4,
+    dev_acc2_before: before.acc2,
+    dev_acc2_after: after.acc2,
+    dev_format_valid_before: before.format_valid,
+    dev_format_valid_after: after.format_valid,
+  };
+}
+
+/**
+ * Restores the latest step checkpoint of this stage's work folder into `model` and `optimizer`;
+ * returns the step to continue from (0 when there is none).
+ */
+export async function resumeTraining(ctx: StageContext<unknown>, model: Model, optimizer: AdamW): Promise<number> {
+  const { loadTrainingState } = await import('../lib/engine/index.ts');
+  const latest = await ctx.checkpoints.latest<{ step: number }>();
+  if (!latest) return 0;
+  loadTrainingState(latest.dir, model, optimizer);
+  ctx.log.info(`resumed from step ${latest.step}`);
+  return latest.step;
 }
 
 /** Writes a trained policy as a checkpoint folder: weights, tokenizer files and the completion format. */

@@ -52,6 +52,25 @@ stages:
       dynamic_sampling: false
       replay_threshold: 0
       eval_prompts: 0
+  grpo-stepwise:
+    uses: grpo
+    needs: [dpo, icl, kg]
+    with:
+      rewards: [{ use: steps }, { use: ./letter-share.ts }]
+      learning_rate: 0.03
+      advantage: stepwise
+      num_iterations: 2
+      beta: 0.04
+      loss_type: grpo
+      scale_rewards: batch
+      num_generations: 2
+      prompts_per_step: 4
+      max_steps: 2
+      max_completion_length: 12
+      dynamic_sampling: false
+      replay_threshold: 0.5
+      replay_share: 0.5
+      eval_prompts: 0
 `;
 
 interface Manifest {
@@ -81,7 +100,7 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     // under tsx ("Cannot require() ES Module ... in a cycle").
     writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
     const first = await cli(dir, ['run', 'pipeline.yaml']);
-    expect(first.stderr + first.stdout).toMatch(/succeeded: 8 built, 0 cached/);
+    expect(first.stderr + first.stdout).toMatch(/succeeded: 9 built, 0 cached/);
 
     // sample: 6 prompts x 2 samples, each verified.
     const sampled = readFileSync(path.join(newest('sample').dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -90,7 +109,7 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     // A 2-step model writes no correct 16-token judgement, so every DPO pair takes the teacher's CoT.
     const dpo = newest('dpo').manifest.metrics;
     expect(dpo.pairs_from_teacher).toBeGreaterThan(0);
-    expect(dpo.pairs).toBe(dpo.pairs_from_samples + dpo.pairs_from_teacher);
+    expect(dpo.pairs).toBe(dpo.pairs_from_samples! + dpo.pairs_from_teacher!);
     for (const file of ['model.safetensors', 'config.json', 'tokenizer.json', 'completion_format.json']) {
       expect(readdirSync(newest('grpo').dir)).toContain(file);
     }
@@ -105,14 +124,31 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     const meanOf = (rows: { reward: number }[]) => rows.reduce((a, r) => a + r.reward, 0) / rows.length;
     expect(meanOf(steps.slice(-4))).toBeGreaterThan(meanOf(steps.slice(0, 4)));
 
-    // Editing the reward file reruns grpo and nothing before it: with grpo shortened to one step,
-    // an unchanged file is a cache hit and an edited one a rebuild of grpo alone.
-    const short = ['run', 'pipeline.yaml', '--set', 'stages.grpo.with.max_steps=1'];
-    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 1 built, 7 cached/);
-    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 0 built, 8 cached/);
+    // The other options run too: stepwise advantages, two iterations per batch, KL to a reference,
+    // guided replay (an untrained model is below any accuracy threshold, so half the groups replay).
+    const stepwise = readFileSync(path.join(newest('grpo-stepwise').dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((m) => typeof m['reward/steps'] === 'number');
+    expect(stepwise).toHaveLength(2);
+    for (const m of stepwise) {
+      expect(m.replayed_groups).toBe(2);
+      expect(Number.isFinite(m.loss)).toBe(true);
+      // Logged from the second iteration, after the first update moved the policy off the reference.
+      expect(m.kl).toBeGreaterThan(0);
+      expect(m.clip_ratio).toBeGreaterThanOrEqual(0);
+      expect(m.clip_ratio).toBeLessThanOrEqual(1);
+    }
+
+    // Editing the reward file reruns the two grpo stages that use it and nothing before them: with
+    // grpo shortened to one step, an unchanged file is a cache hit and an edited one a rebuild.
+    const short = ['run', 'pipeline.yaml', '--set', 'stages.grpo.with.max_steps=1', '--set', 'stages.grpo-stepwise.with.max_steps=1'];
+    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 2 built, 7 cached/);
+    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 0 built, 9 cached/);
     writeFileSync(path.join(dir, 'letter-share.ts'), `${readFileSync(path.join(dir, 'letter-share.ts'), 'utf8')}\n// edited\n`);
     const edited = await cli(dir, short);
-    expect(edited.stdout).toMatch(/succeeded: 1 built, 7 cached/);
+    expect(edited.stdout).toMatch(/succeeded: 2 built, 7 cached/);
     expect(edited.stdout).toMatch(/grpo: rerun.*letter-share/);
   }, 600_000);
 });
