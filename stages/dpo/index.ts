@@ -22,7 +22,6 @@ import type { Scalar, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/stage-api.ts';
 import type { SftRecord } from '../cot/index.ts';
-import type { SampledPrompt } from '../sample/index.ts';
 import { buildPairs } from './pairs.ts';
 
 const params = z.strictObject({
@@ -58,10 +57,10 @@ export default defineStage({
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/policy.ts');
     const { readJsonl } = await import('../lib/relevance/jsonl.ts');
-    const { greedyAccuracy, probeMetrics, readPromptRecords, resumeTraining, savePolicy } = await import('../sample/scoring.ts');
+    const { greedyAccuracy, probeMetrics, readPromptRecords, readSampledPrompts, resumeTraining, savePolicy } = await import('../sample/scoring.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
-    const samples = await readJsonl<SampledPrompt>(join(ctx.inputs.one('samples').dir, 'train.jsonl'));
+    const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
     const sftSet = ctx.inputs.many('sft-set')[0];
     const teacher = new Map(sftSet ? (await readJsonl<SftRecord>(join(sftSet.dir, 'train.jsonl'))).map((r) => [r.id, r.completion]) : []);
     const { pairs, counts } = buildPairs(samples, teacher, p.pairs_per_prompt, ctx.rng.fork('pairs'));

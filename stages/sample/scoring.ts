@@ -15,28 +15,43 @@ import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { GRADES, type Grade } from '../lib/relevance/types.ts';
 import type { Policy } from '../lib/policy.ts';
+import type { SampledPrompt } from './index.ts';
 
-/** Reads `<split>.jsonl` of a prompts artifact; a record without what the RL stages need is an error naming file, line and key. */
-export async function readPromptRecords(promptsDir: string, split: string): Promise<PromptRecord[]> {
-  const file = join(promptsDir, `${split}.jsonl`);
-  const records: PromptRecord[] = [];
-  await forEachJsonl<PromptRecord>(file, (record, line) => {
-    const problem =
-      typeof record?.id !== 'string'
-        ? 'id: expected a string'
-        : !Array.isArray(record.messages) || record.messages.length === 0
-          ? 'messages: expected a non-empty list'
-          : typeof record.example?.query !== 'string'
-            ? 'example.query: expected a string'
-            : !GRADES.includes(record.example.label)
-              ? `example.label: expected one of ${GRADES.join(', ')}, got ${JSON.stringify(record.example.label)}`
-              : !Array.isArray(record.example.meta?.rules)
-                ? 'example.meta.rules: expected a list'
-                : undefined;
+/** What is wrong with a prompt record for the RL stages (the key and the rule), or undefined. */
+function promptRecordProblem(record: PromptRecord): string | undefined {
+  if (typeof record?.id !== 'string') return 'id: expected a string';
+  if (!Array.isArray(record.messages) || record.messages.length === 0) return 'messages: expected a non-empty list';
+  if (typeof record.example?.query !== 'string') return 'example.query: expected a string';
+  if (!GRADES.includes(record.example.label)) return `example.label: expected one of ${GRADES.join(', ')}, got ${JSON.stringify(record.example.label)}`;
+  if (!Array.isArray(record.example.meta?.rules)) return 'example.meta.rules: expected a list';
+  return undefined;
+}
+
+/** Reads a JSONL file of records, each checked by `problemOf`; a bad one is an error naming file, line and key. */
+async function readChecked<T>(file: string, problemOf: (record: T) => string | undefined): Promise<T[]> {
+  const records: T[] = [];
+  await forEachJsonl<T>(file, (record, line) => {
+    const problem = problemOf(record);
     if (problem) throw new Error(`${file}:${line}: ${problem}`);
     records.push(record);
   });
   return records;
+}
+
+/** Reads `<split>.jsonl` of a prompts artifact. */
+export function readPromptRecords(promptsDir: string, split: string): Promise<PromptRecord[]> {
+  return readChecked<PromptRecord>(join(promptsDir, `${split}.jsonl`), promptRecordProblem);
+}
+
+/** Reads `<split>.jsonl` of a samples artifact (the sample stage's output). */
+export function readSampledPrompts(samplesDir: string, split: string): Promise<SampledPrompt[]> {
+  return readChecked<SampledPrompt>(join(samplesDir, `${split}.jsonl`), (record) => {
+    const problem = promptRecordProblem(record);
+    if (problem) return problem;
+    if (!Array.isArray(record.samples)) return 'samples: expected a list';
+    const bad = record.samples.findIndex((s) => typeof s?.text !== 'string' || typeof s.correct !== 'boolean');
+    return bad >= 0 ? `samples.${bad}: expected { text: string, correct: boolean, ... }` : undefined;
+  });
 }
 
 /** The reference reasoning of every record (the relevance analysis over the knowledge graph), by id. */

@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { buildPairs } from '../../stages/dpo/pairs.ts';
 import { passKs, type SampledPrompt, type SampleRecord } from '../../stages/sample/index.ts';
+import { readSampledPrompts } from '../../stages/sample/scoring.ts';
 
 function sample(text: string, correct: boolean, stepsVerified = 0): SampleRecord {
   return { text, label: null, format_ok: true, steps_verified: stepsVerified, correct, accepted: correct && stepsVerified === 5, tokens: 1, finish_reason: 'stop' };
@@ -56,5 +60,22 @@ describe('sample: pass@k curve', () => {
     expect(passKs(8)).toEqual([1, 2, 4, 8]);
     expect(passKs(6)).toEqual([1, 2, 4, 6]);
     expect(passKs(1)).toEqual([1]);
+  });
+});
+
+describe('reading a samples artifact', () => {
+  it('names the file, line and key of a bad record', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'samples-'));
+    try {
+      const good = { id: 'a', messages: [{ role: 'user', content: 'q' }], example: { query: 'q', label: 'L3', meta: { rules: [] } }, facts: [], samples: [{ text: 't', correct: true }] };
+      const badLabel = { ...good, example: { ...good.example, label: 'L5' } };
+      const badSample = { ...good, samples: [{ text: 't', correct: true }, { text: 7, correct: false }] };
+      writeFileSync(path.join(dir, 'train.jsonl'), `${JSON.stringify(good)}\n\n${JSON.stringify(badLabel)}\n`);
+      await expect(readSampledPrompts(dir, 'train')).rejects.toThrow(`${path.join(dir, 'train.jsonl')}:3: example.label: expected one of L1, L2, L3, L4, got "L5"`);
+      writeFileSync(path.join(dir, 'train.jsonl'), `${JSON.stringify(badSample)}\n`);
+      await expect(readSampledPrompts(dir, 'train')).rejects.toThrow(':1: samples.1: expected { text: string, correct: boolean, ... }');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
