@@ -54,6 +54,7 @@ const params = z.strictObject({
   max_grad_norm: z.number().min(0).default(1).describe('Clip the global gradient norm (0 = off)'),
   max_length: z.number().int().positive().default(512).describe('Examples longer than this (prompt + completion tokens) are skipped and counted'),
   eval_every: z.number().int().min(0).default(100).describe('Evaluate on dev every N steps (0 = only at the end)'),
+  eval_loss_examples: z.number().int().min(0).default(128).describe('Dev examples scored for dev loss per evaluation (0 = all)'),
   eval_generate: z.number().int().min(0).default(48).describe('Dev prompts decoded greedily per evaluation, for format validity and accuracy'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion during evaluation'),
   checkpoint_every: z.number().int().positive().default(50).describe('Save a step checkpoint every N steps'),
@@ -115,7 +116,7 @@ export default defineStage({
       });
     const trainSet = tokenize(train);
     const skippedTrain = skipped;
-    const devSet = tokenize(dev);
+    const devSet = tokenize(p.eval_loss_examples > 0 ? dev.slice(0, p.eval_loss_examples) : dev);
     if (skippedTrain > 0) ctx.log.warn(`skipped ${skippedTrain} train examples longer than max_length ${p.max_length}`);
     if (trainSet.length === 0) throw new Error(`every train example is longer than max_length ${p.max_length}`);
 
