@@ -46,10 +46,10 @@ export function registerWasmKernels(): void {
 }
 
 /**
- * tfjs-wasm 4.22's Slice, Unpack and SplitV start with `readSync`, which copies the WHOLE input out of wasm
- * memory, so unstacking n heads copies the tensor n times (it was 18% of a training step). For the
- * contiguous cases (a leading-axis slice, an axis-0 unstack, which attention uses) copy straight
- * between heap views; anything else goes to the original kernel.
+ * tfjs-wasm 4.22's Slice, Unpack and SplitV start with `readSync`, which copies the WHOLE input out
+ * of wasm memory, so unstacking n heads copies the tensor n times (it was 18% of a training step).
+ * Here they copy straight between heap views (Slice: contiguous cases; Unpack: axis 0; SplitV: any
+ * axis); anything else goes to the original kernel. Identity shares its input's buffer.
  */
 function replaceContiguousCopies(): void {
   replaceKernel('Slice', (args, original) => {
