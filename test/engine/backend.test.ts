@@ -53,6 +53,10 @@ describe('wasm kernels supplied or replaced by the engine', () => {
     expect(tf.unstack(x, 1).map((t) => t.arraySync())).toEqual([0, 1, 2].map((j) => nested().map((p) => p[j])));
     expect(tf.slice(x, [1, 1, 0], [1, 2, 4]).arraySync()).toEqual([nested()[1]!.slice(1, 3)]); // contiguous
     expect(tf.slice(x, [0, 1, 1], [2, 1, 2]).arraySync()).toEqual(nested().map((p) => [p[1]!.slice(1, 3)])); // strided
+    const picks = tf.tensor2d([[2, 0], [2, 1]], [2, 2], 'int32');
+    expect(tf.gather(x, picks, 1).arraySync()).toEqual(nested().map((p) => [[p[2], p[0]], [p[2], p[1]]]));
+    expect(tf.gather(x, tf.tensor1d([3, 3, 0], 'int32'), 2).arraySync()).toEqual(nested().map((p) => p.map((r) => [r[3], r[3], r[0]])));
+    expect(() => tf.gather(x, tf.tensor1d([2], 'int32'), 0)).toThrow(/index value 2 is not in \[0, 1\]/);
   });
 
   it('the gradient of an embedding lookup sums the rows of repeated ids (UnsortedSegmentSum)', async () => {
