@@ -8,6 +8,9 @@
  * prompt 16, 128 new tokens with the KV cache. PyTorch runs on one thread (OMP_NUM_THREADS=1),
  * as tfjs-wasm does under Node. Targets: train_ratio >= 0.5, gen_ratio >= 1.0; a missed target
  * prints the kernel profile that explains it. The last line is JSON.
+ *
+ * Both sides report their best repetition (fastest training step, fastest of `gen_runs`
+ * generations): the machines are shared, and the least disturbed run is the comparable one.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -28,7 +31,7 @@ import {
   type Model,
 } from '../stages/lib/engine/index.ts';
 
-const SPEC = { batch: 8, seq: 128, steps: Number(process.env.BENCH_TRAIN_STEPS ?? 5), gen_batch: 16, prompt_len: 16, new_tokens: 128 };
+const SPEC = { batch: 8, seq: 128, steps: Number(process.env.BENCH_TRAIN_STEPS ?? 5), gen_batch: 16, prompt_len: 16, new_tokens: 128, gen_runs: 2 };
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 
@@ -45,21 +48,30 @@ const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
 const step = () => trainStep(model, optimizer, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
 
 step(); // warm-up: wasm compilation, first allocations
-let start = performance.now();
+const stepMs: number[] = [];
 for (let i = 0; i < SPEC.steps; i++) {
+  const start = performance.now();
   const { loss } = step();
-  console.log(`train step ${i + 1}/${SPEC.steps}: loss ${loss.toFixed(4)}, ${((performance.now() - start) / (i + 1)).toFixed(0)} ms/step`);
+  stepMs.push(performance.now() - start);
+  console.log(`train step ${i + 1}/${SPEC.steps}: loss ${loss.toFixed(4)}, ${stepMs[i]!.toFixed(0)} ms`);
 }
-const trainTokS = (SPEC.steps * SPEC.batch * SPEC.seq) / ((performance.now() - start) / 1000);
+const trainTokS = (SPEC.batch * SPEC.seq) / (Math.min(...stepMs) / 1000);
 
 const prompts = randomIds(SPEC.gen_batch, SPEC.prompt_len);
 const runGeneration = (m: Model) =>
   generate(m, prompts, { maxNewTokens: SPEC.new_tokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
 await runGeneration(model); // warm-up
-start = performance.now();
-const generated = await runGeneration(model);
-const genTokS = generated.reduce((n, g) => n + g.tokens.length, 0) / ((performance.now() - start) / 1000);
-console.log(`tfjs-wasm: train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
+const genMs: number[] = [];
+let generatedTokens = 0;
+for (let run = 0; run < SPEC.gen_runs; run++) {
+  const start = performance.now();
+  const generated = await runGeneration(model);
+  genMs.push(performance.now() - start);
+  generatedTokens = generated.reduce((n, g) => n + g.tokens.length, 0);
+  console.log(`generation ${run + 1}/${SPEC.gen_runs}: ${generatedTokens} tokens in ${genMs[run]!.toFixed(0)} ms`);
+}
+const genTokS = generatedTokens / (Math.min(...genMs) / 1000);
+console.log(`tfjs-wasm (best of each): train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
 
 const torch = runTorch();
 const ratio = (a: number, b: number | null) => (b ? Number((a / b).toFixed(3)) : null);
@@ -88,7 +100,7 @@ function runTorch(): { train_tok_s: number; gen_tok_s: number } | null {
   const result = spawnSync(PYTHON, [REFERENCE, 'bench', spec], { env: { ...process.env, OMP_NUM_THREADS: '1' }, encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`PyTorch reference failed (exit ${result.status}):\n${result.stderr}`);
   const figures = JSON.parse(result.stdout.trim().split('\n').pop() as string) as { train_tok_s: number; gen_tok_s: number; torch: string };
-  console.log(`PyTorch ${figures.torch} (1 thread): train ${figures.train_tok_s.toFixed(0)} tok/s, generate ${figures.gen_tok_s.toFixed(0)} tok/s`);
+  console.log(`PyTorch ${figures.torch} (1 thread, best of each): train ${figures.train_tok_s.toFixed(0)} tok/s, generate ${figures.gen_tok_s.toFixed(0)} tok/s`);
   return figures;
 }
 
