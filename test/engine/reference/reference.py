@@ -239,14 +239,18 @@ def bench(spec):
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         opt.step()
 
-    step()  # warm-up
-    # Best step and best generation run: on a shared machine the fastest repetition is the one
-    # least disturbed by other work; bench/engine.ts measures itself the same way.
-    step_s = []
-    for _ in range(spec["steps"]):
-        start = time.perf_counter()
-        step()
-        step_s.append(time.perf_counter() - start)
+    def best_seconds(fn, repetitions):
+        """Warm up once, then the fastest of `repetitions` runs: on a shared machine the least
+        disturbed run is the comparable one (bench/engine.ts measures itself the same way)."""
+        fn()
+        times = []
+        for _ in range(repetitions):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    step_s = best_seconds(step, spec["steps"])
     prompts = torch.randint(0, cfg["vocab_size"], (spec["gen_batch"], spec["prompt_len"]), generator=g)
     with torch.no_grad():
         def generate():
@@ -256,16 +260,9 @@ def bench(spec):
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
                 mask = torch.cat([mask, torch.ones_like(nxt)], 1)
                 logits, cache = forward(cfg, params, nxt, mask, cache)
-        generate()  # warm-up
-        gen_s = []
-        for _ in range(spec["gen_runs"]):
-            start = time.perf_counter()
-            generate()
-            gen_s.append(time.perf_counter() - start)
-    train_s = min(step_s) * spec["steps"]
-    gen_s = min(gen_s)
+        gen_s = best_seconds(generate, spec["gen_runs"])
     print(json.dumps({
-        "train_tok_s": spec["steps"] * spec["batch"] * spec["seq"] / train_s,
+        "train_tok_s": spec["batch"] * spec["seq"] / step_s,
         "gen_tok_s": spec["gen_batch"] * spec["new_tokens"] / gen_s,
         "torch": torch.__version__,
     }))
