@@ -24,6 +24,29 @@ export const matmul2d = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.Gra
 export type Matmul = (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 export const plainMatmul: Matmul = (a, b) => tf.matMul(a, b);
 
+/**
+ * A linear layer's product with its weight, in whatever layout the weight is kept:
+ * `linear` for HF-layout (out, in) weights that train, `plainMatmul` for frozen weights stored
+ * pre-transposed as (in, out).
+ */
+export type Projection = (x: tf.Tensor2D, weight: tf.Tensor2D) => tf.Tensor2D;
+
+/**
+ * HF linear without bias: x (N, in) @ weight (out, in)^T -> (N, out). The gradient needs no
+ * transpose of the weight: dx = dy @ W, dW = dy^T @ x. (matmul2d on a transposed weight would pay
+ * two more transposes per layer.)
+ */
+export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([x, weight]);
+  return {
+    value: tf.matMul(x as tf.Tensor2D, tf.transpose(weight as tf.Tensor2D)),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
+      return [tf.matMul(dy as tf.Tensor2D, sw), tf.matMul(tf.transpose(dy as tf.Tensor2D), sx)];
+    },
+  };
+}) as never) as unknown as Projection;
+
 /** RMSNorm (Zhang & Sennrich 2019), as HF Llama: x / sqrt(mean(x^2) + eps) * weight, over the last axis. */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
   const meanSquare = tf.mean(tf.square(x), -1, true); // (N, 1)
@@ -31,15 +54,15 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Te
 }
 
 /**
- * SwiGLU MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), with gate and up fused into one matmul:
- * gateUpT (d, 2I) = [gate^T | up^T], downT (I, d).
+ * SwiGLU MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), with gate and up fused into one
+ * projection whose 2I outputs are [gate | up].
  */
-export function swiglu(x: tf.Tensor2D, gateUpT: tf.Tensor2D, downT: tf.Tensor2D, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D, matmul: Matmul = matmul2d): tf.Tensor2D {
-  let h = matmul(x, gateUpT); // (N, 2I)
+export function swiglu(x: tf.Tensor2D, gateUp: tf.Tensor2D, down: tf.Tensor2D, project: Projection, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D): tf.Tensor2D {
+  let h = project(x, gateUp); // (N, 2I)
   if (gateUpBias) h = tf.add(h, gateUpBias);
-  const inner = downT.shape[0];
+  const inner = (h.shape[1] as number) / 2;
   const [g, u] = tf.split(h, [inner, inner], 1) as [tf.Tensor2D, tf.Tensor2D]; // (N, I) each
-  const y = matmul(tf.mul(tf.mul(g, tf.sigmoid(g)), u), downT); // (N, d)
+  const y = project(tf.mul(tf.mul(g, tf.sigmoid(g)), u), down); // (N, d)
   return downBias ? tf.add(y, downBias) : y;
 }
 

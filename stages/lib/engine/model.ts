@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../../../pipeline/rng.ts';
 import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
-import { applyRope, attentionBias, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul } from './layers.ts';
+import { applyRope, attentionBias, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
 
 export interface Model {
@@ -22,29 +22,32 @@ export interface Model {
 }
 
 /**
- * What the layers multiply by, derived from the HF-layout params: transposed to (in, out) so every
- * matmul is a plain 2-D one, q|k|v and gate|up fused into one matmul each.
+ * What the layers multiply by, derived from the params with q|k|v and gate|up fused into one
+ * projection each. Trainable: HF layout (out, in), applied by `linear`. Frozen: transposed once to
+ * (in, out) and applied by plain tf.matMul. Shapes below in HF layout.
  */
 export interface LayerWeights {
   inputNorm: tf.Tensor1D;
-  qkvT: tf.Tensor2D; // (d, (H + 2 Hkv) hd)
+  qkv: tf.Tensor2D; // ((H + 2 Hkv) hd, d)
   qkvBias?: tf.Tensor1D;
-  oT: tf.Tensor2D; // (H hd, d)
+  o: tf.Tensor2D; // (d, H hd)
   oBias?: tf.Tensor1D;
   postNorm: tf.Tensor1D;
-  gateUpT: tf.Tensor2D; // (d, 2 I)
+  gateUp: tf.Tensor2D; // (2 I, d)
   gateUpBias?: tf.Tensor1D;
-  downT: tf.Tensor2D; // (I, d)
+  down: tf.Tensor2D; // (d, I)
   downBias?: tf.Tensor1D;
 }
 
 export interface DerivedWeights {
-  /** matmul2d (differentiable) for derived weights, plain tf.matMul for frozen ones. */
+  /** How a projection weight is applied: `linear` (trainable) or plain tf.matMul (frozen, pre-transposed). */
+  project: Projection;
+  /** The attention products: matmul2d (differentiable) or plain tf.matMul (frozen). */
   matmul: Matmul;
   embed: tf.Tensor2D; // (V, d)
   layers: LayerWeights[];
   finalNorm: tf.Tensor1D;
-  headT: tf.Tensor2D; // (d, V)
+  head: tf.Tensor2D; // (V, d): lm_head, or the embedding when tied
 }
 
 /** Keys and values of one layer for every position seen so far: (B, Hkv, Tk, hd) each. */
@@ -170,7 +173,7 @@ function param(model: Model, name: string): tf.Tensor {
   return p;
 }
 const vector = (model: Model, name: string) => param(model, name) as tf.Tensor1D;
-const transposed = (model: Model, name: string) => tf.transpose(param(model, name) as tf.Tensor2D);
+const matrix = (model: Model, name: string) => param(model, name) as tf.Tensor2D;
 const optional = (model: Model, name: string) => model.params.get(name) as tf.Tensor1D | undefined;
 const concatBiases = (biases: Array<tf.Tensor1D | undefined>) =>
   biases.every((b) => b === undefined) ? undefined : (tf.concat(biases as tf.Tensor1D[]) as tf.Tensor1D);
@@ -184,40 +187,51 @@ function deriveWeights(model: Model): DerivedWeights {
     const m = `model.layers.${i}.mlp`;
     layers.push({
       inputNorm: vector(model, `model.layers.${i}.input_layernorm.weight`),
-      qkvT: tf.concat([transposed(model, `${a}.q_proj.weight`), transposed(model, `${a}.k_proj.weight`), transposed(model, `${a}.v_proj.weight`)], 1),
+      // Stacking (out, in) weights along out is a contiguous copy; its gradient, contiguous slices.
+      qkv: tf.concat([matrix(model, `${a}.q_proj.weight`), matrix(model, `${a}.k_proj.weight`), matrix(model, `${a}.v_proj.weight`)], 0),
       qkvBias: concatBiases([optional(model, `${a}.q_proj.bias`), optional(model, `${a}.k_proj.bias`), optional(model, `${a}.v_proj.bias`)]),
-      oT: transposed(model, `${a}.o_proj.weight`),
+      o: matrix(model, `${a}.o_proj.weight`),
       oBias: optional(model, `${a}.o_proj.bias`),
       postNorm: vector(model, `model.layers.${i}.post_attention_layernorm.weight`),
-      gateUpT: tf.concat([transposed(model, `${m}.gate_proj.weight`), transposed(model, `${m}.up_proj.weight`)], 1),
+      gateUp: tf.concat([matrix(model, `${m}.gate_proj.weight`), matrix(model, `${m}.up_proj.weight`)], 0),
       gateUpBias: concatBiases([optional(model, `${m}.gate_proj.bias`), optional(model, `${m}.up_proj.bias`)]),
-      downT: transposed(model, `${m}.down_proj.weight`),
+      down: matrix(model, `${m}.down_proj.weight`),
       downBias: optional(model, `${m}.down_proj.bias`),
     });
   }
-  const embed = param(model, 'model.embed_tokens.weight') as tf.Tensor2D;
+  const embed = matrix(model, 'model.embed_tokens.weight');
   return {
+    project: linear,
     matmul: matmul2d,
     embed,
     layers,
     finalNorm: vector(model, 'model.norm.weight'),
-    headT: config.tie_word_embeddings ? tf.transpose(embed) : transposed(model, 'lm_head.weight'),
+    head: config.tie_word_embeddings ? embed : matrix(model, 'lm_head.weight'),
   };
 }
 
 /**
- * The derived weights, cached for gradient-free calls (generation, reference log-probs): the
- * transposes are paid once, and tfjs-wasm reuses its packed copy of a matmul operand that is the
- * same tensor from call to call (4x faster at decode sizes). Rebuilt when any variable changed
- * (an optimizer assign gives it a new dataId).
+ * The weights for gradient-free calls (generation, reference log-probs), fused and transposed to
+ * (in, out) once: tfjs-wasm then multiplies with plain 2-D matmuls and reuses its packed copy of an
+ * operand that is the same tensor from call to call (4x faster at decode sizes). Rebuilt when any
+ * variable changed (an optimizer assign gives it a new dataId).
  */
 function frozenWeights(model: Model): DerivedWeights {
   const dataIds = [...model.params.values()].map((v) => v.dataId);
   const current = model.frozen;
   if (current && current.dataIds.every((id, i) => id === dataIds[i])) return current.weights;
   releaseFrozenWeights(model);
-  const derivedWeights = tf.tidy(() => deriveWeights(model) as unknown as tf.TensorContainer) as unknown as DerivedWeights;
-  const weights: DerivedWeights = { ...derivedWeights, matmul: plainMatmul };
+  const weights = tf.tidy(() => {
+    const hf = deriveWeights(model);
+    const t = (w: tf.Tensor2D) => tf.transpose(w);
+    return {
+      ...hf,
+      project: plainMatmul,
+      matmul: plainMatmul,
+      layers: hf.layers.map((l) => ({ ...l, qkv: t(l.qkv), o: t(l.o), gateUp: t(l.gateUp), down: t(l.down) })),
+      head: t(hf.head),
+    } as unknown as tf.TensorContainer;
+  }) as unknown as DerivedWeights;
   // Keep what was derived past any enclosing tidy; the parameters themselves stay the model's.
   const params = new Set<tf.Tensor>(model.params.values());
   const derived = collectTensors(weights).filter((t) => !params.has(t));
@@ -260,13 +274,13 @@ export function decode(
   const sin = tf.reshape(tf.gather(model.rope.sin, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
   const newCache: LayerCache[] = [];
   weights.layers.forEach((layer, i) => {
-    const attn = attention(model, layer, weights.matmul, rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, bias, cache?.[i]);
+    const attn = attention(model, layer, weights, rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, bias, cache?.[i]);
     newCache.push(attn.cache);
     x = tf.add(x, attn.out);
-    x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUpT, layer.downT, layer.gateUpBias, layer.downBias, weights.matmul));
+    x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUp, layer.down, weights.project, layer.gateUpBias, layer.downBias));
   });
   const hidden = rmsNorm(x, weights.finalNorm, config.rms_norm_eps);
-  return { hidden, cache: newCache, lmHead: (h) => weights.matmul(h, weights.headT) };
+  return { hidden, cache: newCache, lmHead: (h) => weights.project(h, weights.head) };
 }
 
 /** An out-of-range id would make tf.gather read garbage silently on wasm: refuse it by row and position. */
@@ -287,7 +301,7 @@ function checkTokenIds(ids: number[][], vocabSize: number): void {
 function attention(
   model: Model,
   layer: LayerWeights,
-  matmul: Matmul,
+  { project, matmul }: DerivedWeights,
   x: tf.Tensor2D,
   batch: number,
   steps: number,
@@ -297,7 +311,7 @@ function attention(
   past: LayerCache | undefined,
 ): { out: tf.Tensor2D; cache: LayerCache } {
   const { heads, kvHeads, headDim: hd, group } = model.dims;
-  let qkv = matmul(x, layer.qkvT); // (B*T, (H + 2 Hkv) hd)
+  let qkv = project(x, layer.qkv); // (B*T, (H + 2 Hkv) hd)
   if (layer.qkvBias) qkv = tf.add(qkv, layer.qkvBias);
   const [qk, v] = tf.split(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]), [heads + kvHeads, kvHeads], 2); // (B, T, H+Hkv, hd), (B, T, Hkv, hd)
   const [q, k] = tf.split(applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate, matmul !== plainMatmul), [heads, kvHeads], 2); // one rotation for q and k
@@ -333,7 +347,7 @@ function attention(
     const stacked = tf.reshape(tf.stack(outs), [batch, heads, steps, hd]); // (B, H, T, hd)
     context = tf.reshape(tf.transpose(stacked, [0, 2, 1, 3]), [batch * steps, heads * hd]);
   }
-  let out = matmul(context, layer.oT); // (B*T, d)
+  let out = project(context, layer.o); // (B*T, d)
   if (layer.oBias) out = tf.add(out, layer.oBias);
   return { out, cache: { k: keys, v: values } };
 }
