@@ -33,8 +33,9 @@ export type Projection = (x: tf.Tensor2D, weight: tf.Tensor2D) => tf.Tensor2D;
 
 /**
  * HF linear without bias: x (N, in) @ weight (out, in)^T -> (N, out). The gradient needs no
- * transpose of the weight: dx = dy @ W, dW = dy^T @ x. (matmul2d on a transposed weight would pay
- * two more transposes per layer.)
+ * transpose of the weight: dx = dy @ W, and dW = dy^T @ x or (x^T @ dy)^T, whichever transposes
+ * fewer elements (N*out, or N*in + in*out). Transposes are copies on wasm; this halves them
+ * against matmul2d on a pre-transposed weight.
  */
 export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.GradSaveFunc) => {
   save([x, weight]);
@@ -42,7 +43,13 @@ export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.
     value: tf.matMul(x as tf.Tensor2D, tf.transpose(weight as tf.Tensor2D)),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
-      return [tf.matMul(dy as tf.Tensor2D, sw), tf.matMul(tf.transpose(dy as tf.Tensor2D), sx)];
+      const g = dy as tf.Tensor2D; // (N, out)
+      const [rows, inputs] = sx.shape;
+      const outputs = g.shape[1];
+      const dW = rows * outputs <= rows * inputs + inputs * outputs
+        ? tf.matMul(tf.transpose(g), sx) // (out, N) @ (N, in)
+        : tf.transpose(tf.matMul(tf.transpose(sx), g)); // ((in, N) @ (N, out))^T
+      return [tf.matMul(g, sw), dW];
     },
   };
 }) as never) as unknown as Projection;
