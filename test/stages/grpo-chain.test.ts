@@ -7,6 +7,9 @@
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
+import grpoStage from '../../stages/grpo/index.ts';
+import { testContext } from '../data/context.ts';
 import { cli, tempDir } from '../pipeline/cli-helpers.ts';
 
 const { dir, remove } = tempDir('rl-chain-');
@@ -151,4 +154,47 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(edited.stdout).toMatch(/succeeded: 2 built, 7 cached/);
     expect(edited.stdout).toMatch(/grpo: rerun.*letter-share/);
   }, 600_000);
+
+  it('grpo resumed from a step checkpoint ends with the weights of an uninterrupted run', async () => {
+    const inputs = [
+      { stage: 'dpo', kind: 'checkpoint' as const, dir: newest('dpo').dir },
+      { stage: 'icl', kind: 'prompts' as const, dir: newest('icl').dir },
+      { stage: 'kg', kind: 'kg' as const, dir: newest('kg').dir },
+    ];
+    const params = {
+      rewards: [{ use: './letter-share.ts' }],
+      num_generations: 2,
+      prompts_per_step: 2,
+      max_steps: 3,
+      checkpoint_every: 1,
+      learning_rate: 0.03,
+      max_completion_length: 8,
+      dynamic_sampling: false,
+      replay_threshold: 0,
+      eval_prompts: 0,
+    };
+    /** Runs the stage in-process with real step checkpoints in `workDir`; aborts while step `stopAfter` is logged. */
+    const run = async (workDir: string, stopAfter?: number) => {
+      const ctx = testContext(grpoStage, { params, inputs, configDir: dir, seed: 3 });
+      const controller = new AbortController();
+      // The way Ctrl-C stops a run: the signal fires while step 2 is logged, its checkpoint is
+      // saved, and the stage throws at its next check.
+      Object.assign(ctx, {
+        engine: { backend: 'wasm' },
+        workDir,
+        checkpoints: stepCheckpoints(workDir),
+        signal: controller.signal,
+        metrics: { log: (step: number) => step === stopAfter && controller.abort() },
+      });
+      await grpoStage.run(ctx as never);
+      return { weights: readFileSync(path.join(ctx.outDir, 'model.safetensors')), logs: ctx.logs };
+    };
+    const whole = await run(path.join(dir, 'work-whole'));
+    const resumedWork = path.join(dir, 'work-resumed');
+    await expect(run(resumedWork, 2)).rejects.toThrow();
+    const resumed = await run(resumedWork);
+    expect(resumed.logs).toContain('info: resumed from step 2');
+    expect(whole.logs.some((l) => l.includes('resumed'))).toBe(false);
+    expect(resumed.weights.equals(whole.weights)).toBe(true);
+  });
 });
