@@ -97,7 +97,7 @@ function runTorch(): { train_tok_s: number; gen_tok_s: number } | null {
     return null;
   }
   const spec = JSON.stringify({ config, ...SPEC });
-  const result = spawnSync(PYTHON, [REFERENCE, 'bench', spec], { env: { ...process.env, OMP_NUM_THREADS: '1' }, encoding: 'utf8' });
+  const result = spawnSync(PYTHON, [REFERENCE, 'bench', spec], { env: { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' }, encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`PyTorch reference failed (exit ${result.status}):\n${result.stderr}`);
   const figures = JSON.parse(result.stdout.trim().split('\n').pop() as string) as { train_tok_s: number; gen_tok_s: number; torch: string };
   console.log(`PyTorch ${figures.torch} (1 thread, best of each): train ${figures.train_tok_s.toFixed(0)} tok/s, generate ${figures.gen_tok_s.toFixed(0)} tok/s`);

@@ -315,8 +315,10 @@ function attention(
   if (layer.qkvBias) qkv = tf.add(qkv, layer.qkvBias);
   const [qk, v] = tf.split(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]), [heads + kvHeads, kvHeads], 2); // (B, T, H+Hkv, hd), (B, T, Hkv, hd)
   const [q, k] = tf.split(applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate, matmul !== plainMatmul), [heads, kvHeads], 2); // one rotation for q and k
-  let keys = tf.transpose(k as tf.Tensor4D, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
-  let values = tf.transpose(v as tf.Tensor4D, [0, 2, 1, 3]) as tf.Tensor4D; // (B, Hkv, T, hd)
+  // (B, T, Hkv, hd) -> (B, Hkv, T, hd); with T = 1 that is a reshape, which copies nothing.
+  const headsFirst = (t: tf.Tensor) => (steps === 1 ? tf.reshape(t, [batch, kvHeads, 1, hd]) : tf.transpose(t, [0, 2, 1, 3])) as tf.Tensor4D;
+  let keys = headsFirst(k as tf.Tensor); // (B, Hkv, T, hd)
+  let values = headsFirst(v as tf.Tensor); // (B, Hkv, T, hd)
   if (past) {
     keys = tf.concat([past.k, keys], 2); // (B, Hkv, Tk, hd)
     values = tf.concat([past.v, values], 2);
