@@ -18,24 +18,41 @@ export async function renderVegaLite(spec: Record<string, unknown>): Promise<str
 
 /**
  * Small multiples of one stage's curves: one panel per metric key, each with its own y scale
- * (a loss near 2 and a KL near 0.01 on one axis would flatten one of them).
+ * (a loss near 2 and a KL near 0.01 on one axis would flatten one of them). Concatenated views
+ * rather than a facet, because a facet draws empty axes in the grid's unused cells.
  */
 export function curvesSpec(points: readonly CurvePoint[]): Record<string, unknown> {
+  const keys = [...new Set(points.map((p) => p.key))];
   return {
     data: { values: points },
-    facet: { field: 'key', type: 'nominal', title: null },
     columns: 3,
-    spec: {
+    concat: keys.map((key) => ({
+      title: key,
       width: 220,
       height: 120,
-      mark: { type: 'line', point: points.length <= 60 },
+      transform: [{ filter: { field: 'key', equal: key } }],
+      mark: { type: 'line', point: points.length / keys.length <= 60 },
       encoding: {
         x: { field: 'step', type: 'quantitative', title: 'step' },
         y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
       },
-    },
-    resolve: { scale: { y: 'independent' } },
+    })),
   };
+}
+
+/**
+ * At most `limit` points per key, evenly spaced and always keeping the last: a long run logs
+ * tens of thousands of steps, and the SVG of every point would make the report megabytes.
+ */
+export function thinCurves(points: readonly CurvePoint[], limit: number): CurvePoint[] {
+  const byKey = new Map<string, CurvePoint[]>();
+  for (const p of points) byKey.set(p.key, [...(byKey.get(p.key) ?? []), p]);
+  return [...byKey.values()].flatMap((series) => {
+    if (series.length <= limit) return series;
+    const stride = series.length / limit;
+    const kept = Array.from({ length: limit - 1 }, (_, i) => series[Math.floor(i * stride)] as CurvePoint);
+    return [...kept, series[series.length - 1] as CurvePoint];
+  });
 }
 
 /** Keys with at least two points: a single point is a summary figure, shown in the tables. */

@@ -3,7 +3,7 @@
  * external resource), so it can be mailed, archived with the run, or opened with no network.
  */
 import { shortFingerprint } from '../fingerprint.ts';
-import { curvesSpec, plottableCurves, renderVegaLite } from './charts.ts';
+import { curvesSpec, plottableCurves, renderVegaLite, thinCurves } from './charts.ts';
 import type { ReportData, StageReport } from './collect.ts';
 import { dagSvg, describeStage } from './dag.ts';
 import type { Cell, FragmentBlock } from './fragment.ts';
@@ -63,6 +63,9 @@ function summaryMetricsTable(stages: readonly StageReport[]): string {
   return rows.length === 0 ? '<p class="meta">No stage reported summary metrics.</p>' : tableHtml(['stage', 'metric', 'value'], rows);
 }
 
+/** Points per curve in the SVG (see thinCurves). */
+const CURVE_POINTS = 400;
+
 export interface RenderedReport {
   html: string;
   /** Charts embedded (curves and fragment charts); the DAG is not counted. */
@@ -73,7 +76,7 @@ export async function renderReport(data: ReportData, generated: Date): Promise<R
   let charts = 0;
   const curveSections: string[] = [];
   for (const stage of data.stages) {
-    const points = plottableCurves(stage.curves);
+    const points = thinCurves(plottableCurves(stage.curves), CURVE_POINTS);
     if (points.length === 0) continue;
     curveSections.push(figure(`${stage.name}: metrics.jsonl`, await renderVegaLite(curvesSpec(points))));
     charts++;

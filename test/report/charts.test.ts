@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { plottableCurves, thinCurves } from '../../pipeline/report/charts.ts';
+
+describe('curve points', () => {
+  it('thins a long curve to evenly spaced points, keeping the last, and leaves short ones whole', () => {
+    const long = Array.from({ length: 1000 }, (_, step) => ({ step, key: 'loss', value: step }));
+    const short = [1, 2].map((step) => ({ step, key: 'kl', value: 0 }));
+    const thinned = thinCurves([...long, ...short], 4);
+    // Stride 1000/4 = 250: steps 0, 250, 500, then the last (999).
+    expect(thinned.filter((p) => p.key === 'loss').map((p) => p.step)).toEqual([0, 250, 500, 999]);
+    expect(thinned.filter((p) => p.key === 'kl')).toEqual(short);
+  });
+
+  it('plots only keys with two or more points (one point is a summary figure)', () => {
+    const points = [
+      { step: 0, key: 'loss', value: 2 },
+      { step: 1, key: 'loss', value: 1 },
+      { step: 1, key: 'dev_acc', value: 0.5 },
+    ];
+    expect(plottableCurves(points).map((p) => p.key)).toEqual(['loss', 'loss']);
+  });
+});
