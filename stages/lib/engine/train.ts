@@ -120,6 +120,7 @@ export interface PaddedBatch {
 
 /** Right-pads a training batch (causal attention never looks right, so padding there is inert). */
 export function padBatch(examples: readonly TokenizedExample[], padId = 0): PaddedBatch {
+  if (examples.length === 0) throw new Error('padBatch: no examples');
   const width = Math.max(...examples.map((e) => e.ids.length));
   const pad = <V>(row: V[], value: V) => [...row, ...new Array<V>(width - row.length).fill(value)];
   const lossMask = examples.map((e, i) => {
