@@ -82,8 +82,17 @@ async function evaluateCheckpoint(
     if (promptTooLong > 0) ctx.log.warn(`${name}: ${promptTooLong} test prompts do not fit the context with max_new_tokens ${p.max_new_tokens}; counted as unanswered`);
 
     let threshold: CheckpointResult['threshold'];
-    const probsOf = async (records: readonly PromptRecord[]) =>
-      (await gradeLogprobs(policy, records.map((r) => policyLib.promptIds(policy.tokenizer, policy.format, r.messages)))).map(normaliseGradeProbs);
+    // Four teacher-forced rows per prompt: keep a call at about batch_size rows, so the logits
+    // (rows x length x vocab) stay the size generation's batches have.
+    const perCall = Math.max(1, Math.floor(p.batch_size / GRADES.length));
+    const probsOf = async (records: readonly PromptRecord[]) => {
+      const probs: Record<Grade, number>[] = [];
+      for (let i = 0; i < records.length; i += perCall) {
+        const ids = records.slice(i, i + perCall).map((r) => policyLib.promptIds(policy.tokenizer, policy.format, r.messages));
+        probs.push(...(await gradeLogprobs(policy, ids)).map(normaliseGradeProbs));
+      }
+      return probs;
+    };
     if (policy.format.answerFirst) {
       const tuning = dev.filter(fits).slice(0, p.dev_limit);
       const devProbs: { gold: Grade; probs: Record<Grade, number> }[] = [];
