@@ -91,9 +91,13 @@ describe('pipeline report', () => {
     expect(html).toMatch(/metrics\.jsonl: 1 of 4 lines skipped/);
   });
 
-  const chromium = '/usr/bin/chromium';
-  it.skipIf(!existsSync(chromium))('renders in headless Chromium: every chart has a drawn SVG, no console error', async (context) => {
-    if (!existsSync(chromium)) context.skip('Chromium is missing: apt-get install -y chromium');
+  // Debian's chromium; CHROMIUM_PATH points elsewhere.
+  const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+  it('renders in headless Chromium: every chart has a drawn SVG, no console error', async (context) => {
+    if (!existsSync(chromium)) {
+      console.warn(`skipped: ${chromium} is missing (apt-get install -y chromium)`);
+      context.skip(`${chromium} is missing (apt-get install -y chromium)`);
+    }
     const { chromium: launcher } = await import('playwright-core');
     const profile = mkdtempSync(path.join(os.tmpdir(), 'report-chromium-'));
     const browser = await launcher.launchPersistentContext(profile, {
