@@ -36,12 +36,18 @@ function figure(title: string, svg: string): string {
   return `<figure class="chart" data-chart="${escapeHtml(title)}"><figcaption>${escapeHtml(title)}</figcaption>${svg}</figure>`;
 }
 
-async function blockHtml(block: FragmentBlock): Promise<string> {
+async function blockHtml(block: FragmentBlock, stage: string, problems: string[]): Promise<string> {
   switch (block.type) {
     case 'table':
       return `<h3>${escapeHtml(block.title)}</h3>${tableHtml(block.columns, block.rows)}${block.note ? `<p class="note">${escapeHtml(block.note)}</p>` : ''}`;
     case 'chart':
-      return figure(block.title, await renderVegaLite(block.spec));
+      // A stage's bad spec costs its chart, not the report.
+      try {
+        return figure(block.title, await renderVegaLite(block.spec));
+      } catch (error) {
+        problems.push(`${stage}: chart "${block.title}" could not be rendered: ${(error as Error).message}`);
+        return `<p class="problems">Chart "${escapeHtml(block.title)}" could not be rendered (see Problems).</p>`;
+      }
     case 'texts':
       return `<h3>${escapeHtml(block.title)}</h3>${block.items.map((item) => `<details open><summary>${escapeHtml(item.heading)}</summary><pre>${escapeHtml(item.text)}</pre></details>`).join('')}`;
   }
@@ -73,21 +79,18 @@ export interface RenderedReport {
 }
 
 export async function renderReport(data: ReportData, generated: Date): Promise<RenderedReport> {
-  let charts = 0;
   const curveSections: string[] = [];
   for (const stage of data.stages) {
     const points = thinCurves(plottableCurves(stage.curves), CURVE_POINTS);
     if (points.length === 0) continue;
     curveSections.push(figure(`${stage.name}: metrics.jsonl`, await renderVegaLite(curvesSpec(points))));
-    charts++;
   }
   const fragmentSections: string[] = [];
   for (const stage of data.stages) {
     if (!stage.fragment) continue;
     const blocks: string[] = [];
     for (const block of stage.fragment.blocks) {
-      blocks.push(await blockHtml(block));
-      if (block.type === 'chart') charts++;
+      blocks.push(await blockHtml(block, stage.name, data.problems));
     }
     fragmentSections.push(`<section class="fragment" data-stage="${escapeHtml(stage.name)}"><h2>${escapeHtml(`${stage.fragment.title} (${stage.name})`)}</h2>${blocks.join('\n')}</section>`);
   }
@@ -106,8 +109,9 @@ ${curveSections.length > 0 ? curveSections.join('\n') : '<p class="meta">No stag
 <h2>Summary metrics</h2>
 ${summaryMetricsTable(data.stages)}
 ${fragmentSections.join('\n')}
-${data.problems.length > 0 ? `<h2>Problems reading the store</h2><ul class="problems">${data.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>` : ''}
+${data.problems.length > 0 ? `<h2>Problems</h2><ul class="problems">${data.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>` : ''}
 </body></html>
 `;
-  return { html, charts };
+  // Rendered charts: every figure but the DAG's (a chart that failed has no figure).
+  return { html, charts: (html.match(/<figure class="chart"/g) ?? []).length - 1 };
 }

@@ -20,3 +20,34 @@ describe('curve points', () => {
     expect(plottableCurves(points).map((p) => p.key)).toEqual(['loss', 'loss']);
   });
 });
+
+describe('renderReport', () => {
+  it('lists a chart that cannot be rendered as a problem and still writes the rest', async () => {
+    const { renderReport } = await import('../../pipeline/report/html.ts');
+    const stage = {
+      name: 'score',
+      type: 'exec',
+      needs: [],
+      state: 'succeeded' as const,
+      cached: false,
+      durationS: 1,
+      decision: null,
+      fingerprint: null,
+      manifest: null,
+      curves: [],
+      fragment: {
+        title: 'Scores',
+        blocks: [
+          { type: 'chart' as const, title: 'Broken', spec: { mark: 'no-such-mark' } },
+          { type: 'table' as const, title: 'Kept', columns: ['a'], rows: [[1]] },
+        ],
+      },
+    };
+    const data = { pipeline: 'p', configFile: 'p.yaml', storeRoot: '/s', run: null, stages: [stage], problems: [] as string[] };
+    const { html, charts } = await renderReport(data, new Date(0));
+    expect(charts).toBe(0);
+    expect(data.problems).toEqual([expect.stringMatching(/^score: chart "Broken" could not be rendered: /)]);
+    expect(html).toContain('<h3>Kept</h3>');
+    expect(html).toContain('<h2>Problems</h2>');
+  });
+});
