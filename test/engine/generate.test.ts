@@ -35,6 +35,23 @@ describe('forward', () => {
   });
 });
 
+describe('frozen weights (cached, folded) for gradient-free calls', () => {
+  it('give the logits of the trainable path, and follow the variables when they change', () => {
+    const ids = [[4, 8, 15, 16, 23, 4]];
+    const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!;
+    const frozenBefore = forward(model, ids, { frozen: true }).logits;
+    expect(maxDiff(frozenBefore, forward(model, ids).logits)).toBeLessThan(1e-4);
+    // An optimizer-style assign gives the variable a new dataId: the cache must be rebuilt.
+    const norm = model.params.get('model.layers.1.post_attention_layernorm.weight')!;
+    const saved = tf.clone(norm);
+    norm.assign(tf.mul(norm, 1.5));
+    const frozenAfter = forward(model, ids, { frozen: true }).logits;
+    expect(maxDiff(frozenAfter, forward(model, ids).logits)).toBeLessThan(1e-4);
+    expect(maxDiff(frozenAfter, frozenBefore)).toBeGreaterThan(1e-3);
+    norm.assign(saved);
+  });
+});
+
 describe('generate', () => {
   it('batched generation equals one prompt at a time, and leaks no tensors', async () => {
     const batched = await generate(model, prompts, { ...greedy, rng: new Rng(0) });

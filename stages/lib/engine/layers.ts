@@ -54,10 +54,14 @@ export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.
   };
 }) as never) as unknown as Projection;
 
-/** RMSNorm (Zhang & Sennrich 2019), as HF Llama: x / sqrt(mean(x^2) + eps) * weight, over the last axis. */
-export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+/**
+ * RMSNorm (Zhang & Sennrich 2019), as HF Llama: x / sqrt(mean(x^2) + eps) * weight, over the last
+ * axis. Without `weight` the scaling is left out: frozen weights fold it into the next projection.
+ */
+export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: number): tf.Tensor2D {
   const meanSquare = tf.mean(tf.square(x), -1, true); // (N, 1)
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps))), weight);
+  const normed = tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps)));
+  return (weight ? tf.mul(normed, weight) : normed) as tf.Tensor2D;
 }
 
 /**

@@ -27,12 +27,15 @@ export interface Model {
  * (in, out) and applied by plain tf.matMul. Shapes below in HF layout.
  */
 export interface LayerWeights {
-  inputNorm: tf.Tensor1D;
-  qkv: tf.Tensor2D; // ((H + 2 Hkv) hd, d)
+  /** Absent when folded into qkv (frozen). */
+  inputNorm?: tf.Tensor1D;
+  /** ((H + 2 Hkv) hd, d); frozen: (d, (2H + 3Hkv) hd), the q|k outputs once more, pre-rotated (see frozenWeights). */
+  qkv: tf.Tensor2D;
   qkvBias?: tf.Tensor1D;
   o: tf.Tensor2D; // (d, H hd)
   oBias?: tf.Tensor1D;
-  postNorm: tf.Tensor1D;
+  /** Absent when folded into gateUp (frozen). */
+  postNorm?: tf.Tensor1D;
   gateUp: tf.Tensor2D; // (2 I, d)
   gateUpBias?: tf.Tensor1D;
   down: tf.Tensor2D; // (d, I)
@@ -46,8 +49,11 @@ export interface DerivedWeights {
   matmul: Matmul;
   embed: tf.Tensor2D; // (V, d)
   layers: LayerWeights[];
-  finalNorm: tf.Tensor1D;
+  /** Absent when folded into head (frozen). */
+  finalNorm?: tf.Tensor1D;
   head: tf.Tensor2D; // (V, d): lm_head, or the embedding when tied
+  /** Frozen: q already carries the 1/sqrt(hd) attention scale, and qkv yields rotate_half(q|k) too. */
+  folded: boolean;
 }
 
 /** Keys and values of one layer for every position seen so far: (B, Hkv, Tk, hd) each. */
@@ -207,29 +213,63 @@ function deriveWeights(model: Model): DerivedWeights {
     layers,
     finalNorm: vector(model, 'model.norm.weight'),
     head: config.tie_word_embeddings ? embed : matrix(model, 'lm_head.weight'),
+    folded: false,
   };
 }
 
 /**
- * The weights for gradient-free calls (generation, reference log-probs), fused and transposed to
- * (in, out) once: tfjs-wasm then multiplies with plain 2-D matmuls and reuses its packed copy of an
- * operand that is the same tensor from call to call (4x faster at decode sizes). Rebuilt when any
- * variable changed (an optimizer assign gives it a new dataId).
+ * The weights for gradient-free calls (generation, reference log-probs), prepared once so decoding
+ * runs fewer, plainer ops (each tfjs op costs tens of microseconds, which is what a decode step is
+ * made of): transposed to (in, out) for plain 2-D matmuls (tfjs-wasm also reuses its packed copy of
+ * an operand that stays the same tensor: 4x faster at decode sizes); RMSNorm weights folded into
+ * the projection that follows (diag(w) W^T); the attention scale folded into q; and RoPE's
+ * rotate_half folded in as extra q|k output columns (x W^T R). Rebuilt when any variable changed
+ * (an optimizer assign gives it a new dataId).
  */
 function frozenWeights(model: Model): DerivedWeights {
   const dataIds = [...model.params.values()].map((v) => v.dataId);
   const current = model.frozen;
   if (current && current.dataIds.every((id, i) => id === dataIds[i])) return current.weights;
   releaseFrozenWeights(model);
+  const { heads, kvHeads, headDim: hd } = model.dims;
+  const d = model.config.hidden_size;
   const weights = tf.tidy(() => {
     const hf = deriveWeights(model);
-    const t = (w: tf.Tensor2D) => tf.transpose(w);
+    // (d, out) with row j scaled by norm[j]: x_normed (.) w @ W^T = x_normed @ (diag(w) W^T).
+    const foldNorm = (w: tf.Tensor2D, norm: tf.Tensor1D | undefined) => {
+      const wT = tf.transpose(w);
+      return norm ? (tf.mul(wT, tf.reshape(norm, [d, 1])) as tf.Tensor2D) : wT;
+    };
+    // Columns (or bias entries) of the q outputs times 1/sqrt(hd); k and v unchanged.
+    const qScale = tf.tensor1d([...new Array<number>(heads * hd).fill(1 / Math.sqrt(hd)), ...new Array<number>(2 * kvHeads * hd).fill(1)]);
+    // rotate_half applied per head to the q|k outputs: (rows, (H + Hkv) hd) -> same shape.
+    const rotateQk = (t: tf.Tensor2D) => {
+      const rows = t.shape[0];
+      const qk = tf.slice(t, [0, 0], [rows, (heads + kvHeads) * hd]);
+      return tf.reshape(tf.matMul(tf.reshape(qk, [rows * (heads + kvHeads), hd]) as tf.Tensor2D, model.rope.rotate), [rows, (heads + kvHeads) * hd]) as tf.Tensor2D;
+    };
+    const layers = hf.layers.map((l) => {
+      const qkvT = tf.mul(foldNorm(l.qkv, l.inputNorm), qScale) as tf.Tensor2D; // (d, (H + 2Hkv) hd)
+      const bias = l.qkvBias ? (tf.mul(l.qkvBias, qScale) as tf.Tensor1D) : undefined;
+      return {
+        ...l,
+        inputNorm: undefined,
+        qkv: tf.concat([qkvT, rotateQk(qkvT)], 1),
+        qkvBias: bias ? (tf.concat([bias, tf.reshape(rotateQk(tf.reshape(bias, [1, -1]) as tf.Tensor2D), [-1])]) as tf.Tensor1D) : undefined,
+        o: tf.transpose(l.o),
+        postNorm: undefined,
+        gateUp: foldNorm(l.gateUp, l.postNorm),
+        down: tf.transpose(l.down),
+      };
+    });
     return {
       ...hf,
       project: plainMatmul,
       matmul: plainMatmul,
-      layers: hf.layers.map((l) => ({ ...l, qkv: t(l.qkv), o: t(l.o), gateUp: t(l.gateUp), down: t(l.down) })),
-      head: t(hf.head),
+      layers,
+      finalNorm: undefined,
+      head: foldNorm(hf.head, hf.finalNorm),
+      folded: true,
     } as unknown as tf.TensorContainer;
   }) as unknown as DerivedWeights;
   // Keep what was derived past any enclosing tidy; the parameters themselves stay the model's.
@@ -301,7 +341,7 @@ function checkTokenIds(ids: number[][], vocabSize: number): void {
 function attention(
   model: Model,
   layer: LayerWeights,
-  { project, matmul }: DerivedWeights,
+  { project, matmul, folded }: DerivedWeights,
   x: tf.Tensor2D,
   batch: number,
   steps: number,
@@ -311,10 +351,20 @@ function attention(
   past: LayerCache | undefined,
 ): { out: tf.Tensor2D; cache: LayerCache } {
   const { heads, kvHeads, headDim: hd, group } = model.dims;
-  let qkv = project(x, layer.qkv); // (B*T, (H + 2 Hkv) hd)
+  let qkv = project(x, layer.qkv); // (B*T, (H + 2 Hkv) hd), frozen: + (H + Hkv) hd rotated q|k
   if (layer.qkvBias) qkv = tf.add(qkv, layer.qkvBias);
-  const [qk, v] = tf.split(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]), [heads + kvHeads, kvHeads], 2); // (B, T, H+Hkv, hd), (B, T, Hkv, hd)
-  const [q, k] = tf.split(applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate, matmul !== plainMatmul), [heads, kvHeads], 2); // one rotation for q and k
+  let roped: tf.Tensor4D; // (B, T, H+Hkv, hd): q|k with RoPE applied
+  let v: tf.Tensor; // (B, T, Hkv, hd)
+  if (folded) {
+    const [qk, values, rotated] = tf.split(tf.reshape(qkv, [batch, steps, 2 * heads + 3 * kvHeads, hd]), [heads + kvHeads, kvHeads, heads + kvHeads], 2);
+    roped = tf.add(tf.mul(qk as tf.Tensor4D, cos), tf.mul(rotated as tf.Tensor4D, sin)); // x * cos + rotate_half(x) * sin
+    v = values as tf.Tensor;
+  } else {
+    const [qk, values] = tf.split(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]), [heads + kvHeads, kvHeads], 2);
+    roped = applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate, matmul !== plainMatmul); // one rotation for q and k
+    v = values as tf.Tensor;
+  }
+  const [q, k] = tf.split(roped, [heads, kvHeads], 2);
   // (B, T, Hkv, hd) -> (B, Hkv, T, hd); with T = 1 that is a reshape, which copies nothing.
   const headsFirst = (t: tf.Tensor) => (steps === 1 ? tf.reshape(t, [batch, kvHeads, 1, hd]) : tf.transpose(t, [0, 2, 1, 3])) as tf.Tensor4D;
   let keys = headsFirst(k as tf.Tensor); // (B, Hkv, T, hd)
@@ -324,19 +374,20 @@ function attention(
     values = tf.concat([past.v, values], 2);
   }
   const tk = keys.shape[2];
-  const scale = 1 / Math.sqrt(hd);
+  const scale = folded ? 1 : 1 / Math.sqrt(hd); // frozen q already carries it
   let context: tf.Tensor2D; // (B*T, H*hd)
   if (steps === 1) {
     // One new token (decoding): broadcast products beat B*H tiny matmuls.
     const q5 = tf.reshape(q as tf.Tensor, [batch, kvHeads, group, 1, hd]); // head h uses kv head floor(h / G), as HF repeat_kv
-    const scores = tf.mul(tf.sum(tf.mul(q5, tf.reshape(keys, [batch, kvHeads, 1, tk, hd])), -1), scale); // (B, Hkv, G, Tk)
+    const dots = tf.sum(tf.mul(q5, tf.reshape(keys, [batch, kvHeads, 1, tk, hd])), -1); // (B, Hkv, G, Tk)
+    const scores = scale === 1 ? dots : tf.mul(dots, scale);
     const probs = tf.softmax(tf.add(scores, tf.reshape(bias, [batch, 1, 1, tk])));
     const out = tf.sum(tf.mul(tf.reshape(probs, [batch, kvHeads, group, tk, 1]), tf.reshape(values, [batch, kvHeads, 1, tk, hd])), 3); // (B, Hkv, G, hd)
     context = tf.reshape(out, [batch, heads * hd]);
   } else {
     // Many tokens (training, prefill): plain 2-D matmuls, one pair per (batch, kv head), the G
     // query heads that share a kv head stacked as rows (see layers.ts for why 2-D).
-    const qScaled = tf.mul(q as tf.Tensor4D, scale); // scaling q once beats scaling B*Hkv score blocks
+    const qScaled = scale === 1 ? (q as tf.Tensor4D) : tf.mul(q as tf.Tensor4D, scale); // scaling q once beats scaling B*Hkv score blocks
     const qs = tf.unstack(tf.reshape(tf.transpose(qScaled, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])) as tf.Tensor2D[]; // (G*T, hd) each
     const kts = tf.unstack(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])) as tf.Tensor2D[]; // (hd, Tk) each
     const vs = tf.unstack(tf.reshape(values, [batch * kvHeads, tk, hd])) as tf.Tensor2D[]; // (Tk, hd) each
