@@ -57,7 +57,8 @@ export default defineStage({
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/policy.ts');
     const { readJsonl } = await import('../lib/relevance/jsonl.ts');
-    const { greedyAccuracy, probeMetrics, readPromptRecords, readSampledPrompts, resumeTraining, savePolicy } = await import('../sample/scoring.ts');
+    const { greedyAccuracy, readPromptRecords, readSampledPrompts } = await import('../sample/scoring.ts');
+    const { finishTraining, resumeTraining, saveStepCheckpoint } = await import('../sample/training.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
@@ -161,18 +162,10 @@ export default defineStage({
         'rewards/accuracies': lastRewards.accuracy,
       });
       ctx.progress.update(step, totalSteps, 'steps');
-      if (step % p.checkpoint_every === 0 && step < totalSteps) {
-        await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
-      }
+      await saveStepCheckpoint(ctx, step, totalSteps, p.checkpoint_every, model, optimizer);
     }
 
-    const after = await probe();
-    ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
-    const probed = probeMetrics(before, after);
-    ctx.metrics.log(step, probed);
-    await savePolicy(policy, ctx.outDir);
-    optimizer.dispose();
-    engineLib.disposeModel(model);
+    const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);
     return {
       engine,
       metrics: {

@@ -11,7 +11,8 @@ import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import { groupAdvantages, informativeGroups, mean, std, stepwiseAdvantages } from '../lib/rl/advantages.ts';
 import { grpoLoss } from '../lib/rl/losses.ts';
 import { loadRewards, rewardMean, scoreBatch, type RewardInput, type ScoredBatch } from '../lib/rewards.ts';
-import { greedyAccuracy, judgeCompletion, probeMetrics, readPromptRecords, referenceSteps, resumeTraining, savePolicy } from '../sample/scoring.ts';
+import { greedyAccuracy, judgeCompletion, readPromptRecords, referenceSteps } from '../sample/scoring.ts';
+import { finishTraining, resumeTraining, saveStepCheckpoint } from '../sample/training.ts';
 import type { GrpoParams } from './index.ts';
 import { tokenStepIndices } from './token-steps.ts';
 
@@ -132,18 +133,10 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
     step++;
     ctx.metrics.log(step, { ...values, lr });
     ctx.progress.update(step, p.max_steps, 'steps');
-    if (step % p.checkpoint_every === 0 && step < p.max_steps) {
-      await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
-    }
+    await saveStepCheckpoint(ctx, step, p.max_steps, p.checkpoint_every, model, optimizer);
   }
 
-  const after = await probe();
-  ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
-  const probed = probeMetrics(before, after);
-  ctx.metrics.log(step, probed);
-  await savePolicy(policy, ctx.outDir);
-  optimizer.dispose();
-  engineLib.disposeModel(model);
+  const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);
   if (reference) engineLib.disposeModel(reference);
   const third = Math.max(1, Math.floor(rewardCurve.length / 3));
   return {

@@ -5,8 +5,6 @@
  */
 import { join } from 'node:path';
 import type { Rng } from '../../pipeline/rng.ts';
-import type { StageContext } from '../../pipeline/stage-api.ts';
-import type { AdamW, Model } from '../lib/engine/index.ts';
 import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from '../lib/completion.ts';
 import { classificationMetrics } from '../lib/metrics.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
@@ -118,27 +116,4 @@ export function probeMetrics(before: AccuracyProbe, after: AccuracyProbe): Recor
     dev_format_valid_before: before.format_valid,
     dev_format_valid_after: after.format_valid,
   };
-}
-
-/**
- * Restores the latest step checkpoint of this stage's work folder into `model` and `optimizer`;
- * returns the step to continue from (0 when there is none).
- */
-export async function resumeTraining(ctx: StageContext<unknown>, model: Model, optimizer: AdamW): Promise<number> {
-  const { loadTrainingState } = await import('../lib/engine/index.ts');
-  const latest = await ctx.checkpoints.latest<{ step: number }>();
-  if (!latest) return 0;
-  loadTrainingState(latest.dir, model, optimizer);
-  ctx.log.info(`resumed from step ${latest.step}`);
-  return latest.step;
-}
-
-/** Writes a trained policy as a checkpoint folder: weights, tokenizer files and the completion format. */
-export async function savePolicy(policy: Policy, outDir: string): Promise<void> {
-  const { saveModel } = await import('../lib/engine/index.ts');
-  const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
-  const { writeCompletionFormat } = await import('../lib/policy.ts');
-  await saveModel(policy.model, outDir, policy.tokenizer);
-  await copyTokenizerFiles(policy.tokenizer.dir, outDir);
-  await writeCompletionFormat(outDir, policy.format);
 }

@@ -1,0 +1,62 @@
+/**
+ * The training-loop edges dpo and grpo share: resuming from the latest step checkpoint, saving one
+ * every N steps, and finishing (the accuracy probe after training, the checkpoint written, memory
+ * released). The loops themselves stay in the stages.
+ */
+import type { StageContext } from '../../pipeline/stage-api.ts';
+import type { AdamW, Model } from '../lib/engine/index.ts';
+import type { Policy } from '../lib/policy.ts';
+import { probeMetrics, type AccuracyProbe } from './scoring.ts';
+
+/**
+ * Restores the latest step checkpoint of this stage's work folder into `model` and `optimizer`;
+ * returns the step to continue from (0 when there is none).
+ */
+export async function resumeTraining(ctx: StageContext<unknown>, model: Model, optimizer: AdamW): Promise<number> {
+  const { loadTrainingState } = await import('../lib/engine/index.ts');
+  const latest = await ctx.checkpoints.latest<{ step: number }>();
+  if (!latest) return 0;
+  loadTrainingState(latest.dir, model, optimizer);
+  ctx.log.info(`resumed from step ${latest.step}`);
+  return latest.step;
+}
+
+/** Saves a step checkpoint (weights, AdamW moments, step) every `every` steps, except after the last. */
+export async function saveStepCheckpoint(ctx: StageContext<unknown>, step: number, total: number, every: number, model: Model, optimizer: AdamW): Promise<void> {
+  if (step % every !== 0 || step >= total) return;
+  const { saveTrainingState } = await import('../lib/engine/index.ts');
+  await ctx.checkpoints.save(step, { step }, (dir) => saveTrainingState(dir, model, optimizer));
+}
+
+/**
+ * Probes accuracy after training (logged at `step` beside the probe before), writes the policy as
+ * the stage's checkpoint and releases its memory. Returns the probe figures for the manifest.
+ */
+export async function finishTraining(
+  ctx: StageContext<unknown>,
+  policy: Policy,
+  optimizer: AdamW,
+  step: number,
+  before: AccuracyProbe,
+  probe: () => Promise<AccuracyProbe>,
+): Promise<Record<string, number>> {
+  const { disposeModel } = await import('../lib/engine/index.ts');
+  const after = await probe();
+  ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
+  const probed = probeMetrics(before, after);
+  ctx.metrics.log(step, probed);
+  await savePolicy(policy, ctx.outDir);
+  optimizer.dispose();
+  disposeModel(policy.model);
+  return probed;
+}
+
+/** Writes a trained policy as a checkpoint folder: weights, tokenizer files and the completion format. */
+export async function savePolicy(policy: Policy, outDir: string): Promise<void> {
+  const { saveModel } = await import('../lib/engine/index.ts');
+  const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
+  const { writeCompletionFormat } = await import('../lib/policy.ts');
+  await saveModel(policy.model, outDir, policy.tokenizer);
+  await copyTokenizerFiles(policy.tokenizer.dir, outDir);
+  await writeCompletionFormat(outDir, policy.format);
+}
