@@ -95,9 +95,16 @@ export function plainDisplay(
 ): RunDisplay {
   const { rows, apply } = track(stages);
   const say = (text: string) => write(`${new Date().toISOString()} ${text}`);
+  const lastLine = new Map<string, number>();
+  const report = (name: string, row: Row) => {
+    lastLine.set(name, Date.now());
+    say(`${name}: running ${elapsed(row, Date.now())} ${progressText(row.progress)}`.trimEnd());
+  };
+  // The timer covers stages that report no progress; a training step is synchronous and starves
+  // timers, so progress events also print when a line is due.
   const timer = setInterval(() => {
     for (const [name, row] of rows) {
-      if (row.state === 'running') say(`${name}: running ${elapsed(row, Date.now())} ${progressText(row.progress)}`.trimEnd());
+      if (row.state === 'running' && Date.now() - (lastLine.get(name) ?? 0) >= intervalMs) report(name, row);
     }
   }, intervalMs);
   timer.unref();
@@ -105,7 +112,13 @@ export function plainDisplay(
     event(event) {
       const row = apply(event);
       if (!row) return;
-      if (event.type === 'start') say(`${event.stage}: started`);
+      if (event.type === 'progress' && row.state === 'running' && Date.now() - (lastLine.get(event.stage) ?? 0) >= intervalMs) {
+        report(event.stage, row);
+      }
+      if (event.type === 'start') {
+        lastLine.set(event.stage, Date.now());
+        say(`${event.stage}: started`);
+      }
       else if (event.type === 'end') {
         const { result } = event;
         const time = result.state === 'skipped' ? '' : ` in ${result.durationS.toFixed(1)}s`;

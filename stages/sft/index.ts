@@ -195,6 +195,8 @@ export default defineStage({
         if (p.eval_every > 0 && step % p.eval_every === 0 && step < totalSteps) Object.assign(values, await evaluate());
         ctx.metrics.log(step, values);
         ctx.progress.update(step, totalSteps, 'steps');
+        // A step is synchronous tensor work: give signal handlers (Ctrl-C) and timers their turn.
+        await new Promise((resolve) => setImmediate(resolve));
         if (step % p.checkpoint_every === 0 && step < totalSteps) {
           await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
         }
