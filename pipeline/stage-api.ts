@@ -175,3 +175,11 @@ export interface StageOutcome {
 export function defineStage<Schema extends z.ZodType>(stage: StageType<Schema>): StageType<Schema> {
   return stage;
 }
+
+/**
+ * Lets the event loop run (signal handlers, progress timers). Tensor work is synchronous, so a
+ * training loop that never yields cannot be stopped with Ctrl-C: call this once per step or batch.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -20,7 +20,7 @@
 import { join } from 'node:path';
 import type { Scalar, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { buildPairs } from './pairs.ts';
 
@@ -162,6 +162,7 @@ export default defineStage({
         'rewards/accuracies': lastRewards.accuracy,
       });
       ctx.progress.update(step, totalSteps, 'steps');
+      await yieldToEventLoop();
       await saveStepCheckpoint(ctx, step, totalSteps, p.checkpoint_every, model, optimizer);
     }
 

@@ -2,7 +2,7 @@
  * The grpo stage's run (the recipe is described in index.ts). Loaded lazily: it imports tfjs.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { StageContext, StageOutcome } from '../../pipeline/stage-api.ts';
+import { yieldToEventLoop, type StageContext, type StageOutcome } from '../../pipeline/stage-api.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
 import * as engineLib from '../lib/engine/index.ts';
 import { generateCompletions, loadPolicy, promptIds, fitsContext, type Completion, type Policy } from '../lib/policy.ts';
@@ -133,6 +133,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
     step++;
     ctx.metrics.log(step, { ...values, lr });
     ctx.progress.update(step, p.max_steps, 'steps');
+    await yieldToEventLoop();
     await saveStepCheckpoint(ctx, step, p.max_steps, p.checkpoint_every, model, optimizer);
   }
 

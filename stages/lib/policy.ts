@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Rng } from '../../pipeline/rng.ts';
-import type { EngineConfig, EngineRecord, Logger } from '../../pipeline/stage-api.ts';
+import { yieldToEventLoop, type EngineConfig, type EngineRecord, type Logger } from '../../pipeline/stage-api.ts';
 import type { RenderOptions } from './completion.ts';
 import type { Generation, Model } from './engine/index.ts';
 import type { ChatMessage, Tokenizer } from './engine/tokenizer.ts';
@@ -136,6 +136,7 @@ export async function generateCompletions(
       results.push({ ...generation, id: row.id, sample: row.sample, text: tokenizer.decode(textIds, { skipSpecialTokens: true }), promptTokens: row.ids });
     });
     options.onBatch?.(Math.min(start + options.batchSize, rows.length), rows.length);
+    await yieldToEventLoop();
   }
   return results;
 }

@@ -16,7 +16,7 @@
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { Rng } from '../../pipeline/rng.ts';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import { parseCompletion } from '../lib/completion.ts';
 import { readJsonl } from '../lib/relevance/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
@@ -195,8 +195,7 @@ export default defineStage({
         if (p.eval_every > 0 && step % p.eval_every === 0 && step < totalSteps) Object.assign(values, await evaluate());
         ctx.metrics.log(step, values);
         ctx.progress.update(step, totalSteps, 'steps');
-        // A step is synchronous tensor work: give signal handlers (Ctrl-C) and timers their turn.
-        await new Promise((resolve) => setImmediate(resolve));
+        await yieldToEventLoop();
         if (step % p.checkpoint_every === 0 && step < totalSteps) {
           await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
         }
