@@ -107,8 +107,13 @@ describe('pipeline run (end to end)', () => {
     writeFileSync(path.join(dir, 'p.yaml'), `name: k\nseed: 5\nstages:\n  train: { uses: ${STEPS}, with: { steps: 6, sleep_ms: 150 } }\n`);
     const run = cliBackground(dir, ['run', 'p.yaml']);
     const work = path.join(dir, 'checkpoints/work');
-    // Kill once two step checkpoints exist: mid-stage, with steps 3..6 still to do.
-    await waitFor(() => existsSync(work) && readdirSync(work).some((fp) => existsSync(path.join(work, fp, 'checkpoints/step-00000002'))));
+    // Kill once LATEST names the step-2 checkpoint (the folder appears before LATEST points at it):
+    // mid-stage, with steps 3..6 still to do.
+    const latestIs = (fp: string, name: string) => {
+      const file = path.join(work, fp, 'checkpoints/LATEST');
+      return existsSync(file) && readFileSync(file, 'utf8').trim() >= name;
+    };
+    await waitFor(() => existsSync(work) && readdirSync(work).some((fp) => latestIs(fp, 'step-00000002')));
     run.child.kill('SIGKILL');
     await run.done;
     expect(existsSync(path.join(dir, 'checkpoints/objects'))).toBe(false);
