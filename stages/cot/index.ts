@@ -22,6 +22,7 @@ import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSt
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
 import { readJsonl, writeJsonl } from '../lib/relevance/jsonl.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts';
+import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { RelevanceExample } from '../lib/relevance/types.ts';
 import type { ChatMessage } from './openai-teacher.ts';
 import { rulesTeacher, type RoundContext } from './rules-teacher.ts';
@@ -77,13 +78,6 @@ const params = z.strictObject({
 
 type Params = z.output<typeof params>;
 
-/** A line of the icl stage's prompts artifact. */
-interface PromptRecord {
-  id: string;
-  messages: ChatMessage[];
-  example: RelevanceExample;
-  facts: string[];
-}
 
 /** A line of this stage's output: what SFT trains on. */
 export interface SftRecord {
