@@ -16,7 +16,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineStage, type StageContext } from '../../pipeline/stage-api.ts';
+import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
 import type { Rng } from '../../pipeline/rng.ts';
 import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSteps, type Verification } from '../lib/completion.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
@@ -117,7 +117,7 @@ function contextMessages(record: PromptRecord, context: RoundContext, kg: Knowle
 
 type Teacher = (records: PromptRecord[], context: RoundContext, rng: Rng) => Promise<Map<string, string | { error: string }>>;
 
-async function makeTeacher(ctx: StageContext<Params>, kg: KnowledgeGraph): Promise<{ teacher: Teacher; engine?: import('../../pipeline/stage-api.ts').EngineRecord }> {
+async function makeTeacher(ctx: StageContext<Params>, kg: KnowledgeGraph): Promise<{ teacher: Teacher; engine?: EngineRecord }> {
   const config = ctx.params.teacher;
   const renderOptions = { answerFirst: ctx.params.answer_first };
   if (config.type === 'rules') {

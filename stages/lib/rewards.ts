@@ -14,8 +14,6 @@
  * export default reward;
  * ```
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from './completion.ts';
@@ -109,11 +107,6 @@ export interface LoadedReward {
 
 export function isRewardFile(use: string): boolean {
   return use.startsWith('.') || isAbsolute(use);
-}
-
-/** sha256 of a user reward file, for the stage's fingerprint. */
-export function rewardFileHash(use: string, configDir: string): string {
-  return createHash('sha256').update(readFileSync(resolve(configDir, use))).digest('hex');
 }
 
 export async function loadRewards(specs: readonly RewardSpec[], configDir: string): Promise<LoadedReward[]> {

@@ -61,12 +61,6 @@ const params = z.strictObject({
 });
 
 type Params = z.output<typeof params>;
-/** Per-epoch batch order: a pure function of (seed, epoch), so a resumed run sees the same batches. */
-function epochBatches<T>(examples: readonly T[], seed: number, epoch: number, batchSize: number, lengthOf: (e: T) => number) {
-  return import('../lib/engine/index.ts').then(({ lengthBucketedBatches }) =>
-    lengthBucketedBatches(examples, batchSize, new Rng(seed, `sft/epoch-${epoch}`), lengthOf),
-  );
-}
 
 export default defineStage({
   name: 'sft',
@@ -181,7 +175,8 @@ export default defineStage({
     while (step < totalSteps) {
       ctx.signal.throwIfAborted();
       const epoch = Math.floor(step / stepsPerEpoch);
-      const batches = await epochBatches(trainSet, ctx.seed, epoch, p.batch_size, (e) => e.ids.length);
+      // The batch order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
+      const batches = engineLib.lengthBucketedBatches(trainSet, p.batch_size, new Rng(ctx.seed, `sft/epoch-${epoch}`), (e) => e.ids.length);
       for (let index = step % stepsPerEpoch; index < stepsPerEpoch && step < totalSteps; index++) {
         ctx.signal.throwIfAborted();
         const micro = batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
