@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { tokenLogprobs } from './loss.ts';
-import { forward, type Model } from './model.ts';
+import { logitsAt, type Model } from './model.ts';
 
 export interface PromptCompletion {
   prompt: number[];
@@ -43,9 +43,7 @@ export function sequenceLogprobs(model: Model, batch: PromptCompletion[], option
     }
   });
   return tf.tidy(() => {
-    const { logits } = forward(model, ids, { attentionMask, frozen: options.frozen }); // (B, T, V)
-    const flat = tf.reshape(logits, [batch.length * width, -1]) as tf.Tensor2D; // (B*T, V)
-    const picked = tf.gather(flat, tf.tensor1d(rows, 'int32')) as tf.Tensor2D; // (B*C, V)
+    const picked = logitsAt(model, ids, rows, { attentionMask, frozen: options.frozen }); // (B*C, V)
     const mask = tf.tensor2d(maskValues, [batch.length, longest]);
     const logprobs = tf.mul(tf.reshape(tokenLogprobs(picked, tf.tensor1d(targets, 'int32')), [batch.length, longest]), mask) as tf.Tensor2D;
     return { logprobs, mask };

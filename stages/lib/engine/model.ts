@@ -65,13 +65,6 @@ export interface LayerCache {
 export interface ForwardOptions {
   /** (B, T), 1 for real tokens and 0 for padding; default all ones. */
   attentionMask?: number[][];
-  /**
-   * (B, T), 1 where token t is a target whose loss counts (completion tokens). Token 0 is never a
-   * target. Given, `forward` also returns the mean cross-entropy over those targets.
-   */
-  lossMask?: number[][];
-  /** With lossMask: 'sum' returns the summed (not averaged) loss, for token-weighted accumulation. */
-  lossReduction?: 'mean' | 'sum';
   /** Reuse cached derived weights: faster, but no gradient reaches the parameters (reference models, eval). */
   frozen?: boolean;
 }
@@ -79,7 +72,6 @@ export interface ForwardOptions {
 export interface ForwardOutput {
   /** (B, T, V) */
   logits: tf.Tensor3D;
-  loss?: tf.Scalar;
 }
 
 /** Every parameter's HF name and shape, in the order HF lists them. */
@@ -405,26 +397,60 @@ function attention(
   return { out, cache: { k: keys, v: values } };
 }
 
-/**
- * Full-sequence forward. ids (B, T) (pad however the mask says: left padding for prompts, right
- * padding for training). Positions follow the mask (HF: cumsum(mask) - 1), so a left-padded row
- * gives the same logits at its real tokens as the unpadded row.
- */
-export function forward(model: Model, inputIds: number[][], options: ForwardOptions = {}): ForwardOutput {
-  const batch = inputIds.length;
+/** Checks a batch's shape and runs the decoder over it; the hidden states are (B*T, d). */
+function decodeBatch(model: Model, inputIds: number[][], options: ForwardOptions) {
   const steps = inputIds[0]?.length ?? 0;
   const mask = options.attentionMask ?? inputIds.map((row) => row.map(() => 1));
   if (inputIds.some((row) => row.length !== steps)) throw new Error('forward: every row of inputIds must have the same length (pad them)');
   if (steps > model.config.max_position_embeddings) {
     throw new Error(`forward: sequence length ${steps} exceeds max_position_embeddings ${model.config.max_position_embeddings}`);
   }
-  const { hidden, lmHead } = decode(model, inputIds, positionsFromMask(mask), mask, undefined, { frozen: options.frozen });
-  const logits2d = lmHead(hidden); // (B*T, V)
-  const logits = tf.reshape(logits2d, [batch, steps, model.config.vocab_size]) as tf.Tensor3D;
-  if (!options.lossMask) return { logits };
-  // Position t predicts token t+1: logits[:, :-1] against ids[:, 1:], weighted by lossMask[:, 1:].
-  const shifted = tf.reshape(tf.slice(logits, [0, 0, 0], [batch, steps - 1, -1]), [batch * (steps - 1), -1]) as tf.Tensor2D; // (B*(T-1), V)
-  const targets = tf.tensor1d(inputIds.flatMap((row) => row.slice(1)), 'int32');
-  const weights = tf.tensor1d(options.lossMask.flatMap((row) => row.slice(1)), 'float32');
-  return { logits, loss: maskedCrossEntropy(shifted, targets, weights, options.lossReduction) };
+  return decode(model, inputIds, positionsFromMask(mask), mask, undefined, { frozen: options.frozen });
+}
+
+/**
+ * Full-sequence forward. ids (B, T) (pad however the mask says: left padding for prompts, right
+ * padding for training). Positions follow the mask (HF: cumsum(mask) - 1), so a left-padded row
+ * gives the same logits at its real tokens as the unpadded row.
+ */
+export function forward(model: Model, inputIds: number[][], options: ForwardOptions = {}): ForwardOutput {
+  const { hidden, lmHead } = decodeBatch(model, inputIds, options);
+  return { logits: tf.reshape(lmHead(hidden), [inputIds.length, inputIds[0]?.length ?? 0, model.config.vocab_size]) as tf.Tensor3D };
+}
+
+/**
+ * Logits (N, V) at the given flat positions (row b, position t is b * T + t) only. Training and
+ * teacher-forced scoring need logits where a completion token is predicted, a third of a prompted
+ * sequence or less, and the LM head with its log-softmax is the widest product of a small model
+ * (HF's `logits_to_keep` does the same for the last positions).
+ */
+export function logitsAt(model: Model, inputIds: number[][], positions: readonly number[], options: ForwardOptions = {}): tf.Tensor2D {
+  const { hidden, lmHead } = decodeBatch(model, inputIds, options);
+  return lmHead(tf.gather(hidden, tf.tensor1d(positions as number[], 'int32')) as tf.Tensor2D);
+}
+
+/**
+ * Cross-entropy of ids[:, 1:] under the logits at [:, :-1], over the targets where lossMask[:, 1:]
+ * is 1 (completion tokens; token 0 is never a target): the mean, or with `reduction: 'sum'` the sum,
+ * which token-weighted accumulation divides itself. A mask with no 1s gives 0.
+ */
+export function maskedLmLoss(
+  model: Model,
+  inputIds: number[][],
+  lossMask: number[][],
+  options: ForwardOptions & { reduction?: 'mean' | 'sum' } = {},
+): tf.Scalar {
+  const steps = inputIds[0]?.length ?? 0;
+  const positions: number[] = [];
+  const targets: number[] = [];
+  lossMask.forEach((row, b) => {
+    for (let t = 1; t < steps; t++) {
+      if (row[t] !== 1) continue;
+      positions.push(b * steps + t - 1); // position t - 1 predicts token t
+      targets.push(inputIds[b]![t]!);
+    }
+  });
+  if (positions.length === 0) return tf.scalar(0);
+  const logits = logitsAt(model, inputIds, positions, options);
+  return maskedCrossEntropy(logits, tf.tensor1d(targets, 'int32'), tf.ones([targets.length]) as tf.Tensor1D, options.reduction ?? 'mean');
 }

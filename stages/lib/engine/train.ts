@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../../../pipeline/rng.ts';
-import { forward, type Model } from './model.ts';
+import { maskedLmLoss, type Model } from './model.ts';
 import { AdamW, clipByGlobalNorm } from './optim.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
 
@@ -138,8 +138,8 @@ export function padBatch(examples: readonly TokenizedExample[], padId = 0): Padd
 
 /** The SFT loss of a padded batch as a WeightedLoss: summed cross-entropy over its targets. */
 export function causalLmLoss(model: Model, batch: PaddedBatch): WeightedLoss {
-  const { loss } = forward(model, batch.inputIds, { attentionMask: batch.attentionMask, lossMask: batch.lossMask, lossReduction: 'sum' });
-  return { loss: loss as tf.Scalar, weight: batch.targetCount };
+  const loss = maskedLmLoss(model, batch.inputIds, batch.lossMask, { attentionMask: batch.attentionMask, reduction: 'sum' });
+  return { loss, weight: batch.targetCount };
 }
 
 const WEIGHTS_FILE = 'model.safetensors';
