@@ -12,11 +12,9 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from '../../pipeline/stage-api.ts';
+import type { ChatMessage } from '../lib/relevance/prompts.ts';
 
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
+export type { ChatMessage } from '../lib/relevance/prompts.ts';
 
 export interface OpenAiTeacherConfig {
   baseUrl: string;

@@ -45,7 +45,7 @@ const params = z.strictObject({
 
 export default defineStage({
   name: 'dpo',
-  version: '1',
+  version: '2',
   description: 'DPO on correct vs incorrect samples (teacher CoT chosen where none is correct); TRL loss types',
   params,
   produces: 'checkpoint',
@@ -57,8 +57,9 @@ export default defineStage({
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/policy.ts');
     const { readJsonl } = await import('../lib/relevance/jsonl.ts');
-    const { greedyAccuracy, readPromptRecords, readSampledPrompts } = await import('../sample/scoring.ts');
-    const { finishTraining, resumeTraining, saveStepCheckpoint } = await import('../sample/training.ts');
+    const { greedyAccuracy, probeSample, readPromptRecords } = await import('../lib/scoring.ts');
+    const { readSampledPrompts } = await import('../sample/index.ts');
+    const { finishTraining, resumeTraining, saveStepCheckpoint } = await import('../lib/training.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
@@ -185,7 +186,7 @@ export default defineStage({
     async function probePrompts() {
       const prompts = ctx.inputs.many('prompts')[0];
       if (!prompts || p.eval_prompts === 0) return [];
-      return (await readPromptRecords(prompts.dir, 'dev')).slice(0, p.eval_prompts);
+      return probeSample(await readPromptRecords(prompts.dir, 'dev'), p.eval_prompts, ctx.seed);
     }
   },
 });

@@ -147,7 +147,7 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
-    const { readPromptRecords, referenceSteps } = await import('../sample/scoring.ts');
+    const { readPromptRecords, referenceSteps } = await import('../lib/scoring.ts');
     const { writeJson } = await import('../lib/relevance/dataset.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { lexicalBaseline } = await import('../lib/relevance/baseline.ts');

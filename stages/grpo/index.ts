@@ -71,7 +71,7 @@ export type GrpoParams = z.output<typeof params>;
 
 export default defineStage({
   name: 'grpo',
-  version: '1',
+  version: '2',
   description: 'GRPO with weighted reward functions, stepwise advantages, dynamic sampling and guided replay (TRL semantics)',
   params,
   produces: 'checkpoint',

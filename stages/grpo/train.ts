@@ -11,8 +11,8 @@ import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import { groupAdvantages, informativeGroups, mean, std, stepwiseAdvantages } from '../lib/rl/advantages.ts';
 import { grpoLoss } from '../lib/rl/losses.ts';
 import { loadRewards, rewardMean, scoreBatch, type RewardInput, type ScoredBatch } from '../lib/rewards.ts';
-import { greedyAccuracy, judgeCompletion, readPromptRecords, referenceSteps } from '../sample/scoring.ts';
-import { finishTraining, resumeTraining, saveStepCheckpoint } from '../sample/training.ts';
+import { greedyAccuracy, judgeCompletion, probeSample, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
+import { finishTraining, resumeTraining, saveStepCheckpoint } from '../lib/training.ts';
 import type { GrpoParams } from './index.ts';
 import { tokenStepIndices } from './token-steps.ts';
 
@@ -68,7 +68,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   if (skippedTooLong > 0) ctx.log.warn(`skipped ${skippedTooLong} of ${all.length} train prompts too long for the context with ${p.max_completion_length} new tokens`);
   if (train.length < p.prompts_per_step) throw new Error(`prompts_per_step ${p.prompts_per_step} exceeds the ${train.length} usable train prompts`);
   const references = referenceSteps(train, kg);
-  const probeRecords = p.eval_prompts > 0 ? (await readPromptRecords(promptsDir, 'dev')).slice(0, p.eval_prompts) : [];
+  const probeRecords = p.eval_prompts > 0 ? probeSample(await readPromptRecords(promptsDir, 'dev'), p.eval_prompts, ctx.seed) : [];
   const probe = () => greedyAccuracy(policy, probeRecords, { maxNewTokens: p.max_completion_length, batchSize: p.generation_batch_size, rng: ctx.rng.fork('probe'), signal: ctx.signal });
   const before = await probe();
   ctx.log.info(`dev probe before: ${JSON.stringify(before)}`);

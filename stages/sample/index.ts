@@ -14,7 +14,7 @@ import { defineStage } from '../../pipeline/stage-api.ts';
 import { passAtK } from '../lib/rl/advantages.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';
-import { judgeCompletion, readPromptRecords, referenceSteps } from './scoring.ts';
+import { judgeCompletion, promptRecordProblem, readChecked, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
 
 const params = z.strictObject({
   num_generations: z.number().int().min(1).default(8).describe('Completions sampled per prompt (N of pass@N)'),
@@ -46,6 +46,17 @@ export interface SampledPrompt extends PromptRecord {
   samples: SampleRecord[];
   correct: number;
   pass_rate: number;
+}
+
+/** Reads `<split>.jsonl` of a samples artifact (the sample stage's output). */
+export function readSampledPrompts(samplesDir: string, split: string): Promise<SampledPrompt[]> {
+  return readChecked<SampledPrompt>(join(samplesDir, `${split}.jsonl`), (record) => {
+    const problem = promptRecordProblem(record);
+    if (problem) return problem;
+    if (!Array.isArray(record.samples)) return 'samples: expected a list';
+    const bad = record.samples.findIndex((s) => typeof s?.text !== 'string' || typeof s.correct !== 'boolean');
+    return bad >= 0 ? `samples.${bad}: expected { text: string, correct: boolean, ... }` : undefined;
+  });
 }
 
 /** k = 1, 2, 4, ... up to n, and n itself: the pass@k curve reported for n samples. */

@@ -3,23 +3,25 @@
  *
  * From scratch (the default) it trains a byte-level BPE tokenizer on the SFT text and a Llama-style
  * model from a preset; with `init:` it starts from a Hugging Face folder and its tokenizer. The loss
- * is on completion tokens only. Every `eval_every` steps it measures dev loss and, on a slice of dev
- * prompts, greedy-decoding format validity and accuracy. Step checkpoints (weights, AdamW moments,
+ * is on completion tokens only. Every `eval_every` steps it measures dev loss and, on a seeded sample
+ * of dev prompts, greedy-decoding format validity, Acc@4, Acc@2 and macro-F1; with the icl stage in
+ * `needs` the sample is drawn from all dev prompts (the cot set's dev split holds only the examples
+ * the teacher got right) and the lexical baseline is scored on the same sample. Step checkpoints (weights, AdamW moments,
  * step) let a killed run resume and end where an uninterrupted one ends: the batch order of each
  * epoch is a pure function of (seed, epoch), so the data position is the step number.
  *
  *   sft:
  *     uses: sft
- *     needs: [cot]
+ *     needs: [cot, icl]
  *     with: { preset: tiny, epochs: 3, lr: 2e-3 }
  */
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { Rng } from '../../pipeline/rng.ts';
 import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
-import { parseCompletion } from '../lib/completion.ts';
 import { readJsonl } from '../lib/relevance/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
+import type { ProbeRecord } from '../lib/scoring.ts';
 
 const modelOverrides = z
   .strictObject({
@@ -55,7 +57,7 @@ const params = z.strictObject({
   max_length: z.number().int().positive().default(512).describe('Examples longer than this (prompt + completion tokens) are skipped and counted'),
   eval_every: z.number().int().min(0).default(100).describe('Evaluate on dev every N steps (0 = only at the end)'),
   eval_loss_examples: z.number().int().min(0).default(128).describe('Dev examples scored for dev loss per evaluation (0 = all)'),
-  eval_generate: z.number().int().min(0).default(48).describe('Dev prompts decoded greedily per evaluation, for format validity and accuracy'),
+  eval_generate: z.number().int().min(0).default(48).describe('Dev prompts (a seeded sample) decoded greedily per evaluation, for format validity and accuracy'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion during evaluation'),
   checkpoint_every: z.number().int().positive().default(50).describe('Save a step checkpoint every N steps'),
 });
@@ -64,7 +66,7 @@ type Params = z.output<typeof params>;
 
 export default defineStage({
   name: 'sft',
-  version: '1',
+  version: '2',
   description: 'Supervised fine-tuning on verified chain-of-thought (tokenizer + model from scratch, or from an HF folder)',
   params,
   produces: 'checkpoint',
@@ -76,6 +78,7 @@ export default defineStage({
     const { loadTokenizer, copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
     const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
     const policyLib = await import('../lib/policy.ts');
+    const scoring = await import('../lib/scoring.ts');
     const tf = await import('@tensorflow/tfjs-core');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
@@ -84,6 +87,14 @@ export default defineStage({
     const dev = await readJsonl<SftRecord>(join(setDir, 'dev.jsonl')).catch(() => [] as SftRecord[]);
     const format = { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
+    // The accuracy probe: all dev prompts when the prompts artifact is an input, else the SFT set's dev split.
+    const promptsDir = ctx.inputs.many('prompts')[0]?.dir;
+    if (!promptsDir && p.eval_generate > 0) {
+      ctx.log.warn('probing dev accuracy on the cot dev split, which holds only examples the teacher got right: add the icl stage to needs for an unbiased probe');
+    }
+    const probe: ProbeRecord[] = scoring.probeSample<ProbeRecord>(promptsDir ? await scoring.readPromptRecords(promptsDir, 'dev') : dev, p.eval_generate, ctx.seed);
+    const baseline = promptsDir && probe.length > 0 ? await scoring.baselineAccuracy(promptsDir, probe) : undefined;
+    if (baseline) ctx.log.info(`lexical baseline on the ${probe.length} dev probe prompts: ${JSON.stringify(baseline)}`);
 
     // Tokenizer: the init model's, or one trained on this SFT text (deterministic, so a resumed
     // run that retrains it gets the same ids).
@@ -149,23 +160,10 @@ export default defineStage({
         }
         result.dev_loss = lossSum / Math.max(1, weight);
       }
-      const probe = dev.slice(0, p.eval_generate);
       if (probe.length > 0) {
         const policy = { dir: ctx.outDir, model, tokenizer, format };
-        const completions = await policyLib.generateCompletions(policy, probe, {
-          n: 1,
-          batchSize: p.batch_size,
-          maxNewTokens: p.max_new_tokens,
-          temperature: 0,
-          topK: 0,
-          topP: 1,
-          rng: new Rng(ctx.seed, 'sft/eval'),
-          signal: ctx.signal,
-        });
-        const gold = new Map(probe.map((r) => [r.id, r.example.label]));
-        const parsed = completions.map((c) => ({ parsed: parseCompletion(c.text), gold: gold.get(c.id) }));
-        result.dev_format_valid = parsed.filter((x) => x.parsed.formatOk).length / parsed.length;
-        result.dev_accuracy = parsed.filter((x) => x.parsed.label === x.gold).length / parsed.length;
+        const accuracy = await scoring.greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal });
+        Object.assign(result, { dev_format_valid: accuracy.format_valid, dev_acc4: accuracy.acc4, dev_acc2: accuracy.acc2, dev_macro_f1: accuracy.macro_f1 });
       }
       return result;
     };
@@ -197,7 +195,8 @@ export default defineStage({
       }
     }
 
-    const final = await evaluate();
+    const final: Record<string, number> = await evaluate();
+    if (baseline) Object.assign(final, { baseline_dev_acc4: baseline.acc4, baseline_dev_acc2: baseline.acc2, baseline_dev_macro_f1: baseline.macro_f1 });
     ctx.metrics.log(step, final);
     ctx.log.info(`final: ${JSON.stringify(final)}`);
     await engineLib.saveModel(model, ctx.outDir, tokenizer);
@@ -208,7 +207,7 @@ export default defineStage({
     engineLib.disposeModel(model);
     return {
       engine,
-      metrics: { ...final, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters },
+      metrics: { ...final, dev_probe_prompts: probe.length, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters },
     };
   },
 });

@@ -139,6 +139,17 @@ describe('trainStep', () => {
     disposeModel(initial);
   });
 
+  it('a batch of one row trains a model with one kv head (one attention block per layer)', () => {
+    const model = createModel(presets.tiny(32, { num_hidden_layers: 1, num_key_value_heads: 1, max_position_embeddings: 64 }), 5);
+    const opt = new AdamW(model.params, optimizerOptions);
+    const before = weights(model);
+    const { loss } = trainStep(model, opt, [padBatch(examples(1, 4))], (b) => causalLmLoss(model, b), { lr: 1e-2, maxGradNorm: 1 });
+    expect(Number.isFinite(loss)).toBe(true);
+    expect(maxDiff(before, weights(model))).toBeGreaterThan(1e-3);
+    disposeModel(model);
+    opt.dispose();
+  });
+
   it('leaks no tensors across steps', () => {
     const model = createModel(tinyConfig(), 6);
     const opt = new AdamW(model.params, optimizerOptions);

@@ -2,13 +2,14 @@
  * A tiny real chain through the CLI: world -> kg -> icl -> cot -> sft (a 1-layer d=32 model, a few
  * steps) -> sample -> dpo -> grpo with a user reward file. Checks what users rely on: the stages
  * publish what the next one reads, a tiny GRPO run raises its mean reward, and editing the reward
- * file reruns only grpo.
+ * file reruns only grpo; sft and grpo resumed from a step checkpoint end where uninterrupted runs end.
  */
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
 import grpoStage from '../../stages/grpo/index.ts';
+import sftStage from '../../stages/sft/index.ts';
 import { testContext } from '../data/context.ts';
 import { cli, tempDir } from '../pipeline/cli-helpers.ts';
 
@@ -25,7 +26,7 @@ stages:
   cot: { uses: cot, needs: [icl, kg] }
   sft:
     uses: sft
-    needs: [cot]
+    needs: [cot, icl]
     with:
       drop_system_prompt: true
       vocab_size: 320
@@ -197,4 +198,46 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(whole.logs.some((l) => l.includes('resumed'))).toBe(false);
     expect(resumed.weights.equals(whole.weights)).toBe(true);
   });
+
+  it('sft resumed from a step checkpoint ends with the weights and dev figures of an uninterrupted run', async () => {
+    const inputs = [
+      { stage: 'cot', kind: 'sft-set' as const, dir: newest('cot').dir },
+      { stage: 'icl', kind: 'prompts' as const, dir: newest('icl').dir },
+    ];
+    const params = {
+      drop_system_prompt: true,
+      vocab_size: 320,
+      model: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 },
+      max_steps: 5,
+      batch_size: 4,
+      checkpoint_every: 1,
+      eval_every: 0,
+      eval_generate: 6,
+      max_new_tokens: 12,
+    };
+    const run = async (workDir: string, stopAfter?: number) => {
+      const ctx = testContext(sftStage, { params, inputs, configDir: dir, seed: 3 });
+      const controller = new AbortController();
+      Object.assign(ctx, {
+        engine: { backend: 'wasm' },
+        workDir,
+        checkpoints: stepCheckpoints(workDir),
+        signal: controller.signal,
+        metrics: { log: (step: number) => step === stopAfter && controller.abort() },
+      });
+      const result = await sftStage.run(ctx as never);
+      return { weights: readFileSync(path.join(ctx.outDir, 'model.safetensors')), metrics: (result as { metrics: Record<string, number> }).metrics, logs: ctx.logs };
+    };
+    const whole = await run(path.join(dir, 'sft-whole'));
+    const resumedWork = path.join(dir, 'sft-resumed');
+    await expect(run(resumedWork, 3)).rejects.toThrow();
+    const resumed = await run(resumedWork);
+    expect(resumed.logs).toContain('info: resumed from step 3');
+    expect(resumed.weights.equals(whole.weights)).toBe(true);
+    expect(resumed.metrics).toEqual(whole.metrics);
+    // The probe is a sample of the prompts' dev split, scored against the lexical baseline on the same prompts.
+    expect(whole.metrics.dev_probe_prompts).toBe(6);
+    expect(whole.metrics.baseline_dev_acc4).toBeGreaterThanOrEqual(0);
+    expect(whole.metrics.dev_format_valid).toBeGreaterThanOrEqual(0);
+  }, 300_000);
 });

@@ -380,10 +380,10 @@ function attention(
     // Many tokens (training, prefill): plain 2-D matmuls, one pair per (batch, kv head), the G
     // query heads that share a kv head stacked as rows (see layers.ts for why 2-D).
     const qScaled = scale === 1 ? (q as tf.Tensor4D) : tf.mul(q as tf.Tensor4D, scale); // scaling q once beats scaling B*Hkv score blocks
-    const qs = tf.unstack(tf.reshape(tf.transpose(qScaled, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])) as tf.Tensor2D[]; // (G*T, hd) each
-    const kts = tf.unstack(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])) as tf.Tensor2D[]; // (hd, Tk) each
-    const vs = tf.unstack(tf.reshape(values, [batch * kvHeads, tk, hd])) as tf.Tensor2D[]; // (Tk, hd) each
-    const biases = tf.unstack(bias) as tf.Tensor2D[]; // (G*T, Tk) each
+    const qs = blocks(tf.reshape(tf.transpose(qScaled, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])); // (G*T, hd) each
+    const kts = blocks(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])); // (hd, Tk) each
+    const vs = blocks(tf.reshape(values, [batch * kvHeads, tk, hd])); // (Tk, hd) each
+    const biases = blocks(bias); // (G*T, Tk) each
     const outs: tf.Tensor2D[] = [];
     for (let i = 0; i < batch * kvHeads; i++) {
       const scores = tf.add(matmul(qs[i] as tf.Tensor2D, kts[i] as tf.Tensor2D), biases[Math.floor(i / kvHeads)] as tf.Tensor2D); // (G*T, Tk)
@@ -395,6 +395,15 @@ function attention(
   let out = project(context, layer.o); // (B*T, d)
   if (layer.oBias) out = tf.add(out, layer.oBias);
   return { out, cache: { k: keys, v: values } };
+}
+
+/**
+ * The 2-D blocks of a 3-D tensor. One block is a reshape: tfjs' Unpack gradient fails on a single
+ * output ("Argument tensors passed to stack must be a Tensor[]"), which a batch of one row with one
+ * kv head would hit.
+ */
+function blocks(t: tf.Tensor3D): tf.Tensor2D[] {
+  return t.shape[0] === 1 ? [tf.reshape(t, t.shape.slice(1) as [number, number])] : (tf.unstack(t) as tf.Tensor2D[]);
 }
 
 /** Checks a batch's shape and runs the decoder over it; the hidden states are (B*T, d). */

@@ -14,8 +14,9 @@ import type { KnowledgeGraph, Triple } from './kg.ts';
 import { normalise } from './text.ts';
 import type { RelevanceExample } from './types.ts';
 
+/** A chat turn, as OpenAI-compatible endpoints and chat templates take it. */
 export interface ChatMessage {
-  role: 'system' | 'user';
+  role: 'system' | 'user' | 'assistant';
   content: string;
 }
 export interface PromptRecord {

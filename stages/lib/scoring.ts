@@ -1,22 +1,21 @@
 /**
- * What sample, dpo and grpo share about judging a model's completions: reading the icl stage's
+ * What sft, sample, dpo, grpo and eval share about judging a model's completions: reading the icl stage's
  * prompt records (checked line by line), the reference reasoning of each example, parsing and
  * verifying one completion, and a greedy accuracy probe on dev prompts.
  */
 import { join } from 'node:path';
-import type { Rng } from '../../pipeline/rng.ts';
-import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from '../lib/completion.ts';
-import { classificationMetrics } from '../lib/metrics.ts';
-import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
-import { forEachJsonl } from '../lib/relevance/jsonl.ts';
-import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
-import type { PromptRecord } from '../lib/relevance/prompts.ts';
-import { GRADES, type Grade } from '../lib/relevance/types.ts';
-import type { Policy } from '../lib/policy.ts';
-import type { SampledPrompt } from './index.ts';
+import { Rng } from '../../pipeline/rng.ts';
+import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from './completion.ts';
+import { classificationMetrics } from './metrics.ts';
+import { analyzePair, toReasoningSteps } from './relevance/analysis.ts';
+import { forEachJsonl } from './relevance/jsonl.ts';
+import type { KnowledgeGraph } from './relevance/kg.ts';
+import type { PromptRecord } from './relevance/prompts.ts';
+import { GRADES, type Grade } from './relevance/types.ts';
+import type { Policy } from './policy.ts';
 
 /** What is wrong with a prompt record for the RL stages (the key and the rule), or undefined. */
-function promptRecordProblem(record: PromptRecord): string | undefined {
+export function promptRecordProblem(record: PromptRecord): string | undefined {
   if (typeof record?.id !== 'string') return 'id: expected a string';
   if (!Array.isArray(record.messages) || record.messages.length === 0) return 'messages: expected a non-empty list';
   if (typeof record.example?.query !== 'string') return 'example.query: expected a string';
@@ -26,7 +25,7 @@ function promptRecordProblem(record: PromptRecord): string | undefined {
 }
 
 /** Reads a JSONL file of records, each checked by `problemOf`; a bad one is an error naming file, line and key. */
-async function readChecked<T>(file: string, problemOf: (record: T) => string | undefined): Promise<T[]> {
+export async function readChecked<T>(file: string, problemOf: (record: T) => string | undefined): Promise<T[]> {
   const records: T[] = [];
   await forEachJsonl<T>(file, (record, line) => {
     const problem = problemOf(record);
@@ -39,17 +38,6 @@ async function readChecked<T>(file: string, problemOf: (record: T) => string | u
 /** Reads `<split>.jsonl` of a prompts artifact. */
 export function readPromptRecords(promptsDir: string, split: string): Promise<PromptRecord[]> {
   return readChecked<PromptRecord>(join(promptsDir, `${split}.jsonl`), promptRecordProblem);
-}
-
-/** Reads `<split>.jsonl` of a samples artifact (the sample stage's output). */
-export function readSampledPrompts(samplesDir: string, split: string): Promise<SampledPrompt[]> {
-  return readChecked<SampledPrompt>(join(samplesDir, `${split}.jsonl`), (record) => {
-    const problem = promptRecordProblem(record);
-    if (problem) return problem;
-    if (!Array.isArray(record.samples)) return 'samples: expected a list';
-    const bad = record.samples.findIndex((s) => typeof s?.text !== 'string' || typeof s.correct !== 'boolean');
-    return bad >= 0 ? `samples.${bad}: expected { text: string, correct: boolean, ... }` : undefined;
-  });
 }
 
 /** The reference reasoning of every record (the relevance analysis over the knowledge graph), by id. */
@@ -70,25 +58,56 @@ export function judgeCompletion(text: string, reference: ReasoningSteps, gold: G
   return { parsed, verification, correct: verification.labelCorrect && parsed.formatOk };
 }
 
+/** What a probe reads of a prompt record (SFT records have these too). */
+export type ProbeRecord = Pick<PromptRecord, 'id' | 'messages' | 'example'>;
+
 export interface AccuracyProbe {
   acc4: number;
   acc2: number;
+  macro_f1: number;
   format_valid: number;
   count: number;
 }
 
 /**
- * Greedy decoding of `records` and their Acc@4 / Acc@2 / format validity: how the RL stages report
- * "accuracy before" (the input checkpoint) and "after" on the same dev prompts.
+ * The dev prompts a training stage probes: a sample of `count` (all when count is 0 or larger than
+ * the split) drawn with the pipeline seed alone, so sft, dpo and grpo of one pipeline probe the same
+ * prompts and their figures compare. Random, not the first N: splits are grouped by query, so the
+ * first N would be the candidates of a handful of queries.
+ */
+export function probeSample<T>(records: readonly T[], count: number, seed: number): T[] {
+  if (count <= 0 || count >= records.length) return [...records];
+  const chosen = new Rng(seed, 'dev-probe').shuffle(records.map((_, i) => i)).slice(0, count);
+  return chosen.sort((a, b) => a - b).map((i) => records[i] as T);
+}
+
+/**
+ * The lexical baseline (fitted on the prompts' train split, thresholds tuned on their dev split)
+ * scored on `probe`: the figure a trained judge's dev probe is compared with.
+ */
+export async function baselineAccuracy(promptsDir: string, probe: readonly ProbeRecord[]): Promise<Omit<AccuracyProbe, 'format_valid'>> {
+  const { lexicalBaseline } = await import('./relevance/baseline.ts');
+  const [train, dev] = await Promise.all([readPromptRecords(promptsDir, 'train'), readPromptRecords(promptsDir, 'dev')]);
+  const fitted = lexicalBaseline(
+    train.map((r) => r.example),
+    dev.map((r) => r.example),
+  );
+  const metrics = classificationMetrics(probe.map((r) => ({ gold: r.example.label, predicted: fitted.predict(r.example) })));
+  return { acc4: metrics.acc4, acc2: metrics.acc2, macro_f1: metrics.macroF1, count: probe.length };
+}
+
+/**
+ * Greedy decoding of `records` and their Acc@4 / Acc@2 / macro-F1 / format validity: how sft reports
+ * dev accuracy, and the RL stages "before" (the input checkpoint) and "after" on the same prompts.
  */
 export async function greedyAccuracy(
   policy: Policy,
-  records: readonly PromptRecord[],
+  records: readonly ProbeRecord[],
   options: { maxNewTokens: number; batchSize: number; rng: Rng; signal?: AbortSignal },
 ): Promise<AccuracyProbe> {
-  const { generateCompletions, fitsContext, promptIds } = await import('../lib/policy.ts');
+  const { generateCompletions, fitsContext, promptIds } = await import('./policy.ts');
   records = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, options.maxNewTokens));
-  if (records.length === 0) return { acc4: 0, acc2: 0, format_valid: 0, count: 0 };
+  if (records.length === 0) return { acc4: 0, acc2: 0, macro_f1: 0, format_valid: 0, count: 0 };
   const completions = await generateCompletions(policy, records, {
     n: 1,
     batchSize: options.batchSize,
@@ -102,7 +121,7 @@ export async function greedyAccuracy(
   const gold = new Map(records.map((r) => [r.id, r.example.label]));
   const parsed = completions.map((c) => ({ parsed: parseCompletion(c.text), gold: gold.get(c.id) as Grade }));
   const metrics = classificationMetrics(parsed.map((x) => ({ gold: x.gold, predicted: x.parsed.label })));
-  return { acc4: metrics.acc4, acc2: metrics.acc2, format_valid: parsed.filter((x) => x.parsed.formatOk).length / parsed.length, count: parsed.length };
+  return { acc4: metrics.acc4, acc2: metrics.acc2, macro_f1: metrics.macroF1, format_valid: parsed.filter((x) => x.parsed.formatOk).length / parsed.length, count: parsed.length };
 }
 
 /** The before/after probe figures the RL stages log and put in their manifest. */

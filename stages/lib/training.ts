@@ -4,8 +4,8 @@
  * released). The loops themselves stay in the stages.
  */
 import type { StageContext } from '../../pipeline/stage-api.ts';
-import type { AdamW, Model } from '../lib/engine/index.ts';
-import type { Policy } from '../lib/policy.ts';
+import type { AdamW, Model } from './engine/index.ts';
+import type { Policy } from './policy.ts';
 import { probeMetrics, type AccuracyProbe } from './scoring.ts';
 
 /**
