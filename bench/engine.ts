@@ -11,9 +11,15 @@
  *
  * Both sides report their best repetition (fastest training step, fastest of `gen_runs`
  * generations): the machines are shared, and the least disturbed run is the comparable one.
+ *
+ * Data parallel (env BENCH_DP_STEPS, default 4; BENCH_DP_RANKS, default 2): an SFT-shaped step (the
+ * tiny preset with 2 layers at vocab 1024, 16 rows of 225-255 tokens, loss on the last 95 of each)
+ * at 1 rank and at BENCH_DP_RANKS ranks (startDataParallel); target dp_ratio >= 1.8 at 2 ranks on
+ * 2 idle cores. Compare it with the load average: another process on the cores takes it away.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../pipeline/rng.ts';
@@ -27,11 +33,14 @@ import {
   padBatch,
   parameterCount,
   presets,
+  startDataParallel,
   trainStep,
   type Model,
+  type PaddedBatch,
 } from '../stages/lib/engine/index.ts';
 
 const SPEC = { batch: 8, seq: 128, steps: Number(process.env.BENCH_TRAIN_STEPS ?? 5), gen_batch: 16, prompt_len: 16, new_tokens: 128, gen_runs: 2 };
+const DP_SPEC = { vocab: 1024, layers: 2, rows: 16, min_len: 225, max_len: 255, completion: 95, steps: Number(process.env.BENCH_DP_STEPS ?? 4), ranks: Number(process.env.BENCH_DP_RANKS ?? 2) };
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 
@@ -73,6 +82,8 @@ for (let run = 0; run < SPEC.gen_runs; run++) {
 const genTokS = generatedTokens / (Math.min(...genMs) / 1000);
 console.log(`tfjs-wasm (best of each): train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
 
+const dp = await benchDataParallel();
+
 const torch = runTorch();
 const ratio = (a: number, b: number | null) => (b ? Number((a / b).toFixed(3)) : null);
 const summary = {
@@ -82,6 +93,11 @@ const summary = {
   gen_tok_s: Math.round(genTokS),
   torch_gen_tok_s: torch ? Math.round(torch.gen_tok_s) : null,
   gen_ratio: ratio(genTokS, torch?.gen_tok_s ?? null),
+  dp_ranks: DP_SPEC.ranks,
+  dp1_tok_s: Math.round(dp.single),
+  dp_tok_s: Math.round(dp.parallel),
+  dp_ratio: ratio(dp.parallel, dp.single),
+  loadavg_1m: Number(loadavg()[0]!.toFixed(2)),
 };
 if (summary.train_ratio !== null && summary.train_ratio < 0.5) await printProfile('train step (target train_ratio >= 0.5 missed)', async () => void step());
 if (summary.gen_ratio !== null && summary.gen_ratio < 1.0) {
@@ -90,6 +106,48 @@ if (summary.gen_ratio !== null && summary.gen_ratio < 1.0) {
   );
 }
 console.log(JSON.stringify(summary));
+
+/**
+ * Tokens/s (all tokens of the batch, prompt included, padding not) of an SFT-shaped step at 1 rank
+ * and at DP_SPEC.ranks, each the best of DP_SPEC.steps after a warm-up step, on fresh models.
+ */
+async function benchDataParallel(): Promise<{ single: number; parallel: number }> {
+  const dpConfig = presets.tiny(DP_SPEC.vocab, { num_hidden_layers: DP_SPEC.layers });
+  const dpRng = new Rng(0, 'bench/data-parallel');
+  const examples = Array.from({ length: DP_SPEC.rows }, () => {
+    const length = DP_SPEC.min_len + dpRng.int(DP_SPEC.max_len - DP_SPEC.min_len + 1);
+    const ids = Array.from({ length }, () => dpRng.int(DP_SPEC.vocab));
+    return { ids, lossMask: ids.map((_, t) => (t >= length - DP_SPEC.completion ? 1 : 0)) };
+  });
+  const batches: PaddedBatch[] = [padBatch(examples)];
+  const tokens = examples.reduce((n, e) => n + e.ids.length, 0);
+  const tokS: Record<number, number> = {};
+  for (const ranks of [1, DP_SPEC.ranks]) {
+    const dpModel = createModel(dpConfig, 0);
+    const trainer = await startDataParallel(dpModel, new AdamW(dpModel.params, adamWOptionsSchema.parse({})), { ranks, engine: { backend: 'wasm' } });
+    try {
+      await trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 }); // warm-up
+      const ms: number[] = [];
+      for (let i = 0; i < DP_SPEC.steps; i++) {
+        const start = performance.now();
+        const { loss } = await trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 });
+        ms.push(performance.now() - start);
+        console.log(`data parallel ${ranks} rank(s), step ${i + 1}/${DP_SPEC.steps}: loss ${loss.toFixed(4)}, ${ms[i]!.toFixed(0)} ms`);
+      }
+      tokS[ranks] = tokens / (Math.min(...ms) / 1000);
+      const median = [...ms].sort((a, b) => a - b)[Math.floor(ms.length / 2)]!;
+      console.log(`data parallel ${ranks} rank(s): best ${Math.min(...ms).toFixed(0)} ms, median ${median.toFixed(0)} ms per step`);
+    } finally {
+      await trainer.close();
+    }
+  }
+  const [single, parallel] = [tokS[1]!, tokS[DP_SPEC.ranks]!];
+  console.log(
+    `data parallel (SFT shape: ${DP_SPEC.rows} rows, ${tokens} tokens, best of each): 1 rank ${single.toFixed(0)} tok/s, ` +
+      `${DP_SPEC.ranks} ranks ${parallel.toFixed(0)} tok/s, ratio ${(parallel / single).toFixed(2)} (load average ${loadavg().map((l) => l.toFixed(2)).join(' ')})`,
+  );
+  return { single, parallel };
+}
 
 function runTorch(): { train_tok_s: number; gen_tok_s: number } | null {
   if (!existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import torch']).status !== 0) {

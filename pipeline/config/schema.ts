@@ -46,6 +46,10 @@ export const engineSchema = z
       .enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'])
       .default('auto')
       .describe('Tensor backend for model stages; auto tries tensorflow-gpu, tensorflow, wasm, then cpu.'),
+    data_parallel: z
+      .union([z.literal('auto'), z.number().int().min(1)])
+      .default(1)
+      .describe('Training replicas, one per core, that split each batch on the wasm and cpu backends (auto: one per available core); tfjs-node runs its own threads.'),
   })
   .describe('Passed untouched to model stages; other keys are allowed. Part of every stage fingerprint.');
 

@@ -30,3 +30,4 @@ export {
   type PaddedBatch,
 } from './train.ts';
 export { initModel, modelSourceSchema, type ModelSource, type ModelSourceContext } from './init.ts';
+export { resolveRanks, startDataParallel, type DataParallelTrainer } from './data-parallel.ts';
