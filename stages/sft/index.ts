@@ -168,31 +168,39 @@ export default defineStage({
       return result;
     };
 
+    // Data parallel on the wasm/cpu backends: one replica per core, each taking a share of every batch.
+    const ranks = engineLib.resolveRanks(ctx.engine.data_parallel, engine.backend);
+    const trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
+    if (ranks > 1) ctx.log.info(`data parallel: ${ranks} ranks`);
     const started = performance.now();
     let tokensSeen = 0;
-    while (step < totalSteps) {
-      ctx.signal.throwIfAborted();
-      const epoch = Math.floor(step / stepsPerEpoch);
-      // The batch order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
-      const batches = engineLib.lengthBucketedBatches(trainSet, p.batch_size, new Rng(ctx.seed, `sft/epoch-${epoch}`), (e) => e.ids.length);
-      for (let index = step % stepsPerEpoch; index < stepsPerEpoch && step < totalSteps; index++) {
+    try {
+      while (step < totalSteps) {
         ctx.signal.throwIfAborted();
-        const micro = batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
-        if (micro.length === 0) break;
-        const lr = lrAt(step);
-        const result = engineLib.trainStep(model, optimizer, micro, (b) => engineLib.causalLmLoss(model, b), { lr, maxGradNorm: p.max_grad_norm });
-        step++;
-        tokensSeen += micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
-        const elapsed = (performance.now() - started) / 1000;
-        const values: Record<string, number> = { loss: result.loss, lr, grad_norm: result.gradNorm, epoch: step / stepsPerEpoch, tokens_per_s: tokensSeen / elapsed };
-        if (p.eval_every > 0 && step % p.eval_every === 0 && step < totalSteps) Object.assign(values, await evaluate());
-        ctx.metrics.log(step, values);
-        ctx.progress.update(step, totalSteps, 'steps');
-        await yieldToEventLoop();
-        if (step % p.checkpoint_every === 0 && step < totalSteps) {
-          await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
+        const epoch = Math.floor(step / stepsPerEpoch);
+        // The batch order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
+        const batches = engineLib.lengthBucketedBatches(trainSet, p.batch_size, new Rng(ctx.seed, `sft/epoch-${epoch}`), (e) => e.ids.length);
+        for (let index = step % stepsPerEpoch; index < stepsPerEpoch && step < totalSteps; index++) {
+          ctx.signal.throwIfAborted();
+          const micro = batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
+          if (micro.length === 0) break;
+          const lr = lrAt(step);
+          const result = await trainer.step(micro, { lr, maxGradNorm: p.max_grad_norm });
+          step++;
+          tokensSeen += micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
+          const elapsed = (performance.now() - started) / 1000;
+          const values: Record<string, number> = { loss: result.loss, lr, grad_norm: result.gradNorm, epoch: step / stepsPerEpoch, tokens_per_s: tokensSeen / elapsed };
+          if (p.eval_every > 0 && step % p.eval_every === 0 && step < totalSteps) Object.assign(values, await evaluate());
+          ctx.metrics.log(step, values);
+          ctx.progress.update(step, totalSteps, 'steps');
+          await yieldToEventLoop();
+          if (step % p.checkpoint_every === 0 && step < totalSteps) {
+            await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
+          }
         }
       }
+    } finally {
+      await trainer.close();
     }
 
     const final: Record<string, number> = await evaluate();
@@ -207,7 +215,7 @@ export default defineStage({
     engineLib.disposeModel(model);
     return {
       engine,
-      metrics: { ...final, dev_probe_prompts: probe.length, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters },
+      metrics: { ...final, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters },
     };
   },
 });

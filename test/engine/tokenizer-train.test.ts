@@ -94,6 +94,12 @@ afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
+describe('pretokenize', () => {
+  it('splits numbers into groups of up to three digits (Llama 3), words with their leading space', () => {
+    expect(pretokenize('sonicare 4100 10000mah, 7 pack')).toEqual(['sonicare', ' ', '410', '0', ' ', '100', '00', 'mah', ',', ' ', '7', ' pack']);
+  });
+});
+
 describe('trainBpeTokenizer on a hand-checked corpus', () => {
   it('learns the merges counted by hand and encodes with them', async () => {
     const dir = join(scratch, 'abab');

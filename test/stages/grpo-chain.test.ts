@@ -219,7 +219,8 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
       const ctx = testContext(sftStage, { params, inputs, configDir: dir, seed: 3 });
       const controller = new AbortController();
       Object.assign(ctx, {
-        engine: { backend: 'wasm' },
+        // Two data-parallel ranks: the workers' shares must resume exactly too.
+        engine: { backend: 'wasm', data_parallel: 2 },
         workDir,
         checkpoints: stepCheckpoints(workDir),
         signal: controller.signal,
@@ -237,6 +238,7 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(resumed.metrics).toEqual(whole.metrics);
     // The probe is a sample of the prompts' dev split, scored against the lexical baseline on the same prompts.
     expect(whole.metrics.dev_probe_prompts).toBe(6);
+    expect(whole.metrics.data_parallel_ranks).toBe(2);
     expect(whole.metrics.baseline_dev_acc4).toBeGreaterThanOrEqual(0);
     expect(whole.metrics.dev_format_valid).toBeGreaterThanOrEqual(0);
   }, 300_000);

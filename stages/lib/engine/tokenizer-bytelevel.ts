@@ -8,12 +8,15 @@
 
 /**
  * The split pattern written into trained `tokenizer.json` files: Qwen2's refinement of GPT-2's
- * (single digits, newline runs kept apart, punctuation attached to a following letter run), with the
+ * (newline runs kept apart, punctuation attached to a following letter run) with Llama 3's digit
+ * groups of up to three instead of single digits: a small model trained from scratch copies model
+ * numbers and capacities ("sonicare 4100", "10000mah") from the prompt into its reasoning, and digit by
+ * digit it loops on runs of zeros; in groups of three it copies them as two or three tokens. The
  * `(?i:...)` contraction group spelled out because Node 20's RegExp has no inline flags. The same
  * string is valid for the Rust `tokenizers` library (Python users) and for transformers.js.
  */
 export const PRETOKENIZE_PATTERN =
-  "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 const pretokenizeRegExp = new RegExp(PRETOKENIZE_PATTERN, 'gu');
 

@@ -1,0 +1,66 @@
+/**
+ * Wall time of a whole `pipeline run` on a fresh store, with each stage's duration and the SFT
+ * figures the issue's targets name: the smoke run must finish in under 3 minutes on 2 cores with
+ * dev format validity >= 0.95; the lore run must finish SFT in under 15 minutes with dev accuracy
+ * above the lexical baseline's.
+ *
+ *   npm run bench:smoke                          # configs/smoke.yaml
+ *   npx tsx bench/runs.ts configs/lore.yaml      # the default run (about 25 minutes on 2 cores)
+ *
+ * Prints one JSON object: wall_s, the target (when the config has one) and the ratio to it, each
+ * stage's duration from its manifest, the sft stage's dev metrics, and the load average before and
+ * after (the machine may be shared: figures from a loaded machine are slower, not wrong). Peak memory
+ * is the CLI's own: run it under `/usr/bin/time -v` for that.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const TARGET_S: Record<string, number> = { smoke: 180 };
+const repo = path.resolve(import.meta.dirname, '..');
+const config = process.argv[2] ?? 'configs/smoke.yaml';
+const store = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-run-'));
+const loadBefore = os.loadavg()[0];
+
+const started = performance.now();
+const run = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', config, '--store', store], {
+  cwd: repo,
+  env: { ...process.env, CI: 'true' },
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const wallS = (performance.now() - started) / 1000;
+if (run.status !== 0) {
+  console.error(run.stdout);
+  console.error(`pipeline run ${config} exited with ${run.status}; store kept at ${store}`);
+  process.exit(1);
+}
+
+interface Manifest {
+  stage: string;
+  durationS?: number;
+  metrics?: Record<string, unknown>;
+}
+const objects = path.join(store, 'objects');
+const manifests: Manifest[] = fs.readdirSync(objects).map((d) => JSON.parse(fs.readFileSync(path.join(objects, d, 'manifest.json'), 'utf8')));
+const stages = Object.fromEntries(manifests.map((m) => [m.stage, m.durationS]));
+const sftMetrics = manifests.find((m) => m.stage === 'sft')?.metrics ?? {};
+const name = path.basename(config, path.extname(config));
+const target = TARGET_S[name];
+console.log(
+  JSON.stringify(
+    {
+      config,
+      wall_s: Number(wallS.toFixed(1)),
+      ...(target ? { target_s: target, ratio_to_target: Number((wallS / target).toFixed(3)) } : {}),
+      stage_duration_s: stages,
+      sft: Object.fromEntries(Object.entries(sftMetrics).filter(([k]) => k.startsWith('dev_') || k.startsWith('baseline_') || k === 'steps' || k === 'data_parallel_ranks')),
+      load_before: Number(loadBefore.toFixed(2)),
+      load_after: Number(os.loadavg()[0].toFixed(2)),
+    },
+    null,
+    2,
+  ),
+);
+fs.rmSync(store, { recursive: true, force: true });
