@@ -12,7 +12,7 @@ import { promptParamsSchema } from '../lib/relevance/prompts.ts';
 
 export default defineStage({
   name: 'icl',
-  version: '1',
+  version: '2',
   description: 'Render chat prompts with knowledge-graph facts, few-shot exemplars and the rules, within a token budget.',
   params: promptParamsSchema,
   produces: 'prompts',

@@ -29,6 +29,21 @@ describe('icl prompts', () => {
     expect(facts).toContain('iphone 15 model-of phone');
   });
 
+  it("ranks what explains the query's own words next, then the queried product's is-a chain", () => {
+    // "philips razor" against razor blades: the accessory edge first; then the fact that says philips is a
+    // brand of razors, although three other razor facts sort before it alphabetically (fusion5, gillette, mach3).
+    const blades = analyzePair('philips razor', itemOf('razor blades', 'Gillette Replacement Razor Blades', { brand: 'gillette' }), kg);
+    expect(rankFacts(blades, [], kg).slice(0, 2)).toEqual(['razor blades accessory-of razor', 'philips brand-of razor']);
+
+    // Against an unrelated item the path is no chain of facts ("is-a Home & Kitchen not ..."), so what the
+    // mismatch is judged against comes first after the brand: razor's is-a chain up to its department.
+    const toaster = analyzePair('philips razor', itemOf('toaster', 'Breville Toaster', { brand: 'breville' }), kg);
+    const ranked = rankFacts(toaster, [], kg);
+    const chain = kg.ancestors('razor');
+    expect(ranked[0]).toBe('philips brand-of razor');
+    expect(new Set(ranked.slice(1, 1 + chain.length))).toEqual(new Set(['razor', ...chain].slice(0, -1).map((type, i) => `${type} is-a ${chain[i]}`)));
+  });
+
   it('never shows a dev or test example, nor the same query, as an exemplar', () => {
     const builder = new PromptBuilder(kg, world.splits.train, promptParamsSchema.parse({ shots: 3 }));
     const trainPairs = new Set(world.splits.train.map((e) => `${e.query}\n${e.item.title}`));

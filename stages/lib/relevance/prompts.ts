@@ -83,9 +83,16 @@ export function renderFact(triple: Pick<Triple, 's' | 'p' | 'o'>): string {
 }
 
 /**
- * The facts about a pair, most relevant first: the edges on the path that relates the two products,
- * then the synonyms the query used, then facts about the queried product, the item's product, the
- * constrained values, and the is-a chain above them. Ties break on the fact's text.
+ * The facts about a pair, most relevant first: the edges on the path that relates the two products
+ * and any direct edge between them; then what explains the query's own words (the facts that tie
+ * each brand, model or value it names to the queried product, the need it states, the synonyms it
+ * used); then the queried product's is-a chain up to its department (what a mismatch is judged
+ * against); then other facts about the queried product, the constrained values, the item's product,
+ * and the is-a chain above them. Ties break on the fact's text.
+ *
+ * Why this order: prompts carry a handful of facts, and a judge can only copy what the prompt
+ * states. With the query's mentions ranked like any fact about the product, "philips razor" got
+ * four facts about razors and none saying that philips is a brand of razors (alphabetical ties).
  */
 export function rankFacts(analysis: PairAnalysis, queryAliases: readonly string[], kg: KnowledgeGraph): string[] {
   const scores = new Map<string, number>();
@@ -99,16 +106,23 @@ export function rankFacts(analysis: PairAnalysis, queryAliases: readonly string[
   for (let i = 0; i + 2 < path.length; i += 2) onPath.add(`${path[i]}|${path[i + 1]}|${path[i + 2]}`);
   const q = analysis.query.product;
   const it = analysis.item.product;
+  const intent = analysis.query.intent;
   const values = new Set([...Object.values(analysis.query.constraints), ...Object.values(analysis.query.negations)]);
+  const queryChain = new Set(q ? [q, ...kg.ancestors(q)] : []);
   const ancestors = new Set([...(q ? kg.ancestors(q) : []), ...(it ? kg.ancestors(it) : [])]);
-  const entities = new Set([q, it, ...values, ...queryAliases, ...ancestors].filter((e) => e !== ''));
+  const entities = new Set([q, it, intent, ...values, ...queryAliases, ...ancestors].filter((e) => e !== ''));
   for (const entity of entities) {
     for (const t of kg.factsAbout(entity)) {
+      const aboutQuery = t.s === q || t.o === q;
+      const namesValue = values.has(t.s) || values.has(t.o);
       if (onPath.has(`${t.s}|${t.p}|${t.o}`)) offer(t, 100);
       else if ((t.s === q && t.o === it) || (t.s === it && t.o === q)) offer(t, 90);
+      else if (namesValue && t.p !== 'synonym-of' && (aboutQuery || t.s === it || t.o === it)) offer(t, 85);
+      else if (intent !== '' && t.p === 'meets-need' && t.o === intent) offer(t, 85);
       else if (t.p === 'synonym-of' && queryAliases.includes(t.s)) offer(t, 80);
-      else if (t.s === q || t.o === q) offer(t, t.p === 'synonym-of' ? 20 : 50);
-      else if (values.has(t.s) || values.has(t.o)) offer(t, t.p === 'synonym-of' ? 15 : 45);
+      else if (t.p === 'is-a' && queryChain.has(t.s)) offer(t, 60);
+      else if (aboutQuery) offer(t, t.p === 'synonym-of' ? 20 : 50);
+      else if (namesValue) offer(t, t.p === 'synonym-of' ? 15 : 45);
       else if (t.s === it || t.o === it) offer(t, t.p === 'synonym-of' ? 15 : 40);
       else if (ancestors.has(t.s) && t.p === 'is-a') offer(t, 10);
     }
