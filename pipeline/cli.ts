@@ -93,8 +93,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(async (config: string, what: string, flags) => setExit(await showCommand(config, what, flags, io)));
 
   withConfigOptions(program.command('gc').argument('<config>', 'pipeline YAML (names the store)'))
-    .description('delete artifacts no ref points at, and unfinished work folders')
+    .description('delete artifacts no ref points at, and work folders the config would not resume from')
     .option('--dry-run', 'list what would be deleted')
+    .option('--resumable', "also delete the work folders of the config's unbuilt stages (their step checkpoints)")
     .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
 
   withConfigOptions(program.command('report').argument('<config>', 'pipeline YAML'))

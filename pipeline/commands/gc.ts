@@ -1,17 +1,23 @@
 /**
- * `pipeline gc`: deletes every object no ref (of any pipeline in the store) points at, and every
- * work folder (unfinished builds and their step checkpoints: a later run of that fingerprint starts
- * over). Runs under the store lock, so it never races a run.
+ * `pipeline gc`: deletes every object no ref (of any pipeline in the store) points at, and the work
+ * folders (unfinished builds and their step checkpoints) that the config as it stands would not
+ * resume from. The work folder of a stage whose current fingerprint is unbuilt is kept: it holds the
+ * step checkpoints of a crashed or stopped training run, and deleting it would make the next
+ * `pipeline run` start that training over. `--resumable` deletes those too. Runs under the store
+ * lock, so it never races a run.
  */
 import * as fs from 'node:fs/promises';
 import { shortFingerprint } from '../fingerprint.ts';
 import { acquireStoreLock, describeHolder } from '../store/lock.ts';
 import { dirBytes } from '../store/fs-util.ts';
-import { EXIT, loadOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
-export async function gcCommand(configPath: string, options: ConfigOptions & { dryRun?: boolean }, io: Io): Promise<number> {
+export async function gcCommand(configPath: string, options: ConfigOptions & { dryRun?: boolean; resumable?: boolean }, io: Io): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
+  // The fingerprints this config builds now: a work folder of one of them is what the next run resumes.
+  const plan = await planOrThrow(loaded, store, {});
+  const resumable = new Map(plan.stages.filter((stage) => stage.decision.action !== 'cached').map((stage) => [stage.fingerprint, stage.name]));
   const lock = await acquireStoreLock(store.root, {
     wait: true,
     command: `pipeline gc ${configPath}`,
@@ -20,10 +26,13 @@ export async function gcCommand(configPath: string, options: ConfigOptions & { d
   try {
     const kept = new Set<string>();
     for (const stages of (await store.allRefs()).values()) for (const fp of stages.values()) kept.add(fp);
+    const work = await store.listWork();
+    const keptWork = options.resumable ? [] : work.filter((fp) => resumable.has(fp));
     const doomed = [
       ...(await store.listObjects()).filter((fp) => !kept.has(fp)).map((fp) => ({ what: 'object', fp, dir: store.objectDir(fp) })),
-      ...(await store.listWork()).map((fp) => ({ what: 'work', fp, dir: store.workDir(fp) })),
+      ...work.filter((fp) => !keptWork.includes(fp)).map((fp) => ({ what: 'work', fp, dir: store.workDir(fp) })),
     ];
+    for (const fp of keptWork) io.out(`kept work ${shortFingerprint(fp)} (${resumable.get(fp)}: the next run resumes from it; --resumable removes it)`);
     let bytes = 0;
     for (const item of doomed) {
       const size = await dirBytes(item.dir);

@@ -1,6 +1,6 @@
 // The CLI's commands run in-process through `main` (same code as bin/pipeline.js minus start-up),
 // for the behaviours that need many calls: selection, --force, ls/show/gc, stages, exit codes.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../pipeline/cli.ts';
@@ -93,6 +93,24 @@ describe('inspection commands', () => {
     const dry = await pipeline('gc', 'p.yaml', '--dry-run');
     expect(dry.out.split('\n').filter((line) => line.startsWith('would remove object'))).toHaveLength(4);
     expect(readdirSync(path.join(dir, 'checkpoints/objects'))).toHaveLength(8);
+  });
+
+  it('gc keeps the work folder (step checkpoints) of a stage the config would resume, unless --resumable', async () => {
+    // A stopped build of d under a new param leaves a work folder at d's planned fingerprint; an old
+    // build's leaves one nothing plans.
+    const status = JSON.parse((await pipeline('status', 'p.yaml', '--json', '--set', 'stages.d.with.value=stopped')).out) as { stages: { name: string; fingerprint: string }[] };
+    const resumable = status.stages.find((row) => row.name === 'd')!.fingerprint;
+    const stale = 'f'.repeat(64);
+    for (const fp of [resumable, stale]) mkdirSync(path.join(dir, 'checkpoints/work', fp, 'checkpoints/step-1'), { recursive: true });
+
+    const gc = await pipeline('gc', 'p.yaml', '--set', 'stages.d.with.value=stopped');
+    expect(gc.out).toContain(`kept work ${resumable.slice(0, 8)} (d: the next run resumes from it; --resumable removes it)`);
+    expect(gc.out).toContain(`removed work ${stale.slice(0, 8)}`);
+    expect(readdirSync(path.join(dir, 'checkpoints/work'))).toEqual([resumable]);
+
+    // --resumable deletes it too.
+    await pipeline('gc', 'p.yaml', '--resumable', '--set', 'stages.d.with.value=stopped');
+    expect(readdirSync(path.join(dir, 'checkpoints/work'))).toEqual([]);
   });
 
   it('stages prints each type with its documented params and defaults', async () => {
