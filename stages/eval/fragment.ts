@@ -17,7 +17,7 @@ function comparisonTable(metrics: EvalMetrics): FragmentBlock {
     .map(([name, s]) => `${name}: answer_first, cumulative threshold ${s.threshold?.threshold.toFixed(4)}`);
   return {
     type: 'table',
-    title: `Comparison on ${metrics.examples} test examples`,
+    title: `Comparison on ${metrics.examples} ${metrics.split} examples`,
     columns: ['model', 'Acc@2', 'Acc@4', 'macro-F1', 'format valid', 'steps verified', 'rule adherence', 'mean tokens', 'ms / example'],
     rows: metrics.comparison.map((r) => [
       r.model,

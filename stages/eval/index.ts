@@ -1,9 +1,11 @@
 /**
  * eval: every checkpoint in `needs` and the lexical baseline, judged on the test split of the
- * prompts. Checkpoints decode greedily; the grade is the parsed answer, or for an answer_first
+ * prompts (or on dev, `split: dev`, for choosing between runs without touching test). Checkpoints decode greedily; the grade is the parsed answer, or for an answer_first
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
  * probabilities with one threshold tuned on dev. Each completion is parsed and its steps verified
- * against the relevance analysis of the gold pair over the knowledge graph.
+ * against the relevance analysis of the gold pair over the knowledge graph. What is tuned (the
+ * answer_first threshold, the baseline's cut points) is tuned on dev, or on train when dev is the
+ * split evaluated, so no figure is tuned on the examples it reports.
  *
  * Writes metrics.json ({checkpoints, baseline, comparison, ...}), predictions.jsonl (one line per
  * model and example) and report.json (a fragment `pipeline report` embeds).
@@ -23,8 +25,9 @@ import { exampleFields, scoreCompletion, unreadablePrediction, type Prediction }
 import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
 
 const params = z.strictObject({
-  limit: z.number().int().min(0).default(0).describe('Test examples evaluated, a seeded random sample (0 = the whole test split)'),
-  dev_limit: z.number().int().min(1).default(200).describe('Dev examples used to tune the answer_first grade threshold'),
+  split: z.enum(['test', 'dev']).default('test').describe('Split evaluated: test for the figures you report, dev to compare runs without looking at test'),
+  limit: z.number().int().min(0).default(0).describe('Examples evaluated, a seeded random sample of the split (0 = the whole split)'),
+  dev_limit: z.number().int().min(1).default(200).describe('Examples used to tune the answer_first grade threshold (from dev; from train when split is dev)'),
   batch_size: z.number().int().positive().default(8).describe('Prompts decoded at once'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
   baseline: z.boolean().default(true).describe('Also evaluate the lexical baseline (fitted on train, thresholds tuned on dev)'),
@@ -40,6 +43,8 @@ export interface CheckpointResult {
 }
 
 export interface EvalMetrics {
+  /** The split evaluated. */
+  split: 'test' | 'dev';
   examples: number;
   checkpoints: Record<string, ModelSummary & { threshold?: CheckpointResult['threshold']; promptTooLong: number }>;
   baseline: (ModelSummary & { thresholds: number[]; devMacroF1: number }) | null;
@@ -64,8 +69,8 @@ async function evaluateCheckpoint(
   ctx: StageContext<Params>,
   name: string,
   dir: string,
-  test: readonly PromptRecord[],
-  dev: readonly PromptRecord[],
+  evaluated: readonly PromptRecord[],
+  tuningSet: readonly PromptRecord[],
   references: ReadonlyMap<string, ReasoningSteps>,
   onBatch: (examples: number) => void,
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
@@ -77,9 +82,9 @@ async function evaluateCheckpoint(
   try {
     const fits = (record: PromptRecord) =>
       policyLib.fitsContext(policy, policyLib.promptIds(policy.tokenizer, policy.format, record.messages).length, p.max_new_tokens);
-    const readable = test.filter(fits);
-    const promptTooLong = test.length - readable.length;
-    if (promptTooLong > 0) ctx.log.warn(`${name}: ${promptTooLong} test prompts do not fit the context with max_new_tokens ${p.max_new_tokens}; counted as unanswered`);
+    const readable = evaluated.filter(fits);
+    const promptTooLong = evaluated.length - readable.length;
+    if (promptTooLong > 0) ctx.log.warn(`${name}: ${promptTooLong} ${p.split} prompts do not fit the context with max_new_tokens ${p.max_new_tokens}; counted as unanswered`);
 
     let threshold: CheckpointResult['threshold'];
     // Four teacher-forced rows per prompt: keep a call at about batch_size rows, so the logits
@@ -94,7 +99,7 @@ async function evaluateCheckpoint(
       return probs;
     };
     if (policy.format.answerFirst) {
-      const tuning = dev.filter(fits).slice(0, p.dev_limit);
+      const tuning = tuningSet.filter(fits).slice(0, p.dev_limit);
       const devProbs: { gold: Grade; probs: Record<Grade, number> }[] = [];
       for (let i = 0; i < tuning.length; i += p.batch_size) {
         ctx.signal.throwIfAborted();
@@ -129,8 +134,8 @@ async function evaluateCheckpoint(
       });
       onBatch(batch.length);
     }
-    // Test order, with the unreadable prompts in their places.
-    const ordered = test.map((r) => predictions.get(r.id) ?? unreadablePrediction(name, r.example));
+    // The split's order, with the unreadable prompts in their places.
+    const ordered = evaluated.map((r) => predictions.get(r.id) ?? unreadablePrediction(name, r.example));
     return { result: { predictions: ordered, threshold, promptTooLong }, engine };
   } finally {
     disposeModel(policy.model);
@@ -140,7 +145,7 @@ async function evaluateCheckpoint(
 export default defineStage({
   name: 'eval',
   version: '1',
-  description: 'Evaluate checkpoints and the lexical baseline on the test split: metrics, slices, step verification, comparison table',
+  description: 'Evaluate checkpoints and the lexical baseline on the test (or dev) split: metrics, slices, step verification, comparison table',
   params,
   produces: 'eval',
   resources: 'train',
@@ -154,9 +159,12 @@ export default defineStage({
     const { evalFragment } = await import('./fragment.ts');
 
     const promptsDir = ctx.inputs.one('prompts').dir;
-    const [train, dev, allTest] = [await readPromptRecords(promptsDir, 'train'), await readPromptRecords(promptsDir, 'dev'), await readPromptRecords(promptsDir, 'test')];
-    if (allTest.length === 0) throw new Error(`${promptsDir}/test.jsonl has no prompts to evaluate`);
-    const test = p.limit > 0 && p.limit < allTest.length ? ctx.rng.fork('test-sample').shuffle([...allTest]).slice(0, p.limit) : allTest;
+    const [train, dev, whole] = [await readPromptRecords(promptsDir, 'train'), await readPromptRecords(promptsDir, 'dev'), await readPromptRecords(promptsDir, p.split)];
+    if (whole.length === 0) throw new Error(`${promptsDir}/${p.split}.jsonl has no prompts to evaluate`);
+    // Thresholds are tuned on dev, unless dev is what is evaluated.
+    const tuningSet = p.split === 'dev' ? train : dev;
+    // The sample's stream name predates the split param: test samples stay the same.
+    const test = p.limit > 0 && p.limit < whole.length ? ctx.rng.fork(`${p.split}-sample`).shuffle([...whole]).slice(0, p.limit) : whole;
     const checkpoints = ctx.inputs.many('checkpoint');
     if (checkpoints.length === 0 && !p.baseline) throw new Error('eval has nothing to evaluate: no checkpoint in needs and baseline: false');
 
@@ -166,11 +174,11 @@ export default defineStage({
     const total = test.length * checkpoints.length;
     let done = 0;
     ctx.progress.update(0, total, 'examples');
-    const metrics: EvalMetrics = { examples: test.length, checkpoints: {}, baseline: null, comparison: [] };
+    const metrics: EvalMetrics = { split: p.split, examples: test.length, checkpoints: {}, baseline: null, comparison: [] };
     const predictions: Prediction[] = [];
     let engine: EngineRecord | undefined;
     for (const checkpoint of checkpoints) {
-      const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, test, dev, references, (n) => {
+      const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, test, tuningSet, references, (n) => {
         done += n;
         ctx.progress.update(done, total, 'examples');
       });
@@ -186,7 +194,7 @@ export default defineStage({
     if (p.baseline) {
       const fitted = lexicalBaseline(
         train.map((r) => r.example),
-        dev.map((r) => r.example),
+        tuningSet.map((r) => r.example),
       );
       const baseline = test.map((r): Prediction => {
         const started = performance.now();

@@ -110,6 +110,28 @@ describe('eval stage', () => {
     expect(metrics.baseline?.thresholds).toEqual(fitted.thresholds);
   });
 
+  it('evaluates the dev split with split: dev, tuning the baseline on train instead of on what it reports', async () => {
+    const { testContext } = await import('../data/context.ts');
+    const evalStage = (await import('../../stages/eval/index.ts')).default;
+    const ctx = testContext(evalStage, { params: { split: 'dev' }, inputs: [{ stage: 'icl', kind: 'prompts', dir: artifact('icl') }, { stage: 'kg', kind: 'kg', dir: artifact('kg') }] });
+    await evalStage.run(ctx as never);
+    const devMetrics = JSON.parse(readFileSync(path.join(ctx.outDir, 'metrics.json'), 'utf8')) as EvalMetrics;
+    const devPredictions = await readJsonl<Prediction>(path.join(ctx.outDir, 'predictions.jsonl'));
+
+    const read = (split: string) => readJsonl<PromptRecord>(path.join(artifact('icl'), `${split}.jsonl`));
+    const [train, dev] = [await read('train'), await read('dev')];
+    const fitted = lexicalBaseline(
+      train.map((r) => r.example),
+      train.map((r) => r.example),
+    );
+    expect(devMetrics.split).toBe('dev');
+    expect(devMetrics.examples).toBe(dev.length);
+    expect(devPredictions.map((p) => p.id)).toEqual(dev.map((r) => r.id));
+    expect(devPredictions.map((p) => p.predicted)).toEqual(dev.map((r) => fitted.predict(r.example)));
+    expect(devMetrics.baseline?.thresholds).toEqual(fitted.thresholds);
+    rmSync(path.dirname(ctx.outDir), { recursive: true, force: true });
+  });
+
   it('writes a report fragment that `pipeline report` embeds', () => {
     const fragment = JSON.parse(readFileSync(path.join(artifact('eval'), 'report.json'), 'utf8'));
     expect(fragmentProblem(fragment)).toBeUndefined();
