@@ -1,8 +1,8 @@
 /** Resolves `uses:` to a stage type: a registered name, or a path to a user's TypeScript module. */
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { StageType } from '../stage-api.ts';
 import { exists } from '../store/fs-util.ts';
+import { importUserModule } from '../user-module.ts';
 
 export function isUserStagePath(uses: string): boolean {
   return uses.startsWith('./') || uses.startsWith('../') || path.isAbsolute(uses);
@@ -20,7 +20,7 @@ export async function loadUserStage(uses: string, configDir: string): Promise<Re
   if (!(await exists(file))) return { error: `stage module not found: ${uses} (looked for ${file})` };
   let module: Record<string, unknown>;
   try {
-    module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+    module = await importUserModule(file);
   } catch (error) {
     return { error: `cannot load stage module ${uses}: ${(error as Error).message.split('\n')[0]}` };
   }

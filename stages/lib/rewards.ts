@@ -15,9 +15,9 @@
  * ```
  */
 import { basename, extname, isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from './completion.ts';
 import { GRADES, type ExampleMeta, type Grade } from './relevance/types.ts';
+import { importUserModule } from '../../pipeline/user-module.ts';
 import { z } from 'zod';
 
 export interface RewardInput {
@@ -128,9 +128,9 @@ export async function loadRewards(specs: readonly RewardSpec[], configDir: strin
       continue;
     }
     const path = resolve(configDir, spec.use);
-    let module: { default?: unknown };
+    let module: Record<string, unknown>;
     try {
-      module = (await import(pathToFileURL(path).href)) as { default?: unknown };
+      module = await importUserModule(path);
     } catch (error) {
       throw new Error(`reward ${spec.use}: cannot load ${path}: ${error instanceof Error ? error.message : String(error)}`);
     }

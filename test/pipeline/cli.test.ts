@@ -192,6 +192,16 @@ describe('pipeline run (end to end)', () => {
     expect(existsSync(path.join(dir, 'checkpoints/lock'))).toBe(false);
   });
 
+  it('loads a user stage kept in a folder with no package.json (CommonJS to Node)', async () => {
+    const dir = workspace('pipeline-plain-folder-');
+    writeFileSync(path.join(dir, 'stage.ts'), `import count from '${COUNT}';\nconst stage = { ...count, name: 'plain' };\nexport default stage;\n`);
+    writeFileSync(path.join(dir, 'p.yaml'), ['name: plain', 'stages:', '  only: { uses: ./stage.ts, with: { value: z } }', ''].join('\n'));
+    const result = await cli(dir, ['run', 'p.yaml']);
+    expect(result.stderr).not.toContain('error');
+    expect(result.stdout).toContain('succeeded: 1 built, 0 cached, 0 failed');
+    expect(runsOf(dir)).toEqual(['only']);
+  });
+
   it('--on-error keep-going builds what it can and names what it skipped', async () => {
     const dir = workspace('pipeline-fail-');
     writeFileSync(
