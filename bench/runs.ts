@@ -4,27 +4,34 @@
  * dev format validity >= 0.95; the lore run must finish SFT in under 15 minutes with dev accuracy
  * above the lexical baseline's.
  *
- *   npm run bench:smoke                          # configs/smoke.yaml
- *   npx tsx bench/runs.ts configs/lore.yaml      # the default run (about 25 minutes on 2 cores)
+ *   npm run bench:smoke                               # configs/smoke.yaml
+ *   npm run bench:lore                                # configs/lore.yaml up to sft
+ *   npx tsx bench/runs.ts configs/lore.yaml           # the whole default run
+ *   npx tsx bench/runs.ts configs/lore.yaml --until sft
  *
- * Prints one JSON object: wall_s, the target (when the config has one) and the ratio to it, each
- * stage's duration from its manifest, the sft stage's dev metrics, and the load average before and
- * after (the machine may be shared: figures from a loaded machine are slower, not wrong). Peak memory
- * is the CLI's own: run it under `/usr/bin/time -v` for that.
+ * Prints one JSON object: wall_s, the targets (when the config has them) and the ratios to them, each
+ * stage's duration from its manifest, the sft stage's dev metrics with its margin over the lexical
+ * baseline on the same dev prompts, and the load average before and after (the machine may be shared:
+ * figures from a loaded machine are slower, not wrong). Peak memory is the CLI's own: run it under
+ * `/usr/bin/time -v` for that. Extra arguments go to `pipeline run`.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+/** The issue's targets: the smoke run's wall time, and the SFT stage's duration of the lore run. */
 const TARGET_S: Record<string, number> = { smoke: 180 };
+const SFT_TARGET_S: Record<string, number> = { lore: 900 };
 const repo = path.resolve(import.meta.dirname, '..');
 const config = process.argv[2] ?? 'configs/smoke.yaml';
+const runArgs = process.argv.slice(3);
 const store = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-run-'));
-const loadBefore = os.loadavg()[0];
+const loadAverage = () => os.loadavg()[0] ?? 0;
+const loadBefore = loadAverage();
 
 const started = performance.now();
-const run = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', config, '--store', store], {
+const run = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', config, '--store', store, ...runArgs], {
   cwd: repo,
   env: { ...process.env, CI: 'true' },
   encoding: 'utf8',
@@ -48,16 +55,29 @@ const stages = Object.fromEntries(manifests.map((m) => [m.stage, m.durationS]));
 const sftMetrics = manifests.find((m) => m.stage === 'sft')?.metrics ?? {};
 const name = path.basename(config, path.extname(config));
 const target = TARGET_S[name];
+const sftTarget = SFT_TARGET_S[name];
+const sftSeconds = stages.sft;
+const num = (key: string) => (typeof sftMetrics[key] === 'number' ? (sftMetrics[key] as number) : undefined);
+// The dev probe's margin over the lexical baseline scored on the same prompts (positive: the model wins).
+const margins = Object.fromEntries(
+  ['acc4', 'acc2', 'macro_f1'].flatMap((k) => {
+    const model = num(`dev_${k}`);
+    const baseline = num(`baseline_dev_${k}`);
+    return model !== undefined && baseline !== undefined ? [[`${k}_over_baseline`, Number((model - baseline).toFixed(4))]] : [];
+  }),
+);
 console.log(
   JSON.stringify(
     {
       config,
       wall_s: Number(wallS.toFixed(1)),
       ...(target ? { target_s: target, ratio_to_target: Number((wallS / target).toFixed(3)) } : {}),
+      ...(sftTarget && sftSeconds !== undefined ? { sft_target_s: sftTarget, sft_ratio_to_target: Number((sftSeconds / sftTarget).toFixed(3)) } : {}),
       stage_duration_s: stages,
       sft: Object.fromEntries(Object.entries(sftMetrics).filter(([k]) => k.startsWith('dev_') || k.startsWith('baseline_') || k === 'steps' || k === 'data_parallel_ranks')),
+      sft_dev_margin: margins,
       load_before: Number(loadBefore.toFixed(2)),
-      load_after: Number(os.loadavg()[0].toFixed(2)),
+      load_after: Number(loadAverage().toFixed(2)),
     },
     null,
     2,
