@@ -11,9 +11,10 @@
  *
  * Prints one JSON object: wall_s, the targets (when the config has them) and the ratios to them, each
  * stage's duration from its manifest, the sft stage's dev metrics with its margin over the lexical
- * baseline on the same dev prompts, and the load average before and after (the machine may be shared:
- * figures from a loaded machine are slower, not wrong). Peak memory is the CLI's own: run it under
- * `/usr/bin/time -v` for that. Extra arguments go to `pipeline run`.
+ * baseline on the same dev prompts, the eval stage's test comparison when the run has one, and the
+ * load average before and after (the machine may be shared: figures from a loaded machine are
+ * slower, not wrong). Peak memory is the CLI's own: run it under `/usr/bin/time -v` for that. Extra
+ * arguments go to `pipeline run`.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -46,6 +47,7 @@ if (run.status !== 0) {
 
 interface Manifest {
   stage: string;
+  fingerprint: string;
   durationS?: number;
   metrics?: Record<string, unknown>;
 }
@@ -53,6 +55,13 @@ const objects = path.join(store, 'objects');
 const manifests: Manifest[] = fs.readdirSync(objects).map((d) => JSON.parse(fs.readFileSync(path.join(objects, d, 'manifest.json'), 'utf8')));
 const stages = Object.fromEntries(manifests.map((m) => [m.stage, m.durationS]));
 const sftMetrics = manifests.find((m) => m.stage === 'sft')?.metrics ?? {};
+// The eval stage's comparison table (test split), when the run has one: each model against the baseline.
+const evalManifest = manifests.find((m) => m.stage === 'eval');
+const evalComparison = evalManifest
+  ? (JSON.parse(fs.readFileSync(path.join(objects, evalManifest.fingerprint, 'metrics.json'), 'utf8')) as { comparison: Record<string, unknown>[] }).comparison.map((row) =>
+      Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'formatValidity', 'stepVerificationRate'].includes(k))),
+    )
+  : undefined;
 const name = path.basename(config, path.extname(config));
 const target = TARGET_S[name];
 const sftTarget = SFT_TARGET_S[name];
@@ -76,6 +85,7 @@ console.log(
       stage_duration_s: stages,
       sft: Object.fromEntries(Object.entries(sftMetrics).filter(([k]) => k.startsWith('dev_') || k.startsWith('baseline_') || k === 'steps' || k === 'data_parallel_ranks')),
       sft_dev_margin: margins,
+      ...(evalComparison ? { eval_test: evalComparison } : {}),
       load_before: Number(loadBefore.toFixed(2)),
       load_after: Number(loadAverage().toFixed(2)),
     },

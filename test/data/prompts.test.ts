@@ -58,6 +58,11 @@ describe('icl prompts', () => {
     }
   });
 
+  it('shows no exemplar with shots: 0', () => {
+    const builder = new PromptBuilder(kg, world.splits.train, promptParamsSchema.parse({ shots: 0 }));
+    for (const example of world.splits.dev.slice(0, 20)) expect(builder.build(example).messages[1]!.content).not.toContain('Graded examples');
+  });
+
   it('holds the token budget by dropping the least relevant facts first', () => {
     const full = new PromptBuilder(kg, world.splits.train, promptParamsSchema.parse({ rules: 'none', maxTokens: 100_000 }));
     const example = world.splits.dev[3]!;

@@ -67,6 +67,9 @@ export class Bm25 {
 
   /** The `k` best documents for `queryTerms` that `keep` accepts; ties go to the lower index. */
   top(queryTerms: readonly string[], k: number, keep: (index: number) => boolean = () => true): { index: number; score: number }[] {
+    // No exemplars asked for (icl's `shots: 0`): scoring every train pair that shares a word, for
+    // each of thousands of prompts, was most of the icl stage's time.
+    if (k <= 0) return [];
     // Term at a time over the postings: each query term's IDF is computed once, and only documents
     // sharing a term are touched.
     const scores = new Map<number, number>();
