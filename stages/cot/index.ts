@@ -25,6 +25,7 @@ import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts'
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { RelevanceExample } from '../lib/relevance/types.ts';
 import type { ChatMessage } from './openai-teacher.ts';
+import { emptyGradeCounts, gradeSkew } from './grade-balance.ts';
 import { rulesTeacher, type RoundContext } from './rules-teacher.ts';
 
 const rulesTeacherSchema = z.strictObject({
@@ -278,6 +279,12 @@ export default defineStage({
       totals[`${split}.examples`] = records.length;
       totals[`${split}.kept`] = kept.length;
       totals[`${split}.unresolved`] = pending.length;
+      const balance = { asked: emptyGradeCounts(), kept: emptyGradeCounts() };
+      for (const record of records) balance.asked[record.example.label]++;
+      for (const record of kept) balance.kept[record.example.label]++;
+      for (const [grade, count] of Object.entries(balance.kept)) totals[`${split}.kept.${grade}`] = count;
+      const skew = gradeSkew(balance);
+      if (skew) ctx.log.warn(`${split}: ${skew} (rejected-${split}.jsonl says why each example was rejected)`);
       if (split === 'train' && kept.length === 0) {
         throw new Error(`no rationale of the ${records.length} train examples verified in any round: see rejected-train.jsonl`);
       }
