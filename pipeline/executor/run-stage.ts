@@ -66,7 +66,13 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       seed: loaded.config.seed,
       rng: new Rng(loaded.config.seed, stage.name),
       engine: loaded.config.engine,
-      log,
+      log: {
+        ...log,
+        warn: (message) => {
+          log.warn(message);
+          options.emit({ type: 'warning', stage: stage.name, message });
+        },
+      },
       metrics: metricsWriter(outDir),
       progress: progressReporter((done, total, unit) => options.emit({ type: 'progress', stage: stage.name, done, total, unit })),
       signal: options.signal,

@@ -62,6 +62,8 @@ export interface StageResult {
 export type StageEvent =
   | { type: 'start'; stage: string; time: number }
   | { type: 'progress'; stage: string; done: number; total: number; unit?: string }
+  /** A stage's `log.warn`: it goes to the stage log and, so that nobody has to open the log to see it, on screen. */
+  | { type: 'warning'; stage: string; message: string }
   | { type: 'end'; result: StageResult };
 
 export interface Executor {

@@ -1,8 +1,9 @@
 /**
  * What a run shows while stages execute. On a TTY: a live list of the stages being built with
  * their state, elapsed time and the running stages' progress bars (redrawn in place by log-update).
- * Otherwise (CI, pipes): plain timestamped lines for state changes, and the running stages'
- * progress at most every `intervalMs`, never one line per progress update.
+ * Otherwise (CI, pipes): plain timestamped lines for state changes and warnings, and the running
+ * stages' progress at most every `intervalMs`, never one line per progress update. Stage warnings
+ * show in both.
  */
 import type { StageEvent, StageState } from '../executor/types.ts';
 
@@ -40,7 +41,7 @@ function track(stages: readonly string[]) {
     rows.set(name, row);
     if (event.type === 'start') Object.assign(row, { state: 'running', started: event.time });
     else if (event.type === 'progress') row.progress = { done: event.done, total: event.total, unit: event.unit };
-    else Object.assign(row, { state: event.result.state, finished: Date.now(), started: row.started ?? Date.now() });
+    else if (event.type === 'end') Object.assign(row, { state: event.result.state, finished: Date.now(), started: row.started ?? Date.now() });
     return row;
   };
   return { rows, apply };
@@ -71,15 +72,18 @@ export async function ttyDisplay(stages: readonly string[], stream: NodeJS.Write
   };
   const timer = setInterval(draw, 100);
   timer.unref();
+  // Written above the live list, which is redrawn below it.
+  const message = (text: string) => {
+    render.clear();
+    stream.write(`${text}\n`);
+    draw();
+  };
   return {
     event(event) {
       apply(event);
+      if (event.type === 'warning') message(`${event.stage}: warning: ${event.message}`);
     },
-    message(text) {
-      render.clear();
-      stream.write(`${text}\n`);
-      draw();
-    },
+    message,
     stop() {
       clearInterval(timer);
       draw();
@@ -119,6 +123,7 @@ export function plainDisplay(
         lastLine.set(event.stage, Date.now());
         say(`${event.stage}: started`);
       }
+      else if (event.type === 'warning') say(`${event.stage}: warning: ${event.message}`);
       else if (event.type === 'end') {
         const { result } = event;
         const time = result.state === 'skipped' ? '' : ` in ${result.durationS.toFixed(1)}s`;

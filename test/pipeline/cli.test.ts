@@ -192,14 +192,25 @@ describe('pipeline run (end to end)', () => {
     expect(existsSync(path.join(dir, 'checkpoints/lock'))).toBe(false);
   });
 
-  it('loads a user stage kept in a folder with no package.json (CommonJS to Node)', async () => {
+  it('loads a user stage kept in a folder with no package.json (CommonJS to Node), and shows its warnings', async () => {
     const dir = workspace('pipeline-plain-folder-');
-    writeFileSync(path.join(dir, 'stage.ts'), `import count from '${COUNT}';\nconst stage = { ...count, name: 'plain' };\nexport default stage;\n`);
+    writeFileSync(
+      path.join(dir, 'stage.ts'),
+      [
+        `import count from '${COUNT}';`,
+        "const stage = { ...count, name: 'plain', run: (ctx: any) => (ctx.log.warn('3 rows were odd'), count.run(ctx)) };",
+        'export default stage;',
+        '',
+      ].join('\n'),
+    );
     writeFileSync(path.join(dir, 'p.yaml'), ['name: plain', 'stages:', '  only: { uses: ./stage.ts, with: { value: z } }', ''].join('\n'));
     const result = await cli(dir, ['run', 'p.yaml']);
     expect(result.stderr).not.toContain('error');
     expect(result.stdout).toContain('succeeded: 1 built, 0 cached, 0 failed');
     expect(runsOf(dir)).toEqual(['only']);
+    // On screen, not only in the stage log.
+    expect(result.stderr).toMatch(/Z only: warning: 3 rows were odd\n/);
+    expect(readFileSync(path.join(dir, 'checkpoints/logs/plain/only.log'), 'utf8')).toMatch(/ warn 3 rows were odd\n/);
   });
 
   it('--on-error keep-going builds what it can and names what it skipped', async () => {
