@@ -2,7 +2,7 @@
 // for the behaviours that need many calls: selection, --force, ls/show/gc, stages, exit codes.
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../pipeline/cli.ts';
 import type { Io } from '../../pipeline/commands/common.ts';
 import { FIXTURES, runsOf, tempDir } from './cli-helpers.ts';
@@ -199,15 +199,21 @@ describe('exec stage', () => {
 describe('plain progress lines', () => {
   it('prints state changes at once and running progress only on the timer', async () => {
     const { plainDisplay } = await import('../../pipeline/progress/display.ts');
-    const lines: string[] = [];
-    const display = plainDisplay(['train'], (line) => lines.push(line.replace(/^\S+ /, '')), 30);
-    display.event({ type: 'start', stage: 'train', time: Date.now() });
-    for (let step = 1; step <= 100; step++) display.event({ type: 'progress', stage: 'train', done: step, total: 200, unit: 'steps' });
-    expect(lines).toEqual(['train: started']); // 100 updates, no lines yet
-    await new Promise((resolve) => setTimeout(resolve, 45));
-    display.stop();
-    expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatch(/^train: running \d+\.\ds 100\/200 steps \(50%\)$/);
+    // Fake timers: on a loaded machine a real 30 ms timer may fire late, and the test would race it.
+    vi.useFakeTimers();
+    try {
+      const lines: string[] = [];
+      const display = plainDisplay(['train'], (line) => lines.push(line.replace(/^\S+ /, '')), 30);
+      display.event({ type: 'start', stage: 'train', time: Date.now() });
+      for (let step = 1; step <= 100; step++) display.event({ type: 'progress', stage: 'train', done: step, total: 200, unit: 'steps' });
+      expect(lines).toEqual(['train: started']); // 100 updates, no lines yet
+      vi.advanceTimersByTime(45);
+      display.event({ type: 'warning', stage: 'train', message: '2 examples too long' });
+      display.stop();
+      expect(lines).toEqual(['train: started', 'train: running 0.0s 100/200 steps (50%)', 'train: warning: 2 examples too long']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
