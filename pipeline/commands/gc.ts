@@ -15,9 +15,10 @@ import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io }
 export async function gcCommand(configPath: string, options: ConfigOptions & { dryRun?: boolean; resumable?: boolean }, io: Io): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
-  // The fingerprints this config builds now: a work folder of one of them is what the next run resumes.
-  const plan = await planOrThrow(loaded, store, {});
-  const resumable = new Map(plan.stages.filter((stage) => stage.decision.action !== 'cached').map((stage) => [stage.fingerprint, stage.name]));
+  // The fingerprints this config would build now: a work folder of one of them is what the next run
+  // resumes. With --resumable nothing is kept, so there is nothing to plan.
+  const unbuilt = options.resumable ? [] : (await planOrThrow(loaded, store, {})).stages.filter((stage) => stage.decision.action !== 'cached');
+  const resumable = new Map(unbuilt.map((stage) => [stage.fingerprint, stage.name]));
   const lock = await acquireStoreLock(store.root, {
     wait: true,
     command: `pipeline gc ${configPath}`,
@@ -27,7 +28,7 @@ export async function gcCommand(configPath: string, options: ConfigOptions & { d
     const kept = new Set<string>();
     for (const stages of (await store.allRefs()).values()) for (const fp of stages.values()) kept.add(fp);
     const work = await store.listWork();
-    const keptWork = options.resumable ? [] : work.filter((fp) => resumable.has(fp));
+    const keptWork = work.filter((fp) => resumable.has(fp));
     const doomed = [
       ...(await store.listObjects()).filter((fp) => !kept.has(fp)).map((fp) => ({ what: 'object', fp, dir: store.objectDir(fp) })),
       ...work.filter((fp) => !keptWork.includes(fp)).map((fp) => ({ what: 'work', fp, dir: store.workDir(fp) })),

@@ -1,6 +1,7 @@
 /**
  * eval: every checkpoint in `needs` and the lexical baseline, judged on the test split of the
- * prompts (or on dev, `split: dev`, for choosing between runs without touching test). Checkpoints decode greedily; the grade is the parsed answer, or for an answer_first
+ * prompts (or on dev, `split: dev`, for choosing between runs without touching test). Checkpoints
+ * decode greedily; the grade is the parsed answer, or for an answer_first
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
  * probabilities with one threshold tuned on dev. Each completion is parsed and its steps verified
  * against the relevance analysis of the gold pair over the knowledge graph. What is tuned (the
@@ -159,26 +160,27 @@ export default defineStage({
     const { evalFragment } = await import('./fragment.ts');
 
     const promptsDir = ctx.inputs.one('prompts').dir;
-    const [train, dev, whole] = [await readPromptRecords(promptsDir, 'train'), await readPromptRecords(promptsDir, 'dev'), await readPromptRecords(promptsDir, p.split)];
+    const [train, dev] = [await readPromptRecords(promptsDir, 'train'), await readPromptRecords(promptsDir, 'dev')];
+    const whole = p.split === 'dev' ? dev : await readPromptRecords(promptsDir, 'test');
     if (whole.length === 0) throw new Error(`${promptsDir}/${p.split}.jsonl has no prompts to evaluate`);
     // Thresholds are tuned on dev, unless dev is what is evaluated.
     const tuningSet = p.split === 'dev' ? train : dev;
-    // The sample's stream name predates the split param: test samples stay the same.
-    const test = p.limit > 0 && p.limit < whole.length ? ctx.rng.fork(`${p.split}-sample`).shuffle([...whole]).slice(0, p.limit) : whole;
+    // The sample's stream name predates the split param, so test samples stay what they were.
+    const examples = p.limit > 0 && p.limit < whole.length ? ctx.rng.fork(`${p.split}-sample`).shuffle([...whole]).slice(0, p.limit) : whole;
     const checkpoints = ctx.inputs.many('checkpoint');
     if (checkpoints.length === 0 && !p.baseline) throw new Error('eval has nothing to evaluate: no checkpoint in needs and baseline: false');
 
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
-    const references = referenceSteps(test, kg);
+    const references = referenceSteps(examples, kg);
 
-    const total = test.length * checkpoints.length;
+    const total = examples.length * checkpoints.length;
     let done = 0;
     ctx.progress.update(0, total, 'examples');
-    const metrics: EvalMetrics = { split: p.split, examples: test.length, checkpoints: {}, baseline: null, comparison: [] };
+    const metrics: EvalMetrics = { split: p.split, examples: examples.length, checkpoints: {}, baseline: null, comparison: [] };
     const predictions: Prediction[] = [];
     let engine: EngineRecord | undefined;
     for (const checkpoint of checkpoints) {
-      const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, test, tuningSet, references, (n) => {
+      const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, examples, tuningSet, references, (n) => {
         done += n;
         ctx.progress.update(done, total, 'examples');
       });
@@ -196,7 +198,7 @@ export default defineStage({
         train.map((r) => r.example),
         tuningSet.map((r) => r.example),
       );
-      const baseline = test.map((r): Prediction => {
+      const baseline = examples.map((r): Prediction => {
         const started = performance.now();
         const predicted = fitted.predict(r.example);
         const latencyMs = performance.now() - started;
@@ -217,7 +219,7 @@ export default defineStage({
     return {
       ...(engine ? { engine } : {}),
       metrics: {
-        examples: test.length,
+        examples: examples.length,
         ...Object.fromEntries(metrics.comparison.flatMap((row) => [[`${row.model}.acc4`, row.acc4], [`${row.model}.macroF1`, row.macroF1]])),
       },
     };

@@ -108,8 +108,9 @@ export function rankFacts(analysis: PairAnalysis, queryAliases: readonly string[
   const it = analysis.item.product;
   const intent = analysis.query.intent;
   const values = new Set([...Object.values(analysis.query.constraints), ...Object.values(analysis.query.negations)]);
-  const queryChain = new Set(q ? [q, ...kg.ancestors(q)] : []);
-  const ancestors = new Set([...(q ? kg.ancestors(q) : []), ...(it ? kg.ancestors(it) : [])]);
+  const queryAncestors = q ? kg.ancestors(q) : [];
+  const queryChain = new Set(q ? [q, ...queryAncestors] : []);
+  const ancestors = new Set([...queryAncestors, ...(it ? kg.ancestors(it) : [])]);
   const entities = new Set([q, it, intent, ...values, ...queryAliases, ...ancestors].filter((e) => e !== ''));
   for (const entity of entities) {
     for (const t of kg.factsAbout(entity)) {
