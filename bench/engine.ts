@@ -56,11 +56,11 @@ const batch = padBatch(randomIds(SPEC.batch, SPEC.seq).map((ids) => ({ ids, loss
 const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
 const step = () => trainStep(model, optimizer, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
 
-step(); // warm-up: wasm compilation, first allocations
+await step(); // warm-up: wasm compilation, first allocations
 const stepMs: number[] = [];
 for (let i = 0; i < SPEC.steps; i++) {
   const start = performance.now();
-  const { loss } = step();
+  const { loss } = await step();
   stepMs.push(performance.now() - start);
   console.log(`train step ${i + 1}/${SPEC.steps}: loss ${loss.toFixed(4)}, ${stepMs[i]!.toFixed(0)} ms`);
 }

@@ -131,7 +131,7 @@ export interface StepCheckpoints {
 
 /** The pipeline-level `engine:` block, passed through untouched to stages that build models. */
 export interface EngineConfig {
-  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see engineSchema. */
   data_parallel?: 'auto' | number;
   [key: string]: unknown;

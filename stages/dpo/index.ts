@@ -18,7 +18,7 @@
  *     with: { beta: 0.1, loss_type: sigmoid, learning_rate: 2.0e-4 }
  */
 import { join } from 'node:path';
-import type { Scalar, Tensor1D } from '@tensorflow/tfjs-core';
+import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import type { SftRecord } from '../cot/index.ts';
@@ -124,8 +124,8 @@ export default defineStage({
       const refChosen = batchIndices.map((i) => reference.chosen[i] as number);
       const refRejected = batchIndices.map((i) => reference.rejected[i] as number);
       const lr = engineLib.warmupCosineLr(step, { peak: p.learning_rate, warmup: p.warmup_steps, total: totalSteps, min: p.learning_rate * p.min_lr_ratio });
-      let rewards = { chosen: [] as number[], rejected: [] as number[] };
-      const result = engineLib.trainStep(
+      let kept: Tensor[] = [];
+      const result = await engineLib.trainStep(
         model,
         optimizer,
         [batch],
@@ -139,12 +139,14 @@ export default defineStage({
             tf.tensor1d(refRejected),
             { type: p.loss_type, beta: p.beta, labelSmoothing: p.label_smoothing },
           );
-          rewards = { chosen: Array.from(out.chosenRewards.dataSync()), rejected: Array.from(out.rejectedRewards.dataSync()) };
+          kept = [tf.keep(out.chosenRewards), tf.keep(out.rejectedRewards)]; // read after the step: webgpu reads are async
           // trainStep divides by the summed weight: return the batch sum, weighted by pair count.
           return { loss: tf.mul(out.loss, n) as Scalar, weight: n };
         },
         { lr, maxGradNorm: p.max_grad_norm },
       );
+      const rewards = { chosen: Array.from(await kept[0]!.data()), rejected: Array.from(await kept[1]!.data()) };
+      tf.dispose(kept);
       step++;
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
       lastRewards = {

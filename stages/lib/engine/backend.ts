@@ -2,7 +2,8 @@
  * Picks and starts the TensorFlow.js backend once per process, and supplies what tfjs-core alone
  * lacks on Node (gradients, a wasm `UnsortedSegmentSum`). See /work/shared/FACTS.md.
  *
- * Order for `auto`: tfjs-node-gpu (if it imports and a GPU is visible) > tfjs-node > wasm > cpu.
+ * Order for `auto`: webgpu on a hardware adapter > tfjs-node-gpu (if it imports and a GPU is visible)
+ * > tfjs-node > wasm > cpu. webgpu on a software adapter (Mesa) only when asked for by name.
  * The two tfjs-node packages are never dependencies of this project (their install downloads
  * libtensorflow); they are loaded with a guarded dynamic `import()` when a user installed them.
  */
@@ -12,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
+import { startWebgpu, type AdapterRecord } from './webgpu.ts';
 
 export type BackendName = EngineConfig['backend'];
 
@@ -61,17 +63,21 @@ export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRe
 
 async function start(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
   await registerGradients();
-  const backend = await selectBackend(config.backend, log);
+  const adapter: { record?: AdapterRecord } = {};
+  const backend = await selectBackend(config.backend, log, adapter);
   const record: EngineRecord = {
     backend,
     tfjs: tf.version_core,
     requested: config.backend,
+    ...adapter.record,
   };
   if (backend === 'wasm') {
     record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
     record.threads = String(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'));
   }
-  log?.info(`engine: tfjs ${record.tfjs} on ${backend}${config.backend === 'auto' ? ' (auto)' : ''}`);
+  const on = adapter.record ? ` (${adapter.record.adapter}, ${adapter.record.vendor}, via ${adapter.record.route})` : '';
+  log?.info(`engine: tfjs ${record.tfjs} on ${backend}${on}${config.backend === 'auto' ? ' (auto)' : ''}`);
+  if (adapter.record?.software === 'true') log?.warn(`engine: webgpu runs on a software renderer (${adapter.record.adapter}): correct but slower than wasm`);
   return record;
 }
 
@@ -104,8 +110,14 @@ async function registerGradients(): Promise<void> {
  * Starts one backend (not idempotent: `initEngine` is the entry point). Exported so the failure
  * messages can be tested without disturbing the process's engine.
  */
-export async function selectBackend(requested: BackendName, log?: Logger): Promise<string> {
+export async function selectBackend(requested: BackendName, log?: Logger, adapter: { record?: AdapterRecord } = {}): Promise<string> {
+  const webgpu = (requireHardware: boolean) => async () => {
+    adapter.record = await startWebgpu(requireHardware);
+    return 'webgpu';
+  };
   switch (requested) {
+    case 'webgpu':
+      return webgpu(false)();
     case 'tensorflow-gpu':
       return startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true);
     case 'tensorflow':
@@ -116,6 +128,7 @@ export async function selectBackend(requested: BackendName, log?: Logger): Promi
       return startCpu();
     case 'auto': {
       for (const attempt of [
+        webgpu(true),
         () => startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true),
         () => startNode('@tensorflow/tfjs-node', 'tensorflow', false),
         startWasm,

@@ -29,7 +29,7 @@ export interface AccumulatedGradients {
   weight: number;
 }
 
-export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss): AccumulatedGradients {
+export async function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss): Promise<AccumulatedGradients> {
   const names = [...model.params.keys()];
   const variables = names.map((n) => model.params.get(n) as tf.Variable);
   let sums: tf.Tensor[] | undefined;
@@ -42,7 +42,8 @@ export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], 
       batchWeight = out.weight;
       return out.loss;
     }, variables);
-    lossSum += value.dataSync()[0] as number;
+    // An async read: the webgpu backend has no synchronous one.
+    lossSum += (await value.data())[0] as number;
     value.dispose();
     weight += batchWeight;
     const current = variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
@@ -79,9 +80,9 @@ export interface StepResult {
  * One optimizer update from `microBatches` (accumulated, clipped, AdamW). Allocates no tensors
  * that outlive it.
  */
-export function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): StepResult {
-  const { grads, loss } = accumulateGradients(model, microBatches, lossOf);
-  const { grads: clipped, norm } = clipByGlobalNorm(grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
+export async function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): Promise<StepResult> {
+  const { grads, loss } = await accumulateGradients(model, microBatches, lossOf);
+  const { grads: clipped, norm } = await clipByGlobalNorm(grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
   optimizer.apply(clipped, options.lr);
   tf.dispose([...grads.values(), ...clipped.values()]);
   return { loss, gradNorm: norm, lr: options.lr };
