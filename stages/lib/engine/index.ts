@@ -32,3 +32,16 @@ export {
 } from './train.ts';
 export { initModel, modelSourceSchema, type ModelSource, type ModelSourceContext } from './init.ts';
 export { resolveRanks, startDataParallel, type DataParallelTrainer } from './data-parallel.ts';
+export {
+  addLora,
+  loadAdapter,
+  saveAdapter,
+  trainableParams,
+  memoryPerParameter,
+  describeMemory,
+  loraOptionsSchema,
+  peftName,
+  LORA_TARGETS,
+  type LoraOptions,
+  type MemoryPerParameter,
+} from './lora.ts';
