@@ -39,6 +39,8 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
   /** zod schema of `with:`; every key has `.default(...)` (unless required) and `.describe(...)`. */
   params: Schema;
   produces: ArtifactKind;
+  /** The kind for these params when it depends on them (exec's `produces`); `produces` otherwise. */
+  producesFor?(params: z.output<Schema>): ArtifactKind;
   resources: ResourceClass;
   /**
    * Files outside the store that this stage reads given its params (dataset files, reward modules,

@@ -23,6 +23,7 @@ import { z } from 'zod';
 import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { buildPairs } from './pairs.ts';
+import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 
 const params = z.strictObject({
   beta: z.number().positive().default(0.1).describe('DPO temperature β: how far the policy may move from the reference'),
@@ -41,6 +42,10 @@ const params = z.strictObject({
   eval_prompts: z.number().int().min(0).default(32).describe('Dev prompts decoded greedily before and after training, for accuracy (0 = none)'),
   max_completion_length: z.number().int().positive().default(160).describe('Generation budget of the accuracy probe'),
   checkpoint_every: z.number().int().positive().default(20).describe('Save a step checkpoint every N steps'),
+  lora: loraOptionsSchema
+    .nullable()
+    .default(null)
+    .describe('Train LoRA adapters on the input checkpoint instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
 });
 
 export default defineStage({
@@ -59,7 +64,7 @@ export default defineStage({
     const { readJsonl } = await import('../lib/relevance/jsonl.ts');
     const { greedyAccuracy, probeSample, readPromptRecords } = await import('../lib/scoring.ts');
     const { readSampledPrompts } = await import('../sample/index.ts');
-    const { finishTraining, resumeTraining, saveStepCheckpoint } = await import('../lib/training.ts');
+    const { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } = await import('../lib/training.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
@@ -107,7 +112,8 @@ export default defineStage({
       ctx.progress.update(Math.min(i + p.batch_size, fitting.length), fitting.length, 'reference pairs');
     }
 
-    const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+    // The reference log-probs above came from the model before adapters (B = 0 adds nothing anyway).
+    const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, p.lora), engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
     const stepsPerEpoch = Math.ceil(fitting.length / p.batch_size);
     const totalSteps = p.max_steps > 0 ? p.max_steps : Math.max(1, Math.round(stepsPerEpoch * p.epochs));
     let step = await resumeTraining(ctx, model, optimizer);

@@ -12,7 +12,7 @@ import { groupAdvantages, informativeGroups, mean, std, stepwiseAdvantages } fro
 import { grpoLoss } from '../lib/rl/losses.ts';
 import { loadRewards, rewardMean, scoreBatch, type RewardInput, type ScoredBatch } from '../lib/rewards.ts';
 import { greedyAccuracy, judgeCompletion, probeSample, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
-import { finishTraining, resumeTraining, saveStepCheckpoint } from '../lib/training.ts';
+import { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } from '../lib/training.ts';
 import type { GrpoParams } from './index.ts';
 import { tokenStepIndices } from './token-steps.ts';
 
@@ -73,9 +73,11 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const before = await probe();
   ctx.log.info(`dev probe before: ${JSON.stringify(before)}`);
 
-  // The reference is the input checkpoint, loaded a second time only when the KL term is on.
-  const reference = p.beta > 0 ? engineLib.loadModel(ctx.inputs.one('checkpoint').dir) : undefined;
-  const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+  const trainable = await trainableModel(ctx, model, p.lora);
+  // The reference is the input checkpoint, needed only when the KL term is on: with LoRA the frozen
+  // base under the adapters, else the checkpoint loaded a second time.
+  const reference = p.beta > 0 ? (p.lora ? engineLib.withoutAdapters(model) : engineLib.loadModel(ctx.inputs.one('checkpoint').dir)) : undefined;
+  const optimizer = new engineLib.AdamW(trainable, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
   let step = await resumeTraining(ctx, model, optimizer);
 
   const stepsPerEpoch = Math.floor(train.length / p.prompts_per_step);
@@ -138,7 +140,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   }
 
   const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);
-  if (reference) engineLib.disposeModel(reference);
+  if (reference) (p.lora ? engineLib.releaseFrozenWeights(reference) : engineLib.disposeModel(reference));
   const third = Math.max(1, Math.floor(rewardCurve.length / 3));
   return {
     engine,

@@ -242,4 +242,48 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(whole.metrics.baseline_dev_acc4).toBeGreaterThanOrEqual(0);
     expect(whole.metrics.dev_format_valid).toBeGreaterThanOrEqual(0);
   }, 300_000);
+
+  it('LoRA sft on the sft checkpoint resumes to the same adapters and writes them in PEFT format beside merged weights', async () => {
+    const init = newest('sft').dir;
+    const inputs = [{ stage: 'cot', kind: 'sft-set' as const, dir: newest('cot').dir }];
+    const params = {
+      init,
+      drop_system_prompt: true,
+      lora: { r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj', 'down_proj'] },
+      max_steps: 4,
+      batch_size: 4,
+      lr: 0.02,
+      checkpoint_every: 1,
+      eval_every: 0,
+      eval_generate: 0,
+    };
+    const run = async (workDir: string, stopAfter?: number) => {
+      const ctx = testContext(sftStage, { params, inputs, configDir: dir, seed: 3 });
+      const controller = new AbortController();
+      Object.assign(ctx, {
+        engine: { backend: 'wasm', data_parallel: 2 },
+        workDir,
+        checkpoints: stepCheckpoints(workDir),
+        signal: controller.signal,
+        metrics: { log: (step: number) => step === stopAfter && controller.abort() },
+      });
+      const result = await sftStage.run(ctx as never);
+      const read = (file: string) => readFileSync(path.join(ctx.outDir, file));
+      return { adapter: read('adapter/adapter_model.safetensors'), merged: read('model.safetensors'), config: JSON.parse(read('adapter/adapter_config.json').toString()), metrics: (result as { metrics: Record<string, number> }).metrics, logs: ctx.logs };
+    };
+    const whole = await run(path.join(dir, 'lora-whole'));
+    const resumedWork = path.join(dir, 'lora-resumed');
+    await expect(run(resumedWork, 2)).rejects.toThrow();
+    const resumed = await run(resumedWork);
+    expect(resumed.logs).toContain('info: resumed from step 2');
+    expect(resumed.adapter.equals(whole.adapter)).toBe(true);
+    expect(resumed.merged.equals(whole.merged)).toBe(true);
+    // The adapters trained (the merged weights moved off the base) and only they did.
+    expect(whole.merged.equals(readFileSync(path.join(init, 'model.safetensors')))).toBe(false);
+    // 1 layer, d 32, 2 heads of 16, 1 kv head, SwiGLU 64; r 2: q (2*32 + 32*2) + v (2*32 + 16*2) + down (2*64 + 32*2) = 416.
+    expect(whole.metrics.trainable_parameters).toBe(416);
+    expect(whole.metrics.data_parallel_ranks).toBe(1);
+    expect(whole.config).toMatchObject({ peft_type: 'LORA', r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: ['down_proj', 'q_proj', 'v_proj'], base_model_name_or_path: init });
+    expect(whole.logs.some((l) => /LoRA r 2 on q_proj, v_proj, down_proj; memory: \d+ frozen x 4 B .* 416 trainable x 16 B/.test(l))).toBe(true);
+  }, 300_000);
 });

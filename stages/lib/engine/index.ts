@@ -37,6 +37,7 @@ export {
   loadAdapter,
   saveAdapter,
   trainableParams,
+  withoutAdapters,
   memoryPerParameter,
   describeMemory,
   loraOptionsSchema,

@@ -12,23 +12,14 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { z } from 'zod';
 import { Rng } from '../../../pipeline/rng.ts';
 import { linear, type Projection } from './layers.ts';
+import { loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 import type { DerivedWeights, Model } from './model.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
 
-export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-type Target = (typeof LORA_TARGETS)[number];
-
-/** Stage schemas embed this as `lora:`; field names and defaults are PEFT's LoraConfig ones. */
-export const loraOptionsSchema = z.strictObject({
-  r: z.number().int().positive().default(8).describe('Rank of the update B A.'),
-  lora_alpha: z.number().positive().default(8).describe('Scale numerator: the update is multiplied by lora_alpha / r.'),
-  lora_dropout: z.number().min(0).lt(1).default(0).describe('Dropout on the adapter input while training (PEFT draws one mask per module; here q|k|v and gate|up, which read the same input, share one).'),
-  target_modules: z.array(z.enum(LORA_TARGETS)).min(1).default(['q_proj', 'v_proj']).describe('Linear layers that get adapters, by their HF module names.'),
-});
-export type LoraOptions = z.output<typeof loraOptionsSchema>;
+export { LORA_TARGETS, loraOptionsSchema, type LoraOptions } from './lora-options.ts';
+type Target = LoraOptions['target_modules'][number];
 
 export interface Adapter {
   a: tf.Variable<tf.Rank.R2>; // (r, in)
@@ -87,6 +78,14 @@ export function addLora(model: Model, options: LoraOptions, rng: Rng): void {
     }
   }
   model.lora = { options, scaling: options.lora_alpha / options.r, adapters, dropoutSeed: Math.floor(rng.next() * 2 ** 31) };
+}
+
+/**
+ * The base model under adapters, sharing its weights (no second copy): a reference model for KL
+ * terms. Free it with releaseFrozenWeights, never disposeModel (the weights are the policy's).
+ */
+export function withoutAdapters(model: Model): Model {
+  return { ...model, lora: undefined, frozen: undefined };
 }
 
 /** What training updates: the adapters (PEFT names) when the model has them, else every parameter. */
