@@ -40,7 +40,7 @@ function artifactOf(stage: string): { dir: string; manifest: Manifest } {
 describe.skipIf(torchMissing !== undefined)(`bring your own trainer${torchMissing ? ` (skipped: ${torchMissing})` : ''}`, () => {
   it('PyTorch trains the tfjs checkpoint, and tfjs sample, dpo and eval read the PyTorch one', async () => {
     const run = await cli(dir, ['run', config, '--store', path.join(dir, 'store')]);
-    expect(run.stderr + run.stdout).toMatch(/succeeded: 8 built, 0 cached/);
+    expect(run.stderr + run.stdout).toMatch(/succeeded: 9 built, 0 cached/);
     const torch = artifactOf('torch-sft');
     expect(torch.manifest.kind).toBe('checkpoint');
     for (const file of ['config.json', 'model.safetensors', 'tokenizer.json', 'completion_format.json']) expect(readdirSync(torch.dir)).toContain(file);
