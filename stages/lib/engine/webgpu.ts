@@ -88,10 +88,40 @@ async function registerWebgpuBackend(gpu: GPU, adapter: GPUAdapter): Promise<voi
       maxBufferSize: limits.maxBufferSize,
       maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+      // Dawn's default is 8; AddN binds one buffer per input.
+      maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
     },
   });
   // The package registered its own factory on import (navigator.gpu was set): ours uses this device.
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
   tf.registerBackend('webgpu', () => new WebGPUBackend(device, adapter.info), 3);
   if (!(await tf.setBackend('webgpu'))) throw new Error("engine.backend webgpu: backend 'webgpu' failed to start");
+  registerChunkedAddN(device.limits.maxStorageBuffersPerShaderStage - 1);
+}
+
+/**
+ * tfjs-backend-webgpu's AddN binds every input as a storage buffer in one shader, so summing more
+ * tensors than the device's per-stage limit (8 by default, 16 on llvmpipe) fails validation; a
+ * global gradient norm over a model's parameters does that. This AddN sums `perPass` inputs per
+ * pass with the package's own kernel, then sums the partial sums the same way.
+ */
+function registerChunkedAddN(perPass: number): void {
+  const original = tf.getKernel('AddN', 'webgpu');
+  if (!original || (original as { chunked?: boolean }).chunked) return;
+  const sum = (inputs: tf.TensorInfo[], backend: tf.KernelBackend, attrs: tf.NamedAttrMap): tf.TensorInfo => {
+    // AddN's inputs are an array (tfjs-core passes the tensor list as is), typed as a map.
+    if (inputs.length <= perPass) return original.kernelFunc({ inputs: inputs as unknown as tf.NamedTensorInfoMap, backend, attrs }) as tf.TensorInfo;
+    const partials: tf.TensorInfo[] = [];
+    for (let i = 0; i < inputs.length; i += perPass) partials.push(sum(inputs.slice(i, i + perPass), backend, attrs));
+    const total = sum(partials, backend, attrs);
+    for (const p of partials) backend.disposeData(p.dataId);
+    return total;
+  };
+  tf.unregisterKernel('AddN', 'webgpu');
+  tf.registerKernel({
+    kernelName: 'AddN',
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) => sum(Object.values(inputs) as tf.TensorInfo[], backend as tf.KernelBackend, attrs ?? {}),
+  });
+  Object.assign(tf.getKernel('AddN', 'webgpu') as object, { chunked: true });
 }
