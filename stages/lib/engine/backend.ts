@@ -112,6 +112,9 @@ async function registerGradients(): Promise<void> {
  */
 export async function selectBackend(requested: BackendName, log?: Logger, adapter: { record?: AdapterRecord } = {}): Promise<string> {
   const webgpu = (requireHardware: boolean) => async () => {
+    // auto looks for a GPU only where the kernel shows one: Dawn's probe costs a second and prints
+    // driver warnings on machines that have none.
+    if (requireHardware && !gpuDeviceVisible()) throw new Error('engine.backend webgpu: no GPU device (/proc/driver/nvidia/gpus and /dev/dri are absent or empty)');
     adapter.record = await startWebgpu(requireHardware);
     return 'webgpu';
   };
@@ -144,10 +147,16 @@ export async function selectBackend(requested: BackendName, log?: Logger, adapte
   }
 }
 
+const listed = (dir: string) => existsSync(dir) && readdirSync(dir).length > 0;
+
 /** True when the NVIDIA driver lists at least one GPU (Linux); tfjs-node-gpu silently runs on CPU otherwise. */
 function gpuVisible(): boolean {
-  const dir = '/proc/driver/nvidia/gpus';
-  return existsSync(dir) && readdirSync(dir).length > 0;
+  return listed('/proc/driver/nvidia/gpus');
+}
+
+/** An NVIDIA GPU or any DRM device (AMD, Intel, or NVIDIA's render node) that Vulkan could drive. */
+function gpuDeviceVisible(): boolean {
+  return gpuVisible() || listed('/dev/dri');
 }
 
 async function startNode(pkg: string, name: 'tensorflow-gpu' | 'tensorflow', needsGpu: boolean): Promise<string> {
