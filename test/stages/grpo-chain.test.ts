@@ -8,6 +8,7 @@ import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
+import dpoStage from '../../stages/dpo/index.ts';
 import grpoStage from '../../stages/grpo/index.ts';
 import sftStage from '../../stages/sft/index.ts';
 import { testContext } from '../data/context.ts';
@@ -285,5 +286,32 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(whole.metrics.data_parallel_ranks).toBe(1);
     expect(whole.config).toMatchObject({ peft_type: 'LORA', r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: ['down_proj', 'q_proj', 'v_proj'], base_model_name_or_path: init });
     expect(whole.logs.some((l) => /LoRA r 2 on q_proj, v_proj, down_proj; memory: \d+ frozen x 4 B .* 416 trainable x 16 B/.test(l))).toBe(true);
+  }, 300_000);
+
+  it('dpo and grpo (KL to the base under the adapters) train LoRA adapters and save them in PEFT format', async () => {
+    const lora = { r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] };
+    const runStage = async (stage: typeof dpoStage, params: Record<string, unknown>, inputs: { stage: string; kind: 'checkpoint' | 'samples' | 'sft-set' | 'prompts' | 'kg'; dir: string }[]) => {
+      const ctx = testContext(stage, { params: { ...params, lora }, inputs, configDir: dir, seed: 3 });
+      Object.assign(ctx, { engine: { backend: 'wasm' } });
+      await stage.run(ctx as never);
+      return { out: ctx.outDir, logs: ctx.logs };
+    };
+    const sft = newest('sft').dir;
+    const dpo = await runStage(dpoStage, { max_steps: 2, batch_size: 2, eval_prompts: 0 }, [
+      { stage: 'sample', kind: 'samples', dir: newest('sample').dir },
+      { stage: 'sft', kind: 'checkpoint', dir: sft },
+      { stage: 'cot', kind: 'sft-set', dir: newest('cot').dir },
+    ]);
+    const grpo = await runStage(grpoStage as unknown as typeof dpoStage, { rewards: [{ use: 'format' }], beta: 0.04, num_generations: 2, prompts_per_step: 2, max_steps: 2, learning_rate: 0.03, max_completion_length: 8, dynamic_sampling: false, replay_threshold: 0, eval_prompts: 0 }, [
+      { stage: 'dpo', kind: 'checkpoint', dir: dpo.out },
+      { stage: 'icl', kind: 'prompts', dir: newest('icl').dir },
+      { stage: 'kg', kind: 'kg', dir: newest('kg').dir },
+    ]);
+    for (const [run, base] of [[dpo, sft], [grpo, dpo.out]] as const) {
+      expect(readdirSync(path.join(run.out, 'adapter')).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+      expect(JSON.parse(readFileSync(path.join(run.out, 'adapter', 'adapter_config.json'), 'utf8')).base_model_name_or_path).toBe(base);
+      // 1 layer, d 32, 2 heads of 16, 1 kv head; r 2: q (2*32 + 32*2) + v (2*32 + 16*2) = 224 trainable.
+      expect(run.logs.some((l) => /LoRA r 2 on q_proj, v_proj; memory: \d+ frozen x 4 B .* 224 trainable x 16 B/.test(l))).toBe(true);
+    }
   }, 300_000);
 });
