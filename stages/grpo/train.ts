@@ -212,6 +212,8 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       return values;
     };
     const referenceLogprobs = reference ? await Promise.all(micro.map((b) => frozenLogprobs(reference, b))) : undefined;
+    // Kept, the base's derived (transposed) weights would be the second copy LoRA avoids.
+    if (reference && p.lora) engineLib.releaseFrozenWeights(reference);
     // TRL: with num_iterations 1 the old policy is the current one, detached; else one pass before the updates.
     const oldLogprobs = p.num_iterations > 1 ? await Promise.all(micro.map((b) => frozenLogprobs(model, b))) : undefined;
     const pad = (values: number[], width: number) => [...values, ...new Array<number>(width - values.length).fill(0)];
