@@ -84,7 +84,8 @@ for (let run = 0; run < SPEC.gen_runs; run++) {
 const genTokS = generatedTokens / (Math.min(...genMs) / 1000);
 console.log(`tfjs-${record.backend} (best of each): train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
 
-const dp = await benchDataParallel();
+// Data parallel is for the single-threaded backends (wasm, cpu) only.
+const dp = record.backend === 'wasm' || record.backend === 'cpu' ? await benchDataParallel() : null;
 
 const torch = runTorch();
 const ratio = (a: number, b: number | null) => (b ? Number((a / b).toFixed(3)) : null);
@@ -97,9 +98,9 @@ const summary = {
   torch_gen_tok_s: torch ? Math.round(torch.gen_tok_s) : null,
   gen_ratio: ratio(genTokS, torch?.gen_tok_s ?? null),
   dp_ranks: DP_SPEC.ranks,
-  dp1_tok_s: Math.round(dp.single),
-  dp_tok_s: Math.round(dp.parallel),
-  dp_ratio: ratio(dp.parallel, dp.single),
+  dp1_tok_s: dp ? Math.round(dp.single) : null,
+  dp_tok_s: dp ? Math.round(dp.parallel) : null,
+  dp_ratio: dp ? ratio(dp.parallel, dp.single) : null,
   loadavg_1m: Number(loadavg()[0]!.toFixed(2)),
 };
 if (summary.train_ratio !== null && summary.train_ratio < 0.5) await printProfile('train step (target train_ratio >= 0.5 missed)', async () => void (await step()));
