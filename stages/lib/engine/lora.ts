@@ -41,6 +41,8 @@ export interface LoraState {
 /** `base_model.model.<module>.lora_A.weight`: PEFT's saved name (the adapter name `default` left out). */
 export const peftName = (module: string, matrix: 'A' | 'B') => `base_model.model.${module}.lora_${matrix}.weight`;
 
+const modulePath = (layer: number, target: Target) => `model.layers.${layer}.${MODULE_GROUP[target]}.${target}`;
+
 const MODULE_GROUP: Record<Target, string> = {
   q_proj: 'self_attn',
   k_proj: 'self_attn',
@@ -51,12 +53,12 @@ const MODULE_GROUP: Record<Target, string> = {
   down_proj: 'mlp',
 };
 
+let adapterSets = 0;
+
 /**
  * Freezes the model's weights and adds adapters on `target_modules` of every layer. A is drawn in
  * JS from `rng` (the same on every backend), B is zero.
  */
-let adapterSets = 0;
-
 export function addLora(model: Model, options: LoraOptions, rng: Rng): void {
   if (model.lora) throw new Error('addLora: the model already has adapters');
   // tfjs variable names are global: each adapter set gets its own prefix.
@@ -64,7 +66,7 @@ export function addLora(model: Model, options: LoraOptions, rng: Rng): void {
   const adapters = new Map<string, Adapter>();
   for (let i = 0; i < model.config.num_hidden_layers; i++) {
     for (const target of options.target_modules) {
-      const module = `model.layers.${i}.${MODULE_GROUP[target]}.${target}`;
+      const module = modulePath(i, target);
       const weight = model.params.get(`${module}.weight`);
       if (!weight) throw new Error(`Internal error: model has no ${module}.weight`);
       const [out, inputs] = weight.shape as [number, number];
@@ -143,15 +145,15 @@ export function withAdapters(model: Model, weights: DerivedWeights): DerivedWeig
   if (!lora) return weights;
   const deltas = new Map<tf.Tensor, Array<{ out: number; adapter?: Adapter }>>();
   weights.layers.forEach((layer, i) => {
-    const parts = (fused: tf.Tensor2D, group: string, names: Target[]) => {
-      const modules = names.map((n) => `model.layers.${i}.${group}.${n}`);
+    const parts = (fused: tf.Tensor2D, names: Target[]) => {
+      const modules = names.map((n) => modulePath(i, n));
       if (!modules.some((m) => lora.adapters.has(m))) return;
       deltas.set(fused, modules.map((m) => ({ out: model.params.get(`${m}.weight`)!.shape[0], adapter: lora.adapters.get(m) })));
     };
-    parts(layer.qkv, 'self_attn', ['q_proj', 'k_proj', 'v_proj']);
-    parts(layer.o, 'self_attn', ['o_proj']);
-    parts(layer.gateUp, 'mlp', ['gate_proj', 'up_proj']);
-    parts(layer.down, 'mlp', ['down_proj']);
+    parts(layer.qkv, ['q_proj', 'k_proj', 'v_proj']);
+    parts(layer.o, ['o_proj']);
+    parts(layer.gateUp, ['gate_proj', 'up_proj']);
+    parts(layer.down, ['down_proj']);
   });
   const project: Projection = (x, weight) => {
     const base = frozenLinear(x, weight);
