@@ -1,6 +1,6 @@
 /**
- * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the run was stopped,
- * or the store was busy with --no-wait), 2 bad usage or config.
+ * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the store was busy with
+ * --no-wait), 2 bad usage or config, 130 the run was stopped (SIGINT/SIGTERM).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DiagnosticsError } from './diagnostics.ts';

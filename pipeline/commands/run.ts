@@ -87,7 +87,7 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
     const stop = (signal: NodeJS.Signals) => {
       if (controller.signal.aborted) {
         io.err(`${signal} again: exiting now; the next run resumes from the last step checkpoints`);
-        process.exit(130);
+        process.exit(EXIT.cancelled);
       }
       display.message(`${signal}: stopping; nothing unfinished is published (${signal} again to exit at once)`);
       controller.abort();
@@ -143,6 +143,6 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
   const built = results.filter((r) => r.state === 'succeeded').length;
   const cached = plan.stages.filter((s) => s.decision.action === 'cached').length;
   io.out(`${status}: ${built} built, ${cached} cached, ${failed.length} failed, ${skipped.length} not run`);
-  return status === 'succeeded' ? EXIT.ok : EXIT.failed;
+  return status === 'succeeded' ? EXIT.ok : status === 'cancelled' ? EXIT.cancelled : EXIT.failed;
 }
 

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Manifest } from '../stage-api.ts';
-import { exists, readJson, writeFileAtomic } from './fs-util.ts';
+import { exists, readJson, readText, writeFileAtomic } from './fs-util.ts';
 
 export const MANIFEST = 'manifest.json';
 
@@ -44,12 +44,7 @@ export class ArtifactStore {
   }
 
   async readRef(pipeline: string, stage: string): Promise<string | undefined> {
-    try {
-      return (await fs.readFile(path.join(this.root, 'refs', pipeline, stage), 'utf8')).trim();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
-    }
+    return (await readText(path.join(this.root, 'refs', pipeline, stage)))?.trim();
   }
 
   writeRef(pipeline: string, stage: string, fingerprint: string): Promise<void> {
