@@ -9,12 +9,17 @@
 import * as fs from 'node:fs/promises';
 import { shortFingerprint } from '../fingerprint.ts';
 import { acquireStoreLock, describeHolder } from '../store/lock.ts';
-import { dirBytes } from '../store/fs-util.ts';
+import { dirBytes, exists } from '../store/fs-util.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
 export async function gcCommand(configPath: string, options: ConfigOptions & { dryRun?: boolean; resumable?: boolean }, io: Io): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
+  // Taking the lock would create the store: a store that is not there has nothing to collect.
+  if (!(await exists(store.root))) {
+    io.out(`no store at ${store.root}: nothing to collect`);
+    return EXIT.ok;
+  }
   // The fingerprints this config would build now: a work folder of one of them is what the next run
   // resumes. With --resumable nothing is kept, so there is nothing to plan.
   const unbuilt = options.resumable ? [] : (await planOrThrow(loaded, store, {})).stages.filter((stage) => stage.decision.action !== 'cached');

@@ -100,7 +100,8 @@ async function removeStale(file: string, stale: LockInfo, me: LockInfo): Promise
   }
 }
 
-function isStale(holder: LockInfo): boolean {
+/** The holder's process is gone (known only for holders on this host). */
+export function isStale(holder: LockInfo): boolean {
   if (holder.host !== os.hostname()) return false;
   try {
     process.kill(holder.pid, 0);
