@@ -6,7 +6,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { DiagnosticsError } from './diagnostics.ts';
 import { describeDecision } from './plan.ts';
 import { runStageInProcess } from './executor/run-stage.ts';
-import { acquireStoreLock, describeHolder } from './store/lock.ts';
+import { acquireStoreLock, describeHolder, LockBusyError } from './store/lock.ts';
+import { StoreError } from './store/store.ts';
 import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, processIo, splitList, storeFor, type Io } from './commands/common.ts';
 import { gcCommand } from './commands/gc.ts';
 import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
@@ -161,6 +162,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     return exit;
   } catch (error) {
     if (error instanceof DiagnosticsError) return printDiagnostics(error.diagnostics, io);
+    if (error instanceof StoreError || error instanceof LockBusyError) {
+      io.err(`error: ${error.message}`);
+      return EXIT.failed;
+    }
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     io.err(`Internal error: ${(error as Error).stack ?? String(error)}`);
     return EXIT.failed;

@@ -15,6 +15,10 @@ import type { Manifest } from '../stage-api.ts';
 import { exists, readJson, readText, writeFileAtomic } from './fs-util.ts';
 
 export const MANIFEST = 'manifest.json';
+const FINGERPRINT = /^[0-9a-f]{64}$/;
+
+/** The store holds something it never writes (a hand-edited ref): an expected failure, shown without a stack. */
+export class StoreError extends Error {}
 
 export class ArtifactStore {
   constructor(readonly root: string) {}
@@ -43,8 +47,14 @@ export class ArtifactStore {
     return readJson<Manifest>(path.join(this.objectDir(fingerprint), MANIFEST));
   }
 
+  /** The fingerprint a ref names; a ref that holds anything else is refused, since it becomes a path. */
   async readRef(pipeline: string, stage: string): Promise<string | undefined> {
-    return (await readText(path.join(this.root, 'refs', pipeline, stage)))?.trim();
+    const file = path.join(this.root, 'refs', pipeline, stage);
+    const text = (await readText(file))?.trim();
+    if (text !== undefined && !FINGERPRINT.test(text)) {
+      throw new StoreError(`${file}: expected a fingerprint (64 hex digits), found ${JSON.stringify(text.slice(0, 80))}`);
+    }
+    return text;
   }
 
   writeRef(pipeline: string, stage: string, fingerprint: string): Promise<void> {
