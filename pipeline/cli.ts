@@ -94,9 +94,10 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(async (config: string, what: string, flags) => setExit(await showCommand(config, what, flags, io)));
 
   withConfigOptions(program.command('gc').argument('<config>', 'pipeline YAML (names the store)'))
-    .description('delete artifacts no ref points at, and work folders the config would not resume from')
+    .description('delete artifacts no ref points at and the config does not plan, and work folders no run would resume from')
     .option('--dry-run', 'list what would be deleted')
-    .option('--resumable', "also delete the work folders of the config's unbuilt stages (their step checkpoints)")
+    .option('--resumable', 'also delete work folders a run would resume from (step checkpoints, of any pipeline)')
+    .option('--clear-cache <name>', "also delete this named cache under the store's work/ (e.g. teacher-cache: paid-for teacher answers; repeatable)", collect)
     .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
 
   withConfigOptions(program.command('report').argument('<config>', 'pipeline YAML'))
