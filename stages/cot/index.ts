@@ -210,6 +210,7 @@ export default defineStage({
   params,
   produces: 'sft-set',
   resources: 'light',
+  requires: (p) => ['prompts', 'kg', ...(p.teacher.type === 'checkpoint' ? (['checkpoint'] as const) : [])],
   async run(ctx) {
     const { params: p } = ctx;
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
