@@ -44,6 +44,15 @@ interface ProcessGroup {
 }
 
 /**
+ * The groups of the commands running now. The runner may exit at once (a second Ctrl-C) without
+ * waiting for its stages: one exit hook then takes every group along.
+ */
+const liveGroups = new Set<ProcessGroup>();
+process.on('exit', () => {
+  for (const group of liveGroups) group.kill('SIGKILL');
+});
+
+/**
  * The process group led by `child` (spawned with `detached: true`). A stop sends SIGTERM to the
  * whole group, and SIGKILL to whatever of it is left when the grace period is over: a background
  * grandchild must not outlive a cancelled stage and write into a folder a later attempt publishes.
@@ -133,9 +142,7 @@ export const execStage = defineStage({
     const stop = () => group.stop(ctx.log);
     ctx.signal.addEventListener('abort', stop, { once: true });
     if (ctx.signal.aborted) stop();
-    // The runner may exit at once (a second Ctrl-C) without waiting for us: take the group along.
-    const killOnExit = () => group.kill('SIGKILL');
-    process.once('exit', killOnExit);
+    liveGroups.add(group);
     try {
       const exit = await group.exited;
       if (ctx.signal.aborted) {
@@ -150,7 +157,7 @@ export const execStage = defineStage({
       }
     } finally {
       ctx.signal.removeEventListener('abort', stop);
-      process.off('exit', killOnExit);
+      liveGroups.delete(group);
     }
   },
 });
