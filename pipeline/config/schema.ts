@@ -68,7 +68,8 @@ export const stageConfigSchema = z.strictObject({
 export const pipelineConfigSchema = z.strictObject({
   name: z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"')
+    // Not "." or "..": the name is a folder under refs/, logs/ and runs/ of the store.
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, 'a letter, digit or "_", then letters, digits, "_", "." or "-"')
     .describe('Pipeline name; refs and run records are kept per name, so two configs may share a store.'),
   seed: z.int().min(0).default(0).describe('Seed of every stage RNG; part of every fingerprint.'),
   store: z

@@ -162,6 +162,7 @@ export default defineStage({
   params,
   produces: 'eval',
   resources: 'train',
+  requires: (p) => ['prompts', 'kg', ...(p.baseline ? [] : (['checkpoint'] as const))],
   async run(ctx) {
     const p = ctx.params;
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');

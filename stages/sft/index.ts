@@ -71,6 +71,7 @@ export default defineStage({
   params,
   produces: 'checkpoint',
   resources: 'train',
+  requires: () => ['sft-set'],
   userFiles: (p: Params) => (p.init ? [join(p.init, 'config.json'), join(p.init, 'model.safetensors')] : []),
   async run(ctx) {
     const p = ctx.params;
