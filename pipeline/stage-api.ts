@@ -39,6 +39,8 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
   /** zod schema of `with:`; every key has `.default(...)` (unless required) and `.describe(...)`. */
   params: Schema;
   produces: ArtifactKind;
+  /** The kind for these params when it depends on them (exec's `produces`); `produces` otherwise. */
+  producesFor?(params: z.output<Schema>): ArtifactKind;
   resources: ResourceClass;
   /**
    * Files outside the store that this stage reads given its params (dataset files, reward modules,
@@ -147,7 +149,7 @@ export interface StepCheckpoints {
 
 /** The pipeline-level `engine:` block, passed through untouched to stages that build models. */
 export interface EngineConfig {
-  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see engineSchema. */
   data_parallel?: 'auto' | number;
   [key: string]: unknown;
