@@ -2,6 +2,7 @@
  * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the run was stopped,
  * or the store was busy with --no-wait), 2 bad usage or config.
  */
+import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DiagnosticsError } from './diagnostics.ts';
 import { describeDecision } from './plan.ts';
@@ -102,6 +103,20 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description('write one self-contained HTML report: the DAG, curves, metrics and stage report fragments')
     .option('--out <file>', 'where to write it (default: <store>/reports/<pipeline>.html)')
     .action(async (config: string, flags) => setExit(await reportCommand(config, flags, io)));
+
+  withConfigOptions(program.command('score').argument('<config>', 'pipeline YAML (its built judge, knowledge graph and prompts)'))
+    .description('label query–item pairs with the trained judge: grade, per-grade probabilities, reasoning (resumable)')
+    .requiredOption('--input <file>', 'JSONL of {id?, query, item: {title, category?, attributes?, ...}}')
+    .requiredOption('--output <file>', 'JSONL written when every pair is scored (<output>.partial until then)')
+    .option('--model <stage>', 'the checkpoint stage to judge with (default: the last one built)')
+    .option('--batch-size <n>', 'pairs decoded at once', positiveInt, 8)
+    .option('--max-new-tokens <n>', 'generation budget per pair', positiveInt, 160)
+    .action(async (config: string, flags) => {
+      const { builtArtifacts } = await import('./commands/artifacts.ts');
+      const { scorePairs } = await import('../stages/lib/serving/score.ts');
+      const artifacts = await builtArtifacts(config, flags, io);
+      setExit(await scorePairs(artifacts, { ...flags, input: path.resolve(io.cwd, flags.input), output: path.resolve(io.cwd, flags.output) }, { ...io, isTTY: process.stderr.isTTY === true }));
+    });
 
   program
     .command('stages')

@@ -54,18 +54,6 @@ export interface EvalMetrics {
 
 type Policy = import('../lib/policy.ts').Policy;
 
-/** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
-async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
-  const { sequenceLogprobs } = await import('../lib/engine/index.ts');
-  const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
-  const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
-  const { logprobs, mask } = sequenceLogprobs(policy.model, rows, { frozen: true });
-  const values = (await logprobs.array()) as number[][];
-  logprobs.dispose();
-  mask.dispose();
-  return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
-}
-
 async function evaluateCheckpoint(
   ctx: StageContext<Params>,
   name: string,
@@ -77,7 +65,8 @@ async function evaluateCheckpoint(
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
   const { disposeModel } = await import('../lib/engine/index.ts');
-  const { normaliseGradeProbs, cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
+  const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
+  const { gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {

@@ -23,6 +23,7 @@
  * seen fewer than `minCount` times in the training pool share one `<unk>` entry per side, so a new
  * query's unseen words still weigh something.
  */
+import { mostProbableGrade } from '../grade-probs.ts';
 import { normalise, STOP_WORDS, stem, tokenize } from '../relevance/text.ts';
 import { GRADES, type Grade, type Item } from '../relevance/types.ts';
 
@@ -126,10 +127,6 @@ export interface DeepBowJudgement {
   reasons: Contribution[];
 }
 
-export function mostLikely(probabilities: Record<Grade, number>): Grade {
-  return GRADES.reduce((best, g) => (probabilities[g] > probabilities[best] ? g : best), GRADES[0] as Grade);
-}
-
 /** Scores one query against its items; the query's bag is built once. */
 export function judgeItems(model: DeepBowModel, query: string, items: readonly Item[]): DeepBowJudgement[] {
   const bag = queryBag(query, model.synonyms);
@@ -137,7 +134,7 @@ export function judgeItems(model: DeepBowModel, query: string, items: readonly I
     const reasons = contributions(model, bag, itemBag(item));
     const score = reasons.reduce((a, r) => a + r.value, 0);
     const probabilities = gradeProbabilities(model.cuts, score);
-    const grade = mostLikely(probabilities);
+    const grade = mostProbableGrade(probabilities);
     return { grade, probabilities, confidence: probabilities[grade], score, reasons: reasons.filter((r) => r.value !== 0).sort((a, b) => Math.abs(b.value) - Math.abs(a.value)) };
   });
 }
