@@ -37,7 +37,6 @@ const params = z.strictObject({
 });
 type Params = z.output<typeof params>;
 
-export const DISTILLED_MODEL_FILE = 'model.json';
 export const DISTILLED_DEV_FILE = 'dev.jsonl';
 
 /** One dev pair as the deployment stage reads it. */
@@ -157,7 +156,7 @@ export default defineStage({
     ctx.log.info(
       `distilled: dev Acc@2 ${metrics.dev_acc2.toFixed(4)}, Acc@4 ${metrics.dev_acc4.toFixed(4)} (judge ${metrics.dev_llm_acc2.toFixed(4)}, ${metrics.dev_llm_acc4.toFixed(4)}); agrees with the judge on ${(agreement * 100).toFixed(1)}% of dev; ${(metrics.zero_weights * 100).toFixed(1)}% of ${all.length} weights are 0`,
     );
-    await writeJson(path.join(ctx.outDir, DISTILLED_MODEL_FILE), model);
+    await writeJson(path.join(ctx.outDir, deepbow.DISTILLED_MODEL_FILE), model);
     await writeJsonl(path.join(ctx.outDir, DISTILLED_DEV_FILE), devRows);
     await writeJsonl(path.join(ctx.outDir, 'teacher.jsonl'), pool.map((x) => ({ ...teacher.get(x.id), query: x.query, item_id: x.item.id })));
     return { metrics };

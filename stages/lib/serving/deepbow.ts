@@ -29,6 +29,8 @@ import { GRADES, type Grade, type Item } from '../relevance/types.ts';
 
 export const UNKNOWN = '<unk>';
 export const DEEPBOW_FORMAT = 'deepbow/1';
+/** The model's file in a 'distilled' artifact. */
+export const DISTILLED_MODEL_FILE = 'model.json';
 
 export interface DeepBowModel {
   format: typeof DEEPBOW_FORMAT;
