@@ -23,7 +23,8 @@ export async function startDeploymentServer(
   if (!target || target.kind !== 'deployment') throw new Error(`--stage ${options.stage}: no built deployment (precompute) stage of that name`);
   const loaded = await loadDeployment(target.dir, (fp) => artifacts.objectDir(fp), artifacts.engine);
   const { llm } = loaded.deployment;
-  const batcher = new DynamicBatcher<PairToJudge, LlmJudgement>((pairs) => loaded.llm.judge(pairs), { maxBatch: llm.maxBatch, maxWaitMs: llm.maxWaitMs, queueLimit: llm.queueLimit });
+  // The batcher reads its limits from the deployment's own object, so they stay one setting.
+  const batcher = new DynamicBatcher<PairToJudge, LlmJudgement>((pairs) => loaded.llm.judge(pairs), llm);
   try {
     return await startServer(loaded, batcher, servingMetrics(), options);
   } catch (error) {

@@ -72,6 +72,8 @@ export function keyPath(pointer: string, missing?: string): string {
 export interface RunningServer {
   app: FastifyInstance;
   url: string;
+  /** The routing and batching settings in force (read live: changing one changes the server's behaviour). */
+  deployment: LoadedDeployment['deployment'];
   /** Stops accepting, answers everything in flight, then releases the tiers. */
   drain(): Promise<void>;
 }
@@ -207,6 +209,7 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
   return {
     app,
     url: `http://${options.host}:${port}`,
+    deployment: loaded.deployment,
     drain: () =>
       (drained ??= (async () => {
         draining = true;
