@@ -3,7 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { assignTiers, buildQueryLog, queryLogParamsSchema, readQueryLog } from '../../stages/lib/relevance/query-log.ts';
+import importStage from '../../stages/import/index.ts';
+import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { assignTiers, buildQueryLog, queryLogParamsSchema, readQueryLog, type QueryLogEntry } from '../../stages/lib/relevance/query-log.ts';
+import { testContext } from './context.ts';
 
 describe('query log', () => {
   it('gives Zipf frequencies and tiers by traffic share', () => {
@@ -38,5 +41,28 @@ describe('query log', () => {
     const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'qlog-')), 'query_log.jsonl');
     writeFileSync(file, '{"query":"a","frequency":3,"tier":"head"}\n{"query":"b","frequency":0,"tier":"tail"}\n');
     await expect(readQueryLog(file)).rejects.toThrow(`${file}:2: frequency: expected a number > 0, got 0`);
+  });
+
+  it('import writes a query log from a frequency column, skipping unreadable rows by line', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'qlog-import-'));
+    // Two rows of "boots" (the larger frequency counts), one of "kettle", one without a frequency.
+    writeFileSync(
+      path.join(dir, 'judged.csv'),
+      ['query,title,label,searches', 'boots,Leather Boots,3,70', 'boots,Rain Boots,2,70', 'kettle,Steel Kettle,3,30', 'mug,Blue Mug,1,'].join('\n'),
+    );
+    const ctx = testContext(importStage, {
+      params: { path: 'judged.csv', labels: { scale: 'rating0to3' }, split: { train: 1, dev: 0, test: 0 }, query_log: { frequency: 'searches' } },
+      configDir: dir,
+    });
+    await importStage.run(ctx as never);
+    const log = await readJsonl<QueryLogEntry>(path.join(ctx.outDir, 'query_log.jsonl'));
+    // Traffic 100: boots has 0 before it (< 50: head); kettle has 70 (>= 50, < 50 + 30: torso).
+    expect(log.map((e) => [e.query, e.frequency, e.tier, e.new])).toEqual([
+      ['boots', 70, 'head', false],
+      ['kettle', 30, 'torso', false],
+    ]);
+    expect(await readJsonl(path.join(ctx.outDir, 'query_log_skipped.jsonl'))).toEqual([
+      { file: path.join(dir, 'judged.csv'), line: 5, reason: 'searches: expected a number > 0, got ""' },
+    ]);
   });
 });

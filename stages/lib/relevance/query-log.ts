@@ -99,3 +99,75 @@ export async function readQueryLog(file: string): Promise<QueryLogEntry[]> {
   });
   return entries;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Query logs of imported data: a frequency column of the imported file, or a separate log file.
+
+export const importQueryLogSchema = z
+  .strictObject({
+    path: z.string().min(1).optional().describe("A separate query-log file (UTF-8 CSV, TSV or JSONL, by extension) relative to the config's folder; without it, the imported file itself"),
+    query: z.string().default('query').describe('Column with the query text'),
+    frequency: z.string().default('frequency').describe('Column with how often the query was searched (a number > 0)'),
+    headShare: z.number().min(0).max(1).default(0.5).describe('Share of the traffic carried by the head tier'),
+    torsoShare: z.number().min(0).max(1).default(0.3).describe('Share of the traffic carried by the torso tier, after the head'),
+  })
+  .optional()
+  .describe('Write query_log.jsonl from a frequency column or a separate log file (what precompute and serve route by)');
+export type ImportQueryLog = NonNullable<z.output<typeof importQueryLogSchema>>;
+
+export interface QueryLogSkipped {
+  file: string;
+  line: number;
+  reason: string;
+}
+
+/**
+ * Reads query and frequency columns from a CSV, TSV or JSONL file, one row per line (a query's
+ * rows may repeat: its frequency is the largest given). Rows without a query or with a frequency
+ * that is not a number > 0 are skipped and reported with their line.
+ */
+export async function readFrequencies(file: string, columns: { query: string; frequency: string }): Promise<{ frequencies: Map<string, { query: string; frequency: number }>; skipped: QueryLogSkipped[] }> {
+  const { readFileSync } = await import('node:fs');
+  const text = readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
+  const rows: { line: number; get(column: string): unknown }[] = [];
+  if (/\.(jsonl|ndjson)$/i.test(file)) {
+    text.split(/\r?\n/).forEach((line, i) => {
+      if (line.trim() === '') return;
+      let record: Record<string, unknown> = {};
+      try {
+        record = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        record = {};
+      }
+      rows.push({ line: i + 1, get: (c) => record?.[c] });
+    });
+  } else {
+    const { parse } = await import('csv-parse/sync');
+    const records = parse(text, { delimiter: /\.(tsv|tab)$/i.test(file) ? '\t' : ',', info: true, relax_column_count: true, skip_empty_lines: true }) as unknown as { record: string[]; info: { lines: number } }[];
+    const [header, ...body] = records;
+    const names = header?.record.map((c) => c.trim()) ?? [];
+    for (const name of [columns.query, columns.frequency]) if (!names.includes(name)) throw new Error(`${file}:1: no column "${name}" (columns: ${names.join(', ')})`);
+    for (const { record, info } of body) rows.push({ line: info.lines, get: (c) => record[names.indexOf(c)] });
+  }
+  const frequencies = new Map<string, { query: string; frequency: number }>();
+  const skipped: QueryLogSkipped[] = [];
+  for (const row of rows) {
+    const query = row.get(columns.query);
+    const frequency = Number(row.get(columns.frequency));
+    if (typeof query !== 'string' || query.trim() === '') skipped.push({ file, line: row.line, reason: `${columns.query}: expected a query text` });
+    else if (!(frequency > 0) || !Number.isFinite(frequency)) skipped.push({ file, line: row.line, reason: `${columns.frequency}: expected a number > 0, got ${JSON.stringify(row.get(columns.frequency) ?? null)}` });
+    else {
+      const key = normalise(query);
+      frequencies.set(key, { query, frequency: Math.max(frequency, frequencies.get(key)?.frequency ?? 0) });
+    }
+  }
+  return { frequencies, skipped };
+}
+
+/** The log of an imported dataset: every query with a frequency, tiered; `new` = not in the train split. */
+export function importedQueryLog(frequencies: ReadonlyMap<string, { query: string; frequency: number }>, trainQueries: ReadonlySet<string>, shares: Pick<ImportQueryLog, 'headShare' | 'torsoShare'>): QueryLogEntry[] {
+  return assignTiers(
+    [...frequencies].map(([key, { query, frequency }]) => ({ query, frequency, new: !trainQueries.has(key) })),
+    shares,
+  );
+}
