@@ -16,6 +16,7 @@ import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
 import { readQueryLog } from '../../stages/lib/relevance/query-log.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
 import { GRADES, type RelevanceExample } from '../../stages/lib/relevance/types.ts';
+import { scorePairs } from '../../stages/lib/serving/score.ts';
 import { startDeploymentServer } from '../../stages/lib/serving/serve-command.ts';
 import type { RunningServer } from '../../stages/lib/serving/server.ts';
 
@@ -36,7 +37,7 @@ stages:
   distill: { uses: distill, needs: [world, kg, icl, sft], with: { extra_per_query: 1, pool_limit: 8, dev_limit: 4, max_new_tokens: 4, epochs: 3 } }
   serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: { max_new_tokens: 4 } }
 `;
-const io = { out: () => {}, err: () => {}, cwd: dir };
+const cliIo = { out: () => {}, err: () => {}, cwd: dir };
 const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const artifact = (stage: string) => path.join(dir, 'store', 'objects', readFileSync(path.join(dir, 'store', 'refs', 'dep', stage), 'utf8').trim());
 
@@ -54,12 +55,19 @@ const sumsToOne = (p: Record<string, number> | null) => expect(GRADES.reduce((a,
 
 describe('pipeline score', () => {
   const pairs = () => test.slice(0, 6).map((e) => JSON.stringify({ id: e.id, query: e.query, item: e.item }));
+  const score = async (input: string, output: string, signal?: AbortSignal) => {
+    const lines: string[] = [];
+    const io = { out: (m: string) => lines.push(m), err: (m: string) => lines.push(m), isTTY: false };
+    await scorePairs(await builtArtifacts('pipeline.yaml', {}, cliIo), { input: path.join(dir, input), output: path.join(dir, output), batchSize: 1, maxNewTokens: 4 }, io, signal);
+    return lines.join('\n');
+  };
 
   it('labels every readable pair and reports the unreadable lines by number', async () => {
     const [a, b, c, d, e, f] = pairs();
     writeFileSync(path.join(dir, 'in.jsonl'), [a, b, '{"query": oops', c, d, '{"query":"x","item":{}}', e, f].join('\n'));
-    const result = execFileSync(process.execPath, [bin, 'score', 'pipeline.yaml', '--input', 'in.jsonl', '--output', 'out.jsonl', '--max-new-tokens', '4', '--batch-size', '1'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    expect(result).toContain('6 pairs scored, 2 lines skipped');
+    const said = await score('in.jsonl', 'out.jsonl');
+    expect(said).toContain('6 pairs scored, 2 lines skipped');
+    expect(said).toContain('2 unreadable lines skipped (lines 3, 6)');
     const rows = await readJsonl<{ line: number; id: string; grade: string; probabilities: Record<string, number>; reasoning: string[] }>(path.join(dir, 'out.jsonl'));
     expect(rows.map((r) => r.line)).toEqual([1, 2, 4, 5, 7, 8]);
     expect(rows.map((r) => r.id)).toEqual(test.slice(0, 6).map((e) => e.id));
@@ -74,29 +82,31 @@ describe('pipeline score', () => {
     expect(existsSync(path.join(dir, 'out.jsonl.partial'))).toBe(false);
   }, 120_000);
 
-  it('resumes after a kill and ends where an uninterrupted run ends', async () => {
+  it('resumes after being stopped and ends where an uninterrupted run ends', async () => {
     writeFileSync(path.join(dir, 'in2.jsonl'), `${pairs().join('\n')}\n`);
-    const args = [bin, 'score', 'pipeline.yaml', '--input', 'in2.jsonl', '--max-new-tokens', '4', '--batch-size', '1'];
-    const partial = path.join(dir, 'killed.jsonl.partial');
-    const child = spawn(process.execPath, [...args, '--output', 'killed.jsonl'], { cwd: dir, stdio: 'ignore' });
-    // Kill it once two rows are written; then cut the last line short, as a kill mid-write would.
-    while (!existsSync(partial) || readFileSync(partial, 'utf8').split('\n').length < 3) await new Promise((r) => setTimeout(r, 20));
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    const partial = path.join(dir, 'stopped.jsonl.partial');
+    // Stop it once two rows are written; then cut the last line short, as a kill mid-write would.
+    const stop = new AbortController();
+    const watcher = setInterval(() => {
+      if (existsSync(partial) && readFileSync(partial, 'utf8').split('\n').length >= 3) stop.abort();
+    }, 5);
+    await expect(score('in2.jsonl', 'stopped.jsonl', stop.signal)).rejects.toThrow();
+    clearInterval(watcher);
+    expect(existsSync(path.join(dir, 'stopped.jsonl'))).toBe(false);
     appendFileSync(partial, '{"line": 4, "id": "cut sh');
-    const resumed = execFileSync(process.execPath, [...args, '--output', 'killed.jsonl'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    expect(resumed).toContain('6 pairs scored');
+    const said = await score('in2.jsonl', 'stopped.jsonl');
+    expect(said).toMatch(/[2-5] already in .*stopped\.jsonl\.partial/);
     // The first test scored the same pairs in one run (on other line numbers).
     const byId = (file: string) => readFileSync(path.join(dir, file), 'utf8').trim().split('\n').map((l) => ({ ...(JSON.parse(l) as { id: string }), line: 0 })).sort((x, y) => x.id.localeCompare(y.id));
-    expect(byId('killed.jsonl')).toEqual(byId('out.jsonl'));
+    expect(byId('stopped.jsonl')).toEqual(byId('out.jsonl'));
   }, 120_000);
 });
 
 describe('pipeline serve', () => {
   let server: RunningServer;
   beforeAll(async () => {
-    server = await startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, io), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, logger: false });
-  }, 60_000);
+    server = await startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, logger: false });
+  }, 180_000);
   afterAll(() => server?.drain());
 
   const post = (url: string, body: unknown) => fetch(server.url + url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
@@ -217,7 +227,7 @@ describe('pipeline serve, as a process', () => {
       child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
     });
 
-  it('drains on SIGTERM: the request in flight is answered, then it exits 0', { timeout: 120_000 }, async () => {
+  it('drains on SIGTERM: the request in flight is answered, then it exits 0', { timeout: 180_000 }, async () => {
     const { child, url } = await start();
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     const inFlight = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'Query: boots' }], max_tokens: 16 }) });
@@ -229,24 +239,15 @@ describe('pipeline serve, as a process', () => {
     expect(await exited).toBe(0);
   });
 
-  it('fails at start naming a corrupt cache or distilled model', () => {
-    const run = () => {
-      try {
-        execFileSync(process.execPath, [bin, 'serve', 'pipeline.yaml', '--port', '0'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-        return { status: 0, stderr: '' };
-      } catch (error) {
-        return error as { status: number; stderr: string };
-      }
-    };
+  it('fails at start naming a corrupt cache or distilled model', async () => {
+    const start = async () => startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, logger: false });
     const model = path.join(artifact('distill'), 'model.json');
     const good = readFileSync(model, 'utf8');
     writeFileSync(model, good.replace('"deepbow/1"', '"deepbow/9"'));
-    expect(run()).toMatchObject({ status: 1, stderr: `error: ${model}: the distilled model is corrupt: format: expected "deepbow/1", got "deepbow/9"\n` });
+    await expect(start()).rejects.toThrow(`${model}: the distilled model is corrupt: format: expected "deepbow/1", got "deepbow/9"`);
     writeFileSync(model, good);
     const cache = path.join(artifact('serve'), 'cache.sqlite');
     writeFileSync(cache, 'not a database');
-    const failed = run();
-    expect(failed.status).toBe(1);
-    expect(failed.stderr).toContain(`error: ${cache}: not a readable head-tier cache`);
+    await expect(start()).rejects.toThrow(`${cache}: not a readable head-tier cache`);
   }, 60_000);
 });
