@@ -1,5 +1,6 @@
 /**
- * eval: every checkpoint in `needs` and the lexical baseline, judged on the test split of the
+ * eval: every checkpoint in `needs`, every distilled model (DeepBoW, from `distill`) and the
+ * lexical baseline, judged on the test split of the
  * prompts (or on dev, `split: dev`, for choosing between runs without touching test). Checkpoints
  * decode greedily; the grade is the parsed answer, or for an answer_first
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
@@ -132,6 +133,22 @@ async function evaluateCheckpoint(
   }
 }
 
+/** A DeepBoW model's predictions: its most probable grade, with its probabilities; no completion. */
+async function distilledPredictions(name: string, dir: string, examples: readonly PromptRecord[]): Promise<Prediction[]> {
+  const { readFileSync } = await import('node:fs');
+  const { judgeItems, deepBowProblem, DISTILLED_MODEL_FILE } = await import('../lib/serving/deepbow.ts');
+  const file = join(dir, DISTILLED_MODEL_FILE);
+  const model = JSON.parse(readFileSync(file, 'utf8')) as import('../lib/serving/deepbow.ts').DeepBowModel;
+  const problem = deepBowProblem(model);
+  if (problem) throw new Error(`${file}: ${problem}`);
+  return examples.map((r): Prediction => {
+    const started = performance.now();
+    const [judged] = judgeItems(model, r.example.query, [r.example.item]) as [import('../lib/serving/deepbow.ts').DeepBowJudgement];
+    const latencyMs = performance.now() - started;
+    return { model: name, ...exampleFields(r.example), predicted: judged.grade, gradeProbs: judged.probabilities, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
+  });
+}
+
 export default defineStage({
   name: 'eval',
   version: '1',
@@ -180,6 +197,15 @@ export default defineStage({
       metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
       predictions.push(...result.predictions);
       ctx.log.info(`${checkpoint.stage}: Acc@2 ${summary.acc2.toFixed(4)}, Acc@4 ${summary.acc4.toFixed(4)}, macro-F1 ${summary.macroF1.toFixed(4)}, format ${summary.formatValidity?.toFixed(4)}`);
+    }
+
+    // Distilled judges (the distill stage's DeepBoW): one more row each, scored like the baseline.
+    for (const distilled of ctx.inputs.many('distilled')) {
+      const rows = await distilledPredictions(distilled.stage, distilled.dir, examples);
+      const summary = summarise(rows);
+      metrics.comparison.push(comparisonRow(distilled.stage, 'distilled', summary));
+      predictions.push(...rows);
+      ctx.log.info(`${distilled.stage} (distilled): Acc@2 ${summary.acc2.toFixed(4)}, Acc@4 ${summary.acc4.toFixed(4)}, macro-F1 ${summary.macroF1.toFixed(4)}`);
     }
 
     if (p.baseline) {

@@ -36,6 +36,7 @@ stages:
   sft: { uses: ${fixture}, needs: [icl], with: { answer_first: true } }
   distill: { uses: distill, needs: [world, kg, icl, sft], with: { extra_per_query: 1, pool_limit: 8, dev_limit: 4, max_new_tokens: 4, epochs: 3 } }
   serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: { max_new_tokens: 4 } }
+  eval: { uses: eval, needs: [sft, distill, icl, kg], with: { limit: 4, dev_limit: 2, batch_size: 4, max_new_tokens: 4 } }
 `;
 const cliIo = { out: () => {}, err: () => {}, cwd: dir };
 const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -52,6 +53,20 @@ beforeAll(async () => {
 }, 300_000);
 
 const sumsToOne = (p: Record<string, number> | null) => expect(GRADES.reduce((a, g) => a + (p?.[g] ?? 0), 0)).toBeCloseTo(1, 6);
+
+describe('eval', () => {
+  it('reports the distilled model beside the LLM and the baseline', async () => {
+    const metrics = JSON.parse(readFileSync(path.join(artifact('eval'), 'metrics.json'), 'utf8')) as { comparison: { model: string; kind: string; acc4: number }[] };
+    expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
+      ['sft', 'checkpoint'],
+      ['distill', 'distilled'],
+      ['baseline', 'baseline'],
+    ]);
+    const rows = (await readJsonl<{ model: string; gold: string; predicted: string }>(path.join(artifact('eval'), 'predictions.jsonl'))).filter((p) => p.model === 'distill');
+    expect(rows).toHaveLength(4);
+    expect(metrics.comparison[1]?.acc4).toBeCloseTo(rows.filter((p) => p.predicted === p.gold).length / 4, 12);
+  });
+});
 
 describe('pipeline score', () => {
   const pairs = () => test.slice(0, 6).map((e) => JSON.stringify({ id: e.id, query: e.query, item: e.item }));
