@@ -27,6 +27,8 @@ export type ArtifactKind =
   | 'checkpoint' // HF-layout model folder
   | 'samples' // N verified samples per prompt
   | 'eval' // metrics.json, predictions.jsonl, report fragment
+  | 'distilled' // a distilled judge: model.json (DeepBoW)
+  | 'deployment' // a serving bundle: deployment.json, the head-tier cache
   | 'files'; // anything else (exec, user stages)
 
 export interface StageType<Schema extends z.ZodType = z.ZodType> {
