@@ -56,13 +56,9 @@ type Policy = import('../lib/policy.ts').Policy;
 
 /** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
 async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
-  const { sequenceLogprobs } = await import('../lib/engine/index.ts');
   const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
   const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
-  const { logprobs, mask } = sequenceLogprobs(policy.model, rows, { frozen: true });
-  const values = (await logprobs.array()) as number[][];
-  logprobs.dispose();
-  mask.dispose();
+  const values = await policy.inference.sequenceLogprobs(rows);
   return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
 }
 
@@ -76,7 +72,6 @@ async function evaluateCheckpoint(
   onBatch: (examples: number) => void,
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
-  const { disposeModel } = await import('../lib/engine/index.ts');
   const { normaliseGradeProbs, cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
@@ -139,7 +134,7 @@ async function evaluateCheckpoint(
     const ordered = evaluated.map((r) => predictions.get(r.id) ?? unreadablePrediction(name, r.example));
     return { result: { predictions: ordered, threshold, promptTooLong }, engine };
   } finally {
-    disposeModel(policy.model);
+    await policyLib.releasePolicy(policy);
   }
 }
 

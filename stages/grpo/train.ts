@@ -77,6 +77,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const reference = p.beta > 0 ? engineLib.loadModel(ctx.inputs.one('checkpoint').dir) : undefined;
   const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
   let step = await resumeTraining(ctx, model, optimizer);
+  if (step > 0) await policy.inference.refresh(); // rollouts must see the resumed weights
 
   const stepsPerEpoch = Math.floor(train.length / p.prompts_per_step);
   const totals = { kept_groups: 0, dropped_groups: 0, replayed_groups: 0, skipped_updates: 0 };
@@ -129,6 +130,8 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       ctx.log.info(`step ${step + 1}: every group all right or all wrong; no update`);
     } else {
       Object.assign(values, update(rows, rollouts, scored, lr));
+      // The next rollouts sample the updated policy: re-export it to the inference session (onnxruntime).
+      values.inference_refresh_s = await policy.inference.refresh();
     }
     step++;
     ctx.metrics.log(step, { ...values, lr });

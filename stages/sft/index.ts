@@ -145,6 +145,7 @@ export default defineStage({
       ctx.log.info(`resumed from step ${step}`);
     }
 
+    let inferenceRecord: Record<string, string> = {};
     const evaluate = async (): Promise<Record<string, number>> => {
       const result: Record<string, number> = {};
       if (devSet.length > 0) {
@@ -161,8 +162,13 @@ export default defineStage({
         result.dev_loss = lossSum / Math.max(1, weight);
       }
       if (probe.length > 0) {
-        const policy = { dir: ctx.outDir, model, tokenizer, format };
-        const accuracy = await scoring.greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal });
+        // A fresh inference path per probe: the weights changed since the last one.
+        const inference = await policyLib.openPolicyInference(model, ctx.engine, ctx.log);
+        inferenceRecord = inference.record;
+        const policy = { dir: ctx.outDir, model, tokenizer, format, inference };
+        const accuracy = await scoring
+          .greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal })
+          .finally(() => inference.close());
         Object.assign(result, { dev_format_valid: accuracy.format_valid, dev_acc4: accuracy.acc4, dev_acc2: accuracy.acc2, dev_macro_f1: accuracy.macro_f1 });
       }
       return result;
@@ -210,11 +216,12 @@ export default defineStage({
     await engineLib.saveModel(model, ctx.outDir, tokenizer);
     await copyTokenizerFiles(tokenizer.dir, ctx.outDir);
     await policyLib.writeCompletionFormat(ctx.outDir, format);
+    await policyLib.writeInferenceExport(model, ctx.outDir, ctx.engine);
     const parameters = engineLib.parameterCount(model);
     optimizer.dispose();
     engineLib.disposeModel(model);
     return {
-      engine,
+      engine: { ...engine, ...inferenceRecord },
       metrics: { ...final, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters },
     };
   },
