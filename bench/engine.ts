@@ -12,6 +12,10 @@
  * Both sides report their best repetition (fastest training step, fastest of `gen_runs`
  * generations): the machines are shared, and the least disturbed run is the comparable one.
  *
+ * onnxruntime (benchOnnxGeneration): the same model exported to ONNX and generating the same batch
+ * through the engine's loop on onnxruntime-node, on the thread count PyTorch gets (1); target
+ * gen_ort_ratio (its tokens/s over PyTorch's) >= 2. A miss prints onnxruntime's per-node profile.
+ *
  * Data parallel (env BENCH_DP_STEPS, default 4; BENCH_DP_RANKS, default 2): an SFT-shaped step (the
  * tiny preset with 2 layers at vocab 1024, 16 rows of 225-255 tokens, loss on the last 95 of each)
  * at 1 rank and at BENCH_DP_RANKS ranks (startDataParallel); target dp_ratio >= 1.8 at 2 ranks on
@@ -21,6 +25,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../pipeline/rng.ts';
 import {
@@ -38,10 +44,13 @@ import {
   type Model,
   type PaddedBatch,
 } from '../stages/lib/engine/index.ts';
+import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder } from '../stages/lib/engine/onnx/index.ts';
 
 const SPEC = { batch: 8, seq: 128, steps: Number(process.env.BENCH_TRAIN_STEPS ?? 5), gen_batch: 16, prompt_len: 16, new_tokens: 128, gen_runs: 2 };
 const DP_SPEC = { vocab: 1024, layers: 2, rows: 16, min_len: 225, max_len: 255, completion: 95, steps: Number(process.env.BENCH_DP_STEPS ?? 4), ranks: Number(process.env.BENCH_DP_RANKS ?? 2) };
 const PYTHON = '/usr/bin/python3';
+/** onnxruntime's intra-op threads: what the PyTorch side gets (OMP_NUM_THREADS=1). */
+const ORT_THREADS = 1;
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 
 const record = await initEngine({ backend: 'wasm' });
@@ -83,6 +92,7 @@ const genTokS = generatedTokens / (Math.min(...genMs) / 1000);
 console.log(`tfjs-wasm (best of each): train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
 
 const dp = await benchDataParallel();
+const ortGenTokS = await benchOnnxGeneration(model, prompts);
 
 const torch = runTorch();
 const ratio = (a: number, b: number | null) => (b ? Number((a / b).toFixed(3)) : null);
@@ -93,6 +103,8 @@ const summary = {
   gen_tok_s: Math.round(genTokS),
   torch_gen_tok_s: torch ? Math.round(torch.gen_tok_s) : null,
   gen_ratio: ratio(genTokS, torch?.gen_tok_s ?? null),
+  gen_ort_tok_s: Math.round(ortGenTokS),
+  gen_ort_ratio: ratio(ortGenTokS, torch?.gen_tok_s ?? null),
   dp_ranks: DP_SPEC.ranks,
   dp1_tok_s: Math.round(dp.single),
   dp_tok_s: Math.round(dp.parallel),
@@ -105,7 +117,72 @@ if (summary.gen_ratio !== null && summary.gen_ratio < 1.0) {
     void (await generate(model, prompts, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) })),
   );
 }
+if (summary.gen_ort_ratio !== null && summary.gen_ort_ratio < 2) await printOnnxProfile(model, prompts);
 console.log(JSON.stringify(summary));
+
+/**
+ * Tokens/s of greedy generation on onnxruntime-node (the model exported in memory, one intra-op
+ * thread like the PyTorch side), best of SPEC.gen_runs after a warm-up; the tokens must equal tfjs'.
+ */
+async function benchOnnxGeneration(m: Model, batchPrompts: number[][]): Promise<number> {
+  const exportStart = performance.now();
+  const exported = exportModel(m);
+  const decoder = await openOnnxDecoder(exported.model, m.config, { threads: ORT_THREADS });
+  console.log(`onnxruntime: exported ${(exported.model.byteLength / 1e6).toFixed(1)} MB and opened a session in ${(performance.now() - exportStart).toFixed(0)} ms`);
+  const options = { maxNewTokens: SPEC.new_tokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) };
+  try {
+    const first = await generateOnnx(decoder, batchPrompts, options); // warm-up
+    const reference = await runGeneration(m);
+    const same = first.every((g, i) => g.tokens.join() === reference[i]!.tokens.join());
+    console.log(`onnxruntime greedy tokens ${same ? 'equal' : 'DIFFER FROM'} tfjs'`);
+    const ms: number[] = [];
+    let tokens = 0;
+    for (let run = 0; run < SPEC.gen_runs; run++) {
+      const start = performance.now();
+      const generated = await generateOnnx(decoder, batchPrompts, options);
+      ms.push(performance.now() - start);
+      tokens = generated.reduce((n, g) => n + g.tokens.length, 0);
+      console.log(`onnxruntime generation ${run + 1}/${SPEC.gen_runs}: ${tokens} tokens in ${ms[run]!.toFixed(0)} ms (${ORT_THREADS} thread)`);
+    }
+    const tokS = tokens / (Math.min(...ms) / 1000);
+    console.log(`onnxruntime (best of ${SPEC.gen_runs}): generate ${tokS.toFixed(0)} tok/s`);
+    return tokS;
+  } finally {
+    await closeOnnxDecoder(decoder);
+  }
+}
+
+/** onnxruntime's own profile of a 16-token generation: time per op type (where a missed target goes). */
+async function printOnnxProfile(m: Model, batchPrompts: number[][]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ort-profile-'));
+  const loaded = await loadOnnxRuntime();
+  if ('error' in loaded) throw new Error(loaded.error);
+  const { ort } = loaded;
+  const session = await ort.InferenceSession.create(exportModel(m).model, {
+    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: ORT_THREADS, enableProfiling: true, profileFilePrefix: join(dir, 'ort'),
+  });
+  const decoder = { ort, session, config: m.config, threads: ORT_THREADS };
+  await generateOnnx(decoder, batchPrompts, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
+  session.endProfiling();
+  await session.release();
+  const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+  if (!file) throw new Error(`onnxruntime wrote no profile into ${dir}`);
+  const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Array<{ cat: string; dur: number; args?: { op_name?: string } }>;
+  const byOp = new Map<string, { us: number; calls: number }>();
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.args?.op_name) continue;
+    const entry = byOp.get(e.args.op_name) ?? { us: 0, calls: 0 };
+    entry.us += e.dur;
+    entry.calls += 1;
+    byOp.set(e.args.op_name, entry);
+  }
+  const total = [...byOp.values()].reduce((s, e) => s + e.us, 0);
+  console.log(`onnxruntime profile: generation, 16 new tokens (target gen_ort_ratio >= 2 missed): ${(total / 1000).toFixed(0)} ms in nodes`);
+  for (const [name, e] of [...byOp].sort((a, b) => b[1].us - a[1].us).slice(0, 12)) {
+    console.log(`  ${name.padEnd(28)} ${(e.us / 1000).toFixed(1).padStart(8)} ms  ${String(e.calls).padStart(6)} calls`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
 
 /**
  * Tokens/s (all tokens of the batch, prompt included, padding not) of an SFT-shaped step at 1 rank
