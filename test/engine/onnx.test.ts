@@ -110,6 +110,22 @@ describe('exportCheckpoint', () => {
   const work = mkdtempSync(join(tmpdir(), 'lore-onnx-'));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
+  it.each(['llama-tiny', 'qwen2-tiny'])('gives a %s folder that transformers.js loads (local files only) and decodes greedily as the reference', async (name) => {
+    const reference = JSON.parse(readFileSync(join(here, name, 'reference.json'), 'utf8')) as Reference;
+    cpSync(join(here, name), join(work, name), { recursive: true });
+    exportCheckpoint(join(work, name));
+    const transformers = await import('@huggingface/transformers');
+    transformers.env.allowRemoteModels = false;
+    transformers.env.localModelPath = work;
+    const model = await transformers.AutoModelForCausalLM.from_pretrained(name, { local_files_only: true, dtype: 'fp32' });
+    for (const { prompt, tokens } of reference.greedy) {
+      const ids = (values: number[]) => new transformers.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), [1, values.length]);
+      const output = (await model.generate({ input_ids: ids(prompt), attention_mask: ids(prompt.map(() => 1)), max_new_tokens: tokens.length, do_sample: false })) as InstanceType<typeof transformers.Tensor>;
+      expect((output.tolist() as bigint[][])[0]!.slice(prompt.length).map(Number)).toEqual(tokens);
+    }
+    await model.dispose();
+  });
+
   it('writes onnx/model.onnx, with external weights past the threshold giving the same logits', async () => {
     const dir = join(work, 'llama');
     cpSync(join(here, 'llama-tiny'), dir, { recursive: true });
