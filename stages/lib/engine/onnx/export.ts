@@ -53,10 +53,10 @@ export function exportDecoder(config: ModelConfig, weight: WeightSource, options
     value: g.input(`past_key_values.${i}.value`, 'float', ['batch_size', kvHeads, 'past_sequence_length', hd]),
   }));
 
-  /** A linear layer on (B, T, in): x @ W^T (+ b), W stored transposed to (in, out) for a plain MatMul. */
-  const linear = (x: string, name: string, rows: number, cols: number, bias: boolean) => {
-    const y = g.op('MatMul', [x, g.weight(`${name}.weight`, transpose(weight(`${name}.weight`), rows, cols), [cols, rows])]);
-    return bias ? g.op('Add', [y, g.weight(`${name}.bias`, weight(`${name}.bias`), [rows])]) : y;
+  /** x @ W^T (+ b) on (B, T, in) for an HF-layout (out, in) weight, stored transposed to (in, out) for a plain MatMul. */
+  const linear = (x: string, name: string, w: Float32Array, rows: number, cols: number, b?: Float32Array) => {
+    const y = g.op('MatMul', [x, g.weight(`${name}.weight`, transpose(w, rows, cols), [cols, rows])]);
+    return b ? g.op('Add', [y, g.weight(`${name}.bias`, b, [rows])]) : y;
   };
   /** RMSNorm (Zhang & Sennrich 2019) as HF Llama: x / sqrt(mean(x^2) + eps) * w, over the last axis. */
   const rmsNorm = (x: string, name: string) => {
@@ -77,25 +77,23 @@ export function exportDecoder(config: ModelConfig, weight: WeightSource, options
 
   // RoPE tables as HF computes them (inv_freq_i = theta^(-2i/hd), cat(angles, angles)), gathered per token.
   const tables = ropeTableValues(config.max_position_embeddings, hd, config.rope_theta);
-  const cos = g.op('Unsqueeze', [g.op('Gather', [g.weight('rope.cos', tables.cos, [config.max_position_embeddings, hd]), positionIds], { axis: 0 }), g.ints([1])]); // (B, 1, T, hd)
-  const sin = g.op('Unsqueeze', [g.op('Gather', [g.weight('rope.sin', tables.sin, [config.max_position_embeddings, hd]), positionIds], { axis: 0 }), g.ints([1])]);
-  /** x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1) (HF apply_rotary_pos_emb). */
-  const rope = (x: string) => {
-    const [x1, x2] = g.opMulti('Split', [x, g.ints([hd / 2, hd / 2])], { axis: -1 }, 2) as [string, string];
-    const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
-    return g.op('Add', [g.op('Mul', [x, cos]), g.op('Mul', [rotated, sin])]);
-  };
-  /** (B, T, n hd) -> (B, n, T, hd) */
-  const headsFirst = (x: string, n: number) => g.op('Transpose', [g.op('Reshape', [x, g.ints([0, 0, n, hd])])], { perm: [0, 2, 1, 3] });
+  const cos = g.op('Unsqueeze', [g.op('Gather', [g.weight('rope.cos', tables.cos, [config.max_position_embeddings, hd]), positionIds], { axis: 0 }), g.ints([2])]); // (B, T, 1, hd)
+  const sin = g.op('Unsqueeze', [g.op('Gather', [g.weight('rope.sin', tables.sin, [config.max_position_embeddings, hd]), positionIds], { axis: 0 }), g.ints([2])]);
+  const headsFirst = (x: string) => g.op('Transpose', [x], { perm: [0, 2, 1, 3] }); // (B, T, n, hd) -> (B, n, T, hd)
 
   const embed = g.weight('model.embed_tokens.weight', weight('model.embed_tokens.weight'), [config.vocab_size, d]);
   let x = g.op('Gather', [embed, inputIds], { axis: 0 }); // (B, T, d)
   for (let i = 0; i < layers; i++) {
     const p = `model.layers.${i}`;
     const h = rmsNorm(x, `${p}.input_layernorm.weight`);
-    const q = g.op('Mul', [rope(headsFirst(linear(h, `${p}.self_attn.q_proj`, heads * hd, d, qkvBias), heads)), g.scalar(1 / Math.sqrt(hd))]); // (B, H, T, hd)
-    const k = rope(headsFirst(linear(h, `${p}.self_attn.k_proj`, kvHeads * hd, d, qkvBias), kvHeads)); // (B, Hkv, T, hd)
-    const v = headsFirst(linear(h, `${p}.self_attn.v_proj`, kvHeads * hd, d, qkvBias), kvHeads);
+    // One projection for q|k|v and rotate_half(q|k) (see attentionProjection), so RoPE (HF
+    // apply_rotary_pos_emb: x cos + rotate_half(x) sin) is two Muls and an Add for q and k at once.
+    const projection = attentionProjection(weight, p, { heads, kvHeads, hd, d, bias: qkvBias });
+    const qkv = g.op('Reshape', [linear(h, `${p}.self_attn.qkv_rotary`, projection.weight, projection.rows, d, projection.bias), g.ints([0, 0, 2 * heads + 3 * kvHeads, hd])]); // (B, T, 2H + 3Hkv, hd)
+    const [qk, vNew, rotated] = g.opMulti('Split', [qkv, g.ints([heads + kvHeads, kvHeads, heads + kvHeads])], { axis: 2 }, 3) as [string, string, string];
+    const roped = headsFirst(g.op('Add', [g.op('Mul', [qk, cos]), g.op('Mul', [rotated, sin])])); // (B, H + Hkv, T, hd)
+    const [q, k] = g.opMulti('Split', [roped, g.ints([heads, kvHeads])], { axis: 1 }, 2) as [string, string]; // q: (B, H, T, hd), scaled by 1/sqrt(hd)
+    const v = headsFirst(vNew); // (B, Hkv, T, hd)
     const keys = g.op('Concat', [past[i]!.key, k], { axis: 2 }); // (B, Hkv, Tk, hd)
     const values = g.op('Concat', [past[i]!.value, v], { axis: 2 });
     g.output(keys, `present.${i}.key`, 'float', ['batch_size', kvHeads, 'total_sequence_length', hd]);
@@ -107,13 +105,17 @@ export function exportDecoder(config: ModelConfig, weight: WeightSource, options
     const scores = g.op('Add', [g.op('MatMul', [qGrouped, keysT]), bias]); // (B, Hkv, G, T, Tk)
     const context = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), g.op('Unsqueeze', [values, g.ints([2])])]); // (B, Hkv, G, T, hd)
     const merged = g.op('Reshape', [g.op('Transpose', [g.op('Reshape', [context, g.ints([0, heads, -1, hd])])], { perm: [0, 2, 1, 3] }), g.ints([0, 0, heads * hd])]); // (B, T, H hd)
-    x = g.op('Add', [x, linear(merged, `${p}.self_attn.o_proj`, d, heads * hd, oBias)]);
-    // SwiGLU (Shazeer 2020): down(silu(gate(h)) * up(h)).
+    const o = `${p}.self_attn.o_proj`;
+    x = g.op('Add', [x, linear(merged, o, weight(`${o}.weight`), d, heads * hd, oBias ? weight(`${o}.bias`) : undefined)]);
+    // SwiGLU (Shazeer 2020): down(silu(gate(h)) * up(h)), gate and up as one projection.
     const h2 = rmsNorm(x, `${p}.post_attention_layernorm.weight`);
-    const gate = linear(h2, `${p}.mlp.gate_proj`, config.intermediate_size, d, config.mlp_bias);
-    const up = linear(h2, `${p}.mlp.up_proj`, config.intermediate_size, d, config.mlp_bias);
-    const inner = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
-    x = g.op('Add', [x, linear(inner, `${p}.mlp.down_proj`, d, config.intermediate_size, config.mlp_bias)]);
+    const inner = config.intermediate_size;
+    const m = `${p}.mlp`;
+    const gateUpBias = config.mlp_bias ? concat([weight(`${m}.gate_proj.bias`), weight(`${m}.up_proj.bias`)]) : undefined;
+    const gateUp = linear(h2, `${m}.gate_up_proj`, concat([weight(`${m}.gate_proj.weight`), weight(`${m}.up_proj.weight`)]), 2 * inner, d, gateUpBias);
+    const [gate, up] = g.opMulti('Split', [gateUp, g.ints([inner, inner])], { axis: -1 }, 2) as [string, string];
+    const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]);
+    x = g.op('Add', [x, linear(activated, `${m}.down_proj`, weight(`${m}.down_proj.weight`), d, inner, config.mlp_bias ? weight(`${m}.down_proj.bias`) : undefined)]);
   }
   const final = rmsNorm(x, 'model.norm.weight');
   // A tied head multiplies by the embedding's transpose; the runtime folds the Transpose once at load.
@@ -145,5 +147,55 @@ function transpose(values: Float32Array, rows: number, cols: number): Float32Arr
   if (values.length !== rows * cols) throw new Error(`Internal error: expected ${rows}x${cols} values, found ${values.length}`);
   const out = new Float32Array(values.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c] as number;
+  return out;
+}
+
+/**
+ * The fused attention input projection of one layer, HF layout (out, in): rows q | k | v |
+ * rotate_half(q) | rotate_half(k), with q's rows (both) times 1/sqrt(hd), the attention scale.
+ * rotate_half(x W^T) = x (R W)^T for the row permutation R (row j of a head takes -row j + hd/2
+ * below the middle, row j - hd/2 above), so the rotated outputs are more rows of the same matmul.
+ * As the tfjs engine's frozen weights (model.ts frozenWeights) fold them.
+ */
+function attentionProjection(
+  weight: WeightSource,
+  layer: string,
+  { heads, kvHeads, hd, d, bias }: { heads: number; kvHeads: number; hd: number; d: number; bias: boolean },
+): { weight: Float32Array; bias?: Float32Array; rows: number } {
+  const scale = 1 / Math.sqrt(hd);
+  const part = (name: string, suffix: 'weight' | 'bias') => weight(`${layer}.self_attn.${name}_proj.${suffix}`);
+  const fuse = (suffix: 'weight' | 'bias', width: number) => {
+    const q = scaled(part('q', suffix), scale);
+    const k = part('k', suffix);
+    return concat([q, k, part('v', suffix), rotateHalfRows(q, heads, hd, width), rotateHalfRows(k, kvHeads, hd, width)]);
+  };
+  return { weight: fuse('weight', d), bias: bias ? fuse('bias', 1) : undefined, rows: (2 * heads + 3 * kvHeads) * hd };
+}
+
+/** rotate_half over the output rows of (n hd, width) values: per head, cat(-rows[half:], rows[:half]). */
+function rotateHalfRows(values: Float32Array, n: number, hd: number, width: number): Float32Array {
+  const half = hd / 2;
+  const out = new Float32Array(values.length);
+  for (let h = 0; h < n; h++) {
+    for (let j = 0; j < hd; j++) {
+      const from = (h * hd + (j < half ? j + half : j - half)) * width;
+      const sign = j < half ? -1 : 1;
+      for (let c = 0; c < width; c++) out[(h * hd + j) * width + c] = sign * (values[from + c] as number);
+    }
+  }
+  return out;
+}
+
+function scaled(values: Float32Array, factor: number): Float32Array {
+  return values.map((v) => v * factor);
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
   return out;
 }
