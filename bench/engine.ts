@@ -13,8 +13,9 @@
  * generations): the machines are shared, and the least disturbed run is the comparable one.
  *
  * onnxruntime (benchOnnxGeneration): the same model exported to ONNX and generating the same batch
- * through the engine's loop on onnxruntime-node, on the thread count PyTorch gets (1); target
- * gen_ort_ratio (its tokens/s over PyTorch's) >= 2. A miss prints onnxruntime's per-node profile.
+ * through the engine's loop on onnxruntime-node, on the thread count PyTorch gets (1), in rounds
+ * interleaved with PyTorch runs; target gen_ort_ratio (median of the rounds' tokens/s ratios) >= 2.
+ * A miss prints onnxruntime's per-node profile.
  *
  * Data parallel (env BENCH_DP_STEPS, default 4; BENCH_DP_RANKS, default 2): an SFT-shaped step (the
  * tiny preset with 2 layers at vocab 1024, 16 rows of 225-255 tokens, loss on the last 95 of each)
@@ -51,6 +52,8 @@ const DP_SPEC = { vocab: 1024, layers: 2, rows: 16, min_len: 225, max_len: 255, 
 const PYTHON = '/usr/bin/python3';
 /** onnxruntime's intra-op threads: what the PyTorch side gets (OMP_NUM_THREADS=1). */
 const ORT_THREADS = 1;
+/** Interleaved onnxruntime / PyTorch generation rounds (env BENCH_ORT_ROUNDS). */
+const ORT_ROUNDS = Number(process.env.BENCH_ORT_ROUNDS ?? 3);
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 
 const record = await initEngine({ backend: 'wasm' });
@@ -92,7 +95,7 @@ const genTokS = generatedTokens / (Math.min(...genMs) / 1000);
 console.log(`tfjs-wasm (best of each): train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
 
 const dp = await benchDataParallel();
-const ortGenTokS = await benchOnnxGeneration(model, prompts);
+const ortGeneration = await benchOnnxGeneration(model, prompts);
 
 const torch = runTorch();
 const ratio = (a: number, b: number | null) => (b ? Number((a / b).toFixed(3)) : null);
@@ -103,8 +106,8 @@ const summary = {
   gen_tok_s: Math.round(genTokS),
   torch_gen_tok_s: torch ? Math.round(torch.gen_tok_s) : null,
   gen_ratio: ratio(genTokS, torch?.gen_tok_s ?? null),
-  gen_ort_tok_s: Math.round(ortGenTokS),
-  gen_ort_ratio: ratio(ortGenTokS, torch?.gen_tok_s ?? null),
+  gen_ort_tok_s: Math.round(ortGeneration.tokS),
+  gen_ort_ratio: ortGeneration.ratio === null ? null : Number(ortGeneration.ratio.toFixed(3)),
   dp_ranks: DP_SPEC.ranks,
   dp1_tok_s: Math.round(dp.single),
   dp_tok_s: Math.round(dp.parallel),
@@ -121,35 +124,49 @@ if (summary.gen_ort_ratio !== null && summary.gen_ort_ratio < 2) await printOnnx
 console.log(JSON.stringify(summary));
 
 /**
- * Tokens/s of greedy generation on onnxruntime-node (the model exported in memory, one intra-op
- * thread like the PyTorch side), best of SPEC.gen_runs after a warm-up; the tokens must equal tfjs'.
+ * Greedy generation on onnxruntime-node (the model exported in memory, one intra-op thread like the
+ * PyTorch side) against PyTorch's, interleaved: ORT_ROUNDS rounds of one onnxruntime generation
+ * then one PyTorch run (its best of SPEC.gen_runs), so both sides see the same load. Returns
+ * onnxruntime's best tokens/s and the median of the per-round ratios (null without PyTorch). The
+ * tokens must equal tfjs'.
  */
-async function benchOnnxGeneration(m: Model, batchPrompts: number[][]): Promise<number> {
+async function benchOnnxGeneration(m: Model, batchPrompts: number[][]): Promise<{ tokS: number; ratio: number | null }> {
   const exportStart = performance.now();
   const exported = exportModel(m);
   const decoder = await openOnnxDecoder(exported.model, m.config, { threads: ORT_THREADS });
   console.log(`onnxruntime: exported ${(exported.model.byteLength / 1e6).toFixed(1)} MB and opened a session in ${(performance.now() - exportStart).toFixed(0)} ms`);
   const options = { maxNewTokens: SPEC.new_tokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) };
+  const torchAvailable = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import torch']).status === 0;
   try {
     const first = await generateOnnx(decoder, batchPrompts, options); // warm-up
     const reference = await runGeneration(m);
     const same = first.every((g, i) => g.tokens.join() === reference[i]!.tokens.join());
     console.log(`onnxruntime greedy tokens ${same ? 'equal' : 'DIFFER FROM'} tfjs'`);
-    const ms: number[] = [];
-    let tokens = 0;
-    for (let run = 0; run < SPEC.gen_runs; run++) {
+    const ortTokS: number[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < ORT_ROUNDS; round++) {
       const start = performance.now();
       const generated = await generateOnnx(decoder, batchPrompts, options);
-      ms.push(performance.now() - start);
-      tokens = generated.reduce((n, g) => n + g.tokens.length, 0);
-      console.log(`onnxruntime generation ${run + 1}/${SPEC.gen_runs}: ${tokens} tokens in ${ms[run]!.toFixed(0)} ms (${ORT_THREADS} thread)`);
+      const tokS = generated.reduce((n, g) => n + g.tokens.length, 0) / ((performance.now() - start) / 1000);
+      ortTokS.push(tokS);
+      // PyTorch with the least training work its script allows (one step), generation as in runTorch.
+      const torchTokS = torchAvailable ? runTorchQuiet({ ...SPEC, steps: 1 }).gen_tok_s : null;
+      if (torchTokS) ratios.push(tokS / torchTokS);
+      console.log(`round ${round + 1}/${ORT_ROUNDS}: onnxruntime ${tokS.toFixed(0)} tok/s (${ORT_THREADS} thread)${torchTokS ? `, PyTorch ${torchTokS.toFixed(0)} tok/s, ratio ${(tokS / torchTokS).toFixed(2)}` : ''}`);
     }
-    const tokS = tokens / (Math.min(...ms) / 1000);
-    console.log(`onnxruntime (best of ${SPEC.gen_runs}): generate ${tokS.toFixed(0)} tok/s`);
-    return tokS;
+    const ratio = ratios.length > 0 ? [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)]! : null;
+    console.log(`onnxruntime: best ${Math.max(...ortTokS).toFixed(0)} tok/s; median ratio to PyTorch in the same rounds ${ratio?.toFixed(2) ?? 'n/a'}`);
+    return { tokS: Math.max(...ortTokS), ratio };
   } finally {
     await closeOnnxDecoder(decoder);
   }
+}
+
+/** One run of the PyTorch reference's bench command (one thread), its figures parsed. */
+function runTorchQuiet(spec: typeof SPEC): { train_tok_s: number; gen_tok_s: number } {
+  const result = spawnSync(PYTHON, [REFERENCE, 'bench', JSON.stringify({ config, ...spec })], { env: { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' }, encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`PyTorch reference failed (exit ${result.status}):\n${result.stderr}`);
+  return JSON.parse(result.stdout.trim().split('\n').pop() as string) as { train_tok_s: number; gen_tok_s: number };
 }
 
 /** onnxruntime's own profile of a 16-token generation: time per op type (where a missed target goes). */

@@ -21,6 +21,7 @@ import {
   ONNX_DATA_FILE,
   type OnnxDecoder,
 } from '../../stages/lib/engine/onnx/index.ts';
+import { openInference } from '../../stages/lib/engine/inference.ts';
 
 interface Reference {
   input_ids: number[][];
@@ -143,6 +144,27 @@ describe('exportCheckpoint', () => {
     const fromExternal = await openOnnxDecoder(external, model.config, { threads: 1 });
     expect(maxAbsDiff(await onnxLogits(fromExternal, ids), want)).toBe(0);
     await closeOnnxDecoder(fromExternal);
+    tf.dispose([...model.params.values()]);
+  });
+});
+
+describe('openInference', () => {
+  it('follows the model after refresh (what GRPO calls after each update), and records which runtime ran', async () => {
+    const model = loadModel(join(here, 'llama-tiny'));
+    const viaOnnx = await openInference(model, { inference: 'onnxruntime', threads: 1 });
+    const viaTfjs = await openInference(model, { inference: 'tfjs', threads: 1 });
+    expect(viaOnnx.record).toMatchObject({ inference: 'onnxruntime', inference_threads: '1' });
+    expect(viaTfjs.record).toEqual({ inference: 'tfjs' });
+    const batch = [{ prompt: [5, 6, 7], completion: [8, 9, 2, 40] }];
+    const gap = async () => maxAbsDiff((await viaOnnx.sequenceLogprobs(batch)).flat(), (await viaTfjs.sequenceLogprobs(batch)).flat());
+    expect(await gap()).toBeLessThanOrEqual(1e-4);
+    // An "update": the output head doubled, which sharpens every next-token distribution.
+    const head = model.params.get('lm_head.weight')!;
+    head.assign(tf.mul(head, 2));
+    expect(await gap()).toBeGreaterThan(1e-2); // the session still holds the old weights
+    expect(await viaOnnx.refresh()).toBeGreaterThan(0);
+    expect(await gap()).toBeLessThanOrEqual(1e-4);
+    await viaOnnx.close();
     tf.dispose([...model.params.values()]);
   });
 });
