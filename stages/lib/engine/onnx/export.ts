@@ -94,10 +94,9 @@ export function exportDecoder(config: ModelConfig, weight: WeightSource, options
     const roped = headsFirst(g.op('Add', [g.op('Mul', [qk, cos]), g.op('Mul', [rotated, sin])])); // (B, H + Hkv, T, hd)
     const [q, k] = g.opMulti('Split', [roped, g.ints([heads, kvHeads])], { axis: 1 }, 2) as [string, string]; // q: (B, H, T, hd), scaled by 1/sqrt(hd)
     const v = headsFirst(vNew); // (B, Hkv, T, hd)
-    const keys = g.op('Concat', [past[i]!.key, k], { axis: 2 }); // (B, Hkv, Tk, hd)
-    const values = g.op('Concat', [past[i]!.value, v], { axis: 2 });
-    g.output(keys, `present.${i}.key`, 'float', ['batch_size', kvHeads, 'total_sequence_length', hd]);
-    g.output(values, `present.${i}.value`, 'float', ['batch_size', kvHeads, 'total_sequence_length', hd]);
+    const cacheShape = ['batch_size', kvHeads, 'total_sequence_length', hd];
+    const keys = g.output(g.op('Concat', [past[i]!.key, k], { axis: 2 }), `present.${i}.key`, 'float', cacheShape); // (B, Hkv, Tk, hd)
+    const values = g.output(g.op('Concat', [past[i]!.value, v], { axis: 2 }), `present.${i}.value`, 'float', cacheShape);
     // Grouped-query attention without copying keys: query head h uses kv head floor(h / G) (HF
     // repeat_kv), so q regroups as (B, Hkv, G, T, hd) and MatMul broadcasts k, v over G.
     const qGrouped = g.op('Reshape', [q, g.ints([0, kvHeads, group, -1, hd])]);

@@ -34,10 +34,20 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Marks `value` as a graph output named `name` (an Identity when the names differ). */
-  output(value: string, name: string, type: ElementType, shape: Dim[]): void {
-    if (value !== name) this.nodes.push({ opType: 'Identity', input: [value], output: [name], name: `out/${name}` });
+  /**
+   * Makes `value` the graph output `name` by renaming the node output that produced it (an Identity
+   * node would cost a copy per run: the KV cache outputs are the largest tensors of a decode step).
+   * Returns `name`, which later nodes use in place of `value`.
+   */
+  output(value: string, name: string, type: ElementType, shape: Dim[]): string {
+    const producer = this.nodes.find((n) => n.output?.includes(value));
+    if (!producer || this.inputs.some((i) => i.name === value)) throw new Error(`Internal error: graph output ${name} is not a node output (${value})`);
+    for (const node of this.nodes) {
+      if (node.output) node.output = node.output.map((o) => (o === value ? name : o));
+      if (node.input) node.input = node.input.map((i) => (i === value ? name : i));
+    }
     this.outputs.push(valueInfo(name, type, shape));
+    return name;
   }
 
   /** A float32 initializer (weights), named as given. */
