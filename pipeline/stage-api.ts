@@ -154,6 +154,8 @@ export interface EngineConfig {
   backend: 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see engineSchema. */
   data_parallel?: 'auto' | number;
+  /** What decodes and scores: onnxruntime (an ONNX export), tfjs, or auto; see engineSchema. */
+  inference?: 'auto' | 'onnxruntime' | 'tfjs';
   [key: string]: unknown;
 }
 
