@@ -55,6 +55,7 @@ export default defineStage({
   params,
   produces: 'checkpoint',
   resources: 'train',
+  requires: () => ['checkpoint', 'samples'],
   async run(ctx) {
     const p = ctx.params;
     const engineLib = await import('../lib/engine/index.ts');

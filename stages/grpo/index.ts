@@ -26,7 +26,7 @@
 import { z } from 'zod';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 import { defineStage } from '../../pipeline/stage-api.ts';
-import { isRewardFile } from '../lib/rewards.ts';
+import { isRewardFile, loadRewards, RewardSpecError } from '../lib/rewards.ts';
 
 const rewardSpec = z.strictObject({
   use: z.string().min(1).describe('A built-in reward (format, label, label_distance, steps) or a file path starting with ./'),
@@ -81,7 +81,21 @@ export default defineStage({
   params,
   produces: 'checkpoint',
   resources: 'train',
+  requires: () => ['checkpoint', 'kg', 'prompts'],
   userFiles: (p: GrpoParams) => p.rewards.filter((r) => isRewardFile(r.use)).map((r) => r.use),
+  // Each reward is loaded once at validate/plan time (unknown built-in, missing or broken file).
+  async check(p: GrpoParams, { configDir }) {
+    const problems = [];
+    for (const [index, spec] of p.rewards.entries()) {
+      try {
+        await loadRewards([spec], configDir);
+      } catch (error) {
+        if (!(error instanceof RewardSpecError)) throw error;
+        problems.push({ path: ['rewards', index, error.key], message: error.message });
+      }
+    }
+    return problems;
+  },
   async run(ctx) {
     const { trainGrpo } = await import('./train.ts');
     return trainGrpo(ctx);
