@@ -18,7 +18,7 @@ const STEPS = path.join(FIXTURES, 'steps-stage.ts');
 describe('run records', () => {
   it('status shows a run killed with SIGKILL as interrupted, not as the run before it', async () => {
     const dir = workspace('pipeline-interrupted-');
-    writeFileSync(path.join(dir, 'p.yaml'), `name: k\nstages:\n  train: { uses: ${STEPS}, with: { steps: 40, sleep_ms: 100 } }\n`);
+    writeFileSync(path.join(dir, 'p.yaml'), `name: k\nstages:\n  train: { uses: ${STEPS}, with: { steps: 1000, sleep_ms: 100 } }\n`);
     const run = cliBackground(dir, ['run', 'p.yaml']);
     const work = path.join(dir, 'checkpoints/work');
     await waitFor(() => existsSync(work) && readdirSync(work).some((fp) => existsSync(path.join(work, fp, 'checkpoints/LATEST'))));
