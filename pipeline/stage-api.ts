@@ -27,6 +27,8 @@ export type ArtifactKind =
   | 'checkpoint' // HF-layout model folder
   | 'samples' // N verified samples per prompt
   | 'eval' // metrics.json, predictions.jsonl, report fragment
+  | 'distilled' // a distilled judge: model.json (DeepBoW)
+  | 'deployment' // a serving bundle: deployment.json, the head-tier cache
   | 'files'; // anything else (exec, user stages)
 
 export interface StageType<Schema extends z.ZodType = z.ZodType> {
@@ -39,6 +41,8 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
   /** zod schema of `with:`; every key has `.default(...)` (unless required) and `.describe(...)`. */
   params: Schema;
   produces: ArtifactKind;
+  /** The kind for these params when it depends on them (exec's `produces`); `produces` otherwise. */
+  producesFor?(params: z.output<Schema>): ArtifactKind;
   resources: ResourceClass;
   /**
    * Files outside the store that this stage reads given its params (dataset files, reward modules,
@@ -147,7 +151,7 @@ export interface StepCheckpoints {
 
 /** The pipeline-level `engine:` block, passed through untouched to stages that build models. */
 export interface EngineConfig {
-  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see engineSchema. */
   data_parallel?: 'auto' | number;
   [key: string]: unknown;

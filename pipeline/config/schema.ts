@@ -43,9 +43,9 @@ export const executorName = z.enum(['local', 'slurm']);
 export const engineSchema = z
   .looseObject({
     backend: z
-      .enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'])
+      .enum(['auto', 'webgpu', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'])
       .default('auto')
-      .describe('Tensor backend for model stages; auto tries tensorflow-gpu, tensorflow, wasm, then cpu.'),
+      .describe('Tensor backend for model stages; auto tries webgpu on a hardware GPU, tensorflow-gpu, tensorflow, wasm, then cpu (webgpu also runs on a software adapter when named).'),
     data_parallel: z
       .union([z.literal('auto'), z.number().int().min(1)])
       .default(1)

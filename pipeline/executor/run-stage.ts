@@ -83,7 +83,7 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       pipeline,
       stage: stage.name,
       type: stage.fingerprintInput.type,
-      kind: stage.type.produces,
+      kind: stage.type.producesFor?.(stage.params) ?? stage.type.produces,
       version: stage.type.version,
       params: stage.params,
       inputs: stage.fingerprintInput.inputs,

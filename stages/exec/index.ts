@@ -20,6 +20,10 @@ const params = z.strictObject({
     .default({})
     .describe('Extra environment variables (part of the fingerprint); numbers and booleans are passed as text.'),
   cwd: z.string().default('.').describe("Working folder, relative to the config file's folder."),
+  produces: z
+    .enum(['files', 'checkpoint', 'dataset', 'sft-set', 'samples', 'prompts', 'kg', 'eval'])
+    .default('files')
+    .describe('Artifact kind of what the command writes: checkpoint for a trainer writing an HF model folder, which sample, dpo, grpo and eval then read'),
   files: z
     .array(z.string())
     .default([])
@@ -106,6 +110,7 @@ export const execStage = defineStage({
   description: 'Run a command; what it writes into $PIPELINE_OUT is the artifact.',
   params,
   produces: 'files',
+  producesFor: (p) => p.produces,
   resources: 'light',
   userFiles: (p) => p.files,
   async run(ctx) {
