@@ -1,14 +1,16 @@
 /**
- * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the run was stopped,
- * or the store was busy with --no-wait), 2 bad usage or config.
+ * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the store was busy with
+ * --no-wait), 2 bad usage or config, 130 the run was stopped (SIGINT/SIGTERM).
  */
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DiagnosticsError } from './diagnostics.ts';
 import { describeDecision } from './plan.ts';
 import { runStageInProcess } from './executor/run-stage.ts';
-import { acquireStoreLock, describeHolder } from './store/lock.ts';
+import { acquireStoreLock, describeHolder, LockBusyError } from './store/lock.ts';
+import { StoreError } from './store/store.ts';
 import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, processIo, splitList, storeFor, type Io } from './commands/common.ts';
+import { exportCommand } from './commands/export.ts';
 import { gcCommand } from './commands/gc.ts';
 import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
 import { runCommand } from './commands/run.ts';
@@ -107,9 +109,10 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(async (config: string, what: string, flags) => setExit(await showCommand(config, what, flags, io)));
 
   withConfigOptions(program.command('gc').argument('<config>', 'pipeline YAML (names the store)'))
-    .description('delete artifacts no ref points at, and work folders the config would not resume from')
+    .description('delete artifacts no ref points at and the config does not plan, and work folders no run would resume from')
     .option('--dry-run', 'list what would be deleted')
-    .option('--resumable', "also delete the work folders of the config's unbuilt stages (their step checkpoints)")
+    .option('--resumable', 'also delete work folders a run would resume from (step checkpoints, of any pipeline)')
+    .option('--clear-cache <name>', "also delete this named cache under the store's work/ (e.g. teacher-cache: paid-for teacher answers; repeatable)", collect)
     .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
 
   withConfigOptions(program.command('report').argument('<config>', 'pipeline YAML'))
@@ -149,6 +152,11 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
         setExit(await serveCommand(artifacts, { ...flags, logger: flags.logLevel === 'silent' ? false : { level: flags.logLevel } }, io));
       }),
     );
+
+  withConfigOptions(program.command('export').argument('<config>', 'pipeline YAML').argument('<stage>', 'a stage whose artifact is a checkpoint'))
+    .description("copy the stage's checkpoint with an ONNX export (onnx/model.onnx) that onnxruntime and transformers.js load")
+    .option('--out <dir>', 'where to write it (default: <store>/exports/<pipeline>/<stage>)')
+    .action(async (config: string, stage: string, flags) => setExit(await exportCommand(config, stage, flags, io)));
 
   program
     .command('stages')
@@ -208,6 +216,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     return exit;
   } catch (error) {
     if (error instanceof DiagnosticsError) return printDiagnostics(error.diagnostics, io);
+    if (error instanceof StoreError || error instanceof LockBusyError) {
+      io.err(`error: ${error.message}`);
+      return EXIT.failed;
+    }
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     io.err(`Internal error: ${(error as Error).stack ?? String(error)}`);
     return EXIT.failed;

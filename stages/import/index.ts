@@ -3,7 +3,8 @@
  * mapping, a label scale mapped into L1–L4, an encoding and a seeded split by query.
  *
  * Writes a 'dataset' artifact: train/dev/test.jsonl, stats.json, skipped.jsonl (each unreadable row's
- * line and reason). See stages/lib/relevance/importer.ts.
+ * line and reason), conflicts.jsonl (each query–item pair that rows label differently, with their
+ * lines and labels). See stages/lib/relevance/importer.ts.
  */
 import path from 'node:path';
 import { defineStage } from '../../pipeline/stage-api.ts';
@@ -26,10 +27,13 @@ export default defineStage({
     const result = importDataset(file, ctx.params, ctx.rng);
     await writeSplits(ctx.outDir, result.splits);
     await writeJsonl(path.join(ctx.outDir, 'skipped.jsonl'), result.skipped);
+    await writeJsonl(path.join(ctx.outDir, 'conflicts.jsonl'), result.conflicts);
     const stats = {
       rows: result.rows,
       examples: result.rows - result.skipped.length,
       skipped: result.skipped.length,
+      conflicting_pairs: result.conflicts.length,
+      conflicting_rows: result.conflicts.reduce((sum, conflict) => sum + conflict.lines.length, 0),
       grades: result.grades,
       bySplit: Object.fromEntries(Object.entries(result.splits).map(([s, list]) => [s, list.length])),
     };
@@ -37,6 +41,12 @@ export default defineStage({
     if (result.skipped.length > 0) {
       const lines = result.skipped.slice(0, 10).map((s) => `${s.line} (${s.reason})`);
       ctx.log.warn(`skipped ${result.skipped.length} of ${result.rows} rows; lines ${lines.join(', ')}${result.skipped.length > 10 ? ', ...' : ''}; all in skipped.jsonl`);
+    }
+    if (result.conflicts.length > 0) {
+      const first = result.conflicts[0] as (typeof result.conflicts)[number];
+      ctx.log.warn(
+        `${stats.conflicting_pairs} query–item pairs are labelled differently by different rows (${stats.conflicting_rows} rows, all kept); first: "${first.query}" / "${first.title}" on lines ${first.lines.join(', ')} as ${first.labels.join(', ')}; all in conflicts.jsonl`,
+      );
     }
     ctx.log.info(`${stats.examples} examples: ${JSON.stringify(result.grades)}`);
     if (ctx.params.query_log) await writeImportedQueryLog(ctx.params.query_log, file, result.splits.train, ctx);
