@@ -11,6 +11,7 @@ import { GRADES, type Grade } from './relevance/types.ts';
 export async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
   const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
   const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
+  // Through the policy's inference path (onnxruntime when it loaded, else tfjs).
   const values = await policy.inference.sequenceLogprobs(rows);
   return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
 }

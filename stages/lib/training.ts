@@ -72,7 +72,7 @@ export async function finishTraining(
  * Writes a trained policy as a checkpoint folder: weights, tokenizer files, the completion format,
  * and its ONNX export unless engine.inference is tfjs.
  */
-export async function savePolicy(policy: Omit<Policy, 'inference'>, outDir: string, engine: EngineConfig): Promise<void> {
+export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokenizer' | 'format'>, outDir: string, engine: EngineConfig): Promise<void> {
   const { saveModel } = await import('../lib/engine/index.ts');
   const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
   const { writeCompletionFormat, writeInferenceExport } = await import('../lib/policy.ts');

@@ -6,7 +6,6 @@
  * `refresh` re-exports it so generation sees the new weights.
  */
 import { existsSync } from 'node:fs';
-import * as tf from '@tensorflow/tfjs-core';
 import type { Logger } from '../../../pipeline/stage-api.ts';
 import { generate, type GenerateOptions, type Generation } from './generate.ts';
 import { sequenceLogprobs, type PromptCompletion } from './logprobs.ts';
@@ -75,7 +74,11 @@ function tfjsInference(model: Model, log: Logger | undefined, why: string): Infe
     generate: (prompts, options) => generate(model, prompts, options),
     async sequenceLogprobs(batch) {
       if (batch.length === 0) return [];
-      const rows = tf.tidy(() => sequenceLogprobs(model, [...batch], { frozen: true }).logprobs.arraySync() as number[][]);
+      // An async read: webgpu has no synchronous one.
+      const { logprobs, mask } = sequenceLogprobs(model, [...batch], { frozen: true });
+      mask.dispose();
+      const rows = (await logprobs.array()) as number[][];
+      logprobs.dispose();
       return rows.map((row, b) => row.slice(0, batch[b]!.completion.length));
     },
     // Frozen weights follow the variables by themselves (model.ts frozenWeights).
