@@ -24,6 +24,7 @@ const model = createModel(presets.tiny(512), 0);
 const inference = await openInference(model, { inference: 'onnxruntime', threads: availableParallelism() });
 const rng = new Rng(0, 'bench/memory');
 const rssMb = () => process.memoryUsage().rss / 2 ** 20;
+const heapMb = () => (process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers) / 2 ** 20;
 const samples: Array<{ batch: number; rss: number }> = [];
 const refreshS: number[] = [];
 let tokens = 0;
@@ -37,7 +38,7 @@ for (let b = 0; b < batches; b++) {
   tokens += generated.reduce((n, g) => n + g.tokens.length, 0);
   if (REFRESH_EVERY > 0 && (b + 1) % REFRESH_EVERY === 0) refreshS.push(await inference.refresh());
   samples.push({ batch: b + 1, rss: rssMb() });
-  if ((b + 1) % 10 === 0 || b === batches - 1) console.log(`batch ${b + 1}/${batches}: rss ${rssMb().toFixed(0)} MB, ${tokens} tokens, ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  if ((b + 1) % 10 === 0 || b === batches - 1) console.log(`batch ${b + 1}/${batches}: rss ${rssMb().toFixed(0)} MB, JS heap + buffers ${heapMb().toFixed(0)} MB, ${tokens} tokens, ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 await inference.close();
 

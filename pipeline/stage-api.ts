@@ -195,6 +195,11 @@ export interface StageOutcome {
   engine?: EngineRecord;
 }
 
+/** The kind of artifact a stage of `type` with these params produces. */
+export function producedKind(type: StageType, params: unknown): ArtifactKind {
+  return type.producesFor?.(params) ?? type.produces;
+}
+
 /** Helper for stage modules: keeps the schema's types flowing into `run`. */
 export function defineStage<Schema extends z.ZodType>(stage: StageType<Schema>): StageType<Schema> {
   return stage;
