@@ -143,7 +143,7 @@ export default defineStage({
           // trainStep divides by the summed weight: return the batch sum, weighted by pair count.
           return { loss: tf.mul(out.loss, n) as Scalar, weight: n };
         },
-        { lr, maxGradNorm: p.max_grad_norm },
+        { lr, maxGradNorm: p.max_grad_norm, signal: ctx.signal },
       );
       step++;
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);

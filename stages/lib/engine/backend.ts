@@ -10,10 +10,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire, register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
+import type { EngineLogger, EngineOptions, EngineRecord } from './host.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
 
-export type BackendName = EngineConfig['backend'];
+export type BackendName = EngineOptions['backend'];
 
 const INSTALL_HELP: Record<'tensorflow-gpu' | 'tensorflow', string> = {
   'tensorflow-gpu':
@@ -44,7 +44,7 @@ let started: Promise<EngineRecord> | undefined;
  * Starts the backend named in `config.backend` (idempotent: later calls, with any config, return the
  * first call's record; one process runs one backend). Logs the choice.
  */
-export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
+export function initEngine(config: EngineOptions, log?: EngineLogger): Promise<EngineRecord> {
   if (started) {
     void started.then((record) => {
       if (config.backend !== 'auto' && config.backend !== record.backend) {
@@ -59,7 +59,7 @@ export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRe
   return started;
 }
 
-async function start(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
+async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineRecord> {
   await registerGradients();
   const backend = await selectBackend(config.backend, log);
   const record: EngineRecord = {
@@ -104,7 +104,7 @@ async function registerGradients(): Promise<void> {
  * Starts one backend (not idempotent: `initEngine` is the entry point). Exported so the failure
  * messages can be tested without disturbing the process's engine.
  */
-export async function selectBackend(requested: BackendName, log?: Logger): Promise<string> {
+export async function selectBackend(requested: BackendName, log?: EngineLogger): Promise<string> {
   switch (requested) {
     case 'tensorflow-gpu':
       return startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true);

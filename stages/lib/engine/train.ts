@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { RandomSource } from './host.ts';
 import { maskedLmLoss, type Model } from './model.ts';
 import { AdamW, clipByGlobalNorm } from './optim.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
@@ -29,13 +29,18 @@ export interface AccumulatedGradients {
   weight: number;
 }
 
-export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss): AccumulatedGradients {
+/** `signal` is checked before each micro-batch (an abort throws its reason; nothing is left allocated). */
+export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, signal?: AbortSignal): AccumulatedGradients {
   const names = [...model.params.keys()];
   const variables = names.map((n) => model.params.get(n) as tf.Variable);
   let sums: tf.Tensor[] | undefined;
   let lossSum = 0;
   let weight = 0;
   for (const batch of microBatches) {
+    if (signal?.aborted) {
+      tf.dispose(sums ?? []);
+      signal.throwIfAborted();
+    }
     let batchWeight = 0;
     const { value, grads } = tf.variableGrads(() => {
       const out = lossOf(batch);
@@ -66,6 +71,8 @@ export interface StepOptions {
   lr: number;
   /** Clip the global gradient norm to this; 0 turns clipping off. */
   maxGradNorm: number;
+  /** Stops the step between micro-batches, before the update (the parameters stay as they were). */
+  signal?: AbortSignal;
 }
 
 export interface StepResult {
@@ -80,7 +87,7 @@ export interface StepResult {
  * that outlive it.
  */
 export function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): StepResult {
-  const { grads, loss } = accumulateGradients(model, microBatches, lossOf);
+  const { grads, loss } = accumulateGradients(model, microBatches, lossOf, options.signal);
   const { grads: clipped, norm } = clipByGlobalNorm(grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
   optimizer.apply(clipped, options.lr);
   tf.dispose([...grads.values(), ...clipped.values()]);
@@ -92,7 +99,7 @@ export function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: B
  * batches, sort each by length (longest first), cut into batches, then shuffle the batch order.
  * Less padding, still random; deterministic given `rng`.
  */
-export function lengthBucketedBatches<T>(examples: readonly T[], batchSize: number, rng: Rng, lengthOf: (example: T) => number): T[][] {
+export function lengthBucketedBatches<T>(examples: readonly T[], batchSize: number, rng: RandomSource, lengthOf: (example: T) => number): T[][] {
   if (!(batchSize >= 1)) throw new Error(`lengthBucketedBatches: batchSize must be at least 1, got ${batchSize}`);
   const order = rng.shuffle(examples.map((_, i) => i));
   const batches: T[][] = [];
