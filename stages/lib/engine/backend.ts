@@ -11,6 +11,7 @@ import { createRequire, register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { EngineLogger, EngineOptions, EngineRecord } from './host.ts';
+import { loadFusedKernels } from './fused.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
 
 export type BackendName = EngineOptions['backend'];
@@ -70,6 +71,8 @@ async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineR
   if (backend === 'wasm') {
     record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
     record.threads = String(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'));
+    record.fused_kernels = await loadFusedKernels();
+    if (record.fused_kernels !== 'on') log?.warn(`engine: fused kernels ${record.fused_kernels}; the unfused tfjs ops run (slower, same results within 1e-5)`);
   }
   log?.info(`engine: tfjs ${record.tfjs} on ${backend}${config.backend === 'auto' ? ' (auto)' : ''}`);
   return record;

@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig } from './config.ts';
 import type { EngineOptions, EngineRecord } from './host.ts';
 import type { Model } from './model.ts';
-import { clipByGlobalNorm, type AdamW } from './optim.ts';
+import type { AdamW } from './optim.ts';
 import { causalLmLoss, trainStep, type PaddedBatch, type StepOptions, type StepResult } from './train.ts';
 
 export interface DataParallelTrainer {
@@ -285,9 +285,8 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
       grads.set(names[i] as string, tf.mul(s, scale));
       s.dispose();
     });
-    const { grads: clipped, norm } = clipByGlobalNorm(grads, stepOptions.maxGradNorm > 0 ? stepOptions.maxGradNorm : Infinity);
-    optimizer.apply(clipped, stepOptions.lr);
-    tf.dispose([...grads.values(), ...clipped.values()]);
+    const norm = optimizer.clipAndApply(grads, stepOptions.lr, stepOptions.maxGradNorm);
+    tf.dispose([...grads.values()]);
     return { loss: lossSum * scale, gradNorm: norm, lr: stepOptions.lr };
   };
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { RandomSource } from './host.ts';
 import { maskedLmLoss, type Model } from './model.ts';
-import { AdamW, clipByGlobalNorm } from './optim.ts';
+import type { AdamW } from './optim.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
 
 /**
@@ -88,9 +88,8 @@ export interface StepResult {
  */
 export function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): StepResult {
   const { grads, loss } = accumulateGradients(model, microBatches, lossOf, options.signal);
-  const { grads: clipped, norm } = clipByGlobalNorm(grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
-  optimizer.apply(clipped, options.lr);
-  tf.dispose([...grads.values(), ...clipped.values()]);
+  const norm = optimizer.clipAndApply(grads, options.lr, options.maxGradNorm);
+  tf.dispose([...grads.values()]);
   return { loss, gradNorm: norm, lr: options.lr };
 }
 
