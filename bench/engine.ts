@@ -17,6 +17,9 @@
  * average (1 min) before each round. Targets: train_ratio >= 1.0, gen_ratio >= 1.0; a missed
  * target prints the kernel profile that says where the time goes. The last line is JSON.
  *
+ * Fused kernels (stages/lib/engine/fused.ts): the same training step with them on and off,
+ * interleaved, and the tfjs kernel calls each makes (per-op overhead is paid per call).
+ *
  * Data parallel: an SFT-shaped step (the tiny preset with 2 layers at vocab 1024, 16 rows of
  * 225-255 tokens, loss on the last 95 of each) at 1 rank and at BENCH_DP_RANKS ranks, interleaved
  * the same way; target dp_ratio >= 1.8 at 2 ranks on 2 idle cores.
@@ -35,6 +38,7 @@ import {
   adamWOptionsSchema,
   causalLmLoss,
   createModel,
+  disposeModel,
   generate,
   initEngine,
   padBatch,
@@ -46,12 +50,13 @@ import {
   type Model,
   type PaddedBatch,
 } from '../stages/lib/engine/index.ts';
+import { setFusedKernels } from '../stages/lib/engine/fused.ts';
 
-const envInt = (name: string, fallback: number) => {
+function envInt(name: string, fallback: number): number {
   const value = Number(process.env[name] ?? fallback);
   if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${process.env[name]}`);
   return value;
-};
+}
 const ROUNDS = envInt('BENCH_ROUNDS', 5);
 const SPEC = { batch: 8, seq: 128, trainSteps: envInt('BENCH_TRAIN_STEPS', 3), gen_batch: 16, prompt_len: 16, new_tokens: 128, threads: 1 };
 const DP_SPEC = { vocab: 1024, layers: 2, rows: 16, min_len: 225, max_len: 255, completion: 95, steps: envInt('BENCH_DP_STEPS', 2), ranks: envInt('BENCH_DP_RANKS', 2) };
@@ -62,7 +67,7 @@ const TARGETS = { train_ratio: 1.0, gen_ratio: 1.0, dp_ratio: 1.8 };
 const record = await initEngine({ backend: 'wasm' });
 console.log(`engine: tfjs ${record.tfjs} ${record.backend} (simd ${record.simd}, threads ${record.threads}); ${ROUNDS} interleaved rounds`);
 
-const summary = { ...(await benchAgainstTorch()), ...(await benchDataParallel()), loadavg_1m: round2(loadavg()[0]!) };
+const summary = { ...(await benchAgainstTorch()), ...(await benchFusedKernels()), ...(await benchDataParallel()), loadavg_1m: round2(loadavg()[0]!) };
 console.log(JSON.stringify(summary));
 
 /** Statistics over rounds. */
@@ -77,8 +82,12 @@ function round2(x: number): number {
 function round3(x: number): number {
   return Number(x.toFixed(3));
 }
-const spread = (values: readonly number[]): [number, number] => [round3(Math.min(...values)), round3(Math.max(...values))];
-const load = () => loadavg()[0]!.toFixed(2);
+function spread(values: readonly number[]): [number, number] {
+  return [round3(Math.min(...values)), round3(Math.max(...values))];
+}
+function load(): string {
+  return loadavg()[0]!.toFixed(2);
+}
 
 /** Milliseconds of `work`, once. */
 async function timeMs(work: () => unknown): Promise<number> {
@@ -161,6 +170,56 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
     await printProfile(`generation, 16 new tokens (target gen_ratio >= ${TARGETS.gen_ratio} missed)`, async () => void (await generateOnce(16)));
   }
   return out;
+}
+
+/** The tiny preset's training step with the fused kernels and without, interleaved. */
+async function benchFusedKernels(): Promise<Record<string, unknown>> {
+  if (record.fused_kernels !== 'on') {
+    console.log(`fused kernels: ${record.fused_kernels}; no comparison`);
+    return {};
+  }
+  const config = presets.tiny(512);
+  const model = createModel(config, new Rng(0, 'engine/init'));
+  const rng = new Rng(0, 'bench');
+  const batch = padBatch(Array.from({ length: SPEC.batch }, () => Array.from({ length: SPEC.seq }, () => rng.int(config.vocab_size))).map((ids) => ({ ids, lossMask: ids.map(() => 1) })));
+  const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
+  const stepWith = (fused: boolean) => {
+    setFusedKernels(fused);
+    return trainStep(model, optimizer, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
+  };
+  try {
+    const calls: Record<string, number> = {};
+    for (const fused of [true, false]) {
+      stepWith(fused); // warm-up
+      calls[String(fused)] = (await tf.profile(() => void stepWith(fused))).kernels.length;
+    }
+    const perRound: Array<[number, number]> = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const loadBefore = load();
+      const fusedMs = await timeMs(() => stepWith(true));
+      const unfusedMs = await timeMs(() => stepWith(false));
+      perRound.push([fusedMs, unfusedMs]);
+      console.log(`fused kernels round ${r + 1}/${ROUNDS} (load ${loadBefore}): train step ${fusedMs.toFixed(0)} ms fused, ${unfusedMs.toFixed(0)} ms unfused`);
+    }
+    const speedups = perRound.map(([fused, unfused]) => unfused / fused);
+    const out = {
+      fused_step_ms: Math.round(median(perRound.map(([f]) => f))),
+      unfused_step_ms: Math.round(median(perRound.map(([, u]) => u))),
+      fused_speedup: round3(median(speedups)),
+      fused_speedup_spread: spread(speedups),
+      step_kernel_calls_fused: calls.true,
+      step_kernel_calls_unfused: calls.false,
+    };
+    console.log(
+      `fused kernels, median of ${ROUNDS} rounds: train step ${out.fused_step_ms} ms against ${out.unfused_step_ms} ms unfused, speedup ${out.fused_speedup} ` +
+        `(rounds ${JSON.stringify(out.fused_speedup_spread)}); ${out.step_kernel_calls_fused} kernel calls per step against ${out.step_kernel_calls_unfused}`,
+    );
+    return out;
+  } finally {
+    setFusedKernels(true);
+    disposeModel(model);
+    optimizer.dispose();
+  }
 }
 
 interface TorchSide {
