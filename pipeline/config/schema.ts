@@ -50,6 +50,12 @@ export const engineSchema = z
       .union([z.literal('auto'), z.number().int().min(1)])
       .default(1)
       .describe('Training replicas, one per core, that split each batch on the wasm and cpu backends (auto: one per available core); tfjs-node runs its own threads.'),
+    wasm_threads: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("Threads of the wasm backend's own kernels (its threaded SIMD binary on worker_threads); absent: 1, the single-threaded binary. The other way to use cores, instead of data_parallel; the fused kernels run only single-threaded."),
   })
   .describe('Passed untouched to model stages; other keys are allowed. Part of every stage fingerprint.');
 

@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { EngineLogger, EngineOptions, EngineRecord } from './host.ts';
 import { loadFusedKernels } from './fused.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
+import { withWasmThreads } from './wasm-threads.ts';
 
 export type BackendName = EngineOptions['backend'];
 
@@ -62,7 +63,7 @@ export function initEngine(config: EngineOptions, log?: EngineLogger): Promise<E
 
 async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineRecord> {
   await registerGradients();
-  const backend = await selectBackend(config.backend, log);
+  const backend = await selectBackend(config.backend, log, config.wasm_threads);
   const record: EngineRecord = {
     backend,
     tfjs: tf.version_core,
@@ -70,7 +71,7 @@ async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineR
   };
   if (backend === 'wasm') {
     record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
-    record.threads = String(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'));
+    record.threads = String((await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount());
     record.fused_kernels = await loadFusedKernels();
     if (record.fused_kernels !== 'on') log?.warn(`engine: fused kernels ${record.fused_kernels}; the unfused tfjs ops run (slower, same results within 1e-5)`);
   }
@@ -107,7 +108,8 @@ async function registerGradients(): Promise<void> {
  * Starts one backend (not idempotent: `initEngine` is the entry point). Exported so the failure
  * messages can be tested without disturbing the process's engine.
  */
-export async function selectBackend(requested: BackendName, log?: EngineLogger): Promise<string> {
+export async function selectBackend(requested: BackendName, log?: EngineLogger, wasmThreads = 1): Promise<string> {
+  const startWasm = () => startWasmWith(wasmThreads);
   switch (requested) {
     case 'tensorflow-gpu':
       return startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true);
@@ -156,10 +158,12 @@ async function startNode(pkg: string, name: 'tensorflow-gpu' | 'tensorflow', nee
   return name;
 }
 
-async function startWasm(): Promise<string> {
+async function startWasmWith(threads: number): Promise<string> {
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine.wasm_threads must be a positive integer, got ${threads}`);
   await import('@tensorflow/tfjs-backend-wasm');
   registerWasmKernels();
-  if (!(await tf.setBackend('wasm'))) throw new Error("engine.backend wasm: backend 'wasm' failed to start");
+  const started = threads === 1 ? await tf.setBackend('wasm') : await withWasmThreads(threads, () => tf.setBackend('wasm'));
+  if (!started) throw new Error("engine.backend wasm: backend 'wasm' failed to start");
   return 'wasm';
 }
 

@@ -55,6 +55,8 @@ export function setFusedKernels(on: boolean): void {
  */
 export async function loadFusedKernels(): Promise<string> {
   if (kernels) return 'on';
+  // The threaded binary's memory is shared; a module importing it must be built for shared memory.
+  if (tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT')) return 'off (threaded wasm: the kernels are built for unshared memory)';
   let binary: Uint8Array;
   try {
     binary = (await buildKernels()).binary;

@@ -31,6 +31,11 @@ export interface EngineOptions {
   backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see `resolveRanks`. */
   data_parallel?: 'auto' | number;
+  /**
+   * Threads of the wasm backend's own kernels (XNNPACK on worker_threads, the threaded SIMD binary);
+   * 1 (default): the single-threaded binary. One process, one setting.
+   */
+  wasm_threads?: number;
   [key: string]: unknown;
 }
 
