@@ -20,9 +20,10 @@
  * Fused kernels (stages/lib/engine/fused.ts): the same training step with them on and off,
  * interleaved, and the tfjs kernel calls each makes (per-op overhead is paid per call).
  *
- * Data parallel: an SFT-shaped step (the tiny preset with 2 layers at vocab 1024, 16 rows of
- * 225-255 tokens, loss on the last 95 of each) at 1 rank and at BENCH_DP_RANKS ranks, interleaved
- * the same way; target dp_ratio >= 1.8 at 2 ranks on 2 idle cores.
+ * Two ways to use the cores, on an SFT-shaped step (the tiny preset with 2 layers at vocab 1024,
+ * 16 rows of 225-255 tokens, loss on the last 95 of each; engine-sft-shape.ts): BENCH_DP_RANKS
+ * data-parallel ranks, and tfjs-wasm's threaded binary with as many threads, each against 1 core,
+ * interleaved the same way; target >= 1.8x at 2 cores on 2 idle cores.
  *
  * Each section is a function returning its own JSON keys; the summary is their union.
  */
@@ -51,6 +52,7 @@ import {
   type PaddedBatch,
 } from '../stages/lib/engine/index.ts';
 import { setFusedKernels } from '../stages/lib/engine/fused.ts';
+import { SFT_SHAPE, sftShapedBatch, sftShapedConfig } from './engine-sft-shape.ts';
 
 function envInt(name: string, fallback: number): number {
   const value = Number(process.env[name] ?? fallback);
@@ -59,7 +61,7 @@ function envInt(name: string, fallback: number): number {
 }
 const ROUNDS = envInt('BENCH_ROUNDS', 5);
 const SPEC = { batch: 8, seq: 128, trainSteps: envInt('BENCH_TRAIN_STEPS', 3), gen_batch: 16, prompt_len: 16, new_tokens: 128, threads: 1 };
-const DP_SPEC = { vocab: 1024, layers: 2, rows: 16, min_len: 225, max_len: 255, completion: 95, steps: envInt('BENCH_DP_STEPS', 2), ranks: envInt('BENCH_DP_RANKS', 2) };
+const DP_SPEC = { steps: envInt('BENCH_DP_STEPS', 2), ranks: envInt('BENCH_DP_RANKS', 2) };
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 const TARGETS = { train_ratio: 1.0, gen_ratio: 1.0, dp_ratio: 1.8 };
@@ -89,6 +91,11 @@ function load(): string {
   return loadavg()[0]!.toFixed(2);
 }
 
+/** SPEC.batch random rows of SPEC.seq tokens, every target counted. */
+function tinyTrainingBatch(rng: Rng, vocab: number): PaddedBatch {
+  return padBatch(Array.from({ length: SPEC.batch }, () => Array.from({ length: SPEC.seq }, () => rng.int(vocab))).map((ids) => ({ ids, lossMask: ids.map(() => 1) })));
+}
+
 /** Milliseconds of `work`, once. */
 async function timeMs(work: () => unknown): Promise<number> {
   const start = performance.now();
@@ -107,7 +114,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   console.log(`model: tiny preset, ${parameterCount(model)} parameters`);
   const rng = new Rng(0, 'bench');
   const randomIds = (rows: number, cols: number) => Array.from({ length: rows }, () => Array.from({ length: cols }, () => rng.int(config.vocab_size)));
-  const batch = padBatch(randomIds(SPEC.batch, SPEC.seq).map((ids) => ({ ids, lossMask: ids.map(() => 1) })));
+  const batch = tinyTrainingBatch(rng, config.vocab_size);
   const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
   const trainOnce = () => trainStep(model, optimizer, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
   const prompts = randomIds(SPEC.gen_batch, SPEC.prompt_len);
@@ -120,7 +127,10 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   const tokens = { train: SPEC.batch * SPEC.seq, gen: SPEC.gen_batch * SPEC.new_tokens };
   const rounds: Array<{ train: number; torchTrain?: number; gen: number; torchGen?: number }> = [];
   try {
-    if (torch) console.log(`PyTorch ${(await torch.ready).torch} on ${(await torch.ready).threads} thread(s)`);
+    if (torch) {
+      const ready = await torch.ready;
+      console.log(`PyTorch ${ready.torch} on ${ready.threads} thread(s)`);
+    }
     for (let r = 0; r < ROUNDS; r++) {
       const loadBefore = load();
       const trainMs: number[] = [];
@@ -181,7 +191,7 @@ async function benchFusedKernels(): Promise<Record<string, unknown>> {
   const config = presets.tiny(512);
   const model = createModel(config, new Rng(0, 'engine/init'));
   const rng = new Rng(0, 'bench');
-  const batch = padBatch(Array.from({ length: SPEC.batch }, () => Array.from({ length: SPEC.seq }, () => rng.int(config.vocab_size))).map((ids) => ({ ids, lossMask: ids.map(() => 1) })));
+  const batch = tinyTrainingBatch(rng, config.vocab_size);
   const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
   const stepWith = (fused: boolean) => {
     setFusedKernels(fused);
@@ -222,34 +232,29 @@ async function benchFusedKernels(): Promise<Record<string, unknown>> {
   }
 }
 
-interface TorchSide {
-  ready: Promise<{ torch: string; threads: number }>;
-  /** Seconds PyTorch took for one `train` step or one `gen` generation. */
-  request(work: 'train' | 'gen'): Promise<number>;
+/** A child process answering one JSON line per request line (reference.py serve, engine-sft-shape.ts). */
+interface LineServer {
+  ready: Promise<Record<string, unknown>>;
+  /** Seconds the child took for one `work` request. */
+  request(work: string): Promise<number>;
   close(): void;
 }
 
-/** Starts reference.py `serve` (null, said why, when Debian's python3-torch is missing). */
-function startTorch(spec: Record<string, unknown>): TorchSide | null {
-  if (!existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import torch']).status !== 0) {
-    console.log(`PyTorch reference skipped: ${PYTHON} with python3-torch not found (apt-get install -y python3-torch libopenblas0-pthread)`);
-    return null;
-  }
-  const threads = String(spec.threads);
-  const child: ChildProcessWithoutNullStreams = spawn(PYTHON, [REFERENCE, 'serve', JSON.stringify(spec)], {
-    env: { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads },
-  });
+function startLineServer(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): LineServer {
+  const child: ChildProcessWithoutNullStreams = spawn(command, args, { env });
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   const waiting: Array<{ resolve: (line: Record<string, unknown>) => void; reject: (error: Error) => void }> = [];
   const failAll = (why: string) => {
-    for (const w of waiting.splice(0)) w.reject(new Error(`PyTorch reference ${why}:\n${stderr}`));
+    for (const w of waiting.splice(0)) w.reject(new Error(`${name} ${why}:\n${stderr}`));
   };
   child.on('exit', (code) => failAll(`exited (code ${code})`));
   child.on('error', (error) => failAll(`failed to start (${error.message})`));
-  createInterface({ input: child.stdout }).on('line', (line) => waiting.shift()?.resolve(JSON.parse(line) as Record<string, unknown>));
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line.startsWith('{')) waiting.shift()?.resolve(JSON.parse(line) as Record<string, unknown>);
+  });
   const next = () => new Promise<Record<string, unknown>>((resolve, reject) => waiting.push({ resolve, reject }));
-  const ready = next().then((line) => line as { torch: string; threads: number });
+  const ready = next();
   return {
     ready,
     async request(work) {
@@ -257,37 +262,45 @@ function startTorch(spec: Record<string, unknown>): TorchSide | null {
       const answer = next();
       child.stdin.write(`${work}\n`);
       const line = await answer;
-      if (typeof line.seconds !== 'number') throw new Error(`PyTorch reference answered ${JSON.stringify(line)} to ${work}`);
+      if (typeof line.seconds !== 'number') throw new Error(`${name} answered ${JSON.stringify(line)} to ${work}`);
       return line.seconds;
     },
     close: () => child.stdin.end(),
   };
 }
 
+/** reference.py `serve` (null, said why, when Debian's python3-torch is missing). */
+function startTorch(spec: Record<string, unknown>): LineServer | null {
+  if (!existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import torch']).status !== 0) {
+    console.log(`PyTorch reference skipped: ${PYTHON} with python3-torch not found (apt-get install -y python3-torch libopenblas0-pthread)`);
+    return null;
+  }
+  const threads = String(spec.threads);
+  return startLineServer('PyTorch reference', PYTHON, [REFERENCE, 'serve', JSON.stringify(spec)], { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads });
+}
+
 /**
- * Tokens/s (all tokens of the batch, prompt included, padding not) of an SFT-shaped step at 1 rank
- * and at DP_SPEC.ranks, interleaved: each round runs DP_SPEC.steps steps on each trainer (the
- * round's figure is their median).
+ * Tokens/s (all tokens of the batch, prompt included, padding not) of the SFT-shaped step
+ * (engine-sft-shape.ts) on 1 core and on DP_SPEC.ranks cores two ways: data-parallel ranks (this
+ * process, startDataParallel) and tfjs-wasm's threaded binary (engine.wasm_threads, a child
+ * process). Interleaved: each round runs DP_SPEC.steps steps on each (the round's figure is their
+ * median); ratios are against the 1-core figure of the same round.
  */
 async function benchDataParallel(): Promise<Record<string, unknown>> {
-  const dpConfig = presets.tiny(DP_SPEC.vocab, { num_hidden_layers: DP_SPEC.layers });
-  const dpRng = new Rng(0, 'bench/data-parallel');
-  const examples = Array.from({ length: DP_SPEC.rows }, () => {
-    const length = DP_SPEC.min_len + dpRng.int(DP_SPEC.max_len - DP_SPEC.min_len + 1);
-    const ids = Array.from({ length }, () => dpRng.int(DP_SPEC.vocab));
-    return { ids, lossMask: ids.map((_, t) => (t >= length - DP_SPEC.completion ? 1 : 0)) };
-  });
-  const batches: PaddedBatch[] = [padBatch(examples)];
-  const tokens = examples.reduce((n, e) => n + e.ids.length, 0);
+  const { batch, tokens } = sftShapedBatch();
+  const batches: PaddedBatch[] = [batch];
   const trainers: DataParallelTrainer[] = [];
+  const threaded = startLineServer(`wasm_threads ${DP_SPEC.ranks}`, process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'engine-sft-shape.ts'), String(DP_SPEC.ranks)]);
   try {
     for (const ranks of [1, DP_SPEC.ranks]) {
-      const dpModel = createModel(dpConfig, new Rng(0, 'engine/init'));
+      const dpModel = createModel(sftShapedConfig(), new Rng(0, 'engine/init'));
       const trainer = await startDataParallel(dpModel, new AdamW(dpModel.params, adamWOptionsSchema.parse({})), { ranks, engine: { backend: 'wasm' } });
       trainers.push(trainer);
       await trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 }); // warm-up
     }
-    const perRound: Array<[number, number]> = [];
+    const threadedEngine = (await threaded.ready).engine as Record<string, string>;
+    console.log(`wasm_threads child: ${threadedEngine.threads} thread(s), fused kernels ${threadedEngine.fused_kernels}`);
+    const perRound: Array<{ one: number; ranks: number; threads: number }> = [];
     for (let r = 0; r < ROUNDS; r++) {
       const loadBefore = load();
       const tokS = [] as number[];
@@ -296,23 +309,35 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
         for (let i = 0; i < DP_SPEC.steps; i++) ms.push(await timeMs(() => trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 })));
         tokS.push(tokens / (median(ms) / 1000));
       }
-      perRound.push([tokS[0]!, tokS[1]!]);
-      console.log(`data parallel round ${r + 1}/${ROUNDS} (load ${loadBefore}): 1 rank ${tokS[0]!.toFixed(0)} tok/s, ${DP_SPEC.ranks} ranks ${tokS[1]!.toFixed(0)} tok/s, ratio ${(tokS[1]! / tokS[0]!).toFixed(2)}`);
+      const threadedMs: number[] = [];
+      for (let i = 0; i < DP_SPEC.steps; i++) threadedMs.push((await threaded.request('step')) * 1000);
+      const round = { one: tokS[0]!, ranks: tokS[1]!, threads: tokens / (median(threadedMs) / 1000) };
+      perRound.push(round);
+      console.log(
+        `SFT shape round ${r + 1}/${ROUNDS} (load ${loadBefore}): 1 core ${round.one.toFixed(0)} tok/s; ${DP_SPEC.ranks} data-parallel ranks ${round.ranks.toFixed(0)} tok/s ` +
+          `(${(round.ranks / round.one).toFixed(2)}x); wasm_threads ${DP_SPEC.ranks} ${round.threads.toFixed(0)} tok/s (${(round.threads / round.one).toFixed(2)}x)`,
+      );
     }
-    const ratios = perRound.map(([one, many]) => many / one);
+    const ratios = perRound.map((p) => p.ranks / p.one);
+    const threadRatios = perRound.map((p) => p.threads / p.one);
     const out = {
       dp_ranks: DP_SPEC.ranks,
-      dp1_tok_s: Math.round(median(perRound.map(([one]) => one))),
-      dp_tok_s: Math.round(median(perRound.map(([, many]) => many))),
+      dp1_tok_s: Math.round(median(perRound.map((p) => p.one))),
+      dp_tok_s: Math.round(median(perRound.map((p) => p.ranks))),
       dp_ratio: round3(median(ratios)),
       dp_ratio_spread: spread(ratios),
+      wasm_threads_tok_s: Math.round(median(perRound.map((p) => p.threads))),
+      wasm_threads_ratio: round3(median(threadRatios)),
+      wasm_threads_ratio_spread: spread(threadRatios),
     };
     console.log(
-      `data parallel (SFT shape: ${DP_SPEC.rows} rows, ${tokens} tokens), median of ${ROUNDS} rounds: 1 rank ${out.dp1_tok_s} tok/s, ${DP_SPEC.ranks} ranks ${out.dp_tok_s} tok/s, ` +
-        `ratio ${out.dp_ratio} (rounds ${JSON.stringify(out.dp_ratio_spread)}, target ${TARGETS.dp_ratio}); load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+      `SFT shape (${SFT_SHAPE.rows} rows, ${tokens} tokens), median of ${ROUNDS} rounds: 1 core ${out.dp1_tok_s} tok/s; ${DP_SPEC.ranks} data-parallel ranks ${out.dp_tok_s} tok/s, ` +
+        `ratio ${out.dp_ratio} (rounds ${JSON.stringify(out.dp_ratio_spread)}, target ${TARGETS.dp_ratio}); wasm_threads ${DP_SPEC.ranks} ${out.wasm_threads_tok_s} tok/s, ` +
+        `ratio ${out.wasm_threads_ratio} (rounds ${JSON.stringify(out.wasm_threads_ratio_spread)}); load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
     );
     return out;
   } finally {
+    threaded.close();
     await Promise.all(trainers.map((t) => t.close()));
   }
 }
