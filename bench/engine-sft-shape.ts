@@ -34,7 +34,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
   const { batch } = sftShapedBatch();
   const step = () => trainStep(model, optimizer, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
-  step(); // warm-up
+  await step(); // warm-up
   console.log(JSON.stringify({ ready: true, engine }));
   for await (const line of createInterface({ input: process.stdin })) {
     if (line.trim() !== 'step') {
@@ -42,7 +42,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       continue;
     }
     const start = performance.now();
-    step();
+    await step();
     console.log(JSON.stringify({ seconds: (performance.now() - start) / 1000 }));
   }
   // Emscripten's pthread workers would keep the process alive.

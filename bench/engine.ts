@@ -4,6 +4,7 @@
  *
  *   npm run bench:engine     env: BENCH_ROUNDS (default 5), BENCH_TRAIN_STEPS (per round, default 3),
  *                            BENCH_DP_STEPS (per round, default 2), BENCH_DP_RANKS (default 2)
+ *   npm run bench:engine -- --backend webgpu   (the engine on webgpu; data parallel stays on wasm)
  *
  * Shape (FACTS.md): the `tiny` preset at vocab 512 (d 128, 4 layers, 4 heads / 2 kv heads,
  * SwiGLU 352); training on batch 8 x 128 with AdamW and clipping; generation greedy for batch 16,
@@ -66,10 +67,17 @@ const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 const TARGETS = { train_ratio: 1.0, gen_ratio: 1.0, dp_ratio: 1.8 };
 
-const record = await initEngine({ backend: 'wasm' });
-console.log(`engine: tfjs ${record.tfjs} ${record.backend} (simd ${record.simd}, threads ${record.threads}); ${ROUNDS} interleaved rounds`);
+const backendFlag = process.argv.indexOf('--backend');
+const record = await initEngine({ backend: backendFlag >= 0 ? (process.argv[backendFlag + 1] as 'wasm') : 'wasm' });
+console.log(`engine: tfjs ${record.tfjs} ${record.backend} (simd ${record.simd}, threads ${record.threads}, fused kernels ${record.fused_kernels}); ${ROUNDS} interleaved rounds`);
 
-const summary = { ...(await benchAgainstTorch()), ...(await benchFusedKernels()), ...(await benchDataParallel()), loadavg_1m: round2(loadavg()[0]!) };
+const summary = {
+  backend: record.backend,
+  ...(await benchAgainstTorch()),
+  ...(await benchFusedKernels()),
+  ...(await benchDataParallel()),
+  loadavg_1m: round2(loadavg()[0]!),
+};
 console.log(JSON.stringify(summary));
 
 /** Statistics over rounds. */
@@ -120,7 +128,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   const prompts = randomIds(SPEC.gen_batch, SPEC.prompt_len);
   const generateOnce = (newTokens = SPEC.new_tokens) =>
     generate(model, prompts, { maxNewTokens: newTokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
-  trainOnce(); // warm-up: wasm compilation, first allocations
+  await trainOnce(); // warm-up: wasm compilation, first allocations
   await generateOnce();
 
   const torch = startTorch({ config, ...SPEC });
@@ -169,12 +177,12 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
     gen_ratio_spread: torch ? spread(genRatios) : null,
   };
   console.log(
-    `tfjs-wasm against PyTorch, median of ${ROUNDS} rounds: train ${out.train_tok_s} vs ${out.torch_train_tok_s} tok/s, ratio ${out.train_ratio} ` +
+    `tfjs-${record.backend} against PyTorch, median of ${ROUNDS} rounds: train ${out.train_tok_s} vs ${out.torch_train_tok_s} tok/s, ratio ${out.train_ratio} ` +
       `(rounds ${JSON.stringify(out.train_ratio_spread)}); generate ${out.gen_tok_s} vs ${out.torch_gen_tok_s} tok/s, ratio ${out.gen_ratio} ` +
       `(rounds ${JSON.stringify(out.gen_ratio_spread)}); load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
   );
   if (out.train_ratio !== null && out.train_ratio < TARGETS.train_ratio) {
-    await printProfile(`train step (target train_ratio >= ${TARGETS.train_ratio} missed)`, async () => void trainOnce());
+    await printProfile(`train step (target train_ratio >= ${TARGETS.train_ratio} missed)`, async () => void (await trainOnce()));
   }
   if (out.gen_ratio !== null && out.gen_ratio < TARGETS.gen_ratio) {
     await printProfile(`generation, 16 new tokens (target gen_ratio >= ${TARGETS.gen_ratio} missed)`, async () => void (await generateOnce(16)));
@@ -200,8 +208,8 @@ async function benchFusedKernels(): Promise<Record<string, unknown>> {
   try {
     const calls: Record<string, number> = {};
     for (const fused of [true, false]) {
-      stepWith(fused); // warm-up
-      calls[String(fused)] = (await tf.profile(() => void stepWith(fused))).kernels.length;
+      await stepWith(fused); // warm-up
+      calls[String(fused)] = (await tf.profile(async () => void (await stepWith(fused)))).kernels.length;
     }
     const perRound: Array<[number, number]> = [];
     for (let r = 0; r < ROUNDS; r++) {

@@ -1,5 +1,6 @@
 /**
- * eval: every checkpoint in `needs` and the lexical baseline, judged on the test split of the
+ * eval: every checkpoint in `needs`, every distilled model (DeepBoW, from `distill`) and the
+ * lexical baseline, judged on the test split of the
  * prompts (or on dev, `split: dev`, for choosing between runs without touching test). Checkpoints
  * decode greedily; the grade is the parsed answer, or for an answer_first
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
@@ -54,16 +55,16 @@ export interface EvalMetrics {
 
 type Policy = import('../lib/policy.ts').Policy;
 
-/** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
-async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
-  const { sequenceLogprobs } = await import('../lib/engine/index.ts');
-  const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
-  const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
-  const { logprobs, mask } = sequenceLogprobs(policy.model, rows, { frozen: true });
-  const values = (await logprobs.array()) as number[][];
-  logprobs.dispose();
-  mask.dispose();
-  return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
+/** "Acc@2 0.9000 [0.8500, 0.9438], ..." : each figure with its 95 % bootstrap interval. */
+function headline(s: ModelSummary): string {
+  const figure = (name: string, value: number | null, interval: [number, number] | null) =>
+    `${name} ${value === null ? 'n/a' : value.toFixed(4)}${interval ? ` [${interval[0].toFixed(4)}, ${interval[1].toFixed(4)}]` : ''}`;
+  return [
+    figure('Acc@2', s.acc2, s.intervals.acc2),
+    figure('Acc@4', s.acc4, s.intervals.acc4),
+    figure('macro-F1', s.macroF1, s.intervals.macroF1),
+    figure('QWK', s.qwk, s.intervals.qwk),
+  ].join(', ');
 }
 
 async function evaluateCheckpoint(
@@ -77,7 +78,8 @@ async function evaluateCheckpoint(
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
   const { disposeModel } = await import('../lib/engine/index.ts');
-  const { normaliseGradeProbs, cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
+  const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
+  const { gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {
@@ -143,6 +145,22 @@ async function evaluateCheckpoint(
   }
 }
 
+/** A DeepBoW model's predictions: its most probable grade, with its probabilities; no completion. */
+async function distilledPredictions(name: string, dir: string, examples: readonly PromptRecord[]): Promise<Prediction[]> {
+  const { readFileSync } = await import('node:fs');
+  const { judgeItems, deepBowProblem, DISTILLED_MODEL_FILE } = await import('../lib/serving/deepbow.ts');
+  const file = join(dir, DISTILLED_MODEL_FILE);
+  const model = JSON.parse(readFileSync(file, 'utf8')) as import('../lib/serving/deepbow.ts').DeepBowModel;
+  const problem = deepBowProblem(model);
+  if (problem) throw new Error(`${file}: ${problem}`);
+  return examples.map((r): Prediction => {
+    const started = performance.now();
+    const [judged] = judgeItems(model, r.example.query, [r.example.item]) as [import('../lib/serving/deepbow.ts').DeepBowJudgement];
+    const latencyMs = performance.now() - started;
+    return { model: name, ...exampleFields(r.example), predicted: judged.grade, gradeProbs: judged.probabilities, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
+  });
+}
+
 export default defineStage({
   name: 'eval',
   version: '1',
@@ -150,6 +168,7 @@ export default defineStage({
   params,
   produces: 'eval',
   resources: 'train',
+  requires: (p) => ['prompts', 'kg', ...(p.baseline ? [] : (['checkpoint'] as const))],
   async run(ctx) {
     const p = ctx.params;
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
@@ -173,6 +192,12 @@ export default defineStage({
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
     const references = referenceSteps(examples, kg);
 
+    // One bootstrap stream per model, so adding a model leaves the others' intervals unchanged.
+    const bootstrapStream = (model: string): (() => number) => {
+      const rng = ctx.rng.fork(`bootstrap-${model}`);
+      return () => rng.next();
+    };
+
     const total = examples.length * checkpoints.length;
     let done = 0;
     ctx.progress.update(0, total, 'examples');
@@ -186,11 +211,20 @@ export default defineStage({
       });
       engine = evaluated.engine;
       const { result } = evaluated;
-      const summary = summarise(result.predictions);
+      const summary = summarise(result.predictions, bootstrapStream(checkpoint.stage));
       metrics.checkpoints[checkpoint.stage] = { ...summary, ...(result.threshold ? { threshold: result.threshold } : {}), promptTooLong: result.promptTooLong };
       metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
       predictions.push(...result.predictions);
-      ctx.log.info(`${checkpoint.stage}: Acc@2 ${summary.acc2.toFixed(4)}, Acc@4 ${summary.acc4.toFixed(4)}, macro-F1 ${summary.macroF1.toFixed(4)}, format ${summary.formatValidity?.toFixed(4)}`);
+      ctx.log.info(`${checkpoint.stage}: ${headline(summary)}, format ${summary.formatValidity?.toFixed(4)}`);
+    }
+
+    // Distilled judges (the distill stage's DeepBoW): one more row each, scored like the baseline.
+    for (const distilled of ctx.inputs.many('distilled')) {
+      const rows = await distilledPredictions(distilled.stage, distilled.dir, examples);
+      const summary = summarise(rows, bootstrapStream(distilled.stage));
+      metrics.comparison.push(comparisonRow(distilled.stage, 'distilled', summary));
+      predictions.push(...rows);
+      ctx.log.info(`${distilled.stage} (distilled): ${headline(summary)}`);
     }
 
     if (p.baseline) {
@@ -204,14 +238,15 @@ export default defineStage({
         const latencyMs = performance.now() - started;
         return { model: 'baseline', ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
       });
-      const summary = summarise(baseline);
+      const summary = summarise(baseline, bootstrapStream('baseline'));
       metrics.baseline = { ...summary, thresholds: fitted.thresholds, devMacroF1: fitted.devMacroF1 };
+      ctx.log.info(`baseline: ${headline(summary)}`);
       metrics.comparison.push(comparisonRow('baseline', 'baseline', summary));
       predictions.push(...baseline);
     }
 
     // One line, not one per model: a step axis over models would draw a meaningless curve.
-    ctx.metrics.log(0, Object.fromEntries(metrics.comparison.flatMap((row) => ['acc2', 'acc4', 'macroF1'].map((k) => [`${row.model}.${k}`, row[k as 'acc2' | 'acc4' | 'macroF1']]))));
+    ctx.metrics.log(0, Object.fromEntries(metrics.comparison.flatMap((row) => (['acc2', 'acc4', 'macroF1', 'qwk'] as const).map((k) => [`${row.model}.${k}`, row[k]]))));
     await writeJson(join(ctx.outDir, 'metrics.json'), metrics);
     await writeJsonl(join(ctx.outDir, 'predictions.jsonl'), predictions);
     const { REPORT_FRAGMENT_FILE } = await import('../../pipeline/report/fragment.ts');
@@ -220,7 +255,7 @@ export default defineStage({
       ...(engine ? { engine } : {}),
       metrics: {
         examples: examples.length,
-        ...Object.fromEntries(metrics.comparison.flatMap((row) => [[`${row.model}.acc4`, row.acc4], [`${row.model}.macroF1`, row.macroF1]])),
+        ...Object.fromEntries(metrics.comparison.flatMap((row) => [[`${row.model}.acc4`, row.acc4], [`${row.model}.macroF1`, row.macroF1], [`${row.model}.qwk`, row.qwk]])),
       },
     };
   },

@@ -2,7 +2,8 @@
  * Picks and starts the TensorFlow.js backend once per process, and supplies what tfjs-core alone
  * lacks on Node (gradients, a wasm `UnsortedSegmentSum`). See /work/shared/FACTS.md.
  *
- * Order for `auto`: tfjs-node-gpu (if it imports and a GPU is visible) > tfjs-node > wasm > cpu.
+ * Order for `auto`: webgpu on a hardware adapter > tfjs-node-gpu (if it imports and a GPU is visible)
+ * > tfjs-node > wasm > cpu. webgpu on a software adapter (Mesa) only when asked for by name.
  * The two tfjs-node packages are never dependencies of this project (their install downloads
  * libtensorflow); they are loaded with a guarded dynamic `import()` when a user installed them.
  */
@@ -14,6 +15,7 @@ import type { EngineLogger, EngineOptions, EngineRecord } from './host.ts';
 import { loadFusedKernels } from './fused.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
 import { withWasmThreads } from './wasm-threads.ts';
+import { startWebgpu, type AdapterRecord } from './webgpu.ts';
 
 export type BackendName = EngineOptions['backend'];
 
@@ -63,11 +65,13 @@ export function initEngine(config: EngineOptions, log?: EngineLogger): Promise<E
 
 async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineRecord> {
   await registerGradients();
-  const backend = await selectBackend(config.backend, log, config.wasm_threads);
+  const adapter: { record?: AdapterRecord } = {};
+  const backend = await selectBackend(config.backend, log, adapter, config.wasm_threads);
   const record: EngineRecord = {
     backend,
     tfjs: tf.version_core,
     requested: config.backend,
+    ...adapter.record,
   };
   if (backend === 'wasm') {
     record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
@@ -75,7 +79,9 @@ async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineR
     record.fused_kernels = await loadFusedKernels();
     if (record.fused_kernels !== 'on') log?.warn(`engine: fused kernels ${record.fused_kernels}; the unfused tfjs ops run (slower, same results within 1e-5)`);
   }
-  log?.info(`engine: tfjs ${record.tfjs} on ${backend}${config.backend === 'auto' ? ' (auto)' : ''}`);
+  const on = adapter.record ? ` (${adapter.record.adapter}, ${adapter.record.vendor}, via ${adapter.record.route})` : '';
+  log?.info(`engine: tfjs ${record.tfjs} on ${backend}${on}${config.backend === 'auto' ? ' (auto)' : ''}`);
+  if (adapter.record?.software === 'true') log?.warn(`engine: webgpu runs on a software renderer (${adapter.record.adapter}): correct but slower than wasm`);
   return record;
 }
 
@@ -108,9 +114,18 @@ async function registerGradients(): Promise<void> {
  * Starts one backend (not idempotent: `initEngine` is the entry point). Exported so the failure
  * messages can be tested without disturbing the process's engine.
  */
-export async function selectBackend(requested: BackendName, log?: EngineLogger, wasmThreads = 1): Promise<string> {
+export async function selectBackend(requested: BackendName, log?: EngineLogger, adapter: { record?: AdapterRecord } = {}, wasmThreads = 1): Promise<string> {
   const startWasm = () => startWasmWith(wasmThreads);
+  const webgpu = (requireHardware: boolean) => async () => {
+    // auto looks for a GPU only where the kernel shows one: Dawn's probe costs a second and prints
+    // driver warnings on machines that have none.
+    if (requireHardware && !gpuDeviceVisible()) throw new Error('engine.backend webgpu: no GPU device (/proc/driver/nvidia/gpus and /dev/dri are absent or empty)');
+    adapter.record = await startWebgpu(requireHardware);
+    return 'webgpu';
+  };
   switch (requested) {
+    case 'webgpu':
+      return webgpu(false)();
     case 'tensorflow-gpu':
       return startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true);
     case 'tensorflow':
@@ -121,6 +136,7 @@ export async function selectBackend(requested: BackendName, log?: EngineLogger, 
       return startCpu();
     case 'auto': {
       for (const attempt of [
+        webgpu(true),
         () => startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true),
         () => startNode('@tensorflow/tfjs-node', 'tensorflow', false),
         startWasm,
@@ -136,10 +152,16 @@ export async function selectBackend(requested: BackendName, log?: EngineLogger, 
   }
 }
 
+const listed = (dir: string) => existsSync(dir) && readdirSync(dir).length > 0;
+
 /** True when the NVIDIA driver lists at least one GPU (Linux); tfjs-node-gpu silently runs on CPU otherwise. */
 function gpuVisible(): boolean {
-  const dir = '/proc/driver/nvidia/gpus';
-  return existsSync(dir) && readdirSync(dir).length > 0;
+  return listed('/proc/driver/nvidia/gpus');
+}
+
+/** An NVIDIA GPU or any DRM device (AMD, Intel, or NVIDIA's render node) that Vulkan could drive. */
+function gpuDeviceVisible(): boolean {
+  return gpuVisible() || listed('/dev/dri');
 }
 
 async function startNode(pkg: string, name: 'tensorflow-gpu' | 'tensorflow', needsGpu: boolean): Promise<string> {

@@ -28,7 +28,7 @@ export interface EngineLogger {
 
 /** Which tensor runtime to start, and how training uses the cores. */
 export interface EngineOptions {
-  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see `resolveRanks`. */
   data_parallel?: 'auto' | number;
   /**

@@ -73,8 +73,8 @@ export class AdamW {
    * them; returns the norm before clipping. The clipped gradients are never materialised: the
    * coefficient scales them inside the update.
    */
-  clipAndApply(grads: Map<string, tf.Tensor>, lr: number, maxGradNorm: number): number {
-    const norm = globalNorm(grads);
+  async clipAndApply(grads: Map<string, tf.Tensor>, lr: number, maxGradNorm: number): Promise<number> {
+    const norm = await globalNorm(grads);
     this.apply(grads, lr, clipCoefficient(norm, maxGradNorm > 0 ? maxGradNorm : Infinity));
     return norm;
   }
@@ -88,19 +88,19 @@ export class AdamW {
  * Scales gradients so their global L2 norm is at most maxNorm (PyTorch `clip_grad_norm_`:
  * coefficient maxNorm / (norm + 1e-6), capped at 1). Returns new tensors and the norm before clipping.
  */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
-  const norm = globalNorm(grads);
+export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
+  const norm = await globalNorm(grads);
   const coefficient = clipCoefficient(norm, maxNorm);
   const clipped = new Map<string, tf.Tensor>();
   for (const [name, g] of grads) clipped.set(name, tf.mul(g, coefficient));
   return { grads: clipped, norm };
 }
 
-/** The L2 norm of all gradients together. */
-export function globalNorm(grads: Map<string, tf.Tensor>): number {
+/** The L2 norm of all gradients together (read back asynchronously: webgpu has no sync reads). */
+export async function globalNorm(grads: Map<string, tf.Tensor>): Promise<number> {
   if (fusedKernels()) return Math.sqrt(fusedSumOfSquares(grads.values()));
   const normTensor = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
-  const norm = normTensor.dataSync()[0] as number;
+  const norm = (await normTensor.data())[0] as number;
   normTensor.dispose();
   return norm;
 }

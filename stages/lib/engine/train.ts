@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { RandomSource } from './host.ts';
+import { trainableParams } from './lora.ts';
 import { maskedLmLoss, type Model } from './model.ts';
 import type { AdamW } from './optim.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
@@ -30,9 +31,11 @@ export interface AccumulatedGradients {
 }
 
 /** `signal` is checked before each micro-batch (an abort throws its reason; nothing is left allocated). */
-export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, signal?: AbortSignal): AccumulatedGradients {
-  const names = [...model.params.keys()];
-  const variables = names.map((n) => model.params.get(n) as tf.Variable);
+export async function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, signal?: AbortSignal): Promise<AccumulatedGradients> {
+  // With LoRA only the adapters: the base weights get no gradient (nor its cost).
+  const trainable = trainableParams(model);
+  const names = [...trainable.keys()];
+  const variables = names.map((n) => trainable.get(n) as tf.Variable);
   let sums: tf.Tensor[] | undefined;
   let lossSum = 0;
   let weight = 0;
@@ -47,7 +50,8 @@ export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], 
       batchWeight = out.weight;
       return out.loss;
     }, variables);
-    lossSum += value.dataSync()[0] as number;
+    // An async read: the webgpu backend has no synchronous one.
+    lossSum += (await value.data())[0] as number;
     value.dispose();
     weight += batchWeight;
     const current = variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
@@ -86,9 +90,17 @@ export interface StepResult {
  * One optimizer update from `microBatches` (accumulated, clipped, AdamW). Allocates no tensors
  * that outlive it.
  */
-export function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): StepResult {
-  const { grads, loss } = accumulateGradients(model, microBatches, lossOf, options.signal);
-  const norm = optimizer.clipAndApply(grads, options.lr, options.maxGradNorm);
+export async function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): Promise<StepResult> {
+  // LoRA dropout is on while this step takes gradients; its masks are keyed by the optimizer step.
+  if (model.lora) model.lora.training = { step: optimizer.step, calls: 0 };
+  let accumulated: AccumulatedGradients;
+  try {
+    accumulated = await accumulateGradients(model, microBatches, lossOf, options.signal);
+  } finally {
+    if (model.lora) model.lora.training = undefined;
+  }
+  const { grads, loss } = accumulated;
+  const norm = await optimizer.clipAndApply(grads, options.lr, options.maxGradNorm);
   tf.dispose([...grads.values()]);
   return { loss, gradNorm: norm, lr: options.lr };
 }
@@ -157,7 +169,8 @@ const OPTIMIZER_JSON = 'optimizer.json';
  * ctx.checkpoints.save). The caller keeps RNG state and data position in the checkpoint's JSON state.
  */
 export async function saveTrainingState(dir: string, model: Model, optimizer: AdamW): Promise<void> {
-  await writeSafetensors(join(dir, WEIGHTS_FILE), model.params as Map<string, tf.Tensor>);
+  // With LoRA the adapters only: the base stays what `init` names.
+  await writeSafetensors(join(dir, WEIGHTS_FILE), trainableParams(model) as Map<string, tf.Tensor>);
   const moments = new Map<string, tf.Tensor>();
   for (const [name, m] of optimizer.m) moments.set(`exp_avg.${name}`, m);
   for (const [name, v] of optimizer.v) moments.set(`exp_avg_sq.${name}`, v);
@@ -184,7 +197,7 @@ export function loadTrainingState(dir: string, model: Model, optimizer: AdamW): 
       tf.dispose([...tensors.values()]);
     }
   };
-  restore(join(dir, WEIGHTS_FILE), model.params, '');
+  restore(join(dir, WEIGHTS_FILE), trainableParams(model), '');
   restore(join(dir, MOMENTS_FILE), optimizer.m, 'exp_avg.');
   restore(join(dir, MOMENTS_FILE), optimizer.v, 'exp_avg_sq.');
   const saved = JSON.parse(readFileSync(join(dir, OPTIMIZER_JSON), 'utf8')) as { step?: unknown };
