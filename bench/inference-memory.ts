@@ -20,7 +20,7 @@ const BATCH = 16;
 const WARM_UP_BATCHES = 5;
 
 await initEngine({ backend: 'wasm' });
-const model = createModel(presets.tiny(512), 0);
+const model = createModel(presets.tiny(512), new Rng(0, 'engine/init'));
 const inference = await openInference(model, { inference: 'onnxruntime', threads: availableParallelism() });
 const rng = new Rng(0, 'bench/memory');
 const rssMb = () => process.memoryUsage().rss / 2 ** 20;

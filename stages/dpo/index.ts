@@ -150,7 +150,7 @@ export default defineStage({
           // trainStep divides by the summed weight: return the batch sum, weighted by pair count.
           return { loss: tf.mul(out.loss, n) as Scalar, weight: n };
         },
-        { lr, maxGradNorm: p.max_grad_norm },
+        { lr, maxGradNorm: p.max_grad_norm, signal: ctx.signal },
       );
       const rewards = { chosen: Array.from(await kept[0]!.data()), rejected: Array.from(await kept[1]!.data()) };
       tf.dispose(kept);

@@ -135,7 +135,7 @@ export default defineStage({
 
     const model = p.init
       ? engineLib.loadModel(resolve(ctx.configDir, p.init))
-      : engineLib.createModel(engineLib.presets[p.preset](tokenizer.vocabSize, { max_position_embeddings: p.max_length, ...p.model }), ctx.seed);
+      : engineLib.createModel(engineLib.presets[p.preset](tokenizer.vocabSize, { max_position_embeddings: p.max_length, ...p.model }), new Rng(ctx.seed, 'engine/init'));
     ctx.log.info(`model: ${engineLib.parameterCount(model)} parameters, ${model.config.num_hidden_layers} layers, vocab ${model.config.vocab_size}`);
     const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, p.lora), engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
 
@@ -200,7 +200,7 @@ export default defineStage({
           const micro = batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
           if (micro.length === 0) break;
           const lr = lrAt(step);
-          const result = await trainer.step(micro, { lr, maxGradNorm: p.max_grad_norm });
+          const result = await trainer.step(micro, { lr, maxGradNorm: p.max_grad_norm, signal: ctx.signal });
           step++;
           tokensSeen += micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
           const elapsed = (performance.now() - started) / 1000;

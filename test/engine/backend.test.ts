@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../../stages/lib/engine/backend.ts';
@@ -12,7 +14,17 @@ describe('initEngine', () => {
     const first = await initEngine({ backend: 'wasm' });
     const again = await initEngine({ backend: 'auto' });
     expect(again).toBe(first);
-    expect(first).toMatchObject({ backend: 'wasm', tfjs: '4.22.0', requested: 'wasm', threads: 'false' });
+    expect(first).toMatchObject({ backend: 'wasm', tfjs: '4.22.0', requested: 'wasm', threads: '1', fused_kernels: 'on' });
+  });
+
+  // A backend starts once per process, so the threaded binary runs in a child process.
+  it('wasm_threads: 2 runs the threaded binary on 2 worker threads, and a matmul is right', () => {
+    // a (2x3) = [[1,2,3],[4,5,6]], b (3x2) = [[1,0],[0,1],[1,1]]: a b = [[1+3, 2+3], [4+6, 5+6]] = [[4,5],[10,11]].
+    const child = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'threaded-matmul.ts')], { encoding: 'utf8', timeout: 120_000 });
+    expect(child.status, child.stderr.slice(-2000)).toBe(0);
+    const { record, product } = JSON.parse(child.stdout.trim().split('\n').pop() as string);
+    expect(record).toMatchObject({ backend: 'wasm', threads: '2', fused_kernels: expect.stringMatching(/^off \(threaded wasm/) });
+    expect(product).toEqual([4, 5, 10, 11]);
   });
 
   // tfjs-node cannot be installed on these machines (FACTS.md), so these paths are the real ones here.

@@ -49,7 +49,7 @@ const microBatches: PaddedBatch[] = [
 ];
 
 const freshRun = () => {
-  const model = createModel(config, 3);
+  const model = createModel(config, new Rng(3, 'engine/init'));
   return { model, optimizer: new AdamW(model.params, adamWOptionsSchema.parse({})) };
 };
 const weights = (model: Model) => new Map([...model.params].map(([name, v]) => [name, v.dataSync() as Float32Array]));

@@ -81,7 +81,7 @@ const ids = [[1, 5, 9, 2, 7]];
 
 describe('saveModel / loadModel', () => {
   it('writes an HF folder that loads back to the same logits', async () => {
-    const model = createModel(config(), 3);
+    const model = createModel(config(), new Rng(3, 'engine/init'));
     const dir = join(scratch, 'saved');
     await saveModel(model, dir, { bosTokenId: 1, eosTokenId: [2, 3], padTokenId: 0 });
     const written = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
@@ -98,7 +98,7 @@ describe('saveModel / loadModel', () => {
   });
 
   it('loads sharded weights through model.safetensors.index.json', async () => {
-    const model = createModel(config(), 4);
+    const model = createModel(config(), new Rng(4, 'engine/init'));
     const dir = join(scratch, 'sharded');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(model.config));
@@ -124,7 +124,7 @@ describe('saveModel / loadModel', () => {
   });
 
   it('reports a weight whose shape disagrees with config.json', async () => {
-    const model = createModel(config(), 5);
+    const model = createModel(config(), new Rng(5, 'engine/init'));
     const dir = join(scratch, 'mismatch');
     await saveModel(model, dir);
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...model.config, intermediate_size: 64 }));

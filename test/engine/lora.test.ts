@@ -138,7 +138,7 @@ describe('LoRA adapters', () => {
     expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 8, lora_dropout: 0, target_modules: ['down_proj', 'q_proj', 'v_proj'], bias: 'none' });
     expect([...readSafetensors(join(dir, 'adapter', 'adapter_model.safetensors')).keys()].sort()).toEqual(Object.keys(reference.adapters).sort());
     const reloaded = loadModel(fixture);
-    loadAdapter(reloaded, join(dir, 'adapter'));
+    loadAdapter(reloaded, join(dir, 'adapter'), new Rng(0, 'engine/lora-load'));
     expect(maxAbsDiff(await forward(reloaded, parity.input_ids).logits.data(), adapted)).toBe(0);
     for (const m of [model, plain, reloaded]) disposeModel(m);
   });

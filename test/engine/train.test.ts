@@ -104,7 +104,7 @@ function maxDiff(a: Float32Array[], b: Float32Array[]): number {
 describe('trainStep', () => {
   it('batch 1 x accumulation 8 gives the same gradient and update as 8 x 1', async () => {
     const data = examples(8, 3);
-    const model = createModel(tinyConfig(), 5);
+    const model = createModel(tinyConfig(), new Rng(5, 'engine/init'));
     const gradsOf = async (micro: TokenizedExample[][]) => {
       const { grads, loss } = await accumulateGradients(model, micro.map((m) => padBatch(m)), (b) => causalLmLoss(model, b));
       const values = [...grads.values()].map((g) => g.dataSync() as Float32Array);
@@ -122,7 +122,7 @@ describe('trainStep', () => {
     // summation-order noise (about 1e-8 here) into lr * noise / eps. eps 1e-5 bounds that by 1e-5;
     // the default 1e-8 would make elements with |g| ~ 1e-8 differ by a whole step.
     const run = async (micro: TokenizedExample[][]) => {
-      const model = createModel(tinyConfig(), 5);
+      const model = createModel(tinyConfig(), new Rng(5, 'engine/init'));
       const opt = new AdamW(model.params, { ...optimizerOptions, eps: 1e-5 });
       await trainStep(model, opt, micro.map((m) => padBatch(m)), (b) => causalLmLoss(model, b), { lr: 1e-2, maxGradNorm: 1 });
       const result = weights(model);
@@ -134,13 +134,13 @@ describe('trainStep', () => {
     const accumulated = await run(data.map((e) => [e]));
     expect(maxDiff(whole, accumulated)).toBeLessThan(2e-5);
     // And the step did move the weights (so the comparison is not vacuous).
-    const initial = createModel(tinyConfig(), 5);
+    const initial = createModel(tinyConfig(), new Rng(5, 'engine/init'));
     expect(maxDiff(whole, weights(initial))).toBeGreaterThan(1e-3);
     disposeModel(initial);
   });
 
   it('a batch of one row trains a model with one kv head (one attention block per layer)', async () => {
-    const model = createModel(presets.tiny(32, { num_hidden_layers: 1, num_key_value_heads: 1, max_position_embeddings: 64 }), 5);
+    const model = createModel(presets.tiny(32, { num_hidden_layers: 1, num_key_value_heads: 1, max_position_embeddings: 64 }), new Rng(5, 'engine/init'));
     const opt = new AdamW(model.params, optimizerOptions);
     const before = weights(model);
     const { loss } = await trainStep(model, opt, [padBatch(examples(1, 4))], (b) => causalLmLoss(model, b), { lr: 1e-2, maxGradNorm: 1 });
@@ -151,7 +151,7 @@ describe('trainStep', () => {
   });
 
   it('leaks no tensors across steps', async () => {
-    const model = createModel(tinyConfig(), 6);
+    const model = createModel(tinyConfig(), new Rng(6, 'engine/init'));
     const opt = new AdamW(model.params, optimizerOptions);
     const batch = padBatch(examples(4, 4));
     const step = () => trainStep(model, opt, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
@@ -173,11 +173,11 @@ describe('trainStep', () => {
         await trainStep(model, opt, [batch], (b) => causalLmLoss(model, b), { lr: warmupCosineLr(step, { peak: 1e-2, warmup: 1, total: 4, min: 1e-3 }), maxGradNorm: 1 });
       }
     };
-    const straight = createModel(tinyConfig(), 8);
+    const straight = createModel(tinyConfig(), new Rng(8, 'engine/init'));
     const straightOpt = new AdamW(straight.params, optimizerOptions);
     await train(straight, straightOpt, new Rng(9), 0, 4);
 
-    const first = createModel(tinyConfig(), 8);
+    const first = createModel(tinyConfig(), new Rng(8, 'engine/init'));
     const firstOpt = new AdamW(first.params, optimizerOptions);
     const rng = new Rng(9);
     await train(first, firstOpt, rng, 0, 2);
@@ -186,7 +186,7 @@ describe('trainStep', () => {
     disposeModel(first);
     firstOpt.dispose();
 
-    const resumed = createModel(tinyConfig(), 99); // different init: everything must come from the checkpoint
+    const resumed = createModel(tinyConfig(), new Rng(99, 'engine/init')); // different init: everything must come from the checkpoint
     const resumedOpt = new AdamW(resumed.params, optimizerOptions);
     loadTrainingState(scratch, resumed, resumedOpt);
     expect(resumedOpt.step).toBe(2);
@@ -218,7 +218,7 @@ describe('the tiny preset learns', () => {
     const bigramEntropy = Math.log(4);
     const threshold = (unigramEntropy + bigramEntropy) / 2;
 
-    const model = createModel(presets.tiny(vocab), 12);
+    const model = createModel(presets.tiny(vocab), new Rng(12, 'engine/init'));
     const opt = new AdamW(model.params, optimizerOptions);
     const trainRng = new Rng(13, 'batches');
     const steps = 30;

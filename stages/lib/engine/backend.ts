@@ -11,11 +11,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire, register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
+import type { EngineLogger, EngineOptions, EngineRecord } from './host.ts';
+import { loadFusedKernels } from './fused.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
+import { withWasmThreads } from './wasm-threads.ts';
 import { startWebgpu, type AdapterRecord } from './webgpu.ts';
 
-export type BackendName = EngineConfig['backend'];
+export type BackendName = EngineOptions['backend'];
 
 const INSTALL_HELP: Record<'tensorflow-gpu' | 'tensorflow', string> = {
   'tensorflow-gpu':
@@ -46,7 +48,7 @@ let started: Promise<EngineRecord> | undefined;
  * Starts the backend named in `config.backend` (idempotent: later calls, with any config, return the
  * first call's record; one process runs one backend). Logs the choice.
  */
-export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
+export function initEngine(config: EngineOptions, log?: EngineLogger): Promise<EngineRecord> {
   if (started) {
     void started.then((record) => {
       if (config.backend !== 'auto' && config.backend !== record.backend) {
@@ -61,10 +63,10 @@ export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRe
   return started;
 }
 
-async function start(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
+async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineRecord> {
   await registerGradients();
   const adapter: { record?: AdapterRecord } = {};
-  const backend = await selectBackend(config.backend, log, adapter);
+  const backend = await selectBackend(config.backend, log, adapter, config.wasm_threads);
   const record: EngineRecord = {
     backend,
     tfjs: tf.version_core,
@@ -73,7 +75,9 @@ async function start(config: EngineConfig, log?: Logger): Promise<EngineRecord> 
   };
   if (backend === 'wasm') {
     record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
-    record.threads = String(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'));
+    record.threads = String((await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount());
+    record.fused_kernels = await loadFusedKernels();
+    if (record.fused_kernels !== 'on') log?.warn(`engine: fused kernels ${record.fused_kernels}; the unfused tfjs ops run (slower, same results within 1e-5)`);
   }
   const on = adapter.record ? ` (${adapter.record.adapter}, ${adapter.record.vendor}, via ${adapter.record.route})` : '';
   log?.info(`engine: tfjs ${record.tfjs} on ${backend}${on}${config.backend === 'auto' ? ' (auto)' : ''}`);
@@ -110,7 +114,8 @@ async function registerGradients(): Promise<void> {
  * Starts one backend (not idempotent: `initEngine` is the entry point). Exported so the failure
  * messages can be tested without disturbing the process's engine.
  */
-export async function selectBackend(requested: BackendName, log?: Logger, adapter: { record?: AdapterRecord } = {}): Promise<string> {
+export async function selectBackend(requested: BackendName, log?: EngineLogger, adapter: { record?: AdapterRecord } = {}, wasmThreads = 1): Promise<string> {
+  const startWasm = () => startWasmWith(wasmThreads);
   const webgpu = (requireHardware: boolean) => async () => {
     // auto looks for a GPU only where the kernel shows one: Dawn's probe costs a second and prints
     // driver warnings on machines that have none.
@@ -175,10 +180,12 @@ async function startNode(pkg: string, name: 'tensorflow-gpu' | 'tensorflow', nee
   return name;
 }
 
-async function startWasm(): Promise<string> {
+async function startWasmWith(threads: number): Promise<string> {
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`engine.wasm_threads must be a positive integer, got ${threads}`);
   await import('@tensorflow/tfjs-backend-wasm');
   registerWasmKernels();
-  if (!(await tf.setBackend('wasm'))) throw new Error("engine.backend wasm: backend 'wasm' failed to start");
+  const started = threads === 1 ? await tf.setBackend('wasm') : await withWasmThreads(threads, () => tf.setBackend('wasm'));
+  if (!started) throw new Error("engine.backend wasm: backend 'wasm' failed to start");
   return 'wasm';
 }
 

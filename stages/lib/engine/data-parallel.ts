@@ -17,10 +17,10 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import type { EngineConfig, EngineRecord } from '../../../pipeline/stage-api.ts';
 import type { ModelConfig } from './config.ts';
+import type { EngineOptions, EngineRecord } from './host.ts';
 import type { Model } from './model.ts';
-import { clipByGlobalNorm, type AdamW } from './optim.ts';
+import type { AdamW } from './optim.ts';
 import { causalLmLoss, trainStep, type PaddedBatch, type StepOptions, type StepResult } from './train.ts';
 
 export interface DataParallelTrainer {
@@ -34,7 +34,7 @@ export interface DataParallelTrainer {
 }
 
 /** 'auto' -> os.availableParallelism(); a number -> itself; backends other than wasm/cpu -> 1 (tfjs-node runs its own threads). */
-export function resolveRanks(setting: EngineConfig['data_parallel'], backend: string): number {
+export function resolveRanks(setting: EngineOptions['data_parallel'], backend: string): number {
   if (backend !== 'wasm' && backend !== 'cpu') return 1;
   if (setting === undefined) return 1;
   return setting === 'auto' ? availableParallelism() : setting;
@@ -105,7 +105,7 @@ export async function shardGradients(model: Model, shards: readonly PaddedBatch[
 export interface WorkerInit {
   rank: number;
   config: ModelConfig;
-  engine: EngineConfig;
+  engine: EngineOptions;
   /** Parameter names in the order of `params` (and of the gradients a worker returns). */
   names: string[];
   /** Float32 parameters, concatenated in `names` order; rewritten before every step. */
@@ -179,7 +179,7 @@ class WorkerRank {
  * `model`, and resolves once all are ready. ranks 1 = no workers: step() runs trainStep in-process.
  * Call close() when done (in a `finally`): live workers keep the process running.
  */
-export async function startDataParallel(model: Model, optimizer: AdamW, options: { ranks: number; engine: EngineConfig }): Promise<DataParallelTrainer> {
+export async function startDataParallel(model: Model, optimizer: AdamW, options: { ranks: number; engine: EngineOptions }): Promise<DataParallelTrainer> {
   const { ranks } = options;
   if (!Number.isInteger(ranks) || ranks < 1) throw new Error(`startDataParallel: ranks must be a positive integer, got ${ranks}`);
   if (ranks === 1) {
@@ -205,7 +205,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
   const shared = new SharedArrayBuffer(total * Float32Array.BYTES_PER_ELEMENT);
   const sharedParams = new Float32Array(shared);
   // Workers start the backend this thread runs, so `auto` cannot resolve differently there.
-  const engine: EngineConfig = { ...options.engine, backend };
+  const engine: EngineOptions = { ...options.engine, backend };
   const names = [...model.params.keys()];
   const workers = Array.from({ length: ranks - 1 }, (_, i) => new WorkerRank(i + 1, { rank: i + 1, config: model.config, engine, names, params: shared }));
   let closing: Promise<void> | undefined;
@@ -232,6 +232,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
   };
 
   const runStep = async (microBatches: PaddedBatch[], stepOptions: StepOptions): Promise<StepResult> => {
+    stepOptions.signal?.throwIfAborted();
     const id = nextId++;
     for (const [i, v] of variables.entries()) sharedParams.set((await v.data()) as Float32Array, offsets[i]);
     // Workers first, so they compute while this thread does rank 0.
@@ -274,15 +275,18 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     if (!sums || weight === 0) {
       throw new Error('data-parallel step: no micro-batch has a loss target (every lossMask[:, 1:] is 0)');
     }
+    if (stepOptions.signal?.aborted) {
+      tf.dispose(sums);
+      stepOptions.signal.throwIfAborted(); // before the update: the parameters stay as they were
+    }
     const scale = 1 / weight;
     const grads = new Map<string, tf.Tensor>();
     sums.forEach((s, i) => {
       grads.set(names[i] as string, tf.mul(s, scale));
       s.dispose();
     });
-    const { grads: clipped, norm } = await clipByGlobalNorm(grads, stepOptions.maxGradNorm > 0 ? stepOptions.maxGradNorm : Infinity);
-    optimizer.apply(clipped, stepOptions.lr);
-    tf.dispose([...grads.values(), ...clipped.values()]);
+    const norm = await optimizer.clipAndApply(grads, stepOptions.lr, stepOptions.maxGradNorm);
+    tf.dispose([...grads.values()]);
     return { loss: lossSum * scale, gradNorm: norm, lr: stepOptions.lr };
   };
 

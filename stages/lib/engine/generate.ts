@@ -4,8 +4,8 @@
  * depend on what it was batched with.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Rng } from '../../../pipeline/rng.ts';
 import { positionsFromMask } from './layers.ts';
+import type { RandomSource } from './host.ts';
 import { decode, type LayerCache, type Model } from './model.ts';
 import { logSoftmaxAt, sampleToken, type SamplingOptions } from './sampling.ts';
 
@@ -17,7 +17,7 @@ export interface GenerateOptions extends SamplingOptions {
   stop?: { strings: string[]; decode: (ids: number[]) => string };
   /** Turns completion ids into text for `Generation.text`; defaults to `stop.decode` when given. */
   decode?: (ids: number[]) => string;
-  rng: Rng;
+  rng: RandomSource;
   signal?: AbortSignal;
 }
 

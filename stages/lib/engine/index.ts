@@ -3,8 +3,10 @@
  * token ids; tokenizers live beside this module (tokenizer*.ts) and are the caller's to apply.
  *
  * Start with `await initEngine(ctx.engine, ctx.log)` (once per process; idempotent), then
- * `createModel(presets.tiny(vocab), seed)` or `loadModel(dir)`.
+ * `createModel(presets.tiny(vocab), rng)` or `loadModel(dir)`. The engine imports nothing from the
+ * pipeline: randomness, logging and cancellation come in as arguments (host.ts).
  */
+export type { RandomSource, EngineLogger, EngineOptions, EngineRecord } from './host.ts';
 export { initEngine, type BackendName } from './backend.ts';
 export { modelConfigSchema, parseModelConfig, readModelConfig, presets, modelDims, type ModelConfig, type ModelConfigInput, type PresetName } from './config.ts';
 export { createModel, disposeModel, releaseFrozenWeights, forward, logitsAt, maskedLmLoss, parameterCount, parameterShapes, type ForwardOptions, type ForwardOutput, type Model } from './model.ts';

@@ -4,9 +4,9 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import type { Rng } from '../../../pipeline/rng.ts';
 import { loadModel } from './checkpoint.ts';
 import { presets } from './config.ts';
+import type { RandomSource } from './host.ts';
 import { createModel, disposeModel, type Model } from './model.ts';
 
 export const modelSourceSchema = z
@@ -21,7 +21,7 @@ export interface ModelSourceContext {
   /** The tokenizer's vocabulary size: a preset's embedding rows, and checked against an init folder's. */
   vocabSize: number;
   /** Initialises a preset's weights. */
-  rng: Rng;
+  rng: RandomSource;
   /** Folder `init` is relative to (the YAML's folder). */
   baseDir: string;
 }

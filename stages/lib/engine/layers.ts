@@ -4,6 +4,7 @@
  * about 10x slower than a plain 2-D one (FACTS.md), and tfjs' own MatMul gradient uses the flags.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { fusedKernels, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
 
 /**
  * a @ b for 2-D tensors, with a gradient that transposes explicitly:
@@ -59,6 +60,7 @@ export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.
  * axis. Without `weight` the scaling is left out: frozen weights fold it into the next projection.
  */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: number): tf.Tensor2D {
+  if (fusedKernels()) return fusedRmsNorm(x, weight, eps);
   const meanSquare = tf.mean(tf.square(x), -1, true); // (N, 1)
   const normed = tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps)));
   return (weight ? tf.mul(normed, weight) : normed) as tf.Tensor2D;
@@ -71,10 +73,15 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: nu
 export function swiglu(x: tf.Tensor2D, gateUp: tf.Tensor2D, down: tf.Tensor2D, project: Projection, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D): tf.Tensor2D {
   let h = project(x, gateUp); // (N, 2I)
   if (gateUpBias) h = tf.add(h, gateUpBias);
+  const y = project(fusedKernels() ? fusedSwiGlu(h) : siluGate(h), down); // (N, d)
+  return downBias ? tf.add(y, downBias) : y;
+}
+
+/** silu(gate) * up, h (N, 2I) = [gate | up] -> (N, I), in tfjs ops (`fusedSwiGlu` is one kernel). */
+export function siluGate(h: tf.Tensor2D): tf.Tensor2D {
   const inner = (h.shape[1] as number) / 2;
   const [g, u] = tf.split(h, [inner, inner], 1) as [tf.Tensor2D, tf.Tensor2D]; // (N, I) each
-  const y = project(tf.mul(tf.mul(g, tf.sigmoid(g)), u), down); // (N, d)
-  return downBias ? tf.add(y, downBias) : y;
+  return tf.mul(tf.mul(g, tf.sigmoid(g)), u);
 }
 
 /**
@@ -124,6 +131,7 @@ export function rotateHalfMatrix(headDim: number): tf.Tensor2D {
  * `withGradient: false` (frozen weights) skips the custom-gradient wrapper.
  */
 export function applyRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, rotate: tf.Tensor2D, withGradient = true): tf.Tensor4D {
+  if (fusedKernels()) return fusedRope(x, cos, sin);
   const [b, t, h, hd] = x.shape;
   const rotateHalf = !withGradient ? (flat: tf.Tensor2D) => tf.matMul(flat, rotate) : tf.customGrad(((flat: tf.Tensor) => ({
     value: tf.matMul(flat as tf.Tensor2D, rotate),

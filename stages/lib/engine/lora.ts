@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '../../../pipeline/rng.ts';
+import type { RandomSource } from './host.ts';
 import { linear, type Projection } from './layers.ts';
 import { loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 import type { DerivedWeights, Model } from './model.ts';
@@ -59,7 +59,7 @@ let adapterSets = 0;
  * Freezes the model's weights and adds adapters on `target_modules` of every layer. A is drawn in
  * JS from `rng` (the same on every backend), B is zero.
  */
-export function addLora(model: Model, options: LoraOptions, rng: Rng): void {
+export function addLora(model: Model, options: LoraOptions, rng: RandomSource): void {
   if (model.lora) throw new Error('addLora: the model already has adapters');
   // tfjs variable names are global: each adapter set gets its own prefix.
   const prefix = `lora${adapterSets++}/`;
@@ -205,15 +205,19 @@ export async function saveAdapter(model: Model, dir: string, files: AdapterFiles
   await writeSafetensors(join(dir, 'adapter_model.safetensors'), trainableParams(model) as Map<string, tf.Tensor>);
 }
 
-/** Reads a PEFT adapter folder into a model without adapters (the base it was trained on). */
-export function loadAdapter(model: Model, dir: string): void {
+/**
+ * Reads a PEFT adapter folder into a model without adapters (the base it was trained on). `rng`
+ * seeds the adapters' dropout should they train further (the pipeline passes
+ * `new Rng(0, 'engine/lora-load')`).
+ */
+export function loadAdapter(model: Model, dir: string, rng: RandomSource): void {
   const configPath = join(dir, 'adapter_config.json');
   if (!existsSync(configPath)) throw new Error(`${dir}: not an adapter folder (no adapter_config.json)`);
   const raw = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
   if (raw.peft_type !== 'LORA') throw new Error(`${configPath}: key peft_type must be "LORA", found ${JSON.stringify(raw.peft_type)}`);
   const parsed = loraOptionsSchema.safeParse({ r: raw.r, lora_alpha: raw.lora_alpha, lora_dropout: raw.lora_dropout, target_modules: raw.target_modules });
   if (!parsed.success) throw new Error(`${configPath}: ${parsed.error.issues.map((i) => `key ${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  addLora(model, parsed.data, new Rng(0, 'engine/lora-load'));
+  addLora(model, parsed.data, rng);
   const tensors = readSafetensors(join(dir, 'adapter_model.safetensors'));
   try {
     for (const [name, variable] of trainableParams(model)) {

@@ -3,12 +3,14 @@
  * the tests all go through `tokenLogprobs`, so the three agree by construction.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { fusedKernels, fusedTokenLogprobs } from './fused.ts';
 
 /**
  * log p(target_n | row n) for logits (N, V) and targets (N). Picks with a one-hot product rather
  * than a gather so the gradient needs no scatter.
  */
 export function tokenLogprobs(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  if (fusedKernels()) return fusedTokenLogprobs(logits, targets);
   const vocab = logits.shape[1];
   const logp = tf.logSoftmax(logits); // (N, V)
   // int32 one-hot then cast: tfjs-wasm 4.22's OneHot with dtype float32 writes integer bit patterns.

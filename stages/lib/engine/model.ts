@@ -6,8 +6,8 @@
  * H query heads, Hkv key/value heads, G = H / Hkv, hd head width, V vocab.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '../../../pipeline/rng.ts';
 import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
+import type { RandomSource } from './host.ts';
 import { applyRope, attentionBias, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
 import { mergedWeight, modelVariables, withAdapters, type LoraState } from './lora.ts';
@@ -142,9 +142,9 @@ export function modelFromWeights(config: ModelConfig, weights: Map<string, tf.Te
 /**
  * A freshly initialised model, deterministic given the seed on every backend (values drawn in JS):
  * HF init, normal(0, initializer_range) for matrices, ones for norms, zeros for biases.
+ * (The pipeline's stages pass `new Rng(seed, 'engine/init')`.)
  */
-export function createModel(config: ModelConfig, rngOrSeed: Rng | number): Model {
-  const rng = typeof rngOrSeed === 'number' ? new Rng(rngOrSeed, 'engine/init') : rngOrSeed;
+export function createModel(config: ModelConfig, rng: RandomSource): Model {
   const weights = new Map<string, tf.Tensor>();
   for (const [name, shape] of parameterShapes(config)) {
     const size = shape.reduce((a, b) => a * b, 1);

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
+import { fusedAdamW, fusedKernels, fusedSumOfSquares } from './fused.ts';
 
 /** Optimizer settings for stage schemas to embed; defaults are PyTorch's AdamW, decay as nanoGPT. */
 export const adamWOptionsSchema = z.object({
@@ -31,26 +32,51 @@ export class AdamW {
     }
   }
 
-  /** One update with gradients keyed like `params`: p <- p - lr (m^ / (sqrt(v^) + eps) + wd p). */
-  apply(grads: Map<string, tf.Tensor>, lr: number): void {
+  /**
+   * One update with gradients keyed like `params`: p <- p - lr (m^ / (sqrt(v^) + eps) + wd p),
+   * each gradient multiplied by `gradScale` first (the clipping coefficient). With the fused
+   * kernels, one kernel call per parameter instead of about twelve.
+   */
+  apply(grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     this.step += 1;
     const { beta1, beta2, eps, weight_decay } = this.options;
     const correction1 = 1 - beta1 ** this.step;
     const correction2 = 1 - beta2 ** this.step;
+    const fused = fusedKernels();
     tf.tidy(() => {
       for (const [name, p] of this.params) {
-        const g = grads.get(name);
-        if (!g) continue;
+        const scaled = grads.get(name);
+        if (!scaled) continue;
         const m = this.m.get(name) as tf.Variable;
         const v = this.v.get(name) as tf.Variable;
+        // Decay matrices only: norms and biases (1-D) stay undecayed, the nanoGPT / HF convention.
+        const decays = p.rank >= 2 && weight_decay > 0;
+        if (fused) {
+          const [p1, m1, v1] = fusedAdamW(p, scaled, m, v, { lr, beta1, beta2, eps, correction1, correction2, decay: decays ? lr * weight_decay : 0, gradScale });
+          m.assign(m1);
+          v.assign(v1);
+          p.assign(p1);
+          continue;
+        }
+        const g = gradScale === 1 ? scaled : tf.mul(scaled, gradScale);
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
         v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
         const update = tf.div(tf.div(m, correction1), tf.add(tf.sqrt(tf.div(v, correction2)), eps));
-        // Decay matrices only: norms and biases (1-D) stay undecayed, the nanoGPT / HF convention.
-        const decayed = p.rank >= 2 && weight_decay > 0 ? tf.mul(p, 1 - lr * weight_decay) : p;
+        const decayed = decays ? tf.mul(p, 1 - lr * weight_decay) : p;
         p.assign(tf.sub(decayed, tf.mul(update, lr)));
       }
     });
+  }
+
+  /**
+   * Clips the gradients to global norm `maxGradNorm` (0 or Infinity: no clipping) and applies
+   * them; returns the norm before clipping. The clipped gradients are never materialised: the
+   * coefficient scales them inside the update.
+   */
+  async clipAndApply(grads: Map<string, tf.Tensor>, lr: number, maxGradNorm: number): Promise<number> {
+    const norm = await globalNorm(grads);
+    this.apply(grads, lr, clipCoefficient(norm, maxGradNorm > 0 ? maxGradNorm : Infinity));
+    return norm;
   }
 
   dispose(): void {
@@ -63,13 +89,25 @@ export class AdamW {
  * coefficient maxNorm / (norm + 1e-6), capped at 1). Returns new tensors and the norm before clipping.
  */
 export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
-  const normTensor = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
-  const norm = (await normTensor.data())[0] as number;
-  normTensor.dispose();
-  const coefficient = Math.min(1, maxNorm / (norm + 1e-6));
+  const norm = await globalNorm(grads);
+  const coefficient = clipCoefficient(norm, maxNorm);
   const clipped = new Map<string, tf.Tensor>();
   for (const [name, g] of grads) clipped.set(name, tf.mul(g, coefficient));
   return { grads: clipped, norm };
+}
+
+/** The L2 norm of all gradients together (read back asynchronously: webgpu has no sync reads). */
+export async function globalNorm(grads: Map<string, tf.Tensor>): Promise<number> {
+  if (fusedKernels()) return Math.sqrt(fusedSumOfSquares(grads.values()));
+  const normTensor = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+  const norm = (await normTensor.data())[0] as number;
+  normTensor.dispose();
+  return norm;
+}
+
+/** PyTorch `clip_grad_norm_`'s scale: maxNorm / (norm + 1e-6), capped at 1. */
+function clipCoefficient(norm: number, maxNorm: number): number {
+  return Math.min(1, maxNorm / (norm + 1e-6));
 }
 
 export interface LrSchedule {

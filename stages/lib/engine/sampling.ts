@@ -1,9 +1,9 @@
 /**
- * Picking the next token from one row of logits, in JS with the project's seeded Rng (so a seed
+ * Picking the next token from one row of logits, in JS with the caller's seeded random source (so a seed
  * gives the same tokens on every backend). Order as in HF's logits processors: temperature, then
  * top-k, then top-p (nucleus, Holtzman et al. 2020).
  */
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { RandomSource } from './host.ts';
 
 export interface SamplingOptions {
   /** 0 means greedy (argmax). */
@@ -29,7 +29,7 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-export function sampleToken(logits: ArrayLike<number>, options: SamplingOptions, rng: Rng): number {
+export function sampleToken(logits: ArrayLike<number>, options: SamplingOptions, rng: RandomSource): number {
   if (options.temperature <= 0) return argmax(logits);
   // Candidates sorted by logit, highest first; ties keep the lower id first.
   let order = Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => (logits[b] as number) - (logits[a] as number) || a - b);

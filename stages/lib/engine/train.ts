@@ -6,10 +6,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { RandomSource } from './host.ts';
 import { trainableParams } from './lora.ts';
 import { maskedLmLoss, type Model } from './model.ts';
-import { AdamW, clipByGlobalNorm } from './optim.ts';
+import type { AdamW } from './optim.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
 
 /**
@@ -30,7 +30,8 @@ export interface AccumulatedGradients {
   weight: number;
 }
 
-export async function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss): Promise<AccumulatedGradients> {
+/** `signal` is checked before each micro-batch (an abort throws its reason; nothing is left allocated). */
+export async function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, signal?: AbortSignal): Promise<AccumulatedGradients> {
   // With LoRA only the adapters: the base weights get no gradient (nor its cost).
   const trainable = trainableParams(model);
   const names = [...trainable.keys()];
@@ -39,6 +40,10 @@ export async function accumulateGradients<Batch>(model: Model, microBatches: Bat
   let lossSum = 0;
   let weight = 0;
   for (const batch of microBatches) {
+    if (signal?.aborted) {
+      tf.dispose(sums ?? []);
+      signal.throwIfAborted();
+    }
     let batchWeight = 0;
     const { value, grads } = tf.variableGrads(() => {
       const out = lossOf(batch);
@@ -70,6 +75,8 @@ export interface StepOptions {
   lr: number;
   /** Clip the global gradient norm to this; 0 turns clipping off. */
   maxGradNorm: number;
+  /** Stops the step between micro-batches, before the update (the parameters stay as they were). */
+  signal?: AbortSignal;
 }
 
 export interface StepResult {
@@ -88,14 +95,13 @@ export async function trainStep<Batch>(model: Model, optimizer: AdamW, microBatc
   if (model.lora) model.lora.training = { step: optimizer.step, calls: 0 };
   let accumulated: AccumulatedGradients;
   try {
-    accumulated = await accumulateGradients(model, microBatches, lossOf);
+    accumulated = await accumulateGradients(model, microBatches, lossOf, options.signal);
   } finally {
     if (model.lora) model.lora.training = undefined;
   }
   const { grads, loss } = accumulated;
-  const { grads: clipped, norm } = await clipByGlobalNorm(grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
-  optimizer.apply(clipped, options.lr);
-  tf.dispose([...grads.values(), ...clipped.values()]);
+  const norm = await optimizer.clipAndApply(grads, options.lr, options.maxGradNorm);
+  tf.dispose([...grads.values()]);
   return { loss, gradNorm: norm, lr: options.lr };
 }
 
@@ -104,7 +110,7 @@ export async function trainStep<Batch>(model: Model, optimizer: AdamW, microBatc
  * batches, sort each by length (longest first), cut into batches, then shuffle the batch order.
  * Less padding, still random; deterministic given `rng`.
  */
-export function lengthBucketedBatches<T>(examples: readonly T[], batchSize: number, rng: Rng, lengthOf: (example: T) => number): T[][] {
+export function lengthBucketedBatches<T>(examples: readonly T[], batchSize: number, rng: RandomSource, lengthOf: (example: T) => number): T[][] {
   if (!(batchSize >= 1)) throw new Error(`lengthBucketedBatches: batchSize must be at least 1, got ${batchSize}`);
   const order = rng.shuffle(examples.map((_, i) => i));
   const batches: T[][] = [];

@@ -7,10 +7,10 @@ independent implementations.
 
   fixtures: /usr/bin/python3 test/engine/reference/reference.py fixtures test/engine/reference
             writes <out>/{llama-tiny,qwen2-tiny}/{config.json,model.safetensors,reference.json}
+  serve:    OMP_NUM_THREADS=1 /usr/bin/python3 test/engine/reference/reference.py serve '<json>'
+            bench/engine.ts's PyTorch side: answers "train" / "gen" lines with {"seconds": ...}
   lora:     /usr/bin/python3 test/engine/reference/reference.py lora test/engine/reference
             writes <out>/qwen2-tiny/lora.json: LoRA adapters (PEFT names), loss and their gradients
-  bench:    OMP_NUM_THREADS=1 /usr/bin/python3 test/engine/reference/reference.py bench '<json>'
-            prints one JSON line {"train_tok_s": ..., "gen_tok_s": ...}
 
 Needs Debian's python3-torch (apt-get install -y python3-torch libopenblas0-pthread).
 """
@@ -267,16 +267,22 @@ def lora_reference(out_dir):
 
 
 # ---------------------------------------------------------------- peer benchmark
-def bench(spec):
-    """spec: {config, batch, seq, steps, gen_batch, prompt_len, new_tokens, gen_runs}: same work as bench/engine.ts."""
+def serve(spec):
+    """The PyTorch side of bench/engine.ts, kept alive so the two sides can take turns (interleaved
+    rounds on a shared machine). spec: {config, batch, seq, gen_batch, prompt_len, new_tokens, threads}.
+    Builds the same work as bench/engine.ts, warms both up, prints {"ready": ...}, then answers each
+    stdin line "train" (one AdamW step with clipping) or "gen" (one greedy generation with the KV
+    cache) with one JSON line {"seconds": ...}. Ends at EOF."""
+    torch.set_num_threads(spec.get("threads", 1))
     cfg = spec["config"]
     params = init_params(cfg, 0.02, 0)
     opt = torch.optim.AdamW(params.values(), lr=1e-3, weight_decay=0.1)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, cfg["vocab_size"], (spec["batch"], spec["seq"]), generator=g)
     ones = torch.ones_like(ids)
+    prompts = torch.randint(0, cfg["vocab_size"], (spec["gen_batch"], spec["prompt_len"]), generator=g)
 
-    def step():
+    def train():
         logits, _ = forward(cfg, params, ids, ones)
         loss = masked_loss(logits, ids, ones)
         opt.zero_grad()
@@ -284,41 +290,35 @@ def bench(spec):
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         opt.step()
 
-    def best_seconds(fn, repetitions):
-        """Warm up once, then the fastest of `repetitions` runs: on a shared machine the least
-        disturbed run is the comparable one (bench/engine.ts measures itself the same way)."""
-        fn()
-        times = []
-        for _ in range(repetitions):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
+    @torch.no_grad()
+    def generate():
+        mask = torch.ones_like(prompts)
+        logits, cache = forward(cfg, params, prompts, mask)
+        for _ in range(spec["new_tokens"]):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            mask = torch.cat([mask, torch.ones_like(nxt)], 1)
+            logits, cache = forward(cfg, params, nxt, mask, cache)
 
-    step_s = best_seconds(step, spec["steps"])
-    prompts = torch.randint(0, cfg["vocab_size"], (spec["gen_batch"], spec["prompt_len"]), generator=g)
-    with torch.no_grad():
-        def generate():
-            mask = torch.ones_like(prompts)
-            logits, cache = forward(cfg, params, prompts, mask)
-            for _ in range(spec["new_tokens"]):
-                nxt = logits[:, -1].argmax(-1, keepdim=True)
-                mask = torch.cat([mask, torch.ones_like(nxt)], 1)
-                logits, cache = forward(cfg, params, nxt, mask, cache)
-        gen_s = best_seconds(generate, spec["gen_runs"])
-    print(json.dumps({
-        "train_tok_s": spec["batch"] * spec["seq"] / step_s,
-        "gen_tok_s": spec["gen_batch"] * spec["new_tokens"] / gen_s,
-        "torch": torch.__version__,
-    }))
+    work = {"train": train, "gen": generate}
+    for fn in work.values():
+        fn()  # warm-up: first allocations
+    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        fn = work.get(line.strip())
+        if fn is None:
+            print(json.dumps({"error": f"unknown request {line.strip()!r} (expected train or gen)"}), flush=True)
+            continue
+        start = time.perf_counter()
+        fn()
+        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "fixtures":
         fixtures(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "serve":
+        serve(json.loads(sys.argv[2]))
     elif len(sys.argv) == 3 and sys.argv[1] == "lora":
         lora_reference(sys.argv[2])
-    elif len(sys.argv) == 3 and sys.argv[1] == "bench":
-        bench(json.loads(sys.argv[2]))
     else:
         sys.exit(__doc__)

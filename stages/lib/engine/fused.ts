@@ -1,0 +1,231 @@
+/**
+ * Fused kernels on the tfjs wasm backend: RMSNorm, SwiGLU, RoPE and the loss head's token
+ * log-probabilities, forward and backward, and AdamW over a whole parameter in one pass. A
+ * training step of the tiny model made about 3,500 tfjs kernel calls, each paying tfjs' per-op
+ * cost (an allocation, a dispatch, a pass over memory); each function here replaces a chain of
+ * them with one call into kernels/assembly/index.ts (AssemblyScript, built by kernels/build.ts),
+ * which reads and writes tfjs' own heap.
+ *
+ * The layers call `fusedKernels()` and take the unfused tfjs ops when it is false (other backends,
+ * or no build), so both paths stay, and test/engine/fused.test.ts holds them to each other.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { buildKernels } from './kernels/build.ts';
+
+/** The exports of kernels/assembly/index.ts; pointers are byte offsets into tfjs-wasm's heap. */
+interface KernelExports {
+  adamw(param: number, grad: number, m: number, v: number, outParam: number, outM: number, outV: number, n: number,
+    lr: number, beta1: number, beta2: number, oneMinusB1: number, oneMinusB2: number, eps: number, correction1: number, correction2: number, keep: number, gradScale: number): void;
+  sumOfSquares(x: number, n: number): number;
+  rmsNorm(x: number, weight: number, y: number, rstd: number, rows: number, cols: number, eps: number): void;
+  rmsNormGrad(dy: number, x: number, weight: number, rstd: number, dx: number, dw: number, rows: number, cols: number): void;
+  swiglu(h: number, out: number, rows: number, inner: number): void;
+  swigluGrad(dy: number, h: number, dh: number, rows: number, inner: number): void;
+  tokenLogprobs(logits: number, targets: number, logp: number, lse: number, rows: number, vocab: number): void;
+  tokenLogprobsGrad(dlogp: number, logits: number, targets: number, lse: number, dlogits: number, rows: number, vocab: number): void;
+  rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, headDim: number, direction: number): void;
+}
+
+/** The parts of tfjs-wasm's backend the kernels use (not in its public types). */
+interface WasmBackend {
+  wasm: { asm: { memory: object } };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+}
+
+/** The global WebAssembly API (this project's TypeScript lib settings do not declare it). */
+const webAssembly = (globalThis as unknown as { WebAssembly: { instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: unknown } }> } }).WebAssembly;
+
+let kernels: KernelExports | undefined;
+let enabled = false;
+
+/** True when the fused kernels are loaded, switched on, and the wasm backend is running. */
+export function fusedKernels(): boolean {
+  return enabled && tf.getBackend() === 'wasm';
+}
+
+/** Switches the fused kernels off (the unfused tfjs ops run) or back on; for tests and benchmarks. */
+export function setFusedKernels(on: boolean): void {
+  enabled = on && kernels !== undefined;
+}
+
+/**
+ * Builds (first time only) and instantiates the kernels on the running wasm backend's memory and
+ * registers them. Returns what to record: 'on', or why they are off (the engine then runs unfused).
+ */
+export async function loadFusedKernels(): Promise<string> {
+  if (kernels) return 'on';
+  // The threaded binary's memory is shared; a module importing it must be built for shared memory.
+  if (tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT')) return 'off (threaded wasm: the kernels are built for unshared memory)';
+  let binary: Uint8Array;
+  try {
+    binary = (await buildKernels()).binary;
+  } catch (error) {
+    return `off (${(error as Error).message.split('\n')[0]})`;
+  }
+  const backend = tf.backend() as unknown as WasmBackend;
+  const memory = backend.wasm.asm.memory;
+  const { instance } = await webAssembly.instantiate(binary, { env: { memory } });
+  kernels = instance.exports as unknown as KernelExports;
+  registerKernels(kernels);
+  enabled = true;
+  return 'on';
+}
+
+const offsetOf = (backend: WasmBackend, t: tf.TensorInfo) => {
+  const entry = backend.dataIdMap.get(t.dataId);
+  if (!entry) throw new Error('Internal error: tensor is not on the wasm backend');
+  return entry.memoryOffset;
+};
+
+function registerKernels(k: KernelExports): void {
+  const register = (kernelName: string, kernelFunc: (inputs: Record<string, tf.TensorInfo>, attrs: Record<string, number>, backend: WasmBackend) => tf.TensorInfo | tf.TensorInfo[]) => {
+    if (tf.getKernel(kernelName, 'wasm')) return;
+    tf.registerKernel({
+      kernelName,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, attrs, backend }) => kernelFunc(inputs as Record<string, tf.TensorInfo>, attrs as unknown as Record<string, number>, backend as unknown as WasmBackend),
+    });
+  };
+  register('LoreRmsNorm', ({ x, weight }, { eps }, b) => {
+    const [rows, cols] = x!.shape as [number, number];
+    const y = b.makeOutput([rows, cols], 'float32');
+    const rstd = b.makeOutput([rows], 'float32');
+    k.rmsNorm(offsetOf(b, x!), weight ? offsetOf(b, weight) : 0, offsetOf(b, y), offsetOf(b, rstd), rows, cols, eps!);
+    return [y, rstd];
+  });
+  register('LoreRmsNormGrad', ({ dy, x, weight, rstd }, _attrs, b) => {
+    const [rows, cols] = x!.shape as [number, number];
+    const dx = b.makeOutput([rows, cols], 'float32');
+    const dw = b.makeOutput([cols], 'float32');
+    k.rmsNormGrad(offsetOf(b, dy!), offsetOf(b, x!), offsetOf(b, weight!), offsetOf(b, rstd!), offsetOf(b, dx), offsetOf(b, dw), rows, cols);
+    return [dx, dw];
+  });
+  register('LoreSwiGlu', ({ h }, _attrs, b) => {
+    const [rows, width] = h!.shape as [number, number];
+    const out = b.makeOutput([rows, width / 2], 'float32');
+    k.swiglu(offsetOf(b, h!), offsetOf(b, out), rows, width / 2);
+    return out;
+  });
+  register('LoreSwiGluGrad', ({ dy, h }, _attrs, b) => {
+    const [rows, width] = h!.shape as [number, number];
+    const dh = b.makeOutput([rows, width], 'float32');
+    k.swigluGrad(offsetOf(b, dy!), offsetOf(b, h!), offsetOf(b, dh), rows, width / 2);
+    return dh;
+  });
+  register('LoreTokenLogprobs', ({ logits, targets }, _attrs, b) => {
+    const [rows, vocab] = logits!.shape as [number, number];
+    const logp = b.makeOutput([rows], 'float32');
+    const lse = b.makeOutput([rows], 'float32');
+    k.tokenLogprobs(offsetOf(b, logits!), offsetOf(b, targets!), offsetOf(b, logp), offsetOf(b, lse), rows, vocab);
+    return [logp, lse];
+  });
+  register('LoreTokenLogprobsGrad', ({ dlogp, logits, targets, lse }, _attrs, b) => {
+    const [rows, vocab] = logits!.shape as [number, number];
+    const dlogits = b.makeOutput([rows, vocab], 'float32');
+    k.tokenLogprobsGrad(offsetOf(b, dlogp!), offsetOf(b, logits!), offsetOf(b, targets!), offsetOf(b, lse!), offsetOf(b, dlogits), rows, vocab);
+    return dlogits;
+  });
+  register('LoreRope', ({ x, cos, sin }, { direction }, b) => {
+    const [batch, steps, heads, headDim] = x!.shape as [number, number, number, number];
+    const out = b.makeOutput(x!.shape, 'float32');
+    k.rope(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), batch * steps, heads, headDim, direction!);
+    return out;
+  });
+  register('LoreAdamW', ({ param, grad, m, v }, a, b) => {
+    const outs = [param, m, v].map((t) => b.makeOutput(t!.shape, 'float32'));
+    const [outParam, outM, outV] = outs.map((t) => offsetOf(b, t)) as [number, number, number];
+    k.adamw(offsetOf(b, param!), offsetOf(b, grad!), offsetOf(b, m!), offsetOf(b, v!), outParam, outM, outV, tf.util.sizeFromShape(param!.shape),
+      a.lr!, a.beta1!, a.beta2!, 1 - a.beta1!, 1 - a.beta2!, a.eps!, a.correction1!, a.correction2!, 1 - a.decay!, a.gradScale!);
+    return outs;
+  });
+}
+
+const run = (name: string, inputs: tf.NamedTensorMap, attrs: Record<string, number> = {}) =>
+  tf.engine().runKernel(name, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
+
+/** RMSNorm over the last axis, x (N, d); see layers.ts `rmsNorm` (which calls this when fused). */
+export function fusedRmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: number): tf.Tensor2D {
+  if (!weight) {
+    const [y, rstd] = run('LoreRmsNorm', { x }, { eps }) as [tf.Tensor2D, tf.Tensor1D];
+    rstd.dispose();
+    return y;
+  }
+  return rmsNormWithGrad(x, weight, eps);
+}
+
+const rmsNormWithGrad = (x: tf.Tensor2D, weight: tf.Tensor1D, eps: number) =>
+  (tf.customGrad(((xIn: tf.Tensor, wIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [y, rstd] = run('LoreRmsNorm', { x: xIn, weight: wIn }, { eps }) as [tf.Tensor, tf.Tensor];
+    save([xIn, wIn, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, sw, sr] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        return run('LoreRmsNormGrad', { dy, x: sx, weight: sw, rstd: sr }) as tf.Tensor[];
+      },
+    };
+  }) as never) as unknown as (x: tf.Tensor2D, w: tf.Tensor1D) => tf.Tensor2D)(x, weight);
+
+/** silu(gate) * up for h (N, 2I) = [gate | up] -> (N, I). */
+export const fusedSwiGlu = tf.customGrad(((h: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([h]);
+  return {
+    value: run('LoreSwiGlu', { h }) as tf.Tensor,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run('LoreSwiGluGrad', { dy, h: saved[0] as tf.Tensor }) as tf.Tensor,
+  };
+}) as never) as unknown as (h: tf.Tensor2D) => tf.Tensor2D;
+
+/** log p(target_n | row n) for logits (N, V), targets (N); see loss.ts `tokenLogprobs`. */
+export function fusedTokenLogprobs(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Tensor1D {
+  const ids = targets.dtype === 'int32' ? targets : tf.cast(targets, 'int32');
+  // Inputs the gradient does not flow to are saved too: the forward pass's tidy would free them.
+  return (tf.customGrad(((logitsIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [logp, lse] = run('LoreTokenLogprobs', { logits: logitsIn, targets: ids }) as [tf.Tensor, tf.Tensor];
+    save([logitsIn, ids, lse]);
+    return {
+      value: logp,
+      gradFunc: (dlogp: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sl, st, slse] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+        return run('LoreTokenLogprobsGrad', { dlogp, logits: sl, targets: st, lse: slse }) as tf.Tensor;
+      },
+    };
+  }) as never) as unknown as (l: tf.Tensor2D) => tf.Tensor1D)(logits);
+}
+
+/** RoPE on x (B, T, heads, hd) with cos / sin (B, T, 1, hd); see layers.ts `applyRope`. */
+export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+  return (tf.customGrad(((xIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([cos, sin]);
+    return {
+      value: run('LoreRope', { x: xIn, cos, sin }, { direction: 1 }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run('LoreRope', { x: dy, cos: saved[0] as tf.Tensor, sin: saved[1] as tf.Tensor }, { direction: -1 }) as tf.Tensor,
+    };
+  }) as never) as unknown as (x: tf.Tensor4D) => tf.Tensor4D)(x);
+}
+
+/** sum over tensors of sum(t^2), in float64, without a tfjs op per tensor. */
+export function fusedSumOfSquares(tensors: Iterable<tf.Tensor>): number {
+  const backend = tf.backend() as unknown as WasmBackend;
+  let total = 0;
+  for (const t of tensors) total += (kernels as KernelExports).sumOfSquares(offsetOf(backend, t), t.size);
+  return total;
+}
+
+export interface AdamWStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  correction1: number;
+  correction2: number;
+  /** lr * weight_decay for decayed parameters, 0 for the others. */
+  decay: number;
+  /** Multiplies the gradient first (the clipping coefficient). */
+  gradScale: number;
+}
+
+/** One AdamW update of one parameter: [param', m', v']. */
+export function fusedAdamW(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf.Tensor, step: AdamWStep): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return run('LoreAdamW', { param, grad, m, v }, { ...step }) as [tf.Tensor, tf.Tensor, tf.Tensor];
+}

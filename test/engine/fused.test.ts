@@ -1,0 +1,126 @@
+/**
+ * The fused wasm kernels (stages/lib/engine/fused.ts) against the unfused tfjs ops they replace:
+ * values and gradients within 1e-5 on random inputs whose widths are not multiples of 4 (the SIMD
+ * loops' scalar tails run too), and a tiny model's gradients the same either way.
+ * Each gradient is of sum(f(x) * R) with a fixed random R, so every output element matters.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Rng } from '../../pipeline/rng.ts';
+import { AdamW, accumulateGradients, adamWOptionsSchema, causalLmLoss, createModel, disposeModel, initEngine, padBatch, presets, tokenLogprobs } from '../../stages/lib/engine/index.ts';
+import { fusedKernels, fusedSwiGlu, setFusedKernels } from '../../stages/lib/engine/fused.ts';
+import { applyRope, rmsNorm, ropeTables, rotateHalfMatrix, siluGate } from '../../stages/lib/engine/layers.ts';
+
+const TOLERANCE = 1e-5;
+let fusedLoaded = false;
+
+beforeAll(async () => {
+  const record = await initEngine({ backend: 'wasm' });
+  fusedLoaded = record.fused_kernels === 'on';
+});
+afterEach(() => setFusedKernels(true));
+
+const rng = new Rng(7, 'test/fused');
+const random = (shape: number[], scale = 1) => tf.tensor(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale), shape);
+
+function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
+  expect(a.shape).toEqual(b.shape);
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] as number);
+}
+
+/** f's value and the gradients of sum(f(...inputs) * R) with respect to every input, fused and unfused. */
+function compare(inputs: tf.Tensor[], f: (...xs: tf.Tensor[]) => tf.Tensor): { value: number; grads: number[] } {
+  const weightsOut = tf.tidy(() => random(f(...inputs).shape));
+  const run = (fused: boolean) => {
+    setFusedKernels(fused);
+    expect(fusedKernels()).toBe(fused);
+    const value = f(...inputs);
+    const grads = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), weightsOut)))(inputs);
+    return { value, grads };
+  };
+  const fused = run(true);
+  const plain = run(false);
+  return { value: maxAbsDiff(fused.value, plain.value), grads: fused.grads.map((g, i) => maxAbsDiff(g, plain.grads[i]!)) };
+}
+
+describe('fused wasm kernels equal the tfjs ops they replace', () => {
+  it('are loaded on the wasm backend', () => {
+    expect(fusedLoaded).toBe(true);
+  });
+
+  it.each([[5, 13], [16, 128]])('RMSNorm (%i x %i), with and without weight', (rows, cols) => {
+    const x = random([rows, cols]);
+    const w = random([cols], 0.5);
+    const withWeight = compare([x, w], (xi, wi) => rmsNorm(xi as tf.Tensor2D, wi as tf.Tensor1D, 1e-6));
+    expect(withWeight.value).toBeLessThanOrEqual(TOLERANCE);
+    for (const g of withWeight.grads) expect(g).toBeLessThanOrEqual(TOLERANCE);
+    setFusedKernels(true);
+    const fusedPlain = rmsNorm(x as tf.Tensor2D, undefined, 1e-6);
+    setFusedKernels(false);
+    expect(maxAbsDiff(fusedPlain, rmsNorm(x as tf.Tensor2D, undefined, 1e-6))).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it.each([[3, 7], [16, 352]])('SwiGLU gate (%i rows, inner %i)', (rows, inner) => {
+    const h = random([rows, 2 * inner], 2);
+    // swiglu() picks one of these two between its projections.
+    const { value, grads } = compare([h], (hi) => (fusedKernels() ? fusedSwiGlu(hi as tf.Tensor2D) : siluGate(hi as tf.Tensor2D)));
+    expect(value).toBeLessThanOrEqual(TOLERANCE);
+    expect(grads[0]).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it.each([[6, 11], [32, 512]])('token log-probabilities (%i rows, vocab %i)', (rows, vocab) => {
+    const logits = random([rows, vocab], 3);
+    const targets = tf.tensor1d(Array.from({ length: rows }, () => rng.int(vocab)), 'int32');
+    const { value, grads } = compare([logits], (l) => tokenLogprobs(l as tf.Tensor2D, targets));
+    expect(value).toBeLessThanOrEqual(TOLERANCE);
+    expect(grads[0]).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it.each([[2, 3, 3, 8], [2, 16, 6, 32]])('RoPE (B %i, T %i, heads %i, hd %i)', (batch, steps, heads, hd) => {
+    const { cos, sin } = ropeTables(64, hd, 10000);
+    const positions = tf.tensor1d(Array.from({ length: batch * steps }, () => rng.int(64)), 'int32');
+    const c = tf.reshape(tf.gather(cos, positions), [batch, steps, 1, hd]) as tf.Tensor4D;
+    const s = tf.reshape(tf.gather(sin, positions), [batch, steps, 1, hd]) as tf.Tensor4D;
+    const rotate = rotateHalfMatrix(hd);
+    const { value, grads } = compare([random([batch, steps, heads, hd])], (x) => applyRope(x as tf.Tensor4D, c, s, rotate));
+    expect(value).toBeLessThanOrEqual(TOLERANCE);
+    expect(grads[0]).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  it('AdamW with clipping: three steps give the same parameters and moments', async () => {
+    const shapes = [[7, 5], [13], [64, 33]];
+    const start = shapes.map((shape) => random(shape));
+    const gradients = [0, 1, 2].map(() => shapes.map((shape) => random(shape, 3)));
+    const train = async (fused: boolean) => {
+      setFusedKernels(fused);
+      const params = new Map(start.map((t, i) => [`p${i}`, tf.variable(t.clone())]));
+      const opt = new AdamW(params, adamWOptionsSchema.parse({}));
+      // Norms around 30 against a max of 1: every step clips.
+      const norms: number[] = [];
+      for (const gs of gradients) norms.push(await opt.clipAndApply(new Map(gs.map((g, i) => [`p${i}`, g])), 1e-2, 1));
+      return { params: [...params.values()], m: [...opt.m.values()], v: [...opt.v.values()], norms };
+    };
+    const fused = await train(true);
+    const plain = await train(false);
+    fused.norms.forEach((n, i) => expect(n).toBeCloseTo(plain.norms[i]!, 3));
+    for (const key of ['params', 'm', 'v'] as const) fused[key].forEach((t, i) => expect(maxAbsDiff(t, plain[key][i]!)).toBeLessThanOrEqual(TOLERANCE));
+  });
+
+  it('a tiny model: same loss and gradient for every parameter', async () => {
+    // Gradients, not parameters after a step: AdamW's first step is lr * g / (|g| + eps), which
+    // turns a 1e-9 difference in a near-zero gradient into a difference of order lr.
+    const config = presets.tiny(61, { num_hidden_layers: 2, max_position_embeddings: 32 });
+    const ids = Array.from({ length: 3 }, () => Array.from({ length: 17 }, () => rng.int(61)));
+    const batch = padBatch(ids.map((row, i) => ({ ids: row.slice(0, 17 - i), lossMask: row.slice(0, 17 - i).map((_, t) => (t > 4 ? 1 : 0)) })));
+    const model = createModel(config, new Rng(3, 'engine/init'));
+    const gradients = (fused: boolean) => {
+      setFusedKernels(fused);
+      return accumulateGradients(model, [batch], (b) => causalLmLoss(model, b));
+    };
+    const fused = await gradients(true);
+    const plain = await gradients(false);
+    expect(fused.loss).toBeCloseTo(plain.loss, 5);
+    for (const [name, g] of fused.grads) expect(maxAbsDiff(g, plain.grads.get(name)!), name).toBeLessThanOrEqual(TOLERANCE);
+    disposeModel(model);
+  });
+});
