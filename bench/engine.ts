@@ -18,6 +18,11 @@
  * average (1 min) before each round. Targets: train_ratio >= 1.0, gen_ratio >= 1.0; a missed
  * target prints the kernel profile that says where the time goes. The last line is JSON.
  *
+ * onnxruntime (benchOnnxGeneration): the same model exported to ONNX and generating the same batch
+ * through the engine's loop on onnxruntime-node, on the thread count PyTorch gets (1), in rounds
+ * interleaved with the PyTorch side's; target gen_ort_ratio (median of the rounds' tokens/s ratios)
+ * >= 2. A miss prints onnxruntime's per-node profile.
+ *
  * Fused kernels (stages/lib/engine/fused.ts): the same training step with them on and off,
  * interleaved, and the tfjs kernel calls each makes (per-op overhead is paid per call).
  *
@@ -29,8 +34,8 @@
  * Each section is a function returning its own JSON keys; the summary is their union.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as tf from '@tensorflow/tfjs-core';
@@ -49,10 +54,12 @@ import {
   startDataParallel,
   trainStep,
   type DataParallelTrainer,
+  type Generation,
   type Model,
   type PaddedBatch,
 } from '../stages/lib/engine/index.ts';
 import { setFusedKernels } from '../stages/lib/engine/fused.ts';
+import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder } from '../stages/lib/engine/onnx/index.ts';
 import { SFT_SHAPE, sftShapedBatch, sftShapedConfig } from './engine-sft-shape.ts';
 
 function envInt(name: string, fallback: number): number {
@@ -65,7 +72,11 @@ const SPEC = { batch: 8, seq: 128, trainSteps: envInt('BENCH_TRAIN_STEPS', 3), g
 const DP_SPEC = { steps: envInt('BENCH_DP_STEPS', 2), ranks: envInt('BENCH_DP_RANKS', 2) };
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
-const TARGETS = { train_ratio: 1.0, gen_ratio: 1.0, dp_ratio: 1.8 };
+/** onnxruntime's intra-op threads: what the PyTorch side gets (OMP_NUM_THREADS=1). */
+const ORT_THREADS = 1;
+/** Interleaved onnxruntime / PyTorch generation rounds (env BENCH_ORT_ROUNDS). */
+const ORT_ROUNDS = Number(process.env.BENCH_ORT_ROUNDS ?? 3);
+const TARGETS = { train_ratio: 1.0, gen_ratio: 1.0, gen_ort_ratio: 2, dp_ratio: 1.8 };
 
 const backendFlag = process.argv.indexOf('--backend');
 const record = await initEngine({ backend: backendFlag >= 0 ? (process.argv[backendFlag + 1] as 'wasm') : 'wasm' });
@@ -134,6 +145,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   const torch = startTorch({ config, ...SPEC });
   const tokens = { train: SPEC.batch * SPEC.seq, gen: SPEC.gen_batch * SPEC.new_tokens };
   const rounds: Array<{ train: number; torchTrain?: number; gen: number; torchGen?: number }> = [];
+  let ortGeneration: { tokS: number; ratio: number | null } = { tokS: 0, ratio: null };
   try {
     if (torch) {
       const ready = await torch.ready;
@@ -160,6 +172,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
           `generate ${figures.gen.toFixed(0)} tok/s${vs(figures.gen, figures.torchGen)}`,
       );
     }
+    ortGeneration = await benchOnnxGeneration(model, prompts, () => generateOnce(), torch);
   } finally {
     torch?.close();
   }
@@ -175,6 +188,8 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
     torch_gen_tok_s: torch ? Math.round(median(rounds.map((r) => r.torchGen!))) : null,
     gen_ratio: torch ? round3(median(genRatios)) : null,
     gen_ratio_spread: torch ? spread(genRatios) : null,
+    gen_ort_tok_s: Math.round(ortGeneration.tokS),
+    gen_ort_ratio: ortGeneration.ratio === null ? null : round3(ortGeneration.ratio),
   };
   console.log(
     `tfjs-${record.backend} against PyTorch, median of ${ROUNDS} rounds: train ${out.train_tok_s} vs ${out.torch_train_tok_s} tok/s, ratio ${out.train_ratio} ` +
@@ -187,6 +202,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   if (out.gen_ratio !== null && out.gen_ratio < TARGETS.gen_ratio) {
     await printProfile(`generation, 16 new tokens (target gen_ratio >= ${TARGETS.gen_ratio} missed)`, async () => void (await generateOnce(16)));
   }
+  if (out.gen_ort_ratio !== null && out.gen_ort_ratio < TARGETS.gen_ort_ratio) await printOnnxProfile(model, prompts);
   return out;
 }
 
@@ -238,6 +254,75 @@ async function benchFusedKernels(): Promise<Record<string, unknown>> {
     disposeModel(model);
     optimizer.dispose();
   }
+}
+
+/**
+ * Greedy generation on onnxruntime-node (the model exported in memory, one intra-op thread like the
+ * PyTorch side) against PyTorch's, interleaved: ORT_ROUNDS rounds of one onnxruntime generation
+ * then one generation of the live PyTorch side (startTorch), so both sides see the same load. Returns
+ * onnxruntime's best tokens/s and the median of the per-round ratios (null without PyTorch). The
+ * tokens must equal tfjs'.
+ */
+async function benchOnnxGeneration(m: Model, batchPrompts: number[][], tfjsGeneration: () => Promise<Generation[]>, torch: LineServer | null): Promise<{ tokS: number; ratio: number | null }> {
+  const exportStart = performance.now();
+  const exported = exportModel(m);
+  const decoder = await openOnnxDecoder(exported.model, m.config, { threads: ORT_THREADS });
+  console.log(`onnxruntime: exported ${(exported.model.byteLength / 1e6).toFixed(1)} MB and opened a session in ${(performance.now() - exportStart).toFixed(0)} ms`);
+  const options = { maxNewTokens: SPEC.new_tokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) };
+  try {
+    const first = await generateOnnx(decoder, batchPrompts, options); // warm-up
+    const reference = await tfjsGeneration();
+    const same = first.every((g, i) => g.tokens.join() === reference[i]!.tokens.join());
+    console.log(`onnxruntime greedy tokens ${same ? 'equal' : 'DIFFER FROM'} tfjs'`);
+    const ortTokS: number[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < ORT_ROUNDS; round++) {
+      const start = performance.now();
+      const generated = await generateOnnx(decoder, batchPrompts, options);
+      const tokS = generated.reduce((n, g) => n + g.tokens.length, 0) / ((performance.now() - start) / 1000);
+      ortTokS.push(tokS);
+      const torchTokS = torch ? (SPEC.gen_batch * SPEC.new_tokens) / (await torch.request('gen')) : null;
+      if (torchTokS) ratios.push(tokS / torchTokS);
+      console.log(`round ${round + 1}/${ORT_ROUNDS}: onnxruntime ${tokS.toFixed(0)} tok/s (${ORT_THREADS} thread)${torchTokS ? `, PyTorch ${torchTokS.toFixed(0)} tok/s, ratio ${(tokS / torchTokS).toFixed(2)}` : ''}`);
+    }
+    const ratio = ratios.length > 0 ? [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)]! : null;
+    console.log(`onnxruntime: best ${Math.max(...ortTokS).toFixed(0)} tok/s; median ratio to PyTorch in the same rounds ${ratio?.toFixed(2) ?? 'n/a'}`);
+    return { tokS: Math.max(...ortTokS), ratio };
+  } finally {
+    await closeOnnxDecoder(decoder);
+  }
+}
+
+/** One run of the PyTorch reference's bench command (one thread), its figures parsed. */
+async function printOnnxProfile(m: Model, batchPrompts: number[][]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ort-profile-'));
+  const loaded = await loadOnnxRuntime();
+  if ('error' in loaded) throw new Error(loaded.error);
+  const { ort } = loaded;
+  const session = await ort.InferenceSession.create(exportModel(m).model, {
+    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: ORT_THREADS, enableProfiling: true, profileFilePrefix: join(dir, 'ort'),
+  });
+  const decoder = { ort, session, config: m.config, threads: ORT_THREADS };
+  await generateOnnx(decoder, batchPrompts, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
+  session.endProfiling();
+  await session.release();
+  const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+  if (!file) throw new Error(`onnxruntime wrote no profile into ${dir}`);
+  const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Array<{ cat: string; dur: number; args?: { op_name?: string } }>;
+  const byOp = new Map<string, { us: number; calls: number }>();
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.args?.op_name) continue;
+    const entry = byOp.get(e.args.op_name) ?? { us: 0, calls: 0 };
+    entry.us += e.dur;
+    entry.calls += 1;
+    byOp.set(e.args.op_name, entry);
+  }
+  const total = [...byOp.values()].reduce((s, e) => s + e.us, 0);
+  console.log(`onnxruntime profile: generation, 16 new tokens (target gen_ort_ratio >= 2 missed): ${(total / 1000).toFixed(0)} ms in nodes`);
+  for (const [name, e] of [...byOp].sort((a, b) => b[1].us - a[1].us).slice(0, 12)) {
+    console.log(`  ${name.padEnd(28)} ${(e.us / 1000).toFixed(1).padStart(8)} ms  ${String(e.calls).padStart(6)} calls`);
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** A child process answering one JSON line per request line (reference.py serve, engine-sft-shape.ts). */

@@ -56,6 +56,10 @@ export const engineSchema = z
       .min(1)
       .optional()
       .describe("Threads of the wasm backend's own kernels (its threaded SIMD binary on worker_threads); absent: 1, the single-threaded binary. The other way to use cores, instead of data_parallel; the fused kernels run only single-threaded."),
+    inference: z
+      .enum(['auto', 'onnxruntime', 'tfjs'])
+      .default('auto')
+      .describe('What decodes and scores (sample, grpo rollouts, eval, cot teacher, sft probes): onnxruntime runs an ONNX export on every core; auto takes it when onnxruntime-node loads, else tfjs. Training stages also write onnx/model.onnx beside their weights unless this is tfjs.'),
   })
   .describe('Passed untouched to model stages; other keys are allowed. Part of every stage fingerprint.');
 

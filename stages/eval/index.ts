@@ -77,7 +77,6 @@ async function evaluateCheckpoint(
   onBatch: (examples: number) => void,
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
-  const { disposeModel } = await import('../lib/engine/index.ts');
   const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
   const { gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
@@ -141,7 +140,7 @@ async function evaluateCheckpoint(
     const ordered = evaluated.map((r) => predictions.get(r.id) ?? unreadablePrediction(name, r.example));
     return { result: { predictions: ordered, threshold, promptTooLong }, engine };
   } finally {
-    disposeModel(policy.model);
+    await policyLib.releasePolicy(policy);
   }
 }
 

@@ -79,6 +79,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const reference = p.beta > 0 ? (p.lora ? engineLib.withoutAdapters(model) : engineLib.loadModel(ctx.inputs.one('checkpoint').dir)) : undefined;
   const optimizer = new engineLib.AdamW(trainable, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
   let step = await resumeTraining(ctx, model, optimizer);
+  if (step > 0) await policy.inference.refresh(); // rollouts must see the resumed weights
 
   const stepsPerEpoch = Math.floor(train.length / p.prompts_per_step);
   const totals = { kept_groups: 0, dropped_groups: 0, replayed_groups: 0, skipped_updates: 0 };
@@ -131,6 +132,8 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       ctx.log.info(`step ${step + 1}: every group all right or all wrong; no update`);
     } else {
       Object.assign(values, await update(rows, rollouts, scored, lr));
+      // The next rollouts sample the updated policy: re-export it to the inference session (onnxruntime).
+      values.inference_refresh_s = await policy.inference.refresh();
     }
     step++;
     ctx.metrics.log(step, { ...values, lr });
