@@ -4,7 +4,7 @@
  *
  *   npm run bench:engine     env: BENCH_ROUNDS (default 5), BENCH_TRAIN_STEPS (per round, default 3),
  *                            BENCH_DP_STEPS (per round, default 2), BENCH_DP_RANKS (default 2)
- *   npm run bench:engine -- --backend webgpu   (the engine on webgpu; the data-parallel part is skipped)
+ *   npm run bench:engine -- --backend webgpu   (the engine on webgpu; data parallel stays on wasm)
  *
  * Shape (FACTS.md): the `tiny` preset at vocab 512 (d 128, 4 layers, 4 heads / 2 kv heads,
  * SwiGLU 352); training on batch 8 x 128 with AdamW and clipping; generation greedy for batch 16,
@@ -18,6 +18,11 @@
  * average (1 min) before each round. Targets: train_ratio >= 1.0, gen_ratio >= 1.0; a missed
  * target prints the kernel profile that says where the time goes. The last line is JSON.
  *
+ * onnxruntime (benchOnnxGeneration): the same model exported to ONNX and generating the same batch
+ * through the engine's loop on onnxruntime-node, on the thread count PyTorch gets (1), in rounds
+ * interleaved with the PyTorch side's; target gen_ort_ratio (median of the rounds' tokens/s ratios)
+ * >= 2. A miss prints onnxruntime's per-node profile.
+ *
  * Fused kernels (stages/lib/engine/fused.ts): the same training step with them on and off,
  * interleaved, and the tfjs kernel calls each makes (per-op overhead is paid per call).
  *
@@ -26,19 +31,12 @@
  * data-parallel ranks, and tfjs-wasm's threaded binary with as many threads, each against 1 core,
  * interleaved the same way; target >= 1.8x at 2 cores on 2 idle cores.
  *
- * onnxruntime (benchOnnxGeneration): the same tiny model exported to ONNX, generating the same batch
- * through the engine's loop on onnxruntime-node with the thread count PyTorch gets, in rounds
- * interleaved with PyTorch's generation; target gen_ort_ratio (median of the rounds' tokens/s
- * ratios) >= 2. A miss prints onnxruntime's per-node profile.
- *
  * Each section is a function returning its own JSON keys; the summary is their union.
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../pipeline/rng.ts';
@@ -56,6 +54,7 @@ import {
   startDataParallel,
   trainStep,
   type DataParallelTrainer,
+  type Generation,
   type Model,
   type PaddedBatch,
 } from '../stages/lib/engine/index.ts';
@@ -73,7 +72,11 @@ const SPEC = { batch: 8, seq: 128, trainSteps: envInt('BENCH_TRAIN_STEPS', 3), g
 const DP_SPEC = { steps: envInt('BENCH_DP_STEPS', 2), ranks: envInt('BENCH_DP_RANKS', 2) };
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
-const TARGETS = { train_ratio: 1.0, gen_ratio: 1.0, dp_ratio: 1.8, gen_ort_ratio: 2.0 };
+/** onnxruntime's intra-op threads: what the PyTorch side gets (OMP_NUM_THREADS=1). */
+const ORT_THREADS = 1;
+/** Interleaved onnxruntime / PyTorch generation rounds (env BENCH_ORT_ROUNDS). */
+const ORT_ROUNDS = Number(process.env.BENCH_ORT_ROUNDS ?? 3);
+const TARGETS = { train_ratio: 1.0, gen_ratio: 1.0, gen_ort_ratio: 2, dp_ratio: 1.8 };
 
 const backendFlag = process.argv.indexOf('--backend');
 const record = await initEngine({ backend: backendFlag >= 0 ? (process.argv[backendFlag + 1] as 'wasm') : 'wasm' });
@@ -83,9 +86,7 @@ const summary = {
   backend: record.backend,
   ...(await benchAgainstTorch()),
   ...(await benchFusedKernels()),
-  // Data parallel is for the single-threaded backends (wasm, cpu) only.
-  ...(record.backend === 'wasm' || record.backend === 'cpu' ? await benchDataParallel() : {}),
-  ...(await benchOnnxGeneration()),
+  ...(await benchDataParallel()),
   loadavg_1m: round2(loadavg()[0]!),
 };
 console.log(JSON.stringify(summary));
@@ -144,6 +145,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   const torch = startTorch({ config, ...SPEC });
   const tokens = { train: SPEC.batch * SPEC.seq, gen: SPEC.gen_batch * SPEC.new_tokens };
   const rounds: Array<{ train: number; torchTrain?: number; gen: number; torchGen?: number }> = [];
+  let ortGeneration: { tokS: number; ratio: number | null } = { tokS: 0, ratio: null };
   try {
     if (torch) {
       const ready = await torch.ready;
@@ -170,6 +172,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
           `generate ${figures.gen.toFixed(0)} tok/s${vs(figures.gen, figures.torchGen)}`,
       );
     }
+    ortGeneration = await benchOnnxGeneration(model, prompts, () => generateOnce(), torch);
   } finally {
     torch?.close();
   }
@@ -185,6 +188,8 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
     torch_gen_tok_s: torch ? Math.round(median(rounds.map((r) => r.torchGen!))) : null,
     gen_ratio: torch ? round3(median(genRatios)) : null,
     gen_ratio_spread: torch ? spread(genRatios) : null,
+    gen_ort_tok_s: Math.round(ortGeneration.tokS),
+    gen_ort_ratio: ortGeneration.ratio === null ? null : round3(ortGeneration.ratio),
   };
   console.log(
     `tfjs-${record.backend} against PyTorch, median of ${ROUNDS} rounds: train ${out.train_tok_s} vs ${out.torch_train_tok_s} tok/s, ratio ${out.train_ratio} ` +
@@ -197,6 +202,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   if (out.gen_ratio !== null && out.gen_ratio < TARGETS.gen_ratio) {
     await printProfile(`generation, 16 new tokens (target gen_ratio >= ${TARGETS.gen_ratio} missed)`, async () => void (await generateOnce(16)));
   }
+  if (out.gen_ort_ratio !== null && out.gen_ort_ratio < TARGETS.gen_ort_ratio) await printOnnxProfile(model, prompts);
   return out;
 }
 
@@ -248,6 +254,75 @@ async function benchFusedKernels(): Promise<Record<string, unknown>> {
     disposeModel(model);
     optimizer.dispose();
   }
+}
+
+/**
+ * Greedy generation on onnxruntime-node (the model exported in memory, one intra-op thread like the
+ * PyTorch side) against PyTorch's, interleaved: ORT_ROUNDS rounds of one onnxruntime generation
+ * then one generation of the live PyTorch side (startTorch), so both sides see the same load. Returns
+ * onnxruntime's best tokens/s and the median of the per-round ratios (null without PyTorch). The
+ * tokens must equal tfjs'.
+ */
+async function benchOnnxGeneration(m: Model, batchPrompts: number[][], tfjsGeneration: () => Promise<Generation[]>, torch: LineServer | null): Promise<{ tokS: number; ratio: number | null }> {
+  const exportStart = performance.now();
+  const exported = exportModel(m);
+  const decoder = await openOnnxDecoder(exported.model, m.config, { threads: ORT_THREADS });
+  console.log(`onnxruntime: exported ${(exported.model.byteLength / 1e6).toFixed(1)} MB and opened a session in ${(performance.now() - exportStart).toFixed(0)} ms`);
+  const options = { maxNewTokens: SPEC.new_tokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) };
+  try {
+    const first = await generateOnnx(decoder, batchPrompts, options); // warm-up
+    const reference = await tfjsGeneration();
+    const same = first.every((g, i) => g.tokens.join() === reference[i]!.tokens.join());
+    console.log(`onnxruntime greedy tokens ${same ? 'equal' : 'DIFFER FROM'} tfjs'`);
+    const ortTokS: number[] = [];
+    const ratios: number[] = [];
+    for (let round = 0; round < ORT_ROUNDS; round++) {
+      const start = performance.now();
+      const generated = await generateOnnx(decoder, batchPrompts, options);
+      const tokS = generated.reduce((n, g) => n + g.tokens.length, 0) / ((performance.now() - start) / 1000);
+      ortTokS.push(tokS);
+      const torchTokS = torch ? (SPEC.gen_batch * SPEC.new_tokens) / (await torch.request('gen')) : null;
+      if (torchTokS) ratios.push(tokS / torchTokS);
+      console.log(`round ${round + 1}/${ORT_ROUNDS}: onnxruntime ${tokS.toFixed(0)} tok/s (${ORT_THREADS} thread)${torchTokS ? `, PyTorch ${torchTokS.toFixed(0)} tok/s, ratio ${(tokS / torchTokS).toFixed(2)}` : ''}`);
+    }
+    const ratio = ratios.length > 0 ? [...ratios].sort((a, b) => a - b)[Math.floor(ratios.length / 2)]! : null;
+    console.log(`onnxruntime: best ${Math.max(...ortTokS).toFixed(0)} tok/s; median ratio to PyTorch in the same rounds ${ratio?.toFixed(2) ?? 'n/a'}`);
+    return { tokS: Math.max(...ortTokS), ratio };
+  } finally {
+    await closeOnnxDecoder(decoder);
+  }
+}
+
+/** One run of the PyTorch reference's bench command (one thread), its figures parsed. */
+async function printOnnxProfile(m: Model, batchPrompts: number[][]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ort-profile-'));
+  const loaded = await loadOnnxRuntime();
+  if ('error' in loaded) throw new Error(loaded.error);
+  const { ort } = loaded;
+  const session = await ort.InferenceSession.create(exportModel(m).model, {
+    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: ORT_THREADS, enableProfiling: true, profileFilePrefix: join(dir, 'ort'),
+  });
+  const decoder = { ort, session, config: m.config, threads: ORT_THREADS };
+  await generateOnnx(decoder, batchPrompts, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
+  session.endProfiling();
+  await session.release();
+  const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+  if (!file) throw new Error(`onnxruntime wrote no profile into ${dir}`);
+  const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Array<{ cat: string; dur: number; args?: { op_name?: string } }>;
+  const byOp = new Map<string, { us: number; calls: number }>();
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.args?.op_name) continue;
+    const entry = byOp.get(e.args.op_name) ?? { us: 0, calls: 0 };
+    entry.us += e.dur;
+    entry.calls += 1;
+    byOp.set(e.args.op_name, entry);
+  }
+  const total = [...byOp.values()].reduce((s, e) => s + e.us, 0);
+  console.log(`onnxruntime profile: generation, 16 new tokens (target gen_ort_ratio >= 2 missed): ${(total / 1000).toFixed(0)} ms in nodes`);
+  for (const [name, e] of [...byOp].sort((a, b) => b[1].us - a[1].us).slice(0, 12)) {
+    console.log(`  ${name.padEnd(28)} ${(e.us / 1000).toFixed(1).padStart(8)} ms  ${String(e.calls).padStart(6)} calls`);
+  }
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** A child process answering one JSON line per request line (reference.py serve, engine-sft-shape.ts). */
@@ -377,84 +452,4 @@ async function printProfile(title: string, work: () => Promise<void>): Promise<v
   for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
     console.log(`  ${name.padEnd(18)} ${e.ms.toFixed(1).padStart(8)} ms  ${String(e.calls).padStart(6)} calls`);
   }
-}
-
-/**
- * Greedy generation on onnxruntime-node (the tiny model exported in memory, SPEC.threads intra-op
- * threads like the PyTorch side) against PyTorch's, interleaved: each round one onnxruntime
- * generation, then one PyTorch generation of the same batch. The tokens must equal tfjs'.
- */
-async function benchOnnxGeneration(): Promise<Record<string, unknown>> {
-  const config = presets.tiny(512);
-  const model = createModel(config, new Rng(0, 'engine/init'));
-  const rng = new Rng(0, 'bench/onnx');
-  const prompts = Array.from({ length: SPEC.gen_batch }, () => Array.from({ length: SPEC.prompt_len }, () => rng.int(config.vocab_size)));
-  const options = { maxNewTokens: SPEC.new_tokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) };
-  const exportStart = performance.now();
-  const exported = exportModel(model);
-  const decoder = await openOnnxDecoder(exported.model, model.config, { threads: SPEC.threads });
-  console.log(`onnxruntime: exported ${(exported.model.byteLength / 1e6).toFixed(1)} MB and opened a session in ${(performance.now() - exportStart).toFixed(0)} ms`);
-  const torch = startTorch({ config, ...SPEC });
-  try {
-    const first = await generateOnnx(decoder, prompts, options); // warm-up
-    const reference = await generate(model, prompts, options);
-    const same = first.every((g, i) => g.tokens.join() === reference[i]!.tokens.join());
-    console.log(`onnxruntime greedy tokens ${same ? 'equal' : 'DIFFER FROM'} tfjs'`);
-    if (torch) await torch.ready;
-    const ortTokS: number[] = [];
-    const ratios: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const loadBefore = load();
-      let tokens = 0;
-      const ms = await timeMs(async () => (tokens = (await generateOnnx(decoder, prompts, options)).reduce((n, g) => n + g.tokens.length, 0)));
-      const tokS = tokens / (ms / 1000);
-      ortTokS.push(tokS);
-      const torchTokS = torch ? (SPEC.gen_batch * SPEC.new_tokens) / (await torch.request('gen')) : undefined;
-      if (torchTokS) ratios.push(tokS / torchTokS);
-      console.log(`onnxruntime round ${r + 1}/${ROUNDS} (load ${loadBefore}): ${tokS.toFixed(0)} tok/s${torchTokS ? ` vs PyTorch ${torchTokS.toFixed(0)} (ratio ${(tokS / torchTokS).toFixed(2)})` : ''}`);
-    }
-    const out = {
-      gen_ort_tok_s: Math.round(median(ortTokS)),
-      gen_ort_ratio: ratios.length > 0 ? round3(median(ratios)) : null,
-      gen_ort_ratio_spread: ratios.length > 0 ? spread(ratios) : null,
-      gen_ort_tokens_equal_tfjs: same,
-    };
-    if (out.gen_ort_ratio !== null && out.gen_ort_ratio < TARGETS.gen_ort_ratio) await printOnnxProfile(model, prompts);
-    return out;
-  } finally {
-    torch?.close();
-    await closeOnnxDecoder(decoder);
-  }
-}
-
-/** onnxruntime's own profile of a 16-token generation: time per op type (where a missed target goes). */
-async function printOnnxProfile(m: Model, batchPrompts: number[][]): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'ort-profile-'));
-  const loaded = await loadOnnxRuntime();
-  if ('error' in loaded) throw new Error(loaded.error);
-  const { ort } = loaded;
-  const session = await ort.InferenceSession.create(exportModel(m).model, {
-    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: SPEC.threads, enableProfiling: true, profileFilePrefix: join(dir, 'ort'),
-  });
-  const decoder = { ort, session, config: m.config, threads: SPEC.threads };
-  await generateOnnx(decoder, batchPrompts, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
-  session.endProfiling();
-  await session.release();
-  const file = readdirSync(dir).find((f) => f.endsWith('.json'));
-  if (!file) throw new Error(`onnxruntime wrote no profile into ${dir}`);
-  const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Array<{ cat: string; dur: number; args?: { op_name?: string } }>;
-  const byOp = new Map<string, { us: number; calls: number }>();
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.args?.op_name) continue;
-    const entry = byOp.get(e.args.op_name) ?? { us: 0, calls: 0 };
-    entry.us += e.dur;
-    entry.calls += 1;
-    byOp.set(e.args.op_name, entry);
-  }
-  const total = [...byOp.values()].reduce((s, e) => s + e.us, 0);
-  console.log(`onnxruntime profile: generation, 16 new tokens (target gen_ort_ratio >= 2 missed): ${(total / 1000).toFixed(0)} ms in nodes`);
-  for (const [name, e] of [...byOp].sort((a, b) => b[1].us - a[1].us).slice(0, 12)) {
-    console.log(`  ${name.padEnd(28)} ${(e.us / 1000).toFixed(1).padStart(8)} ms  ${String(e.calls).padStart(6)} calls`);
-  }
-  rmSync(dir, { recursive: true, force: true });
 }

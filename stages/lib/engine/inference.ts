@@ -6,7 +6,7 @@
  * `refresh` re-exports it so generation sees the new weights.
  */
 import { existsSync } from 'node:fs';
-import type { Logger } from '../../../pipeline/stage-api.ts';
+import type { EngineLogger as Logger } from './host.ts';
 import { generate, type GenerateOptions, type Generation } from './generate.ts';
 import { sequenceLogprobs, type PromptCompletion } from './logprobs.ts';
 import type { Model } from './model.ts';
