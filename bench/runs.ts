@@ -62,7 +62,7 @@ const evalComparisons = Object.fromEntries(
     .filter((m) => m.stage === 'eval' || m.stage === 'eval-test')
     .map((m) => {
       const metrics = JSON.parse(fs.readFileSync(path.join(objects, m.fingerprint, 'metrics.json'), 'utf8')) as { split?: string; comparison: Record<string, unknown>[] };
-      const rows = metrics.comparison.map((row) => Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'formatValidity', 'stepVerificationRate'].includes(k))));
+      const rows = metrics.comparison.map((row) => Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'qwk', 'intervals', 'formatValidity', 'stepVerificationRate'].includes(k))));
       return [`eval_${metrics.split ?? 'test'}`, rows];
     }),
 );
