@@ -95,13 +95,13 @@ const params = z.strictObject({
 }).superRefine((p, issue) => {
   const tierSteps = p.curriculum.reduce((n, t) => n + t.steps, 0);
   if (p.curriculum.length > 0 && tierSteps !== p.max_steps) {
-    issue.addIssue({ code: 'custom', path: ['curriculum'], message: `the tiers' steps sum to ${tierSteps}, but max_steps is ${p.max_steps}` });
+    issue.addIssue({ code: 'custom', path: ['curriculum'], message: `tiers whose steps sum to max_steps (${p.max_steps}); these sum to ${tierSteps}` });
   }
   if (p.rollout === 'dyknow' && p.advantage === 'stepwise') {
-    issue.addIssue({ code: 'custom', path: ['advantage'], message: 'rollout: dyknow scales outcome advantages over its two groups; use advantage: outcome' });
+    issue.addIssue({ code: 'custom', path: ['advantage'], message: 'advantage: outcome (rollout: dyknow scales outcome advantages over its two groups)' });
   }
   if (p.rollout === 'dyknow' && p.replay_threshold > 0) {
-    issue.addIssue({ code: 'custom', path: ['replay_threshold'], message: 'rollout: dyknow has no guided replay; set replay_threshold: 0' });
+    issue.addIssue({ code: 'custom', path: ['replay_threshold'], message: 'replay_threshold: 0 (rollout: dyknow has no guided replay)' });
   }
 });
 

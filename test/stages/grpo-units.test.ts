@@ -4,6 +4,7 @@ import { groupsToReplay, hintedMessages, tieredPromptSource, withoutContext, typ
 import { collectGroups, passingGroups, type RollRound } from '../../stages/grpo/step.ts';
 import { truncatedRatios } from '../../stages/grpo/update.ts';
 import { Rng } from '../../pipeline/rng.ts';
+import grpoStage from '../../stages/grpo/index.ts';
 import { stepSpans, tokenStepIndices } from '../../stages/grpo/token-steps.ts';
 import type { PromptRecord } from '../../stages/lib/relevance/prompts.ts';
 
@@ -186,5 +187,19 @@ describe('guided replay importance weights', () => {
     expect(w[1]).toBe(1);
     expect(w[2]).toBe(1);
     expect(truncatedRatios([-1], [-2], 2)[0]).toBe(2);
+  });
+});
+
+describe('grpo params', () => {
+  it('name the keys that disagree: curriculum steps against max_steps, DyKnow against stepwise and replay', () => {
+    const issues = (params: unknown) => grpoStage.params.safeParse(params).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+    expect(issues({ max_steps: 12, curriculum: [{ difficulty: ['easy'], steps: 5 }, { difficulty: ['hard'], steps: 6 }] })).toEqual([
+      'curriculum: tiers whose steps sum to max_steps (12); these sum to 11',
+    ]);
+    expect(issues({ rollout: 'dyknow', advantage: 'stepwise' })).toEqual([
+      'advantage: advantage: outcome (rollout: dyknow scales outcome advantages over its two groups)',
+      'replay_threshold: replay_threshold: 0 (rollout: dyknow has no guided replay)',
+    ]);
+    expect(issues({ rollout: 'dyknow', replay_threshold: 0, curriculum: [{ difficulty: ['hard'], steps: 30 }] })).toEqual([]);
   });
 });
