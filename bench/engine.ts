@@ -2,6 +2,7 @@
  * Engine throughput on tfjs-wasm against the PyTorch reference doing the same work in the same run.
  *
  *   npm run bench:engine            (env BENCH_TRAIN_STEPS, default 5)
+ *   npm run bench:engine -- --backend webgpu   (the engine on webgpu; data parallel stays on wasm)
  *
  * Shape (FACTS.md): the `tiny` preset at vocab 512 (d 128, 4 layers, 4 heads / 2 kv heads,
  * SwiGLU 352); training on batch 8 x 128 with AdamW and clipping; generation greedy for batch 16,
@@ -44,7 +45,8 @@ const DP_SPEC = { vocab: 1024, layers: 2, rows: 16, min_len: 225, max_len: 255, 
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 
-const record = await initEngine({ backend: 'wasm' });
+const backendFlag = process.argv.indexOf('--backend');
+const record = await initEngine({ backend: backendFlag >= 0 ? (process.argv[backendFlag + 1] as 'wasm') : 'wasm' });
 console.log(`engine: tfjs ${record.tfjs} ${record.backend} (simd ${record.simd}, threads ${record.threads})`);
 const config = presets.tiny(512);
 const model = createModel(config, 0);
@@ -56,11 +58,11 @@ const batch = padBatch(randomIds(SPEC.batch, SPEC.seq).map((ids) => ({ ids, loss
 const optimizer = new AdamW(model.params, adamWOptionsSchema.parse({}));
 const step = () => trainStep(model, optimizer, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
 
-step(); // warm-up: wasm compilation, first allocations
+await step(); // warm-up: wasm compilation, first allocations
 const stepMs: number[] = [];
 for (let i = 0; i < SPEC.steps; i++) {
   const start = performance.now();
-  const { loss } = step();
+  const { loss } = await step();
   stepMs.push(performance.now() - start);
   console.log(`train step ${i + 1}/${SPEC.steps}: loss ${loss.toFixed(4)}, ${stepMs[i]!.toFixed(0)} ms`);
 }
@@ -80,13 +82,14 @@ for (let run = 0; run < SPEC.gen_runs; run++) {
   console.log(`generation ${run + 1}/${SPEC.gen_runs}: ${generatedTokens} tokens in ${genMs[run]!.toFixed(0)} ms`);
 }
 const genTokS = generatedTokens / (Math.min(...genMs) / 1000);
-console.log(`tfjs-wasm (best of each): train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
+console.log(`tfjs-${record.backend} (best of each): train ${trainTokS.toFixed(0)} tok/s, generate ${genTokS.toFixed(0)} tok/s`);
 
 const dp = await benchDataParallel();
 
 const torch = runTorch();
 const ratio = (a: number, b: number | null) => (b ? Number((a / b).toFixed(3)) : null);
 const summary = {
+  backend: record.backend,
   train_tok_s: Math.round(trainTokS),
   torch_train_tok_s: torch ? Math.round(torch.train_tok_s) : null,
   train_ratio: ratio(trainTokS, torch?.train_tok_s ?? null),
@@ -99,7 +102,7 @@ const summary = {
   dp_ratio: ratio(dp.parallel, dp.single),
   loadavg_1m: Number(loadavg()[0]!.toFixed(2)),
 };
-if (summary.train_ratio !== null && summary.train_ratio < 0.5) await printProfile('train step (target train_ratio >= 0.5 missed)', async () => void step());
+if (summary.train_ratio !== null && summary.train_ratio < 0.5) await printProfile('train step (target train_ratio >= 0.5 missed)', async () => void (await step()));
 if (summary.gen_ratio !== null && summary.gen_ratio < 1.0) {
   await printProfile('generation, 16 new tokens (target gen_ratio >= 1.0 missed)', async () =>
     void (await generate(model, prompts, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) })),

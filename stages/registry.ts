@@ -11,6 +11,8 @@ import sampleStage from './sample/index.ts';
 import dpoStage from './dpo/index.ts';
 import grpoStage from './grpo/index.ts';
 import evalStage from './eval/index.ts';
+import distillStage from './distill/index.ts';
+import precomputeStage from './precompute/index.ts';
 
 export const builtinStages: StageType[] = [
   execStage,
@@ -24,4 +26,6 @@ export const builtinStages: StageType[] = [
   sampleStage,
   dpoStage,
   grpoStage,
+  distillStage,
+  precomputeStage,
 ];

@@ -28,6 +28,7 @@ import { seededSample } from '../lib/scoring.ts';
 import type { ChatMessage } from './openai-teacher.ts';
 import { emptyGradeCounts, gradeSkew } from './grade-balance.ts';
 import { rulesTeacher, type RoundContext } from './rules-teacher.ts';
+import { dominantRejection, type Rejection } from './rejections.ts';
 
 const rulesTeacherSchema = z.strictObject({
   type: z.literal('rules'),
@@ -210,6 +211,7 @@ export default defineStage({
   params,
   produces: 'sft-set',
   resources: 'light',
+  requires: (p) => ['prompts', 'kg', ...(p.teacher.type === 'checkpoint' ? (['checkpoint'] as const) : [])],
   async run(ctx) {
     const { params: p } = ctx;
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
@@ -224,7 +226,7 @@ export default defineStage({
         records.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]),
       );
       const kept: SftRecord[] = [];
-      const rejectedLog: { id: string; round: string; reason: string; completion?: string }[] = [];
+      const rejectedLog: Rejection[] = [];
       let pending = records;
       for (const round of p.rounds) {
         if (pending.length === 0) break;
@@ -286,7 +288,10 @@ export default defineStage({
       const skew = gradeSkew(balance);
       if (skew) ctx.log.warn(`${split}: ${skew} (rejected-${split}.jsonl says why each example was rejected)`);
       if (split === 'train' && kept.length === 0) {
-        throw new Error(`no rationale of the ${records.length} train examples verified in any round: see rejected-train.jsonl`);
+        // The output folder is not published on failure: the full path is the only way to find the file.
+        throw new Error(
+          `no rationale of the ${records.length} train examples verified in any round; ${dominantRejection(rejectedLog)}; each example's reason is in ${join(ctx.outDir, 'rejected-train.jsonl')}`,
+        );
       }
     }
     await writeJsonl(join(ctx.outDir, 'rounds.jsonl'), counts);

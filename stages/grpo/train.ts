@@ -11,7 +11,7 @@ import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { mean, std } from '../lib/rl/advantages.ts';
 import { loadRewards, rewardMean } from '../lib/rewards.ts';
 import { greedyAccuracy, probeSample, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
-import { finishTraining, resumeTrainingWithState, saveStepCheckpoint } from '../lib/training.ts';
+import { finishTraining, resumeTrainingWithState, saveStepCheckpoint, trainableModel } from '../lib/training.ts';
 import type { GrpoParams } from './index.ts';
 import { tieredPromptSource, type CurriculumTier, type Group, type Rollout, type RolloutKind, type Sampler } from './rollout.ts';
 import { collectGroups, rollOutGroups, tokenAdvantages, type CollectedGroups } from './step.ts';
@@ -96,9 +96,11 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const before = await probe();
   ctx.log.info(`dev probe before: ${JSON.stringify(before)}`);
 
-  // The reference is the input checkpoint, loaded a second time only when the KL term is on.
-  const reference = p.beta > 0 ? engineLib.loadModel(ctx.inputs.one('checkpoint').dir) : undefined;
-  const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+  const trainable = await trainableModel(ctx, model, p.lora);
+  // The reference is the input checkpoint, needed only when the KL term is on: with LoRA the frozen
+  // base under the adapters, else the checkpoint loaded a second time.
+  const reference = p.beta > 0 ? (p.lora ? engineLib.withoutAdapters(model) : engineLib.loadModel(ctx.inputs.one('checkpoint').dir)) : undefined;
+  const optimizer = new engineLib.AdamW(trainable, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
   const resumed = await resumeTrainingWithState<LoopState>(ctx, model, optimizer);
   let step = resumed.step;
   const totals: Record<string, number> = { ...newTotals(), ...resumed.state?.totals };
@@ -122,7 +124,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       totals.skipped_updates!++;
       ctx.log.info(`step ${step + 1}: no group passed the filters in ${collected.rounds} rounds; no update`);
     } else {
-      Object.assign(values, updateStep(collected.kept, lr));
+      Object.assign(values, await updateStep(collected.kept, lr));
     }
     step++;
     ctx.metrics.log(step, { ...values, lr });
@@ -132,7 +134,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   }
 
   const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);
-  if (reference) engineLib.disposeModel(reference);
+  if (reference) (p.lora ? engineLib.releaseFrozenWeights(reference) : engineLib.disposeModel(reference));
   const third = Math.max(1, Math.floor(rewardCurve.length / 3));
   return {
     engine,
@@ -148,14 +150,14 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   };
 
   /** Advantages of the kept groups, replay weights, then the update; returns the update's metrics. */
-  function updateStep(kept: Group[], lr: number): Record<string, number> {
+  async function updateStep(kept: Group[], lr: number): Promise<Record<string, number>> {
     const rollouts = kept.flatMap((g) => g.rollouts);
     const { advantages, betas } = tokenAdvantages(kept, p, (r) => tokenStepIndices(r.completion.tokens, decode));
-    const weights = replayWeights(model, rollouts, p);
+    const weights = await replayWeights(model, rollouts, p);
     const weighted = advantages.map((row, i) => row.map((a, t) => a * (weights[i]?.[t] as number)));
     const hinted = weights.filter((_, i) => rollouts[i]?.kind === 'hinted').flat();
     return {
-      ...updatePolicy({ model, reference, optimizer }, rollouts, weighted, p, lr),
+      ...(await updatePolicy({ model, reference, optimizer, lora: p.lora !== null }, rollouts, weighted, p, lr)),
       ...(hinted.length > 0 ? { replay_weight: mean(hinted) } : {}),
       ...(betas.length > 0 ? { dyknow_beta: mean(betas) } : {}),
     };

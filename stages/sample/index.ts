@@ -73,6 +73,7 @@ export default defineStage({
   params,
   produces: 'samples',
   resources: 'train',
+  requires: () => ['checkpoint', 'kg', 'prompts'],
   async run(ctx) {
     const p = ctx.params;
     const { loadPolicy, generateCompletions, promptIds, fitsContext } = await import('../lib/policy.ts');

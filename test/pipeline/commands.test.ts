@@ -88,9 +88,10 @@ describe('inspection commands', () => {
   });
 
   it('gc --dry-run lists unreferenced objects and deletes nothing', async () => {
-    // Changing a's param (then running) leaves the old a, b, c, d objects unreferenced.
+    // Changing a's param (then running) leaves the old a, b, c, d objects unreferenced, and the
+    // config with that --set does not plan them either (without it, it would: gc keeps those).
     expect((await pipeline('run', 'p.yaml', '--set', 'stages.a.with.value=w')).code).toBe(0);
-    const dry = await pipeline('gc', 'p.yaml', '--dry-run');
+    const dry = await pipeline('gc', 'p.yaml', '--dry-run', '--set', 'stages.a.with.value=w');
     expect(dry.out.split('\n').filter((line) => line.startsWith('would remove object'))).toHaveLength(4);
     expect(readdirSync(path.join(dir, 'checkpoints/objects'))).toHaveLength(8);
   });

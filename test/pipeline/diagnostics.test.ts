@@ -167,6 +167,23 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
       '2 errors',
     ].join('\n'),
   },
+  {
+    // Refs and logs are kept under the name: ".." would put them in the store's root.
+    name: 'dot-dot-name',
+    yaml: 'name: ..\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
+    expected: [
+      'dot-dot-name.yaml:1:7: error: name: expected a letter, digit or "_", then letters, digits, "_", "." or "-", found string ".."',
+      ' 1 | name: ..',
+      '   |       ^^',
+      '1 error',
+    ].join('\n'),
+  },
+  {
+    name: 'dot-name-from-set',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
+    set: ['name=.'],
+    expected: '--set name=.: error: name: expected a letter, digit or "_", then letters, digits, "_", "." or "-", found string "."\n1 error',
+  },
 ];
 
 describe('config diagnostics (golden)', () => {

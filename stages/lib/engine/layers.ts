@@ -162,3 +162,9 @@ export function positionsFromMask(mask: number[][]): number[][] {
     return row.map((m) => (m === 0 ? 0 : seen++));
   });
 }
+
+/** x as a constant: its value, with no gradient flowing back (PyTorch `detach`; tfjs has none). */
+export const stopGradient = tf.customGrad(((x: tf.Tensor) => ({
+  value: tf.clone(x),
+  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+})) as never) as unknown as <T extends tf.Tensor>(x: T) => T;
