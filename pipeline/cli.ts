@@ -10,6 +10,7 @@ import { runStageInProcess } from './executor/run-stage.ts';
 import { acquireStoreLock, describeHolder, LockBusyError } from './store/lock.ts';
 import { StoreError } from './store/store.ts';
 import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, processIo, splitList, storeFor, type Io } from './commands/common.ts';
+import { exportCommand } from './commands/export.ts';
 import { gcCommand } from './commands/gc.ts';
 import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
 import { runCommand } from './commands/run.ts';
@@ -151,6 +152,11 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
         setExit(await serveCommand(artifacts, { ...flags, logger: flags.logLevel === 'silent' ? false : { level: flags.logLevel } }, io));
       }),
     );
+
+  withConfigOptions(program.command('export').argument('<config>', 'pipeline YAML').argument('<stage>', 'a stage whose artifact is a checkpoint'))
+    .description("copy the stage's checkpoint with an ONNX export (onnx/model.onnx) that onnxruntime and transformers.js load")
+    .option('--out <dir>', 'where to write it (default: <store>/exports/<pipeline>/<stage>)')
+    .action(async (config: string, stage: string, flags) => setExit(await exportCommand(config, stage, flags, io)));
 
   program
     .command('stages')

@@ -154,6 +154,8 @@ export interface EngineConfig {
   backend: 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see engineSchema. */
   data_parallel?: 'auto' | number;
+  /** What decodes and scores: onnxruntime (an ONNX export), tfjs, or auto; see engineSchema. */
+  inference?: 'auto' | 'onnxruntime' | 'tfjs';
   [key: string]: unknown;
 }
 
@@ -191,6 +193,11 @@ export interface StageOutcome {
   /** Summary figures, stored in `manifest.metrics` and shown by `pipeline show`. */
   metrics?: Record<string, unknown>;
   engine?: EngineRecord;
+}
+
+/** The kind of artifact a stage of `type` with these params produces. */
+export function producedKind(type: StageType, params: unknown): ArtifactKind {
+  return type.producesFor?.(params) ?? type.produces;
 }
 
 /** Helper for stage modules: keeps the schema's types flowing into `run`. */

@@ -50,6 +50,10 @@ export const engineSchema = z
       .union([z.literal('auto'), z.number().int().min(1)])
       .default(1)
       .describe('Training replicas, one per core, that split each batch on the wasm and cpu backends (auto: one per available core); tfjs-node runs its own threads.'),
+    inference: z
+      .enum(['auto', 'onnxruntime', 'tfjs'])
+      .default('auto')
+      .describe('What decodes and scores (sample, grpo rollouts, eval, cot teacher, sft probes): onnxruntime runs an ONNX export on every core; auto takes it when onnxruntime-node loads, else tfjs. Training stages also write onnx/model.onnx beside their weights unless this is tfjs.'),
   })
   .describe('Passed untouched to model stages; other keys are allowed. Part of every stage fingerprint.');
 

@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import type { Diagnostic, KeyPath } from '../diagnostics.ts';
+import { producedKind } from '../stage-api.ts';
 import { exists } from '../store/fs-util.ts';
 import { locate, type YamlSource } from './locate.ts';
 import type { LoadedStage } from './load.ts';
@@ -40,12 +41,13 @@ export async function checkStages(stages: ReadonlyMap<string, StageToCheck>, sou
 
 function checkInputKinds(name: string, loaded: LoadedStage, needs: readonly string[], stages: ReadonlyMap<string, StageToCheck>, source: YamlSource): Diagnostic[] {
   const required = loaded.type.requires?.(loaded.params) ?? [];
-  const given = needs.map((need) => ({ need, kind: stages.get(need)?.loaded.type.produces }));
+  const kindOf = (stage: StageToCheck | undefined) => stage && producedKind(stage.loaded.type, stage.loaded.params);
+  const given = needs.map((need) => ({ need, kind: kindOf(stages.get(need)) }));
   // A need that did not load (unknown, or its own errors) has no known kind: judge nothing then.
   if (required.length === 0 || given.some((input) => input.kind === undefined)) return [];
   const missing = required.filter((kind) => !given.some((input) => input.kind === kind));
   if (missing.length === 0) return [];
-  const producers = (kind: string) => [...stages].filter(([, s]) => s.loaded.type.produces === kind).map(([n]) => n);
+  const producers = (kind: string) => [...stages].filter(([, s]) => kindOf(s) === kind).map(([n]) => n);
   const hints = missing.map((kind) => {
     const candidates = producers(kind).filter((candidate) => candidate !== name);
     return `"${kind}"${candidates.length > 0 ? ` (made by ${candidates.join(', ')})` : ''}`;

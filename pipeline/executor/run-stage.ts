@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Rng } from '../rng.ts';
-import type { InputArtifact, Manifest, StageOutcome } from '../stage-api.ts';
+import { producedKind, type InputArtifact, type Manifest, type StageOutcome } from '../stage-api.ts';
 import type { Plan, PlannedStage } from '../plan.ts';
 import { exists, listFiles, readText, sha256File, writeFileAtomic } from '../store/fs-util.ts';
 import { stepCheckpoints } from './checkpoints.ts';
@@ -83,7 +83,7 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       pipeline,
       stage: stage.name,
       type: stage.fingerprintInput.type,
-      kind: stage.type.producesFor?.(stage.params) ?? stage.type.produces,
+      kind: producedKind(stage.type, stage.params),
       version: stage.type.version,
       params: stage.params,
       inputs: stage.fingerprintInput.inputs,

@@ -78,7 +78,6 @@ async function evaluateCheckpoint(
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
   const { seededSample } = await import('../lib/scoring.ts');
-  const { disposeModel } = await import('../lib/engine/index.ts');
   const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
   const { gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
@@ -142,7 +141,7 @@ async function evaluateCheckpoint(
     const ordered = evaluated.map((r) => predictions.get(r.id) ?? unreadablePrediction(name, r.example));
     return { result: { predictions: ordered, threshold, promptTooLong }, engine };
   } finally {
-    disposeModel(policy.model);
+    await policyLib.releasePolicy(policy);
   }
 }
 

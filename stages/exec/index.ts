@@ -152,6 +152,10 @@ export const execStage = defineStage({
       const exit = await group.exited;
       if (ctx.signal.aborted) {
         await group.stopped;
+        // A process that left the group (setsid) may still hold the pipes: stop reading them, or
+        // their open handles would keep this process alive as long as it lives.
+        child.stdout.destroy();
+        child.stderr.destroy();
         ctx.signal.throwIfAborted();
       }
       // A background process that still holds the pipes would keep them open: its output still

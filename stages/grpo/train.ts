@@ -105,6 +105,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   let step = resumed.step;
   const totals: Record<string, number> = { ...newTotals(), ...resumed.state?.totals };
   const rewardCurve: number[] = [...(resumed.state?.rewardCurve ?? [])];
+  if (step > 0) await policy.inference.refresh(); // rollouts must see the resumed weights
 
   while (step < p.max_steps) {
     ctx.signal.throwIfAborted();
@@ -125,6 +126,8 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       ctx.log.info(`step ${step + 1}: no group passed the filters in ${collected.rounds} rounds; no update`);
     } else {
       Object.assign(values, await updateStep(collected.kept, lr));
+      // The next rollouts sample the updated policy: re-export it to the inference session (onnxruntime).
+      values.inference_refresh_s = await policy.inference.refresh();
     }
     step++;
     ctx.metrics.log(step, { ...values, lr });

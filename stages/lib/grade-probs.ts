@@ -9,13 +9,10 @@ import { GRADES, type Grade } from './relevance/types.ts';
 
 /** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
 export async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
-  const { sequenceLogprobs } = await import('./engine/index.ts');
   const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
   const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
-  const { logprobs, mask } = sequenceLogprobs(policy.model, rows, { frozen: true });
-  const values = (await logprobs.array()) as number[][];
-  logprobs.dispose();
-  mask.dispose();
+  // Through the policy's inference path (onnxruntime when it loaded, else tfjs).
+  const values = await policy.inference.sequenceLogprobs(rows);
   return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
 }
 

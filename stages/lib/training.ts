@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { Rng } from '../../pipeline/rng.ts';
-import type { StageContext } from '../../pipeline/stage-api.ts';
+import type { EngineConfig, StageContext } from '../../pipeline/stage-api.ts';
 import type { AdamW, LoraOptions, Model } from './engine/index.ts';
 import type { Policy } from './policy.ts';
 import { probeMetrics, type AccuracyProbe } from './scoring.ts';
@@ -67,22 +67,26 @@ export async function finishTraining(
   before: AccuracyProbe,
   probe: () => Promise<AccuracyProbe>,
 ): Promise<Record<string, number>> {
-  const { disposeModel } = await import('../lib/engine/index.ts');
+  const { releasePolicy } = await import('../lib/policy.ts');
+  await policy.inference.refresh(); // the probe decodes the trained weights
   const after = await probe();
   ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
   const probed = probeMetrics(before, after);
   ctx.metrics.log(step, probed);
-  await savePolicy(policy, ctx.outDir);
+  await savePolicy(policy, ctx.outDir, ctx.engine);
   optimizer.dispose();
-  disposeModel(policy.model);
+  await releasePolicy(policy);
   return probed;
 }
 
-/** Writes a trained policy as a checkpoint folder: weights, tokenizer files and the completion format. */
-export async function savePolicy(policy: Policy, outDir: string): Promise<void> {
+/**
+ * Writes a trained policy as a checkpoint folder: weights, tokenizer files, the completion format,
+ * and its ONNX export unless engine.inference is tfjs.
+ */
+export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokenizer' | 'format'>, outDir: string, engine: EngineConfig): Promise<void> {
   const { saveModel } = await import('../lib/engine/index.ts');
   const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
-  const { writeCompletionFormat } = await import('../lib/policy.ts');
+  const { writeCompletionFormat, writeInferenceExport } = await import('../lib/policy.ts');
   await saveModel(policy.model, outDir, policy.tokenizer);
   if (policy.model.lora) {
     const { saveAdapter } = await import('../lib/engine/index.ts');
@@ -90,4 +94,5 @@ export async function savePolicy(policy: Policy, outDir: string): Promise<void> 
   }
   await copyTokenizerFiles(policy.tokenizer.dir, outDir);
   await writeCompletionFormat(outDir, policy.format);
+  await writeInferenceExport(policy.model, outDir, engine);
 }

@@ -76,7 +76,7 @@ export default defineStage({
   requires: () => ['checkpoint', 'kg', 'prompts'],
   async run(ctx) {
     const p = ctx.params;
-    const { loadPolicy, generateCompletions, promptIds, fitsContext } = await import('../lib/policy.ts');
+    const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/policy.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
@@ -136,6 +136,7 @@ export default defineStage({
       }
       ctx.log.info(`${split}: ${JSON.stringify(Object.fromEntries(Object.entries(metrics).filter(([key]) => key.startsWith(`${split}.`))))}`);
     }
+    await releasePolicy(policy);
     return { engine, metrics };
   },
 });

@@ -153,6 +153,7 @@ export default defineStage({
       ctx.log.info(`resumed from step ${step}`);
     }
 
+    let inferenceRecord: Record<string, string> = {};
     const evaluate = async (): Promise<Record<string, number>> => {
       const result: Record<string, number> = {};
       if (devSet.length > 0) {
@@ -169,8 +170,13 @@ export default defineStage({
         result.dev_loss = lossSum / Math.max(1, weight);
       }
       if (probe.length > 0) {
-        const policy = { dir: ctx.outDir, model, tokenizer, format };
-        const accuracy = await scoring.greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal });
+        // A fresh inference path per probe: the weights changed since the last one.
+        const inference = await policyLib.openPolicyInference(model, ctx.engine, ctx.log);
+        inferenceRecord = inference.record;
+        const policy = { dir: ctx.outDir, model, tokenizer, format, inference };
+        const accuracy = await scoring
+          .greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal })
+          .finally(() => inference.close());
         Object.assign(result, { dev_format_valid: accuracy.format_valid, dev_acc4: accuracy.acc4, dev_acc2: accuracy.acc2, dev_macro_f1: accuracy.macro_f1 });
       }
       return result;
@@ -217,13 +223,13 @@ export default defineStage({
     if (baseline) Object.assign(final, { baseline_dev_acc4: baseline.acc4, baseline_dev_acc2: baseline.acc2, baseline_dev_macro_f1: baseline.macro_f1 });
     ctx.metrics.log(step, final);
     ctx.log.info(`final: ${JSON.stringify(final)}`);
-    await savePolicy({ dir: tokenizerDir, model, tokenizer, format }, ctx.outDir);
+    await savePolicy({ dir: tokenizerDir, model, tokenizer, format }, ctx.outDir, ctx.engine);
     const parameters = engineLib.parameterCount(model);
     const trainable = [...engineLib.trainableParams(model).values()].reduce((n, v) => n + v.size, 0);
     optimizer.dispose();
     engineLib.disposeModel(model);
     return {
-      engine,
+      engine: { ...engine, ...inferenceRecord },
       metrics: { ...final, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters, trainable_parameters: trainable },
     };
   },

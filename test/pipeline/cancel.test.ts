@@ -75,4 +75,37 @@ describe('cancelling an exec stage', () => {
     const sleeper = Number(readFileSync(path.join(dir, 'sleeper.pid'), 'utf8'));
     await waitFor(() => !alive(sleeper), 2000);
   });
+
+  it('a rerun never writes into the folder of an attempt whose process escaped the stop', async () => {
+    const dir = workspace('pipeline-exec-escaped-');
+    // Attempt 1 starts a writer in its own session (setsid: out of reach of any group kill) that
+    // waits for `go`, then writes into attempt 1's $PIPELINE_OUT. Attempt 2 says `go` and waits
+    // until the write was tried: had it been given the same output folder, `late-escaped` would be published.
+    writeFileSync(
+      path.join(dir, 'job.sh'),
+      [
+        'if [ ! -f attempt1 ]; then',
+        '  touch attempt1',
+        `  setsid sh -c 'touch escaped; while [ ! -f go ]; do sleep 0.05; done; (echo x > "$PIPELINE_OUT/late-escaped") 2>/dev/null; touch written' &`,
+        '  sleep 30',
+        'else',
+        '  touch go',
+        '  i=0; while [ ! -f written ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done',
+        'fi',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(path.join(dir, 'p.yaml'), 'name: e\nstages:\n  job: { uses: exec, with: { command: sh job.sh } }\n');
+    const run = cliBackground(dir, ['run', 'p.yaml']);
+    // `escaped` is written after setsid, so the writer is out of the group when the stop comes.
+    await waitFor(() => existsSync(path.join(dir, 'escaped')));
+    run.child.kill('SIGTERM');
+    expect((await run.done).code).toBe(130);
+
+    const again = await cli(dir, ['run', 'p.yaml']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(existsSync(path.join(dir, 'written'))).toBe(true);
+    const ref = readFileSync(path.join(dir, 'checkpoints/refs/e/job'), 'utf8').trim();
+    expect(lateFiles(path.join(dir, 'checkpoints/objects', ref))).toEqual([]);
+  });
 });

@@ -230,3 +230,16 @@ describe('resource classes', () => {
     expect(parallel.err).toContain('failed: command exited with code 9');
   });
 });
+
+describe('export', () => {
+  it('refuses a stage that is not in the config, and one whose artifact is not a checkpoint, naming each', async () => {
+    expect((await pipeline('run', 'p.yaml', '--until', 'a')).code).toBe(0);
+    const unknown = await pipeline('export', 'p.yaml', 'zz');
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toBe('error: p.yaml has no stage "zz" (stages: a, b, c, d)');
+    const files = await pipeline('export', 'p.yaml', 'a');
+    expect(files.code).toBe(2);
+    expect(files.err).toBe('error: a produces files, not a checkpoint: only model checkpoints export to ONNX');
+    expect(existsSync(path.join(dir, 'checkpoints', 'exports'))).toBe(false);
+  });
+});

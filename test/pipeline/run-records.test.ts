@@ -2,6 +2,7 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { main } from '../../pipeline/cli.ts';
 import { cli, cliBackground, FIXTURES, tempDir, waitFor } from './cli-helpers.ts';
 
 const cleanups: (() => void)[] = [];
@@ -18,7 +19,7 @@ const STEPS = path.join(FIXTURES, 'steps-stage.ts');
 describe('run records', () => {
   it('status shows a run killed with SIGKILL as interrupted, not as the run before it', async () => {
     const dir = workspace('pipeline-interrupted-');
-    writeFileSync(path.join(dir, 'p.yaml'), `name: k\nstages:\n  train: { uses: ${STEPS}, with: { steps: 40, sleep_ms: 100 } }\n`);
+    writeFileSync(path.join(dir, 'p.yaml'), `name: k\nstages:\n  train: { uses: ${STEPS}, with: { steps: 1000, sleep_ms: 100 } }\n`);
     const run = cliBackground(dir, ['run', 'p.yaml']);
     const work = path.join(dir, 'checkpoints/work');
     await waitFor(() => existsSync(work) && readdirSync(work).some((fp) => existsSync(path.join(work, fp, 'checkpoints/LATEST'))));
@@ -40,14 +41,21 @@ describe('a store that does not exist', () => {
   it('is not created by gc --dry-run, gc, status or report', async () => {
     const dir = workspace('pipeline-no-store-');
     writeFileSync(path.join(dir, 'p.yaml'), `name: n\nstages:\n  train: { uses: ${STEPS} }\n`);
-    const dry = await cli(dir, ['gc', 'p.yaml', '--dry-run']);
+    // In-process (the same code as the CLI minus start-up): four commands in a row.
+    const pipeline = async (...args: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(['node', 'pipeline', ...args], { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir });
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    };
+    const dry = await pipeline('gc', 'p.yaml', '--dry-run');
     expect(dry.code).toBe(0);
-    expect(dry.stdout).toBe(`no store at ${path.join(dir, 'checkpoints')}: nothing to collect\n`);
-    expect((await cli(dir, ['gc', 'p.yaml'])).code).toBe(0);
-    expect((await cli(dir, ['status', 'p.yaml'])).code).toBe(0);
-    const report = await cli(dir, ['report', 'p.yaml']);
+    expect(dry.out).toBe(`no store at ${path.join(dir, 'checkpoints')}: nothing to collect`);
+    expect((await pipeline('gc', 'p.yaml')).code).toBe(0);
+    expect((await pipeline('status', 'p.yaml')).code).toBe(0);
+    const report = await pipeline('report', 'p.yaml');
     expect(report.code).toBe(1);
-    expect(report.stderr).toBe(`error: no store at ${path.join(dir, 'checkpoints')}: nothing has run yet (run the pipeline first, or name a store with --store, or the report file with --out)\n`);
+    expect(report.err).toBe(`error: no store at ${path.join(dir, 'checkpoints')}: nothing has run yet (run the pipeline first, or name a store with --store, or the report file with --out)`);
     expect(existsSync(path.join(dir, 'checkpoints'))).toBe(false);
   });
 });

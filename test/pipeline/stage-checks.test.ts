@@ -42,6 +42,15 @@ describe('checks validate runs before anything is built', () => {
     );
   });
 
+  it("an exec stage's kind is the one its params say (a trainer writing a checkpoint)", async () => {
+    const grpo = ['  rl:', '    uses: grpo', '    needs: [trainer, icl, kg]', ''];
+    const trainer = (produces: string) => `  trainer: { uses: exec, needs: [cot], with: { command: 'true', produces: ${produces} } }`;
+    expect(await validate('exec-checkpoint', [...UPSTREAM, trainer('checkpoint'), ...grpo].join('\n'))).toBe('ok');
+    expect(await validate('exec-files', [...UPSTREAM, trainer('files'), ...grpo].join('\n'))).toMatch(
+      /error: stages\.rl\.needs: grpo reads an input of kind "checkpoint" \(made by sft\), which its needs do not give; they give trainer \(files\), icl \(prompts\), kg \(kg\)/,
+    );
+  });
+
   it('a missing data file, located at its value or at the --set that gave it', async () => {
     // "  imp: { uses: import, with: { path: " is 37 characters: the value starts at column 38.
     const yaml = 'name: x\nstages:\n  imp: { uses: import, with: { path: ./nope.csv, labels: { scale: esci } } }\n';

@@ -323,7 +323,7 @@ export function decode(
 }
 
 /** An out-of-range id would make tf.gather read garbage silently on wasm: refuse it by row and position. */
-function checkTokenIds(ids: number[][], vocabSize: number): void {
+export function checkTokenIds(ids: number[][], vocabSize: number): void {
   ids.forEach((row, b) =>
     row.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {

@@ -54,10 +54,22 @@ export interface BagTerm {
 
 const MAX_PHRASE_TOKENS = 4;
 
+// Stemming (pluralize's rules) is most of a bag's cost and words repeat: remember them, up to a bound.
+const stems = new Map<string, string>();
+function stemmed(token: string): string {
+  let s = stems.get(token);
+  if (s === undefined) {
+    if (stems.size >= 100_000) stems.clear();
+    s = stem(token);
+    stems.set(token, s);
+  }
+  return s;
+}
+
 function words(text: string): string[] {
   return tokenize(text)
     .filter((t) => !STOP_WORDS.has(t))
-    .map(stem);
+    .map(stemmed);
 }
 
 /** The query's words, then the words of the canonical phrases its synonyms expand to (each once). */

@@ -65,7 +65,7 @@ export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, 
     engine: record,
     judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, signal),
     close: () => {
-      void import('../engine/index.ts').then(({ disposeModel }) => disposeModel(policy.model));
+      void import('../policy.ts').then(({ releasePolicy }) => releasePolicy(policy));
     },
   };
 }

@@ -44,6 +44,27 @@ const itemSchema = {
   },
 } as const;
 
+const probabilitiesSchema = { type: ['object', 'null'], properties: Object.fromEntries(GRADES.map((g) => [g, { type: 'number' }])) } as const;
+const relevanceResponseSchema = {
+  type: 'object',
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          grade: { type: 'string' },
+          probabilities: probabilitiesSchema,
+          tier: { type: 'string' },
+          reasons: { type: 'array', items: { type: 'string' } },
+          fallback: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const;
+
 const chatSchema = {
   type: 'object',
   required: ['messages'],
@@ -126,6 +147,8 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
           additionalProperties: false,
           properties: { query: { type: 'string', minLength: 1 }, items: { type: 'array', minItems: 1, maxItems: options.maxItems, items: itemSchema } },
         },
+        // A response schema lets Fastify serialise with a compiled stringifier, not JSON.stringify.
+        response: { 200: relevanceResponseSchema },
       },
     },
     async (request, reply) => {
