@@ -68,13 +68,17 @@ const { wallS, store, manifests } = runPipeline([]);
 const objects = path.join(store, 'objects');
 const stages = Object.fromEntries(manifests.map((m) => [m.stage, m.durationS]));
 const sftMetrics = manifests.find((m) => m.stage === 'sft')?.metrics ?? {};
-// The eval stage's comparison table (test split), when the run has one: each model against the baseline.
-const evalManifest = manifests.find((m) => m.stage === 'eval');
-const evalComparison = evalManifest
-  ? (JSON.parse(fs.readFileSync(path.join(objects, evalManifest.fingerprint, 'metrics.json'), 'utf8')) as { comparison: Record<string, unknown>[] }).comparison.map((row) =>
-      Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'qwk', 'intervals', 'formatValidity', 'stepVerificationRate'].includes(k))),
-    )
-  : undefined;
+// The eval stages' comparison tables (eval on dev, eval-test on test), when the run has them: each
+// model against the baseline, keyed by the split scored.
+const evalComparisons = Object.fromEntries(
+  manifests
+    .filter((m) => m.stage === 'eval' || m.stage === 'eval-test')
+    .map((m) => {
+      const metrics = JSON.parse(fs.readFileSync(path.join(objects, m.fingerprint, 'metrics.json'), 'utf8')) as { split?: string; comparison: Record<string, unknown>[] };
+      const rows = metrics.comparison.map((row) => Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'qwk', 'intervals', 'formatValidity', 'stepVerificationRate'].includes(k))));
+      return [`eval_${metrics.split ?? 'test'}`, rows];
+    }),
+);
 const name = path.basename(config, path.extname(config));
 const target = TARGET_S[name];
 const sftTarget = SFT_TARGET_S[name];
@@ -116,7 +120,7 @@ console.log(
       stage_duration_s: stages,
       sft: Object.fromEntries(Object.entries(sftMetrics).filter(([k]) => k.startsWith('dev_') || k.startsWith('baseline_') || k === 'steps' || k === 'data_parallel_ranks')),
       sft_dev_margin: margins,
-      ...(evalComparison ? { eval_test: evalComparison } : {}),
+      ...evalComparisons,
       ...(decodeStages ? { decode_stage_s: decodeStages } : {}),
       load_before: Number(loadBefore.toFixed(2)),
       load_after: Number(loadAverage().toFixed(2)),

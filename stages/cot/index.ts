@@ -24,6 +24,7 @@ import { readJsonl, writeJsonl } from '../lib/relevance/jsonl.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { RelevanceExample } from '../lib/relevance/types.ts';
+import { seededSample } from '../lib/scoring.ts';
 import type { ChatMessage } from './openai-teacher.ts';
 import { emptyGradeCounts, gradeSkew } from './grade-balance.ts';
 import { rulesTeacher, type RoundContext } from './rules-teacher.ts';
@@ -75,7 +76,7 @@ const params = z.strictObject({
     .describe('Progressive rounds; each retries only the examples no earlier round got accepted'),
   splits: z.array(z.enum(['train', 'dev'])).min(1).default(['train', 'dev']).describe('Prompt splits to synthesise (dev feeds SFT eval loss)'),
   answer_first: z.boolean().default(false).describe('Put <answer> before <think> (TaoSR1 post-CoT)'),
-  limit: z.number().int().min(0).default(0).describe('At most this many examples per split (0 = all)'),
+  limit: z.number().int().min(0).default(0).describe('At most this many examples per split, a seeded random sample across queries (0 = all)'),
 });
 
 type Params = z.output<typeof params>;
@@ -220,8 +221,7 @@ export default defineStage({
     const totals: Record<string, number> = {};
 
     for (const split of p.splits) {
-      let records = await readJsonl<PromptRecord>(join(promptsDir, `${split}.jsonl`));
-      if (p.limit > 0) records = records.slice(0, p.limit);
+      const records = seededSample(await readJsonl<PromptRecord>(join(promptsDir, `${split}.jsonl`)), p.limit, ctx.rng.fork(`${split}/limit`));
       const references = new Map<string, ReasoningSteps>(
         records.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]),
       );

@@ -29,7 +29,7 @@ import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from 
 const params = z.strictObject({
   split: z.enum(['test', 'dev']).default('test').describe('Split evaluated: test for the figures you report, dev to compare runs without looking at test'),
   limit: z.number().int().min(0).default(0).describe('Examples evaluated, a seeded random sample of the split (0 = the whole split)'),
-  dev_limit: z.number().int().min(1).default(200).describe('Examples used to tune the answer_first grade threshold (from dev; from train when split is dev)'),
+  dev_limit: z.number().int().min(1).default(200).describe('Examples used to tune the answer_first grade threshold, a seeded random sample (from dev; from train when split is dev)'),
   batch_size: z.number().int().positive().default(8).describe('Prompts decoded at once'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
   baseline: z.boolean().default(true).describe('Also evaluate the lexical baseline (fitted on train, thresholds tuned on dev)'),
@@ -77,6 +77,7 @@ async function evaluateCheckpoint(
   onBatch: (examples: number) => void,
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
+  const { seededSample } = await import('../lib/scoring.ts');
   const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
   const { gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
@@ -101,7 +102,7 @@ async function evaluateCheckpoint(
       return probs;
     };
     if (policy.format.answerFirst) {
-      const tuning = tuningSet.filter(fits).slice(0, p.dev_limit);
+      const tuning = seededSample(tuningSet.filter(fits), p.dev_limit, ctx.rng.fork(`${name}/threshold-tuning`));
       const devProbs: { gold: Grade; probs: Record<Grade, number> }[] = [];
       for (let i = 0; i < tuning.length; i += p.batch_size) {
         ctx.signal.throwIfAborted();
@@ -162,7 +163,7 @@ async function distilledPredictions(name: string, dir: string, examples: readonl
 
 export default defineStage({
   name: 'eval',
-  version: '1',
+  version: '2',
   description: 'Evaluate checkpoints and the lexical baseline on the test (or dev) split: metrics, slices, step verification, comparison table',
   params,
   produces: 'eval',

@@ -3,19 +3,29 @@
  * stage), following Hugging Face TRL's GRPOTrainer (trl/trainer/grpo_trainer.py,
  * `_generate_and_score_completions` and `_compute_loss`; docs: https://huggingface.co/docs/trl/grpo_trainer).
  *
- * Each step:
- * 1. `prompts_per_step` train prompts (a seeded shuffle per epoch), `num_generations` completions
- *    each (the group), sampled with a generator seeded by the step, so a resumed run redoes the
- *    same rollouts;
- * 2. adaptive guided replay (TaoSR-AGRL): groups whose accuracy is below `replay_threshold` get
- *    half their completions rolled again with a hint (gold grade and deciding rules) in the prompt,
- *    for at most `replay_share` of the groups; they are trained as answers to the plain prompt;
- * 3. rewards from the registry (`rewards:`), each weighted and logged under its own name;
- * 4. dynamic sampling (TaoSR1, DAPO): groups whose completions are all right or all wrong go;
- * 5. advantages (r - group mean) / (std + eps) by `scale_rewards`; with `advantage: stepwise` each
- *    token adds the normalised rewards of its own reasoning step and the later ones (token-steps.ts);
- * 6. `num_iterations` updates on the clipped ratio objective (epsilon, epsilon_high) with k3 KL to
- *    the reference when beta > 0 (no reference model is loaded at beta 0), aggregated by `loss_type`.
+ * Each step is a pipeline of named functions (step.ts, update.ts):
+ * 1. rollout: `prompts_per_step` prompts from the prompt source (a seeded shuffle per epoch of each
+ *    curriculum tier, declared under `curriculum:`), `num_generations` completions each, sampled
+ *    with a generator seeded by the step, so a resumed run redoes the same rollouts. With
+ *    `rollout: dyknow` (DyKnow-RAG) each prompt gets two groups: without its knowledge block and
+ *    with it. Adaptive guided replay (TaoSR-AGRL): groups whose accuracy is below
+ *    `replay_threshold` get half their completions rolled again with a hint (gold grade and
+ *    deciding rules), for at most `replay_share` of the groups, where the hinted prompt fits;
+ * 2. judge once: each completion is parsed and verified once, and scored once by the reward
+ *    registry (`rewards:`), each reward weighted and logged under its own name;
+ * 3. filter and refill: dynamic sampling (TaoSR1, DAPO) drops groups whose completions are all
+ *    right or all wrong, SRPO's diversity filter (`min_distinct_reasoning`) groups that reason one
+ *    way only; new prompts are drawn until the batch is full or `max_generation_rounds` is reached
+ *    (verl's `max_num_gen_batches`), and the kept fraction is logged;
+ * 4. advantages: (r - group mean) / (std + eps) by `scale_rewards`; with `advantage: stepwise` the
+ *    outcome rewards and each step's reward are normalised apart and each token adds its own and
+ *    the later steps' (advantages.ts); DyKnow scales advantages over the union of its two groups;
+ * 5. update: hinted completions are weighted by the truncated ratio of the plain-prompt to the
+ *    hinted-prompt probability (off-policy correction, update.ts); `num_iterations` updates on the
+ *    clipped ratio objective (epsilon, epsilon_high) with k3 KL to the reference when beta > 0, all
+ *    log-probs at the sampling temperature, aggregated by `loss_type`.
+ * On-policy and hinted rollouts are logged apart (reward, accuracy, entropy); a resumed run restores
+ * its running totals and reward curve from the step checkpoint.
  *
  *   grpo:
  *     uses: grpo
@@ -32,6 +42,11 @@ const rewardSpec = z.strictObject({
   use: z.string().min(1).describe('A built-in reward (format, label, label_distance, steps) or a file path starting with ./'),
   weight: z.number().default(1).describe('Multiplies the reward in the total'),
   with: z.record(z.string(), z.unknown()).default({}).describe("The reward's params"),
+});
+
+const curriculumTier = z.strictObject({
+  difficulty: z.array(z.enum(['easy', 'medium', 'hard'])).min(1).describe("The examples' difficulties this tier draws prompts from"),
+  steps: z.number().int().positive().describe('Optimizer steps spent in this tier'),
 });
 
 const params = z.strictObject({
@@ -56,8 +71,20 @@ const params = z.strictObject({
   scale_rewards: z.enum(['group', 'batch', 'none']).default('group').describe('Divide advantages by the group std, the batch std, or nothing'),
   advantage: z.enum(['outcome', 'stepwise']).default('outcome').describe('outcome: one advantage per completion; stepwise: per reasoning step (rewards that return steps)'),
   dynamic_sampling: z.boolean().default(true).describe('Drop groups whose completions are all right or all wrong (TaoSR1 difficulty sampling)'),
+  max_generation_rounds: z.number().int().positive().default(3).describe("Rounds of prompts generated per step to refill groups the filters dropped (verl's max_num_gen_batches); 1 = no refill"),
+  min_distinct_reasoning: z.number().int().min(0).default(0).describe("SRPO's diversified filtering: keep a group only when its completions follow at least this many distinct <think> paths (0 or 1 = off)"),
+  curriculum: z.array(curriculumTier).default([]).describe('Difficulty tiers trained in order (SRPO multi-stage curriculum); their steps must sum to max_steps; [] = every train prompt throughout'),
   replay_threshold: z.number().min(0).max(1).default(0.25).describe('Groups with accuracy below this are rolled again with a hint (0 = guided replay off)'),
   replay_share: z.number().min(0).max(1).default(0.25).describe('At most this share of a batch\'s groups is replayed'),
+  replay_max_ratio: z.number().positive().default(1).describe('Truncation of the importance ratio pi(y|prompt) / pi(y|hinted prompt) that weights hinted completions (V-trace rho-bar)'),
+  rollout: z.enum(['plain', 'dyknow']).default('plain').describe('plain: one group per prompt; dyknow: two groups, without and with the knowledge block (DyKnow-RAG)'),
+  dyknow: z
+    .strictObject({
+      alpha: z.number().positive().default(1).describe('Multiplies positive advantages'),
+      clamp: z.number().positive().default(2).describe('Advantages are clamped to [-clamp, clamp] after scaling (the paper: 2)'),
+    })
+    .default({ alpha: 1, clamp: 2 })
+    .describe('DyKnow-RAG inter-group advantage scaling (rollout: dyknow); beta comes from each prompt\'s correctness gap'),
   temperature: z.number().positive().default(1).describe('Sampling temperature of the rollouts'),
   top_p: z.number().gt(0).max(1).default(1).describe('Nucleus sampling mass'),
   top_k: z.number().int().min(0).default(0).describe('Keep the k most likely tokens (0 = all)'),
@@ -70,14 +97,25 @@ const params = z.strictObject({
     .nullable()
     .default(null)
     .describe('Train LoRA adapters on the input checkpoint instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
+}).superRefine((p, issue) => {
+  const tierSteps = p.curriculum.reduce((n, t) => n + t.steps, 0);
+  if (p.curriculum.length > 0 && tierSteps !== p.max_steps) {
+    issue.addIssue({ code: 'custom', path: ['curriculum'], message: `tiers whose steps sum to max_steps (${p.max_steps}); these sum to ${tierSteps}` });
+  }
+  if (p.rollout === 'dyknow' && p.advantage === 'stepwise') {
+    issue.addIssue({ code: 'custom', path: ['advantage'], message: 'advantage: outcome (rollout: dyknow scales outcome advantages over its two groups)' });
+  }
+  if (p.rollout === 'dyknow' && p.replay_threshold > 0) {
+    issue.addIssue({ code: 'custom', path: ['replay_threshold'], message: 'replay_threshold: 0 (rollout: dyknow has no guided replay)' });
+  }
 });
 
 export type GrpoParams = z.output<typeof params>;
 
 export default defineStage({
   name: 'grpo',
-  version: '2',
-  description: 'GRPO with weighted reward functions, stepwise advantages, dynamic sampling and guided replay (TRL semantics)',
+  version: '3',
+  description: 'GRPO with weighted reward functions, stepwise advantages, dynamic sampling with refill, guided replay, DyKnow-RAG groups and an SRPO curriculum (TRL semantics)',
   params,
   produces: 'checkpoint',
   resources: 'train',

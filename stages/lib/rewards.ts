@@ -54,11 +54,18 @@ const labelDistance: RewardFunction = (batch) =>
   });
 
 /**
- * Rule-shaped stepwise reward (TaoSR-AGRL): behind a format gate (a malformed completion earns
- * nothing), each reasoning step that verifies against the reference earns its share. The rules step
- * weighs `rule_weight` times a plain step when the example has firing rules, because getting the
- * business rule right is what the rule-aware shaping rewards. `steps` carries the per-step rewards
- * for `advantage: stepwise`.
+ * Rule-aware reward shaping (TaoSR-AGRL, arXiv 2510.08048, "Rule-aware Reward Shaping": the final
+ * judgement decomposed into dense rewards aligned with the relevance criteria). With F the rules
+ * that fire for the pair (the reference analysis), v_k ∈ {0, 1} whether step k of the completion
+ * verifies against the reference (for the rules step: names exactly F), and ρ = `rule_weight`:
+ *
+ *   w_k = ρ if k = rules and |F| > 0, else 1
+ *   s_k = 1[format ok] · w_k · v_k / Σ_j w_j          (the step's reward, returned in `steps`)
+ *   r   = Σ_k s_k ∈ [0, 1]                              (the total)
+ *
+ * The format gate gives a malformed completion nothing; ρ > 1 makes naming the firing business
+ * rules worth more than any other single step. Example (5 steps, rules fire, ρ = 2, Σ w = 6): the
+ * first three steps verify, the last two do not: s = [1/6, 1/6, 1/6, 0, 0], r = 1/2.
  */
 const stepsParams = z.strictObject({
   rule_weight: z.number().positive().default(2).describe('Weight of the rules step, relative to 1 for the others, when rules fire'),
@@ -160,13 +167,26 @@ export async function loadRewards(specs: readonly RewardSpec[], configDir: strin
   return loaded;
 }
 
+/** A reward that returned per-step values: its weight and its unweighted values per completion, per step. */
+export interface SteppedReward {
+  name: string;
+  weight: number;
+  /** Per completion, per step; a null (not applicable) completion has 0 for every step. */
+  steps: number[][];
+}
+
 export interface ScoredBatch {
   /** Σ weight × value per completion (null counts 0). */
   total: number[];
   /** Per reward name: the value per completion as a number, or null. */
   byReward: Record<string, (number | null)[]>;
-  /** Per completion, per step: Σ weight × step reward over the rewards that return steps. */
-  steps: number[][] | undefined;
+  /**
+   * Σ weight × value over the rewards that return no steps: the outcome reward of stepwise
+   * advantages, which must not count the step rewards a second time.
+   */
+  outcome: number[];
+  /** The rewards that returned per-step values, in config order (empty when none did). */
+  stepped: SteppedReward[];
 }
 
 function checkValue(reward: LoadedReward, value: unknown, id: string): RewardValue {
@@ -200,8 +220,9 @@ async function callReward(reward: LoadedReward, batch: RewardInput[]): Promise<R
 
 export async function scoreBatch(rewards: readonly LoadedReward[], batch: RewardInput[]): Promise<ScoredBatch> {
   const total = new Array<number>(batch.length).fill(0);
+  const outcome = new Array<number>(batch.length).fill(0);
   const byReward: Record<string, (number | null)[]> = {};
-  let stepSums: number[][] | undefined;
+  const stepped: SteppedReward[] = [];
   for (const reward of rewards) {
     const values = await callReward(reward, batch);
     byReward[reward.name] = values.map((v) => (v === null ? null : typeof v === 'number' ? v : v.total));
@@ -209,17 +230,24 @@ export async function scoreBatch(rewards: readonly LoadedReward[], batch: Reward
       if (value === null) return;
       const scalar = typeof value === 'number' ? value : value.total;
       total[i] = (total[i] as number) + reward.weight * scalar;
-      if (typeof value === 'object') {
-        stepSums ??= batch.map(() => new Array<number>(value.steps.length).fill(0));
-        const row = stepSums[i] as number[];
-        if (row.length !== value.steps.length) {
-          throw new Error(`reward ${reward.name} returned ${value.steps.length} steps for example ${batch[i]?.id}, others ${row.length}`);
-        }
-        value.steps.forEach((s, k) => (row[k] = (row[k] as number) + reward.weight * s));
-      }
     });
+    const withSteps = values.filter((v): v is { total: number; steps: number[] } => typeof v === 'object' && v !== null);
+    if (withSteps.length === 0) {
+      values.forEach((value, i) => {
+        if (typeof value === 'number') outcome[i] = (outcome[i] as number) + reward.weight * value;
+      });
+      continue;
+    }
+    const stepCount = (withSteps[0] as { steps: number[] }).steps.length;
+    const steps = values.map((value, i) => {
+      if (typeof value === 'number') throw new Error(`reward ${reward.name} returned a plain number for example ${batch[i]?.id} but per-step values for others`);
+      if (value === null) return new Array<number>(stepCount).fill(0);
+      if (value.steps.length !== stepCount) throw new Error(`reward ${reward.name} returned ${value.steps.length} steps for example ${batch[i]?.id}, others ${stepCount}`);
+      return [...value.steps];
+    });
+    stepped.push({ name: reward.name, weight: reward.weight, steps });
   }
-  return { total, byReward, steps: stepSums };
+  return { total, byReward, outcome, stepped };
 }
 
 /** Mean of the non-null values, or null when every value is null. */

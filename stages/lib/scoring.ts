@@ -76,22 +76,29 @@ export interface AccuracyProbe {
  * first N would be the candidates of a handful of queries.
  */
 export function probeSample<T>(records: readonly T[], count: number, seed: number): T[] {
+  return seededSample(records, count, new Rng(seed, 'dev-probe'));
+}
+
+/**
+ * `count` records drawn at random with `rng` (all when count is 0 or not below the length), in
+ * their original order. What every "at most N" option uses instead of the first N: splits are
+ * grouped by query, so the first N would be a handful of queries.
+ */
+export function seededSample<T>(records: readonly T[], count: number, rng: Rng): T[] {
   if (count <= 0 || count >= records.length) return [...records];
-  const chosen = new Rng(seed, 'dev-probe').shuffle(records.map((_, i) => i)).slice(0, count);
+  const chosen = rng.shuffle(records.map((_, i) => i)).slice(0, count);
   return chosen.sort((a, b) => a - b).map((i) => records[i] as T);
 }
 
 /**
- * The lexical baseline (fitted on the prompts' train split, thresholds tuned on their dev split)
- * scored on `probe`: the figure a trained judge's dev probe is compared with.
+ * The lexical baseline scored on `probe` (dev prompts): the figure a trained judge's dev probe is
+ * compared with. It is fitted and its cut points tuned on the train split, as eval does when dev is
+ * the split scored: tuned on the dev prompts it is scored on, it would be flattered.
  */
 export async function baselineAccuracy(promptsDir: string, probe: readonly ProbeRecord[]): Promise<Omit<AccuracyProbe, 'format_valid'>> {
   const { lexicalBaseline } = await import('./relevance/baseline.ts');
-  const [train, dev] = await Promise.all([readPromptRecords(promptsDir, 'train'), readPromptRecords(promptsDir, 'dev')]);
-  const fitted = lexicalBaseline(
-    train.map((r) => r.example),
-    dev.map((r) => r.example),
-  );
+  const train = (await readPromptRecords(promptsDir, 'train')).map((r) => r.example);
+  const fitted = lexicalBaseline(train, train);
   const metrics = classificationMetrics(probe.map((r) => ({ gold: r.example.label, predicted: fitted.predict(r.example) })));
   return { acc4: metrics.acc4, acc2: metrics.acc2, macro_f1: metrics.macroF1, count: probe.length };
 }

@@ -29,19 +29,30 @@ export const ADAPTER_FOLDER = 'adapter';
  * returns the step to continue from (0 when there is none).
  */
 export async function resumeTraining(ctx: StageContext<unknown>, model: Model, optimizer: AdamW): Promise<number> {
-  const { loadTrainingState } = await import('../lib/engine/index.ts');
-  const latest = await ctx.checkpoints.latest<{ step: number }>();
-  if (!latest) return 0;
-  loadTrainingState(latest.dir, model, optimizer);
-  ctx.log.info(`resumed from step ${latest.step}`);
-  return latest.step;
+  return (await resumeTrainingWithState(ctx, model, optimizer)).step;
 }
 
-/** Saves a step checkpoint (weights, AdamW moments, step) every `every` steps, except after the last. */
-export async function saveStepCheckpoint(ctx: StageContext<unknown>, step: number, total: number, every: number, model: Model, optimizer: AdamW): Promise<void> {
+/**
+ * `resumeTraining`, also returning the loop state saved beside the weights (running totals, a
+ * reward curve), so a resumed run reports what an uninterrupted one reports.
+ */
+export async function resumeTrainingWithState<State>(ctx: StageContext<unknown>, model: Model, optimizer: AdamW): Promise<{ step: number; state?: State }> {
+  const { loadTrainingState } = await import('../lib/engine/index.ts');
+  const latest = await ctx.checkpoints.latest<{ step: number; loop?: State }>();
+  if (!latest) return { step: 0 };
+  loadTrainingState(latest.dir, model, optimizer);
+  ctx.log.info(`resumed from step ${latest.step}`);
+  return { step: latest.step, state: latest.state.loop };
+}
+
+/**
+ * Saves a step checkpoint (weights, AdamW moments, step, and the loop's `state` when given) every
+ * `every` steps, except after the last.
+ */
+export async function saveStepCheckpoint(ctx: StageContext<unknown>, step: number, total: number, every: number, model: Model, optimizer: AdamW, state?: unknown): Promise<void> {
   if (step % every !== 0 || step >= total) return;
   const { saveTrainingState } = await import('../lib/engine/index.ts');
-  await ctx.checkpoints.save(step, { step }, (dir) => saveTrainingState(dir, model, optimizer));
+  await ctx.checkpoints.save(step, state === undefined ? { step } : { step, loop: state }, (dir) => saveTrainingState(dir, model, optimizer));
 }
 
 /**

@@ -14,7 +14,7 @@ import { defineStage } from '../../pipeline/stage-api.ts';
 import { passAtK } from '../lib/rl/advantages.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';
-import { judgeCompletion, promptRecordProblem, readChecked, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
+import { judgeCompletion, promptRecordProblem, readChecked, readPromptRecords, referenceSteps, seededSample } from '../lib/scoring.ts';
 
 const params = z.strictObject({
   num_generations: z.number().int().min(1).default(8).describe('Completions sampled per prompt (N of pass@N)'),
@@ -24,7 +24,7 @@ const params = z.strictObject({
   max_completion_length: z.number().int().positive().default(160).describe('Token budget of a completion; longer ones are cut and fail the format'),
   batch_size: z.number().int().positive().default(32).describe('Rows generated together (a prompt\'s samples are rows of their own)'),
   splits: z.array(z.enum(['train', 'dev', 'test'])).min(1).default(['train']).describe('Prompt splits to sample'),
-  limit: z.number().int().min(0).default(0).describe('At most this many prompts per split (0 = all)'),
+  limit: z.number().int().min(0).default(0).describe('At most this many prompts per split, a seeded random sample across queries (0 = all)'),
 });
 
 /** One sampled completion and its verdicts. */
@@ -68,7 +68,7 @@ export function passKs(n: number): number[] {
 
 export default defineStage({
   name: 'sample',
-  version: '1',
+  version: '2',
   description: 'N verified completions per prompt from a checkpoint; pass rates and pass@k',
   params,
   produces: 'samples',
@@ -85,8 +85,7 @@ export default defineStage({
     const metrics: Record<string, number> = {};
 
     for (const split of p.splits) {
-      let records = await readPromptRecords(promptsDir, split);
-      if (p.limit > 0) records = records.slice(0, p.limit);
+      const records = seededSample(await readPromptRecords(promptsDir, split), p.limit, ctx.rng.fork(`${split}/prompts`));
       const fitting = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, p.max_completion_length));
       const skipped = records.length - fitting.length;
       if (skipped > 0) ctx.log.warn(`${split}: skipped ${skipped} of ${records.length} prompts too long for the context with ${p.max_completion_length} new tokens`);

@@ -202,7 +202,8 @@ export default defineStage({
           const lr = lrAt(step);
           const result = await trainer.step(micro, { lr, maxGradNorm: p.max_grad_norm, signal: ctx.signal });
           step++;
-          tokensSeen += micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
+          // Real tokens only: padding is computed but is not throughput.
+          tokensSeen += micro.reduce((n, b) => n + b.attentionMask.reduce((m, row) => m + row.reduce((a, v) => a + v, 0), 0), 0);
           const elapsed = (performance.now() - started) / 1000;
           const values: Record<string, number> = { loss: result.loss, lr, grad_norm: result.gradNorm, epoch: step / stepsPerEpoch, tokens_per_s: tokensSeen / elapsed };
           if (p.eval_every > 0 && step % p.eval_every === 0 && step < totalSteps) Object.assign(values, await evaluate());

@@ -73,6 +73,25 @@ describe('generate', () => {
     out.forEach((g, i) => g.logprobs.forEach((lp, j) => expect(lp).toBeCloseTo(teacher[i]![j]!, 4)));
   });
 
+  it('at a temperature, gives log softmax(logits / T) of the forward pass (what GRPO trains on)', () => {
+    const prompt = [3, 14, 15];
+    const completion = [9, 2];
+    const T = 2;
+    const { logprobs } = sequenceLogprobs(model, [{ prompt, completion }], { temperature: T });
+    // Completion token j is predicted at position prompt.length + j - 1: log softmax of logits/T there.
+    const logits = forward(model, [[...prompt, ...completion]]).logits.arraySync() as number[][][];
+    const expected = completion.map((token, j) => {
+      const row = (logits[0]![prompt.length + j - 1] as number[]).map((l) => l / T);
+      const top = Math.max(...row);
+      const logSum = top + Math.log(row.reduce((a, l) => a + Math.exp(l - top), 0));
+      return (row[token] as number) - logSum;
+    });
+    const got = logprobs.arraySync()[0]!;
+    expected.forEach((lp, j) => expect(got[j]).toBeCloseTo(lp, 4));
+    // And it differs from temperature 1 (the division is applied).
+    expect(Math.abs(sequenceLogprobs(model, [{ prompt, completion }]).logprobs.arraySync()[0]![0]! - got[0]!)).toBeGreaterThan(1e-3);
+  });
+
   it('is reproducible from the seed and varies with it', async () => {
     const sampled = (seed: number) => generate(model, prompts, { ...greedy, temperature: 1.5, topK: 0, topP: 1, rng: new Rng(seed) });
     const a = await sampled(1);

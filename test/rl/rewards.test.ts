@@ -48,6 +48,25 @@ describe('built-in rewards', () => {
     expect(scored.total[0]).toBe(3);
   });
 
+  it('keeps the stepped rewards out of the outcome, unweighted per step, so stepwise advantages count them once', async () => {
+    const rewards = await loadRewards(
+      [
+        { use: 'label', weight: 1, with: {} },
+        { use: 'steps', weight: 0.5, with: { rule_weight: 2 } },
+      ],
+      repoRoot,
+    );
+    const scored = await scoreBatch(rewards, [input('a', perfect), input('b', offByTwo)]);
+    // a: label 1, steps 1 -> total 1 + 0.5 = 1.5; outcome (label only) 1.
+    // b: label 0 (L4 for gold L2), steps 3/6 -> total 0.25; outcome 0.
+    expect(scored.total).toEqual([1.5, 0.25]);
+    expect(scored.outcome).toEqual([1, 0]);
+    expect(scored.stepped).toHaveLength(1);
+    expect(scored.stepped[0]?.weight).toBe(0.5);
+    // Unweighted: b's first three steps earn 1/6 each (weights 1, 1, 1, 1, 2 over 6).
+    expect(scored.stepped[0]?.steps[1]).toEqual([1 / 6, 1 / 6, 1 / 6, 0, 0]);
+  });
+
   it('steps: format-gated shares with the rules step weighted, and per-step values', async () => {
     const [steps] = await loadRewards([{ use: 'steps', weight: 1, with: { rule_weight: 2 } }], repoRoot);
     const scored = await scoreBatch([steps!], [input('a', perfect), input('b', offByTwo), input('c', broken)]);
@@ -55,7 +74,7 @@ describe('built-in rewards', () => {
     expect(scored.byReward.steps?.[0]).toBeCloseTo(1, 12);
     // b: attributes and rules are wrong: (1 + 1 + 1) / 6.
     expect(scored.byReward.steps?.[1]).toBeCloseTo(3 / 6, 12);
-    expect(scored.steps?.[1]).toEqual([1 / 6, 1 / 6, 1 / 6, 0, 0]);
+    expect(scored.stepped[0]?.steps[1]).toEqual([1 / 6, 1 / 6, 1 / 6, 0, 0]);
     // c: the query step verifies, but the format gate closes.
     expect(scored.byReward.steps?.[2]).toBe(0);
   });

@@ -76,6 +76,21 @@ stages:
       replay_threshold: 0.5
       replay_share: 0.5
       eval_prompts: 0
+  grpo-dyknow:
+    uses: grpo
+    needs: [dpo, icl, kg]
+    with:
+      rewards: [{ use: label }, { use: format, weight: 0.2 }]
+      rollout: dyknow
+      replay_threshold: 0
+      min_distinct_reasoning: 2
+      max_generation_rounds: 2
+      curriculum: [{ difficulty: [easy, medium], steps: 1 }, { difficulty: [hard], steps: 1 }]
+      num_generations: 2
+      prompts_per_step: 2
+      max_steps: 2
+      max_completion_length: 12
+      eval_prompts: 0
 `;
 
 interface Manifest {
@@ -105,7 +120,7 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     // under tsx ("Cannot require() ES Module ... in a cycle").
     writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
     const first = await cli(dir, ['run', 'pipeline.yaml']);
-    expect(first.stderr + first.stdout).toMatch(/succeeded: 9 built, 0 cached/);
+    expect(first.stderr + first.stdout).toMatch(/succeeded: 10 built, 0 cached/);
 
     // sample: 6 prompts x 2 samples, each verified.
     const sampled = readFileSync(path.join(newest('sample').dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -144,20 +159,41 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
       expect(m.kl).toBeGreaterThan(0);
       expect(m.clip_ratio).toBeGreaterThanOrEqual(0);
       expect(m.clip_ratio).toBeLessThanOrEqual(1);
+      // Hinted rollouts are logged apart from on-policy ones, with their importance weight.
+      expect(m.hinted_accuracy).toBeGreaterThanOrEqual(0);
+      expect(m.replay_weight).toBeGreaterThan(0);
+      expect(m.replay_weight).toBeLessThanOrEqual(1);
+    }
+
+    // DyKnow-RAG: two groups per prompt (with and without the knowledge block), each logged; an
+    // untrained model gets (almost) everything wrong, so dynamic sampling refills up to 2 rounds.
+    const dyknow = readFileSync(path.join(newest('grpo-dyknow').dir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((m) => typeof m.generation_rounds === 'number');
+    expect(dyknow).toHaveLength(2);
+    for (const m of dyknow) {
+      expect(m.accuracy_with_context).toBeGreaterThanOrEqual(0);
+      expect(m.accuracy_without_context).toBeGreaterThanOrEqual(0);
+      expect(m.generation_rounds).toBeGreaterThanOrEqual(1);
+      expect(m.generation_rounds).toBeLessThanOrEqual(2);
+      expect(m.kept_fraction).toBeGreaterThanOrEqual(0);
+      expect(m.kept_fraction).toBeLessThanOrEqual(1);
     }
 
     // Editing the reward file reruns the two grpo stages that use it and nothing before them: with
     // grpo shortened to one step, an unchanged file is a cache hit and an edited one a rebuild.
     const short = ['run', 'pipeline.yaml', '--set', 'stages.grpo.with.max_steps=1', '--set', 'stages.grpo-stepwise.with.max_steps=1'];
-    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 2 built, 7 cached/);
-    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 0 built, 9 cached/);
+    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 2 built, 8 cached/);
+    expect((await cli(dir, short)).stdout).toMatch(/succeeded: 0 built, 10 cached/);
     writeFileSync(path.join(dir, 'letter-share.ts'), `${readFileSync(path.join(dir, 'letter-share.ts'), 'utf8')}\n// edited\n`);
     const edited = await cli(dir, short);
-    expect(edited.stdout).toMatch(/succeeded: 2 built, 7 cached/);
+    expect(edited.stdout).toMatch(/succeeded: 2 built, 8 cached/);
     expect(edited.stdout).toMatch(/grpo: rerun.*letter-share/);
   }, 600_000);
 
-  it('grpo resumed from a step checkpoint ends with the weights of an uninterrupted run', async () => {
+  it('grpo resumed from a step checkpoint ends with the weights and the figures of an uninterrupted run', async () => {
     const inputs = [
       { stage: 'dpo', kind: 'checkpoint' as const, dir: newest('dpo').dir },
       { stage: 'icl', kind: 'prompts' as const, dir: newest('icl').dir },
@@ -188,8 +224,8 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
         signal: controller.signal,
         metrics: { log: (step: number) => step === stopAfter && controller.abort() },
       });
-      await grpoStage.run(ctx as never);
-      return { weights: readFileSync(path.join(ctx.outDir, 'model.safetensors')), logs: ctx.logs };
+      const result = await grpoStage.run(ctx as never);
+      return { weights: readFileSync(path.join(ctx.outDir, 'model.safetensors')), metrics: (result as { metrics: Record<string, number> }).metrics, logs: ctx.logs };
     };
     const whole = await run(path.join(dir, 'work-whole'));
     const resumedWork = path.join(dir, 'work-resumed');
@@ -198,6 +234,9 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(resumed.logs).toContain('info: resumed from step 2');
     expect(whole.logs.some((l) => l.includes('resumed'))).toBe(false);
     expect(resumed.weights.equals(whole.weights)).toBe(true);
+    // Totals and the reward curve come back from the step checkpoint: the same manifest figures.
+    expect(resumed.metrics).toEqual(whole.metrics);
+    expect(whole.metrics.generated_groups).toBe(6);
   });
 
   it('sft resumed from a step checkpoint ends with the weights and dev figures of an uninterrupted run', async () => {

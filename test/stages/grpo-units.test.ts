@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { renderCompletion, STEP_NAMES } from '../../stages/lib/completion.ts';
-import { groupsToReplay, hintedMessages } from '../../stages/grpo/train.ts';
+import { groupsToReplay, hintedMessages, tieredPromptSource, withoutContext, type Group, type Rollout } from '../../stages/grpo/rollout.ts';
+import { collectGroups, passingGroups, type RollRound } from '../../stages/grpo/step.ts';
+import { truncatedRatios } from '../../stages/grpo/update.ts';
+import { Rng } from '../../pipeline/rng.ts';
+import grpoStage from '../../stages/grpo/index.ts';
 import { stepSpans, tokenStepIndices } from '../../stages/grpo/token-steps.ts';
 import type { PromptRecord } from '../../stages/lib/relevance/prompts.ts';
 
@@ -76,5 +80,126 @@ describe('adaptive guided replay', () => {
     const hinted = hintedMessages(record);
     expect(hinted[0]).toEqual(record.messages[0]);
     expect(hinted[1]?.content).toBe('Query: boots men\nHint: the correct grade is L2; the deciding rules are R-GENDER.');
+  });
+});
+
+/** A prompt record with id `id` and difficulty `difficulty`, for the prompt-source and filter tests. */
+function record(id: string, difficulty: 'easy' | 'medium' | 'hard' = 'easy', user = 'Judge this pair.\nQuery: q'): PromptRecord {
+  return {
+    id,
+    messages: [
+      { role: 'system', content: 'You judge relevance.' },
+      { role: 'user', content: user },
+    ],
+    example: { id, query: 'q', item: { title: 't', category: [], attributes: {} }, label: 'L2', meta: { capabilities: [], difficulty, rules: [], source: 'world' } },
+    facts: [],
+  } as unknown as PromptRecord;
+}
+
+/** A group whose rollouts are right or wrong as `verdicts` says, each with `reasoning` as its <think> text. */
+function group(id: string, verdicts: boolean[], reasoning: string[] = verdicts.map((_, i) => `path ${i}`)): Group {
+  return {
+    record: record(id),
+    rollouts: verdicts.map((correct, i) => ({ correct, kind: 'policy', completion: { text: `<think>\n${reasoning[i]}\n</think>` } }) as unknown as Rollout),
+  };
+}
+
+describe('DyKnow context groups', () => {
+  it('removes the leading knowledge block from the user turn only', () => {
+    const withFacts = record('a', 'easy', 'Knowledge:\n- boots is-a Shoes\n- acme brand-of boots\n\nJudge this pair.\nQuery: boots');
+    const plain = withoutContext(withFacts);
+    expect(plain[0]).toEqual(withFacts.messages[0]);
+    expect(plain[1]?.content).toBe('Judge this pair.\nQuery: boots');
+    // No block: unchanged.
+    expect(withoutContext(record('b'))[1]?.content).toBe('Judge this pair.\nQuery: q');
+  });
+});
+
+describe('prompt source with curriculum tiers', () => {
+  const easy = ['e1', 'e2', 'e3', 'e4'].map((id) => record(id, 'easy'));
+  const hard = ['h1', 'h2', 'h3', 'h4'].map((id) => record(id, 'hard'));
+  const source = tieredPromptSource(
+    [
+      { prompts: easy, steps: 2 },
+      { prompts: hard, steps: 2 },
+    ],
+    2,
+    new Rng(5, 'grpo'),
+  );
+  const ids = (rs: PromptRecord[]) => rs.map((r) => r.id);
+
+  it('draws the tiers in order, an epoch of each tier over its steps', () => {
+    // Steps 0-1 are tier 0 (2 prompts each, one epoch of 4 easy prompts), steps 2-3 tier 1.
+    const tier0 = [...ids(source(0, 0, 2, new Set())), ...ids(source(1, 0, 2, new Set()))];
+    expect([...tier0].sort()).toEqual(['e1', 'e2', 'e3', 'e4']);
+    const tier1 = [...ids(source(2, 0, 2, new Set())), ...ids(source(3, 0, 2, new Set()))];
+    expect([...tier1].sort()).toEqual(['h1', 'h2', 'h3', 'h4']);
+    // Past the last tier's steps the last tier goes on.
+    expect(ids(source(9, 0, 2, new Set())).every((id) => id.startsWith('h'))).toBe(true);
+  });
+
+  it('refills from the tier without the prompts already drawn, the same way every time', () => {
+    const first = source(0, 0, 2, new Set());
+    const used = new Set(ids(first));
+    const refill = source(0, 1, 2, used);
+    expect(refill).toHaveLength(2);
+    expect(ids(refill).some((id) => used.has(id))).toBe(false);
+    expect(ids(source(0, 1, 2, used))).toEqual(ids(refill));
+  });
+});
+
+describe('filter and refill', () => {
+  it('passes groups that are neither all right nor all wrong, and with enough distinct reasoning', () => {
+    const groups = [group('a', [true, true]), group('b', [true, false]), group('c', [false, true], ['same', 'same']), group('d', [false, false])];
+    expect(passingGroups(groups, { dynamic_sampling: true, min_distinct_reasoning: 0 })).toEqual([1, 2]);
+    expect(passingGroups(groups, { dynamic_sampling: true, min_distinct_reasoning: 2 })).toEqual([1]);
+    expect(passingGroups(groups, { dynamic_sampling: false, min_distinct_reasoning: 0 })).toEqual([0, 1, 2, 3]);
+  });
+
+  it('draws more prompts until the batch is full, and stops at max_generation_rounds', async () => {
+    // Prompt ids p0, p1, ...: a group passes when its index is odd (one right, one wrong), else all right.
+    let next = 0;
+    const source = (_step: number, _round: number, count: number) => Array.from({ length: count }, () => record(`p${next++}`));
+    const roll: RollRound = async (records) => ({
+      groups: records.map((r) => group(r.id, Number(r.id.slice(1)) % 2 === 1 ? [true, false] : [true, true])),
+      replayed: 0,
+      replayTooLong: 0,
+    });
+    const p = { prompts_per_step: 3, max_generation_rounds: 4, dynamic_sampling: true, min_distinct_reasoning: 0 };
+    // Round 0: p0-p2 -> p1 passes (1). Round 1: p3-p5 -> p3, p5 (3): full after 2 rounds.
+    const full = await collectGroups(roll, source, 0, p);
+    expect(full.rounds).toBe(2);
+    expect(full.kept.map((g) => g.record.id)).toEqual(['p1', 'p3', 'p5']);
+    expect(full.generated).toHaveLength(6);
+    expect(full.passed).toBe(3);
+    // One round only: p6-p8 -> p7 passes; the batch stays short rather than rolling on.
+    const short = await collectGroups(roll, source, 0, { ...p, max_generation_rounds: 1 });
+    expect(short.rounds).toBe(1);
+    expect(short.kept.map((g) => g.record.id)).toEqual(['p7']);
+  });
+});
+
+describe('guided replay importance weights', () => {
+  it('are exp(log p_plain - log p_hinted), truncated at the maximum ratio', () => {
+    // Token 0: exp(-2 - (-1)) = e^-1 = 0.3678794; token 1: exp(-1 - (-2)) = e = 2.718 -> 1; token 2: exp(0) = 1.
+    const w = truncatedRatios([-2, -1, -0.5], [-1, -2, -0.5], 1);
+    expect(w[0]).toBeCloseTo(0.3678794, 6);
+    expect(w[1]).toBe(1);
+    expect(w[2]).toBe(1);
+    expect(truncatedRatios([-1], [-2], 2)[0]).toBe(2);
+  });
+});
+
+describe('grpo params', () => {
+  it('name the keys that disagree: curriculum steps against max_steps, DyKnow against stepwise and replay', () => {
+    const issues = (params: unknown) => grpoStage.params.safeParse(params).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+    expect(issues({ max_steps: 12, curriculum: [{ difficulty: ['easy'], steps: 5 }, { difficulty: ['hard'], steps: 6 }] })).toEqual([
+      'curriculum: tiers whose steps sum to max_steps (12); these sum to 11',
+    ]);
+    expect(issues({ rollout: 'dyknow', advantage: 'stepwise' })).toEqual([
+      'advantage: advantage: outcome (rollout: dyknow scales outcome advantages over its two groups)',
+      'replay_threshold: replay_threshold: 0 (rollout: dyknow has no guided replay)',
+    ]);
+    expect(issues({ rollout: 'dyknow', replay_threshold: 0, curriculum: [{ difficulty: ['hard'], steps: 30 }] })).toEqual([]);
   });
 });

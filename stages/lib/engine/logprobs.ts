@@ -23,8 +23,10 @@ export interface SequenceLogprobs {
  * Rows are right-padded (causal attention never looks right, so padding there changes nothing).
  * Sum over axis 1 for a sequence log-probability, or divide by the mask's sum for a per-token mean.
  * `frozen: true` (a reference model, no gradients wanted) reuses cached derived weights.
+ * `temperature` divides the logits first: the log-probs of the distribution the completions were
+ * sampled from (TRL's GRPOTrainer does the same in `_get_per_token_logps`); 1 by default.
  */
-export function sequenceLogprobs(model: Model, batch: PromptCompletion[], options: { frozen?: boolean } = {}): SequenceLogprobs {
+export function sequenceLogprobs(model: Model, batch: PromptCompletion[], options: { frozen?: boolean; temperature?: number } = {}): SequenceLogprobs {
   if (batch.some((e) => e.prompt.length === 0)) throw new Error('sequenceLogprobs: every prompt needs at least one token');
   const width = Math.max(...batch.map((e) => e.prompt.length + e.completion.length));
   const longest = Math.max(1, ...batch.map((e) => e.completion.length));
@@ -43,7 +45,8 @@ export function sequenceLogprobs(model: Model, batch: PromptCompletion[], option
     }
   });
   return tf.tidy(() => {
-    const picked = logitsAt(model, ids, rows, { attentionMask, frozen: options.frozen }); // (B*C, V)
+    const logits = logitsAt(model, ids, rows, { attentionMask, frozen: options.frozen }); // (B*C, V)
+    const picked = options.temperature === undefined || options.temperature === 1 ? logits : (tf.div(logits, options.temperature) as tf.Tensor2D);
     const mask = tf.tensor2d(maskValues, [batch.length, longest]);
     const logprobs = tf.mul(tf.reshape(tokenLogprobs(picked, tf.tensor1d(targets, 'int32')), [batch.length, longest]), mask) as tf.Tensor2D;
     return { logprobs, mask };
