@@ -32,6 +32,7 @@ const params = z.strictObject({
   batch_size: z.number().int().positive().default(8).describe('Prompts decoded at once'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
   baseline: z.boolean().default(true).describe('Also evaluate the lexical baseline (fitted on train, thresholds tuned on dev)'),
+  learned_baseline: z.boolean().default(true).describe('Also evaluate the learned lexical baseline (logistic regression over BM25, coverage and phrase features, fitted on train)'),
   report_samples: z.number().int().min(0).default(6).describe('Predictions per model shown with their reasoning in the report'),
 });
 type Params = z.output<typeof params>;
@@ -49,6 +50,8 @@ export interface EvalMetrics {
   examples: number;
   checkpoints: Record<string, ModelSummary & { threshold?: CheckpointResult['threshold']; promptTooLong: number }>;
   baseline: (ModelSummary & { thresholds: number[]; devMacroF1: number }) | null;
+  /** The learned lexical baseline (stages/lib/relevance/learned-baseline.ts), when evaluated. */
+  learnedBaseline?: ModelSummary & { trainMacroF1: number };
   comparison: ComparisonRow[];
 }
 
@@ -208,6 +211,20 @@ export default defineStage({
       metrics.baseline = { ...summary, thresholds: fitted.thresholds, devMacroF1: fitted.devMacroF1 };
       metrics.comparison.push(comparisonRow('baseline', 'baseline', summary));
       predictions.push(...baseline);
+    }
+
+    if (p.learned_baseline) {
+      const { fitLearnedBaseline } = await import('../lib/relevance/learned-baseline.ts');
+      const fitted = fitLearnedBaseline(train.map((r) => r.example));
+      const learned = examples.map((r): Prediction => {
+        const started = performance.now();
+        const predicted = fitted.predict(r.example);
+        return { model: 'learned-baseline', ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs: performance.now() - started };
+      });
+      const summary = summarise(learned);
+      metrics.learnedBaseline = { ...summary, trainMacroF1: fitted.trainMacroF1 };
+      metrics.comparison.push(comparisonRow('learned-baseline', 'baseline', summary));
+      predictions.push(...learned);
     }
 
     // One line, not one per model: a step axis over models would draw a meaningless curve.
