@@ -11,6 +11,7 @@ import sampleStage from './sample/index.ts';
 import dpoStage from './dpo/index.ts';
 import grpoStage from './grpo/index.ts';
 import evalStage from './eval/index.ts';
+import pretrainStage from './pretrain/index.ts';
 
 export const builtinStages: StageType[] = [
   execStage,
@@ -24,4 +25,5 @@ export const builtinStages: StageType[] = [
   sampleStage,
   dpoStage,
   grpoStage,
+  pretrainStage,
 ];

@@ -37,7 +37,7 @@ const modelOverrides = z
   .describe("Overrides of the preset's shape (HF config.json names)");
 
 const params = z.strictObject({
-  init: z.string().nullable().default(null).describe('HF model folder to start from (relative to the config); null trains from scratch'),
+  init: z.string().nullable().default(null).describe('HF model folder to start from (relative to the config); null trains from scratch, or starts from a checkpoint in needs (e.g. pretrain)'),
   preset: z.enum(['tiny', 'small']).default('tiny').describe('Model shape when training from scratch: tiny ~1M, small ~10M parameters'),
   model: modelOverrides,
   drop_system_prompt: z
@@ -98,8 +98,10 @@ export default defineStage({
 
     // Tokenizer: the init model's, or one trained on this SFT text (deterministic, so a resumed
     // run that retrains it gets the same ids).
+    // A checkpoint in needs (the pretrain stage's) is where training starts, like `init:`.
+    const initDir = p.init ? resolve(ctx.configDir, p.init) : ctx.inputs.many('checkpoint')[0]?.dir;
     let tokenizerDir: string;
-    if (p.init) tokenizerDir = resolve(ctx.configDir, p.init);
+    if (initDir) tokenizerDir = initDir;
     else {
       tokenizerDir = join(ctx.workDir, 'tokenizer');
       const texts = train.flatMap((r) => [...r.messages.filter((m) => !p.drop_system_prompt || m.role !== 'system').map((m) => m.content), r.completion]);
@@ -125,8 +127,8 @@ export default defineStage({
     if (skippedTrain > 0) ctx.log.warn(`skipped ${skippedTrain} train examples longer than max_length ${p.max_length}`);
     if (trainSet.length === 0) throw new Error(`every train example is longer than max_length ${p.max_length}`);
 
-    const model = p.init
-      ? engineLib.loadModel(resolve(ctx.configDir, p.init))
+    const model = initDir
+      ? engineLib.loadModel(initDir)
       : engineLib.createModel(engineLib.presets[p.preset](tokenizer.vocabSize, { max_position_embeddings: p.max_length, ...p.model }), ctx.seed);
     ctx.log.info(`model: ${engineLib.parameterCount(model)} parameters, ${model.config.num_hidden_layers} layers, vocab ${model.config.vocab_size}`);
     const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
