@@ -58,5 +58,8 @@ export async function savePolicy(policy: Policy, outDir: string): Promise<void> 
   const { writeCompletionFormat } = await import('../lib/policy.ts');
   await saveModel(policy.model, outDir, policy.tokenizer);
   await copyTokenizerFiles(policy.tokenizer.dir, outDir);
+  // The RL pool the SFT checkpoint held out stays with every checkpoint trained from it.
+  const { carryRlPool } = await import('./rl-pool.ts');
+  await carryRlPool(policy.dir, outDir);
   await writeCompletionFormat(outDir, policy.format);
 }

@@ -60,6 +60,12 @@ const params = z.strictObject({
   eval_generate: z.number().int().min(0).default(48).describe('Dev prompts (a seeded sample) decoded greedily per evaluation, for format validity and accuracy'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion during evaluation'),
   checkpoint_every: z.number().int().positive().default(50).describe('Save a step checkpoint every N steps'),
+  rl_pool: z
+    .number()
+    .min(0)
+    .max(0.9)
+    .default(0)
+    .describe('Share of the train queries held out of SFT for sample/dpo/grpo to draw from (stages/lib/rl-pool.ts); 0 = none'),
 });
 
 type Params = z.output<typeof params>;
@@ -83,7 +89,12 @@ export default defineStage({
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const setDir = ctx.inputs.one('sft-set').dir;
-    const train = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
+    const { holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl-pool.ts');
+    const sftSet = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
+    // The RL pool's queries are held out here, so the RL stages draw prompts this model has not memorised.
+    const rlPool = p.rl_pool > 0 ? holdOutQueries(sftSet.map((r) => r.example), p.rl_pool, ctx.seed) : undefined;
+    const train = rlPool ? sftSet.filter((r) => !inRlPool(rlPool, r.example)) : sftSet;
+    if (rlPool) ctx.log.info(`RL pool: ${rlPool.queries.length} train queries (${sftSet.length - train.length} examples) held out of SFT`);
     const dev = await readJsonl<SftRecord>(join(setDir, 'dev.jsonl')).catch(() => [] as SftRecord[]);
     const format = { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
@@ -212,6 +223,7 @@ export default defineStage({
     await engineLib.saveModel(model, ctx.outDir, tokenizer);
     await copyTokenizerFiles(tokenizer.dir, ctx.outDir);
     await policyLib.writeCompletionFormat(ctx.outDir, format);
+    if (rlPool) await writeRlPool(ctx.outDir, rlPool);
     const parameters = engineLib.parameterCount(model);
     optimizer.dispose();
     engineLib.disposeModel(model);
