@@ -59,7 +59,7 @@ const sftMetrics = manifests.find((m) => m.stage === 'sft')?.metrics ?? {};
 const evalManifest = manifests.find((m) => m.stage === 'eval');
 const evalComparison = evalManifest
   ? (JSON.parse(fs.readFileSync(path.join(objects, evalManifest.fingerprint, 'metrics.json'), 'utf8')) as { comparison: Record<string, unknown>[] }).comparison.map((row) =>
-      Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'formatValidity', 'stepVerificationRate'].includes(k))),
+      Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'qwk', 'intervals', 'formatValidity', 'stepVerificationRate'].includes(k))),
     )
   : undefined;
 const name = path.basename(config, path.extname(config));

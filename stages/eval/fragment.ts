@@ -6,6 +6,8 @@ import type { Prediction } from './predictions.ts';
 import type { ModelSummary } from './summary.ts';
 
 const round = (value: number | null): number | null => (value === null ? null : Math.round(value * 10_000) / 10_000);
+/** "[0.812, 0.903]": a 95 % bootstrap interval in a table cell. */
+const interval = (value: [number, number] | null): string | null => (value === null ? null : `[${value[0].toFixed(3)}, ${value[1].toFixed(3)}]`);
 
 function summaries(metrics: EvalMetrics): [string, ModelSummary][] {
   return [...Object.entries(metrics.checkpoints), ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : [])];
@@ -18,19 +20,24 @@ function comparisonTable(metrics: EvalMetrics): FragmentBlock {
   return {
     type: 'table',
     title: `Comparison on ${metrics.examples} ${metrics.split} examples`,
-    columns: ['model', 'Acc@2', 'Acc@4', 'macro-F1', 'format valid', 'steps verified', 'rule adherence', 'mean tokens', 'ms / example'],
+    columns: ['model', 'Acc@2', '95% CI', 'Acc@4', '95% CI', 'macro-F1', '95% CI', 'QWK', '95% CI', 'format valid', 'steps verified', 'rule adherence', 'mean tokens', 'ms / example'],
     rows: metrics.comparison.map((r) => [
       r.model,
       round(r.acc2),
+      interval(r.intervals.acc2),
       round(r.acc4),
+      interval(r.intervals.acc4),
       round(r.macroF1),
+      interval(r.intervals.macroF1),
+      round(r.qwk),
+      interval(r.intervals.qwk),
       round(r.formatValidity),
       round(r.stepVerificationRate),
       round(r.ruleAdherence),
       round(r.meanCompletionTokens),
       round(r.meanLatencyMs),
     ]),
-    ...(thresholds.length > 0 ? { note: thresholds.join('; ') } : {}),
+    note: [`95% CI: percentile bootstrap over the examples, ${metrics.comparison[0]?.intervals.resamples ?? 0} resamples`, ...thresholds].join('; '),
   };
 }
 

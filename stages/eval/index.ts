@@ -57,6 +57,18 @@ export interface EvalMetrics {
 
 type Policy = import('../lib/policy.ts').Policy;
 
+/** "Acc@2 0.9000 [0.8500, 0.9438], ..." : each figure with its 95 % bootstrap interval. */
+function headline(s: ModelSummary): string {
+  const figure = (name: string, value: number | null, interval: [number, number] | null) =>
+    `${name} ${value === null ? 'n/a' : value.toFixed(4)}${interval ? ` [${interval[0].toFixed(4)}, ${interval[1].toFixed(4)}]` : ''}`;
+  return [
+    figure('Acc@2', s.acc2, s.intervals.acc2),
+    figure('Acc@4', s.acc4, s.intervals.acc4),
+    figure('macro-F1', s.macroF1, s.intervals.macroF1),
+    figure('QWK', s.qwk, s.intervals.qwk),
+  ].join(', ');
+}
+
 /** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
 async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
   const { sequenceLogprobs } = await import('../lib/engine/index.ts');
@@ -176,6 +188,12 @@ export default defineStage({
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
     const references = referenceSteps(examples, kg);
 
+    // One bootstrap stream per model, so adding a model leaves the others' intervals unchanged.
+    const bootstrapStream = (model: string): (() => number) => {
+      const rng = ctx.rng.fork(`bootstrap-${model}`);
+      return () => rng.next();
+    };
+
     const total = examples.length * checkpoints.length;
     let done = 0;
     ctx.progress.update(0, total, 'examples');
@@ -189,11 +207,11 @@ export default defineStage({
       });
       engine = evaluated.engine;
       const { result } = evaluated;
-      const summary = summarise(result.predictions);
+      const summary = summarise(result.predictions, bootstrapStream(checkpoint.stage));
       metrics.checkpoints[checkpoint.stage] = { ...summary, ...(result.threshold ? { threshold: result.threshold } : {}), promptTooLong: result.promptTooLong };
       metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
       predictions.push(...result.predictions);
-      ctx.log.info(`${checkpoint.stage}: Acc@2 ${summary.acc2.toFixed(4)}, Acc@4 ${summary.acc4.toFixed(4)}, macro-F1 ${summary.macroF1.toFixed(4)}, format ${summary.formatValidity?.toFixed(4)}`);
+      ctx.log.info(`${checkpoint.stage}: ${headline(summary)}, format ${summary.formatValidity?.toFixed(4)}`);
     }
 
     if (p.baseline) {
@@ -207,8 +225,9 @@ export default defineStage({
         const latencyMs = performance.now() - started;
         return { model: 'baseline', ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
       });
-      const summary = summarise(baseline);
+      const summary = summarise(baseline, bootstrapStream('baseline'));
       metrics.baseline = { ...summary, thresholds: fitted.thresholds, devMacroF1: fitted.devMacroF1 };
+      ctx.log.info(`baseline: ${headline(summary)}`);
       metrics.comparison.push(comparisonRow('baseline', 'baseline', summary));
       predictions.push(...baseline);
     }
@@ -228,7 +247,7 @@ export default defineStage({
     }
 
     // One line, not one per model: a step axis over models would draw a meaningless curve.
-    ctx.metrics.log(0, Object.fromEntries(metrics.comparison.flatMap((row) => ['acc2', 'acc4', 'macroF1'].map((k) => [`${row.model}.${k}`, row[k as 'acc2' | 'acc4' | 'macroF1']]))));
+    ctx.metrics.log(0, Object.fromEntries(metrics.comparison.flatMap((row) => (['acc2', 'acc4', 'macroF1', 'qwk'] as const).map((k) => [`${row.model}.${k}`, row[k]]))));
     await writeJson(join(ctx.outDir, 'metrics.json'), metrics);
     await writeJsonl(join(ctx.outDir, 'predictions.jsonl'), predictions);
     const { REPORT_FRAGMENT_FILE } = await import('../../pipeline/report/fragment.ts');
@@ -237,7 +256,7 @@ export default defineStage({
       ...(engine ? { engine } : {}),
       metrics: {
         examples: examples.length,
-        ...Object.fromEntries(metrics.comparison.flatMap((row) => [[`${row.model}.acc4`, row.acc4], [`${row.model}.macroF1`, row.macroF1]])),
+        ...Object.fromEntries(metrics.comparison.flatMap((row) => [[`${row.model}.acc4`, row.acc4], [`${row.model}.macroF1`, row.macroF1], [`${row.model}.qwk`, row.qwk]])),
       },
     };
   },

@@ -5,7 +5,7 @@
  * A rate whose denominator is empty is null (JSON has no NaN), never 0.
  */
 import { STEP_NAMES } from '../lib/completion.ts';
-import { classificationMetrics, type ClassificationMetrics } from '../lib/metrics.ts';
+import { bootstrapIntervals, classificationMetrics, type ClassificationMetrics, type MetricIntervals } from '../lib/metrics.ts';
 import type { Prediction } from './predictions.ts';
 
 export interface SliceScores {
@@ -25,6 +25,8 @@ export interface ModelSummary extends ClassificationMetrics {
   ruleExamples: number;
   meanCompletionTokens: number | null;
   meanLatencyMs: number;
+  /** 95 % percentile-bootstrap intervals of Acc@2, Acc@4, macro-F1 and QWK over the examples. */
+  intervals: MetricIntervals;
   slices: { capability: Record<string, SliceScores>; difficulty: Record<string, SliceScores>; source: Record<string, SliceScores> };
 }
 
@@ -44,11 +46,14 @@ function sliceBy(predictions: readonly Prediction[], keys: (p: Prediction) => re
   return Object.fromEntries([...groups.keys()].sort().map((key) => [key, scores(groups.get(key) as Prediction[])]));
 }
 
-export function summarise(predictions: readonly Prediction[]): ModelSummary {
+/** `random` draws the bootstrap resamples: pass a seeded stream so the intervals are reproducible. */
+export function summarise(predictions: readonly Prediction[], random: () => number): ModelSummary {
   const withCompletion = predictions.filter((p) => p.formatOk !== null);
   const ruled = withCompletion.filter((p) => p.rulesNamed !== null);
+  const graded = predictions.map((p) => ({ gold: p.gold, predicted: p.predicted ?? undefined }));
   return {
-    ...classificationMetrics(predictions.map((p) => ({ gold: p.gold, predicted: p.predicted ?? undefined }))),
+    ...classificationMetrics(graded),
+    intervals: bootstrapIntervals(graded, random),
     formatValidity: mean(withCompletion.map((p) => (p.formatOk ? 1 : 0))),
     stepVerificationRate: mean(withCompletion.map((p) => (p.stepsVerified ?? 0) / STEP_NAMES.length)),
     ruleAdherence: mean(ruled.map((p) => (p.rulesNamed ? 1 : 0))),
@@ -71,6 +76,8 @@ export interface ComparisonRow {
   acc2: number;
   acc4: number;
   macroF1: number;
+  qwk: number | null;
+  intervals: MetricIntervals;
   formatValidity: number | null;
   stepVerificationRate: number | null;
   ruleAdherence: number | null;
@@ -86,6 +93,8 @@ export function comparisonRow(model: string, kind: ComparisonRow['kind'], s: Mod
     acc2: s.acc2,
     acc4: s.acc4,
     macroF1: s.macroF1,
+    qwk: s.qwk,
+    intervals: s.intervals,
     formatValidity: s.formatValidity,
     stepVerificationRate: s.stepVerificationRate,
     ruleAdherence: s.ruleAdherence,

@@ -1,6 +1,8 @@
 /**
  * Relevance metrics as LORE / TaoSR report them: Acc@2 (binary: L3–L4 against L1–L2), Acc@4 (exact
- * grade), macro-F1 over the four grades, per-grade precision/recall/F1 and the confusion matrix.
+ * grade), macro-F1 over the four grades, per-grade precision/recall/F1 and the confusion matrix;
+ * quadratic weighted kappa (the ordinal agreement the Kaggle/CrowdFlower relevance task scores);
+ * and percentile-bootstrap 95 % intervals for each headline figure.
  * A prediction may be missing (the model gave no valid answer): it counts as wrong everywhere and
  * is reported in `unanswered`.
  */
@@ -18,6 +20,8 @@ export interface ClassificationMetrics {
   acc2: number;
   acc4: number;
   macroF1: number;
+  /** Quadratic weighted kappa over L1 < L2 < L3 < L4; null where it is undefined (see `quadraticWeightedKappa`). */
+  qwk: number | null;
   unanswered: number;
   perGrade: Record<Grade, GradeScores>;
   /** confusion[gold][predicted]; unanswered predictions in the "none" column. */
@@ -63,8 +67,105 @@ export function classificationMetrics(pairs: readonly { gold: Grade; predicted: 
     acc2: count === 0 ? 0 : binary / count,
     acc4: count === 0 ? 0 : exact / count,
     macroF1: present.length === 0 ? 0 : present.reduce((sum, g) => sum + perGrade[g].f1, 0) / present.length,
+    qwk: quadraticWeightedKappa(pairs),
     unanswered,
     perGrade,
     confusion,
+  };
+}
+
+/**
+ * Quadratic weighted kappa (Cohen 1968), with grades as ordinal indices i, j in 0..K-1:
+ *   κ = 1 − Σ w_ij O_ij / Σ w_ij E_ij,   w_ij = (i − j)² / (K − 1)²,
+ * O the observed gold × predicted counts and E = outer(gold histogram, predicted histogram) / n, the
+ * counts expected if the two were independent. An unanswered prediction is scored as the grade
+ * farthest from gold (L1 for L3–L4, L4 for L1–L2): missing answers count as wrong everywhere else,
+ * and here as the worst ordinal error, so a model cannot gain by refusing. Null when the expected
+ * disagreement is 0 (gold and predictions each a single, same grade): κ is 0/0 there.
+ */
+export function quadraticWeightedKappa(pairs: readonly { gold: Grade; predicted: Grade | undefined }[]): number | null {
+  const k = GRADES.length;
+  const index = (g: Grade): number => GRADES.indexOf(g);
+  const observed = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  for (const { gold, predicted } of pairs) {
+    const i = index(gold);
+    const j = predicted === undefined ? (i >= k / 2 ? 0 : k - 1) : index(predicted);
+    observed[i]![j]!++;
+  }
+  const n = pairs.length;
+  const goldHist = observed.map((row) => row.reduce((a, b) => a + b, 0));
+  const predHist = GRADES.map((_, j) => observed.reduce((sum, row) => sum + row[j]!, 0));
+  let disagreement = 0;
+  let expected = 0;
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j < k; j++) {
+      const w = (i - j) ** 2 / (k - 1) ** 2;
+      disagreement += w * observed[i]![j]!;
+      expected += (w * goldHist[i]! * predHist[j]!) / n;
+    }
+  }
+  return expected === 0 ? null : 1 - disagreement / expected;
+}
+
+/** A two-sided interval [low, high] for a figure. */
+export type Interval = [number, number];
+
+export interface MetricIntervals {
+  acc2: Interval;
+  acc4: Interval;
+  macroF1: Interval;
+  /** Null when κ is undefined in more than half the resamples. */
+  qwk: Interval | null;
+  /** Resamples drawn and the confidence level, so a reader can reproduce the interval. */
+  resamples: number;
+  level: number;
+}
+
+/** The empirical `q` quantile of sorted values, linearly interpolated (numpy's default). */
+function quantile(sorted: readonly number[], q: number): number {
+  const at = (sorted.length - 1) * q;
+  const lo = Math.floor(at);
+  const hi = Math.ceil(at);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
+}
+
+/**
+ * Percentile bootstrap (Efron & Tibshirani 1993, ch. 13): resample the examples with replacement
+ * `resamples` times, recompute each figure, and take the (1 − level)/2 and (1 + level)/2 quantiles.
+ * Examples are the unit of resampling, so one interval per figure says how much the figure could
+ * move on another sample of the same size. `random` returns uniforms in [0, 1) (a seeded stream,
+ * so the interval is reproducible).
+ */
+export function bootstrapIntervals(
+  pairs: readonly { gold: Grade; predicted: Grade | undefined }[],
+  random: () => number,
+  options: { resamples?: number; level?: number } = {},
+): MetricIntervals {
+  const resamples = options.resamples ?? 1000;
+  const level = options.level ?? 0.95;
+  const figures = { acc2: [] as number[], acc4: [] as number[], macroF1: [] as number[], qwk: [] as number[] };
+  const n = pairs.length;
+  if (n > 0) {
+    for (let r = 0; r < resamples; r++) {
+      const sample = Array.from({ length: n }, () => pairs[Math.floor(random() * n)]!);
+      const m = classificationMetrics(sample);
+      figures.acc2.push(m.acc2);
+      figures.acc4.push(m.acc4);
+      figures.macroF1.push(m.macroF1);
+      if (m.qwk !== null) figures.qwk.push(m.qwk);
+    }
+  }
+  const interval = (values: number[]): Interval => {
+    if (values.length === 0) return [0, 0];
+    const sorted = [...values].sort((a, b) => a - b);
+    return [quantile(sorted, (1 - level) / 2), quantile(sorted, (1 + level) / 2)];
+  };
+  return {
+    acc2: interval(figures.acc2),
+    acc4: interval(figures.acc4),
+    macroF1: interval(figures.macroF1),
+    qwk: n > 0 && figures.qwk.length * 2 >= resamples ? interval(figures.qwk) : null,
+    resamples,
+    level,
   };
 }

@@ -9,6 +9,7 @@ import { scoreCompletion, unreadablePrediction, type Prediction } from '../../st
 import { comparisonRow, summarise } from '../../stages/eval/summary.ts';
 import { renderCompletion, type ReasoningSteps } from '../../stages/lib/completion.ts';
 import type { Grade, RelevanceExample } from '../../stages/lib/relevance/types.ts';
+import { Rng } from '../../pipeline/rng.ts';
 
 function prediction(fields: Partial<Prediction> & Pick<Prediction, 'gold' | 'predicted'>): Prediction {
   return {
@@ -37,7 +38,8 @@ const FOUR = [
 ];
 
 describe('summarise', () => {
-  const s = summarise(FOUR);
+  const bootstrap = new Rng(1, 'bootstrap');
+  const s = summarise(FOUR, () => bootstrap.next());
 
   it('computes the classification metrics, counting a missing grade as wrong', () => {
     // Exact: #1 and #3 -> 2/4. Binary: #1 (rel/rel) and #3 (irr/irr) right; #2 L2->L3 crosses; #4 unanswered.
@@ -70,7 +72,7 @@ describe('summarise', () => {
   });
 
   it('gives null rates, not zeros, for a model without completions (the baseline)', () => {
-    const baseline = summarise(FOUR.map((p) => ({ ...p, formatOk: null, stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null })));
+    const baseline = summarise(FOUR.map((p) => ({ ...p, formatOk: null, stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null })), () => 0);
     expect(baseline.formatValidity).toBeNull();
     expect(baseline.stepVerificationRate).toBeNull();
     expect(baseline.ruleAdherence).toBeNull();

@@ -77,6 +77,11 @@ describe('eval stage', () => {
       const summary = row.kind === 'baseline' ? metrics.baseline : metrics.checkpoints[row.model];
       const cells = GRADES.flatMap((g) => [...GRADES, 'none' as const].map((p) => summary?.confusion[g][p] ?? 0));
       expect(cells.reduce((a, b) => a + b, 0)).toBe(6);
+      // Each figure comes with its 95% bootstrap interval, which brackets it.
+      const [low, high] = row.intervals.acc4;
+      expect(low).toBeLessThanOrEqual(row.acc4);
+      expect(high).toBeGreaterThanOrEqual(row.acc4);
+      expect(row.intervals.level).toBe(0.95);
     }
     for (const model of ['sft', 'post']) {
       const rows = of(model);
