@@ -158,6 +158,16 @@ async function evaluateCheckpoint(
   }
 }
 
+/** A baseline's predictions: no completion, only a grade per example. */
+function baselinePredictions(model: string, examples: readonly PromptRecord[], predict: (example: PromptRecord['example']) => Grade): Prediction[] {
+  return examples.map((r): Prediction => {
+    const started = performance.now();
+    const predicted = predict(r.example);
+    const latencyMs = performance.now() - started;
+    return { model, ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
+  });
+}
+
 export default defineStage({
   name: 'eval',
   version: '1',
@@ -219,12 +229,7 @@ export default defineStage({
         train.map((r) => r.example),
         tuningSet.map((r) => r.example),
       );
-      const baseline = examples.map((r): Prediction => {
-        const started = performance.now();
-        const predicted = fitted.predict(r.example);
-        const latencyMs = performance.now() - started;
-        return { model: 'baseline', ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
-      });
+      const baseline = baselinePredictions('baseline', examples, fitted.predict);
       const summary = summarise(baseline, bootstrapStream('baseline'));
       metrics.baseline = { ...summary, thresholds: fitted.thresholds, devMacroF1: fitted.devMacroF1 };
       ctx.log.info(`baseline: ${headline(summary)}`);
@@ -235,13 +240,10 @@ export default defineStage({
     if (p.learned_baseline) {
       const { fitLearnedBaseline } = await import('../lib/relevance/learned-baseline.ts');
       const fitted = fitLearnedBaseline(train.map((r) => r.example));
-      const learned = examples.map((r): Prediction => {
-        const started = performance.now();
-        const predicted = fitted.predict(r.example);
-        return { model: 'learned-baseline', ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs: performance.now() - started };
-      });
-      const summary = summarise(learned);
+      const learned = baselinePredictions('learned-baseline', examples, fitted.predict);
+      const summary = summarise(learned, bootstrapStream('learned-baseline'));
       metrics.learnedBaseline = { ...summary, trainMacroF1: fitted.trainMacroF1 };
+      ctx.log.info(`learned-baseline: ${headline(summary)}`);
       metrics.comparison.push(comparisonRow('learned-baseline', 'baseline', summary));
       predictions.push(...learned);
     }
