@@ -24,7 +24,7 @@ const params = z.strictObject({
   max_completion_length: z.number().int().positive().default(160).describe('Token budget of a completion; longer ones are cut and fail the format'),
   batch_size: z.number().int().positive().default(32).describe('Rows generated together (a prompt\'s samples are rows of their own)'),
   splits: z.array(z.enum(['train', 'dev', 'test'])).min(1).default(['train']).describe('Prompt splits to sample'),
-  limit: z.number().int().min(0).default(0).describe('At most this many prompts per split (0 = all); from an RL pool (the checkpoint has rl-pool.json), the most uncertain of the pool'),
+  limit: z.number().int().min(0).default(0).describe('At most this many prompts per split (0 = all); from an RL pool (the checkpoint has rl-pool.json), a seeded sample of the pool, ranked most uncertain first'),
 });
 
 /** One sampled completion and its verdicts. */
@@ -88,10 +88,12 @@ export default defineStage({
     for (const split of p.splits) {
       let records = await readPromptRecords(promptsDir, split);
       // A checkpoint whose SFT held out an RL pool: train prompts come from the pool only, all of
-      // them sampled, and `limit` keeps the most uncertain (stages/lib/rl-pool.ts).
+      // at most `limit` of them (a seeded sample), ranked most uncertain first (stages/lib/rl-pool.ts).
       const pooled = split === 'train' && (await readRlPool(checkpointDir)) !== undefined;
-      if (pooled) records = await restrictToRlPool(checkpointDir, records);
-      else if (p.limit > 0) records = records.slice(0, p.limit);
+      if (pooled) {
+        records = await restrictToRlPool(checkpointDir, records);
+        if (p.limit > 0) records = ctx.rng.fork('rl-pool').shuffle(records).slice(0, p.limit);
+      } else if (p.limit > 0) records = records.slice(0, p.limit);
       const fitting = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, p.max_completion_length));
       const skipped = records.length - fitting.length;
       if (skipped > 0) ctx.log.warn(`${split}: skipped ${skipped} of ${records.length} prompts too long for the context with ${p.max_completion_length} new tokens`);
@@ -126,7 +128,7 @@ export default defineStage({
         const correct = samples.filter((s) => s.correct).length;
         return { ...record, samples, correct, pass_rate: correct / samples.length };
       });
-      if (pooled) sampled = rankByUncertainty(sampled).slice(0, p.limit > 0 ? p.limit : undefined);
+      if (pooled) sampled = rankByUncertainty(sampled);
       await writeJsonl(join(ctx.outDir, `${split}.jsonl`), sampled);
 
       const all = sampled.flatMap((s) => s.samples);
