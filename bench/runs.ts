@@ -15,6 +15,10 @@
  * load average before and after (the machine may be shared: figures from a loaded machine are
  * slower, not wrong). Peak memory is the CLI's own: run it under `/usr/bin/time -v` for that. Extra
  * arguments go to `pipeline run`.
+ *
+ * `--inference-paths` runs the config once more with `engine.inference=tfjs` (the first run keeps
+ * the config's own setting, auto: onnxruntime where it loads) into a second fresh store, and adds
+ * `decode_stage_s`: the duration of every sample, grpo and eval stage on each path, and their ratio.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,33 +30,42 @@ const TARGET_S: Record<string, number> = { smoke: 180 };
 const SFT_TARGET_S: Record<string, number> = { lore: 900 };
 const repo = path.resolve(import.meta.dirname, '..');
 const config = process.argv[2] ?? 'configs/smoke.yaml';
-const runArgs = process.argv.slice(3);
-const store = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-run-'));
+const inferencePaths = process.argv.includes('--inference-paths');
+const runArgs = process.argv.slice(3).filter((a) => a !== '--inference-paths');
 const loadAverage = () => os.loadavg()[0] ?? 0;
 const loadBefore = loadAverage();
 
-const started = performance.now();
-const run = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', config, '--store', store, ...runArgs], {
-  cwd: repo,
-  env: { ...process.env, CI: 'true' },
-  encoding: 'utf8',
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const wallS = (performance.now() - started) / 1000;
-if (run.status !== 0) {
-  console.error(run.stdout);
-  console.error(`pipeline run ${config} exited with ${run.status}; store kept at ${store}`);
-  process.exit(1);
-}
-
 interface Manifest {
   stage: string;
+  type: string;
   fingerprint: string;
   durationS?: number;
   metrics?: Record<string, unknown>;
+  engine?: Record<string, string>;
 }
+
+/** `pipeline run` on a fresh store; exits the bench when it fails. */
+function runPipeline(extraArgs: string[]): { wallS: number; store: string; manifests: Manifest[] } {
+  const store = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-run-'));
+  const started = performance.now();
+  const run = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', config, '--store', store, ...runArgs, ...extraArgs], {
+    cwd: repo,
+    env: { ...process.env, CI: 'true' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const wallS = (performance.now() - started) / 1000;
+  if (run.status !== 0) {
+    console.error(run.stdout);
+    console.error(`pipeline run ${config} exited with ${run.status}; store kept at ${store}`);
+    process.exit(1);
+  }
+  const objects = path.join(store, 'objects');
+  return { wallS, store, manifests: fs.readdirSync(objects).map((d) => JSON.parse(fs.readFileSync(path.join(objects, d, 'manifest.json'), 'utf8'))) };
+}
+
+const { wallS, store, manifests } = runPipeline([]);
 const objects = path.join(store, 'objects');
-const manifests: Manifest[] = fs.readdirSync(objects).map((d) => JSON.parse(fs.readFileSync(path.join(objects, d, 'manifest.json'), 'utf8')));
 const stages = Object.fromEntries(manifests.map((m) => [m.stage, m.durationS]));
 const sftMetrics = manifests.find((m) => m.stage === 'sft')?.metrics ?? {};
 // The eval stage's comparison table (test split), when the run has one: each model against the baseline.
@@ -75,6 +88,24 @@ const margins = Object.fromEntries(
     return model !== undefined && baseline !== undefined ? [[`${k}_over_baseline`, Number((model - baseline).toFixed(4))]] : [];
   }),
 );
+// The stages that decode, on each inference path (the second run: --inference-paths).
+const DECODING = ['sample', 'grpo', 'eval'];
+const decodeSeconds = (list: Manifest[]) => Object.fromEntries(list.filter((m) => DECODING.includes(m.type)).map((m) => [m.stage, m.durationS ?? null]));
+let decodeStages: Record<string, unknown> | undefined;
+if (inferencePaths) {
+  const tfjsRun = runPipeline(['--set', 'engine.inference=tfjs']);
+  const first = decodeSeconds(manifests);
+  const tfjs = decodeSeconds(tfjsRun.manifests);
+  // What the first run decoded on, as its manifests recorded it (auto: onnxruntime where it loads).
+  const firstPath = manifests.find((m) => DECODING.includes(m.type))?.engine?.inference ?? 'config';
+  decodeStages = {
+    [firstPath]: first,
+    tfjs,
+    tfjs_over_first: Object.fromEntries(Object.keys(first).map((k) => [k, first[k] && tfjs[k] ? Number(((tfjs[k] as number) / (first[k] as number)).toFixed(2)) : null])),
+    tfjs_wall_s: Number(tfjsRun.wallS.toFixed(1)),
+  };
+  fs.rmSync(tfjsRun.store, { recursive: true, force: true });
+}
 console.log(
   JSON.stringify(
     {
@@ -86,6 +117,7 @@ console.log(
       sft: Object.fromEntries(Object.entries(sftMetrics).filter(([k]) => k.startsWith('dev_') || k.startsWith('baseline_') || k === 'steps' || k === 'data_parallel_ranks')),
       sft_dev_margin: margins,
       ...(evalComparison ? { eval_test: evalComparison } : {}),
+      ...(decodeStages ? { decode_stage_s: decodeStages } : {}),
       load_before: Number(loadBefore.toFixed(2)),
       load_after: Number(loadAverage().toFixed(2)),
     },

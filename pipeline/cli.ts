@@ -1,13 +1,16 @@
 /**
- * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the run was stopped,
- * or the store was busy with --no-wait), 2 bad usage or config.
+ * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the store was busy with
+ * --no-wait), 2 bad usage or config, 130 the run was stopped (SIGINT/SIGTERM).
  */
+import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DiagnosticsError } from './diagnostics.ts';
 import { describeDecision } from './plan.ts';
 import { runStageInProcess } from './executor/run-stage.ts';
-import { acquireStoreLock, describeHolder } from './store/lock.ts';
+import { acquireStoreLock, describeHolder, LockBusyError } from './store/lock.ts';
+import { StoreError } from './store/store.ts';
 import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, processIo, splitList, storeFor, type Io } from './commands/common.ts';
+import { exportCommand } from './commands/export.ts';
 import { gcCommand } from './commands/gc.ts';
 import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
 import { runCommand } from './commands/run.ts';
@@ -44,6 +47,19 @@ interface SelectionFlags {
 }
 
 const selection = (flags: SelectionFlags) => ({ only: splitList(flags.only), from: flags.from, until: flags.until });
+
+/** An action whose failures (a missing file, a corrupt model) print `error: ...` and exit 1; config errors keep their diagnostics. */
+function reportingErrors<A extends unknown[]>(io: Io, setExit: (code: number) => void, action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args) => {
+    try {
+      await action(...args);
+    } catch (error) {
+      if (error instanceof DiagnosticsError) throw error;
+      io.err(`error: ${(error as Error).message}`);
+      setExit(EXIT.failed);
+    }
+  };
+}
 
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const program = new Command('pipeline')
@@ -93,15 +109,54 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .action(async (config: string, what: string, flags) => setExit(await showCommand(config, what, flags, io)));
 
   withConfigOptions(program.command('gc').argument('<config>', 'pipeline YAML (names the store)'))
-    .description('delete artifacts no ref points at, and work folders the config would not resume from')
+    .description('delete artifacts no ref points at and the config does not plan, and work folders no run would resume from')
     .option('--dry-run', 'list what would be deleted')
-    .option('--resumable', "also delete the work folders of the config's unbuilt stages (their step checkpoints)")
+    .option('--resumable', 'also delete work folders a run would resume from (step checkpoints, of any pipeline)')
+    .option('--clear-cache <name>', "also delete this named cache under the store's work/ (e.g. teacher-cache: paid-for teacher answers; repeatable)", collect)
     .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
 
   withConfigOptions(program.command('report').argument('<config>', 'pipeline YAML'))
     .description('write one self-contained HTML report: the DAG, curves, metrics and stage report fragments')
     .option('--out <file>', 'where to write it (default: <store>/reports/<pipeline>.html)')
     .action(async (config: string, flags) => setExit(await reportCommand(config, flags, io)));
+
+  withConfigOptions(program.command('score').argument('<config>', 'pipeline YAML (its built judge, knowledge graph and prompts)'))
+    .description('label query–item pairs with the trained judge: grade, per-grade probabilities, reasoning (resumable)')
+    .requiredOption('--input <file>', 'JSONL of {id?, query, item: {title, category?, attributes?, ...}}')
+    .requiredOption('--output <file>', 'JSONL written when every pair is scored (<output>.partial until then)')
+    .option('--model <stage>', 'the checkpoint stage to judge with (default: the last one built)')
+    .option('--batch-size <n>', 'pairs decoded at once', positiveInt, 8)
+    .option('--max-new-tokens <n>', 'generation budget per pair', positiveInt, 160)
+    .action(
+      reportingErrors(io, setExit, async (config: string, flags) => {
+        const { builtArtifacts } = await import('./commands/artifacts.ts');
+        const { scorePairs } = await import('../stages/lib/serving/score.ts');
+        const artifacts = await builtArtifacts(config, flags, io);
+        setExit(await scorePairs(artifacts, { ...flags, input: path.resolve(io.cwd, flags.input), output: path.resolve(io.cwd, flags.output) }, { ...io, isTTY: process.stderr.isTTY === true }));
+      }),
+    );
+
+  withConfigOptions(program.command('serve').argument('<config>', 'pipeline YAML (its built deployment: a precompute stage)'))
+    .description('serve the judge over HTTP: head cache, distilled model, LLM (POST /v1/relevance, OpenAI-compatible /v1/chat/completions)')
+    .option('--stage <name>', 'the deployment (precompute) stage to serve (default: the only one)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free one)', (v) => (v === '0' ? 0 : positiveInt(v)), 8080)
+    .option('--body-limit <bytes>', 'largest request body (413 beyond)', positiveInt, 1_048_576)
+    .option('--max-items <n>', 'most items in one relevance request', positiveInt, 256)
+    .addOption(new Option('--log-level <level>', 'JSON request logs on stdout').choices(['silent', 'error', 'warn', 'info', 'debug']).default('info'))
+    .action(
+      reportingErrors(io, setExit, async (config: string, flags) => {
+        const { builtArtifacts } = await import('./commands/artifacts.ts');
+        const { serveCommand } = await import('../stages/lib/serving/serve-command.ts');
+        const artifacts = await builtArtifacts(config, flags, io);
+        setExit(await serveCommand(artifacts, { ...flags, logger: flags.logLevel === 'silent' ? false : { level: flags.logLevel } }, io));
+      }),
+    );
+
+  withConfigOptions(program.command('export').argument('<config>', 'pipeline YAML').argument('<stage>', 'a stage whose artifact is a checkpoint'))
+    .description("copy the stage's checkpoint with an ONNX export (onnx/model.onnx) that onnxruntime and transformers.js load")
+    .option('--out <dir>', 'where to write it (default: <store>/exports/<pipeline>/<stage>)')
+    .action(async (config: string, stage: string, flags) => setExit(await exportCommand(config, stage, flags, io)));
 
   program
     .command('stages')
@@ -161,6 +216,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     return exit;
   } catch (error) {
     if (error instanceof DiagnosticsError) return printDiagnostics(error.diagnostics, io);
+    if (error instanceof StoreError || error instanceof LockBusyError) {
+      io.err(`error: ${error.message}`);
+      return EXIT.failed;
+    }
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     io.err(`Internal error: ${(error as Error).stack ?? String(error)}`);
     return EXIT.failed;

@@ -18,8 +18,7 @@ export function checkGraph(graph: StageGraph, source: YamlSource): Diagnostic[] 
       }
     });
   }
-  const cycle = findCycle(graph);
-  if (cycle) {
+  for (const cycle of findCycles(graph)) {
     const hops = cycle.slice(0, -1).map((stage, i) => {
       const next = cycle[i + 1] as string;
       const index = (graph.get(stage) ?? []).indexOf(next);
@@ -35,27 +34,73 @@ export function checkGraph(graph: StageGraph, source: YamlSource): Diagnostic[] 
   return diagnostics;
 }
 
-/** The first cycle found, as a closed path [a, b, c, a]; undefined for a DAG. Unknown needs are ignored. */
-export function findCycle(graph: StageGraph): string[] | undefined {
-  const state = new Map<string, 'open' | 'done'>();
+/**
+ * One cycle per group of stages that need each other (a strongly connected component with a
+ * cycle, Tarjan's algorithm), as a closed path [a, b, c, a] from the group's first stage in YAML
+ * order; so two separate cycles are two errors. Unknown needs are ignored.
+ */
+export function findCycles(graph: StageGraph): string[][] {
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
   const stack: string[] = [];
-  const visit = (stage: string): string[] | undefined => {
-    if (state.get(stage) === 'done') return undefined;
-    if (state.get(stage) === 'open') return [...stack.slice(stack.indexOf(stage)), stage];
-    state.set(stage, 'open');
+  const onStack = new Set<string>();
+  const components: string[][] = [];
+  const connect = (stage: string) => {
+    index.set(stage, index.size);
+    low.set(stage, index.get(stage) as number);
     stack.push(stage);
+    onStack.add(stage);
     for (const next of graph.get(stage) ?? []) {
       if (!graph.has(next)) continue;
-      const cycle = visit(next);
-      if (cycle) return cycle;
+      if (!index.has(next)) {
+        connect(next);
+        low.set(stage, Math.min(low.get(stage) as number, low.get(next) as number));
+      } else if (onStack.has(next)) {
+        low.set(stage, Math.min(low.get(stage) as number, index.get(next) as number));
+      }
     }
-    stack.pop();
-    state.set(stage, 'done');
-    return undefined;
+    if (low.get(stage) === index.get(stage)) {
+      const component: string[] = [];
+      let member: string;
+      do {
+        member = stack.pop() as string;
+        onStack.delete(member);
+        component.push(member);
+      } while (member !== stage);
+      components.push(component);
+    }
   };
-  for (const stage of graph.keys()) {
-    const cycle = visit(stage);
-    if (cycle) return cycle;
+  for (const stage of graph.keys()) if (!index.has(stage)) connect(stage);
+
+  const order = [...graph.keys()];
+  const cycles: string[][] = [];
+  for (const component of components) {
+    const members = new Set(component);
+    const start = order.find((stage) => members.has(stage)) as string;
+    const path = shortestPathBack(graph, start, members);
+    if (path) cycles.push(path);
+  }
+  return cycles.sort((a, b) => order.indexOf(a[0] as string) - order.indexOf(b[0] as string));
+}
+
+/** The shortest closed path start -> ... -> start inside `members` (breadth first), if any. */
+function shortestPathBack(graph: StageGraph, start: string, members: ReadonlySet<string>): string[] | undefined {
+  const previous = new Map<string, string>();
+  const queue = [start];
+  while (queue.length > 0) {
+    const stage = queue.shift() as string;
+    for (const next of graph.get(stage) ?? []) {
+      if (!members.has(next)) continue;
+      if (next === start) {
+        const chain = [stage];
+        while (chain[0] !== start) chain.unshift(previous.get(chain[0] as string) as string);
+        return [...chain, start];
+      }
+      if (!previous.has(next)) {
+        previous.set(next, stage);
+        queue.push(next);
+      }
+    }
   }
   return undefined;
 }

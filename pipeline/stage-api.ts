@@ -27,6 +27,8 @@ export type ArtifactKind =
   | 'checkpoint' // HF-layout model folder
   | 'samples' // N verified samples per prompt
   | 'eval' // metrics.json, predictions.jsonl, report fragment
+  | 'distilled' // a distilled judge: model.json (DeepBoW)
+  | 'deployment' // a serving bundle: deployment.json, the head-tier cache
   | 'files'; // anything else (exec, user stages)
 
 export interface StageType<Schema extends z.ZodType = z.ZodType> {
@@ -39,6 +41,8 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
   /** zod schema of `with:`; every key has `.default(...)` (unless required) and `.describe(...)`. */
   params: Schema;
   produces: ArtifactKind;
+  /** The kind for these params when it depends on them (exec's `produces`); `produces` otherwise. */
+  producesFor?(params: z.output<Schema>): ArtifactKind;
   resources: ResourceClass;
   /**
    * Files outside the store that this stage reads given its params (dataset files, reward modules,
@@ -46,7 +50,23 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
    * fingerprint, so editing one reruns the stage.
    */
   userFiles?(params: z.output<Schema>): string[];
+  /**
+   * Kinds of artifact this stage reads given its params: its `needs` must give at least one of each.
+   * `validate` and `plan` check it, so a missing input fails before anything runs.
+   */
+  requires?(params: z.output<Schema>): ArtifactKind[];
+  /**
+   * Checks of the params that need files but no training (a reward module that must load), run by
+   * `validate` and `plan`. Each problem names its key path under `with:`.
+   */
+  check?(params: z.output<Schema>, context: { configDir: string }): Promise<ParamProblem[]>;
   run(ctx: StageContext<z.output<Schema>>): Promise<StageOutcome | void>;
+}
+
+export interface ParamProblem {
+  /** Key path under the stage's `with:`, e.g. ['rewards', 1, 'use']. */
+  path: (string | number)[];
+  message: string;
 }
 
 export interface Manifest {
@@ -131,9 +151,11 @@ export interface StepCheckpoints {
 
 /** The pipeline-level `engine:` block, passed through untouched to stages that build models. */
 export interface EngineConfig {
-  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
   /** Training replicas that split each batch (wasm and cpu backends); see engineSchema. */
   data_parallel?: 'auto' | number;
+  /** What decodes and scores: onnxruntime (an ONNX export), tfjs, or auto; see engineSchema. */
+  inference?: 'auto' | 'onnxruntime' | 'tfjs';
   [key: string]: unknown;
 }
 
@@ -171,6 +193,11 @@ export interface StageOutcome {
   /** Summary figures, stored in `manifest.metrics` and shown by `pipeline show`. */
   metrics?: Record<string, unknown>;
   engine?: EngineRecord;
+}
+
+/** The kind of artifact a stage of `type` with these params produces. */
+export function producedKind(type: StageType, params: unknown): ArtifactKind {
+  return type.producesFor?.(params) ?? type.produces;
 }
 
 /** Helper for stage modules: keeps the schema's types flowing into `run`. */

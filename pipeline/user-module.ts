@@ -17,3 +17,15 @@ export async function importUserModule(file: string): Promise<Record<string, unk
   }
   return module;
 }
+
+/**
+ * Why a user module failed to load, in one line: the error's first line, or for a compile error
+ * ("Transform failed with 1 error:") the line that follows, which names file:line:col and the problem.
+ */
+export function describeLoadError(error: unknown): string {
+  // Loaders colour their messages; a config error is printed into files and logs too.
+  const text = (error instanceof Error ? error.message : String(error)).replace(/\x1b\[[0-9;]*m/g, '');
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  const first = lines[0] ?? 'unknown error';
+  return first.endsWith(':') && lines[1] ? `${first} ${lines[1].trim()}` : first;
+}

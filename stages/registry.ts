@@ -12,6 +12,8 @@ import dpoStage from './dpo/index.ts';
 import grpoStage from './grpo/index.ts';
 import evalStage from './eval/index.ts';
 import pretrainStage from './pretrain/index.ts';
+import distillStage from './distill/index.ts';
+import precomputeStage from './precompute/index.ts';
 
 export const builtinStages: StageType[] = [
   execStage,
@@ -26,4 +28,6 @@ export const builtinStages: StageType[] = [
   dpoStage,
   grpoStage,
   pretrainStage,
+  distillStage,
+  precomputeStage,
 ];

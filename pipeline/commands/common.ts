@@ -7,7 +7,8 @@ import type { Selection } from '../graph.ts';
 import { planPipeline, type Plan } from '../plan.ts';
 import { ArtifactStore } from '../store/store.ts';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+/** 130 = 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, cancelled: 130 } as const;
 
 export interface Io {
   out(text: string): void;

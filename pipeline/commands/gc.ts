@@ -1,49 +1,108 @@
 /**
- * `pipeline gc`: deletes every object no ref (of any pipeline in the store) points at, and the work
- * folders (unfinished builds and their step checkpoints) that the config as it stands would not
- * resume from. The work folder of a stage whose current fingerprint is unbuilt is kept: it holds the
- * step checkpoints of a crashed or stopped training run, and deleting it would make the next
- * `pipeline run` start that training over. `--resumable` deletes those too. Runs under the store
- * lock, so it never races a run.
+ * `pipeline gc`: frees what nothing needs, in a store that several pipelines may share. It keeps
+ * - every object a ref of any pipeline points at, and every object the given config (as it stands,
+ *   with its --set) plans as cached, so `plan` says the same before and after;
+ * - every work folder holding a step checkpoint, whichever pipeline left it, and the work folders of
+ *   the config's unbuilt stages: deleting one would make the next run start its training over.
+ *   `--resumable` deletes these too;
+ * - named caches: entries of work/ that are not fingerprints, which a stage keeps across its
+ *   fingerprints (e.g. cot's OpenAI answers, paid for). `--clear-cache NAME` deletes one.
+ * It decides under the store lock, so it never races a run, and `--dry-run` decides the same way.
  */
 import * as fs from 'node:fs/promises';
+import { latestCheckpointStep } from '../executor/checkpoints.ts';
 import { shortFingerprint } from '../fingerprint.ts';
 import { acquireStoreLock, describeHolder } from '../store/lock.ts';
-import { dirBytes } from '../store/fs-util.ts';
+import { dirBytes, exists } from '../store/fs-util.ts';
+import { isFingerprint, type ArtifactStore } from '../store/store.ts';
+import type { Plan } from '../plan.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
-export async function gcCommand(configPath: string, options: ConfigOptions & { dryRun?: boolean; resumable?: boolean }, io: Io): Promise<number> {
+export interface GcOptions extends ConfigOptions {
+  dryRun?: boolean;
+  resumable?: boolean;
+  clearCache?: string[];
+}
+
+interface Verdict {
+  what: 'object' | 'work' | 'cache';
+  name: string;
+  dir: string;
+  /** Why it stays; undefined when it goes. */
+  kept?: string;
+}
+
+export async function gcCommand(configPath: string, options: GcOptions, io: Io): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
-  // The fingerprints this config would build now: a work folder of one of them is what the next run
-  // resumes. With --resumable nothing is kept, so there is nothing to plan.
-  const unbuilt = options.resumable ? [] : (await planOrThrow(loaded, store, {})).stages.filter((stage) => stage.decision.action !== 'cached');
-  const resumable = new Map(unbuilt.map((stage) => [stage.fingerprint, stage.name]));
+  // Taking the lock would create the store: a store that is not there has nothing to collect.
+  if (!(await exists(store.root))) {
+    io.out(`no store at ${store.root}: nothing to collect`);
+    return EXIT.ok;
+  }
   const lock = await acquireStoreLock(store.root, {
     wait: true,
     command: `pipeline gc ${configPath}`,
     onWait: (holder) => io.err(`waiting for the store lock held by ${describeHolder(holder)} ...`),
   });
   try {
-    const kept = new Set<string>();
-    for (const stages of (await store.allRefs()).values()) for (const fp of stages.values()) kept.add(fp);
-    const work = await store.listWork();
-    const keptWork = work.filter((fp) => resumable.has(fp));
-    const doomed = [
-      ...(await store.listObjects()).filter((fp) => !kept.has(fp)).map((fp) => ({ what: 'object', fp, dir: store.objectDir(fp) })),
-      ...work.filter((fp) => !keptWork.includes(fp)).map((fp) => ({ what: 'work', fp, dir: store.workDir(fp) })),
-    ];
-    for (const fp of keptWork) io.out(`kept work ${shortFingerprint(fp)} (${resumable.get(fp)}: the next run resumes from it; --resumable removes it)`);
+    const unknownCaches = (options.clearCache ?? []).filter((name) => isFingerprint(name));
+    if (unknownCaches.length > 0) {
+      io.err(`error: --clear-cache takes a cache name (a folder of ${store.root}/work that is not a fingerprint), not ${unknownCaches.join(', ')}`);
+      return EXIT.usage;
+    }
+    // Planned under the lock, so a run that just finished is seen.
+    const plan = await planOrThrow(loaded, store, {});
+    const verdicts = [...(await judgeObjects(store, plan)), ...(await judgeWork(store, plan, options))];
     let bytes = 0;
-    for (const item of doomed) {
+    for (const item of verdicts) {
+      if (item.kept && item.what !== 'object') io.out(`kept ${item.what} ${item.kept}`);
+      if (item.kept) continue;
       const size = await dirBytes(item.dir);
       bytes += size;
-      io.out(`${options.dryRun ? 'would remove' : 'removed'} ${item.what} ${shortFingerprint(item.fp)} (${size} B)`);
+      io.out(`${options.dryRun ? 'would remove' : 'removed'} ${item.what} ${item.name} (${size} B)`);
       if (!options.dryRun) await fs.rm(item.dir, { recursive: true, force: true });
     }
-    io.out(`${options.dryRun ? 'would free' : 'freed'} ${bytes} B; kept ${kept.size} referenced objects`);
+    const keptObjects = verdicts.filter((item) => item.what === 'object' && item.kept).length;
+    io.out(`${options.dryRun ? 'would free' : 'freed'} ${bytes} B; kept ${keptObjects} referenced objects`);
     return EXIT.ok;
   } finally {
     await lock.release();
   }
+}
+
+async function judgeObjects(store: ArtifactStore, plan: Plan): Promise<Verdict[]> {
+  const kept = new Set<string>();
+  for (const stages of (await store.allRefs()).values()) for (const fp of stages.values()) kept.add(fp);
+  for (const stage of plan.stages) if (stage.decision.action === 'cached') kept.add(stage.fingerprint);
+  return (await store.listObjects()).map((fp) => ({
+    what: 'object',
+    name: shortFingerprint(fp),
+    dir: store.objectDir(fp),
+    ...(kept.has(fp) ? { kept: 'referenced' } : {}),
+  }));
+}
+
+async function judgeWork(store: ArtifactStore, plan: Plan, options: GcOptions): Promise<Verdict[]> {
+  const pipeline = plan.loaded.config.name;
+  const unbuilt = new Map(plan.stages.filter((stage) => stage.decision.action !== 'cached').map((stage) => [stage.fingerprint, stage.name]));
+  const verdicts: Verdict[] = [];
+  for (const name of await store.listWork()) {
+    const dir = store.workDir(name);
+    if (!isFingerprint(name)) {
+      const keep = !(options.clearCache ?? []).includes(name);
+      const kept = keep ? `${name} (${await dirBytes(dir)} B; --clear-cache ${name} removes it)` : undefined;
+      verdicts.push({ what: 'cache', name, dir, ...(kept ? { kept } : {}) });
+      continue;
+    }
+    const step = await latestCheckpointStep(dir);
+    const stage = unbuilt.get(name);
+    let kept: string | undefined;
+    if (!options.resumable && stage) kept = `${shortFingerprint(name)} (${stage}: the next run resumes from it; --resumable removes it)`;
+    else if (!options.resumable && step !== undefined) {
+      kept = `${shortFingerprint(name)} (step checkpoint at step ${step}, not a stage of ${pipeline}; --resumable removes it)`;
+    }
+    verdicts.push({ what: 'work', name: shortFingerprint(name), dir, ...(kept ? { kept } : {}) });
+  }
+  return verdicts;
 }

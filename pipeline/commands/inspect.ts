@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { shortFingerprint } from '../fingerprint.ts';
 import { describeDecision } from '../plan.ts';
 import { dirBytes } from '../store/fs-util.ts';
-import type { RunRecord } from './run.ts';
+import { readLastRun, type LastRun } from './run.ts';
 import { slurmStatusLines } from '../slurm/job-record.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
@@ -15,7 +15,7 @@ export async function statusCommand(configPath: string, options: ConfigOptions &
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   const plan = await planOrThrow(loaded, store, {});
-  const lastRun = await store.readLatestRun<RunRecord>(loaded.config.name);
+  const lastRun = await readLastRun(store, loaded.config.name);
   const lastByStage = new Map((lastRun?.stages ?? []).map((stage) => [stage.name, stage]));
   const stages = plan.stages.map((stage) => ({
     name: stage.name,
@@ -31,7 +31,7 @@ export async function statusCommand(configPath: string, options: ConfigOptions &
     return EXIT.ok;
   }
   io.out(`pipeline ${loaded.config.name}, store ${store.root}`);
-  io.out(lastRun ? `last run: ${lastRun.status}, ${lastRun.started} .. ${lastRun.finished}` : 'last run: none');
+  io.out(`last run: ${lastRun ? describeRun(lastRun) : 'none'}`);
   for (const stage of stages) {
     const state = stage.upToDate ? 'up to date' : stage.ref ? 'out of date' : 'never built';
     const last = stage.lastRun ? `, last run ${stage.lastRun.state}` : '';
@@ -39,6 +39,12 @@ export async function statusCommand(configPath: string, options: ConfigOptions &
   }
   for (const line of await slurmStatusLines(store, loaded.config.name)) io.out(line);
   return EXIT.ok;
+}
+
+function describeRun(run: LastRun): string {
+  if (run.status === 'running') return `running (pid ${run.pid}), started ${run.started}`;
+  if (run.status === 'interrupted') return `interrupted (its process ${run.pid} ended without finishing), started ${run.started}`;
+  return `${run.status}, ${run.started} .. ${run.finished}`;
 }
 
 export async function lsCommand(configPath: string, options: ConfigOptions & JsonOption, io: Io): Promise<number> {

@@ -4,7 +4,8 @@ import { describeDecision, stagesToRun, type Plan } from '../plan.ts';
 import { executors } from '../executor/index.ts';
 import type { OnError, StageResult } from '../executor/types.ts';
 import { plainDisplay, ttyDisplay, type RunDisplay } from '../progress/display.ts';
-import { acquireStoreLock, describeHolder, LockBusyError, type StoreLock } from '../store/lock.ts';
+import { acquireStoreLock, describeHolder, isStale, LockBusyError, readLock, type StoreLock } from '../store/lock.ts';
+import type { ArtifactStore } from '../store/store.ts';
 import type { Selection } from '../graph.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
@@ -16,13 +17,19 @@ export interface RunOptions extends ConfigOptions {
   wait: boolean;
 }
 
-/** What `status` and a later `report` read: `<store>/runs/<pipeline>/latest.json`. */
+/**
+ * What `status` and a later `report` read: `<store>/runs/<pipeline>/latest.json`. Written when the
+ * run starts (status `running`, no stages, `finished` empty) and again when it ends.
+ */
 export interface RunRecord {
   pipeline: string;
   config: string;
   started: string;
   finished: string;
-  status: 'succeeded' | 'failed' | 'cancelled';
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
+  /** The process that ran it, and the token of the store lock it held. */
+  pid: number;
+  lockToken: string;
   stages: {
     name: string;
     fingerprint: string;
@@ -33,6 +40,18 @@ export interface RunRecord {
     logPath?: string;
     message?: string;
   }[];
+}
+
+/** A `running` record whose run no longer holds the store lock: its process was killed. */
+export type RunStatus = RunRecord['status'] | 'interrupted';
+export type LastRun = Omit<RunRecord, 'status'> & { status: RunStatus };
+
+/** The pipeline's latest run record, with its status as it stands now (see RunStatus). */
+export async function readLastRun(store: ArtifactStore, pipeline: string): Promise<LastRun | undefined> {
+  const record = await store.readLatestRun<RunRecord>(pipeline);
+  if (record?.status !== 'running') return record;
+  const holder = await readLock(store.root);
+  return holder?.token === record.lockToken && !isStale(holder) ? record : { ...record, status: 'interrupted' };
 }
 
 export async function runCommand(configPath: string, options: RunOptions, io: Io): Promise<number> {
@@ -66,6 +85,8 @@ export async function runCommand(configPath: string, options: RunOptions, io: Io
 async function execute(plan: Plan, options: RunOptions, lockToken: string, controller: AbortController, io: Io): Promise<number> {
   const { config } = plan.loaded;
   const started = new Date();
+  const runningRecord: RunRecord = { pipeline: config.name, config: plan.loaded.file, started: started.toISOString(), finished: '', status: 'running', pid: process.pid, lockToken, stages: [] };
+  await plan.store.writeRunRecord(config.name, runningRecord);
   for (const stage of plan.stages) io.out(describeDecision(stage));
   for (const stage of plan.stages) {
     if (stage.decision.action === 'cached' && stage.previous !== stage.fingerprint) {
@@ -87,7 +108,7 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
     const stop = (signal: NodeJS.Signals) => {
       if (controller.signal.aborted) {
         io.err(`${signal} again: exiting now; the next run resumes from the last step checkpoints`);
-        process.exit(130);
+        process.exit(EXIT.cancelled);
       }
       display.message(`${signal}: stopping; nothing unfinished is published (${signal} again to exit at once)`);
       controller.abort();
@@ -119,9 +140,7 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
   if (skipped.length > 0) io.err(`not run: ${skipped.map((r) => `${r.stage} (${r.message})`).join(', ')}`);
   const status = controller.signal.aborted ? 'cancelled' : failed.length > 0 ? 'failed' : 'succeeded';
   const record: RunRecord = {
-    pipeline: config.name,
-    config: plan.loaded.file,
-    started: started.toISOString(),
+    ...runningRecord,
     finished: new Date().toISOString(),
     status,
     stages: plan.stages.map((stage) => {
@@ -143,6 +162,6 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
   const built = results.filter((r) => r.state === 'succeeded').length;
   const cached = plan.stages.filter((s) => s.decision.action === 'cached').length;
   io.out(`${status}: ${built} built, ${cached} cached, ${failed.length} failed, ${skipped.length} not run`);
-  return status === 'succeeded' ? EXIT.ok : EXIT.failed;
+  return status === 'succeeded' ? EXIT.ok : status === 'cancelled' ? EXIT.cancelled : EXIT.failed;
 }
 

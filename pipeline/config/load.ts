@@ -1,7 +1,8 @@
 /**
  * Config phase: YAML text -> a validated, typed pipeline, or every problem found at once.
  * Order: YAML syntax (nothing else can be checked without it), `--set` overrides, the top-level
- * schema, each stage's `uses` and `with`, then the graph (missing needs, cycles).
+ * schema, each stage's `uses` and `with`, the graph (missing needs, cycles), then what each stage
+ * needs from outside its YAML (input kinds, files, its own checks: stage-checks.ts).
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -13,6 +14,7 @@ import { issuesToDiagnostics } from './issues.ts';
 import { locate, type YamlSource } from './locate.ts';
 import { applyOverrides } from './overrides.ts';
 import { pipelineConfigSchema, type PipelineConfig } from './schema.ts';
+import { checkStages, type StageToCheck } from './stage-checks.ts';
 import { isUserStagePath, loadUserStage } from './stage-types.ts';
 
 export interface LoadedStage {
@@ -82,6 +84,7 @@ export async function loadConfig(
   const stages = new Map<string, LoadedStage>();
   const graph = new Map<string, string[]>();
   const userStages = new Map<string, ReturnType<typeof loadUserStage>>();
+  const toCheck = new Map<string, StageToCheck>();
   for (const [name, stageRaw] of stageEntries) {
     const stage = stageRaw as { uses?: unknown; with?: unknown; needs?: unknown };
     graph.set(name, Array.isArray(stage?.needs) ? stage.needs.filter((n): n is string => typeof n === 'string') : []);
@@ -114,9 +117,12 @@ export async function loadConfig(
       diagnostics.push(...issuesToDiagnostics(params.error.issues, withRaw, type.params, source, ['stages', name, 'with']));
       continue;
     }
-    stages.set(name, { name, type, params: params.data, moduleFile });
+    const loadedStage = { name, type, params: params.data, moduleFile };
+    stages.set(name, loadedStage);
+    toCheck.set(name, { loaded: loadedStage, needs: graph.get(name) ?? [], withRaw });
   }
   diagnostics.push(...checkGraph(graph, source));
+  diagnostics.push(...(await checkStages(toCheck, source, dir)));
 
   if (diagnostics.length > 0 || !parsed.success) return { ok: false, diagnostics };
   return { ok: true, loaded: { file, dir, source, config: parsed.data, stages, overrides: options.overrides ?? [] } };

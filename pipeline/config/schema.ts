@@ -43,13 +43,17 @@ export const executorName = z.enum(['local', 'slurm']);
 export const engineSchema = z
   .looseObject({
     backend: z
-      .enum(['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'])
+      .enum(['auto', 'webgpu', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'])
       .default('auto')
-      .describe('Tensor backend for model stages; auto tries tensorflow-gpu, tensorflow, wasm, then cpu.'),
+      .describe('Tensor backend for model stages; auto tries webgpu on a hardware GPU, tensorflow-gpu, tensorflow, wasm, then cpu (webgpu also runs on a software adapter when named).'),
     data_parallel: z
       .union([z.literal('auto'), z.number().int().min(1)])
       .default(1)
       .describe('Training replicas, one per core, that split each batch on the wasm and cpu backends (auto: one per available core); tfjs-node runs its own threads.'),
+    inference: z
+      .enum(['auto', 'onnxruntime', 'tfjs'])
+      .default('auto')
+      .describe('What decodes and scores (sample, grpo rollouts, eval, cot teacher, sft probes): onnxruntime runs an ONNX export on every core; auto takes it when onnxruntime-node loads, else tfjs. Training stages also write onnx/model.onnx beside their weights unless this is tfjs.'),
   })
   .describe('Passed untouched to model stages; other keys are allowed. Part of every stage fingerprint.');
 
@@ -68,7 +72,8 @@ export const stageConfigSchema = z.strictObject({
 export const pipelineConfigSchema = z.strictObject({
   name: z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, "_", "." or "-"')
+    // Not "." or "..": the name is a folder under refs/, logs/ and runs/ of the store.
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, 'a letter, digit or "_", then letters, digits, "_", "." or "-"')
     .describe('Pipeline name; refs and run records are kept per name, so two configs may share a store.'),
   seed: z.int().min(0).default(0).describe('Seed of every stage RNG; part of every fingerprint.'),
   store: z

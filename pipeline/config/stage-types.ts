@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import type { StageType } from '../stage-api.ts';
 import { exists } from '../store/fs-util.ts';
-import { importUserModule } from '../user-module.ts';
+import { describeLoadError, importUserModule } from '../user-module.ts';
 
 export function isUserStagePath(uses: string): boolean {
   return uses.startsWith('./') || uses.startsWith('../') || path.isAbsolute(uses);
@@ -22,7 +22,7 @@ export async function loadUserStage(uses: string, configDir: string): Promise<Re
   try {
     module = await importUserModule(file);
   } catch (error) {
-    return { error: `cannot load stage module ${uses}: ${(error as Error).message.split('\n')[0]}` };
+    return { error: `cannot load stage module ${uses}: ${describeLoadError(error)}` };
   }
   const candidate = (module.default ?? module.stage) as Partial<StageType> | undefined;
   const problems: string[] = [];

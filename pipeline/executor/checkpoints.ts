@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { StepCheckpoint, StepCheckpoints } from '../stage-api.ts';
-import { readJson, writeFileAtomic } from '../store/fs-util.ts';
+import { readJson, readText, writeFileAtomic } from '../store/fs-util.ts';
 
 const LATEST = 'LATEST';
 const STATE = 'state.json';
@@ -21,11 +21,7 @@ function checkpointsDir(workDir: string): string {
 }
 
 async function latestName(dir: string): Promise<string | undefined> {
-  try {
-    return (await fs.readFile(path.join(dir, LATEST), 'utf8')).trim() || undefined;
-  } catch {
-    return undefined;
-  }
+  return (await readText(path.join(dir, LATEST)))?.trim() || undefined;
 }
 
 /** The step of the newest checkpoint in `workDir`, for `plan` to say "resuming from step N". */

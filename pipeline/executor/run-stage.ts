@@ -2,12 +2,13 @@
  * Builds one planned stage in this process: the unit of work of every executor (the local one
  * calls it directly; a Slurm job runs `pipeline run-stage`, which calls it on the node).
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Rng } from '../rng.ts';
-import type { InputArtifact, Manifest, StageOutcome } from '../stage-api.ts';
+import { producedKind, type InputArtifact, type Manifest, type StageOutcome } from '../stage-api.ts';
 import type { Plan, PlannedStage } from '../plan.ts';
-import { listFiles, sha256File } from '../store/fs-util.ts';
+import { exists, listFiles, readText, sha256File, writeFileAtomic } from '../store/fs-util.ts';
 import { stepCheckpoints } from './checkpoints.ts';
 import { makeInputs, metricsWriter, openStageLog, progressReporter, truncateMetrics } from './context.ts';
 import type { StageEvent, StageResult } from './types.ts';
@@ -36,17 +37,10 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
   try {
     log.info(`stage ${stage.name} (${stage.type.name} ${stage.type.version}) fingerprint ${stage.fingerprint}`);
     const workDir = store.workDir(stage.fingerprint);
-    const outDir = path.join(workDir, 'out');
     const checkpoints = stepCheckpoints(workDir);
     const resumed = await checkpoints.latest();
-    if (resumed) {
-      log.info(`resuming from the step ${resumed.step} checkpoint`);
-      await truncateMetrics(outDir, resumed.step);
-    } else {
-      // Without a checkpoint the stage starts over, so whatever a killed attempt wrote must go.
-      await fs.rm(outDir, { recursive: true, force: true });
-    }
-    await fs.mkdir(outDir, { recursive: true });
+    if (resumed) log.info(`resuming from the step ${resumed.step} checkpoint`);
+    const outDir = await freshOutDir(workDir, resumed?.step);
 
     const inputs: InputArtifact[] = [];
     for (const [name, fingerprint] of Object.entries(stage.fingerprintInput.inputs)) {
@@ -89,7 +83,7 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       pipeline,
       stage: stage.name,
       type: stage.fingerprintInput.type,
-      kind: stage.type.produces,
+      kind: producedKind(stage.type, stage.params),
       version: stage.type.version,
       params: stage.params,
       inputs: stage.fingerprintInput.inputs,
@@ -115,6 +109,33 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
   } finally {
     await log.close();
   }
+}
+
+const CURRENT_OUT = 'OUT';
+
+/**
+ * A new output folder for this attempt, `work/<fp>/out-<id>`, named in `work/<fp>/OUT`. Never the
+ * previous attempt's: a process that attempt started may have outlived it (a killed runner cannot
+ * stop a detached grandchild) and still write by path into its folder, which must not be published.
+ * When resuming from `resumedStep`, the previous attempt's output (its metrics) is copied over,
+ * less the lines past that step; older folders are removed.
+ */
+async function freshOutDir(workDir: string, resumedStep: number | undefined): Promise<string> {
+  await fs.mkdir(workDir, { recursive: true });
+  const previous = (await readText(path.join(workDir, CURRENT_OUT)))?.trim();
+  const name = `out-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+  const outDir = path.join(workDir, name);
+  if (resumedStep !== undefined && previous && (await exists(path.join(workDir, previous)))) {
+    await fs.cp(path.join(workDir, previous), outDir, { recursive: true });
+    await truncateMetrics(outDir, resumedStep);
+  } else {
+    await fs.mkdir(outDir);
+  }
+  await writeFileAtomic(path.join(workDir, CURRENT_OUT), `${name}\n`);
+  for (const entry of await fs.readdir(workDir)) {
+    if (/^out(-|$)/.test(entry) && entry !== name) await fs.rm(path.join(workDir, entry), { recursive: true, force: true });
+  }
+  return outDir;
 }
 
 /**

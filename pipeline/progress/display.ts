@@ -26,7 +26,7 @@ function elapsed(row: Row, now: number): string {
   return `${(((row.finished ?? now) - row.started) / 1000).toFixed(1)}s`;
 }
 
-function progressText(progress: Row['progress'], barWidth = 0): string {
+export function progressText(progress: Row['progress'], barWidth = 0): string {
   if (!progress || progress.total <= 0) return '';
   const fraction = Math.min(1, progress.done / progress.total);
   const bar = barWidth > 0 ? `[${'#'.repeat(Math.round(fraction * barWidth)).padEnd(barWidth, '.')}] ` : '';

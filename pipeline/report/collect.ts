@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { RunRecord } from '../commands/run.ts';
+import { readLastRun, type LastRun, type RunRecord } from '../commands/run.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import { METRICS_FILE } from '../executor/context.ts';
 import { topologicalOrder } from '../graph.ts';
@@ -42,7 +42,7 @@ export interface ReportData {
   pipeline: string;
   configFile: string;
   storeRoot: string;
-  run: Pick<RunRecord, 'started' | 'finished' | 'status'> | null;
+  run: Pick<LastRun, 'started' | 'finished' | 'status'> | null;
   stages: StageReport[];
   /** Files or lines that could not be read, each naming the file (and line). */
   problems: string[];
@@ -99,7 +99,7 @@ async function readFragment(dir: string, problems: string[]): Promise<ReportFrag
 export async function collectReport(loaded: LoadedConfig, store: ArtifactStore): Promise<ReportData> {
   const pipeline = loaded.config.name;
   const problems: string[] = [];
-  const run = (await store.readLatestRun<RunRecord>(pipeline)) ?? null;
+  const run = (await readLastRun(store, pipeline)) ?? null;
   const lastRun = new Map((run?.stages ?? []).map((s) => [s.name, s]));
   const graph = new Map([...loaded.stages.keys()].map((name) => [name, loaded.config.stages[name]?.needs ?? []]));
   const stages: StageReport[] = [];

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { EXIT, loadOrThrow, storeFor, type ConfigOptions, type Io } from '../commands/common.ts';
-import { writeFileAtomic } from '../store/fs-util.ts';
+import { exists, writeFileAtomic } from '../store/fs-util.ts';
 import { collectReport } from './collect.ts';
 import { renderReport } from './html.ts';
 
@@ -14,6 +14,10 @@ export interface ReportOptions extends ConfigOptions {
 export async function reportCommand(configPath: string, options: ReportOptions, io: Io): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
+  if (!options.out && !(await exists(store.root))) {
+    io.err(`error: no store at ${store.root}: nothing has run yet (run the pipeline first, or name a store with --store, or the report file with --out)`);
+    return EXIT.failed;
+  }
   const data = await collectReport(loaded, store);
   const { html, charts } = await renderReport(data, new Date());
   const out = options.out ? path.resolve(io.cwd, options.out) : path.join(store.root, 'reports', `${loaded.config.name}.html`);

@@ -21,6 +21,16 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   }
 }
 
+/** The file's text, or undefined when it does not exist. */
+export async function readText(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
 export async function exists(file: string): Promise<boolean> {
   try {
     await fs.access(file);

@@ -8,7 +8,7 @@
  * given the holder's token (`run-stage --lock-token`) works under its parent's lock.
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -46,15 +46,62 @@ export function describeHolder(holder: LockInfo | undefined): string {
 }
 
 export async function readLock(storeRoot: string): Promise<LockInfo | undefined> {
+  return readLockFile(lockFile(storeRoot));
+}
+
+async function readLockFile(file: string): Promise<LockInfo | undefined> {
   try {
-    return JSON.parse(await fs.readFile(lockFile(storeRoot), 'utf8')) as LockInfo;
+    return JSON.parse(await fs.readFile(file, 'utf8')) as LockInfo;
   } catch {
-    // Missing, or caught between the holder's create and write: both read as "no holder known".
+    // Missing (just released): "no holder known". Files are created whole (createWhole), never half-written.
     return undefined;
   }
 }
 
-function isStale(holder: LockInfo): boolean {
+/**
+ * Creates `file` holding `text` unless it exists, atomically: the text goes to a temp file that is
+ * then hard-linked as `file` (link fails if `file` exists), so nobody ever reads a half-written
+ * file, even one left by a process killed while creating it.
+ */
+async function createWhole(file: string, text: string, token: string): Promise<boolean> {
+  const tmp = `${file}.new-${token}`;
+  await fs.writeFile(tmp, text);
+  try {
+    await fs.link(tmp, file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
+/**
+ * Removes the lock file `file` if it still names `stale`, a holder that is gone. Of all the waiters
+ * that saw it stale, only the one that creates `<file>.takeover-<stale token>` may remove it, and it
+ * reads the file again first. (Checking and removing in two steps without that let a slow waiter
+ * remove the lock that a faster one had just taken: two holders.) Nobody else removes a lock that
+ * names `stale` (its holder is dead), and the marker goes only after that lock is gone, so the
+ * file cannot change between the re-read and the removal. A marker whose creator died mid-takeover
+ * is itself stale and is removed the same way, one level down.
+ */
+async function removeStale(file: string, stale: LockInfo, me: LockInfo): Promise<void> {
+  const marker = `${file}.takeover-${stale.token}`;
+  if (!(await createWhole(marker, JSON.stringify(me), me.token))) {
+    const other = await readLockFile(marker);
+    if (other && isStale(other)) await removeStale(marker, other, me);
+    return; // another waiter is taking over (or we just cleared its dead marker): try again
+  }
+  try {
+    if ((await readLockFile(file))?.token === stale.token) await fs.rm(file, { force: true });
+  } finally {
+    await fs.rm(marker, { force: true });
+  }
+}
+
+/** The holder's process is gone (known only for holders on this host). */
+export function isStale(holder: LockInfo): boolean {
   if (holder.host !== os.hostname()) return false;
   try {
     process.kill(holder.pid, 0);
@@ -92,22 +139,10 @@ export async function acquireStoreLock(storeRoot: string, options: AcquireOption
   let warned = false;
   for (;;) {
     options.signal?.throwIfAborted();
-    try {
-      await fs.writeFile(file, JSON.stringify(info), { flag: 'wx' });
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    if (await createWhole(file, JSON.stringify(info), info.token)) break;
     const holder = await readLock(storeRoot);
     if (holder && isStale(holder)) {
-      // Move it aside before deleting: of two waiters that both saw it stale, only one rename wins.
-      const aside = `${file}.stale-${info.token}`;
-      try {
-        await fs.rename(file, aside);
-        await fs.rm(aside, { force: true });
-      } catch {
-        // Another waiter got there first; just try again.
-      }
+      await removeStale(file, holder, info);
       continue;
     }
     if (!options.wait) throw new LockBusyError(holder, file);
@@ -119,7 +154,7 @@ export async function acquireStoreLock(storeRoot: string, options: AcquireOption
   }
   const releaseSync = () => {
     try {
-      unlinkSync(file);
+      if ((JSON.parse(readFileSync(file, 'utf8')) as LockInfo).token === info.token) unlinkSync(file);
     } catch {
       // Already gone.
     }

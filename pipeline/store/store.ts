@@ -2,8 +2,9 @@
  * The artifact store: a folder with
  *   objects/<fingerprint>/          published artifacts (payload + manifest.json), never modified
  *   refs/<pipeline>/<stage>         one line: the fingerprint that is this stage's current artifact
- *   work/<fingerprint>/             scratch, step checkpoints and the output being written (out/);
+ *   work/<fingerprint>/             scratch, step checkpoints and the output being written (out-<id>/);
  *                                   kept across a crash, removed after a successful publish
+ *   work/<name>/                    a named cache a stage keeps across its fingerprints (not a fingerprint)
  *   logs/<pipeline>/<stage>.log     the last run's log of each stage
  *   runs/<pipeline>/<time>.json     one record per `pipeline run`; latest.json is the newest
  *   lock                            held by a run (see lock.ts)
@@ -12,9 +13,18 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Manifest } from '../stage-api.ts';
-import { exists, readJson, writeFileAtomic } from './fs-util.ts';
+import { exists, readJson, readText, writeFileAtomic } from './fs-util.ts';
 
 export const MANIFEST = 'manifest.json';
+const FINGERPRINT = /^[0-9a-f]{64}$/;
+
+/** A sha256 in hex, as fingerprints are; other names under work/ are named caches (see gc). */
+export function isFingerprint(name: string): boolean {
+  return FINGERPRINT.test(name);
+}
+
+/** The store holds something it never writes (a hand-edited ref): an expected failure, shown without a stack. */
+export class StoreError extends Error {}
 
 export class ArtifactStore {
   constructor(readonly root: string) {}
@@ -43,13 +53,14 @@ export class ArtifactStore {
     return readJson<Manifest>(path.join(this.objectDir(fingerprint), MANIFEST));
   }
 
+  /** The fingerprint a ref names; a ref that holds anything else is refused, since it becomes a path. */
   async readRef(pipeline: string, stage: string): Promise<string | undefined> {
-    try {
-      return (await fs.readFile(path.join(this.root, 'refs', pipeline, stage), 'utf8')).trim();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw error;
+    const file = path.join(this.root, 'refs', pipeline, stage);
+    const text = (await readText(file))?.trim();
+    if (text !== undefined && !isFingerprint(text)) {
+      throw new StoreError(`${file}: expected a fingerprint (64 hex digits), found ${JSON.stringify(text.slice(0, 80))}`);
     }
+    return text;
   }
 
   writeRef(pipeline: string, stage: string, fingerprint: string): Promise<void> {

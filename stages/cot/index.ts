@@ -28,6 +28,7 @@ import type { RelevanceExample } from '../lib/relevance/types.ts';
 import type { ChatMessage } from './openai-teacher.ts';
 import { emptyGradeCounts, gradeSkew } from './grade-balance.ts';
 import { rulesTeacher, type RoundContext } from './rules-teacher.ts';
+import { dominantRejection, type Rejection } from './rejections.ts';
 
 const rulesTeacherSchema = z.strictObject({
   type: z.literal('rules'),
@@ -217,6 +218,7 @@ export default defineStage({
   params,
   produces: 'sft-set',
   resources: 'light',
+  requires: (p) => ['prompts', 'kg', ...(p.teacher.type === 'checkpoint' ? (['checkpoint'] as const) : [])],
   async run(ctx) {
     const { params: p } = ctx;
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
@@ -232,7 +234,7 @@ export default defineStage({
         records.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]),
       );
       const kept: SftRecord[] = [];
-      const rejectedLog: { id: string; round: string; reason: string; completion?: string }[] = [];
+      const rejectedLog: Rejection[] = [];
       let pending = records;
       for (const round of p.rounds) {
         if (pending.length === 0) break;
@@ -297,7 +299,10 @@ export default defineStage({
       if (skew && (p.allow_grade_skew || split !== 'train')) ctx.log.warn(`${split}: ${skew} (rejected-${split}.jsonl says why each example was rejected)`);
       else if (skew) throw new Error(`train: ${skew}. Add a rationalisation round ({ name: gold, context: gold }) or set allow_grade_skew: true; rejected-train.jsonl says why each example was rejected`);
       if (split === 'train' && kept.length === 0) {
-        throw new Error(`no rationale of the ${records.length} train examples verified in any round: see rejected-train.jsonl`);
+        // The output folder is not published on failure: the full path is the only way to find the file.
+        throw new Error(
+          `no rationale of the ${records.length} train examples verified in any round; ${dominantRejection(rejectedLog)}; each example's reason is in ${join(ctx.outDir, 'rejected-train.jsonl')}`,
+        );
       }
     }
     await writeJsonl(join(ctx.outDir, 'rounds.jsonl'), counts);

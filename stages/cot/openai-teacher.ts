@@ -93,6 +93,11 @@ export class OpenAiTeacher {
     return this.apiKey ? text.split(this.apiKey).join('***') : text;
   }
 
+  /** The start of a response body for a message: masked first, since a cut could split the key. */
+  private excerpt(body: string, length: number): string {
+    return this.scrub(body).slice(0, length);
+  }
+
   /**
    * Asks for every request, `onAnswer` called as each one settles. A request that still fails after
    * its retries yields `{ error }` (counted by the caller); a 401/403 stops everything.
@@ -133,10 +138,14 @@ export class OpenAiTeacher {
     for (let attempt = 0; attempt <= this.config.maxRetries; attempt++) {
       signal?.throwIfAborted();
       try {
-        const text = await this.post(request.messages, signal);
-        const temporary = `${cachePath}.${process.pid}.tmp`;
-        await writeFile(temporary, JSON.stringify({ text }));
-        await rename(temporary, cachePath);
+        const answer = await this.post(request.messages, signal);
+        const text = this.scrub(answer);
+        // An answer that echoes the key is kept out of the cache; the caller gets it masked.
+        if (text === answer) {
+          const temporary = `${cachePath}.${process.pid}.tmp`;
+          await writeFile(temporary, JSON.stringify({ text }));
+          await rename(temporary, cachePath);
+        }
         return { id: request.id, text, cached: false };
       } catch (error) {
         if (error instanceof TeacherAuthError) throw error;
@@ -179,19 +188,19 @@ export class OpenAiTeacher {
     const body = await response.text().catch(() => '');
     if (response.status === 401 || response.status === 403) {
       throw new TeacherAuthError(
-        `openai teacher: ${url} answered ${response.status}: check $${this.config.apiKeyEnv} (${this.scrub(body.slice(0, 200))})`,
+        `openai teacher: ${url} answered ${response.status}: check $${this.config.apiKeyEnv} (${this.excerpt(body, 200)})`,
       );
     }
     if (response.status === 429 || response.status === 408 || response.status >= 500) {
       throw new RetryableError(`HTTP ${response.status}`, response.headers.get('retry-after'));
     }
-    if (!response.ok) throw new PermanentError(`HTTP ${response.status}: ${body.slice(0, 200)}`);
+    if (!response.ok) throw new PermanentError(`HTTP ${response.status}: ${this.excerpt(body, 200)}`);
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
     } catch {
       // A proxy or overloaded server can return a truncated body: worth another try.
-      throw new RetryableError(`malformed JSON in the response: ${body.slice(0, 80)}`, null);
+      throw new RetryableError(`malformed JSON in the response: ${this.excerpt(body, 80)}`, null);
     }
     const content = (parsed as { choices?: { message?: { content?: unknown } }[] }).choices?.[0]?.message?.content;
     if (typeof content !== 'string') throw new RetryableError('the response has no choices[0].message.content', null);

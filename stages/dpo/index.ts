@@ -18,11 +18,12 @@
  *     with: { beta: 0.1, loss_type: sigmoid, learning_rate: 2.0e-4 }
  */
 import { join } from 'node:path';
-import type { Scalar, Tensor1D } from '@tensorflow/tfjs-core';
+import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { buildPairs } from './pairs.ts';
+import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 
 const params = z.strictObject({
   beta: z.number().positive().default(0.1).describe('DPO temperature β: how far the policy may move from the reference'),
@@ -41,6 +42,10 @@ const params = z.strictObject({
   eval_prompts: z.number().int().min(0).default(32).describe('Dev prompts decoded greedily before and after training, for accuracy (0 = none)'),
   max_completion_length: z.number().int().positive().default(160).describe('Generation budget of the accuracy probe'),
   checkpoint_every: z.number().int().positive().default(20).describe('Save a step checkpoint every N steps'),
+  lora: loraOptionsSchema
+    .nullable()
+    .default(null)
+    .describe('Train LoRA adapters on the input checkpoint instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
 });
 
 export default defineStage({
@@ -50,6 +55,7 @@ export default defineStage({
   params,
   produces: 'checkpoint',
   resources: 'train',
+  requires: () => ['checkpoint', 'samples'],
   async run(ctx) {
     const p = ctx.params;
     const engineLib = await import('../lib/engine/index.ts');
@@ -59,7 +65,7 @@ export default defineStage({
     const { readJsonl } = await import('../lib/relevance/jsonl.ts');
     const { greedyAccuracy, probeSample, readPromptRecords } = await import('../lib/scoring.ts');
     const { readSampledPrompts } = await import('../sample/index.ts');
-    const { finishTraining, resumeTraining, saveStepCheckpoint } = await import('../lib/training.ts');
+    const { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } = await import('../lib/training.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
@@ -107,7 +113,8 @@ export default defineStage({
       ctx.progress.update(Math.min(i + p.batch_size, fitting.length), fitting.length, 'reference pairs');
     }
 
-    const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+    // The reference log-probs above came from the model before adapters (B = 0 adds nothing anyway).
+    const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, p.lora), engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
     const stepsPerEpoch = Math.ceil(fitting.length / p.batch_size);
     const totalSteps = p.max_steps > 0 ? p.max_steps : Math.max(1, Math.round(stepsPerEpoch * p.epochs));
     let step = await resumeTraining(ctx, model, optimizer);
@@ -124,8 +131,8 @@ export default defineStage({
       const refChosen = batchIndices.map((i) => reference.chosen[i] as number);
       const refRejected = batchIndices.map((i) => reference.rejected[i] as number);
       const lr = engineLib.warmupCosineLr(step, { peak: p.learning_rate, warmup: p.warmup_steps, total: totalSteps, min: p.learning_rate * p.min_lr_ratio });
-      let rewards = { chosen: [] as number[], rejected: [] as number[] };
-      const result = engineLib.trainStep(
+      let kept: Tensor[] = [];
+      const result = await engineLib.trainStep(
         model,
         optimizer,
         [batch],
@@ -139,12 +146,14 @@ export default defineStage({
             tf.tensor1d(refRejected),
             { type: p.loss_type, beta: p.beta, labelSmoothing: p.label_smoothing },
           );
-          rewards = { chosen: Array.from(out.chosenRewards.dataSync()), rejected: Array.from(out.rejectedRewards.dataSync()) };
+          kept = [tf.keep(out.chosenRewards), tf.keep(out.rejectedRewards)]; // read after the step: webgpu reads are async
           // trainStep divides by the summed weight: return the batch sum, weighted by pair count.
           return { loss: tf.mul(out.loss, n) as Scalar, weight: n };
         },
         { lr, maxGradNorm: p.max_grad_norm },
       );
+      const rewards = { chosen: Array.from(await kept[0]!.data()), rejected: Array.from(await kept[1]!.data()) };
+      tf.dispose(kept);
       step++;
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
       lastRewards = {

@@ -11,13 +11,7 @@ import { GRADES, type Grade } from '../lib/relevance/types.ts';
 
 const DESCENDING: readonly Grade[] = [...GRADES].reverse();
 
-/** Probabilities renormalised over the four grades (the answer token could be anything else). */
-export function normaliseGradeProbs(logprobs: Record<Grade, number>): Record<Grade, number> {
-  const top = Math.max(...GRADES.map((g) => logprobs[g]));
-  const weights = GRADES.map((g) => Math.exp(logprobs[g] - top));
-  const total = weights.reduce((a, b) => a + b, 0);
-  return Object.fromEntries(GRADES.map((g, i) => [g, (weights[i] as number) / total])) as Record<Grade, number>;
-}
+export { normaliseGradeProbs } from '../lib/grade-probs.ts';
 
 export function cumulativeGrade(probs: Record<Grade, number>, threshold: number): Grade {
   let cumulative = 0;

@@ -1,5 +1,6 @@
 /**
- * eval: every checkpoint in `needs` and the lexical baseline, judged on the test split of the
+ * eval: every checkpoint in `needs`, every distilled model (DeepBoW, from `distill`) and the
+ * lexical baseline, judged on the test split of the
  * prompts (or on dev, `split: dev`, for choosing between runs without touching test). Checkpoints
  * decode greedily; the grade is the parsed answer, or for an answer_first
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
@@ -69,18 +70,6 @@ function headline(s: ModelSummary): string {
   ].join(', ');
 }
 
-/** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
-async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
-  const { sequenceLogprobs } = await import('../lib/engine/index.ts');
-  const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
-  const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
-  const { logprobs, mask } = sequenceLogprobs(policy.model, rows, { frozen: true });
-  const values = (await logprobs.array()) as number[][];
-  logprobs.dispose();
-  mask.dispose();
-  return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
-}
-
 async function evaluateCheckpoint(
   ctx: StageContext<Params>,
   name: string,
@@ -91,8 +80,8 @@ async function evaluateCheckpoint(
   onBatch: (examples: number) => void,
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
-  const { disposeModel } = await import('../lib/engine/index.ts');
-  const { normaliseGradeProbs, cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
+  const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
+  const { gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {
@@ -154,7 +143,7 @@ async function evaluateCheckpoint(
     const ordered = evaluated.map((r) => predictions.get(r.id) ?? unreadablePrediction(name, r.example));
     return { result: { predictions: ordered, threshold, promptTooLong }, engine };
   } finally {
-    disposeModel(policy.model);
+    await policyLib.releasePolicy(policy);
   }
 }
 
@@ -168,6 +157,22 @@ function baselinePredictions(model: string, examples: readonly PromptRecord[], p
   });
 }
 
+/** A DeepBoW model's predictions: its most probable grade, with its probabilities; no completion. */
+async function distilledPredictions(name: string, dir: string, examples: readonly PromptRecord[]): Promise<Prediction[]> {
+  const { readFileSync } = await import('node:fs');
+  const { judgeItems, deepBowProblem, DISTILLED_MODEL_FILE } = await import('../lib/serving/deepbow.ts');
+  const file = join(dir, DISTILLED_MODEL_FILE);
+  const model = JSON.parse(readFileSync(file, 'utf8')) as import('../lib/serving/deepbow.ts').DeepBowModel;
+  const problem = deepBowProblem(model);
+  if (problem) throw new Error(`${file}: ${problem}`);
+  return examples.map((r): Prediction => {
+    const started = performance.now();
+    const [judged] = judgeItems(model, r.example.query, [r.example.item]) as [import('../lib/serving/deepbow.ts').DeepBowJudgement];
+    const latencyMs = performance.now() - started;
+    return { model: name, ...exampleFields(r.example), predicted: judged.grade, gradeProbs: judged.probabilities, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
+  });
+}
+
 export default defineStage({
   name: 'eval',
   version: '1',
@@ -175,6 +180,7 @@ export default defineStage({
   params,
   produces: 'eval',
   resources: 'train',
+  requires: (p) => ['prompts', 'kg', ...(p.baseline ? [] : (['checkpoint'] as const))],
   async run(ctx) {
     const p = ctx.params;
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
@@ -222,6 +228,15 @@ export default defineStage({
       metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
       predictions.push(...result.predictions);
       ctx.log.info(`${checkpoint.stage}: ${headline(summary)}, format ${summary.formatValidity?.toFixed(4)}`);
+    }
+
+    // Distilled judges (the distill stage's DeepBoW): one more row each, scored like the baseline.
+    for (const distilled of ctx.inputs.many('distilled')) {
+      const rows = await distilledPredictions(distilled.stage, distilled.dir, examples);
+      const summary = summarise(rows, bootstrapStream(distilled.stage));
+      metrics.comparison.push(comparisonRow(distilled.stage, 'distilled', summary));
+      predictions.push(...rows);
+      ctx.log.info(`${distilled.stage} (distilled): ${headline(summary)}`);
     }
 
     if (p.baseline) {

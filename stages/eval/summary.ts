@@ -68,10 +68,10 @@ export function summarise(predictions: readonly Prediction[], random: () => numb
   };
 }
 
-/** One row of the ablation-style table: every checkpoint of the run, then the baseline. */
+/** One row of the ablation-style table: every checkpoint of the run, then distilled models, then the baseline. */
 export interface ComparisonRow {
   model: string;
-  kind: 'checkpoint' | 'baseline';
+  kind: 'checkpoint' | 'distilled' | 'baseline';
   count: number;
   acc2: number;
   acc4: number;

@@ -4,11 +4,12 @@
  * into the stage log, a non-zero exit fails the stage, and what it wrote to $PIPELINE_OUT is
  * published as the artifact.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage, type Logger } from '../../pipeline/stage-api.ts';
 
 const params = z.strictObject({
   command: z
@@ -19,6 +20,10 @@ const params = z.strictObject({
     .default({})
     .describe('Extra environment variables (part of the fingerprint); numbers and booleans are passed as text.'),
   cwd: z.string().default('.').describe("Working folder, relative to the config file's folder."),
+  produces: z
+    .enum(['files', 'checkpoint', 'dataset', 'sft-set', 'samples', 'prompts', 'kg', 'eval'])
+    .default('files')
+    .describe('Artifact kind of what the command writes: checkpoint for a trainer writing an HF model folder, which sample, dpo, grpo and eval then read'),
   files: z
     .array(z.string())
     .default([])
@@ -30,12 +35,82 @@ export function inputVariable(stage: string): string {
   return `PIPELINE_INPUT_${stage.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`;
 }
 
+/** How long a stopped command gets between SIGTERM and SIGKILL to write its last words. */
+const STOP_GRACE_MS = 5000;
+
+interface ProcessGroup {
+  /** The command's own exit (its children may live on). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** After `stop`: resolves once the group is gone (it got SIGKILL if the grace period ran out). */
+  stopped: Promise<void>;
+  stop(log: Logger): void;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/**
+ * The groups of the commands running now. The runner may exit at once (a second Ctrl-C) without
+ * waiting for its stages: one exit hook then takes every group along.
+ */
+const liveGroups = new Set<ProcessGroup>();
+process.on('exit', () => {
+  for (const group of liveGroups) group.kill('SIGKILL');
+});
+
+/**
+ * The process group led by `child` (spawned with `detached: true`). A stop sends SIGTERM to the
+ * whole group, and SIGKILL to whatever of it is left when the grace period is over: a background
+ * grandchild must not outlive a cancelled stage and write into a folder a later attempt publishes.
+ */
+function processGroup(child: ChildProcess): ProcessGroup {
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const kill = (signal: NodeJS.Signals) => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // ESRCH: the whole group is gone already.
+    }
+  };
+  const groupAlive = () => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 0);
+      return child.pid !== undefined;
+    } catch {
+      return false;
+    }
+  };
+  let stopped: Promise<void> = Promise.resolve();
+  return {
+    exited,
+    get stopped() {
+      return stopped;
+    },
+    kill,
+    stop(log) {
+      log.info(`stopping: SIGTERM to process group ${child.pid}`);
+      kill('SIGTERM');
+      stopped = (async () => {
+        const deadline = Date.now() + STOP_GRACE_MS;
+        while (groupAlive() && Date.now() < deadline) await sleep(50);
+        if (groupAlive()) {
+          log.info(`process group ${child.pid} still running ${STOP_GRACE_MS / 1000} s after SIGTERM: SIGKILL`);
+          kill('SIGKILL');
+        }
+      })();
+    },
+  };
+}
+
 export const execStage = defineStage({
   name: 'exec',
   version: '1',
   description: 'Run a command; what it writes into $PIPELINE_OUT is the artifact.',
   params,
   produces: 'files',
+  producesFor: (p) => p.produces,
   resources: 'light',
   userFiles: (p) => p.files,
   async run(ctx) {
@@ -57,8 +132,8 @@ export const execStage = defineStage({
       cwd: path.resolve(ctx.configDir, ctx.params.cwd),
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
-      signal: ctx.signal,
-      killSignal: 'SIGTERM',
+      // Its own process group, so a stop reaches everything the command started, not only `sh`.
+      detached: true,
     });
     const streamed = [child.stdout, child.stderr].map(
       (stream) =>
@@ -68,14 +143,30 @@ export const execStage = defineStage({
           lines.on('close', resolve);
         }),
     );
-    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code, signal) => resolve({ code, signal }));
-    });
-    await Promise.all(streamed);
-    ctx.signal.throwIfAborted();
-    if (exit.code !== 0) {
-      throw new Error(exit.signal ? `command killed by ${exit.signal}` : `command exited with code ${exit.code}`);
+    const group = processGroup(child);
+    const stop = () => group.stop(ctx.log);
+    ctx.signal.addEventListener('abort', stop, { once: true });
+    if (ctx.signal.aborted) stop();
+    liveGroups.add(group);
+    try {
+      const exit = await group.exited;
+      if (ctx.signal.aborted) {
+        await group.stopped;
+        // A process that left the group (setsid) may still hold the pipes: stop reading them, or
+        // their open handles would keep this process alive as long as it lives.
+        child.stdout.destroy();
+        child.stderr.destroy();
+        ctx.signal.throwIfAborted();
+      }
+      // A background process that still holds the pipes would keep them open: its output still
+      // counts, so wait for it as a shell would.
+      await Promise.all(streamed);
+      if (exit.code !== 0) {
+        throw new Error(exit.signal ? `command killed by ${exit.signal}` : `command exited with code ${exit.code}`);
+      }
+    } finally {
+      ctx.signal.removeEventListener('abort', stop);
+      liveGroups.delete(group);
     }
   },
 });

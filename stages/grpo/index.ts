@@ -24,8 +24,9 @@
  *       rewards: [{ use: label }, { use: format, weight: 0.2 }, { use: ./my-reward.ts, weight: 0.5 }]
  */
 import { z } from 'zod';
+import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 import { defineStage } from '../../pipeline/stage-api.ts';
-import { isRewardFile } from '../lib/rewards.ts';
+import { isRewardFile, loadRewards, RewardSpecError } from '../lib/rewards.ts';
 
 const rewardSpec = z.strictObject({
   use: z.string().min(1).describe('A built-in reward (format, label, label_distance, steps) or a file path starting with ./'),
@@ -65,6 +66,10 @@ const params = z.strictObject({
   mini_batch_size: z.number().int().positive().default(16).describe('Completions per forward/backward pass (gradients accumulate over the batch)'),
   eval_prompts: z.number().int().min(0).default(32).describe('Dev prompts decoded greedily before and after training, for accuracy (0 = none)'),
   checkpoint_every: z.number().int().positive().default(10).describe('Save a step checkpoint every N steps'),
+  lora: loraOptionsSchema
+    .nullable()
+    .default(null)
+    .describe('Train LoRA adapters on the input checkpoint instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
 });
 
 export type GrpoParams = z.output<typeof params>;
@@ -76,7 +81,21 @@ export default defineStage({
   params,
   produces: 'checkpoint',
   resources: 'train',
+  requires: () => ['checkpoint', 'kg', 'prompts'],
   userFiles: (p: GrpoParams) => p.rewards.filter((r) => isRewardFile(r.use)).map((r) => r.use),
+  // Each reward is loaded once at validate/plan time (unknown built-in, missing or broken file).
+  async check(p: GrpoParams, { configDir }) {
+    const problems = [];
+    for (const [index, spec] of p.rewards.entries()) {
+      try {
+        await loadRewards([spec], configDir);
+      } catch (error) {
+        if (!(error instanceof RewardSpecError)) throw error;
+        problems.push({ path: ['rewards', index, error.key], message: error.message });
+      }
+    }
+    return problems;
+  },
   async run(ctx) {
     const { trainGrpo } = await import('./train.ts');
     return trainGrpo(ctx);

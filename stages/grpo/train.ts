@@ -12,7 +12,7 @@ import { groupAdvantages, informativeGroups, mean, std, stepwiseAdvantages } fro
 import { grpoLoss } from '../lib/rl/losses.ts';
 import { loadRewards, rewardMean, scoreBatch, type RewardInput, type ScoredBatch } from '../lib/rewards.ts';
 import { greedyAccuracy, judgeCompletion, probeSample, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
-import { finishTraining, resumeTraining, saveStepCheckpoint } from '../lib/training.ts';
+import { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } from '../lib/training.ts';
 import type { GrpoParams } from './index.ts';
 import { tokenStepIndices } from './token-steps.ts';
 
@@ -75,10 +75,13 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const before = await probe();
   ctx.log.info(`dev probe before: ${JSON.stringify(before)}`);
 
-  // The reference is the input checkpoint, loaded a second time only when the KL term is on.
-  const reference = p.beta > 0 ? engineLib.loadModel(ctx.inputs.one('checkpoint').dir) : undefined;
-  const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+  const trainable = await trainableModel(ctx, model, p.lora);
+  // The reference is the input checkpoint, needed only when the KL term is on: with LoRA the frozen
+  // base under the adapters, else the checkpoint loaded a second time.
+  const reference = p.beta > 0 ? (p.lora ? engineLib.withoutAdapters(model) : engineLib.loadModel(ctx.inputs.one('checkpoint').dir)) : undefined;
+  const optimizer = new engineLib.AdamW(trainable, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
   let step = await resumeTraining(ctx, model, optimizer);
+  if (step > 0) await policy.inference.refresh(); // rollouts must see the resumed weights
 
   const stepsPerEpoch = Math.floor(train.length / p.prompts_per_step);
   const totals = { kept_groups: 0, dropped_groups: 0, replayed_groups: 0, skipped_updates: 0 };
@@ -130,7 +133,9 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
       totals.skipped_updates++;
       ctx.log.info(`step ${step + 1}: every group all right or all wrong; no update`);
     } else {
-      Object.assign(values, update(rows, rollouts, scored, lr));
+      Object.assign(values, await update(rows, rollouts, scored, lr));
+      // The next rollouts sample the updated policy: re-export it to the inference session (onnxruntime).
+      values.inference_refresh_s = await policy.inference.refresh();
     }
     step++;
     ctx.metrics.log(step, { ...values, lr });
@@ -140,7 +145,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   }
 
   const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);
-  if (reference) engineLib.disposeModel(reference);
+  if (reference) (p.lora ? engineLib.releaseFrozenWeights(reference) : engineLib.disposeModel(reference));
   const third = Math.max(1, Math.floor(rewardCurve.length / 3));
   return {
     engine,
@@ -196,7 +201,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   }
 
   /** num_iterations clipped-objective updates on the kept rows; returns the step's loss metrics. */
-  function update(rows: number[], rollouts: Rollout[], scored: ScoredBatch, lr: number): Record<string, number> {
+  async function update(rows: number[], rollouts: Rollout[], scored: ScoredBatch, lr: number): Promise<Record<string, number>> {
     const advantages = tokenAdvantages(rows, rollouts, scored);
     const items = rows.map((i, j) => ({
       row: { prompt: (rollouts[i] as Rollout).prompt, completion: (rollouts[i] as Rollout).completion.tokens },
@@ -205,26 +210,33 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
     const micro: (typeof items)[] = [];
     for (let i = 0; i < items.length; i += p.mini_batch_size) micro.push(items.slice(i, i + p.mini_batch_size));
     // Frozen log-probs per micro-batch, computed before any update of this step.
-    const frozenLogprobs = (m: Parameters<typeof engineLib.sequenceLogprobs>[0], batch: typeof items) =>
-      tf.tidy(() => engineLib.sequenceLogprobs(m, batch.map((b) => b.row), { frozen: true }).logprobs.arraySync() as number[][]);
-    const referenceLogprobs = reference ? micro.map((b) => frozenLogprobs(reference, b)) : undefined;
+    const frozenLogprobs = async (m: Parameters<typeof engineLib.sequenceLogprobs>[0], batch: typeof items) => {
+      const logprobs = tf.tidy(() => engineLib.sequenceLogprobs(m, batch.map((b) => b.row), { frozen: true }).logprobs);
+      const values = (await logprobs.array()) as number[][];
+      logprobs.dispose();
+      return values;
+    };
+    const referenceLogprobs = reference ? await Promise.all(micro.map((b) => frozenLogprobs(reference, b))) : undefined;
+    // Kept, the base's derived (transposed) weights would be the second copy LoRA avoids.
+    if (reference && p.lora) engineLib.releaseFrozenWeights(reference);
     // TRL: with num_iterations 1 the old policy is the current one, detached; else one pass before the updates.
-    const oldLogprobs = p.num_iterations > 1 ? micro.map((b) => frozenLogprobs(model, b)) : undefined;
+    const oldLogprobs = p.num_iterations > 1 ? await Promise.all(micro.map((b) => frozenLogprobs(model, b))) : undefined;
     const pad = (values: number[], width: number) => [...values, ...new Array<number>(width - values.length).fill(0)];
-    let kl: number[] = [];
-    let clip: number[] = [];
+    let kl: tf.Tensor[] = [];
+    let clip: tf.Tensor[] = [];
     let result: engineLib.StepResult | undefined;
     for (let iteration = 0; iteration < p.num_iterations; iteration++) {
+      tf.dispose([...kl, ...clip]);
       kl = [];
       clip = [];
-      result = engineLib.trainStep(
+      result = await engineLib.trainStep(
         model,
         optimizer,
         micro.map((batch, index) => ({ batch, index })),
         ({ batch, index }) => {
           const { logprobs, mask } = engineLib.sequenceLogprobs(model, batch.map((b) => b.row));
           const width = logprobs.shape[1];
-          const old = oldLogprobs ? tf.tensor2d(oldLogprobs[index] as number[][]) : tf.tensor2d(logprobs.arraySync());
+          const old = oldLogprobs ? tf.tensor2d(oldLogprobs[index] as number[][]) : engineLib.stopGradient(logprobs);
           const ref = referenceLogprobs ? tf.tensor2d(referenceLogprobs[index] as number[][]) : undefined;
           const adv = tf.tensor2d(batch.map((b) => pad(b.advantage, width)));
           const out = grpoLoss(logprobs, old, ref, adv, mask, {
@@ -234,8 +246,8 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
             beta: p.beta,
             maxCompletionLength: p.max_completion_length,
           });
-          kl.push(out.meanKl.dataSync()[0] as number);
-          clip.push(out.clipFraction.dataSync()[0] as number);
+          kl.push(tf.keep(out.meanKl)); // read after the step: webgpu reads are async
+          clip.push(tf.keep(out.clipFraction));
           // trainStep divides the summed loss by the summed weight. dapo normalises by the tokens of
           // the whole batch; grpo and dr_grpo average over sequences; bnpo averages the micro-batch
           // token means (TRL's per-process normalisation).
@@ -246,6 +258,9 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
         { lr, maxGradNorm: p.max_grad_norm },
       );
     }
-    return { loss: result?.loss ?? 0, grad_norm: result?.gradNorm ?? 0, kl: mean(kl), clip_ratio: mean(clip) };
+    const read = async (ts: tf.Tensor[]) => Promise.all(ts.map(async (t) => (await t.data())[0] as number));
+    const means = { kl: mean(await read(kl)), clip_ratio: mean(await read(clip)) };
+    tf.dispose([...kl, ...clip]);
+    return { loss: result?.loss ?? 0, grad_norm: result?.gradNorm ?? 0, ...means };
   }
 }

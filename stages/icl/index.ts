@@ -17,6 +17,7 @@ export default defineStage({
   params: promptParamsSchema,
   produces: 'prompts',
   resources: 'light',
+  requires: () => ['dataset', 'kg'],
   async run(ctx) {
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { readSplits, SPLITS, writeJson } = await import('../lib/relevance/dataset.ts');

@@ -38,6 +38,7 @@ export default defineStage({
   params,
   produces: 'kg',
   resources: 'light',
+  requires: () => ['dataset'],
   async run(ctx) {
     const { loadKnowledge } = await import('../lib/relevance/knowledge.ts');
     const { buildKnowledgeGraph, writeKnowledgeGraph } = await import('../lib/relevance/kg.ts');

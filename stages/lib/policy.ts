@@ -8,11 +8,13 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Rng } from '../../pipeline/rng.ts';
 import { yieldToEventLoop, type EngineConfig, type EngineRecord, type Logger } from '../../pipeline/stage-api.ts';
 import type { RenderOptions } from './completion.ts';
 import type { Generation, Model } from './engine/index.ts';
+import type { Inference } from './engine/inference.ts';
 import type { ChatMessage, Tokenizer } from './engine/tokenizer.ts';
 
 export const COMPLETION_FORMAT_FILE = 'completion_format.json';
@@ -28,9 +30,12 @@ export interface CompletionFormat {
 
 export interface Policy {
   dir: string;
+  /** The tfjs model: what trains, and what `inference` exports when it runs on onnxruntime. */
   model: Model;
   tokenizer: Tokenizer;
   format: CompletionFormat;
+  /** What generates and scores (engine.inference); after an optimizer step, `inference.refresh()`. */
+  inference: Inference;
 }
 
 export async function readCompletionFormat(dir: string): Promise<CompletionFormat> {
@@ -48,14 +53,43 @@ export function renderOptions(format: CompletionFormat): RenderOptions {
   return { answerFirst: format.answerFirst };
 }
 
-/** Initialises the engine (once per process) and loads the checkpoint in `dir`. */
+/**
+ * Initialises the engine (once per process), loads the checkpoint in `dir` and opens its inference
+ * path (its `onnx/model.onnx` when it has one). The engine record says which inference ran.
+ */
 export async function loadPolicy(dir: string, engine: EngineConfig, log: Logger): Promise<{ policy: Policy; engine: EngineRecord }> {
   const { initEngine, loadModel } = await import('./engine/index.ts');
   const { loadTokenizer } = await import('./engine/tokenizer.ts');
+  const { ONNX_DIR, ONNX_MODEL_FILE } = await import('./engine/onnx/index.ts');
   const record = await initEngine(engine, log);
   const tokenizer = await loadTokenizer(dir);
   const model = loadModel(dir);
-  return { policy: { dir, model, tokenizer, format: await readCompletionFormat(dir) }, engine: record };
+  const inference = await openPolicyInference(model, engine, log, join(dir, ONNX_DIR, ONNX_MODEL_FILE));
+  return { policy: { dir, model, tokenizer, format: await readCompletionFormat(dir), inference }, engine: { ...record, ...inference.record } };
+}
+
+/** The inference path engine.inference asks for, over a model in memory (sft's probes use it too). */
+export async function openPolicyInference(model: Model, engine: EngineConfig, log: Logger, onnxFile?: string): Promise<Inference> {
+  const { openInference } = await import('./engine/inference.ts');
+  // Decoding is the only work of the process while it runs: every core the machine gives it.
+  return openInference(model, { inference: engine.inference ?? 'auto', threads: availableParallelism(), onnxFile, log });
+}
+
+/** Closes the inference session and frees the model. */
+export async function releasePolicy(policy: Policy): Promise<void> {
+  const { disposeModel } = await import('./engine/index.ts');
+  await policy.inference.close();
+  disposeModel(policy.model);
+}
+
+/**
+ * Writes `onnx/model.onnx` of `model` into the checkpoint folder `dir`, unless engine.inference is
+ * tfjs: whoever loads the checkpoint then opens an onnxruntime session without exporting.
+ */
+export async function writeInferenceExport(model: Model, dir: string, engine: EngineConfig): Promise<void> {
+  if (engine.inference === 'tfjs') return;
+  const { exportModel, writeExportedModel } = await import('./engine/onnx/index.ts');
+  writeExportedModel(dir, exportModel(model));
 }
 
 /** The prompt as the model sees it: the chat template with the assistant turn opened. */
@@ -104,7 +138,6 @@ export async function generateCompletions(
   requests: readonly PromptRequest[],
   options: SamplingParams & { n: number; batchSize: number; rng: Rng; signal?: AbortSignal; onBatch?: (done: number, total: number) => void },
 ): Promise<Completion[]> {
-  const { generate } = await import('./engine/index.ts');
   const { tokenizer } = policy;
   const rows = requests.flatMap((request) => {
     const ids = promptIds(tokenizer, policy.format, request.messages);
@@ -115,8 +148,7 @@ export async function generateCompletions(
   for (let start = 0; start < rows.length; start += options.batchSize) {
     options.signal?.throwIfAborted();
     const batch = rows.slice(start, start + options.batchSize);
-    const generations = await generate(
-      policy.model,
+    const generations = await policy.inference.generate(
       batch.map((row) => row.ids),
       {
         maxNewTokens: options.maxNewTokens,

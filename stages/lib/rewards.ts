@@ -14,10 +14,11 @@
  * export default reward;
  * ```
  */
+import { existsSync } from 'node:fs';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from './completion.ts';
 import { GRADES, type ExampleMeta, type Grade } from './relevance/types.ts';
-import { importUserModule } from '../../pipeline/user-module.ts';
+import { describeLoadError, importUserModule } from '../../pipeline/user-module.ts';
 import { z } from 'zod';
 
 export interface RewardInput {
@@ -109,33 +110,45 @@ export function isRewardFile(use: string): boolean {
   return use.startsWith('.') || isAbsolute(use);
 }
 
+/** A reward spec that cannot be used; `key` is the spec's key at fault, for a located config error. */
+export class RewardSpecError extends Error {
+  constructor(
+    message: string,
+    readonly key: 'use' | 'with',
+  ) {
+    super(message);
+  }
+}
+
 export async function loadRewards(specs: readonly RewardSpec[], configDir: string): Promise<LoadedReward[]> {
   const loaded: LoadedReward[] = [];
   for (const spec of specs) {
     if (!isRewardFile(spec.use)) {
       const builtin = builtinRewards[spec.use];
       if (!builtin) {
-        throw new Error(
+        throw new RewardSpecError(
           `unknown reward "${spec.use}": built-ins are ${Object.keys(builtinRewards).join(', ')}; a file path starts with ./`,
+          'use',
         );
       }
       const params = builtin.params.safeParse(spec.with);
       if (!params.success) {
         const problems = params.error.issues.map((i) => `${i.path.join('.') || '(with)'}: ${i.message}`).join('; ');
-        throw new Error(`reward ${spec.use}: bad params: ${problems}`);
+        throw new RewardSpecError(`reward ${spec.use}: bad params: ${problems}`, 'with');
       }
       loaded.push({ name: spec.use, weight: spec.weight, params: params.data, fn: builtin.fn as LoadedReward['fn'] });
       continue;
     }
     const path = resolve(configDir, spec.use);
+    if (!existsSync(path)) throw new RewardSpecError(`reward file not found: ${spec.use} (looked for ${path})`, 'use');
     let module: Record<string, unknown>;
     try {
       module = await importUserModule(path);
     } catch (error) {
-      throw new Error(`reward ${spec.use}: cannot load ${path}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new RewardSpecError(`reward ${spec.use}: cannot load ${path}: ${describeLoadError(error)}`, 'use');
     }
     if (typeof module.default !== 'function') {
-      throw new Error(`reward ${spec.use}: the module's default export must be a function (batch, params) => values`);
+      throw new RewardSpecError(`reward ${spec.use}: the module's default export must be a function (batch, params) => values`, 'use');
     }
     loaded.push({
       name: basename(spec.use, extname(spec.use)),

@@ -3,10 +3,26 @@
  * every N steps, and finishing (the accuracy probe after training, the checkpoint written, memory
  * released). The loops themselves stay in the stages.
  */
-import type { StageContext } from '../../pipeline/stage-api.ts';
-import type { AdamW, Model } from './engine/index.ts';
+import { join } from 'node:path';
+import { Rng } from '../../pipeline/rng.ts';
+import type { EngineConfig, StageContext } from '../../pipeline/stage-api.ts';
+import type { AdamW, LoraOptions, Model } from './engine/index.ts';
 import type { Policy } from './policy.ts';
 import { probeMetrics, type AccuracyProbe } from './scoring.ts';
+
+/**
+ * With `lora` set, freezes `model` and adds adapters (seeded by the stage), and logs the memory per
+ * parameter either way. Returns what the optimizer trains: the adapters, or every parameter.
+ */
+export async function trainableModel(ctx: StageContext<unknown>, model: Model, lora: LoraOptions | null): Promise<Map<string, import('@tensorflow/tfjs-core').Variable>> {
+  const { addLora, describeMemory, memoryPerParameter, trainableParams } = await import('../lib/engine/index.ts');
+  if (lora) addLora(model, lora, new Rng(ctx.seed, `${ctx.stage}/lora`));
+  ctx.log.info(`${lora ? `LoRA r ${lora.r} on ${lora.target_modules.join(', ')}; ` : ''}${describeMemory(memoryPerParameter(model))}`);
+  return trainableParams(model);
+}
+
+/** Where a LoRA-trained checkpoint keeps its PEFT adapter (beside the merged weights, which every stage reads). */
+export const ADAPTER_FOLDER = 'adapter';
 
 /**
  * Restores the latest step checkpoint of this stage's work folder into `model` and `optimizer`;
@@ -40,26 +56,35 @@ export async function finishTraining(
   before: AccuracyProbe,
   probe: () => Promise<AccuracyProbe>,
 ): Promise<Record<string, number>> {
-  const { disposeModel } = await import('../lib/engine/index.ts');
+  const { releasePolicy } = await import('../lib/policy.ts');
+  await policy.inference.refresh(); // the probe decodes the trained weights
   const after = await probe();
   ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
   const probed = probeMetrics(before, after);
   ctx.metrics.log(step, probed);
-  await savePolicy(policy, ctx.outDir);
+  await savePolicy(policy, ctx.outDir, ctx.engine);
   optimizer.dispose();
-  disposeModel(policy.model);
+  await releasePolicy(policy);
   return probed;
 }
 
-/** Writes a trained policy as a checkpoint folder: weights, tokenizer files and the completion format. */
-export async function savePolicy(policy: Policy, outDir: string): Promise<void> {
+/**
+ * Writes a trained policy as a checkpoint folder: weights, tokenizer files, the completion format,
+ * and its ONNX export unless engine.inference is tfjs.
+ */
+export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokenizer' | 'format'>, outDir: string, engine: EngineConfig): Promise<void> {
   const { saveModel } = await import('../lib/engine/index.ts');
   const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
-  const { writeCompletionFormat } = await import('../lib/policy.ts');
+  const { writeCompletionFormat, writeInferenceExport } = await import('../lib/policy.ts');
   await saveModel(policy.model, outDir, policy.tokenizer);
+  if (policy.model.lora) {
+    const { saveAdapter } = await import('../lib/engine/index.ts');
+    await saveAdapter(policy.model, join(outDir, ADAPTER_FOLDER), { baseModel: policy.dir });
+  }
   await copyTokenizerFiles(policy.tokenizer.dir, outDir);
   // The RL pool the SFT checkpoint held out stays with every checkpoint trained from it.
   const { carryRlPool } = await import('./rl-pool.ts');
   await carryRlPool(policy.dir, outDir);
   await writeCompletionFormat(outDir, policy.format);
+  await writeInferenceExport(policy.model, outDir, engine);
 }

@@ -73,9 +73,10 @@ export default defineStage({
   params,
   produces: 'samples',
   resources: 'train',
+  requires: () => ['checkpoint', 'kg', 'prompts'],
   async run(ctx) {
     const p = ctx.params;
-    const { loadPolicy, generateCompletions, promptIds, fitsContext } = await import('../lib/policy.ts');
+    const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/policy.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl-pool.ts');
@@ -145,6 +146,7 @@ export default defineStage({
       }
       ctx.log.info(`${split}: ${JSON.stringify(Object.fromEntries(Object.entries(metrics).filter(([key]) => key.startsWith(`${split}.`))))}`);
     }
+    await releasePolicy(policy);
     return { engine, metrics };
   },
 });

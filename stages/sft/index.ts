@@ -22,6 +22,7 @@ import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import { readJsonl } from '../lib/relevance/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
 import type { ProbeRecord } from '../lib/scoring.ts';
+import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 
 const modelOverrides = z
   .strictObject({
@@ -38,6 +39,10 @@ const modelOverrides = z
 
 const params = z.strictObject({
   init: z.string().nullable().default(null).describe('HF model folder to start from (relative to the config); null trains from scratch, or starts from a checkpoint in needs (e.g. pretrain)'),
+  lora: loraOptionsSchema
+    .nullable()
+    .default(null)
+    .describe('Train LoRA adapters on the init model instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
   preset: z.enum(['tiny', 'small']).default('tiny').describe('Model shape when training from scratch: tiny ~1M, small ~10M parameters'),
   model: modelOverrides,
   drop_system_prompt: z
@@ -77,14 +82,17 @@ export default defineStage({
   params,
   produces: 'checkpoint',
   resources: 'train',
+  requires: () => ['sft-set'],
   userFiles: (p: Params) => (p.init ? [join(p.init, 'config.json'), join(p.init, 'model.safetensors')] : []),
   async run(ctx) {
     const p = ctx.params;
     const engineLib = await import('../lib/engine/index.ts');
-    const { loadTokenizer, copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
+    const { loadTokenizer } = await import('../lib/engine/tokenizer.ts');
     const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
     const policyLib = await import('../lib/policy.ts');
     const scoring = await import('../lib/scoring.ts');
+    const { savePolicy, trainableModel } = await import('../lib/training.ts');
+    if (p.lora && !p.init) throw new Error('lora needs init: adapters train on a pretrained model (set init to an HF folder)');
     const tf = await import('@tensorflow/tfjs-core');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
@@ -142,7 +150,7 @@ export default defineStage({
       ? engineLib.loadModel(initDir)
       : engineLib.createModel(engineLib.presets[p.preset](tokenizer.vocabSize, { max_position_embeddings: p.max_length, ...p.model }), ctx.seed);
     ctx.log.info(`model: ${engineLib.parameterCount(model)} parameters, ${model.config.num_hidden_layers} layers, vocab ${model.config.vocab_size}`);
-    const optimizer = new engineLib.AdamW(model.params, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
+    const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, p.lora), engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
 
     const perStep = p.batch_size * p.grad_accum;
     const stepsPerEpoch = Math.ceil(trainSet.length / perStep);
@@ -158,6 +166,7 @@ export default defineStage({
       ctx.log.info(`resumed from step ${step}`);
     }
 
+    let inferenceRecord: Record<string, string> = {};
     const evaluate = async (): Promise<Record<string, number>> => {
       const result: Record<string, number> = {};
       if (devSet.length > 0) {
@@ -174,15 +183,21 @@ export default defineStage({
         result.dev_loss = lossSum / Math.max(1, weight);
       }
       if (probe.length > 0) {
-        const policy = { dir: ctx.outDir, model, tokenizer, format };
-        const accuracy = await scoring.greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal });
+        // A fresh inference path per probe: the weights changed since the last one.
+        const inference = await policyLib.openPolicyInference(model, ctx.engine, ctx.log);
+        inferenceRecord = inference.record;
+        const policy = { dir: ctx.outDir, model, tokenizer, format, inference };
+        const accuracy = await scoring
+          .greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal })
+          .finally(() => inference.close());
         Object.assign(result, { dev_format_valid: accuracy.format_valid, dev_acc4: accuracy.acc4, dev_acc2: accuracy.acc2, dev_macro_f1: accuracy.macro_f1 });
       }
       return result;
     };
 
     // Data parallel on the wasm/cpu backends: one replica per core, each taking a share of every batch.
-    const ranks = engineLib.resolveRanks(ctx.engine.data_parallel, engine.backend);
+    // LoRA trains in-process: the replicas copy every parameter each step, which adapters avoid.
+    const ranks = p.lora ? 1 : engineLib.resolveRanks(ctx.engine.data_parallel, engine.backend);
     const trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
     if (ranks > 1) ctx.log.info(`data parallel: ${ranks} ranks`);
     const started = performance.now();
@@ -220,16 +235,15 @@ export default defineStage({
     if (baseline) Object.assign(final, { baseline_dev_acc4: baseline.acc4, baseline_dev_acc2: baseline.acc2, baseline_dev_macro_f1: baseline.macro_f1 });
     ctx.metrics.log(step, final);
     ctx.log.info(`final: ${JSON.stringify(final)}`);
-    await engineLib.saveModel(model, ctx.outDir, tokenizer);
-    await copyTokenizerFiles(tokenizer.dir, ctx.outDir);
-    await policyLib.writeCompletionFormat(ctx.outDir, format);
+    await savePolicy({ dir: tokenizerDir, model, tokenizer, format }, ctx.outDir, ctx.engine);
     if (rlPool) await writeRlPool(ctx.outDir, rlPool);
     const parameters = engineLib.parameterCount(model);
+    const trainable = [...engineLib.trainableParams(model).values()].reduce((n, v) => n + v.size, 0);
     optimizer.dispose();
     engineLib.disposeModel(model);
     return {
-      engine,
-      metrics: { ...final, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters },
+      engine: { ...engine, ...inferenceRecord },
+      metrics: { ...final, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters, trainable_parameters: trainable },
     };
   },
 });

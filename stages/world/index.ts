@@ -3,7 +3,8 @@
  * the knowledge files under data/ (DESIGN.md §2–3), split by query.
  *
  * Writes a 'dataset' artifact: train/dev/test.jsonl, stats.json, catalog.jsonl, knowledge.json and
- * rules.json (see stages/lib/relevance/dataset.ts).
+ * rules.json (see stages/lib/relevance/dataset.ts), and query_log.jsonl: every query with a Zipf
+ * frequency and its head/torso/tail tier (stages/lib/relevance/query-log.ts).
  */
 import path from 'node:path';
 import { defineStage } from '../../pipeline/stage-api.ts';
@@ -13,7 +14,7 @@ import { worldParamsSchema } from '../lib/relevance/world.ts';
 export default defineStage({
   name: 'world',
   // The built-in knowledge files are part of the implementation: editing data/ reruns the stage.
-  version: `1+${knowledgeDigest().slice(0, 12)}`,
+  version: `2+${knowledgeDigest().slice(0, 12)}`,
   description: 'Generate a seeded e-commerce catalog and graded query–item pairs from the knowledge in data/.',
   params: worldParamsSchema,
   produces: 'dataset',
@@ -22,7 +23,9 @@ export default defineStage({
     const { loadKnowledge } = await import('../lib/relevance/knowledge.ts');
     const { buildKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { generateWorld } = await import('../lib/relevance/world.ts');
-    const { writeSplits, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { writeSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');
+    const { buildQueryLog, QUERY_LOG_FILE, QUERY_TIERS } = await import('../lib/relevance/query-log.ts');
+    const { normalise } = await import('../lib/relevance/text.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
 
     const knowledge = loadKnowledge();
@@ -37,6 +40,10 @@ export default defineStage({
     await writeJson(path.join(ctx.outDir, 'knowledge.json'), knowledge);
     await writeJson(path.join(ctx.outDir, 'rules.json'), knowledge.rules);
     await writeJson(path.join(ctx.outDir, 'stats.json'), world.stats);
+    const trainQueries = new Set(world.splits.train.map((e) => normalise(e.query)));
+    const queries = [...new Map(SPLITS.flatMap((s) => world.splits[s]).map((e) => [e.query, { query: e.query, queryId: String(e.meta.queryId) }])).values()];
+    const log = buildQueryLog(queries, (q) => trainQueries.has(normalise(q)), ctx.params.queryLog, ctx.rng.fork('query-log'));
+    await writeJsonl(path.join(ctx.outDir, QUERY_LOG_FILE), log);
     const { stats } = world;
     const rejected = Object.values(stats.rejectedQueries).reduce((a, b) => a + b, 0);
     if (stats.queries < ctx.params.queries) ctx.log.warn(`generated ${stats.queries} of ${ctx.params.queries} queries: the intents chosen ran out of distinct phrasings`);
@@ -52,6 +59,7 @@ export default defineStage({
         test: stats.bySplit.test.examples,
         grades: stats.grades,
         rejectedQueries: rejected,
+        queryLog: Object.fromEntries([...QUERY_TIERS.map((t) => [t, log.filter((e) => e.tier === t).length]), ['new', log.filter((e) => e.new).length]]),
       },
     };
   },

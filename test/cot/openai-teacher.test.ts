@@ -144,4 +144,35 @@ describe('OpenAiTeacher', () => {
     expect(files).toHaveLength(2);
     for (const file of files) expect(await readFile(join(cacheDir, file), 'utf8')).not.toContain(SECRET);
   });
+
+  it('masks the key before cutting an error body short, so no piece of it survives', async () => {
+    // The key starts at character 190 of the body: cut at 200 first, "sk-test-ve" would escape the mask.
+    const straddling: (code: number) => Handler = (code) => (_request, _body, response) => {
+      response.writeHead(code);
+      response.end(`${'x'.repeat(190)}${SECRET} and more`);
+    };
+    const piece = SECRET.slice(0, 8);
+    const bad = await serve([straddling(400)]);
+    const answer = await (await teacher(bad.url)).teacher.complete(request);
+    expect(answer).toMatchObject({ error: expect.stringContaining('HTTP 400') });
+    expect(JSON.stringify(answer)).not.toContain(piece);
+    server?.close();
+
+    const denied = await serve([straddling(401)]);
+    const error = await (await teacher(denied.url)).teacher.complete(request).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TeacherAuthError);
+    expect((error as Error).message).not.toContain(piece);
+  });
+
+  it('does not cache an answer that contains the key, and masks it in the answer', async () => {
+    const echo: Handler = (_request, _body, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ choices: [{ message: { content: `you sent ${SECRET}` } }] }));
+    };
+    const server = await serve([echo]);
+    const { teacher: t, cacheDir } = await teacher(server.url);
+    const answer = await t.complete(request);
+    expect(answer).toEqual({ id: 'q1-i1', text: 'you sent ***', cached: false });
+    expect(await readdir(cacheDir)).toEqual([]);
+  });
 });

@@ -68,6 +68,39 @@ describe('import', () => {
     expect(result.skipped).toEqual([{ line: 2, reason: expect.stringMatching(/^invalid JSON/) }]);
   });
 
+  it('refuses Latin-1 bytes read as UTF-8, naming the first bad line and the encoding to set', () => {
+    // Line 2 is ASCII; line 3 holds "é" as the single Latin-1 byte 0xE9, which UTF-8 cannot start a character with.
+    const file = fixture('latin1.csv', iconv.encode('query,title,label\nmug,Mug,3\ncafé crème,Tasse,2\n', 'latin1'));
+    expect(() => importDataset(file, params({}), new Rng(1))).toThrow(
+      `${file}:3: not valid UTF-8 (byte 0xe9 at column 4); if the file is Latin-1 or Windows-1252, set encoding: latin1 or encoding: windows-1252`,
+    );
+  });
+
+  it('counts lines across blank lines', () => {
+    // Lines: 1 header, 2 blank, 3 ok, 4 blank, 5 empty title, 6 blank, 7-8 one row with a quoted newline.
+    const file = fixture('blank-lines.csv', 'query,title,label\n\nred sofa,Sofa,3\n\nblue sofa,,2\n\nsofa,"Ikea\nSofa",1\n');
+    const result = importDataset(file, params({ split: { train: 1, dev: 0, test: 0 } }), new Rng(1));
+    expect(result.skipped).toEqual([{ line: 5, reason: 'empty title' }]);
+    expect(result.splits.train.map((e) => e.meta.line).sort()).toEqual([3, 7]);
+  });
+
+  it('counts and reports rows that give one query–item pair different labels', async () => {
+    // Lines 2 and 4 agree (L4), line 3 says 1 (L2): one conflicting pair over three rows; "chair" has one row.
+    const file = fixture('conflicts.csv', 'query,title,label\nsofa,Ikea Sofa,3\nsofa,Ikea Sofa,1\nsofa,Ikea Sofa,3\nchair,Stool,2\nchair,Stool,2\n');
+    const result = importDataset(file, params({}), new Rng(1));
+    expect(result.conflicts).toEqual([{ query: 'sofa', title: 'Ikea Sofa', lines: [2, 3, 4], labels: ['L4', 'L2', 'L4'] }]);
+    expect(result.skipped).toEqual([]);
+
+    // As a stage: counted in the metrics, named in a warning, listed in conflicts.jsonl.
+    const ctx = testContext(importStage, { params: { path: 'conflicts.csv', labels: { scale: 'rating0to3' } }, configDir: dir });
+    const outcome = await importStage.run(ctx as never);
+    expect(outcome?.metrics).toMatchObject({ rows: 5, examples: 5, conflicting_pairs: 1, conflicting_rows: 3 });
+    expect(ctx.logs).toContain(
+      'warn: 1 query–item pairs are labelled differently by different rows (3 rows, all kept); first: "sofa" / "Ikea Sofa" on lines 2, 3, 4 as L4, L2, L4; all in conflicts.jsonl',
+    );
+    expect(readFileSync(path.join(ctx.outDir, 'conflicts.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+
   it('runs as a stage: writes the splits, the skipped rows, and declares the file for the fingerprint', async () => {
     fixture('stage.csv', CSV);
     const ctx = testContext(importStage, { params: { path: 'stage.csv', labels: { scale: 'rating0to3' } }, configDir: dir });

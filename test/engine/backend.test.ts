@@ -22,11 +22,15 @@ describe('initEngine', () => {
       await expect(selectBackend('tensorflow')).rejects.toThrow(/npm install @tensorflow\/tfjs-node\b.*libtensorflow.*engine\.backend: wasm/s);
     },
   );
-  it.skipIf(hasTfjsNode || hasTfjsNodeGpu)('auto falls back to wasm when neither tfjs-node package loads, and says why', async () => {
+  it.skipIf(hasTfjsNode || hasTfjsNodeGpu)('auto falls back to wasm without a hardware GPU and when neither tfjs-node package loads, and says why', async () => {
     const debug: string[] = [];
     const log = { info: () => {}, warn: () => {}, debug: (m: string) => debug.push(m) };
     expect(await selectBackend('auto', log)).toBe('wasm');
-    expect(debug).toEqual([expect.stringMatching(/^engine: engine\.backend tensorflow-gpu: @tensorflow\/tfjs-node-gpu is not installed/), expect.stringMatching(/^engine: engine\.backend tensorflow: /)]);
+    expect(debug).toEqual([
+      expect.stringMatching(/^engine: engine\.backend webgpu: no (GPU device|hardware adapter)/),
+      expect.stringMatching(/^engine: engine\.backend tensorflow-gpu: @tensorflow\/tfjs-node-gpu is not installed/),
+      expect.stringMatching(/^engine: engine\.backend tensorflow: /),
+    ]);
   });
   it.skipIf(hasTfjsNodeGpu)(
     'asking for tensorflow-gpu names CUDA 11.2 and cuDNN 8',

@@ -99,9 +99,8 @@ describe('shardBatch', () => {
 describe('startDataParallel', () => {
   it('with 2 ranks matches in-process trainStep on the same micro-batches over 3 steps', async () => {
     const reference = freshRun();
-    const expected = Array.from({ length: 3 }, () =>
-      trainStep(reference.model, reference.optimizer, microBatches, (b) => causalLmLoss(reference.model, b), STEP),
-    );
+    const expected = [];
+    for (let i = 0; i < 3; i++) expected.push(await trainStep(reference.model, reference.optimizer, microBatches, (b) => causalLmLoss(reference.model, b), STEP));
     // The replicas start from zeros and get the main model's parameters with every step, so a
     // missing sync would already break step 1; steps 2 and 3 check the sync of updated weights.
     const parallel = await dataParallelRun(2, 3);
@@ -139,7 +138,7 @@ describe('startDataParallel', () => {
 
   it('with 1 rank is trainStep itself', async () => {
     const reference = freshRun();
-    const expected = trainStep(reference.model, reference.optimizer, microBatches, (b) => causalLmLoss(reference.model, b), STEP);
+    const expected = await trainStep(reference.model, reference.optimizer, microBatches, (b) => causalLmLoss(reference.model, b), STEP);
     const single = await dataParallelRun(1, 1);
     expect(single.results).toEqual([expected]);
     expect(maxAbsDiff(single.model, reference.model)).toBe(0);

@@ -46,12 +46,12 @@ describe('AdamW', () => {
 });
 
 describe('clipByGlobalNorm', () => {
-  it('scales every gradient by maxNorm / global norm', () => {
+  it('scales every gradient by maxNorm / global norm', async () => {
     // Global norm of (3, 4) and (12) is sqrt(9 + 16 + 144) = 13.
-    const { grads, norm } = clipByGlobalNorm(new Map<string, tf.Tensor>([['a', tf.tensor1d([3, 4])], ['b', tf.tensor1d([12])]]), 1);
+    const { grads, norm } = await clipByGlobalNorm(new Map<string, tf.Tensor>([['a', tf.tensor1d([3, 4])], ['b', tf.tensor1d([12])]]), 1);
     expect(norm).toBeCloseTo(13, 5);
     expect(grads.get('b')!.dataSync()[0]).toBeCloseTo(12 / 13, 5);
-    const unclipped = clipByGlobalNorm(new Map<string, tf.Tensor>([['a', tf.tensor1d([0.3, 0.4])]]), 1).grads;
+    const unclipped = (await clipByGlobalNorm(new Map<string, tf.Tensor>([['a', tf.tensor1d([0.3, 0.4])]]), 1)).grads;
     expect(Array.from(unclipped.get('a')!.dataSync())).toEqual([expect.closeTo(0.3, 6), expect.closeTo(0.4, 6)]);
   });
 });
@@ -102,17 +102,17 @@ function maxDiff(a: Float32Array[], b: Float32Array[]): number {
 }
 
 describe('trainStep', () => {
-  it('batch 1 x accumulation 8 gives the same gradient and update as 8 x 1', () => {
+  it('batch 1 x accumulation 8 gives the same gradient and update as 8 x 1', async () => {
     const data = examples(8, 3);
     const model = createModel(tinyConfig(), 5);
-    const gradsOf = (micro: TokenizedExample[][]) => {
-      const { grads, loss } = accumulateGradients(model, micro.map((m) => padBatch(m)), (b) => causalLmLoss(model, b));
+    const gradsOf = async (micro: TokenizedExample[][]) => {
+      const { grads, loss } = await accumulateGradients(model, micro.map((m) => padBatch(m)), (b) => causalLmLoss(model, b));
       const values = [...grads.values()].map((g) => g.dataSync() as Float32Array);
       tf.dispose([...grads.values()]);
       return { values, loss };
     };
-    const wholeGrads = gradsOf([data]);
-    const accumulatedGrads = gradsOf(data.map((e) => [e]));
+    const wholeGrads = await gradsOf([data]);
+    const accumulatedGrads = await gradsOf(data.map((e) => [e]));
     expect(accumulatedGrads.loss).toBeCloseTo(wholeGrads.loss, 5);
     const largest = Math.max(...wholeGrads.values.map((g) => Math.max(...g.map(Math.abs))));
     expect(maxDiff(wholeGrads.values, accumulatedGrads.values) / largest).toBeLessThan(1e-5);
@@ -121,17 +121,17 @@ describe('trainStep', () => {
     // Adam's first step is lr * g / (|g| + eps): for a gradient element near 0 it turns float32
     // summation-order noise (about 1e-8 here) into lr * noise / eps. eps 1e-5 bounds that by 1e-5;
     // the default 1e-8 would make elements with |g| ~ 1e-8 differ by a whole step.
-    const run = (micro: TokenizedExample[][]) => {
+    const run = async (micro: TokenizedExample[][]) => {
       const model = createModel(tinyConfig(), 5);
       const opt = new AdamW(model.params, { ...optimizerOptions, eps: 1e-5 });
-      trainStep(model, opt, micro.map((m) => padBatch(m)), (b) => causalLmLoss(model, b), { lr: 1e-2, maxGradNorm: 1 });
+      await trainStep(model, opt, micro.map((m) => padBatch(m)), (b) => causalLmLoss(model, b), { lr: 1e-2, maxGradNorm: 1 });
       const result = weights(model);
       disposeModel(model);
       opt.dispose();
       return result;
     };
-    const whole = run([data]);
-    const accumulated = run(data.map((e) => [e]));
+    const whole = await run([data]);
+    const accumulated = await run(data.map((e) => [e]));
     expect(maxDiff(whole, accumulated)).toBeLessThan(2e-5);
     // And the step did move the weights (so the comparison is not vacuous).
     const initial = createModel(tinyConfig(), 5);
@@ -139,26 +139,26 @@ describe('trainStep', () => {
     disposeModel(initial);
   });
 
-  it('a batch of one row trains a model with one kv head (one attention block per layer)', () => {
+  it('a batch of one row trains a model with one kv head (one attention block per layer)', async () => {
     const model = createModel(presets.tiny(32, { num_hidden_layers: 1, num_key_value_heads: 1, max_position_embeddings: 64 }), 5);
     const opt = new AdamW(model.params, optimizerOptions);
     const before = weights(model);
-    const { loss } = trainStep(model, opt, [padBatch(examples(1, 4))], (b) => causalLmLoss(model, b), { lr: 1e-2, maxGradNorm: 1 });
+    const { loss } = await trainStep(model, opt, [padBatch(examples(1, 4))], (b) => causalLmLoss(model, b), { lr: 1e-2, maxGradNorm: 1 });
     expect(Number.isFinite(loss)).toBe(true);
     expect(maxDiff(before, weights(model))).toBeGreaterThan(1e-3);
     disposeModel(model);
     opt.dispose();
   });
 
-  it('leaks no tensors across steps', () => {
+  it('leaks no tensors across steps', async () => {
     const model = createModel(tinyConfig(), 6);
     const opt = new AdamW(model.params, optimizerOptions);
     const batch = padBatch(examples(4, 4));
     const step = () => trainStep(model, opt, [batch], (b) => causalLmLoss(model, b), { lr: 1e-3, maxGradNorm: 1 });
-    step();
+    await step();
     const before = tf.memory().numTensors;
-    step();
-    step();
+    await step();
+    await step();
     expect(tf.memory().numTensors).toBe(before);
     disposeModel(model);
     opt.dispose();
@@ -167,20 +167,20 @@ describe('trainStep', () => {
   it('a run resumed from a step checkpoint ends where an uninterrupted run ends', async () => {
     const data = examples(16, 7);
     // Each step draws its batch with the run's Rng; the Rng state is part of the checkpoint.
-    const train = (model: Model, opt: AdamW, rng: Rng, from: number, to: number) => {
+    const train = async (model: Model, opt: AdamW, rng: Rng, from: number, to: number) => {
       for (let step = from; step < to; step++) {
         const batch = padBatch(lengthBucketedBatches(data, 4, rng, (e) => e.ids.length)[0]!);
-        trainStep(model, opt, [batch], (b) => causalLmLoss(model, b), { lr: warmupCosineLr(step, { peak: 1e-2, warmup: 1, total: 4, min: 1e-3 }), maxGradNorm: 1 });
+        await trainStep(model, opt, [batch], (b) => causalLmLoss(model, b), { lr: warmupCosineLr(step, { peak: 1e-2, warmup: 1, total: 4, min: 1e-3 }), maxGradNorm: 1 });
       }
     };
     const straight = createModel(tinyConfig(), 8);
     const straightOpt = new AdamW(straight.params, optimizerOptions);
-    train(straight, straightOpt, new Rng(9), 0, 4);
+    await train(straight, straightOpt, new Rng(9), 0, 4);
 
     const first = createModel(tinyConfig(), 8);
     const firstOpt = new AdamW(first.params, optimizerOptions);
     const rng = new Rng(9);
-    train(first, firstOpt, rng, 0, 2);
+    await train(first, firstOpt, rng, 0, 2);
     await saveTrainingState(scratch, first, firstOpt);
     const rngState = rng.state();
     disposeModel(first);
@@ -190,7 +190,7 @@ describe('trainStep', () => {
     const resumedOpt = new AdamW(resumed.params, optimizerOptions);
     loadTrainingState(scratch, resumed, resumedOpt);
     expect(resumedOpt.step).toBe(2);
-    train(resumed, resumedOpt, Rng.fromState(rngState), 2, 4);
+    await train(resumed, resumedOpt, Rng.fromState(rngState), 2, 4);
     expect(maxDiff(weights(resumed), weights(straight))).toBe(0);
     for (const m of [straight, resumed]) disposeModel(m);
     for (const o of [straightOpt, resumedOpt]) o.dispose();
@@ -198,7 +198,7 @@ describe('trainStep', () => {
 });
 
 describe('the tiny preset learns', () => {
-  it('drives the loss on a Markov corpus below the unigram entropy, toward the bigram entropy', () => {
+  it('drives the loss on a Markov corpus below the unigram entropy, toward the bigram entropy', async () => {
     // Corpus: a first-order Markov chain over 32 tokens where token t is followed by one of
     // 4 fixed successors, uniformly. Bigram (conditional) entropy: ln 4 = 1.386 nats. The chain
     // is doubly stochastic-ish over 32 states, so the unigram entropy is about ln 32 = 3.466;
@@ -225,7 +225,7 @@ describe('the tiny preset learns', () => {
     let loss = Infinity;
     for (let step = 0; step < steps; step++) {
       const batch = padBatch(trainRng.shuffle([...sequences]).slice(0, 8).map((ids) => ({ ids, lossMask: ids.map(() => 1) })));
-      ({ loss } = trainStep(model, opt, [batch], (b) => causalLmLoss(model, b), {
+      ({ loss } = await trainStep(model, opt, [batch], (b) => causalLmLoss(model, b), {
         lr: warmupCosineLr(step, { peak: 1e-2, warmup: 3, total: steps, min: 1e-3 }),
         maxGradNorm: 1,
       }));

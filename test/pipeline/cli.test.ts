@@ -151,7 +151,7 @@ describe('pipeline run (end to end)', () => {
     await waitFor(() => existsSync(work) && readdirSync(work).some((fp) => existsSync(path.join(work, fp, 'checkpoints/LATEST'))));
     run.child.kill('SIGTERM');
     const result = await run.done;
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(130);
     expect(result.stderr).toContain('SIGTERM: stopping; nothing unfinished is published');
     expect(result.stderr).toContain('not run: train (cancelled), after (upstream train cancelled)');
     expect(result.stdout).toContain('cancelled: 0 built, 0 cached, 0 failed, 2 not run');

@@ -88,9 +88,10 @@ describe('inspection commands', () => {
   });
 
   it('gc --dry-run lists unreferenced objects and deletes nothing', async () => {
-    // Changing a's param (then running) leaves the old a, b, c, d objects unreferenced.
+    // Changing a's param (then running) leaves the old a, b, c, d objects unreferenced, and the
+    // config with that --set does not plan them either (without it, it would: gc keeps those).
     expect((await pipeline('run', 'p.yaml', '--set', 'stages.a.with.value=w')).code).toBe(0);
-    const dry = await pipeline('gc', 'p.yaml', '--dry-run');
+    const dry = await pipeline('gc', 'p.yaml', '--dry-run', '--set', 'stages.a.with.value=w');
     expect(dry.out.split('\n').filter((line) => line.startsWith('would remove object'))).toHaveLength(4);
     expect(readdirSync(path.join(dir, 'checkpoints/objects'))).toHaveLength(8);
   });
@@ -227,5 +228,18 @@ describe('resource classes', () => {
     const parallel = await pipeline('run', 'train.yaml', '--concurrency', '3', '--set', 'resources.train=2', '--on-error', 'keep-going', '--store', 'parallel');
     expect(parallel.code).toBe(1);
     expect(parallel.err).toContain('failed: command exited with code 9');
+  });
+});
+
+describe('export', () => {
+  it('refuses a stage that is not in the config, and one whose artifact is not a checkpoint, naming each', async () => {
+    expect((await pipeline('run', 'p.yaml', '--until', 'a')).code).toBe(0);
+    const unknown = await pipeline('export', 'p.yaml', 'zz');
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toBe('error: p.yaml has no stage "zz" (stages: a, b, c, d)');
+    const files = await pipeline('export', 'p.yaml', 'a');
+    expect(files.code).toBe(2);
+    expect(files.err).toBe('error: a produces files, not a checkpoint: only model checkpoints export to ONNX');
+    expect(existsSync(path.join(dir, 'checkpoints', 'exports'))).toBe(false);
   });
 });

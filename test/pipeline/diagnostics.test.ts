@@ -39,7 +39,7 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
     yaml: 'name: x\nstages:\n  a:\n    uses: exec\n    with:\n      command: echo\n      comand2: x\n    need: [b]\n',
     // Both typos, in file order, each with its closest valid key and the full list.
     expected: [
-      'unknown-keys.yaml:7:7: error: stages.a.with: unknown key "comand2" (did you mean "command"?); expected one of: command, env, cwd, files',
+      'unknown-keys.yaml:7:7: error: stages.a.with: unknown key "comand2" (did you mean "command"?); expected one of: command, env, cwd, produces, files',
       ' 7 |       comand2: x',
       '   |       ^^^^^^^',
       'unknown-keys.yaml:8:5: error: stages.a: unknown key "need" (did you mean "needs"?); expected one of: uses, needs, with, executor, slurm, resources',
@@ -167,6 +167,23 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
       '2 errors',
     ].join('\n'),
   },
+  {
+    // Refs and logs are kept under the name: ".." would put them in the store's root.
+    name: 'dot-dot-name',
+    yaml: 'name: ..\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
+    expected: [
+      'dot-dot-name.yaml:1:7: error: name: expected a letter, digit or "_", then letters, digits, "_", "." or "-", found string ".."',
+      ' 1 | name: ..',
+      '   |       ^^',
+      '1 error',
+    ].join('\n'),
+  },
+  {
+    name: 'dot-name-from-set',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
+    set: ['name=.'],
+    expected: '--set name=.: error: name: expected a letter, digit or "_", then letters, digits, "_", "." or "-", found string "."\n1 error',
+  },
 ];
 
 describe('config diagnostics (golden)', () => {
@@ -182,10 +199,10 @@ describe('config diagnostics (golden)', () => {
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.loaded.config.seed).toBe(3);
-    // Defaults come from the schemas: store, executor, resources, and exec's cwd/files.
+    // Defaults come from the schemas: store, executor, resources, and exec's cwd/produces/files.
     expect(result.loaded.config.store).toBe('checkpoints');
     expect(result.loaded.config.resources).toEqual({ train: 1 });
-    expect(result.loaded.stages.get('a')?.params).toEqual({ command: 'echo', env: { N: 4 }, cwd: '.', files: [] });
+    expect(result.loaded.stages.get('a')?.params).toEqual({ command: 'echo', env: { N: 4 }, cwd: '.', produces: 'files', files: [] });
   });
 });
 

@@ -8,6 +8,7 @@ import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
+import dpoStage from '../../stages/dpo/index.ts';
 import grpoStage from '../../stages/grpo/index.ts';
 import sftStage from '../../stages/sft/index.ts';
 import { testContext } from '../data/context.ts';
@@ -241,5 +242,76 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(whole.metrics.data_parallel_ranks).toBe(2);
     expect(whole.metrics.baseline_dev_acc4).toBeGreaterThanOrEqual(0);
     expect(whole.metrics.dev_format_valid).toBeGreaterThanOrEqual(0);
+  }, 300_000);
+
+  it('LoRA sft on the sft checkpoint resumes to the same adapters and writes them in PEFT format beside merged weights', async () => {
+    const init = newest('sft').dir;
+    const inputs = [{ stage: 'cot', kind: 'sft-set' as const, dir: newest('cot').dir }];
+    const params = {
+      init,
+      drop_system_prompt: true,
+      lora: { r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj', 'down_proj'] },
+      max_steps: 4,
+      batch_size: 4,
+      lr: 0.02,
+      checkpoint_every: 1,
+      eval_every: 0,
+      eval_generate: 0,
+    };
+    const run = async (workDir: string, stopAfter?: number) => {
+      const ctx = testContext(sftStage, { params, inputs, configDir: dir, seed: 3 });
+      const controller = new AbortController();
+      Object.assign(ctx, {
+        engine: { backend: 'wasm', data_parallel: 2 },
+        workDir,
+        checkpoints: stepCheckpoints(workDir),
+        signal: controller.signal,
+        metrics: { log: (step: number) => step === stopAfter && controller.abort() },
+      });
+      const result = await sftStage.run(ctx as never);
+      const read = (file: string) => readFileSync(path.join(ctx.outDir, file));
+      return { adapter: read('adapter/adapter_model.safetensors'), merged: read('model.safetensors'), config: JSON.parse(read('adapter/adapter_config.json').toString()), metrics: (result as { metrics: Record<string, number> }).metrics, logs: ctx.logs };
+    };
+    const whole = await run(path.join(dir, 'lora-whole'));
+    const resumedWork = path.join(dir, 'lora-resumed');
+    await expect(run(resumedWork, 2)).rejects.toThrow();
+    const resumed = await run(resumedWork);
+    expect(resumed.logs).toContain('info: resumed from step 2');
+    expect(resumed.adapter.equals(whole.adapter)).toBe(true);
+    expect(resumed.merged.equals(whole.merged)).toBe(true);
+    // The adapters trained (the merged weights moved off the base) and only they did.
+    expect(whole.merged.equals(readFileSync(path.join(init, 'model.safetensors')))).toBe(false);
+    // 1 layer, d 32, 2 heads of 16, 1 kv head, SwiGLU 64; r 2: q (2*32 + 32*2) + v (2*32 + 16*2) + down (2*64 + 32*2) = 416.
+    expect(whole.metrics.trainable_parameters).toBe(416);
+    expect(whole.metrics.data_parallel_ranks).toBe(1);
+    expect(whole.config).toMatchObject({ peft_type: 'LORA', r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: ['down_proj', 'q_proj', 'v_proj'], base_model_name_or_path: init });
+    expect(whole.logs.some((l) => /LoRA r 2 on q_proj, v_proj, down_proj; memory: \d+ frozen x 4 B .* 416 trainable x 16 B/.test(l))).toBe(true);
+  }, 300_000);
+
+  it('dpo and grpo (KL to the base under the adapters) train LoRA adapters and save them in PEFT format', async () => {
+    const lora = { r: 2, lora_alpha: 4, target_modules: ['q_proj', 'v_proj'] };
+    const runStage = async (stage: typeof dpoStage, params: Record<string, unknown>, inputs: { stage: string; kind: 'checkpoint' | 'samples' | 'sft-set' | 'prompts' | 'kg'; dir: string }[]) => {
+      const ctx = testContext(stage, { params: { ...params, lora }, inputs, configDir: dir, seed: 3 });
+      Object.assign(ctx, { engine: { backend: 'wasm' } });
+      await stage.run(ctx as never);
+      return { out: ctx.outDir, logs: ctx.logs };
+    };
+    const sft = newest('sft').dir;
+    const dpo = await runStage(dpoStage, { max_steps: 2, batch_size: 2, eval_prompts: 0 }, [
+      { stage: 'sample', kind: 'samples', dir: newest('sample').dir },
+      { stage: 'sft', kind: 'checkpoint', dir: sft },
+      { stage: 'cot', kind: 'sft-set', dir: newest('cot').dir },
+    ]);
+    const grpo = await runStage(grpoStage as unknown as typeof dpoStage, { rewards: [{ use: 'format' }], beta: 0.04, num_generations: 2, prompts_per_step: 2, max_steps: 2, learning_rate: 0.03, max_completion_length: 8, dynamic_sampling: false, replay_threshold: 0, eval_prompts: 0 }, [
+      { stage: 'dpo', kind: 'checkpoint', dir: dpo.out },
+      { stage: 'icl', kind: 'prompts', dir: newest('icl').dir },
+      { stage: 'kg', kind: 'kg', dir: newest('kg').dir },
+    ]);
+    for (const [run, base] of [[dpo, sft], [grpo, dpo.out]] as const) {
+      expect(readdirSync(path.join(run.out, 'adapter')).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+      expect(JSON.parse(readFileSync(path.join(run.out, 'adapter', 'adapter_config.json'), 'utf8')).base_model_name_or_path).toBe(base);
+      // 1 layer, d 32, 2 heads of 16, 1 kv head; r 2: q (2*32 + 32*2) + v (2*32 + 16*2) = 224 trainable.
+      expect(run.logs.some((l) => /LoRA r 2 on q_proj, v_proj; memory: \d+ frozen x 4 B .* 224 trainable x 16 B/.test(l))).toBe(true);
+    }
   }, 300_000);
 });

@@ -2,7 +2,8 @@
  * Picks and starts the TensorFlow.js backend once per process, and supplies what tfjs-core alone
  * lacks on Node (gradients, a wasm `UnsortedSegmentSum`). See /work/shared/FACTS.md.
  *
- * Order for `auto`: tfjs-node-gpu (if it imports and a GPU is visible) > tfjs-node > wasm > cpu.
+ * Order for `auto`: webgpu on a hardware adapter > tfjs-node-gpu (if it imports and a GPU is visible)
+ * > tfjs-node > wasm > cpu. webgpu on a software adapter (Mesa) only when asked for by name.
  * The two tfjs-node packages are never dependencies of this project (their install downloads
  * libtensorflow); they are loaded with a guarded dynamic `import()` when a user installed them.
  */
@@ -12,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
+import { startWebgpu, type AdapterRecord } from './webgpu.ts';
 
 export type BackendName = EngineConfig['backend'];
 
@@ -61,17 +63,21 @@ export function initEngine(config: EngineConfig, log?: Logger): Promise<EngineRe
 
 async function start(config: EngineConfig, log?: Logger): Promise<EngineRecord> {
   await registerGradients();
-  const backend = await selectBackend(config.backend, log);
+  const adapter: { record?: AdapterRecord } = {};
+  const backend = await selectBackend(config.backend, log, adapter);
   const record: EngineRecord = {
     backend,
     tfjs: tf.version_core,
     requested: config.backend,
+    ...adapter.record,
   };
   if (backend === 'wasm') {
     record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
     record.threads = String(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT'));
   }
-  log?.info(`engine: tfjs ${record.tfjs} on ${backend}${config.backend === 'auto' ? ' (auto)' : ''}`);
+  const on = adapter.record ? ` (${adapter.record.adapter}, ${adapter.record.vendor}, via ${adapter.record.route})` : '';
+  log?.info(`engine: tfjs ${record.tfjs} on ${backend}${on}${config.backend === 'auto' ? ' (auto)' : ''}`);
+  if (adapter.record?.software === 'true') log?.warn(`engine: webgpu runs on a software renderer (${adapter.record.adapter}): correct but slower than wasm`);
   return record;
 }
 
@@ -104,8 +110,17 @@ async function registerGradients(): Promise<void> {
  * Starts one backend (not idempotent: `initEngine` is the entry point). Exported so the failure
  * messages can be tested without disturbing the process's engine.
  */
-export async function selectBackend(requested: BackendName, log?: Logger): Promise<string> {
+export async function selectBackend(requested: BackendName, log?: Logger, adapter: { record?: AdapterRecord } = {}): Promise<string> {
+  const webgpu = (requireHardware: boolean) => async () => {
+    // auto looks for a GPU only where the kernel shows one: Dawn's probe costs a second and prints
+    // driver warnings on machines that have none.
+    if (requireHardware && !gpuDeviceVisible()) throw new Error('engine.backend webgpu: no GPU device (/proc/driver/nvidia/gpus and /dev/dri are absent or empty)');
+    adapter.record = await startWebgpu(requireHardware);
+    return 'webgpu';
+  };
   switch (requested) {
+    case 'webgpu':
+      return webgpu(false)();
     case 'tensorflow-gpu':
       return startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true);
     case 'tensorflow':
@@ -116,6 +131,7 @@ export async function selectBackend(requested: BackendName, log?: Logger): Promi
       return startCpu();
     case 'auto': {
       for (const attempt of [
+        webgpu(true),
         () => startNode('@tensorflow/tfjs-node-gpu', 'tensorflow-gpu', true),
         () => startNode('@tensorflow/tfjs-node', 'tensorflow', false),
         startWasm,
@@ -131,10 +147,16 @@ export async function selectBackend(requested: BackendName, log?: Logger): Promi
   }
 }
 
+const listed = (dir: string) => existsSync(dir) && readdirSync(dir).length > 0;
+
 /** True when the NVIDIA driver lists at least one GPU (Linux); tfjs-node-gpu silently runs on CPU otherwise. */
 function gpuVisible(): boolean {
-  const dir = '/proc/driver/nvidia/gpus';
-  return existsSync(dir) && readdirSync(dir).length > 0;
+  return listed('/proc/driver/nvidia/gpus');
+}
+
+/** An NVIDIA GPU or any DRM device (AMD, Intel, or NVIDIA's render node) that Vulkan could drive. */
+function gpuDeviceVisible(): boolean {
+  return gpuVisible() || listed('/dev/dri');
 }
 
 async function startNode(pkg: string, name: 'tensorflow-gpu' | 'tensorflow', needsGpu: boolean): Promise<string> {

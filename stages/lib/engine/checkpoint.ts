@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import { readModelConfig } from './config.ts';
+import { exportWeights } from './lora.ts';
 import { modelFromWeights, type Model } from './model.ts';
 import { readModelWeights, writeSafetensors } from './safetensors.ts';
 
@@ -35,7 +36,7 @@ export interface SpecialTokenIds {
   padTokenId?: number;
 }
 
-/** Writes `model` as an HF folder that transformers loads unchanged (float32 weights). */
+/** Writes `model` as an HF folder that transformers loads unchanged (float32 weights; LoRA adapters merged in). */
 export async function saveModel(model: Model, dir: string, tokens: SpecialTokenIds = {}): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const config = {
@@ -46,7 +47,12 @@ export async function saveModel(model: Model, dir: string, tokens: SpecialTokenI
     pad_token_id: tokens.padTokenId ?? model.config.pad_token_id ?? null,
   };
   writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-  await writeSafetensors(join(dir, 'model.safetensors'), model.params as Map<string, tf.Tensor>);
+  const weights = exportWeights(model);
+  try {
+    await writeSafetensors(join(dir, 'model.safetensors'), weights);
+  } finally {
+    for (const [name, t] of weights) if (t !== model.params.get(name)) t.dispose();
+  }
   const generation: Record<string, unknown> = { _from_model_config: true };
   if (config.bos_token_id !== null) generation.bos_token_id = config.bos_token_id;
   if (config.eos_token_id !== null) generation.eos_token_id = config.eos_token_id;

@@ -29,7 +29,7 @@ try {
   const shared = new Float32Array(init.params);
   if (shared.length !== total) throw new Error(`Internal error: ${shared.length} shared parameter values for ${total} parameters`);
 
-  port.on('message', (message: ToWorker) => {
+  port.on('message', async (message: ToWorker) => {
     try {
       let offset = 0;
       for (const v of variables) {
@@ -37,13 +37,13 @@ try {
         tf.tidy(() => v.assign(tf.tensor(shared.slice(offset, offset + v.size), v.shape, 'float32')));
         offset += v.size;
       }
-      const { sums, lossSum, weight } = shardGradients(model, message.shards, variables);
+      const { sums, lossSum, weight } = await shardGradients(model, message.shards, variables);
       let grads: Float32Array | null = null;
       if (sums) {
         grads = new Float32Array(total);
         offset = 0;
         for (const s of sums) {
-          grads.set(s.dataSync() as Float32Array, offset);
+          grads.set((await s.data()) as Float32Array, offset);
           offset += s.size;
         }
         tf.dispose(sums);

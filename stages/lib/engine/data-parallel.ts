@@ -80,14 +80,14 @@ export interface RankGradients {
  * Sum over `shards` of the gradient of each shard's summed loss, unscaled (the caller divides by
  * the total weight of all ranks). Shards without targets are skipped: zero gradient, zero weight.
  */
-export function shardGradients(model: Model, shards: readonly PaddedBatch[], variables: tf.Variable[] = [...model.params.values()]): RankGradients {
+export async function shardGradients(model: Model, shards: readonly PaddedBatch[], variables: tf.Variable[] = [...model.params.values()]): Promise<RankGradients> {
   let sums: tf.Tensor[] | undefined;
   let lossSum = 0;
   let weight = 0;
   for (const shard of shards) {
     if (shard.targetCount === 0) continue;
     const { value, grads } = tf.variableGrads(() => causalLmLoss(model, shard).loss, variables);
-    lossSum += value.dataSync()[0] as number;
+    lossSum += (await value.data())[0] as number;
     value.dispose();
     weight += shard.targetCount;
     const current = variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
@@ -186,7 +186,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     return {
       ranks,
       workerEngines: [],
-      step: async (microBatches, stepOptions) => trainStep(model, optimizer, microBatches, (b) => causalLmLoss(model, b), stepOptions),
+      step: (microBatches, stepOptions) => trainStep(model, optimizer, microBatches, (b) => causalLmLoss(model, b), stepOptions),
       close: async () => {},
     };
   }
@@ -233,7 +233,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
 
   const runStep = async (microBatches: PaddedBatch[], stepOptions: StepOptions): Promise<StepResult> => {
     const id = nextId++;
-    variables.forEach((v, i) => sharedParams.set(v.dataSync() as Float32Array, offsets[i]));
+    for (const [i, v] of variables.entries()) sharedParams.set((await v.data()) as Float32Array, offsets[i]);
     // Workers first, so they compute while this thread does rank 0.
     const requests = workers.map((w) =>
       w.request({ type: 'step', id, shards: microBatches.map((b) => shardBatch(b, w.rank, ranks)) }),
@@ -242,7 +242,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     let own: RankGradients | undefined;
     let ownError: unknown;
     try {
-      own = shardGradients(model, microBatches.map((b) => shardBatch(b, 0, ranks)), variables);
+      own = await shardGradients(model, microBatches.map((b) => shardBatch(b, 0, ranks)), variables);
     } catch (error) {
       ownError = error;
     }
@@ -280,7 +280,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
       grads.set(names[i] as string, tf.mul(s, scale));
       s.dispose();
     });
-    const { grads: clipped, norm } = clipByGlobalNorm(grads, stepOptions.maxGradNorm > 0 ? stepOptions.maxGradNorm : Infinity);
+    const { grads: clipped, norm } = await clipByGlobalNorm(grads, stepOptions.maxGradNorm > 0 ? stepOptions.maxGradNorm : Infinity);
     optimizer.apply(clipped, stepOptions.lr);
     tf.dispose([...grads.values(), ...clipped.values()]);
     return { loss: lossSum * scale, gradNorm: norm, lr: stepOptions.lr };

@@ -30,12 +30,38 @@ export interface Generation {
   text?: string;
 }
 
+/**
+ * A model as the generation loop sees it, whatever runs it (tfjs here, ONNX Runtime in onnx/):
+ * `step` feeds new tokens (B, T) at their positions, attending to everything fed before except
+ * where `keyMask` (B, Tk) is 0, and returns the logits of each row's last token, (B, V) flattened.
+ */
+export interface StepDecoder {
+  vocabSize: number;
+  maxPositions: number;
+  step(ids: number[][], positions: number[][], keyMask: number[][]): Promise<Float32Array>;
+  /** Frees the cache; the decoder is not used again. */
+  release(): void;
+}
+
 /** Generates a completion for every prompt (token ids; each non-empty). */
 export async function generate(model: Model, prompts: number[][], options: GenerateOptions): Promise<Generation[]> {
+  return generateWith(tfjsDecoder(model), prompts, options);
+}
+
+/** The generation loop (padding, sampling, stopping) over any `StepDecoder`; releases it at the end. */
+export async function generateWith(decoder: StepDecoder, prompts: number[][], options: GenerateOptions): Promise<Generation[]> {
+  try {
+    return await generateLoop(decoder, prompts, options);
+  } finally {
+    decoder.release();
+  }
+}
+
+async function generateLoop(decoder: StepDecoder, prompts: number[][], options: GenerateOptions): Promise<Generation[]> {
   if (prompts.length === 0) return [];
   if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
   const width = Math.max(...prompts.map((p) => p.length));
-  const limit = model.config.max_position_embeddings;
+  const limit = decoder.maxPositions;
   if (width + options.maxNewTokens > limit) {
     throw new Error(`generate: longest prompt ${width} + maxNewTokens ${options.maxNewTokens} exceeds max_position_embeddings ${limit}`);
   }
@@ -44,39 +70,32 @@ export async function generate(model: Model, prompts: number[][], options: Gener
   const results: Generation[] = prompts.map(() => ({ tokens: [], logprobs: [], finishReason: 'length' }));
   const done = prompts.map(() => false);
   const nextPositions = prompts.map((p) => p.length);
+  const vocab = decoder.vocabSize;
 
-  let step = runStep(model, padded, positionsFromMask(mask), mask, undefined);
-  try {
-    for (let t = 0; t < options.maxNewTokens; t++) {
-      if (options.signal?.aborted) throw new Error('generate: aborted');
-      const logits = (await step.logits.data()) as Float32Array; // (B, V) flattened
-      const vocab = model.config.vocab_size;
-      const chosen: number[] = [];
-      for (let b = 0; b < prompts.length; b++) {
-        const row = logits.subarray(b * vocab, (b + 1) * vocab);
-        const token = done[b] ? 0 : sampleToken(row, options, options.rng);
-        chosen.push(token);
-        if (done[b]) continue;
-        const result = results[b] as Generation;
-        result.tokens.push(token);
-        result.logprobs.push(logSoftmaxAt(row, token));
-        if (options.eosTokenIds.includes(token)) finish(b, 'eos');
-        else if (options.stop && options.stop.strings.length > 0) {
-          const text = options.stop.decode(result.tokens);
-          if (options.stop.strings.some((s) => text.includes(s))) finish(b, 'stop');
-        }
+  let logits = await decoder.step(padded, positionsFromMask(mask), mask); // (B, V) flattened
+  for (let t = 0; t < options.maxNewTokens; t++) {
+    if (options.signal?.aborted) throw new Error('generate: aborted');
+    const chosen: number[] = [];
+    for (let b = 0; b < prompts.length; b++) {
+      const row = logits.subarray(b * vocab, (b + 1) * vocab);
+      const token = done[b] ? 0 : sampleToken(row, options, options.rng);
+      chosen.push(token);
+      if (done[b]) continue;
+      const result = results[b] as Generation;
+      result.tokens.push(token);
+      result.logprobs.push(logSoftmaxAt(row, token));
+      if (options.eosTokenIds.includes(token)) finish(b, 'eos');
+      else if (options.stop && options.stop.strings.length > 0) {
+        const text = options.stop.decode(result.tokens);
+        if (options.stop.strings.some((s) => text.includes(s))) finish(b, 'stop');
       }
-      if (done.every(Boolean) || t === options.maxNewTokens - 1) break;
-      // Finished rows keep decoding a dummy token (masked out of nobody's attention but their own).
-      for (const row of mask) row.push(1);
-      const positions = nextPositions.map((p) => [p]);
-      for (let b = 0; b < nextPositions.length; b++) nextPositions[b] = (nextPositions[b] as number) + 1;
-      const previous = step;
-      step = runStep(model, chosen.map((id) => [id]), positions, mask, previous.cache);
-      disposeStep(previous);
     }
-  } finally {
-    disposeStep(step);
+    if (done.every(Boolean) || t === options.maxNewTokens - 1) break;
+    // Finished rows keep decoding a dummy token (masked out of nobody's attention but their own).
+    for (const row of mask) row.push(1);
+    const positions = nextPositions.map((p) => [p]);
+    for (let b = 0; b < nextPositions.length; b++) nextPositions[b] = (nextPositions[b] as number) + 1;
+    logits = await decoder.step(chosen.map((id) => [id]), positions, mask);
   }
   const decodeText = options.decode ?? options.stop?.decode;
   if (decodeText) for (const result of results) result.text = decodeText(result.tokens);
@@ -86,6 +105,25 @@ export async function generate(model: Model, prompts: number[][], options: Gener
     done[b] = true;
     (results[b] as Generation).finishReason = reason;
   }
+}
+
+/** The tfjs model as a `StepDecoder`: its KV cache lives in tensors between steps. */
+function tfjsDecoder(model: Model): StepDecoder {
+  let current: StepOutput | undefined;
+  return {
+    vocabSize: model.config.vocab_size,
+    maxPositions: model.config.max_position_embeddings,
+    async step(ids, positions, keyMask) {
+      const previous = current;
+      current = runStep(model, ids, positions, keyMask, previous?.cache);
+      if (previous) disposeStep(previous);
+      return (await current.logits.data()) as Float32Array;
+    },
+    release() {
+      if (current) disposeStep(current);
+      current = undefined;
+    },
+  };
 }
 
 interface StepOutput {

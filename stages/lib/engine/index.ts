@@ -14,6 +14,7 @@ export { generate, type GenerateOptions, type Generation } from './generate.ts';
 export { sampleToken, type SamplingOptions } from './sampling.ts';
 export { sequenceLogprobs, type PromptCompletion, type SequenceLogprobs } from './logprobs.ts';
 export { maskedCrossEntropy, tokenLogprobs } from './loss.ts';
+export { stopGradient } from './layers.ts';
 export { AdamW, adamWOptionsSchema, clipByGlobalNorm, warmupCosineLr, type AdamWOptions, type LrSchedule } from './optim.ts';
 export {
   accumulateGradients,
@@ -31,3 +32,17 @@ export {
 } from './train.ts';
 export { initModel, modelSourceSchema, type ModelSource, type ModelSourceContext } from './init.ts';
 export { resolveRanks, startDataParallel, type DataParallelTrainer } from './data-parallel.ts';
+export {
+  addLora,
+  loadAdapter,
+  saveAdapter,
+  trainableParams,
+  withoutAdapters,
+  memoryPerParameter,
+  describeMemory,
+  loraOptionsSchema,
+  peftName,
+  LORA_TARGETS,
+  type LoraOptions,
+  type MemoryPerParameter,
+} from './lora.ts';

@@ -82,6 +82,12 @@ export function swiglu(x: tf.Tensor2D, gateUp: tf.Tensor2D, down: tf.Tensor2D, p
  * half-split layout cat(angles, angles). Returns (maxPositions, headDim) cos and sin.
  */
 export function ropeTables(maxPositions: number, headDim: number, theta: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const { cos, sin } = ropeTableValues(maxPositions, headDim, theta);
+  return { cos: tf.tensor2d(cos, [maxPositions, headDim]), sin: tf.tensor2d(sin, [maxPositions, headDim]) };
+}
+
+/** `ropeTables` as row-major arrays (the ONNX export stores them as initializers). */
+export function ropeTableValues(maxPositions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const cos = new Float32Array(maxPositions * headDim);
   const sin = new Float32Array(maxPositions * headDim);
@@ -94,7 +100,7 @@ export function ropeTables(maxPositions: number, headDim: number, theta: number)
       }
     }
   }
-  return { cos: tf.tensor2d(cos, [maxPositions, headDim]), sin: tf.tensor2d(sin, [maxPositions, headDim]) };
+  return { cos, sin };
 }
 
 /**
@@ -162,3 +168,9 @@ export function positionsFromMask(mask: number[][]): number[][] {
     return row.map((m) => (m === 0 ? 0 : seen++));
   });
 }
+
+/** x as a constant: its value, with no gradient flowing back (PyTorch `detach`; tfjs has none). */
+export const stopGradient = tf.customGrad(((x: tf.Tensor) => ({
+  value: tf.clone(x),
+  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+})) as never) as unknown as <T extends tf.Tensor>(x: T) => T;

@@ -10,6 +10,7 @@ import { Rng } from '../../../pipeline/rng.ts';
 import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
 import { applyRope, attentionBias, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
+import { mergedWeight, modelVariables, withAdapters, type LoraState } from './lora.ts';
 
 export interface Model {
   config: ModelConfig;
@@ -17,6 +18,8 @@ export interface Model {
   /** HF tensor name -> trainable variable, in `parameterShapes` order. */
   params: Map<string, tf.Variable>;
   rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
+  /** LoRA adapters (lora.ts): when present only they train, and frozen calls use merged weights. */
+  lora?: LoraState;
   /** Derived weights for gradient-free calls, valid while every variable keeps `dataIds`. */
   frozen?: { dataIds: object[]; weights: DerivedWeights; derived: tf.Tensor[] };
 }
@@ -154,7 +157,7 @@ export function createModel(config: ModelConfig, rngOrSeed: Rng | number): Model
 }
 
 export function disposeModel(model: Model): void {
-  for (const v of model.params.values()) v.dispose();
+  for (const v of modelVariables(model)) v.dispose();
   tf.dispose([model.rope.cos, model.rope.sin, model.rope.rotate]);
   releaseFrozenWeights(model);
 }
@@ -171,14 +174,18 @@ function param(model: Model, name: string): tf.Tensor {
   return p;
 }
 const vector = (model: Model, name: string) => param(model, name) as tf.Tensor1D;
-const matrix = (model: Model, name: string) => param(model, name) as tf.Tensor2D;
 const optional = (model: Model, name: string) => model.params.get(name) as tf.Tensor1D | undefined;
 const concatBiases = (biases: Array<tf.Tensor1D | undefined>) =>
   biases.every((b) => b === undefined) ? undefined : (tf.concat(biases as tf.Tensor1D[]) as tf.Tensor1D);
 
-/** Derives the layer weights from params; differentiable (gradients flow back to params). */
-function deriveWeights(model: Model): DerivedWeights {
+/**
+ * Derives the layer weights from params; differentiable (gradients flow back to params). `merge`
+ * adds LoRA updates into the projection weights (W + scale B A); without it adapters are left to
+ * `withAdapters`.
+ */
+function deriveWeights(model: Model, merge = false): DerivedWeights {
   const { config } = model;
+  const matrix = (m: Model, name: string) => (merge ? mergedWeight(m, name) : param(m, name)) as tf.Tensor2D;
   const layers: LayerWeights[] = [];
   for (let i = 0; i < config.num_hidden_layers; i++) {
     const a = `model.layers.${i}.self_attn`;
@@ -197,14 +204,14 @@ function deriveWeights(model: Model): DerivedWeights {
       downBias: optional(model, `${m}.down_proj.bias`),
     });
   }
-  const embed = matrix(model, 'model.embed_tokens.weight');
+  const embed = param(model, 'model.embed_tokens.weight') as tf.Tensor2D;
   return {
     project: linear,
     matmul: matmul2d,
     embed,
     layers,
     finalNorm: vector(model, 'model.norm.weight'),
-    head: config.tie_word_embeddings ? embed : matrix(model, 'lm_head.weight'),
+    head: config.tie_word_embeddings ? embed : (param(model, 'lm_head.weight') as tf.Tensor2D),
     folded: false,
   };
 }
@@ -219,14 +226,14 @@ function deriveWeights(model: Model): DerivedWeights {
  * (an optimizer assign gives it a new dataId).
  */
 function frozenWeights(model: Model): DerivedWeights {
-  const dataIds = [...model.params.values()].map((v) => v.dataId);
+  const dataIds = modelVariables(model).map((v) => v.dataId);
   const current = model.frozen;
   if (current && current.dataIds.every((id, i) => id === dataIds[i])) return current.weights;
   releaseFrozenWeights(model);
   const { heads, kvHeads, headDim: hd } = model.dims;
   const d = model.config.hidden_size;
   const weights = tf.tidy(() => {
-    const hf = deriveWeights(model);
+    const hf = deriveWeights(model, true);
     // (d, out) with row j scaled by norm[j]: x_normed (.) w @ W^T = x_normed @ (diag(w) W^T).
     const foldNorm = (w: tf.Tensor2D, norm: tf.Tensor1D | undefined) => {
       const wT = tf.transpose(w);
@@ -295,7 +302,7 @@ export function decode(
 ): { hidden: tf.Tensor2D; cache: LayerCache[]; lmHead: (hidden: tf.Tensor2D) => tf.Tensor2D } {
   const { config } = model;
   checkTokenIds(ids, config.vocab_size);
-  const weights = options.frozen ? frozenWeights(model) : deriveWeights(model);
+  const weights = options.frozen ? frozenWeights(model) : withAdapters(model, deriveWeights(model));
   const batch = ids.length;
   const steps = ids[0]?.length ?? 0;
   // Prefill stacks the G query heads of a kv head as rows, so its bias repeats G times; see attention.
@@ -316,7 +323,7 @@ export function decode(
 }
 
 /** An out-of-range id would make tf.gather read garbage silently on wasm: refuse it by row and position. */
-function checkTokenIds(ids: number[][], vocabSize: number): void {
+export function checkTokenIds(ids: number[][], vocabSize: number): void {
   ids.forEach((row, b) =>
     row.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {

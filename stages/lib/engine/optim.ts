@@ -62,9 +62,9 @@ export class AdamW {
  * Scales gradients so their global L2 norm is at most maxNorm (PyTorch `clip_grad_norm_`:
  * coefficient maxNorm / (norm + 1e-6), capped at 1). Returns new tensors and the norm before clipping.
  */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number } {
+export async function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): Promise<{ grads: Map<string, tf.Tensor>; norm: number }> {
   const normTensor = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
-  const norm = normTensor.dataSync()[0] as number;
+  const norm = (await normTensor.data())[0] as number;
   normTensor.dispose();
   const coefficient = Math.min(1, maxNorm / (norm + 1e-6));
   const clipped = new Map<string, tf.Tensor>();

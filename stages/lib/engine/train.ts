@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../../../pipeline/rng.ts';
+import { trainableParams } from './lora.ts';
 import { maskedLmLoss, type Model } from './model.ts';
 import { AdamW, clipByGlobalNorm } from './optim.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
@@ -29,9 +30,11 @@ export interface AccumulatedGradients {
   weight: number;
 }
 
-export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss): AccumulatedGradients {
-  const names = [...model.params.keys()];
-  const variables = names.map((n) => model.params.get(n) as tf.Variable);
+export async function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss): Promise<AccumulatedGradients> {
+  // With LoRA only the adapters: the base weights get no gradient (nor its cost).
+  const trainable = trainableParams(model);
+  const names = [...trainable.keys()];
+  const variables = names.map((n) => trainable.get(n) as tf.Variable);
   let sums: tf.Tensor[] | undefined;
   let lossSum = 0;
   let weight = 0;
@@ -42,7 +45,8 @@ export function accumulateGradients<Batch>(model: Model, microBatches: Batch[], 
       batchWeight = out.weight;
       return out.loss;
     }, variables);
-    lossSum += value.dataSync()[0] as number;
+    // An async read: the webgpu backend has no synchronous one.
+    lossSum += (await value.data())[0] as number;
     value.dispose();
     weight += batchWeight;
     const current = variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
@@ -79,9 +83,17 @@ export interface StepResult {
  * One optimizer update from `microBatches` (accumulated, clipped, AdamW). Allocates no tensors
  * that outlive it.
  */
-export function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): StepResult {
-  const { grads, loss } = accumulateGradients(model, microBatches, lossOf);
-  const { grads: clipped, norm } = clipByGlobalNorm(grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
+export async function trainStep<Batch>(model: Model, optimizer: AdamW, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, options: StepOptions): Promise<StepResult> {
+  // LoRA dropout is on while this step takes gradients; its masks are keyed by the optimizer step.
+  if (model.lora) model.lora.training = { step: optimizer.step, calls: 0 };
+  let accumulated: AccumulatedGradients;
+  try {
+    accumulated = await accumulateGradients(model, microBatches, lossOf);
+  } finally {
+    if (model.lora) model.lora.training = undefined;
+  }
+  const { grads, loss } = accumulated;
+  const { grads: clipped, norm } = await clipByGlobalNorm(grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
   optimizer.apply(clipped, options.lr);
   tf.dispose([...grads.values(), ...clipped.values()]);
   return { loss, gradNorm: norm, lr: options.lr };
@@ -151,7 +163,8 @@ const OPTIMIZER_JSON = 'optimizer.json';
  * ctx.checkpoints.save). The caller keeps RNG state and data position in the checkpoint's JSON state.
  */
 export async function saveTrainingState(dir: string, model: Model, optimizer: AdamW): Promise<void> {
-  await writeSafetensors(join(dir, WEIGHTS_FILE), model.params as Map<string, tf.Tensor>);
+  // With LoRA the adapters only: the base stays what `init` names.
+  await writeSafetensors(join(dir, WEIGHTS_FILE), trainableParams(model) as Map<string, tf.Tensor>);
   const moments = new Map<string, tf.Tensor>();
   for (const [name, m] of optimizer.m) moments.set(`exp_avg.${name}`, m);
   for (const [name, v] of optimizer.v) moments.set(`exp_avg_sq.${name}`, v);
@@ -178,7 +191,7 @@ export function loadTrainingState(dir: string, model: Model, optimizer: AdamW): 
       tf.dispose([...tensors.values()]);
     }
   };
-  restore(join(dir, WEIGHTS_FILE), model.params, '');
+  restore(join(dir, WEIGHTS_FILE), trainableParams(model), '');
   restore(join(dir, MOMENTS_FILE), optimizer.m, 'exp_avg.');
   restore(join(dir, MOMENTS_FILE), optimizer.v, 'exp_avg_sq.');
   const saved = JSON.parse(readFileSync(join(dir, OPTIMIZER_JSON), 'utf8')) as { step?: unknown };

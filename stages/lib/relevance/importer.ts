@@ -5,7 +5,9 @@
  *
  * Rows that cannot be read (a missing query or title, an unknown label, a wrong field count) are
  * skipped, counted and listed with their line numbers; with `strict: true` the first one fails the
- * import. A file that cannot be parsed at all (an unclosed quote) always fails, naming the line.
+ * import. A file that cannot be parsed at all (an unclosed quote, bytes that are not UTF-8 under
+ * the default encoding) always fails, naming the line. Rows that label one query–item pair
+ * differently are all kept, and reported as conflicts.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
@@ -61,10 +63,19 @@ export interface SkippedRow {
   line: number;
   reason: string;
 }
+/** One query–item pair that rows label differently (all its rows are kept). */
+export interface LabelConflict {
+  query: string;
+  title: string;
+  /** The rows' lines and labels, in file order. */
+  lines: number[];
+  labels: Grade[];
+}
 export interface ImportResult {
   splits: Record<Split, RelevanceExample[]>;
   rows: number;
   skipped: SkippedRow[];
+  conflicts: LabelConflict[];
   grades: Record<Grade, number>;
 }
 
@@ -78,9 +89,43 @@ function formatOf(file: string, format: ImportParams['format']): 'csv' | 'tsv' |
   throw new Error(`${file}: cannot tell the format from the extension; set format: csv, tsv or jsonl`);
 }
 
+/**
+ * Decoding bytes that are not UTF-8 as UTF-8 turns each bad byte into U+FFFD without a word
+ * ("caf\uFFFD cr\uFFFDme"), so under a UTF-8 encoding the bytes are checked first and the first bad
+ * line is named, with the encodings that such files usually are.
+ */
+function checkUtf8(file: string, bytes: Buffer): void {
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  try {
+    strict.decode(bytes);
+    return;
+  } catch {
+    // Find the line.
+  }
+  let start = 0;
+  for (let line = 1; start <= bytes.length; line++) {
+    const newline = bytes.indexOf(0x0a, start);
+    const end = newline < 0 ? bytes.length : newline;
+    const lineBytes = bytes.subarray(start, end);
+    try {
+      strict.decode(lineBytes);
+    } catch {
+      // Everything before the first U+FFFD decoded as written, so its UTF-8 length is the offset of the bad byte.
+      const lenient = new TextDecoder('utf-8').decode(lineBytes);
+      const column = Buffer.byteLength(lenient.slice(0, lenient.indexOf('\uFFFD')));
+      throw new Error(
+        `${file}:${line}: not valid UTF-8 (byte 0x${(lineBytes[column] ?? 0).toString(16).padStart(2, '0')} at column ${column + 1}); if the file is Latin-1 or Windows-1252, set encoding: latin1 or encoding: windows-1252`,
+      );
+    }
+    start = end + 1;
+  }
+}
+
 function readRows(file: string, params: ImportParams): Row[] {
   if (!iconv.encodingExists(params.encoding)) throw new Error(`encoding "${params.encoding}" is not known to iconv-lite (try utf8, latin1, windows-1252)`);
-  const text = iconv.decode(readFileSync(file), params.encoding).replace(/^\uFEFF/, '');
+  const bytes = readFileSync(file);
+  if (/^utf-?8$/i.test(params.encoding)) checkUtf8(file, bytes);
+  const text = iconv.decode(bytes, params.encoding).replace(/^\uFEFF/, '');
   const format = formatOf(file, params.format);
   if (format === 'jsonl') {
     const rows: Row[] = [];
@@ -97,9 +142,9 @@ function readRows(file: string, params: ImportParams): Row[] {
     });
     return rows;
   }
-  let records: { record: string[]; info: { lines: number } }[];
+  let records: { record: string[]; raw: string; info: { lines: number } }[];
   try {
-    records = parseCsv(text, { delimiter: format === 'tsv' ? '\t' : ',', info: true, relax_column_count: true, skip_empty_lines: true, relax_quotes: format === 'tsv' }) as never;
+    records = parseCsv(text, { delimiter: format === 'tsv' ? '\t' : ',', info: true, raw: true, relax_column_count: true, skip_empty_lines: true, relax_quotes: format === 'tsv' }) as never;
   } catch (error) {
     const e = error as Error & { lines?: number };
     throw new Error(`${file}${e.lines !== undefined ? `:${e.lines}` : ''}: cannot parse as ${format.toUpperCase()}: ${e.message}`);
@@ -107,12 +152,23 @@ function readRows(file: string, params: ImportParams): Row[] {
   const [header, ...body] = records;
   if (!header) return [];
   const columns = header.record.map((c) => c.trim());
-  let previousEnd = header.info.lines;
-  return body.map(({ record, info }) => {
-    const start = previousEnd + 1;
-    previousEnd = info.lines;
-    return { line: start, get: (c: string) => record[columns.indexOf(c)], fields: record.length, expectedFields: columns.length, header: columns };
-  });
+  return body.map(({ record, raw, info }) => ({
+    line: startLine(raw, info.lines),
+    get: (c: string) => record[columns.indexOf(c)],
+    fields: record.length,
+    expectedFields: columns.length,
+    header: columns,
+  }));
+}
+
+/**
+ * The line a CSV record starts on. csv-parse gives the line it ends on (`info.lines`) and its raw
+ * text, which begins with the blank lines skipped before it: the record spans the line breaks
+ * left once those and its own line break are cut off.
+ */
+function startLine(raw: string, endLine: number): number {
+  const own = raw.replace(/^(\r?\n)+/, '').replace(/\r?\n$/, '');
+  return endLine - (own.match(/\n/g)?.length ?? 0);
 }
 
 export function parseLabel(values: unknown[], scale: LabelScale): Grade | string {
@@ -212,5 +268,22 @@ export function importDataset(file: string, params: ImportParams, rng: Rng): Imp
   if (examples.length === 0) throw new Error(`${file}: no readable rows (${skipped.length} skipped${skipped[0] ? `; first, line ${skipped[0].line}: ${skipped[0].reason}` : ''})`);
   const grades: Record<Grade, number> = { L1: 0, L2: 0, L3: 0, L4: 0 };
   for (const e of examples) grades[e.label]++;
-  return { splits: splitByQuery(examples, params.split, rng), rows: rows.length, skipped, grades };
+  return { splits: splitByQuery(examples, params.split, rng), rows: rows.length, skipped, conflicts: labelConflicts(examples), grades };
+}
+
+/** Pairs of the same query and the same item (every field of it) that rows give different labels. */
+export function labelConflicts(examples: readonly RelevanceExample[]): LabelConflict[] {
+  const pairs = new Map<string, RelevanceExample[]>();
+  for (const example of examples) {
+    const key = JSON.stringify([example.query, example.item]);
+    pairs.set(key, [...(pairs.get(key) ?? []), example]);
+  }
+  return [...pairs.values()]
+    .filter((rows) => new Set(rows.map((row) => row.label)).size > 1)
+    .map((rows) => ({
+      query: (rows[0] as RelevanceExample).query,
+      title: (rows[0] as RelevanceExample).item.title,
+      lines: rows.map((row) => row.meta.line as number),
+      labels: rows.map((row) => row.label),
+    }));
 }

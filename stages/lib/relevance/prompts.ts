@@ -139,7 +139,7 @@ export function rankFacts(analysis: PairAnalysis, queryAliases: readonly string[
   return [...scores.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([text]) => text);
 }
 
-function itemText(example: RelevanceExample, withDescription: boolean): string {
+function itemText(example: Pick<RelevanceExample, 'item'>, withDescription: boolean): string {
   const { item } = example;
   const lines = [`Item title: ${item.title}`];
   if (item.category.length > 0) lines.push(`Category: ${item.category.join(' > ')}`);
@@ -187,7 +187,8 @@ export class PromptBuilder {
     this.coverage = queryCoverage(train);
   }
 
-  build(example: RelevanceExample): PromptRecord {
+  /** Works for unlabelled pairs too (offline labelling, serving): only id, query and item are read. */
+  build<E extends Pick<RelevanceExample, 'id' | 'query' | 'item'> = RelevanceExample>(example: E): Omit<PromptRecord, 'example'> & { example: E } {
     const parse = parseQuery(example.query, this.kg);
     const analysis = analyzeParsed(parse, example.item, this.kg);
     const evidence = this.params.evidence ? pairEvidence(parse, analysis, example.item, this.kg, this.coverage(example)) : undefined;

@@ -10,6 +10,7 @@ import type { Rng } from '../../../pipeline/rng.ts';
 import { analyzeParsed, parseQuery, type PairAnalysis, type QueryParse } from './analysis.ts';
 import type { ProductType } from './knowledge.ts';
 import type { KnowledgeGraph } from './kg.ts';
+import { queryLogParamsSchema } from './query-log.ts';
 import { splitByQuery, splitFractionsSchema } from './split.ts';
 import { titleCase } from './text.ts';
 import { GRADES, type Grade, type Item, type RelevanceExample, type Split } from './types.ts';
@@ -40,6 +41,7 @@ export const worldParamsSchema = z.strictObject({
     .default([...QUERY_INTENTS])
     .describe('Query intents to draw from, uniformly.'),
   split: splitFractionsSchema,
+  queryLog: queryLogParamsSchema,
 });
 export type WorldParams = z.output<typeof worldParamsSchema>;
 

@@ -7,6 +7,8 @@ independent implementations.
 
   fixtures: /usr/bin/python3 test/engine/reference/reference.py fixtures test/engine/reference
             writes <out>/{llama-tiny,qwen2-tiny}/{config.json,model.safetensors,reference.json}
+  lora:     /usr/bin/python3 test/engine/reference/reference.py lora test/engine/reference
+            writes <out>/qwen2-tiny/lora.json: LoRA adapters (PEFT names), loss and their gradients
   bench:    OMP_NUM_THREADS=1 /usr/bin/python3 test/engine/reference/reference.py bench '<json>'
             prints one JSON line {"train_tok_s": ..., "gen_tok_s": ...}
 
@@ -105,8 +107,9 @@ def rotate_half(x):
     return torch.cat([-x[..., half:], x[..., :half]], -1)
 
 
-def forward(cfg, params, ids, mask, cache=None):
+def forward(cfg, params, ids, mask, cache=None, lora=None):
     """ids, mask: (B, T) over the new tokens; mask covers past + new keys when cache is given.
+    lora: {module: (A (r, in), B (out, r), scale)} adds scale * x A^T B^T (LoRA eq. 3, no dropout).
     Returns logits (B, T, V) and the new cache [(k, v)] with k, v (B, Hkv, Tk, hd)."""
     h, kv, hd, _, _ = dims(cfg)
     b, t = ids.shape
@@ -123,6 +126,9 @@ def forward(cfg, params, ids, mask, cache=None):
 
     def lin(x, name):
         y = x @ params[name + ".weight"].T
+        if lora and name in lora:
+            a, b_, scale = lora[name]
+            y = y + scale * ((x @ a.T) @ b_.T)
         return y + params[name + ".bias"] if name + ".bias" in params else y
 
     new_cache = []
@@ -221,6 +227,45 @@ def fixtures(out_dir):
         print(f"{folder}: loss {loss.item():.6f}")
 
 
+LORA = {"fixture": "qwen2-tiny", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"], "seed": 7}
+
+
+def lora_reference(out_dir):
+    """Loss and adapter gradients of the qwen2-tiny fixture with LoRA on q, v and down projections.
+    B is drawn non-zero (a fresh adapter has B = 0, which would make A's gradient zero)."""
+    spec = FIXTURES[LORA["fixture"]]
+    cfg = spec["config"]
+    params = {k: v.detach().to(torch.bfloat16).float() for k, v in init_params(cfg, 0.2, spec["seed"]).items()}
+    g = torch.Generator().manual_seed(LORA["seed"])
+    scale = LORA["lora_alpha"] / LORA["r"]
+    lora, adapters = {}, {}
+    for i in range(cfg["num_hidden_layers"]):
+        for target in LORA["target_modules"]:
+            module = f"model.layers.{i}.{'mlp' if target.endswith(('gate_proj', 'up_proj', 'down_proj')) else 'self_attn'}.{target}"
+            out, inputs = params[module + ".weight"].shape
+            a = (0.3 * torch.randn(LORA["r"], inputs, generator=g)).requires_grad_(True)
+            b = (0.3 * torch.randn(out, LORA["r"], generator=g)).requires_grad_(True)
+            lora[module] = (a, b, scale)
+            adapters[f"base_model.model.{module}.lora_A.weight"] = a
+            adapters[f"base_model.model.{module}.lora_B.weight"] = b
+    ids = torch.tensor(INPUT_IDS)
+    logits, _ = forward(cfg, params, ids, torch.ones_like(ids), lora=lora)
+    loss = masked_loss(logits, ids, torch.tensor(LOSS_MASK))
+    loss.backward()
+    reference = {
+        "command": "/usr/bin/python3 test/engine/reference/reference.py lora test/engine/reference",
+        "torch": torch.__version__,
+        "r": LORA["r"], "lora_alpha": LORA["lora_alpha"], "target_modules": LORA["target_modules"],
+        "adapters": {n: {"shape": list(t.shape), "values": [round(v, 8) for v in t.detach().flatten().tolist()]} for n, t in adapters.items()},
+        "loss": loss.item(),
+        "grads": {n: [round(v, 9) for v in t.grad.flatten().tolist()] for n, t in adapters.items()},
+    }
+    path = os.path.join(out_dir, LORA["fixture"], "lora.json")
+    with open(path, "w") as f:
+        json.dump(reference, f)
+    print(f"{path}: loss {loss.item():.6f}")
+
+
 # ---------------------------------------------------------------- peer benchmark
 def bench(spec):
     """spec: {config, batch, seq, steps, gen_batch, prompt_len, new_tokens, gen_runs}: same work as bench/engine.ts."""
@@ -271,6 +316,8 @@ def bench(spec):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "fixtures":
         fixtures(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "lora":
+        lora_reference(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "bench":
         bench(json.loads(sys.argv[2]))
     else:

@@ -1,0 +1,193 @@
+/**
+ * The deployment's speed and accuracy: builds configs/deploy.yaml (cached stages are skipped),
+ * starts `pipeline serve` in a child process, and drives it from this process on loopback.
+ *
+ *   npm run bench:serve                                  # configs/deploy.yaml
+ *   npx tsx bench/serve.ts configs/deploy.yaml --seconds 5
+ *
+ * - cache tier: autocannon at 1, 16 and 64 connections, each request a head query with its
+ *   precomputed items (target: p99 <= 5 ms at 64 connections);
+ * - the query log replayed: requests drawn by frequency (each query with its dataset candidates) at
+ *   1, 16 and 64 connections; the tier of every pair from the server's /metrics;
+ * - distilled tier on one core, in this process: DeepBoW pairs per CPU-second of one thread, and per
+ *   wall second (target >= 10,000);
+ * - LLM alone on the world's TEST pairs, in this process: pairs/s and Acc@2;
+ * - the tiered server on the same TEST pairs (one request per query, 16 at once): pairs/s and
+ *   Acc@2 (target: within 2 points of the LLM alone at >= 20x its throughput). The routing
+ *   threshold was chosen on dev by the precompute stage; test is only measured here.
+ *
+ * Prints each section as it finishes, then one JSON line with cache_p99_ms, distilled_pairs_s,
+ * llm_pairs_s, tiered_pairs_s, tiered_acc2, llm_acc2, cache_hit_rate and the rest. The machine may
+ * be shared: compare the ratios measured in one run, not absolute figures across runs.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import autocannon from 'autocannon';
+import { builtArtifacts } from '../pipeline/commands/artifacts.ts';
+import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
+import { readQueryLog, type QueryLogEntry } from '../stages/lib/relevance/query-log.ts';
+import { normalise } from '../stages/lib/relevance/text.ts';
+import { isRelevant, type Grade, type RelevanceExample } from '../stages/lib/relevance/types.ts';
+import { judgeItems, type DeepBowModel } from '../stages/lib/serving/deepbow.ts';
+import type { Deployment } from '../stages/lib/serving/deployment.ts';
+import { judgeSourcesFrom, openLlmJudge } from '../stages/lib/serving/llm-judge.ts';
+
+const repo = path.resolve(import.meta.dirname, '..');
+const config = process.argv[2] && !process.argv[2].startsWith('--') ? process.argv[2] : 'configs/deploy.yaml';
+const secondsFlag = process.argv.indexOf('--seconds');
+const seconds = secondsFlag > 0 ? Number(process.argv[secondsFlag + 1]) : 8;
+const CONNECTIONS = [1, 16, 64];
+const io = { out: () => {}, err: (m: string) => process.stderr.write(`${m}\n`), cwd: repo };
+const report: Record<string, unknown> = { config, load_before: os.loadavg()[0] };
+const show = (section: string, value: unknown) => {
+  report[section] = value;
+  console.log(JSON.stringify({ [section]: value }));
+};
+
+// 1. Build what is out of date.
+const build = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', config], { cwd: repo, env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'inherit', 'inherit'] });
+if (build.status !== 0) throw new Error(`pipeline run ${config} failed (exit ${build.status})`);
+const artifacts = await builtArtifacts(config, {}, io);
+const deploymentDir = artifacts.one('deployment').dir;
+const deployment = JSON.parse(readFileSync(path.join(deploymentDir, 'deployment.json'), 'utf8')) as Deployment;
+const datasetDir = artifacts.objectDir(deployment.inputs.dataset);
+const splits = Object.fromEntries(await Promise.all((['train', 'dev', 'test'] as const).map(async (s) => [s, await readJsonl<RelevanceExample>(path.join(datasetDir, `${s}.jsonl`))])));
+const all = [...splits.train, ...splits.dev, ...splits.test] as RelevanceExample[];
+const test = splits.test as RelevanceExample[];
+const log = await readQueryLog(path.join(datasetDir, 'query_log.jsonl'));
+const byQuery = new Map<string, RelevanceExample[]>();
+for (const e of all) byQuery.set(normalise(e.query), [...(byQuery.get(normalise(e.query)) ?? []), e]);
+const body = (query: string, items: RelevanceExample[]) => JSON.stringify({ query, items: items.map((e) => e.item) });
+show('deployment', { route: { minConfidence: deployment.route.minConfidence, tuning: deployment.route.tuning }, cache_entries: deployment.cache.entries, test_pairs: test.length, queries: log.length });
+
+// 2. Distilled tier on one core, in process.
+const distilled = JSON.parse(readFileSync(path.join(artifacts.objectDir(deployment.inputs.distilled), 'model.json'), 'utf8')) as DeepBowModel;
+const requests = [...byQuery.values()].map((examples) => ({ query: (examples[0] as RelevanceExample).query, items: examples.map((e) => e.item) }));
+// One pass first, so the timing is of compiled code; then pairs per CPU-second of this one thread
+// (what one core does, whatever else the machine runs) and per wall second.
+for (const r of requests) judgeItems(distilled, r.query, r.items);
+let distilledPairs = 0;
+const distilledStart = performance.now();
+const distilledCpu = process.cpuUsage();
+while (performance.now() - distilledStart < 3000) for (const r of requests) distilledPairs += judgeItems(distilled, r.query, r.items).length;
+const cpu = process.cpuUsage(distilledCpu);
+const distilledPairsS = distilledPairs / ((cpu.user + cpu.system) / 1e6);
+const distilledWallS = distilledPairs / ((performance.now() - distilledStart) / 1000);
+show('distilled', { pairs_per_cpu_s: Math.round(distilledPairsS), pairs_per_wall_s: Math.round(distilledWallS), target: 10_000 });
+
+// 3. The LLM alone on the test pairs, in process (the judge the server's LLM tier runs).
+const silent = { info: () => {}, warn: () => {}, debug: () => {} };
+const judge = await openLlmJudge(judgeSourcesFrom(artifacts, artifacts.objectDir(deployment.inputs.checkpoint)), artifacts.engine, silent, { maxNewTokens: deployment.llm.maxNewTokens, batchSize: deployment.llm.maxBatch });
+const llmStart = performance.now();
+const llmGrades = await judge.judge(test.map((e) => ({ id: e.id, query: e.query, item: e.item })));
+const llmPairsS = test.length / ((performance.now() - llmStart) / 1000);
+judge.close();
+const acc2 = (grades: (Grade | null)[]) => grades.filter((g, i) => g !== null && isRelevant(g) === isRelevant((test[i] as RelevanceExample).label)).length / test.length;
+const llmAcc2 = acc2(llmGrades.map((j) => j.grade));
+show('llm', { pairs_s: Number(llmPairsS.toFixed(2)), test_acc2: llmAcc2 });
+
+// 4. The server, in a second process.
+const server = spawn(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'serve', config, '--port', '0', '--log-level', 'silent'], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+const url = await new Promise<string>((resolve, reject) => {
+  server.stdout?.on('data', (d: Buffer) => {
+    const m = /serving on (http:\/\/\S+)/.exec(d.toString());
+    if (m) resolve(m[1] as string);
+  });
+  server.once('exit', (code) => reject(new Error(`pipeline serve exited ${code}`)));
+});
+const tierCounts = async () => {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const count = (tier: string) => Number(new RegExp(`lore_pairs_total\\{tier="${tier}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  return { cache: count('cache'), distilled: count('distilled'), llm: count('llm') };
+};
+const drive = async (bodies: string[], connections: number) => {
+  let next = 0;
+  const result = await autocannon({
+    url: `${url}/v1/relevance`,
+    connections,
+    duration: seconds,
+    requests: [{ method: 'POST', headers: { 'content-type': 'application/json' }, setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length] }) }],
+  });
+  return { connections, requests_s: Math.round(result.requests.average), p50_ms: result.latency.p50, p99_ms: result.latency.p99, non2xx: result.non2xx, errors: result.errors, timeouts: result.timeouts };
+};
+
+try {
+  // Cache tier: every request a head query with its precomputed items.
+  const head = log.filter((e) => e.tier === 'head');
+  const headBodies = head.flatMap((e) => (byQuery.get(normalise(e.query)) ? [body(e.query, byQuery.get(normalise(e.query)) as RelevanceExample[])] : []));
+  const cacheRuns = [];
+  for (const c of CONNECTIONS) cacheRuns.push(await drive(headBodies, c));
+  show('cache', { runs: cacheRuns, target_p99_ms_at_64: 5, tiers: await tierCounts() });
+
+  // The query log replayed by frequency.
+  const before = await tierCounts();
+  const weighted = drawByFrequency(log, 5000).flatMap((e) => (byQuery.get(normalise(e.query)) ? [body(e.query, byQuery.get(normalise(e.query)) as RelevanceExample[])] : []));
+  const replayRuns = [];
+  for (const c of CONNECTIONS) replayRuns.push(await drive(weighted, c));
+  const after = await tierCounts();
+  const delta = { cache: after.cache - before.cache, distilled: after.distilled - before.distilled, llm: after.llm - before.llm };
+  const replayPairs = delta.cache + delta.distilled + delta.llm;
+  show('replay', { runs: replayRuns, pairs_by_tier: delta, cache_hit_rate: delta.cache / Math.max(1, replayPairs) });
+
+  // The tiered system on the test pairs: one request per test query, 16 at once.
+  const testQueries = [...new Map(test.map((e) => [normalise(e.query), test.filter((x) => normalise(x.query) === normalise(e.query))])).values()];
+  const tieredGrades = new Map<string, Grade>();
+  const tieredStart = performance.now();
+  let cursor = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (cursor < testQueries.length) {
+        const examples = testQueries[cursor++] as RelevanceExample[];
+        for (;;) {
+          const response = await fetch(`${url}/v1/relevance`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body((examples[0] as RelevanceExample).query, examples) });
+          if (response.status === 429) {
+            await new Promise((r) => setTimeout(r, 1000 * Number(response.headers.get('retry-after') ?? 1)));
+            continue;
+          }
+          const { results } = (await response.json()) as { results: { grade: Grade }[] };
+          examples.forEach((e, i) => tieredGrades.set(e.id, (results[i] as { grade: Grade }).grade));
+          break;
+        }
+      }
+    }),
+  );
+  const tieredPairsS = test.length / ((performance.now() - tieredStart) / 1000);
+  const tieredAcc2 = acc2(test.map((e) => tieredGrades.get(e.id) ?? null));
+  show('tiered', { pairs_s: Number(tieredPairsS.toFixed(1)), test_acc2: tieredAcc2, speedup_vs_llm: Number((tieredPairsS / llmPairsS).toFixed(1)), target: 'acc2 within 0.02 of the LLM at >= 20x its pairs/s' });
+
+  const cache64 = cacheRuns.find((r) => r.connections === 64);
+  console.log(
+    JSON.stringify({
+      cache_p99_ms: cache64?.p99_ms,
+      distilled_pairs_s: Math.round(distilledPairsS),
+      llm_pairs_s: Number(llmPairsS.toFixed(2)),
+      tiered_pairs_s: Number(tieredPairsS.toFixed(1)),
+      tiered_acc2: tieredAcc2,
+      llm_acc2: llmAcc2,
+      cache_hit_rate: (report.replay as { cache_hit_rate: number }).cache_hit_rate,
+      tiered_speedup: Number((tieredPairsS / llmPairsS).toFixed(1)),
+      min_confidence: deployment.route.minConfidence,
+      load_before: report.load_before,
+      load_after: os.loadavg()[0],
+    }),
+  );
+} finally {
+  server.kill('SIGTERM');
+}
+
+/** `n` queries drawn with probability ∝ frequency (a fixed stride over the cumulative counts, so the run repeats). */
+function drawByFrequency(entries: readonly QueryLogEntry[], n: number): QueryLogEntry[] {
+  const total = entries.reduce((a, e) => a + e.frequency, 0);
+  const drawn: QueryLogEntry[] = [];
+  let i = 0;
+  let cumulative = entries[0]?.frequency ?? 0;
+  for (let k = 0; k < n; k++) {
+    const target = ((k + 0.5) / n) * total;
+    while (cumulative < target && i + 1 < entries.length) cumulative += (entries[++i] as QueryLogEntry).frequency;
+    drawn.push(entries[i] as QueryLogEntry);
+  }
+  // Interleave, so each run of the log mixes head and tail rather than sending the head first.
+  return drawn.map((e, k) => ({ e, key: (k * 2654435761) % 4294967296 })).sort((a, b) => a.key - b.key).map((x) => x.e);
+}

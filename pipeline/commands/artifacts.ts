@@ -1,0 +1,46 @@
+/**
+ * The built artifacts of a pipeline, for commands that use what a run made (`score`, `serve`): each
+ * stage's current artifact (its ref) in YAML order, as the `Inputs` a stage would receive. Stages
+ * never built are left out; a ref whose object is gone is an error naming it.
+ */
+import type { ArtifactKind, EngineConfig, InputArtifact, Inputs } from '../stage-api.ts';
+import { loadOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+
+export interface BuiltArtifacts extends Inputs {
+  pipeline: string;
+  /** The pipeline's `engine:` block. */
+  engine: EngineConfig;
+  /** The store's objects folder (artifacts may name each other by fingerprint). */
+  objectDir(fingerprint: string): string;
+}
+
+export async function builtArtifacts(configPath: string, options: ConfigOptions, io: Io): Promise<BuiltArtifacts> {
+  const loaded = await loadOrThrow(configPath, options, io);
+  const store = storeFor(loaded, options, io);
+  const all: InputArtifact[] = [];
+  for (const stage of loaded.stages.keys()) {
+    const fingerprint = await store.readRef(loaded.config.name, stage);
+    if (fingerprint === undefined) continue;
+    const manifest = await store.readManifest(fingerprint);
+    if (!manifest) throw new Error(`${store.objectDir(fingerprint)}: the artifact that ${loaded.config.name}/${stage} refers to is missing (run \`pipeline run ${configPath}\`)`);
+    all.push({ stage, kind: manifest.kind, fingerprint, dir: store.objectDir(fingerprint), manifest });
+  }
+  const many = (kind: ArtifactKind) => all.filter((a) => a.kind === kind);
+  return {
+    pipeline: loaded.config.name,
+    engine: loaded.config.engine as EngineConfig,
+    objectDir: (fingerprint) => store.objectDir(fingerprint),
+    all,
+    many,
+    one(kind) {
+      const found = many(kind);
+      if (found.length === 1) return found[0] as InputArtifact;
+      throw new Error(
+        found.length === 0
+          ? `${loaded.config.name} has no built ${kind} artifact (run \`pipeline run ${configPath}\` first)`
+          : `${loaded.config.name} has ${found.length} ${kind} artifacts (${found.map((a) => a.stage).join(', ')}): name one`,
+      );
+    },
+    byStage: (stage) => all.find((a) => a.stage === stage),
+  };
+}

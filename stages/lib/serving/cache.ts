@@ -1,0 +1,124 @@
+/**
+ * The head tier's cache: the LLM judge's answer for each (query, item) of the head queries,
+ * precomputed offline. SQLite (better-sqlite3) in the deployment artifact by default; Redis when
+ * several server replicas share one cache (`cache: redis://host:port/db`).
+ *
+ * Keys hash the normalised query and the item's content (title, category, attributes, description,
+ * caption), so an edited item is a miss, never a stale hit. Values are the judgement's JSON.
+ * A complete cache carries a marker with its entry count, written last: a cache without it (a
+ * precompute that died half way, a wrong database) fails the server's start.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { normalise } from '../relevance/text.ts';
+import type { Grade, Item } from '../relevance/types.ts';
+
+export interface CachedJudgement {
+  grade: Grade;
+  probabilities: Record<Grade, number> | null;
+  reasons: string[];
+}
+
+export interface JudgementCache {
+  /** Where it lives, for messages: a file or a redis URL with its key prefix. */
+  readonly location: string;
+  getMany(keys: readonly string[]): Promise<(CachedJudgement | undefined)[]>;
+  putMany(entries: readonly [string, CachedJudgement][]): Promise<void>;
+  /** Writes the completeness marker. */
+  seal(entries: number): Promise<void>;
+  /** The sealed entry count; an error naming the location when the cache is missing or unsealed. */
+  check(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function cacheKey(query: string, item: Item): string {
+  const content = JSON.stringify([normalise(query), item.title, item.category, Object.entries(item.attributes).sort(), item.description ?? '', item.image_caption ?? '']);
+  return createHash('sha256').update(content).digest('hex').slice(0, 32);
+}
+
+const SEAL = '__sealed__';
+
+function parseEntry(location: string, key: string, text: string | null | undefined): CachedJudgement | undefined {
+  if (text === null || text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as CachedJudgement;
+  } catch {
+    throw new Error(`${location}: the entry ${key} is not JSON: the cache is corrupt (rerun the precompute stage)`);
+  }
+}
+
+/** `create`: a new, empty file (precompute); otherwise an existing one, opened read-only (serve). */
+export async function openSqliteCache(file: string, options: { create: boolean }): Promise<JudgementCache> {
+  const { default: Database } = await import('better-sqlite3');
+  if (!options.create && !existsSync(file)) throw new Error(`${file}: the head-tier cache is missing (rerun the precompute stage)`);
+  let db: import('better-sqlite3').Database;
+  try {
+    db = new Database(file, { readonly: !options.create, fileMustExist: !options.create });
+    if (options.create) db.exec('CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID');
+    else db.prepare('SELECT count(*) FROM judgements').get();
+  } catch (error) {
+    throw new Error(`${file}: not a readable head-tier cache (${(error as Error).message}); rerun the precompute stage`);
+  }
+  const get = db.prepare<[string], { value: string }>('SELECT value FROM judgements WHERE key = ?');
+  const put = options.create ? db.prepare('INSERT OR REPLACE INTO judgements (key, value) VALUES (?, ?)') : undefined;
+  return {
+    location: file,
+    async getMany(keys) {
+      return keys.map((key) => parseEntry(file, key, get.get(key)?.value));
+    },
+    async putMany(entries) {
+      if (!put) throw new Error(`${file}: opened read-only`);
+      db.transaction(() => {
+        for (const [key, value] of entries) put.run(key, JSON.stringify(value));
+      })();
+    },
+    async seal(entries) {
+      if (!put) throw new Error(`${file}: opened read-only`);
+      put.run(SEAL, JSON.stringify(entries));
+    },
+    async check() {
+      const sealed = get.get(SEAL)?.value;
+      if (sealed === undefined) throw new Error(`${file}: the head-tier cache is incomplete (no completeness marker); rerun the precompute stage`);
+      return Number(JSON.parse(sealed));
+    },
+    async close() {
+      db.close();
+    },
+  };
+}
+
+/** A Redis cache under `prefix` (one per deployment, so replicas of two deployments never mix). */
+export async function openRedisCache(url: string, prefix: string): Promise<JudgementCache> {
+  const { createClient } = await import('redis');
+  const location = `${url} (keys ${prefix}*)`;
+  const client = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 5000 } });
+  client.on('error', () => {}); // surfaced by the command that fails
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new Error(`${location}: cannot connect to the head-tier cache (${(error as Error).message})`);
+  }
+  return {
+    location,
+    async getMany(keys) {
+      if (keys.length === 0) return [];
+      const values = await client.mGet(keys.map((k) => prefix + k));
+      return values.map((v, i) => parseEntry(location, keys[i] as string, v as string | null));
+    },
+    async putMany(entries) {
+      if (entries.length === 0) return;
+      await client.mSet(entries.map(([k, v]) => [prefix + k, JSON.stringify(v)] as [string, string]));
+    },
+    async seal(entries) {
+      await client.set(prefix + SEAL, JSON.stringify(entries));
+    },
+    async check() {
+      const sealed = await client.get(prefix + SEAL);
+      if (sealed === null) throw new Error(`${location}: the head-tier cache is missing or incomplete (no completeness marker); rerun the precompute stage`);
+      return Number(JSON.parse(sealed as string));
+    },
+    async close() {
+      await client.quit();
+    },
+  };
+}

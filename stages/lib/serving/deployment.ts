@@ -1,0 +1,102 @@
+/**
+ * A deployment: what the precompute stage writes (deployment.json) and `pipeline serve` reads. It
+ * names the artifacts the server loads by fingerprint (the judge checkpoint, the distilled model,
+ * the dataset with its query log, the knowledge graph, the prompts), the head-tier cache, the
+ * routing thresholds and the LLM tier's batching.
+ *
+ * Routing (LORE's frequency-stratified deployment): a pair whose (query, item) is in the head cache
+ * is answered from it; otherwise the distilled model answers when its confidence reaches
+ * `minConfidence` or the query's frequency tier is not among `llmTiers`; otherwise the LLM answers.
+ */
+import type { Grade } from '../relevance/types.ts';
+import type { QueryTier } from '../relevance/query-log.ts';
+
+export const DEPLOYMENT_FILE = 'deployment.json';
+export const SQLITE_CACHE_FILE = 'cache.sqlite';
+
+/** Frequency tiers as routing sees them: the query log's, and `new` for a query it does not hold. */
+export type RoutingTier = QueryTier | 'new';
+
+/** A query's routing tier: its log tier, or `new` when it is absent from training or from the log. */
+export function routingTier(entry: { tier: QueryTier; new: boolean } | undefined): RoutingTier {
+  return entry === undefined || entry.new ? 'new' : entry.tier;
+}
+
+export interface Deployment {
+  format: 'lore-deployment/1';
+  /** Fingerprints of the artifacts served. */
+  inputs: { checkpoint: string; distilled: string; dataset: string; kg: string; prompts: string };
+  cache: { kind: 'sqlite'; file: string; entries: number } | { kind: 'redis'; url: string; prefix: string; entries: number };
+  route: {
+    minConfidence: number;
+    llmTiers: RoutingTier[];
+    /** How minConfidence was chosen: on dev, with the figures that chose it. */
+    tuning: ThresholdChoice | null;
+  };
+  llm: { maxNewTokens: number; maxBatch: number; maxWaitMs: number; deadlineMs: number; queueLimit: number };
+}
+
+export interface DevPair {
+  gold: Grade;
+  /** Answered from the cache (a head query's pair). */
+  cached: boolean;
+  tier: RoutingTier;
+  llm: Grade | null;
+  distilled: Grade;
+  confidence: number;
+}
+
+export interface ThresholdChoice {
+  minConfidence: number;
+  devPairs: number;
+  devLlmAcc2: number;
+  devTieredAcc2: number;
+  /** Share of dev pairs that reach the LLM at this threshold. */
+  devLlmShare: number;
+  tolerance: number;
+}
+
+const relevant = (g: Grade | null) => g === 'L3' || g === 'L4';
+
+/** Where a dev pair is answered at threshold τ, and with what grade. */
+export function routeDev(pair: DevPair, minConfidence: number, llmTiers: readonly RoutingTier[]): { tier: 'cache' | 'distilled' | 'llm'; grade: Grade | null } {
+  if (pair.cached) return { tier: 'cache', grade: pair.llm };
+  if (pair.confidence >= minConfidence || !llmTiers.includes(pair.tier)) return { tier: 'distilled', grade: pair.distilled };
+  return { tier: 'llm', grade: pair.llm };
+}
+
+/**
+ * The lowest threshold (fewest LLM calls) whose tiered Acc@2 on dev is within `tolerance` of the
+ * LLM alone. Candidates are the distilled confidences seen on dev (and 1: everything uncached to
+ * the LLM), so the choice is exact on dev. An unanswered grade counts wrong.
+ */
+export function chooseMinConfidence(dev: readonly DevPair[], llmTiers: readonly RoutingTier[], tolerance: number): ThresholdChoice {
+  if (dev.length === 0) throw new Error('cannot choose the routing threshold: no dev pairs');
+  const acc2 = (grades: (Grade | null)[]) => grades.filter((g, i) => g !== null && relevant(g) === relevant((dev[i] as DevPair).gold)).length / dev.length;
+  const llmAcc2 = acc2(dev.map((p) => p.llm));
+  const candidates = [...new Set([...dev.map((p) => p.confidence), 1])].sort((a, b) => a - b);
+  for (const tau of candidates) {
+    const routed = dev.map((p) => routeDev(p, tau, llmTiers));
+    const tiered = acc2(routed.map((r) => r.grade));
+    if (tiered >= llmAcc2 - tolerance - 1e-12) {
+      return { minConfidence: tau, devPairs: dev.length, devLlmAcc2: llmAcc2, devTieredAcc2: tiered, devLlmShare: routed.filter((r) => r.tier === 'llm').length / dev.length, tolerance };
+    }
+  }
+  // τ = 1 sends every uncached pair of an LLM tier to the LLM; it can only miss the tolerance when
+  // some tiers never reach the LLM.
+  const routed = dev.map((p) => routeDev(p, 1, llmTiers));
+  return { minConfidence: 1, devPairs: dev.length, devLlmAcc2: llmAcc2, devTieredAcc2: acc2(routed.map((r) => r.grade)), devLlmShare: routed.filter((r) => r.tier === 'llm').length / dev.length, tolerance };
+}
+
+/** What is wrong with a parsed deployment.json (the key and the rule), or undefined. */
+export function deploymentProblem(raw: unknown): string | undefined {
+  const d = raw as Partial<Deployment> | null;
+  if (d === null || typeof d !== 'object') return 'expected a JSON object';
+  if (d.format !== 'lore-deployment/1') return `format: expected "lore-deployment/1", got ${JSON.stringify(d.format)}`;
+  for (const key of ['checkpoint', 'distilled', 'dataset', 'kg', 'prompts'] as const) if (typeof d.inputs?.[key] !== 'string') return `inputs.${key}: expected a fingerprint`;
+  if (d.cache?.kind !== 'sqlite' && d.cache?.kind !== 'redis') return 'cache.kind: expected sqlite or redis';
+  if (typeof d.route?.minConfidence !== 'number') return 'route.minConfidence: expected a number';
+  if (!Array.isArray(d.route.llmTiers)) return 'route.llmTiers: expected a list';
+  for (const key of ['maxNewTokens', 'maxBatch', 'maxWaitMs', 'deadlineMs', 'queueLimit'] as const) if (typeof d.llm?.[key] !== 'number') return `llm.${key}: expected a number`;
+  return undefined;
+}

@@ -1,0 +1,145 @@
+/**
+ * The trained judge as a labeller: for any query–item pair, render the prompt the judge was trained
+ * on (the icl stage's knowledge-graph facts and train exemplars, with its params), decode greedily
+ * through policy.ts, and read the grade probabilities from the answer tokens after the reasoning
+ * (grade-probs.ts). What `pipeline score`, the distill stage's teacher, the precompute stage and the
+ * server's LLM tier all call.
+ */
+import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
+import { Rng } from '../../../pipeline/rng.ts';
+import { parseCompletion } from '../completion.ts';
+import type { Policy } from '../policy.ts';
+import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
+import { GRADES, type Grade, type Item } from '../relevance/types.ts';
+
+export interface PairToJudge {
+  id: string;
+  query: string;
+  item: Item;
+}
+
+export interface LlmJudgement {
+  /** The answer's grade; null when the model gave none (or the prompt did not fit its context). */
+  grade: Grade | null;
+  /** p(grade) from the answer tokens after the reasoning, renormalised over L1–L4. */
+  probabilities: Record<Grade, number> | null;
+  /** The lines of the <think> block. */
+  reasoning: string[];
+  formatOk: boolean;
+  /** Why there is no grade, when there is none. */
+  error?: 'prompt_too_long' | 'no_answer';
+}
+
+/** Where the judge's parts live: artifact folders of the checkpoint, the kg, the dataset and the icl params. */
+export interface JudgeSources {
+  checkpointDir: string;
+  kgDir: string;
+  datasetDir: string;
+  promptParams: PromptParams;
+}
+
+export interface LlmJudgeOptions {
+  maxNewTokens: number;
+  /** Pairs decoded at once. */
+  batchSize: number;
+}
+
+export interface LlmJudge {
+  policy: Policy;
+  engine: EngineRecord;
+  judge(pairs: readonly PairToJudge[], signal?: AbortSignal): Promise<LlmJudgement[]>;
+  close(): void;
+}
+
+export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, log: Logger, options: LlmJudgeOptions): Promise<LlmJudge> {
+  const { loadPolicy } = await import('../policy.ts');
+  const { loadKnowledgeGraph } = await import('../relevance/kg.ts');
+  const { readSplit } = await import('../relevance/dataset.ts');
+  const { PromptBuilder: Builder } = await import('../relevance/prompts.ts');
+  const kg = await loadKnowledgeGraph(sources.kgDir);
+  // Exemplars come from train, as in the prompts the judge was trained on.
+  const builder = new Builder(kg, await readSplit(sources.datasetDir, 'train'), sources.promptParams);
+  const { policy, engine: record } = await loadPolicy(sources.checkpointDir, engine, log);
+  return {
+    policy,
+    engine: record,
+    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, signal),
+    close: () => {
+      void import('../policy.ts').then(({ releasePolicy }) => releasePolicy(policy));
+    },
+  };
+}
+
+/** The text before the answer tag: what the grade's probabilities are conditioned on. */
+function beforeAnswer(text: string): string {
+  const at = text.indexOf('<answer>');
+  return at < 0 ? text : text.slice(0, at);
+}
+
+function thinkLines(text: string): string[] {
+  const m = /<think>([\s\S]*?)(<\/think>|$)/.exec(text);
+  return (m?.[1] ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<LlmJudgement[]> {
+  const { generateCompletions, fitsContext, promptIds } = await import('../policy.ts');
+  const { gradeLogprobs, normaliseGradeProbs, mostProbableGrade } = await import('../grade-probs.ts');
+  const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
+  const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
+  const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
+  const readable = prompts.filter((_, i) => fits[i]);
+  const results: LlmJudgement[] = pairs.map(() => ({ grade: null, probabilities: null, reasoning: [], formatOk: false, error: 'prompt_too_long' }));
+  if (readable.length === 0) return results;
+  const completions = await generateCompletions(policy, readable, {
+    n: 1,
+    batchSize: options.batchSize,
+    maxNewTokens: options.maxNewTokens,
+    temperature: 0,
+    topK: 0,
+    topP: 1,
+    // Greedy decoding draws nothing; the generator still takes one.
+    rng: new Rng(0, 'judge'),
+    signal,
+  });
+  const byId = new Map(completions.map((c) => [c.id, c]));
+  const answerRoom = Math.max(...GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`).length));
+  const prefixes = pairs.map((pair, i) => {
+    const completion = byId.get(pair.id);
+    if (!fits[i] || !completion) return undefined;
+    const prefix = [...(ids[i] as number[]), ...policy.tokenizer.encode(beforeAnswer(completion.text))];
+    return prefix.length + answerRoom <= policy.model.config.max_position_embeddings ? prefix : undefined;
+  });
+  const scored = prefixes.flatMap((p, i) => (p ? [i] : []));
+  // Four teacher-forced rows per pair: keep a call near batchSize rows.
+  const perCall = Math.max(1, Math.floor(options.batchSize / GRADES.length));
+  const probabilities = new Map<number, Record<Grade, number>>();
+  for (let start = 0; start < scored.length; start += perCall) {
+    signal?.throwIfAborted();
+    const chunk = scored.slice(start, start + perCall);
+    const logprobs = await gradeLogprobs(policy, chunk.map((i) => prefixes[i] as number[]));
+    chunk.forEach((i, k) => probabilities.set(i, normaliseGradeProbs(logprobs[k] as Record<Grade, number>)));
+  }
+  pairs.forEach((pair, i) => {
+    const completion = byId.get(pair.id);
+    if (!fits[i] || !completion) return;
+    const parsed = parseCompletion(completion.text);
+    const probs = probabilities.get(i) ?? null;
+    // An answer_first model's grade is its most probable answer; otherwise the answer it wrote.
+    const grade = policy.format.answerFirst && probs ? mostProbableGrade(probs) : (parsed.label ?? null);
+    results[i] = { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
+  });
+  return results;
+}
+
+/** Where the parts of a judge are among a pipeline's artifacts: the icl stage's params say how prompts were rendered. */
+export function judgeSourcesFrom(artifacts: { one(kind: 'checkpoint' | 'kg' | 'dataset' | 'prompts'): { dir: string; manifest: { params: unknown } } }, checkpointDir?: string): JudgeSources {
+  return {
+    checkpointDir: checkpointDir ?? artifacts.one('checkpoint').dir,
+    kgDir: artifacts.one('kg').dir,
+    datasetDir: artifacts.one('dataset').dir,
+    promptParams: artifacts.one('prompts').manifest.params as PromptParams,
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * The server's Prometheus metrics (prom-client): requests by route and status with a latency
+ * histogram, pairs answered per tier with a latency histogram per tier (a pair's tier is where its
+ * answer came from: a cache hit, the distilled model, or the LLM), deadline and error fallbacks,
+ * and the LLM queue. Each server has its own registry, so two servers in one process never mix.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BatcherStats } from './batcher.ts';
+import type { Fallback, Tier } from './router.ts';
+
+// Seconds: from well under a millisecond (cache, distilled) to the LLM's seconds.
+const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export interface ServingMetrics {
+  contentType: string;
+  request(route: string, status: number, seconds: number): void;
+  pair(tier: Tier, seconds: number, fallback?: Fallback): void;
+  text(llm: { queued: number; stats: BatcherStats }): Promise<string>;
+}
+
+export function servingMetrics(): ServingMetrics {
+  const registry = new Registry();
+  const requests = new Counter({ name: 'lore_requests_total', help: 'HTTP requests answered, by route and status', labelNames: ['route', 'status'], registers: [registry] });
+  const requestSeconds = new Histogram({ name: 'lore_request_duration_seconds', help: 'HTTP request latency, by route', labelNames: ['route'], buckets: BUCKETS, registers: [registry] });
+  const pairs = new Counter({ name: 'lore_pairs_total', help: 'Query-item pairs answered, by the tier that answered (cache = a head-cache hit)', labelNames: ['tier'], registers: [registry] });
+  const pairSeconds = new Histogram({ name: 'lore_pair_duration_seconds', help: 'Time from request start to a pair\'s answer, by tier', labelNames: ['tier'], buckets: BUCKETS, registers: [registry] });
+  const fallbacks = new Counter({ name: 'lore_llm_fallbacks_total', help: 'Pairs sent to the LLM that got the distilled answer instead, by reason', labelNames: ['reason'], registers: [registry] });
+  const queued = new Gauge({ name: 'lore_llm_queue_pairs', help: 'Pairs waiting for an LLM batch', registers: [registry] });
+  const batches = new Gauge({ name: 'lore_llm_batches', help: 'LLM batches decoded since start', registers: [registry] });
+  const batchedPairs = new Gauge({ name: 'lore_llm_batched_pairs', help: 'Pairs decoded in LLM batches since start', registers: [registry] });
+  return {
+    contentType: registry.contentType,
+    request(route, status, seconds) {
+      requests.inc({ route, status: String(status) });
+      requestSeconds.observe({ route }, seconds);
+    },
+    pair(tier, seconds, fallback) {
+      pairs.inc({ tier });
+      pairSeconds.observe({ tier }, seconds);
+      if (fallback) fallbacks.inc({ reason: fallback });
+    },
+    async text(llm) {
+      queued.set(llm.queued);
+      batches.set(llm.stats.batches);
+      batchedPairs.set(llm.stats.pairs);
+      return registry.metrics();
+    },
+  };
+}

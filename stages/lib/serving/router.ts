@@ -1,0 +1,107 @@
+/**
+ * Routing one relevance request across the three tiers (deployment.ts): the head cache, the
+ * distilled model, the LLM. Every pair gets an answer: a pair whose LLM answer misses its deadline,
+ * or that the LLM could not grade, gets the distilled answer, marked with why.
+ */
+import type { QueryLogIndex } from '../relevance/query-log.ts';
+import { normalise } from '../relevance/text.ts';
+import type { Grade, Item } from '../relevance/types.ts';
+import type { DynamicBatcher } from './batcher.ts';
+import { cacheKey, type JudgementCache } from './cache.ts';
+import { judgeItems, type Contribution, type DeepBowJudgement, type DeepBowModel } from './deepbow.ts';
+import { routingTier, type Deployment } from './deployment.ts';
+import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
+
+export type Tier = 'cache' | 'distilled' | 'llm';
+export type Fallback = 'deadline' | 'llm_no_answer' | 'llm_error';
+
+export interface PairResult {
+  id?: string;
+  grade: Grade;
+  probabilities: Record<Grade, number> | null;
+  tier: Tier;
+  reasons: string[];
+  /** Set when the LLM was asked but the distilled answer was returned. */
+  fallback?: Fallback;
+}
+
+export interface RouterParts {
+  deployment: Deployment;
+  cache: JudgementCache;
+  distilled: DeepBowModel;
+  queryLog: QueryLogIndex;
+  llm: DynamicBatcher<PairToJudge, LlmJudgement>;
+  /** Called once per answered pair, for metrics. */
+  onPair?(tier: Tier, seconds: number, fallback?: Fallback): void;
+}
+
+/** Thrown when the LLM queue cannot take the request's uncertain pairs: the server answers 429. */
+export class QueueFullError extends Error {
+  constructor(readonly retryAfterSeconds: number) {
+    super('the LLM tier is at capacity');
+  }
+}
+
+/** A distilled answer's reasons: each word's part in the score. */
+export function wordReasons(reasons: readonly Contribution[]): string[] {
+  return reasons.map((r) => {
+    const sign = r.value >= 0 ? '+' : '-';
+    const synonym = r.from !== undefined ? ` (via "${r.from}")` : '';
+    return `${r.kind === 'match' ? 'matched' : 'missing'} "${r.term}"${synonym} ${sign}${Math.abs(r.value).toFixed(3)}`;
+  });
+}
+
+function fromDistilled(id: string | undefined, j: DeepBowJudgement, fallback?: Fallback): PairResult {
+  return { ...(id !== undefined ? { id } : {}), grade: j.grade, probabilities: j.probabilities, tier: 'distilled', reasons: wordReasons(j.reasons), ...(fallback ? { fallback } : {}) };
+}
+
+export async function routeRequest(parts: RouterParts, query: string, items: readonly Item[]): Promise<PairResult[]> {
+  const started = performance.now();
+  const { route, llm } = parts.deployment;
+  const elapsed = () => (performance.now() - started) / 1000;
+  const results: (PairResult | undefined)[] = new Array(items.length);
+
+  const cached = await parts.cache.getMany(items.map((item) => cacheKey(query, item)));
+  const misses: number[] = [];
+  cached.forEach((hit, i) => {
+    const id = (items[i] as Item).id;
+    if (hit) {
+      results[i] = { ...(id !== undefined ? { id } : {}), grade: hit.grade, probabilities: hit.probabilities, tier: 'cache', reasons: hit.reasons };
+      parts.onPair?.('cache', elapsed());
+    } else misses.push(i);
+  });
+  if (misses.length === 0) return results as PairResult[];
+
+  const distilled = judgeItems(parts.distilled, query, misses.map((i) => items[i] as Item));
+  const tier = routingTier(parts.queryLog.get(normalise(query)));
+  const mayAskLlm = route.llmTiers.includes(tier);
+  const uncertain: number[] = [];
+  misses.forEach((i, k) => {
+    const j = distilled[k] as DeepBowJudgement;
+    if (mayAskLlm && j.confidence < route.minConfidence) uncertain.push(k);
+    else {
+      results[i] = fromDistilled((items[i] as Item).id, j);
+      parts.onPair?.('distilled', elapsed());
+    }
+  });
+  if (uncertain.length === 0) return results as PairResult[];
+
+  if (!parts.llm.canAccept(uncertain.length)) throw new QueueFullError(parts.llm.retryAfterSeconds());
+  await Promise.all(
+    uncertain.map(async (k) => {
+      const i = misses[k] as number;
+      const item = items[i] as Item;
+      const outcome = await parts.llm.submit({ id: `${i}`, query, item }, llm.deadlineMs);
+      const fallback: Fallback | undefined = 'timedOut' in outcome ? 'deadline' : 'error' in outcome ? 'llm_error' : outcome.value.grade === null ? 'llm_no_answer' : undefined;
+      if (fallback || !('value' in outcome) || outcome.value.grade === null) {
+        results[i] = fromDistilled(item.id, distilled[k] as DeepBowJudgement, fallback);
+        parts.onPair?.('distilled', elapsed(), fallback);
+        return;
+      }
+      const j = outcome.value;
+      results[i] = { ...(item.id !== undefined ? { id: item.id } : {}), grade: j.grade as Grade, probabilities: j.probabilities, tier: 'llm', reasons: j.reasoning };
+      parts.onPair?.('llm', elapsed());
+    }),
+  );
+  return results as PairResult[];
+}

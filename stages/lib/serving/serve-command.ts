@@ -1,0 +1,58 @@
+/**
+ * `pipeline serve <config>`: loads the config's deployment (the precompute stage's artifact), starts
+ * the LLM worker and the HTTP server, and on SIGTERM or SIGINT drains: stops accepting, answers every
+ * request in flight, releases the tiers, and returns 0.
+ */
+import type { EngineConfig, Inputs } from '../../../pipeline/stage-api.ts';
+import { DynamicBatcher } from './batcher.ts';
+import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
+import { loadDeployment } from './load-deployment.ts';
+import { servingMetrics } from './metrics.ts';
+import { startServer, type RunningServer, type ServerOptions } from './server.ts';
+
+export interface ServeCommandOptions extends ServerOptions {
+  /** The deployment stage (default: the pipeline's one deployment). */
+  stage?: string;
+}
+
+export async function startDeploymentServer(
+  artifacts: Inputs & { engine: EngineConfig; objectDir(fingerprint: string): string },
+  options: ServeCommandOptions,
+): Promise<RunningServer> {
+  const target = options.stage !== undefined ? artifacts.byStage(options.stage) : artifacts.one('deployment');
+  if (!target || target.kind !== 'deployment') throw new Error(`--stage ${options.stage}: no built deployment (precompute) stage of that name`);
+  const loaded = await loadDeployment(target.dir, (fp) => artifacts.objectDir(fp), artifacts.engine);
+  const { llm } = loaded.deployment;
+  // The batcher reads its limits from the deployment's own object, so they stay one setting.
+  const batcher = new DynamicBatcher<PairToJudge, LlmJudgement>((pairs) => loaded.llm.judge(pairs), llm);
+  try {
+    return await startServer(loaded, batcher, servingMetrics(), options);
+  } catch (error) {
+    await loaded.close();
+    throw error;
+  }
+}
+
+export async function serveCommand(
+  artifacts: Parameters<typeof startDeploymentServer>[0],
+  options: ServeCommandOptions,
+  io: { out(text: string): void; err(text: string): void },
+): Promise<number> {
+  const server = await startDeploymentServer(artifacts, options);
+  io.out(`serving on ${server.url} (POST /v1/relevance, POST /v1/chat/completions, GET /v1/models, /healthz, /metrics)`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      io.err(`${signal}: draining (answering the requests in flight) ...`);
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      resolve();
+    };
+    const onTerm = () => stop('SIGTERM');
+    const onInt = () => stop('SIGINT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+  });
+  await server.drain();
+  io.err('drained; bye');
+  return 0;
+}

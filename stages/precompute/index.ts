@@ -1,0 +1,126 @@
+/**
+ * `uses: precompute`: LORE's head tier and the deployment bundle `pipeline serve` runs. The LLM
+ * judge scores every pair of the query log's head queries (their candidates in the dataset, all
+ * splits) offline, into a cache: SQLite in the artifact by default, or Redis (`cache: redis://…`)
+ * when several server replicas share one. The routing threshold is chosen on dev (the distill
+ * stage's dev judgements): the lowest distilled confidence whose tiered Acc@2 stays within
+ * `tolerance` of the LLM's.
+ *
+ *   serve:
+ *     uses: precompute
+ *     needs: [world, kg, icl, sft, distill]
+ *     with: { cache: sqlite, tiers: [head] }
+ *
+ * Writes a 'deployment' artifact: deployment.json (stages/lib/serving/deployment.ts) and
+ * cache.sqlite (SQLite caches).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { defineStage } from '../../pipeline/stage-api.ts';
+import { QUERY_TIERS } from '../lib/relevance/query-log.ts';
+
+const ROUTING_TIERS = [...QUERY_TIERS, 'new'] as const;
+
+const params = z.strictObject({
+  cache: z
+    .union([z.literal('sqlite'), z.string().regex(/^rediss?:\/\/./, 'expected sqlite or a redis:// URL')])
+    .default('sqlite')
+    .describe('Where the head-tier cache lives: sqlite (a file in the artifact) or redis://host:port/db (shared by replicas)'),
+  tiers: z.array(z.enum(QUERY_TIERS)).min(1).default(['head']).describe('Query-log tiers whose pairs are precomputed into the cache'),
+  min_confidence: z
+    .union([z.literal('auto'), z.number().min(0).max(1)])
+    .default('auto')
+    .describe('Distilled answers below this confidence go to the LLM; auto: the lowest that keeps dev Acc@2 within `tolerance` of the LLM alone'),
+  tolerance: z.number().min(0).max(1).default(0.02).describe('Acc@2 the tiered system may lose against the LLM alone on dev (auto threshold)'),
+  llm_tiers: z.array(z.enum(ROUTING_TIERS)).default([...ROUTING_TIERS]).describe('Frequency tiers whose uncertain pairs may reach the LLM (others stay with the distilled model)'),
+  batch_size: z.number().int().positive().default(8).describe('Pairs the judge decodes at once while precomputing'),
+  max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair (precompute and serving)"),
+  max_batch: z.number().int().positive().default(8).describe('Serving: most pairs the LLM tier decodes at once (dynamic batching)'),
+  max_wait_ms: z.number().min(0).default(10).describe('Serving: longest a pair waits for its LLM batch to fill'),
+  deadline_ms: z.number().positive().default(2000).describe("Serving: after this, a pair waiting on the LLM gets the distilled answer, marked so"),
+  queue_limit: z.number().int().positive().default(256).describe('Serving: most pairs waiting for the LLM; beyond it requests get 429'),
+});
+
+export default defineStage({
+  name: 'precompute',
+  version: '1',
+  description: 'Score the head queries with the LLM judge into a cache (SQLite or Redis), choose the routing threshold on dev: the deployment `pipeline serve` runs',
+  params,
+  produces: 'deployment',
+  resources: 'train',
+  async run(ctx) {
+    const p = ctx.params;
+    const { readSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');
+    const { readJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readQueryLog, indexQueryLog, QUERY_LOG_FILE } = await import('../lib/relevance/query-log.ts');
+    const { normalise } = await import('../lib/relevance/text.ts');
+    const { labelResumably } = await import('../lib/serving/label.ts');
+    const { cacheKey, openSqliteCache, openRedisCache } = await import('../lib/serving/cache.ts');
+    const { chooseMinConfidence, routingTier, DEPLOYMENT_FILE, SQLITE_CACHE_FILE } = await import('../lib/serving/deployment.ts');
+    const { DISTILLED_DEV_FILE } = await import('../distill/index.ts');
+    type Deployment = import('../lib/serving/deployment.ts').Deployment;
+    type DevJudgement = import('../distill/index.ts').DevJudgement;
+
+    const dataset = ctx.inputs.one('dataset');
+    const logFile = path.join(dataset.dir, QUERY_LOG_FILE);
+    if (!existsSync(logFile)) throw new Error(`${logFile} is missing: precompute needs a query log (the world writes one; import reads a frequency column or a log file)`);
+    const log = indexQueryLog(await readQueryLog(logFile));
+    const splits = await readSplits(dataset.dir);
+    const cachedTiers = new Set<string>(p.tiers);
+    const head = SPLITS.flatMap((s) => splits[s]).filter((e) => cachedTiers.has(log.get(normalise(e.query))?.tier ?? 'new'));
+    ctx.log.info(`${head.length} pairs of ${new Set(head.map((e) => normalise(e.query))).size} ${p.tiers.join('+')} queries to precompute`);
+
+    const labelled = await labelResumably(ctx, head, { file: path.join(ctx.workDir, 'head.jsonl'), unit: 'head', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens });
+    const entries: [string, import('../lib/serving/cache.ts').CachedJudgement][] = [];
+    for (const e of head) {
+      const j = labelled.get(e.id);
+      if (j?.grade) entries.push([cacheKey(e.query, e.item), { grade: j.grade, probabilities: j.probabilities, reasons: j.reasoning }]);
+    }
+    const unanswered = head.length - entries.length;
+    if (unanswered > 0) ctx.log.warn(`${unanswered} head pairs got no grade from the judge: not cached (they route like any other pair)`);
+
+    const inputsHash = createHash('sha256').update(JSON.stringify([ctx.inputs.all.map((a) => a.fingerprint), p])).digest('hex').slice(0, 16);
+    const prefix = `lore:${ctx.pipeline}:${ctx.stage}:${inputsHash}:`;
+    const cache = p.cache === 'sqlite' ? await openSqliteCache(path.join(ctx.outDir, SQLITE_CACHE_FILE), { create: true }) : await openRedisCache(p.cache, prefix);
+    try {
+      await cache.putMany(entries);
+      await cache.seal(entries.length);
+    } finally {
+      await cache.close();
+    }
+
+    const distilled = ctx.inputs.one('distilled');
+    const devRows = await readJsonl<DevJudgement>(path.join(distilled.dir, DISTILLED_DEV_FILE));
+    const dev = devRows.map((r) => {
+      const entry = log.get(normalise(r.query));
+      return { gold: r.gold, cached: entry !== undefined && cachedTiers.has(entry.tier), tier: routingTier(entry), llm: r.llm.grade, distilled: r.distilled.grade, confidence: r.distilled.confidence };
+    });
+    const tuning = p.min_confidence === 'auto' ? chooseMinConfidence(dev, p.llm_tiers, p.tolerance) : null;
+    const minConfidence = tuning ? tuning.minConfidence : (p.min_confidence as number);
+    if (tuning) {
+      ctx.log.info(
+        `routing: min_confidence ${minConfidence.toFixed(4)} chosen on ${tuning.devPairs} dev pairs: tiered Acc@2 ${tuning.devTieredAcc2.toFixed(4)} against the LLM's ${tuning.devLlmAcc2.toFixed(4)}, ${(tuning.devLlmShare * 100).toFixed(1)}% of dev pairs to the LLM`,
+      );
+    }
+    const fingerprintOf = (kind: 'checkpoint' | 'distilled' | 'dataset' | 'kg' | 'prompts') => ctx.inputs.one(kind).fingerprint;
+    const deployment: Deployment = {
+      format: 'lore-deployment/1',
+      inputs: { checkpoint: fingerprintOf('checkpoint'), distilled: fingerprintOf('distilled'), dataset: fingerprintOf('dataset'), kg: fingerprintOf('kg'), prompts: fingerprintOf('prompts') },
+      cache: p.cache === 'sqlite' ? { kind: 'sqlite', file: SQLITE_CACHE_FILE, entries: entries.length } : { kind: 'redis', url: p.cache, prefix, entries: entries.length },
+      route: { minConfidence, llmTiers: p.llm_tiers, tuning },
+      llm: { maxNewTokens: p.max_new_tokens, maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit },
+    };
+    await writeJson(path.join(ctx.outDir, DEPLOYMENT_FILE), deployment);
+    return {
+      metrics: {
+        cached_pairs: entries.length,
+        cached_queries: new Set(head.map((e) => normalise(e.query))).size,
+        unanswered,
+        min_confidence: minConfidence,
+        ...(tuning ? { dev_tiered_acc2: tuning.devTieredAcc2, dev_llm_acc2: tuning.devLlmAcc2, dev_llm_share: tuning.devLlmShare } : {}),
+      },
+    };
+  },
+});

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { DynamicBatcher } from '../../stages/lib/serving/batcher.ts';
+import { chooseMinConfidence, type DevPair } from '../../stages/lib/serving/deployment.ts';
+import { keyPath } from '../../stages/lib/serving/server.ts';
+
+describe('routing threshold chosen on dev', () => {
+  // Acc@2 of the LLM alone: all four right (L4, L1, L3, L2 against golds L4, L1, L3, L2) = 1.
+  const dev: DevPair[] = [
+    { gold: 'L4', cached: false, tier: 'tail', llm: 'L4', distilled: 'L4', confidence: 0.9 },
+    { gold: 'L1', cached: false, tier: 'tail', llm: 'L1', distilled: 'L4', confidence: 0.4 },
+    { gold: 'L3', cached: false, tier: 'tail', llm: 'L3', distilled: 'L3', confidence: 0.6 },
+    { gold: 'L2', cached: true, tier: 'head', llm: 'L2', distilled: 'L4', confidence: 0.3 },
+  ];
+
+  it('takes the lowest confidence that keeps Acc@2 within the tolerance of the LLM', () => {
+    // τ = 0.3 and 0.4 keep pair 2 with the distilled model (L4 for an L1: wrong), Acc@2 3/4 < 1 − 0.02.
+    // τ = 0.6 sends pair 2 to the LLM (right): 4/4. Pair 4 is cached (the LLM's answer) at any τ.
+    expect(chooseMinConfidence(dev, ['head', 'torso', 'tail', 'new'], 0.02)).toEqual({
+      minConfidence: 0.6,
+      devPairs: 4,
+      devLlmAcc2: 1,
+      devTieredAcc2: 1,
+      devLlmShare: 0.25,
+      tolerance: 0.02,
+    });
+    // With a 0.3 tolerance, 3/4 is close enough at the lowest candidate.
+    expect(chooseMinConfidence(dev, ['head', 'torso', 'tail', 'new'], 0.3).minConfidence).toBe(0.3);
+  });
+
+  it('says so when the tiers that may reach the LLM cannot meet the tolerance', () => {
+    // No tail pair may reach the LLM: every τ gives 3/4, so it ends at τ = 1 with that figure.
+    expect(chooseMinConfidence(dev, ['head', 'new'], 0.02)).toMatchObject({ minConfidence: 1, devTieredAcc2: 0.75, devLlmShare: 0 });
+  });
+});
+
+describe('dynamic batching', () => {
+  it('fills batches up to maxBatch, runs one at a time, and waits at most maxWait for a batch to fill', async () => {
+    const sizes: number[] = [];
+    const batcher = new DynamicBatcher<number, number>(
+      async (xs) => {
+        sizes.push(xs.length);
+        return xs.map((x) => x * 2);
+      },
+      { maxBatch: 3, maxWaitMs: 20, queueLimit: 10 },
+    );
+    const outcomes = await Promise.all([1, 2, 3, 4, 5].map((x) => batcher.submit(x, 5000)));
+    expect(outcomes).toEqual([1, 2, 3, 4, 5].map((x) => ({ value: x * 2 })));
+    expect(sizes).toEqual([3, 2]);
+    const started = performance.now();
+    expect(await batcher.submit(7, 5000)).toEqual({ value: 14 });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(15); // a lone pair waits for company
+  });
+
+  it('answers timedOut at the deadline, refuses past the queue limit, and reports run errors', async () => {
+    const slow = new DynamicBatcher<number, number>(async (xs) => new Promise((r) => setTimeout(() => r(xs), 200)), { maxBatch: 1, maxWaitMs: 0, queueLimit: 1 });
+    const first = slow.submit(1, 10);
+    expect(slow.canAccept(1)).toBe(true); // the first is running, not queued
+    const second = slow.submit(2, 5000);
+    expect(slow.canAccept(1)).toBe(false);
+    expect(slow.retryAfterSeconds()).toBeGreaterThanOrEqual(1);
+    expect(await first).toEqual({ timedOut: true });
+    expect(await second).toEqual({ value: 2 });
+    await slow.drain();
+    const failing = new DynamicBatcher<number, number>(async () => Promise.reject(new Error('worker died')), { maxBatch: 2, maxWaitMs: 0, queueLimit: 4 });
+    expect(await failing.submit(1, 1000)).toEqual({ error: new Error('worker died') });
+  });
+});
+
+describe('key paths in 400 answers', () => {
+  it('reads JSON pointers as the keys a user wrote', () => {
+    expect(keyPath('/items/0/title')).toBe('items[0].title');
+    expect(keyPath('', 'query')).toBe('query');
+    expect(keyPath('/items/2/attributes', 'size')).toBe('items[2].attributes.size');
+  });
+});
