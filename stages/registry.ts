@@ -11,6 +11,7 @@ import sampleStage from './sample/index.ts';
 import dpoStage from './dpo/index.ts';
 import grpoStage from './grpo/index.ts';
 import evalStage from './eval/index.ts';
+import pretrainStage from './pretrain/index.ts';
 import distillStage from './distill/index.ts';
 import precomputeStage from './precompute/index.ts';
 
@@ -26,6 +27,7 @@ export const builtinStages: StageType[] = [
   sampleStage,
   dpoStage,
   grpoStage,
+  pretrainStage,
   distillStage,
   precomputeStage,
 ];

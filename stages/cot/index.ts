@@ -20,6 +20,7 @@ import { defineStage, type EngineRecord, type StageContext } from '../../pipelin
 import type { Rng } from '../../pipeline/rng.ts';
 import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSteps, type Verification } from '../lib/completion.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
+import { unsupportedClaims } from '../lib/relevance/evidence.ts';
 import { readJsonl, writeJsonl } from '../lib/relevance/jsonl.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
@@ -60,8 +61,8 @@ const checkpointTeacherSchema = z.strictObject({
 const roundSchema = z.strictObject({
   name: z.string().min(1).describe('Round name, used in counts'),
   context: z
-    .enum(['plain', 'kg', 'rules'])
-    .describe('What the teacher sees: the prompt without KG facts, with them, or with them and a reminder of the rules that apply'),
+    .enum(['plain', 'kg', 'rules', 'gold'])
+    .describe('What the teacher sees: the prompt without KG facts, with them, with them and a reminder of the rules that apply, or (gold: rationalisation) with them and the gold grade to explain from the evidence'),
 });
 
 const params = z.strictObject({
@@ -77,6 +78,10 @@ const params = z.strictObject({
   splits: z.array(z.enum(['train', 'dev'])).min(1).default(['train', 'dev']).describe('Prompt splits to synthesise (dev feeds SFT eval loss)'),
   answer_first: z.boolean().default(false).describe('Put <answer> before <think> (TaoSR1 post-CoT)'),
   limit: z.number().int().min(0).default(0).describe('At most this many examples per split, a seeded random sample across queries (0 = all)'),
+  allow_grade_skew: z
+    .boolean()
+    .default(false)
+    .describe('Accept a kept set in which a grade (5 %+ of the split) keeps less than half the overall kept share; otherwise that is an error (a model trained on it rarely answers that grade)'),
 });
 
 type Params = z.output<typeof params>;
@@ -91,7 +96,7 @@ export interface SftRecord {
   round: string;
 }
 
-type RejectReason = 'teacher_error' | 'format' | 'label' | `step:${keyof Verification['steps']}`;
+type RejectReason = 'teacher_error' | 'format' | 'label' | 'unsupported' | `step:${keyof Verification['steps']}`;
 
 function rejectReason(verification: Verification): RejectReason | undefined {
   if (!verification.formatOk) return 'format';
@@ -107,6 +112,9 @@ function contextMessages(record: PromptRecord, context: RoundContext, kg: Knowle
     if (message.role !== 'user') return message;
     let content = message.content;
     if (context === 'plain') for (const fact of record.facts) content = content.split(`${fact}\n`).join('').split(fact).join('');
+    if (context === 'gold') {
+      content = `${content}\nThe correct grade is ${record.example.label}. Explain it from the evidence above, claiming nothing it does not state, and answer ${record.example.label}.`;
+    }
     if (context === 'rules' && record.example.meta.rules.length > 0) {
       const sentences = record.example.meta.rules.map((id) => {
         const rule = kg.knowledge.rules.find((r) => r.id === id);
@@ -206,7 +214,7 @@ interface RoundCounts {
 
 export default defineStage({
   name: 'cot',
-  version: '1',
+  version: '2',
   description: 'Progressive chain-of-thought synthesis with rejection sampling (rules, OpenAI-compatible or checkpoint teacher)',
   params,
   produces: 'sft-set',
@@ -249,8 +257,10 @@ export default defineStage({
           let reason: RejectReason | undefined;
           if (answer === undefined || typeof answer !== 'string') reason = 'teacher_error';
           else {
-            const verification = verifyCompletion(parseCompletion(answer), references.get(record.id) as ReasoningSteps, record.example.label);
-            reason = rejectReason(verification);
+            const parsed = parseCompletion(answer);
+            reason = rejectReason(verifyCompletion(parsed, references.get(record.id) as ReasoningSteps, record.example.label));
+            // Checked against the evidence the prompt states, too: no claim it does not support.
+            if (reason === undefined && record.evidence && unsupportedClaims(parsed.steps, record.evidence).length > 0) reason = 'unsupported';
           }
           const capabilities = record.example.meta.capabilities.length > 0 ? record.example.meta.capabilities : ['none'];
           if (reason === undefined && typeof answer === 'string') {
@@ -286,7 +296,8 @@ export default defineStage({
       for (const record of kept) balance.kept[record.example.label]++;
       for (const [grade, count] of Object.entries(balance.kept)) totals[`${split}.kept.${grade}`] = count;
       const skew = gradeSkew(balance);
-      if (skew) ctx.log.warn(`${split}: ${skew} (rejected-${split}.jsonl says why each example was rejected)`);
+      if (skew && (p.allow_grade_skew || split !== 'train')) ctx.log.warn(`${split}: ${skew} (rejected-${split}.jsonl says why each example was rejected)`);
+      else if (skew) throw new Error(`train: ${skew}. Add a rationalisation round ({ name: gold, context: gold }) or set allow_grade_skew: true; rejected-train.jsonl says why each example was rejected`);
       if (split === 'train' && kept.length === 0) {
         // The output folder is not published on failure: the full path is the only way to find the file.
         throw new Error(

@@ -6,7 +6,11 @@
  * - `plain`: no knowledge-graph lexicon (synonyms, colloquial names, misspellings, implicit needs)
  *   and only the general grade definitions, not the business rules;
  * - `kg`: the whole graph, still only the general rules;
- * - `rules`: the whole graph and every business rule.
+ * - `rules`: the whole graph and every business rule;
+ * - `gold`: rationalisation (STaR's last resort, LORE's final round): the teacher is told the gold
+ *   grade and explains it from the evidence, i.e. writes the analysis's steps (every one of which
+ *   the evidence supports) and the gold grade. Human grades that the rules would not give (a phone
+ *   case whose title is a bare model code) get a rationale this way, so no grade is starved.
  *
  * So a `plain` round gets knowledge-heavy and rule-decided examples wrong, and rejection sampling
  * sends them to the later rounds, as the paper's rounds do with a real teacher.
@@ -18,7 +22,7 @@ import { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import { evaluateCondition } from '../lib/relevance/rules.ts';
 import { GRADES, type Grade, type RelevanceExample } from '../lib/relevance/types.ts';
 
-export type RoundContext = 'plain' | 'kg' | 'rules';
+export type RoundContext = 'plain' | 'kg' | 'rules' | 'gold';
 
 const RELATION_GRADE: Record<PairAnalysis['category']['relation'], Grade> = { match: 'L3', related: 'L2', mismatch: 'L1' };
 
@@ -46,6 +50,7 @@ export function rulesTeacher(kg: KnowledgeGraph, options: RenderOptions & { nois
     const analysis: PairAnalysis = analyzePair(example.query, example.item, context === 'plain' ? plainKg : kg);
     const steps = toReasoningSteps(analysis);
     if (context === 'rules') return { steps, grade: analysis.grade };
+    if (context === 'gold') return { steps, grade: example.label };
     // Without the business rules the teacher knows only the grade definitions; where none of them
     // fires it grades by the category relation alone, as a rule-unaware annotator would.
     const fired = generalRules

@@ -33,6 +33,7 @@ const params = z.strictObject({
   batch_size: z.number().int().positive().default(8).describe('Prompts decoded at once'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
   baseline: z.boolean().default(true).describe('Also evaluate the lexical baseline (fitted on train, thresholds tuned on dev)'),
+  learned_baseline: z.boolean().default(true).describe('Also evaluate the learned lexical baseline (logistic regression over BM25, coverage and phrase features, fitted on train)'),
   report_samples: z.number().int().min(0).default(6).describe('Predictions per model shown with their reasoning in the report'),
 });
 type Params = z.output<typeof params>;
@@ -50,6 +51,8 @@ export interface EvalMetrics {
   examples: number;
   checkpoints: Record<string, ModelSummary & { threshold?: CheckpointResult['threshold']; promptTooLong: number }>;
   baseline: (ModelSummary & { thresholds: number[]; devMacroF1: number }) | null;
+  /** The learned lexical baseline (stages/lib/relevance/learned-baseline.ts), when evaluated. */
+  learnedBaseline?: ModelSummary & { trainMacroF1: number };
   comparison: ComparisonRow[];
 }
 
@@ -145,6 +148,16 @@ async function evaluateCheckpoint(
   }
 }
 
+/** A baseline's predictions: no completion, only a grade per example. */
+function baselinePredictions(model: string, examples: readonly PromptRecord[], predict: (example: PromptRecord['example']) => Grade): Prediction[] {
+  return examples.map((r): Prediction => {
+    const started = performance.now();
+    const predicted = predict(r.example);
+    const latencyMs = performance.now() - started;
+    return { model, ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
+  });
+}
+
 /** A DeepBoW model's predictions: its most probable grade, with its probabilities; no completion. */
 async function distilledPredictions(name: string, dir: string, examples: readonly PromptRecord[]): Promise<Prediction[]> {
   const { readFileSync } = await import('node:fs');
@@ -232,17 +245,23 @@ export default defineStage({
         train.map((r) => r.example),
         tuningSet.map((r) => r.example),
       );
-      const baseline = examples.map((r): Prediction => {
-        const started = performance.now();
-        const predicted = fitted.predict(r.example);
-        const latencyMs = performance.now() - started;
-        return { model: 'baseline', ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
-      });
+      const baseline = baselinePredictions('baseline', examples, fitted.predict);
       const summary = summarise(baseline, bootstrapStream('baseline'));
       metrics.baseline = { ...summary, thresholds: fitted.thresholds, devMacroF1: fitted.devMacroF1 };
       ctx.log.info(`baseline: ${headline(summary)}`);
       metrics.comparison.push(comparisonRow('baseline', 'baseline', summary));
       predictions.push(...baseline);
+    }
+
+    if (p.learned_baseline) {
+      const { fitLearnedBaseline } = await import('../lib/relevance/learned-baseline.ts');
+      const fitted = fitLearnedBaseline(train.map((r) => r.example));
+      const learned = baselinePredictions('learned-baseline', examples, fitted.predict);
+      const summary = summarise(learned, bootstrapStream('learned-baseline'));
+      metrics.learnedBaseline = { ...summary, trainMacroF1: fitted.trainMacroF1 };
+      ctx.log.info(`learned-baseline: ${headline(summary)}`);
+      metrics.comparison.push(comparisonRow('learned-baseline', 'baseline', summary));
+      predictions.push(...learned);
     }
 
     // One line, not one per model: a step axis over models would draw a meaningless curve.

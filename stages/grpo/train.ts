@@ -78,7 +78,9 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const rewards = await loadRewards(p.rewards, ctx.configDir);
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
 
-  const all = await readPromptRecords(promptsDir, 'train');
+  const { restrictToRlPool } = await import('../lib/rl-pool.ts');
+  // The RL pool the SFT checkpoint held out, when it has one; else every train prompt.
+  const all = await restrictToRlPool(ctx.inputs.one('checkpoint').dir, await readPromptRecords(promptsDir, 'train'));
   const train = all.filter((r) => fitsContext(policy, promptIds(tokenizer, policy.format, r.messages).length, p.max_completion_length));
   const skippedTooLong = all.length - train.length;
   if (skippedTooLong > 0) ctx.log.warn(`skipped ${skippedTooLong} of ${all.length} train prompts too long for the context with ${p.max_completion_length} new tokens`);

@@ -24,7 +24,7 @@ const params = z.strictObject({
   max_completion_length: z.number().int().positive().default(160).describe('Token budget of a completion; longer ones are cut and fail the format'),
   batch_size: z.number().int().positive().default(32).describe('Rows generated together (a prompt\'s samples are rows of their own)'),
   splits: z.array(z.enum(['train', 'dev', 'test'])).min(1).default(['train']).describe('Prompt splits to sample'),
-  limit: z.number().int().min(0).default(0).describe('At most this many prompts per split, a seeded random sample across queries (0 = all)'),
+  limit: z.number().int().min(0).default(0).describe('At most this many prompts per split, a seeded random sample across queries (0 = all); from an RL pool (the checkpoint has rl-pool.json), a seeded sample of the pool'),
 });
 
 /** One sampled completion and its verdicts. */
@@ -79,13 +79,22 @@ export default defineStage({
     const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/policy.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
+    const { readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl-pool.ts');
+    const checkpointDir = ctx.inputs.one('checkpoint').dir;
+    const { policy, engine } = await loadPolicy(checkpointDir, ctx.engine, ctx.log);
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
     const promptsDir = ctx.inputs.one('prompts').dir;
     const metrics: Record<string, number> = {};
 
     for (const split of p.splits) {
-      const records = seededSample(await readPromptRecords(promptsDir, split), p.limit, ctx.rng.fork(`${split}/prompts`));
+      let records = await readPromptRecords(promptsDir, split);
+      // A checkpoint whose SFT held out an RL pool: train prompts come from the pool only, all of
+      // at most `limit` of them (a seeded sample), ranked most uncertain first (stages/lib/rl-pool.ts).
+      const pooled = split === 'train' && (await readRlPool(checkpointDir)) !== undefined;
+      if (pooled) {
+        records = await restrictToRlPool(checkpointDir, records);
+        if (p.limit > 0) records = ctx.rng.fork('rl-pool').shuffle(records).slice(0, p.limit);
+      } else records = seededSample(records, p.limit, ctx.rng.fork(`${split}/prompts`));
       const fitting = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, p.max_completion_length));
       const skipped = records.length - fitting.length;
       if (skipped > 0) ctx.log.warn(`${split}: skipped ${skipped} of ${records.length} prompts too long for the context with ${p.max_completion_length} new tokens`);
@@ -103,7 +112,7 @@ export default defineStage({
       });
       const byId = new Map<string, typeof completions>();
       for (const c of completions) byId.set(c.id, [...(byId.get(c.id) ?? []), c]);
-      const sampled: SampledPrompt[] = fitting.map((record) => {
+      let sampled: SampledPrompt[] = fitting.map((record) => {
         const samples = (byId.get(record.id) ?? []).map((c): SampleRecord => {
           const judged = judgeCompletion(c.text, references.get(record.id)!, record.example.label);
           return {
@@ -120,6 +129,7 @@ export default defineStage({
         const correct = samples.filter((s) => s.correct).length;
         return { ...record, samples, correct, pass_rate: correct / samples.length };
       });
+      if (pooled) sampled = rankByUncertainty(sampled);
       await writeJsonl(join(ctx.outDir, `${split}.jsonl`), sampled);
 
       const all = sampled.flatMap((s) => s.samples);

@@ -38,7 +38,7 @@ const modelOverrides = z
   .describe("Overrides of the preset's shape (HF config.json names)");
 
 const params = z.strictObject({
-  init: z.string().nullable().default(null).describe('HF model folder to start from (relative to the config); null trains from scratch'),
+  init: z.string().nullable().default(null).describe('HF model folder to start from (relative to the config); null trains from scratch, or starts from a checkpoint in needs (e.g. pretrain)'),
   lora: loraOptionsSchema
     .nullable()
     .default(null)
@@ -65,6 +65,12 @@ const params = z.strictObject({
   eval_generate: z.number().int().min(0).default(48).describe('Dev prompts (a seeded sample) decoded greedily per evaluation, for format validity and accuracy'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion during evaluation'),
   checkpoint_every: z.number().int().positive().default(50).describe('Save a step checkpoint every N steps'),
+  rl_pool: z
+    .number()
+    .min(0)
+    .max(0.9)
+    .default(0)
+    .describe('Share of the train queries held out of SFT for sample/dpo/grpo to draw from (stages/lib/rl-pool.ts); 0 = none'),
 });
 
 type Params = z.output<typeof params>;
@@ -91,7 +97,12 @@ export default defineStage({
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const setDir = ctx.inputs.one('sft-set').dir;
-    const train = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
+    const { holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl-pool.ts');
+    const sftSet = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
+    // The RL pool's queries are held out here, so the RL stages draw prompts this model has not memorised.
+    const rlPool = p.rl_pool > 0 ? holdOutQueries(sftSet.map((r) => r.example), p.rl_pool, ctx.seed) : undefined;
+    const train = rlPool ? sftSet.filter((r) => !inRlPool(rlPool, r.example)) : sftSet;
+    if (rlPool) ctx.log.info(`RL pool: ${rlPool.queries.length} train queries (${sftSet.length - train.length} examples) held out of SFT`);
     const dev = await readJsonl<SftRecord>(join(setDir, 'dev.jsonl')).catch(() => [] as SftRecord[]);
     const format = { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
@@ -106,8 +117,10 @@ export default defineStage({
 
     // Tokenizer: the init model's, or one trained on this SFT text (deterministic, so a resumed
     // run that retrains it gets the same ids).
+    // A checkpoint in needs (the pretrain stage's) is where training starts, like `init:`.
+    const initDir = p.init ? resolve(ctx.configDir, p.init) : ctx.inputs.many('checkpoint')[0]?.dir;
     let tokenizerDir: string;
-    if (p.init) tokenizerDir = resolve(ctx.configDir, p.init);
+    if (initDir) tokenizerDir = initDir;
     else {
       tokenizerDir = join(ctx.workDir, 'tokenizer');
       const texts = train.flatMap((r) => [...r.messages.filter((m) => !p.drop_system_prompt || m.role !== 'system').map((m) => m.content), r.completion]);
@@ -133,8 +146,8 @@ export default defineStage({
     if (skippedTrain > 0) ctx.log.warn(`skipped ${skippedTrain} train examples longer than max_length ${p.max_length}`);
     if (trainSet.length === 0) throw new Error(`every train example is longer than max_length ${p.max_length}`);
 
-    const model = p.init
-      ? engineLib.loadModel(resolve(ctx.configDir, p.init))
+    const model = initDir
+      ? engineLib.loadModel(initDir)
       : engineLib.createModel(engineLib.presets[p.preset](tokenizer.vocabSize, { max_position_embeddings: p.max_length, ...p.model }), new Rng(ctx.seed, 'engine/init'));
     ctx.log.info(`model: ${engineLib.parameterCount(model)} parameters, ${model.config.num_hidden_layers} layers, vocab ${model.config.vocab_size}`);
     const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, p.lora), engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
@@ -224,6 +237,7 @@ export default defineStage({
     ctx.metrics.log(step, final);
     ctx.log.info(`final: ${JSON.stringify(final)}`);
     await savePolicy({ dir: tokenizerDir, model, tokenizer, format }, ctx.outDir, ctx.engine);
+    if (rlPool) await writeRlPool(ctx.outDir, rlPool);
     const parameters = engineLib.parameterCount(model);
     const trainable = [...engineLib.trainableParams(model).values()].reduce((n, v) => n + v.size, 0);
     optimizer.dispose();

@@ -60,6 +60,7 @@ describe('eval stage', () => {
       ['sft', 'checkpoint'],
       ['post', 'checkpoint'],
       ['baseline', 'baseline'],
+      ['learned-baseline', 'baseline'],
     ]);
     const test = new Set((await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).map((r) => r.id));
     const ids = of('sft').map((p) => p.id);
@@ -67,6 +68,7 @@ describe('eval stage', () => {
     for (const id of ids) expect(test.has(id)).toBe(true);
     expect(of('post').map((p) => p.id)).toEqual(ids);
     expect(of('baseline').map((p) => p.id)).toEqual(ids);
+    expect(of('learned-baseline').map((p) => p.id)).toEqual(ids);
   });
 
   it('reports figures that agree with the predictions they summarise', () => {
@@ -74,7 +76,7 @@ describe('eval stage', () => {
       const rows = of(row.model);
       // Acc@4 is the share of exact grades; a missing grade is wrong.
       expect(row.acc4).toBeCloseTo(rows.filter((p) => p.predicted === p.gold).length / rows.length, 12);
-      const summary = row.kind === 'baseline' ? metrics.baseline : metrics.checkpoints[row.model];
+      const summary = row.model === 'learned-baseline' ? metrics.learnedBaseline : row.kind === 'baseline' ? metrics.baseline : metrics.checkpoints[row.model];
       const cells = GRADES.flatMap((g) => [...GRADES, 'none' as const].map((p) => summary?.confusion[g][p] ?? 0));
       expect(cells.reduce((a, b) => a + b, 0)).toBe(6);
       // Each figure comes with its 95% bootstrap interval, which brackets it.
@@ -121,7 +123,7 @@ describe('eval stage', () => {
     const ctx = testContext(evalStage, { params: { split: 'dev' }, inputs: [{ stage: 'icl', kind: 'prompts', dir: artifact('icl') }, { stage: 'kg', kind: 'kg', dir: artifact('kg') }] });
     await evalStage.run(ctx as never);
     const devMetrics = JSON.parse(readFileSync(path.join(ctx.outDir, 'metrics.json'), 'utf8')) as EvalMetrics;
-    const devPredictions = await readJsonl<Prediction>(path.join(ctx.outDir, 'predictions.jsonl'));
+    const devPredictions = (await readJsonl<Prediction>(path.join(ctx.outDir, 'predictions.jsonl'))).filter((p) => p.model === 'baseline');
 
     const read = (split: string) => readJsonl<PromptRecord>(path.join(artifact('icl'), `${split}.jsonl`));
     const [train, dev] = [await read('train'), await read('dev')];

@@ -67,8 +67,8 @@ export function parseQuery(query: string, kg: KnowledgeGraph): QueryParse {
   }
   const models = mentions.filter((m) => m.kind === 'model');
   const need = mentions.find((m) => m.kind === 'need');
-  const product =
-    mentions.find((m) => m.kind === 'product')?.name ?? kg.modelType(models[0]?.name) ?? (need ? kg.needType(need.name) : undefined) ?? '';
+  const named = kg.knowledge.headFinal ? kg.productNamed(query, {}) : mentions.find((m) => m.kind === 'product')?.name;
+  const product = named ?? kg.modelType(models[0]?.name) ?? (need ? kg.needType(need.name) : undefined) ?? '';
   const constraints: Record<string, string> = {};
   const negations: Record<string, string> = {};
   for (const m of mentions) {

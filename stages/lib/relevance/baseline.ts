@@ -16,7 +16,7 @@ export interface LexicalBaseline {
   predict(example: Pick<RelevanceExample, 'query' | 'item'>): Grade;
 }
 
-function itemTerms(example: Pick<RelevanceExample, 'item'>): string[] {
+export function itemTerms(example: Pick<RelevanceExample, 'item'>): string[] {
   const { item } = example;
   return bm25Terms([item.title, item.category.join(' '), ...Object.values(item.attributes), item.description ?? '', item.image_caption ?? ''].join(' '));
 }
@@ -34,15 +34,23 @@ function cutPoints(scores: number[], count: number): number[] {
   return Array.from({ length: count }, (_, i) => points[Math.round((i * (points.length - 1)) / (count - 1))] as number);
 }
 
-export function lexicalBaseline(train: readonly RelevanceExample[], dev: readonly RelevanceExample[]): LexicalBaseline {
-  if (dev.length === 0) throw new Error('lexicalBaseline: the dev split is empty; thresholds are tuned on dev');
+/**
+ * The share of the query's IDF weight (over the train items) that the item's text covers, in [0, 1].
+ * The baseline's score, and the icl evidence's lexical-match bucket.
+ */
+export function queryCoverage(train: readonly Pick<RelevanceExample, 'item'>[]): (example: Pick<RelevanceExample, 'query' | 'item'>) => number {
   const index = new Bm25(train.map(itemTerms));
-  const score = (example: Pick<RelevanceExample, 'query' | 'item'>): number => {
+  return (example) => {
     const query = [...new Set(bm25Terms(example.query))];
     const have = new Set(itemTerms(example));
     const total = query.reduce((sum, t) => sum + index.idf(t), 0);
     return total === 0 ? 0 : query.reduce((sum, t) => sum + (have.has(t) ? index.idf(t) : 0), 0) / total;
   };
+}
+
+export function lexicalBaseline(train: readonly RelevanceExample[], dev: readonly RelevanceExample[]): LexicalBaseline {
+  if (dev.length === 0) throw new Error('lexicalBaseline: the dev split is empty; thresholds are tuned on dev');
+  const score = queryCoverage(train);
   const devScores = dev.map(score);
   // Exhaustive search over ordered triples of cut points (at most 24 points: ~2,000 triples).
   const points = cutPoints(devScores, 24);

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { distance } from 'fastest-levenshtein';
 import type { AliasKind, Knowledge, ProductType } from './knowledge.ts';
 import { readJsonl, writeJsonl } from './jsonl.ts';
-import { inflections, normalise, STOP_WORDS, tokenize } from './text.ts';
+import { inflections, namingSegment, normalise, STOP_WORDS, tokenize } from './text.ts';
 import type { Item } from './types.ts';
 
 export const PREDICATES = [
@@ -40,7 +40,7 @@ export interface Triple {
 
 export type EntityKind = 'product' | 'brand' | 'value' | 'model' | 'need';
 /** How a surface form reached its entity: its own name, an inflection, a lexicon alias, or a fuzzy match. */
-export type LinkVia = 'name' | 'inflection' | AliasKind | 'fuzzy';
+export type LinkVia = 'name' | 'inflection' | AliasKind | 'mined' | 'fuzzy';
 
 export interface EntityRef {
   kind: EntityKind;
@@ -64,7 +64,7 @@ export interface Mention extends EntityRef {
 /** How the item's product relates to the query's (DESIGN.md §2 category step). */
 export type Link = 'same' | 'subtype' | 'broader' | 'substitute' | 'accessory' | 'main' | 'complement' | 'sibling' | 'department' | 'none' | 'unknown';
 export type CategoryRelation = 'match' | 'related' | 'mismatch';
-const LINK_RELATION: Record<Link, CategoryRelation> = {
+export const LINK_RELATION: Record<Link, CategoryRelation> = {
   same: 'match',
   subtype: 'match',
   broader: 'related',
@@ -198,16 +198,27 @@ export class KnowledgeGraph {
     return best === undefined ? undefined : this.aliases.get(best);
   }
 
-  /** The product type an item is: from its category path's leaf, else the first product named in its title. */
-  itemProduct(item: Pick<Item, 'category' | 'title'>): string | undefined {
+  /**
+   * The product type an item is: from its category path's leaf, else the product its title names
+   * (the first one; for head-final knowledge the last one of the naming segment, then of the whole
+   * title, then of the description).
+   */
+  itemProduct(item: Pick<Item, 'category' | 'title' | 'description'>): string | undefined {
     for (let i = item.category.length - 1; i >= 0; i--) {
       const byPath = this.byDisplay.get(normalise(item.category[i] ?? ''));
       if (byPath) return byPath;
       const linked = this.aliases.get(normalise(item.category[i] ?? ''));
       if (linked?.kind === 'product') return linked.name;
     }
+    if (this.knowledge.headFinal) return this.productNamed(item.title) ?? (item.description ? this.productNamed(item.description) : undefined);
     const mentions = this.link(item.title, { fuzzy: false });
     return mentions.find((m) => m.kind === 'product')?.name ?? this.modelType(mentions.find((m) => m.kind === 'model')?.name);
+  }
+
+  /** Head-final naming: the last product mentioned in the naming segment ("usb fan for laptop" -> fan), else in the text. */
+  productNamed(text: string, options: { fuzzy?: boolean } = { fuzzy: false }): string | undefined {
+    const last = (t: string) => this.link(t, options).filter((m) => m.kind === 'product').at(-1)?.name;
+    return last(namingSegment(text)) ?? last(text);
   }
 
   modelType(model: string | undefined): string | undefined {

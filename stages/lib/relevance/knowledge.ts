@@ -90,7 +90,8 @@ export interface Dimension {
 export interface AliasEntry {
   alias: string;
   canonical: string;
-  kind: AliasKind;
+  /** `mined`: found in a catalog's train pairs (catalog-kg.ts), not written in the lexicon. */
+  kind: AliasKind | 'mined';
 }
 export interface Knowledge {
   types: ProductType[];
@@ -102,6 +103,12 @@ export interface Knowledge {
   needs: { phrase: string; type: string }[];
   relations: z.output<typeof relationsSchema>;
   rules: Rule[];
+  /**
+   * Set for knowledge induced from a catalog (catalog-kg.ts): a product name's type is its LAST
+   * product word ("bluetooth speaker stand" is a stand), as in free-text titles and queries. The
+   * built-in world's queries and titles name their product first, so it leaves this unset.
+   */
+  headFinal?: boolean;
 }
 
 /** Features a rule condition may test (see data/rules.yaml); `attr.<key>` for every dimension. */

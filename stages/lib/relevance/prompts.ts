@@ -8,8 +8,10 @@
  * Artifact layout (kind 'prompts'): train.jsonl, dev.jsonl, test.jsonl of `PromptRecord`, stats.json.
  */
 import { z } from 'zod';
-import { analyzePair, type PairAnalysis } from './analysis.ts';
+import { analyzeParsed, parseQuery, type PairAnalysis } from './analysis.ts';
+import { queryCoverage } from './baseline.ts';
 import { Bm25, bm25Terms } from './bm25.ts';
+import { pairEvidence, renderEvidence, type PairEvidence } from './evidence.ts';
 import type { KnowledgeGraph, Triple } from './kg.ts';
 import { normalise } from './text.ts';
 import type { RelevanceExample } from './types.ts';
@@ -24,6 +26,8 @@ export interface PromptRecord {
   messages: ChatMessage[];
   example: RelevanceExample;
   facts: string[];
+  /** The pair's evidence as the prompt states it (icl with `evidence: true`). */
+  evidence?: PairEvidence;
 }
 
 export const promptParamsSchema = z.strictObject({
@@ -36,6 +40,10 @@ export const promptParamsSchema = z.strictObject({
     .default(1536)
     .describe('Token budget per prompt (system + user), counted as words, numbers and punctuation marks; facts go first, then exemplars, then the description.'),
   rules: z.enum(['all', 'none']).default('all').describe('State every business rule in the system prompt, or none (for small models with short contexts).'),
+  evidence: z
+    .boolean()
+    .default(false)
+    .describe('State the pair\'s evidence after the item: query words matched in the title, the description, only through an alias, missing; constraint verdicts; the product link; a lexical-match bucket (evidence.ts). Never dropped by the budget.'),
 });
 export type PromptParams = z.output<typeof promptParamsSchema>;
 
@@ -163,6 +171,7 @@ export class PromptBuilder {
   private readonly index: Bm25;
   private readonly system: string;
   private readonly systemTokens: number;
+  private readonly coverage: (example: Pick<RelevanceExample, 'query' | 'item'>) => number;
   readonly stats: PromptStats = { prompts: 0, meanTokens: 0, maxTokens: 0, meanFacts: 0, factsDropped: 0, shotsDropped: 0, descriptionsDropped: 0, overBudget: 0 };
 
   /** Exemplars come from `train` only, so no dev or test example can ever appear in a prompt. */
@@ -175,11 +184,14 @@ export class PromptBuilder {
     this.index = new Bm25(train.map((e) => bm25Terms(`${e.query} ${e.item.title}`)));
     this.system = systemPrompt(kg, params);
     this.systemTokens = countTokens(this.system);
+    this.coverage = queryCoverage(train);
   }
 
   /** Works for unlabelled pairs too (offline labelling, serving): only id, query and item are read. */
   build<E extends Pick<RelevanceExample, 'id' | 'query' | 'item'> = RelevanceExample>(example: E): Omit<PromptRecord, 'example'> & { example: E } {
-    const analysis = analyzePair(example.query, example.item, this.kg);
+    const parse = parseQuery(example.query, this.kg);
+    const analysis = analyzeParsed(parse, example.item, this.kg);
+    const evidence = this.params.evidence ? pairEvidence(parse, analysis, example.item, this.kg, this.coverage(example)) : undefined;
     const queryAliases = analysisAliases(example.query, this.kg);
     const facts = rankFacts(analysis, queryAliases, this.kg).slice(0, this.params.facts);
     const ownQuery = normalise(example.query);
@@ -196,6 +208,7 @@ export class PromptBuilder {
       if (facts.length > 0) parts.push(`Knowledge:\n${facts.map((f) => `- ${f}`).join('\n')}`);
       if (shots.length > 0) parts.push(`Graded examples:\n${shots.join('\n\n')}`);
       parts.push(`Judge this pair.\nQuery: ${example.query}\n${itemText(example, withDescription)}`);
+      if (evidence) parts.push(renderEvidence(evidence));
       return parts.join('\n\n');
     };
     let user = render();
@@ -229,6 +242,7 @@ export class PromptBuilder {
       ],
       example,
       facts,
+      ...(evidence ? { evidence } : {}),
     };
   }
 }

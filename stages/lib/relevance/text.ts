@@ -42,6 +42,14 @@ export function stem(token: string): string {
   return token.length < 4 || /\d/.test(token) ? token : pluralize.singular(token);
 }
 
+/** Words that end a product name's naming segment: what follows says what it is for or comes with. */
+const SEGMENT_BREAK = /[,;(|/[]| - | – |\b(?:for|with|without|compatible|fits|by|in|and)\b/i;
+
+/** The part of a title or query that names the product: "Case for iPhone 15, black" -> "Case ". */
+export function namingSegment(text: string): string {
+  return text.split(SEGMENT_BREAK)[0] ?? '';
+}
+
 /** "running shoes" -> "Running Shoes". */
 export function titleCase(phrase: string): string {
   return phrase.replace(/(^|[\s-])([a-z])/g, (_, sep: string, c: string) => sep + c.toUpperCase());
