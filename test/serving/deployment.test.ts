@@ -55,12 +55,13 @@ beforeAll(async () => {
 const sumsToOne = (p: Record<string, number> | null) => expect(GRADES.reduce((a, g) => a + (p?.[g] ?? 0), 0)).toBeCloseTo(1, 6);
 
 describe('eval', () => {
-  it('reports the distilled model beside the LLM and the baseline', async () => {
+  it('reports the distilled model beside the LLM and both baselines', async () => {
     const metrics = JSON.parse(readFileSync(path.join(artifact('eval'), 'metrics.json'), 'utf8')) as { comparison: { model: string; kind: string; acc4: number }[] };
     expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
       ['sft', 'checkpoint'],
       ['distill', 'distilled'],
       ['baseline', 'baseline'],
+      ['learned-baseline', 'baseline'],
     ]);
     const rows = (await readJsonl<{ model: string; gold: string; predicted: string }>(path.join(artifact('eval'), 'predictions.jsonl'))).filter((p) => p.model === 'distill');
     expect(rows).toHaveLength(4);
