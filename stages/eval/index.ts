@@ -120,13 +120,9 @@ async function evaluateCheckpoint(
     for (let i = 0; i < readable.length; i += p.batch_size) {
       const batch = readable.slice(i, i + p.batch_size);
       const started = performance.now();
-      const completions = await policyLib.generateCompletions(policy, batch, {
-        n: 1,
+      const completions = await policyLib.greedyCompletions(policy, batch, {
         batchSize: batch.length,
         maxNewTokens: p.max_new_tokens,
-        temperature: 0,
-        topK: 0,
-        topP: 1,
         rng: ctx.rng.fork(`${name}/generate`),
         signal: ctx.signal,
       });

@@ -173,6 +173,18 @@ export async function generateCompletions(
   return results;
 }
 
+/**
+ * One greedy completion per request: how a judge is read (eval, the SFT/RL probes, the serving
+ * judge). Greedy decoding draws nothing from `rng`; the generator still takes one.
+ */
+export function greedyCompletions(
+  policy: Policy,
+  requests: readonly PromptRequest[],
+  options: { maxNewTokens: number; batchSize: number; rng: Rng; signal?: AbortSignal },
+): Promise<Completion[]> {
+  return generateCompletions(policy, requests, { ...options, n: 1, temperature: 0, topK: 0, topP: 1 });
+}
+
 /** True when the prompt leaves room for `maxNewTokens` in the model's context. */
 export function fitsContext(policy: Policy, promptTokens: number, maxNewTokens: number): boolean {
   return promptTokens + maxNewTokens <= policy.model.config.max_position_embeddings;

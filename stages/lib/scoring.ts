@@ -112,19 +112,10 @@ export async function greedyAccuracy(
   records: readonly ProbeRecord[],
   options: { maxNewTokens: number; batchSize: number; rng: Rng; signal?: AbortSignal },
 ): Promise<AccuracyProbe> {
-  const { generateCompletions, fitsContext, promptIds } = await import('./policy.ts');
+  const { greedyCompletions, fitsContext, promptIds } = await import('./policy.ts');
   records = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, options.maxNewTokens));
   if (records.length === 0) return { acc4: 0, acc2: 0, macro_f1: 0, format_valid: 0, count: 0 };
-  const completions = await generateCompletions(policy, records, {
-    n: 1,
-    batchSize: options.batchSize,
-    maxNewTokens: options.maxNewTokens,
-    temperature: 0,
-    topK: 0,
-    topP: 1,
-    rng: options.rng,
-    signal: options.signal,
-  });
+  const completions = await greedyCompletions(policy, records, options);
   const gold = new Map(records.map((r) => [r.id, r.example.label]));
   const parsed = completions.map((c) => ({ parsed: parseCompletion(c.text), gold: gold.get(c.id) as Grade }));
   const metrics = classificationMetrics(parsed.map((x) => ({ gold: x.gold, predicted: x.parsed.label })));

@@ -85,7 +85,7 @@ function thinkLines(text: string): string[] {
 }
 
 async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<LlmJudgement[]> {
-  const { generateCompletions, fitsContext, promptIds } = await import('../policy.ts');
+  const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
   const { gradeLogprobs, normaliseGradeProbs, mostProbableGrade } = await import('../grade-probs.ts');
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
@@ -93,17 +93,7 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
   const readable = prompts.filter((_, i) => fits[i]);
   const results: LlmJudgement[] = pairs.map(() => ({ grade: null, probabilities: null, reasoning: [], formatOk: false, error: 'prompt_too_long' }));
   if (readable.length === 0) return results;
-  const completions = await generateCompletions(policy, readable, {
-    n: 1,
-    batchSize: options.batchSize,
-    maxNewTokens: options.maxNewTokens,
-    temperature: 0,
-    topK: 0,
-    topP: 1,
-    // Greedy decoding draws nothing; the generator still takes one.
-    rng: new Rng(0, 'judge'),
-    signal,
-  });
+  const completions = await greedyCompletions(policy, readable, { batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, rng: new Rng(0, 'judge'), signal });
   const byId = new Map(completions.map((c) => [c.id, c]));
   const answerRoom = Math.max(...GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`).length));
   const prefixes = pairs.map((pair, i) => {
