@@ -66,6 +66,16 @@ export async function restrictToRlPool<T extends { example: Pick<RelevanceExampl
 }
 
 /**
+ * How many of a pool's prompts an RL stage samples: `share` of them (at least one), capped by
+ * `limit` when it is set. Example: a pool of 194 with share 0.25 gives round(48.5) = 49; with
+ * limit 32, 32. A share keeps the cost in proportion to the data; a bare limit would not.
+ */
+export function poolSampleSize(poolSize: number, share: number, limit: number): number {
+  const byShare = Math.min(poolSize, Math.max(1, Math.round(share * poolSize)));
+  return limit > 0 ? Math.min(limit, byShare) : byShare;
+}
+
+/**
  * The entropy (nats) of the grades a model's samples gave one prompt: 0 when every sample agrees,
  * ln 4 when the four grades are equally frequent. Unparseable samples count as one more outcome.
  * Example: grades [L1, L1, L4, null] -> p = (1/2, 1/4, 1/4) -> 1.0397.

@@ -52,6 +52,12 @@ const params = z.strictObject({
   vocab_size: z.number().int().min(300).default(1024).describe('Tokenizer size when training from scratch'),
   epochs: z.number().positive().default(3).describe('Passes over the SFT set (fractions allowed)'),
   max_steps: z.number().int().min(0).default(0).describe('Stop after this many optimizer steps (0 = epochs decide)'),
+  min_steps: z
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe('At least this many optimizer steps whatever epochs give: a small SFT set gets more passes, so a model trained from scratch gets the updates it needs to learn the format (0 = epochs decide; max_steps wins)'),
   batch_size: z.number().int().positive().default(16).describe('Examples per micro-batch'),
   grad_accum: z.number().int().positive().default(1).describe('Micro-batches per optimizer step'),
   lr: z.number().positive().default(2e-3).describe('Peak learning rate (warmup then cosine decay)'),
@@ -74,6 +80,16 @@ const params = z.strictObject({
 });
 
 type Params = z.output<typeof params>;
+
+/**
+ * Optimizer steps of a run: max_steps when set, else the epochs' steps raised to min_steps.
+ * Example: 878 examples in batches of 16 are 55 steps an epoch; epochs 3 give 165, min_steps 400
+ * gives 400 (7.3 epochs); 2,183 examples (137 an epoch) give 411 either way.
+ */
+export function sftSteps(stepsPerEpoch: number, p: Pick<Params, 'epochs' | 'min_steps' | 'max_steps'>): number {
+  if (p.max_steps > 0) return p.max_steps;
+  return Math.max(1, p.min_steps, Math.round(stepsPerEpoch * p.epochs));
+}
 
 export default defineStage({
   name: 'sft',
@@ -154,7 +170,10 @@ export default defineStage({
 
     const perStep = p.batch_size * p.grad_accum;
     const stepsPerEpoch = Math.ceil(trainSet.length / perStep);
-    const totalSteps = p.max_steps > 0 ? p.max_steps : Math.max(1, Math.round(stepsPerEpoch * p.epochs));
+    const totalSteps = sftSteps(stepsPerEpoch, p);
+    if (totalSteps > Math.round(stepsPerEpoch * p.epochs) && p.max_steps === 0) {
+      ctx.log.info(`min_steps ${p.min_steps}: ${(totalSteps / stepsPerEpoch).toFixed(1)} epochs of ${trainSet.length} examples instead of ${p.epochs}`);
+    }
     const lrAt = (step: number) =>
       engineLib.warmupCosineLr(step, { peak: p.lr, warmup: p.warmup_steps, total: totalSteps, min: p.lr * p.min_lr_ratio });
 

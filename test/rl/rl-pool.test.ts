@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { holdOutQueries, inRlPool, rankByUncertainty, restrictToRlPool, sampledGradeEntropy, writeRlPool } from '../../stages/lib/rl-pool.ts';
+import { holdOutQueries, inRlPool, poolSampleSize, rankByUncertainty, restrictToRlPool, sampledGradeEntropy, writeRlPool } from '../../stages/lib/rl-pool.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'rl-pool-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -28,6 +28,15 @@ describe('the RL pool', () => {
     expect(await restrictToRlPool(dir, records)).toBe(records);
     await writeRlPool(dir, { fraction: 0.1, queries: ['speaker', 'tripod'] });
     expect((await restrictToRlPool(dir, records)).map((r) => r.id)).toEqual(['r2', 'r9']);
+  });
+
+  it('samples a share of the pool, at least one prompt, capped by limit', () => {
+    // 0.25 of 194 = 48.5, rounded up to 49; limit 32 caps it; 0.01 of 20 = 0.2 still gives one.
+    expect(poolSampleSize(194, 0.25, 0)).toBe(49);
+    expect(poolSampleSize(194, 0.25, 32)).toBe(32);
+    expect(poolSampleSize(194, 1, 0)).toBe(194);
+    expect(poolSampleSize(20, 0.01, 0)).toBe(1);
+    expect(poolSampleSize(20, 1, 96)).toBe(20);
   });
 
   it('ranks prompts by the entropy of their sampled grades, most uncertain first', () => {
