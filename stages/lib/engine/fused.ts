@@ -23,7 +23,11 @@ interface KernelExports {
   swigluGrad(dy: number, h: number, dh: number, rows: number, inner: number): void;
   tokenLogprobs(logits: number, targets: number, logp: number, lse: number, rows: number, vocab: number): void;
   tokenLogprobsGrad(dlogp: number, logits: number, targets: number, lse: number, dlogits: number, rows: number, vocab: number): void;
-  rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, headDim: number, direction: number): void;
+  rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, rotated: number, headDim: number, direction: number): void;
+  attention(qkv: number, mask: number, out: number, lse: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
+  decodeAttention(qkv: number, cos: number, sin: number, pastK: number, pastV: number, mask: number, keys: number, values: number, out: number, scratch: number, batch: number, heads: number, kvHeads: number, headDim: number, past: number): void;
 }
 
 /** The parts of tfjs-wasm's backend the kernels use (not in its public types). */
@@ -31,6 +35,7 @@ interface WasmBackend {
   wasm: { asm: { memory: object } };
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: object): boolean;
 }
 
 /** The global WebAssembly API (this project's TypeScript lib settings do not declare it). */
@@ -126,11 +131,54 @@ function registerKernels(k: KernelExports): void {
     k.tokenLogprobsGrad(offsetOf(b, dlogp!), offsetOf(b, logits!), offsetOf(b, targets!), offsetOf(b, lse!), offsetOf(b, dlogits), rows, vocab);
     return dlogits;
   });
-  register('LoreRope', ({ x, cos, sin }, { direction }, b) => {
+  register('LoreRope', ({ x, cos, sin }, { direction, rotated }, b) => {
     const [batch, steps, heads, headDim] = x!.shape as [number, number, number, number];
     const out = b.makeOutput(x!.shape, 'float32');
-    k.rope(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), batch * steps, heads, headDim, direction!);
+    k.rope(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), batch * steps, heads, rotated ?? heads, headDim, direction!);
     return out;
+  });
+  register('LoreRopeFolded', ({ x, cos, sin }, { heads, kvHeads, headDim }, b) => {
+    const rows = x!.shape[0] as number;
+    const out = b.makeOutput([rows, (heads! + 2 * kvHeads!) * headDim!], 'float32');
+    k.ropeFolded(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), rows, heads!, kvHeads!, headDim!);
+    return out;
+  });
+  // Attention kernels need a few floats of scratch per call: a tensor of the backend's, freed after.
+  const withScratch = <T>(b: WasmBackend, floats: number, work: (scratch: number) => T): T => {
+    const scratch = b.makeOutput([floats], 'float32');
+    try {
+      return work(offsetOf(b, scratch));
+    } finally {
+      b.disposeData(scratch.dataId);
+    }
+  };
+  register('LoreAttention', ({ qkv, mask }, { heads, kvHeads, scale }, b) => {
+    const [batch, steps] = mask!.shape as [number, number];
+    const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
+    const out = b.makeOutput([batch * steps, heads! * headDim], 'float32');
+    const lse = b.makeOutput([batch, heads!, steps], 'float32');
+    withScratch(b, steps, (scratch) => k.attention(offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out), offsetOf(b, lse), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
+    return [out, lse];
+  });
+  register('LoreAttentionGrad', ({ dout, qkv, mask, out, lse }, { heads, kvHeads, scale }, b) => {
+    const [batch, steps] = mask!.shape as [number, number];
+    const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
+    const dqkv = b.makeOutput(qkv!.shape, 'float32');
+    withScratch(b, steps, (scratch) =>
+      k.attentionGrad(offsetOf(b, dout!), offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out!), offsetOf(b, lse!), offsetOf(b, dqkv), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
+    return dqkv;
+  });
+  register('LoreDecodeAttention', ({ qkv, cos, sin, pastK, pastV, mask }, { heads, kvHeads }, b) => {
+    const [batch, keyCount] = mask!.shape as [number, number];
+    const headDim = (qkv!.shape[1] as number) / (2 * heads! + 3 * kvHeads!);
+    const past = keyCount - 1;
+    const keys = b.makeOutput([batch, kvHeads!, keyCount, headDim], 'float32');
+    const values = b.makeOutput([batch, kvHeads!, keyCount, headDim], 'float32');
+    const out = b.makeOutput([batch, heads! * headDim], 'float32');
+    withScratch(b, headDim + keyCount, (scratch) =>
+      k.decodeAttention(offsetOf(b, qkv!), offsetOf(b, cos!), offsetOf(b, sin!), past > 0 ? offsetOf(b, pastK!) : 0, past > 0 ? offsetOf(b, pastV!) : 0, offsetOf(b, mask!),
+        offsetOf(b, keys), offsetOf(b, values), offsetOf(b, out), scratch, batch, heads!, kvHeads!, headDim, past));
+    return [out, keys, values];
   });
   register('LoreAdamW', ({ param, grad, m, v }, a, b) => {
     const outs = [param, m, v].map((t) => b.makeOutput(t!.shape, 'float32'));
@@ -193,15 +241,70 @@ export function fusedTokenLogprobs(logits: tf.Tensor2D, targets: tf.Tensor1D): t
   }) as never) as unknown as (l: tf.Tensor2D) => tf.Tensor1D)(logits);
 }
 
-/** RoPE on x (B, T, heads, hd) with cos / sin (B, T, 1, hd); see layers.ts `applyRope`. */
-export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+/**
+ * RoPE on x (B, T, heads, hd) with cos / sin (B, T, 1, hd); see layers.ts `applyRope`. Only the
+ * first `rotated` heads rotate (default all); the others pass through (q|k|v in one tensor).
+ */
+export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, rotated = x.shape[2]): tf.Tensor4D {
   return (tf.customGrad(((xIn: tf.Tensor, save: tf.GradSaveFunc) => {
     save([cos, sin]);
     return {
-      value: run('LoreRope', { x: xIn, cos, sin }, { direction: 1 }) as tf.Tensor,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run('LoreRope', { x: dy, cos: saved[0] as tf.Tensor, sin: saved[1] as tf.Tensor }, { direction: -1 }) as tf.Tensor,
+      value: run('LoreRope', { x: xIn, cos, sin }, { direction: 1, rotated }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run('LoreRope', { x: dy, cos: saved[0] as tf.Tensor, sin: saved[1] as tf.Tensor }, { direction: -1, rotated }) as tf.Tensor,
     };
   }) as never) as unknown as (x: tf.Tensor4D) => tf.Tensor4D)(x);
+}
+
+/** Query and key/value head counts of grouped-query attention. */
+export interface AttentionHeads {
+  heads: number;
+  kvHeads: number;
+}
+
+/**
+ * Causal grouped-query self-attention in one kernel, forward and backward (kernels/assembly
+ * `attention`): qkv (B*T, (H + 2Hkv) hd) with RoPE applied to q and k, keyMask (B, T) float 1 / 0
+ * -> context (B*T, H hd). Replaces the unfused path's transposes, per-(batch, kv head) matmuls,
+ * bias add and softmax (model.ts `attention`), and keeps no (T, T) probabilities for the backward
+ * pass (only each query's log-sum-exp).
+ */
+export function fusedAttention(qkv: tf.Tensor2D, keyMask: tf.Tensor2D, { heads, kvHeads }: AttentionHeads, scale: number): tf.Tensor2D {
+  const attrs = { heads, kvHeads, scale };
+  return (tf.customGrad(((qkvIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [out, lse] = run('LoreAttention', { qkv: qkvIn, mask: keyMask }, attrs) as [tf.Tensor, tf.Tensor];
+    save([qkvIn, keyMask, out, lse]);
+    return {
+      value: out,
+      gradFunc: (dout: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sq, sm, so, sl] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+        return run('LoreAttentionGrad', { dout, qkv: sq, mask: sm, out: so, lse: sl }, attrs) as tf.Tensor;
+      },
+    };
+  }) as never) as unknown as (q: tf.Tensor2D) => tf.Tensor2D)(qkv);
+}
+
+/**
+ * Frozen weights' projection output (N, (2H + 3Hkv) hd) = [q | k | v | rotate_half(q|k)] ->
+ * (N, (H + 2Hkv) hd) = [RoPE(q) | RoPE(k) | v], what `fusedAttention` takes; cos / sin (N, hd).
+ * Gradient-free (frozen weights train nothing).
+ */
+export function fusedRopeFolded(qkv: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor, { heads, kvHeads }: AttentionHeads, headDim: number): tf.Tensor2D {
+  return run('LoreRopeFolded', { x: qkv, cos, sin }, { heads, kvHeads, headDim }) as tf.Tensor2D;
+}
+
+/**
+ * One decoding step's attention from frozen weights (one new token per row): qkv (B, (2H + 3Hkv) hd)
+ * as `fusedRopeFolded` takes it, cos / sin (B, hd) at the new positions, the cache's keys / values
+ * (B, Hkv, past, hd) (absent when past is 0), keyMask (B, past + 1). Returns the context (B, H hd)
+ * and the cache extended by this token. Gradient-free.
+ */
+export function fusedDecodeAttention(
+  qkv: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor, past: { k: tf.Tensor4D; v: tf.Tensor4D } | undefined, keyMask: tf.Tensor2D, heads: AttentionHeads,
+): { out: tf.Tensor2D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  const inputs: tf.NamedTensorMap = { qkv, cos, sin, mask: keyMask };
+  if (past) Object.assign(inputs, { pastK: past.k, pastV: past.v });
+  const [out, k, v] = run('LoreDecodeAttention', inputs, { ...heads }) as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D];
+  return { out, k, v };
 }
 
 /** sum over tensors of sum(t^2), in float64, without a tfjs op per tensor. */
