@@ -9,7 +9,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { AdamW, accumulateGradients, adamWOptionsSchema, causalLmLoss, createModel, disposeModel, forward, initEngine, padBatch, presets, tokenLogprobs } from '../../stages/lib/engine/index.ts';
 import { fusedAttention, fusedKernels, fusedSwiGlu, setFusedKernels } from '../../stages/lib/engine/fused.ts';
-import { applyRope, attentionBias, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, siluGate } from '../../stages/lib/engine/layers.ts';
+import { applyRope, attentionBias, linear, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, siluGate } from '../../stages/lib/engine/layers.ts';
 import { decode } from '../../stages/lib/engine/model.ts';
 
 const TOLERANCE = 1e-5;
@@ -108,6 +108,15 @@ describe('fused wasm kernels equal the tfjs ops they replace', () => {
     const { value, grads } = compare([random([batch, steps, heads, hd])], (x) => applyRope(x as tf.Tensor4D, c, s, rotate));
     expect(value).toBeLessThanOrEqual(TOLERANCE);
     expect(grads[0]).toBeLessThanOrEqual(TOLERANCE);
+  });
+
+  // Shapes with every blocking tail: rows % 4, out % 2 (forward), in % 8 (weight gradient), in % 4.
+  it.each([[7, 13, 5], [64, 128, 352], [130, 16, 9]])('linear x W^T (%i rows, in %i, out %i)', (rows, inputs, outputs) => {
+    // Weights at 1/sqrt(in), as initialised layers have them: outputs of order 1, where 1e-5 is
+    // far above float32 rounding of either summation order.
+    const { value, grads } = compare([random([rows, inputs]), random([outputs, inputs], 1 / Math.sqrt(inputs))], (x, w) => linear(x as tf.Tensor2D, w as tf.Tensor2D));
+    expect(value).toBeLessThanOrEqual(TOLERANCE);
+    for (const g of grads) expect(g).toBeLessThanOrEqual(TOLERANCE);
   });
 
   it.each([[2, 7, 4, 2, 6], [3, 16, 3, 1, 32], [1, 9, 2, 2, 8]])('causal attention (B %i, T %i, H %i, Hkv %i, hd %i), right padding', (batch, steps, heads, kvHeads, hd) => {

@@ -27,6 +27,8 @@ interface KernelExports {
   attention(qkv: number, mask: number, out: number, lse: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
+  matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number): void;
+  matmulTN(a: number, b: number, out: number, n: number, p: number, q: number): void;
   decodeAttention(qkv: number, cos: number, sin: number, pastK: number, pastV: number, mask: number, keys: number, values: number, out: number, scratch: number, batch: number, heads: number, kvHeads: number, headDim: number, past: number): void;
 }
 
@@ -168,6 +170,20 @@ function registerKernels(k: KernelExports): void {
       k.attentionGrad(offsetOf(b, dout!), offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out!), offsetOf(b, lse!), offsetOf(b, dqkv), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
     return dqkv;
   });
+  register('LoreMatMulNT', ({ a, b: right }, _attrs, b) => {
+    const [rows, inner] = a!.shape as [number, number];
+    const cols = right!.shape[0] as number;
+    const out = b.makeOutput([rows, cols], 'float32');
+    k.matmulNT(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols);
+    return out;
+  });
+  register('LoreMatMulTN', ({ a, b: right }, _attrs, b) => {
+    const [n, p] = a!.shape as [number, number];
+    const q = right!.shape[1] as number;
+    const out = b.makeOutput([p, q], 'float32');
+    k.matmulTN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), n, p, q);
+    return out;
+  });
   register('LoreDecodeAttention', ({ qkv, cos, sin, pastK, pastV, mask }, { heads, kvHeads }, b) => {
     const [batch, keyCount] = mask!.shape as [number, number];
     const headDim = (qkv!.shape[1] as number) / (2 * heads! + 3 * kvHeads!);
@@ -253,6 +269,16 @@ export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, ro
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run('LoreRope', { x: dy, cos: saved[0] as tf.Tensor, sin: saved[1] as tf.Tensor }, { direction: -1, rotated }) as tf.Tensor,
     };
   }) as never) as unknown as (x: tf.Tensor4D) => tf.Tensor4D)(x);
+}
+
+/** a (N, K) @ b (M, K)^T -> (N, M) without transposing b: an HF linear's forward x W^T. */
+export function fusedMatMulNT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return run('LoreMatMulNT', { a, b }) as tf.Tensor2D;
+}
+
+/** a (N, P)^T @ b (N, Q) -> (P, Q) without transposing a: an HF linear's weight gradient dy^T x. */
+export function fusedMatMulTN(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return run('LoreMatMulTN', { a, b }) as tf.Tensor2D;
 }
 
 /** Query and key/value head counts of grouped-query attention. */
