@@ -163,7 +163,7 @@ describe('fused wasm kernels equal the tfjs ops they replace', () => {
       const real: number[][] = [];
       const scored = forward(model, prompts, { attentionMask: mask, frozen: true }).logits.arraySync();
       scored.forEach((row, b) => row.forEach((l, t) => mask[b]![t] && real.push(l)));
-      let keyMask = mask;
+      let keyMask: number[][] = mask;
       let step = decode(model, prompts, keyMask.map((row) => positionsFromMask([row])[0]!), keyMask, undefined, { frozen: true });
       for (let s = 0; s < next[0]!.length; s++) {
         keyMask = keyMask.map((row) => [...row, 1]);
