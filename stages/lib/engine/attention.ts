@@ -47,6 +47,9 @@ export interface AttentionInput {
   /** (B, T, 1, hd) at each new token's position */
   cos: tf.Tensor4D;
   sin: tf.Tensor4D;
+  /** The same as (B*T, hd) rows (reshaped once per decoder call, not per layer). */
+  cosRows: tf.Tensor2D;
+  sinRows: tf.Tensor2D;
   masks: AttentionMasks;
   past?: LayerCache;
   /** Whether the caller keeps the extended cache (generation); training and scoring do not. */
@@ -62,8 +65,7 @@ export function attention(model: Model, layer: LayerWeights, weights: DerivedWei
   let result: { context: tf.Tensor2D; cache?: LayerCache };
   if (fused && input.steps > 1 && !input.past) result = fusedSequenceAttention(model, weights.folded, qkv, input);
   else if (fused && input.steps === 1 && weights.folded) {
-    const { headDim: hd } = model.dims;
-    const { out, k, v } = fusedDecodeAttention(qkv, tf.reshape(input.cos, [input.batch, hd]), tf.reshape(input.sin, [input.batch, hd]), input.past, input.masks.keys(), model.dims);
+    const { out, k, v } = fusedDecodeAttention(qkv, input.cosRows, input.sinRows, input.past, input.masks.keys(), model.dims);
     result = { context: out, cache: { k, v } };
   } else result = unfusedAttention(model, weights, qkv, input);
   let out = project(result.context, layer.o); // (B*T, d)
@@ -72,11 +74,11 @@ export function attention(model: Model, layer: LayerWeights, weights: DerivedWei
 }
 
 /** Many tokens, no cache, fused kernels: RoPE over q|k in place of the projection's layout, then attention. */
-function fusedSequenceAttention(model: Model, folded: boolean, qkv: tf.Tensor2D, { batch, steps, cos, sin, masks, withCache }: AttentionInput): { context: tf.Tensor2D; cache?: LayerCache } {
+function fusedSequenceAttention(model: Model, folded: boolean, qkv: tf.Tensor2D, { batch, steps, cos, sin, cosRows, sinRows, masks, withCache }: AttentionInput): { context: tf.Tensor2D; cache?: LayerCache } {
   const { heads, kvHeads, headDim: hd } = model.dims;
   const rows = batch * steps;
   const roped = folded
-    ? fusedRopeFolded(qkv, tf.reshape(cos, [rows, hd]), tf.reshape(sin, [rows, hd]), model.dims, hd)
+    ? fusedRopeFolded(qkv, cosRows, sinRows, model.dims, hd)
     : (tf.reshape(fusedRope(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]) as tf.Tensor4D, cos, sin, heads + kvHeads), [rows, (heads + 2 * kvHeads) * hd]) as tf.Tensor2D);
   // Frozen q already carries the 1/sqrt(hd) scale.
   const context = fusedAttention(roped, masks.keys(), model.dims, folded ? 1 : 1 / Math.sqrt(hd));

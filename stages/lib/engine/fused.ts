@@ -34,7 +34,8 @@ interface KernelExports {
 
 /** The parts of tfjs-wasm's backend the kernels use (not in its public types). */
 interface WasmBackend {
-  wasm: { asm: { memory: object } };
+  /** The Emscripten module: the plain binary exports its memory (asm.memory); the threaded one imports it (wasmMemory). */
+  wasm: { asm: { memory?: object }; wasmMemory?: object };
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: object): boolean;
@@ -45,10 +46,20 @@ const webAssembly = (globalThis as unknown as { WebAssembly: { instantiate(bytes
 
 let kernels: KernelExports | undefined;
 let enabled = false;
+/** On tfjs-wasm's threaded binary, whose XNNPACK splits matmuls across the threads. */
+let threaded = false;
 
 /** True when the fused kernels are loaded, switched on, and the wasm backend is running. */
 export function fusedKernels(): boolean {
   return enabled && tf.getBackend() === 'wasm';
+}
+
+/**
+ * True when a linear layer's products should be the fused kernels: not on the threaded binary,
+ * where tfjs' matmul runs on every thread and the kernels (one thread) would be slower.
+ */
+export function fusedLinear(): boolean {
+  return !threaded && fusedKernels();
 }
 
 /** Switches the fused kernels off (the unfused tfjs ops run) or back on; for tests and benchmarks. */
@@ -61,22 +72,23 @@ export function setFusedKernels(on: boolean): void {
  * registers them. Returns what to record: 'on', or why they are off (the engine then runs unfused).
  */
 export async function loadFusedKernels(): Promise<string> {
-  if (kernels) return 'on';
   // The threaded binary's memory is shared; a module importing it must be built for shared memory.
-  if (tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT')) return 'off (threaded wasm: the kernels are built for unshared memory)';
+  threaded = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') as boolean;
+  const record = threaded ? 'on (threaded wasm: linear products on tfjs matmul, which uses every thread)' : 'on';
+  if (kernels) return record;
   let binary: Uint8Array;
   try {
-    binary = (await buildKernels()).binary;
+    binary = (await buildKernels(threaded ? 'shared' : 'unshared')).binary;
   } catch (error) {
     return `off (${(error as Error).message.split('\n')[0]})`;
   }
   const backend = tf.backend() as unknown as WasmBackend;
-  const memory = backend.wasm.asm.memory;
+  const memory = backend.wasm.asm.memory ?? backend.wasm.wasmMemory;
   const { instance } = await webAssembly.instantiate(binary, { env: { memory } });
   kernels = instance.exports as unknown as KernelExports;
   registerKernels(kernels);
   enabled = true;
-  return 'on';
+  return record;
 }
 
 const offsetOf = (backend: WasmBackend, t: tf.TensorInfo) => {

@@ -4,7 +4,7 @@
  * about 10x slower than a plain 2-D one (FACTS.md), and tfjs' own MatMul gradient uses the flags.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedKernels, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
+import { fusedKernels, fusedLinear, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
 
 /**
  * a @ b for 2-D tensors, with a gradient that transposes explicitly:
@@ -34,7 +34,7 @@ export type Projection = (x: tf.Tensor2D, weight: tf.Tensor2D) => tf.Tensor2D;
 
 /** x (N, in) @ weight (out, in)^T, no gradient wrapper: one fused kernel, or a transpose and a matmul. */
 export function timesTransposed(x: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
-  return fusedKernels() ? fusedMatMulNT(x, weight) : tf.matMul(x, tf.transpose(weight));
+  return fusedLinear() ? fusedMatMulNT(x, weight) : tf.matMul(x, tf.transpose(weight));
 }
 
 /**
@@ -48,7 +48,7 @@ export function timesTransposed(x: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2
  */
 export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.GradSaveFunc) => {
   save([x, weight]);
-  const fused = fusedKernels();
+  const fused = fusedLinear();
   return {
     value: timesTransposed(x as tf.Tensor2D, weight as tf.Tensor2D),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {

@@ -310,11 +310,13 @@ export function decode(
   const withCache = options.withCache ?? true;
   let x = tf.gather(weights.embed, tf.tensor1d(ids.flat(), 'int32')) as tf.Tensor2D; // (B*T, d)
   const flatPositions = tf.tensor1d(positions.flat(), 'int32');
-  const cos = tf.reshape(tf.gather(model.rope.cos, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D; // (B, T, 1, hd)
-  const sin = tf.reshape(tf.gather(model.rope.sin, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
+  const cosRows = tf.gather(model.rope.cos, flatPositions) as tf.Tensor2D; // (B*T, hd)
+  const sinRows = tf.gather(model.rope.sin, flatPositions) as tf.Tensor2D;
+  const cos = tf.reshape(cosRows, [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D; // (B, T, 1, hd)
+  const sin = tf.reshape(sinRows, [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
   const newCache: LayerCache[] = [];
   weights.layers.forEach((layer, i) => {
-    const attn = attention(model, layer, weights, { x: rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, masks, past: cache?.[i], withCache });
+    const attn = attention(model, layer, weights, { x: rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, cosRows, sinRows, masks, past: cache?.[i], withCache });
     if (attn.cache) newCache.push(attn.cache);
     x = tf.add(x, attn.out);
     x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUp, layer.down, weights.project, layer.gateUpBias, layer.downBias));
