@@ -27,6 +27,7 @@ interface KernelExports {
   attention(qkv: number, mask: number, out: number, lse: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
+  addRmsNorm(x: number, y: number, weight: number, sum: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
   matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number): void;
   matmulTN(a: number, b: number, out: number, n: number, p: number, q: number): void;
   decodeAttention(qkv: number, cos: number, sin: number, pastK: number, pastV: number, mask: number, keys: number, values: number, out: number, scratch: number, batch: number, heads: number, kvHeads: number, headDim: number, past: number): void;
@@ -106,6 +107,15 @@ function registerKernels(k: KernelExports): void {
       kernelFunc: ({ inputs, attrs, backend }) => kernelFunc(inputs as Record<string, tf.TensorInfo>, attrs as unknown as Record<string, number>, backend as unknown as WasmBackend),
     });
   };
+  // Some kernels need a few floats of scratch per call: a tensor of the backend's, freed after.
+  const withScratch = <T>(b: WasmBackend, floats: number, work: (scratch: number) => T): T => {
+    const scratch = b.makeOutput([floats], 'float32');
+    try {
+      return work(offsetOf(b, scratch));
+    } finally {
+      b.disposeData(scratch.dataId);
+    }
+  };
   register('LoreRmsNorm', ({ x, weight }, { eps }, b) => {
     const [rows, cols] = x!.shape as [number, number];
     const y = b.makeOutput([rows, cols], 'float32');
@@ -119,6 +129,12 @@ function registerKernels(k: KernelExports): void {
     const dw = b.makeOutput([cols], 'float32');
     k.rmsNormGrad(offsetOf(b, dy!), offsetOf(b, x!), offsetOf(b, weight!), offsetOf(b, rstd!), offsetOf(b, dx), offsetOf(b, dw), rows, cols);
     return [dx, dw];
+  });
+  register('LoreAddRmsNorm', ({ x, y, weight }, { eps }, b) => {
+    const [rows, cols] = x!.shape as [number, number];
+    const [sum, out] = [b.makeOutput([rows, cols], 'float32'), b.makeOutput([rows, cols], 'float32')];
+    withScratch(b, rows, (rstd) => k.addRmsNorm(offsetOf(b, x!), offsetOf(b, y!), weight ? offsetOf(b, weight) : 0, offsetOf(b, sum), offsetOf(b, out), rstd, rows, cols, eps!));
+    return [sum, out];
   });
   register('LoreSwiGlu', ({ h }, _attrs, b) => {
     const [rows, width] = h!.shape as [number, number];
@@ -157,15 +173,6 @@ function registerKernels(k: KernelExports): void {
     k.ropeFolded(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), rows, heads!, kvHeads!, headDim!);
     return out;
   });
-  // Attention kernels need a few floats of scratch per call: a tensor of the backend's, freed after.
-  const withScratch = <T>(b: WasmBackend, floats: number, work: (scratch: number) => T): T => {
-    const scratch = b.makeOutput([floats], 'float32');
-    try {
-      return work(offsetOf(b, scratch));
-    } finally {
-      b.disposeData(scratch.dataId);
-    }
-  };
   register('LoreAttention', ({ qkv, mask }, { heads, kvHeads, scale }, b) => {
     const [batch, steps] = mask!.shape as [number, number];
     const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
@@ -228,6 +235,11 @@ export function fusedRmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, ep
     return y;
   }
   return rmsNormWithGrad(x, weight, eps);
+}
+
+/** x + y and RMSNorm of it (N, d), gradient-free (frozen weights): [sum, normed]. */
+export function fusedAddRmsNorm(x: tf.Tensor2D, y: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: number): [tf.Tensor2D, tf.Tensor2D] {
+  return run('LoreAddRmsNorm', weight ? { x, y, weight } : { x, y }, { eps }) as [tf.Tensor2D, tf.Tensor2D];
 }
 
 const rmsNormWithGrad = (x: tf.Tensor2D, weight: tf.Tensor1D, eps: number) =>

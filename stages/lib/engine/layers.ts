@@ -4,7 +4,7 @@
  * about 10x slower than a plain 2-D one (FACTS.md), and tfjs' own MatMul gradient uses the flags.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedKernels, fusedLinear, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
+import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
 
 /**
  * a @ b for 2-D tensors, with a gradient that transposes explicitly:
@@ -75,6 +75,20 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: nu
   const meanSquare = tf.mean(tf.square(x), -1, true); // (N, 1)
   const normed = tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps)));
   return (weight ? tf.mul(normed, weight) : normed) as tf.Tensor2D;
+}
+
+/**
+ * The residual stream's next value x + y and its RMSNorm (the next sublayer's input). Gradient-free
+ * calls (frozen weights) with the fused kernels do both in one kernel: decoding steps are made of
+ * such small ops, each paying tfjs' per-op cost.
+ */
+export function addAndNorm(x: tf.Tensor2D, y: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: number, withGradient: boolean): { sum: tf.Tensor2D; normed: tf.Tensor2D } {
+  if (!withGradient && fusedKernels()) {
+    const [sum, normed] = fusedAddRmsNorm(x, y, weight, eps);
+    return { sum, normed };
+  }
+  const sum = tf.add(x, y) as tf.Tensor2D;
+  return { sum, normed: rmsNorm(sum, weight, eps) };
 }
 
 /**

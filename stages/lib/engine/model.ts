@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
 import type { RandomSource } from './host.ts';
 import { attention, attentionMasks } from './attention.ts';
-import { linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
+import { addAndNorm, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
 import { mergedWeight, modelVariables, withAdapters, type LoraState } from './lora.ts';
 
@@ -315,14 +315,18 @@ export function decode(
   const cos = tf.reshape(cosRows, [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D; // (B, T, 1, hd)
   const sin = tf.reshape(sinRows, [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
   const newCache: LayerCache[] = [];
+  const eps = config.rms_norm_eps;
+  // x is the residual stream, normed its RMSNorm that the next sublayer reads.
+  let normed = rmsNorm(x, weights.layers.length > 0 ? weights.layers[0]!.inputNorm : weights.finalNorm, eps);
   weights.layers.forEach((layer, i) => {
-    const attn = attention(model, layer, weights, { x: rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, cosRows, sinRows, masks, past: cache?.[i], withCache });
+    const attn = attention(model, layer, weights, { x: normed, batch, steps, cos, sin, cosRows, sinRows, masks, past: cache?.[i], withCache });
     if (attn.cache) newCache.push(attn.cache);
-    x = tf.add(x, attn.out);
-    x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUp, layer.down, weights.project, layer.gateUpBias, layer.downBias));
+    ({ sum: x, normed } = addAndNorm(x, attn.out, layer.postNorm, eps, !weights.folded));
+    const mlp = swiglu(normed, layer.gateUp, layer.down, weights.project, layer.gateUpBias, layer.downBias);
+    const next = i + 1 < weights.layers.length ? weights.layers[i + 1]!.inputNorm : weights.finalNorm;
+    ({ sum: x, normed } = addAndNorm(x, mlp, next, eps, !weights.folded));
   });
-  const hidden = rmsNorm(x, weights.finalNorm, config.rms_norm_eps);
-  return { hidden, cache: newCache, lmHead: (h) => weights.project(h, weights.head) };
+  return { hidden: normed, cache: newCache, lmHead: (h) => weights.project(h, weights.head) };
 }
 
 /** An out-of-range id would make tf.gather read garbage silently on wasm: refuse it by row and position. */

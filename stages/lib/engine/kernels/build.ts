@@ -1,6 +1,6 @@
 /**
- * Builds the fused kernels (assembly/index.ts, AssemblyScript) into a .wasm named by the hash of
- * the source and the compiler version, so a changed source never loads a stale binary. Nothing
+ * Builds the fused kernels (assembly/*.ts, AssemblyScript; index.ts is the entry) into a .wasm named by the hash of
+ * the sources, the compiler version and its settings, so a changed source never loads a stale binary. Nothing
  * built is committed: `npm ci` runs this as `prepare`, and the engine runs it on first use when
  * the file is missing (about 10 s; concurrent builds are harmless, the file is renamed into place).
  *
@@ -23,7 +23,13 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const KERNELS_DIR = import.meta.dirname;
-export const KERNEL_SOURCE = join(KERNELS_DIR, 'assembly', 'index.ts');
+const SOURCE_DIR = join(KERNELS_DIR, 'assembly');
+export const KERNEL_SOURCE = join(SOURCE_DIR, 'index.ts');
+
+/** Every source file by name, sorted (the entry imports the others). */
+function kernelSources(): Array<[string, string]> {
+  return readdirSync(SOURCE_DIR).filter((f) => f.endsWith('.ts')).sort().map((f) => [f, readFileSync(join(SOURCE_DIR, f), 'utf8')]);
+}
 const BUILD_DIR = join(KERNELS_DIR, 'build');
 
 const COMPILER_OPTIONS = {
@@ -45,7 +51,7 @@ const VARIANTS: Record<KernelMemory, Record<string, unknown>> = {
 
 /** Where the build of the current source goes (it may not exist yet). */
 export function kernelBinaryPath(compilerVersion: string, memory: KernelMemory = 'unshared'): string {
-  const hash = createHash('sha256').update(readFileSync(KERNEL_SOURCE)).update(compilerVersion).update(JSON.stringify(VARIANTS[memory])).digest('hex');
+  const hash = createHash('sha256').update(JSON.stringify(kernelSources())).update(compilerVersion).update(JSON.stringify(VARIANTS[memory])).digest('hex');
   return join(BUILD_DIR, `kernels-${hash.slice(0, 16)}.wasm`);
 }
 
@@ -60,7 +66,7 @@ export async function buildKernels(memory: KernelMemory = 'unshared'): Promise<{
   const path = kernelBinaryPath(version, memory);
   if (existsSync(path)) return { binary: readFileSync(path), path, built: false };
   const asc = await import('assemblyscript/asc');
-  const result = await asc.compileString({ 'index.ts': readFileSync(KERNEL_SOURCE, 'utf8') }, { ...VARIANTS[memory], textFile: 'index.wat' });
+  const result = await asc.compileString(Object.fromEntries(kernelSources()), { ...VARIANTS[memory], textFile: 'index.wat' });
   const { binary } = result;
   if (!binary) throw new Error(`${KERNEL_SOURCE}: AssemblyScript compile failed:\n${result.stderr.toString()}`);
   // compileString returns each requested output under its file name.
