@@ -255,8 +255,15 @@ const rmsNormWithGrad = (x: tf.Tensor2D, weight: tf.Tensor1D, eps: number) =>
     };
   }) as never) as unknown as (x: tf.Tensor2D, w: tf.Tensor1D) => tf.Tensor2D)(x, weight);
 
-/** silu(gate) * up for h (N, 2I) = [gate | up] -> (N, I). */
-export const fusedSwiGlu = tf.customGrad(((h: tf.Tensor, save: tf.GradSaveFunc) => {
+/**
+ * silu(gate) * up for h (N, 2I) = [gate | up] -> (N, I). `withGradient: false` (frozen weights)
+ * skips the custom-gradient wrapper, which costs about what the kernel does at a decoding step's size.
+ */
+export function fusedSwiGlu(h: tf.Tensor2D, withGradient = true): tf.Tensor2D {
+  return withGradient ? swiGluWithGrad(h) : (run('LoreSwiGlu', { h }) as tf.Tensor2D);
+}
+
+const swiGluWithGrad = tf.customGrad(((h: tf.Tensor, save: tf.GradSaveFunc) => {
   save([h]);
   return {
     value: run('LoreSwiGlu', { h }) as tf.Tensor,

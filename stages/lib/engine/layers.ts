@@ -98,7 +98,8 @@ export function addAndNorm(x: tf.Tensor2D, y: tf.Tensor2D, weight: tf.Tensor1D |
 export function swiglu(x: tf.Tensor2D, gateUp: tf.Tensor2D, down: tf.Tensor2D, project: Projection, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D): tf.Tensor2D {
   let h = project(x, gateUp); // (N, 2I)
   if (gateUpBias) h = tf.add(h, gateUpBias);
-  const y = project(fusedKernels() ? fusedSwiGlu(h) : siluGate(h), down); // (N, d)
+  // Frozen weights (plainMatmul) take no gradient.
+  const y = project(fusedKernels() ? fusedSwiGlu(h, project !== plainMatmul) : siluGate(h), down); // (N, d)
   return downBias ? tf.add(y, downBias) : y;
 }
 
