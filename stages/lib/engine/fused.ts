@@ -185,7 +185,7 @@ function registerKernels(k: KernelExports): void {
     const [batch, steps] = mask!.shape as [number, number];
     const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
     const dqkv = b.makeOutput(qkv!.shape, 'float32');
-    withScratch(b, steps, (scratch) =>
+    withScratch(b, 2 * steps, (scratch) =>
       k.attentionGrad(offsetOf(b, dout!), offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out!), offsetOf(b, lse!), offsetOf(b, dqkv), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
     return dqkv;
   });

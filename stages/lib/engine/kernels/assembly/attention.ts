@@ -1,6 +1,6 @@
 // Attention kernels (see index.ts for conventions): causal self-attention over the q|k|v
 // projection output, its gradient, and one decoding step on frozen weights.
-import { axpy, expMasked, rowDot } from './vector';
+import { axpy, dotRows, expMasked, rowDot } from './vector';
 
 // ------------------------------------------------------------------ causal self-attention (Vaswani et al. 2017, eq. 1;
 // grouped-query heads, Ainslie et al. 2023: query head h uses kv head h / (H / Hkv), as HF repeat_kv)
@@ -28,9 +28,9 @@ export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scrat
         const visible = i + 1;
         let max: f32 = 0;
         let seen = false;
+        dotRows(scratch, q, rows + kOffset, <usize>width << 2, visible, headDim, scale);
         for (let j = 0; j < visible; j++) {
-          const s = rowDot(q, rows + (<usize>(j * width) << 2) + kOffset, headDim) * scale;
-          store<f32>(scratch + (<usize>j << 2), s);
+          const s = load<f32>(scratch + (<usize>j << 2));
           if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || s > max)) {
             max = s;
             seen = true;
@@ -57,7 +57,7 @@ export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scrat
 // p_ij = exp(scale q_i.k_j - lse_i) (the forward's probabilities) and D_i = dO_i . O_i,
 // ds_ij = p_ij (dO_i . v_j - D_i); dq_i = scale sum_j ds_ij k_j; dk_j = scale sum_i ds_ij q_i;
 // dv_j = sum_i p_ij dO_i. dqkv has qkv's layout; keys and values accumulate over queries and the
-// heads of their group, so it is zeroed first. scratch: T floats.
+// heads of their group, so it is zeroed first. scratch: 2T floats.
 export function attentionGrad(dout: usize, qkv: usize, mask: usize, out: usize, lse: usize, dqkv: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
   const width = (heads + 2 * kvHeads) * headDim;
   const group = heads / kvHeads;
@@ -77,13 +77,16 @@ export function attentionGrad(dout: usize, qkv: usize, mask: usize, out: usize, 
         const dO = dout + headAt;
         const d = rowDot(dO, out + headAt, headDim);
         const visible = i + 1;
-        for (let j = 0; j < visible; j++) store<f32>(scratch + (<usize>j << 2), rowDot(q, qkv + rowStart + (<usize>(j * width) << 2) + kOffset, headDim) * scale);
+        // Scores then probabilities in scratch[0, T), dO_i . v_j in scratch[T, 2T).
+        const dots = scratch + (<usize>steps << 2);
+        dotRows(scratch, q, qkv + rowStart + kOffset, <usize>width << 2, visible, headDim, scale);
+        dotRows(dots, dO, qkv + rowStart + vOffset, <usize>width << 2, visible, headDim, 1);
         expMasked(scratch, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
         for (let j = 0; j < visible; j++) {
           const p = load<f32>(scratch + (<usize>j << 2));
           if (p == 0) continue;
           const keyRow = rowStart + (<usize>(j * width) << 2);
-          const ds = p * (rowDot(dO, qkv + keyRow + vOffset, headDim) - d) * scale;
+          const ds = p * (load<f32>(dots + (<usize>j << 2)) - d) * scale;
           axpy(dq, qkv + keyRow + kOffset, ds, headDim);
           axpy(dqkv + keyRow + kOffset, q, ds, headDim);
           axpy(dqkv + keyRow + vOffset, dO, p, headDim);
@@ -156,9 +159,9 @@ export function decodeAttention(qkv: usize, cos: usize, sin: usize, pastK: usize
       ropeFromRotated(roped, row + <usize>h * hdBytes, row + rotatedAt + <usize>h * hdBytes, c, s, headDim);
       let max: f32 = 0;
       let seen = false;
+      dotRows(scores, roped, k, hdBytes, keyCount, headDim, 1);
       for (let j = 0; j < keyCount; j++) {
-        const score = rowDot(roped, k + <usize>j * hdBytes, headDim);
-        store<f32>(scores + (<usize>j << 2), score);
+        const score = load<f32>(scores + (<usize>j << 2));
         if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || score > max)) {
           max = score;
           seen = true;

@@ -87,3 +87,37 @@
   for (let k = from; k < to; k++) total += load<f32>(a + (<usize>k << 2)) * load<f32>(b + (<usize>k << 2));
   return total;
 }
+
+// Dot products of a with the four rows b, b + stride, b + 2 stride, b + 3 stride (`cols` floats
+// each), as one v128: a is loaded once for four rows, and the four sums are reduced together by
+// transposing shuffles instead of four horizontal sums.
+@inline export function dot4(a: usize, b: usize, stride: usize, cols: i32): v128 {
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  const b1 = b + stride, b2 = b1 + stride, b3 = b2 + stride;
+  const simdEnd = cols & ~3;
+  for (let j = 0; j < simdEnd; j += 4) {
+    const at = <usize>j << 2;
+    const x = v128.load(a + at);
+    s0 = f32x4.add(s0, f32x4.mul(x, v128.load(b + at)));
+    s1 = f32x4.add(s1, f32x4.mul(x, v128.load(b1 + at)));
+    s2 = f32x4.add(s2, f32x4.mul(x, v128.load(b2 + at)));
+    s3 = f32x4.add(s3, f32x4.mul(x, v128.load(b3 + at)));
+  }
+  // [s0.0 + s0.2, s1.0 + s1.2, s0.1 + s0.3, s1.1 + s1.3], and the same for s2, s3.
+  const u01 = f32x4.add(v128.shuffle<f32>(s0, s1, 0, 4, 1, 5), v128.shuffle<f32>(s0, s1, 2, 6, 3, 7));
+  const u23 = f32x4.add(v128.shuffle<f32>(s2, s3, 0, 4, 1, 5), v128.shuffle<f32>(s2, s3, 2, 6, 3, 7));
+  let sums = f32x4.add(v128.shuffle<f32>(u01, u23, 0, 1, 4, 5), v128.shuffle<f32>(u01, u23, 2, 3, 6, 7));
+  if (simdEnd < cols) {
+    sums = f32x4.add(sums, f32x4(tailDot(a, b, simdEnd, cols), tailDot(a, b1, simdEnd, cols), tailDot(a, b2, simdEnd, cols), tailDot(a, b3, simdEnd, cols)));
+  }
+  return sums;
+}
+
+// out[j] = scale * (a . row j) for rows j = 0..n-1 at `row0` + j * stride: dot4 over blocks of
+// four rows, rowDot for the rest.
+@inline export function dotRows(out: usize, a: usize, row0: usize, stride: usize, n: i32, cols: i32, scale: f32): void {
+  const vscale = f32x4.splat(scale);
+  const blockEnd = n & ~3;
+  for (let j = 0; j < blockEnd; j += 4) v128.store(out + (<usize>j << 2), f32x4.mul(dot4(a, row0 + <usize>j * stride, stride, cols), vscale));
+  for (let j = blockEnd; j < n; j++) store<f32>(out + (<usize>j << 2), rowDot(a, row0 + <usize>j * stride, cols) * scale);
+}
