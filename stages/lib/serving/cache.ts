@@ -8,7 +8,7 @@
  * A complete cache carries a marker with its entry count, written last: a cache without it (a
  * precompute that died half way, a wrong database) fails the server's start.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { normalise } from '../relevance/text.ts';
 import type { Grade, Item } from '../relevance/types.ts';
@@ -32,8 +32,17 @@ export interface JudgementCache {
 }
 
 export function cacheKey(query: string, item: Item): string {
-  const content = JSON.stringify([normalise(query), item.title, item.category, Object.entries(item.attributes).sort(), item.description ?? '', item.image_caption ?? '']);
-  return createHash('sha256').update(content).digest('hex').slice(0, 32);
+  return cacheKeys(query, [item])[0] as string;
+}
+
+/** The keys of one query's items: the query is normalised once (a request's items share it). */
+export function cacheKeys(query: string, items: readonly Item[]): string[] {
+  const normalised = normalise(query);
+  return items.map((item) => {
+    const content = JSON.stringify([normalised, item.title, item.category, Object.entries(item.attributes).sort(), item.description ?? '', item.image_caption ?? '']);
+    // One-shot hash (Node >= 20.12): a third of createHash's cost on keys this short.
+    return hash('sha256', content, 'hex').slice(0, 32);
+  });
 }
 
 const SEAL = '__sealed__';
@@ -58,6 +67,13 @@ export async function openSqliteCache(file: string, options: { create: boolean }
     else db.prepare('SELECT count(*) FROM judgements').get();
   } catch (error) {
     throw new Error(`${file}: not a readable head-tier cache (${(error as Error).message}); rerun the precompute stage`);
+  }
+  if (!options.create) {
+    // The server's connection keeps its shared lock for its lifetime instead of taking and
+    // dropping it (and re-reading the file header to validate its page cache) around every
+    // statement: 46 -> 1.4 µs per lookup here, most of a cache hit's cost. Other readers (replicas)
+    // still read; only a writer is kept out, and a deployment's cache is never written once sealed.
+    db.pragma('locking_mode = EXCLUSIVE');
   }
   const get = db.prepare<[string], { value: string }>('SELECT value FROM judgements WHERE key = ?');
   const put = options.create ? db.prepare('INSERT OR REPLACE INTO judgements (key, value) VALUES (?, ?)') : undefined;

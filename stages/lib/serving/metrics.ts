@@ -28,6 +28,14 @@ export function servingMetrics(): ServingMetrics {
   const queued = new Gauge({ name: 'lore_llm_queue_pairs', help: 'Pairs waiting for an LLM batch', registers: [registry] });
   const batches = new Gauge({ name: 'lore_llm_batches', help: 'LLM batches decoded since start', registers: [registry] });
   const batchedPairs = new Gauge({ name: 'lore_llm_batched_pairs', help: 'Pairs decoded in LLM batches since start', registers: [registry] });
+  // A labelled child per tier, made once: labelling on every call hashes the labels each time,
+  // and a cache hit counts one pair per item.
+  const tierChildren = new Map<Tier, { pairs: { inc(): void }; seconds: { observe(value: number): void } }>();
+  const tierChild = (tier: Tier) => {
+    let child = tierChildren.get(tier);
+    if (!child) tierChildren.set(tier, (child = { pairs: pairs.labels(tier), seconds: pairSeconds.labels(tier) }));
+    return child;
+  };
   return {
     contentType: registry.contentType,
     request(route, status, seconds) {
@@ -35,8 +43,9 @@ export function servingMetrics(): ServingMetrics {
       requestSeconds.observe({ route }, seconds);
     },
     pair(tier, seconds, fallback) {
-      pairs.inc({ tier });
-      pairSeconds.observe({ tier }, seconds);
+      const child = tierChild(tier);
+      child.pairs.inc();
+      child.seconds.observe(seconds);
       if (fallback) fallbacks.inc({ reason: fallback });
     },
     async text(llm) {

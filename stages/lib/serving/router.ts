@@ -7,7 +7,7 @@ import type { QueryLogIndex } from '../relevance/query-log.ts';
 import { normalise } from '../relevance/text.ts';
 import type { Grade, Item } from '../relevance/types.ts';
 import type { DynamicBatcher } from './batcher.ts';
-import { cacheKey, type JudgementCache } from './cache.ts';
+import { cacheKeys, type JudgementCache } from './cache.ts';
 import { judgeItems, type Contribution, type DeepBowJudgement, type DeepBowModel } from './deepbow.ts';
 import { routingTier, type Deployment } from './deployment.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
@@ -61,7 +61,7 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
   const elapsed = () => (performance.now() - started) / 1000;
   const results: (PairResult | undefined)[] = new Array(items.length);
 
-  const cached = await parts.cache.getMany(items.map((item) => cacheKey(query, item)));
+  const cached = await parts.cache.getMany(cacheKeys(query, items));
   const misses: number[] = [];
   cached.forEach((hit, i) => {
     const id = (items[i] as Item).id;
