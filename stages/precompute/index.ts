@@ -45,7 +45,8 @@ const params = z.strictObject({
 
 export default defineStage({
   name: 'precompute',
-  version: '1',
+  // 2: thresholds at midpoints between dev confidences, 0 allowed (deployment.ts chooseMinConfidence).
+  version: '2',
   description: 'Score the head queries with the LLM judge into a cache (SQLite or Redis), choose the routing threshold on dev: the deployment `pipeline serve` runs',
   params,
   produces: 'deployment',

@@ -67,14 +67,18 @@ export function routeDev(pair: DevPair, minConfidence: number, llmTiers: readonl
 
 /**
  * The lowest threshold (fewest LLM calls) whose tiered Acc@2 on dev is within `tolerance` of the
- * LLM alone. Candidates are the distilled confidences seen on dev (and 1: everything uncached to
- * the LLM), so the choice is exact on dev. An unanswered grade counts wrong.
+ * LLM alone. An unanswered grade counts wrong. Every threshold between two neighbouring dev
+ * confidences routes dev alike, so the candidates are: 0 (the distilled model answers everything),
+ * the midpoint of each pair of neighbours (as a decision stump splits: the same margin on either
+ * side, where the upper neighbour itself would send every unseen pair just below it to the LLM),
+ * and 1 (every uncached pair to the LLM).
  */
 export function chooseMinConfidence(dev: readonly DevPair[], llmTiers: readonly RoutingTier[], tolerance: number): ThresholdChoice {
   if (dev.length === 0) throw new Error('cannot choose the routing threshold: no dev pairs');
   const acc2 = (grades: (Grade | null)[]) => grades.filter((g, i) => g !== null && relevant(g) === relevant((dev[i] as DevPair).gold)).length / dev.length;
   const llmAcc2 = acc2(dev.map((p) => p.llm));
-  const candidates = [...new Set([...dev.map((p) => p.confidence), 1])].sort((a, b) => a - b);
+  const seen = [...new Set(dev.map((p) => p.confidence))].sort((a, b) => a - b);
+  const candidates = [0, ...seen.slice(1).map((c, i) => ((seen[i] as number) + c) / 2), 1];
   for (const tau of candidates) {
     const routed = dev.map((p) => routeDev(p, tau, llmTiers));
     const tiered = acc2(routed.map((r) => r.grade));
