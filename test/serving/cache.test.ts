@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheKey, openRedisCache, openSqliteCache, type CachedJudgement, type JudgementCache } from '../../stages/lib/serving/cache.ts';
+import { cacheKey, memoised, openRedisCache, openSqliteCache, type CachedJudgement, type JudgementCache } from '../../stages/lib/serving/cache.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cache-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,6 +47,34 @@ describe('SQLite head cache', () => {
     writeFileSync(corrupt, 'not a database at all, just text that is long enough to have a header');
     await expect(openSqliteCache(corrupt, { create: false })).rejects.toThrow(`${corrupt}: not a readable head-tier cache`);
     await expect(openSqliteCache(path.join(dir, 'none.sqlite'), { create: false })).rejects.toThrow('none.sqlite: the head-tier cache is missing');
+  });
+});
+
+describe('memo in front of a served cache', () => {
+  it('asks the cache once per entry, keeps the most recently used, and answers misses in place', async () => {
+    const entries = new Map<string, CachedJudgement>(['a', 'b', 'c'].map((k) => [k, { ...judged, reasons: [k] }]));
+    const asked: string[][] = [];
+    const inner: JudgementCache = {
+      location: 'fake',
+      getMany: async (keys) => {
+        asked.push([...keys]);
+        return keys.map((k) => entries.get(k));
+      },
+      putMany: async () => {},
+      seal: async () => {},
+      check: async () => entries.size,
+      close: async () => {},
+    };
+    const cache = memoised(inner, 2);
+    const reasons = async (keys: string[]) => (await cache.getMany(keys)).map((hit) => hit?.reasons[0] ?? '-');
+    expect(await reasons(['a', 'x', 'b'])).toEqual(['a', '-', 'b']); // memo: a, b
+    // Every position is an entry (no holes), so forEach visits the miss too.
+    let visited = 0;
+    (await cache.getMany(['x', 'a'])).forEach(() => visited++);
+    expect(visited).toBe(2);
+    expect(await reasons(['a', 'c'])).toEqual(['a', 'c']); // a from the memo; c fetched, b (least recently used) dropped
+    expect(await reasons(['b', 'a'])).toEqual(['b', 'a']); // b fetched again; c dropped
+    expect(asked).toEqual([['a', 'x', 'b'], ['x'], ['c'], ['b']]);
   });
 });
 

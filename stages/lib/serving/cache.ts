@@ -39,7 +39,9 @@ export function cacheKey(query: string, item: Item): string {
 export function cacheKeys(query: string, items: readonly Item[]): string[] {
   const normalised = normalise(query);
   return items.map((item) => {
-    const content = JSON.stringify([normalised, item.title, item.category, Object.entries(item.attributes).sort(), item.description ?? '', item.image_caption ?? '']);
+    // Attributes by name (a comparator: the default sort compares each pair as a joined string).
+    const attributes = Object.entries(item.attributes).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const content = JSON.stringify([normalised, item.title, item.category, attributes, item.description ?? '', item.image_caption ?? '']);
     // One-shot hash (Node >= 20.12): a third of createHash's cost on keys this short.
     return hash('sha256', content, 'hex').slice(0, 32);
   });
@@ -54,6 +56,47 @@ function parseEntry(location: string, key: string, text: string | null | undefin
   } catch {
     throw new Error(`${location}: the entry ${key} is not JSON: the cache is corrupt (rerun the precompute stage)`);
   }
+}
+
+/**
+ * A bounded in-process memo in front of a served cache: head traffic is Zipf (a few queries carry
+ * most requests), so the hottest entries are answered without a SQLite lookup or a Redis round trip
+ * and without parsing their JSON again. Nothing goes stale: a deployment's entries never change (a
+ * SQLite cache is sealed; a Redis prefix names the deployment's inputs). Past `maxEntries` the least
+ * recently used goes. Misses are not remembered (those pairs go to the other tiers anyway).
+ */
+export function memoised(inner: JudgementCache, maxEntries: number): JudgementCache {
+  const memo = new Map<string, CachedJudgement>();
+  return {
+    location: inner.location,
+    async getMany(keys) {
+      // Filled, not holed: callers iterate with forEach, which skips holes.
+      const found: (CachedJudgement | undefined)[] = new Array(keys.length).fill(undefined);
+      const unknown: number[] = [];
+      keys.forEach((key, i) => {
+        const hit = memo.get(key);
+        if (hit === undefined) return void unknown.push(i);
+        // Delete and set again: a Map iterates in insertion order, so the first key is the least recently used.
+        memo.delete(key);
+        memo.set(key, hit);
+        found[i] = hit;
+      });
+      if (unknown.length === 0) return found;
+      const fetched = await inner.getMany(unknown.map((i) => keys[i] as string));
+      fetched.forEach((hit, j) => {
+        if (hit === undefined) return;
+        const i = unknown[j] as number;
+        found[i] = hit;
+        memo.set(keys[i] as string, hit);
+        if (memo.size > maxEntries) memo.delete(memo.keys().next().value as string);
+      });
+      return found;
+    },
+    putMany: (entries) => inner.putMany(entries),
+    seal: (entries) => inner.seal(entries),
+    check: () => inner.check(),
+    close: () => inner.close(),
+  };
 }
 
 /** `create`: a new, empty file (precompute); otherwise an existing one, opened read-only (serve). */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { EngineConfig, Manifest } from '../../../pipeline/stage-api.ts';
 import { QUERY_LOG_FILE, indexQueryLog, readQueryLog, type QueryLogIndex } from '../relevance/query-log.ts';
 import type { PromptParams } from '../relevance/prompts.ts';
-import { openRedisCache, openSqliteCache, type JudgementCache } from './cache.ts';
+import { memoised, openRedisCache, openSqliteCache, type JudgementCache } from './cache.ts';
 import { DISTILLED_MODEL_FILE, deepBowProblem, type DeepBowModel } from './deepbow.ts';
 import { DEPLOYMENT_FILE, deploymentProblem, type Deployment } from './deployment.ts';
 import { startLlmTier, type LlmTier } from './llm-tier.ts';
@@ -48,7 +48,7 @@ export function openDeploymentCache(deployment: Deployment, dir: string): Promis
   return deployment.cache.kind === 'sqlite' ? openSqliteCache(path.join(dir, deployment.cache.file), { create: false }) : openRedisCache(deployment.cache.url, deployment.cache.prefix);
 }
 
-export async function loadDeployment(dir: string, objectDir: (fingerprint: string) => string, engine: EngineConfig): Promise<LoadedDeployment> {
+export async function loadDeployment(dir: string, objectDir: (fingerprint: string) => string, engine: EngineConfig, options: { memoEntries: number }): Promise<LoadedDeployment> {
   const deployment = readCheckedJson<Deployment>(path.join(dir, DEPLOYMENT_FILE), 'deployment', deploymentProblem);
   const distilledDir = objectDir(deployment.inputs.distilled);
   const distilled = readCheckedJson<DeepBowModel>(path.join(distilledDir, DISTILLED_MODEL_FILE), 'distilled model', deepBowProblem);
@@ -56,7 +56,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   const queryLog = indexQueryLog(await readQueryLog(path.join(datasetDir, QUERY_LOG_FILE)).catch((error: Error) => {
     throw existsSync(path.join(datasetDir, QUERY_LOG_FILE)) ? error : new Error(`${path.join(datasetDir, QUERY_LOG_FILE)}: the query log is missing`);
   }));
-  const cache = await openDeploymentCache(deployment, dir);
+  const cache = memoised(await openDeploymentCache(deployment, dir), options.memoEntries);
   let cacheEntries: number;
   try {
     cacheEntries = await cache.check();

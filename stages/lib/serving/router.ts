@@ -63,12 +63,14 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
 
   const cached = await parts.cache.getMany(cacheKeys(query, items));
   const misses: number[] = [];
+  const hitsAt = elapsed();
   cached.forEach((hit, i) => {
+    if (!hit) return void misses.push(i);
     const id = (items[i] as Item).id;
-    if (hit) {
-      results[i] = { ...(id !== undefined ? { id } : {}), grade: hit.grade, probabilities: hit.probabilities, tier: 'cache', reasons: hit.reasons };
-      parts.onPair?.('cache', elapsed());
-    } else misses.push(i);
+    const result: PairResult = { grade: hit.grade, probabilities: hit.probabilities, tier: 'cache', reasons: hit.reasons };
+    if (id !== undefined) result.id = id;
+    results[i] = result;
+    parts.onPair?.('cache', hitsAt);
   });
   if (misses.length === 0) return results as PairResult[];
 

@@ -130,13 +130,16 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
     onPair: (tier, seconds, fallback) => metrics.pair(tier, seconds, fallback),
   };
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback hooks rather than async ones: no promise per hook on every request.
+  app.addHook('onRequest', (request, reply, done) => {
     (request as { started?: number }).started = performance.now();
     if (draining) return reply.code(503).header('connection', 'close').send({ error: 'draining', message: 'the server is shutting down' });
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const started = (request as { started?: number }).started ?? performance.now();
     metrics.request(request.routeOptions.url ?? 'unknown', reply.statusCode, (performance.now() - started) / 1000);
+    done();
   });
 
   app.setErrorHandler((error: FastifyError, _request, reply) => {
