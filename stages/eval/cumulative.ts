@@ -23,10 +23,10 @@ export function cumulativeGrade(probs: Record<Grade, number>, threshold: number)
 }
 
 /**
- * The τ in (0, 1] with the best dev macro-F1 (ties: the smallest). Predictions only change where τ
+ * The τ in (0, 1] with the best macro-F1 on the tuning examples (ties: the smallest). Predictions only change where τ
  * crosses an example's cumulative sum, so those sums are the only candidates worth trying.
  */
-export function tuneCumulativeThreshold(dev: readonly { gold: Grade; probs: Record<Grade, number> }[]): { threshold: number; devMacroF1: number } {
+export function tuneCumulativeThreshold(dev: readonly { gold: Grade; probs: Record<Grade, number> }[]): { threshold: number; macroF1: number } {
   if (dev.length === 0) throw new Error('tuneCumulativeThreshold: no dev examples to tune the threshold on');
   const candidates = new Set<number>([1]);
   for (const { probs } of dev) {
@@ -36,10 +36,10 @@ export function tuneCumulativeThreshold(dev: readonly { gold: Grade; probs: Reco
       if (cumulative > 0 && cumulative <= 1) candidates.add(cumulative);
     }
   }
-  let best = { threshold: 1, devMacroF1: -1 };
+  let best = { threshold: 1, macroF1: -1 };
   for (const threshold of [...candidates].sort((a, b) => a - b)) {
     const { macroF1 } = classificationMetrics(dev.map((e) => ({ gold: e.gold, predicted: cumulativeGrade(e.probs, threshold) })));
-    if (macroF1 > best.devMacroF1) best = { threshold, devMacroF1: macroF1 };
+    if (macroF1 > best.macroF1) best = { threshold, macroF1 };
   }
   return best;
 }

@@ -22,7 +22,7 @@ import { z } from 'zod';
 import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
-import { GRADES, type Grade } from '../lib/relevance/types.ts';
+import { GRADES, type Grade, type Split } from '../lib/relevance/types.ts';
 import { exampleFields, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
 import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
 
@@ -40,8 +40,8 @@ type Params = z.output<typeof params>;
 
 export interface CheckpointResult {
   predictions: Prediction[];
-  /** answer_first checkpoints: the tuned cumulative threshold and its dev macro-F1. */
-  threshold?: { threshold: number; devMacroF1: number; devExamples: number };
+  /** answer_first checkpoints: the cumulative threshold, its macro-F1 on the examples it was tuned on, and their split (train when dev is scored). */
+  threshold?: { threshold: number; tuningMacroF1: number; tuningExamples: number; tuningSplit: Split };
   promptTooLong: number;
 }
 
@@ -50,7 +50,7 @@ export interface EvalMetrics {
   split: 'test' | 'dev';
   examples: number;
   checkpoints: Record<string, ModelSummary & { threshold?: CheckpointResult['threshold']; promptTooLong: number }>;
-  baseline: (ModelSummary & { thresholds: number[]; devMacroF1: number }) | null;
+  baseline: (ModelSummary & { thresholds: number[]; tuningMacroF1: number; tuningSplit: Split }) | null;
   /** The learned lexical baseline (stages/lib/relevance/learned-baseline.ts), when evaluated. */
   learnedBaseline?: ModelSummary & { trainMacroF1: number };
   comparison: ComparisonRow[];
@@ -105,6 +105,7 @@ async function evaluateCheckpoint(
       return probs;
     };
     if (policy.format.answerFirst) {
+      const tuningSplit = tuningSplitOf(p.split);
       const tuning = seededSample(tuningSet.filter(fits), p.dev_limit, ctx.rng.fork(`${name}/threshold-tuning`));
       const devProbs: { gold: Grade; probs: Record<Grade, number> }[] = [];
       for (let i = 0; i < tuning.length; i += p.batch_size) {
@@ -112,8 +113,9 @@ async function evaluateCheckpoint(
         const batch = tuning.slice(i, i + p.batch_size);
         (await probsOf(batch)).forEach((probs, j) => devProbs.push({ gold: (batch[j] as PromptRecord).example.label, probs }));
       }
-      threshold = { ...tuneCumulativeThreshold(devProbs), devExamples: devProbs.length };
-      ctx.log.info(`${name}: answer_first, cumulative threshold ${threshold.threshold.toFixed(4)} (dev macro-F1 ${threshold.devMacroF1.toFixed(4)} on ${devProbs.length})`);
+      const tuned = tuneCumulativeThreshold(devProbs);
+      threshold = { threshold: tuned.threshold, tuningMacroF1: tuned.macroF1, tuningExamples: devProbs.length, tuningSplit };
+      ctx.log.info(`${name}: answer_first, cumulative threshold ${threshold.threshold.toFixed(4)} (macro-F1 ${threshold.tuningMacroF1.toFixed(4)} on ${devProbs.length} ${tuningSplit} examples)`);
     }
 
     const predictions = new Map<string, Prediction>();
@@ -192,7 +194,7 @@ export default defineStage({
     const whole = p.split === 'dev' ? dev : await readPromptRecords(promptsDir, 'test');
     if (whole.length === 0) throw new Error(`${promptsDir}/${p.split}.jsonl has no prompts to evaluate`);
     // Thresholds are tuned on dev, unless dev is what is evaluated.
-    const tuningSet = p.split === 'dev' ? train : dev;
+    const tuningSet = tuningSplitOf(p.split) === 'train' ? train : dev;
     // The sample's stream name predates the split param, so test samples stay what they were.
     const examples = p.limit > 0 && p.limit < whole.length ? ctx.rng.fork(`${p.split}-sample`).shuffle([...whole]).slice(0, p.limit) : whole;
     const checkpoints = ctx.inputs.many('checkpoint');
@@ -243,7 +245,7 @@ export default defineStage({
       );
       const baseline = baselinePredictions('baseline', examples, fitted.predict);
       const summary = summarise(baseline, bootstrapStream('baseline'));
-      metrics.baseline = { ...summary, thresholds: fitted.thresholds, devMacroF1: fitted.devMacroF1 };
+      metrics.baseline = { ...summary, thresholds: fitted.thresholds, tuningMacroF1: fitted.tuningMacroF1, tuningSplit: tuningSplitOf(p.split) };
       ctx.log.info(`baseline: ${headline(summary)}`);
       metrics.comparison.push(comparisonRow('baseline', 'baseline', summary));
       predictions.push(...baseline);
@@ -275,3 +277,8 @@ export default defineStage({
     };
   },
 });
+
+/** Where thresholds are tuned: never on the split being scored (train when dev is, dev when test is). */
+function tuningSplitOf(scored: 'dev' | 'test'): Split {
+  return scored === 'dev' ? 'train' : 'dev';
+}

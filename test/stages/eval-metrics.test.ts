@@ -108,7 +108,7 @@ describe('cumulative-probability partition (TaoSR1)', () => {
       { gold: 'L4' as Grade, probs: { L4: 0.6, L3: 0.3, L2: 0.05, L1: 0.05 } },
       { gold: 'L3' as Grade, probs: { L4: 0.45, L3: 0.45, L2: 0.05, L1: 0.05 } },
     ];
-    expect(tuneCumulativeThreshold(dev)).toEqual({ threshold: 0.6, devMacroF1: 1 });
+    expect(tuneCumulativeThreshold(dev)).toEqual({ threshold: 0.6, macroF1: 1 });
     expect(() => tuneCumulativeThreshold([])).toThrow(/no dev examples/);
   });
 });

@@ -95,7 +95,7 @@ describe('eval stage', () => {
   it('reads the grade of a plain checkpoint from its answer, of an answer-first one from the cumulative partition', () => {
     for (const p of of('sft')) expect(p.predicted).toBe(parseCompletion(p.completion ?? '').label ?? null);
     const threshold = metrics.checkpoints.post?.threshold;
-    expect(threshold?.devExamples).toBe(6);
+    expect(threshold?.tuningExamples).toBe(6);
     expect(threshold?.threshold).toBeGreaterThan(0);
     expect(threshold?.threshold).toBeLessThanOrEqual(1);
     for (const p of of('post')) {

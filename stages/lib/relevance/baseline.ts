@@ -10,8 +10,8 @@ import type { Grade, RelevanceExample } from './types.ts';
 export interface LexicalBaseline {
   /** [t1, t2, t3]: score < t1 -> L1, < t2 -> L2, < t3 -> L3, else L4. */
   thresholds: [number, number, number];
-  /** Macro-F1 on dev at the chosen thresholds. */
-  devMacroF1: number;
+  /** Macro-F1 on the tuning examples at the chosen thresholds. */
+  tuningMacroF1: number;
   score(example: Pick<RelevanceExample, 'query' | 'item'>): number;
   predict(example: Pick<RelevanceExample, 'query' | 'item'>): Grade;
 }
@@ -64,5 +64,5 @@ export function lexicalBaseline(train: readonly RelevanceExample[], dev: readonl
       }
     }
   }
-  return { thresholds: best.thresholds, devMacroF1: best.f1, score, predict: (e) => gradeFor(score(e), best.thresholds) };
+  return { thresholds: best.thresholds, tuningMacroF1: best.f1, score, predict: (e) => gradeFor(score(e), best.thresholds) };
 }
