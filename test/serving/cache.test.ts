@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Item } from '../../stages/lib/relevance/types.ts';
 import { cacheKey, memoised, openRedisCache, openSqliteCache, type CachedJudgement, type JudgementCache } from '../../stages/lib/serving/cache.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cache-test-'));
@@ -52,12 +53,14 @@ describe('SQLite head cache', () => {
 
 describe('memo in front of a served cache', () => {
   it('asks the cache once per entry, keeps the most recently used, and answers misses in place', async () => {
-    const entries = new Map<string, CachedJudgement>(['a', 'b', 'c'].map((k) => [k, { ...judged, reasons: [k] }]));
+    const item = (title: string) => ({ title, category: ['Shoes'], attributes: {} });
+    const [a, b, c, x] = ['a', 'b', 'c', 'x'].map(item) as [Item, Item, Item, Item];
+    const entries = new Map<string, CachedJudgement>([a, b, c].map((i) => [cacheKey('boots', i), { ...judged, reasons: [i.title] }]));
     const asked: string[][] = [];
     const inner: JudgementCache = {
       location: 'fake',
       getMany: async (keys) => {
-        asked.push([...keys]);
+        asked.push(keys.map((k) => entries.get(k)?.reasons[0] ?? 'miss'));
         return keys.map((k) => entries.get(k));
       },
       putMany: async () => {},
@@ -66,15 +69,16 @@ describe('memo in front of a served cache', () => {
       close: async () => {},
     };
     const cache = memoised(inner, 2);
-    const reasons = async (keys: string[]) => (await cache.getMany(keys)).map((hit) => hit?.reasons[0] ?? '-');
-    expect(await reasons(['a', 'x', 'b'])).toEqual(['a', '-', 'b']); // memo: a, b
+    const reasons = async (items: Item[]) => (await cache.lookup('Boots', items)).map((hit) => hit?.reasons[0] ?? '-');
+    // The memo keys by what the cache keys hash: 'Boots' normalises to 'boots', as the cache's keys do.
+    expect(await reasons([a, x, b])).toEqual(['a', '-', 'b']); // memo: a, b
     // Every position is an entry (no holes), so forEach visits the miss too.
     let visited = 0;
-    (await cache.getMany(['x', 'a'])).forEach(() => visited++);
+    (await cache.lookup('boots', [x, a])).forEach(() => visited++);
     expect(visited).toBe(2);
-    expect(await reasons(['a', 'c'])).toEqual(['a', 'c']); // a from the memo; c fetched, b (least recently used) dropped
-    expect(await reasons(['b', 'a'])).toEqual(['b', 'a']); // b fetched again; c dropped
-    expect(asked).toEqual([['a', 'x', 'b'], ['x'], ['c'], ['b']]);
+    expect(await reasons([a, c])).toEqual(['a', 'c']); // a from the memo; c fetched, b (least recently used) dropped
+    expect(await reasons([b, a])).toEqual(['b', 'a']); // b fetched again; c dropped
+    expect(asked).toEqual([['a', 'miss', 'b'], ['miss'], ['c'], ['b']]);
   });
 });
 

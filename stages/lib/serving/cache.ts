@@ -32,20 +32,26 @@ export interface JudgementCache {
 }
 
 export function cacheKey(query: string, item: Item): string {
-  return cacheKeys(query, [item])[0] as string;
+  return keyOf(cacheContents(query, [item])[0] as string);
 }
 
-/** The keys of one query's items: the query is normalised once (a request's items share it). */
+/** The keys of one query's items. */
 export function cacheKeys(query: string, items: readonly Item[]): string[] {
+  return cacheContents(query, items).map(keyOf);
+}
+
+/** What a key hashes: the normalised query (once per request: its items share it) and each item's content. */
+function cacheContents(query: string, items: readonly Item[]): string[] {
   const normalised = normalise(query);
   return items.map((item) => {
     // Attributes by name (a comparator: the default sort compares each pair as a joined string).
     const attributes = Object.entries(item.attributes).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    const content = JSON.stringify([normalised, item.title, item.category, attributes, item.description ?? '', item.image_caption ?? '']);
-    // One-shot hash (Node >= 20.12): a third of createHash's cost on keys this short.
-    return hash('sha256', content, 'hex').slice(0, 32);
+    return JSON.stringify([normalised, item.title, item.category, attributes, item.description ?? '', item.image_caption ?? '']);
   });
 }
+
+// One-shot hash (Node >= 20.12): a third of createHash's cost on contents this short.
+const keyOf = (content: string) => hash('sha256', content, 'hex').slice(0, 32);
 
 const SEAL = '__sealed__';
 
@@ -58,44 +64,46 @@ function parseEntry(location: string, key: string, text: string | null | undefin
   }
 }
 
+/** The server's view of the head cache: a query's items in, their cached judgements (or undefined) out. */
+export interface HeadCache {
+  lookup(query: string, items: readonly Item[]): Promise<(CachedJudgement | undefined)[]>;
+}
+
 /**
- * A bounded in-process memo in front of a served cache: head traffic is Zipf (a few queries carry
- * most requests), so the hottest entries are answered without a SQLite lookup or a Redis round trip
- * and without parsing their JSON again. Nothing goes stale: a deployment's entries never change (a
- * SQLite cache is sealed; a Redis prefix names the deployment's inputs). Past `maxEntries` the least
- * recently used goes. Misses are not remembered (those pairs go to the other tiers anyway).
+ * A bounded in-process memo in front of a served cache, keyed by what a key hashes: head traffic is
+ * Zipf (a few queries carry most requests), so the hottest entries are answered without hashing,
+ * without a SQLite lookup or a Redis round trip, and without parsing their JSON again. Nothing goes
+ * stale: a deployment's entries never change (a SQLite cache is sealed; a Redis prefix names the
+ * deployment's inputs). Past `maxEntries` the least recently used goes. Misses are not remembered
+ * (those pairs go to the other tiers anyway).
  */
-export function memoised(inner: JudgementCache, maxEntries: number): JudgementCache {
+export function memoised(inner: JudgementCache, maxEntries: number): HeadCache {
   const memo = new Map<string, CachedJudgement>();
   return {
-    location: inner.location,
-    async getMany(keys) {
+    async lookup(query, items) {
+      const contents = cacheContents(query, items);
       // Filled, not holed: callers iterate with forEach, which skips holes.
-      const found: (CachedJudgement | undefined)[] = new Array(keys.length).fill(undefined);
+      const found: (CachedJudgement | undefined)[] = new Array(items.length).fill(undefined);
       const unknown: number[] = [];
-      keys.forEach((key, i) => {
-        const hit = memo.get(key);
+      contents.forEach((content, i) => {
+        const hit = memo.get(content);
         if (hit === undefined) return void unknown.push(i);
-        // Delete and set again: a Map iterates in insertion order, so the first key is the least recently used.
-        memo.delete(key);
-        memo.set(key, hit);
+        // Delete and set again: a Map iterates in insertion order, so the first is the least recently used.
+        memo.delete(content);
+        memo.set(content, hit);
         found[i] = hit;
       });
       if (unknown.length === 0) return found;
-      const fetched = await inner.getMany(unknown.map((i) => keys[i] as string));
+      const fetched = await inner.getMany(unknown.map((i) => keyOf(contents[i] as string)));
       fetched.forEach((hit, j) => {
         if (hit === undefined) return;
         const i = unknown[j] as number;
         found[i] = hit;
-        memo.set(keys[i] as string, hit);
+        memo.set(contents[i] as string, hit);
         if (memo.size > maxEntries) memo.delete(memo.keys().next().value as string);
       });
       return found;
     },
-    putMany: (entries) => inner.putMany(entries),
-    seal: (entries) => inner.seal(entries),
-    check: () => inner.check(),
-    close: () => inner.close(),
   };
 }
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { EngineConfig, Manifest } from '../../../pipeline/stage-api.ts';
 import { QUERY_LOG_FILE, indexQueryLog, readQueryLog, type QueryLogIndex } from '../relevance/query-log.ts';
 import type { PromptParams } from '../relevance/prompts.ts';
-import { memoised, openRedisCache, openSqliteCache, type JudgementCache } from './cache.ts';
+import { memoised, openRedisCache, openSqliteCache, type HeadCache, type JudgementCache } from './cache.ts';
 import { DISTILLED_MODEL_FILE, deepBowProblem, type DeepBowModel } from './deepbow.ts';
 import { DEPLOYMENT_FILE, deploymentProblem, type Deployment } from './deployment.ts';
 import { startLlmTier, type LlmTier } from './llm-tier.ts';
@@ -16,6 +16,8 @@ import { startLlmTier, type LlmTier } from './llm-tier.ts';
 export interface LoadedDeployment {
   deployment: Deployment;
   cache: JudgementCache;
+  /** What routing reads: the cache behind its in-memory memo. */
+  headCache: HeadCache;
   cacheEntries: number;
   distilled: DeepBowModel;
   queryLog: QueryLogIndex;
@@ -56,7 +58,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   const queryLog = indexQueryLog(await readQueryLog(path.join(datasetDir, QUERY_LOG_FILE)).catch((error: Error) => {
     throw existsSync(path.join(datasetDir, QUERY_LOG_FILE)) ? error : new Error(`${path.join(datasetDir, QUERY_LOG_FILE)}: the query log is missing`);
   }));
-  const cache = memoised(await openDeploymentCache(deployment, dir), options.memoEntries);
+  const cache = await openDeploymentCache(deployment, dir);
   let cacheEntries: number;
   try {
     cacheEntries = await cache.check();
@@ -82,6 +84,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   return {
     deployment,
     cache,
+    headCache: memoised(cache, options.memoEntries),
     cacheEntries,
     distilled,
     queryLog,

@@ -7,7 +7,7 @@ import type { QueryLogIndex } from '../relevance/query-log.ts';
 import { normalise } from '../relevance/text.ts';
 import type { Grade, Item } from '../relevance/types.ts';
 import type { DynamicBatcher } from './batcher.ts';
-import { cacheKeys, type JudgementCache } from './cache.ts';
+import type { HeadCache } from './cache.ts';
 import { judgeItems, type Contribution, type DeepBowJudgement, type DeepBowModel } from './deepbow.ts';
 import { routingTier, type Deployment } from './deployment.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
@@ -27,7 +27,7 @@ export interface PairResult {
 
 export interface RouterParts {
   deployment: Deployment;
-  cache: JudgementCache;
+  cache: HeadCache;
   distilled: DeepBowModel;
   queryLog: QueryLogIndex;
   llm: DynamicBatcher<PairToJudge, LlmJudgement>;
@@ -61,7 +61,7 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
   const elapsed = () => (performance.now() - started) / 1000;
   const results: (PairResult | undefined)[] = new Array(items.length);
 
-  const cached = await parts.cache.getMany(cacheKeys(query, items));
+  const cached = await parts.cache.lookup(query, items);
   const misses: number[] = [];
   const hitsAt = elapsed();
   cached.forEach((hit, i) => {

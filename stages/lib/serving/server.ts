@@ -123,7 +123,7 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
   let draining = false;
   const parts: RouterParts = {
     deployment: loaded.deployment,
-    cache: loaded.cache,
+    cache: loaded.headCache,
     distilled: loaded.distilled,
     queryLog: loaded.queryLog,
     llm: batcher,
