@@ -8,7 +8,9 @@
  * - cache tier: autocannon at 1, 16 and 64 connections, each request a head query all of whose
  *   items are cached (target: p99 <= 5 ms at 64 connections), taking turns with the floor
  *   (bench/serve-floor.ts: Fastify with the same schemas answering a fixed result), which says what
- *   HTTP and loopback alone cost on the machine at that moment;
+ *   HTTP and loopback alone cost on the machine at that moment (autocannon, in this process,
+ *   shares the two cores with them; the LLM tier is idle: it runs in the server's worker thread,
+ *   and these runs fail if any pair came from a tier other than the cache);
  * - the query log replayed: requests drawn by frequency (each query with its dataset candidates) at
  *   1, 16 and 64 connections; the tier of every pair from the server's /metrics;
  * - distilled tier on one core, in this process: DeepBoW pairs per CPU-second of one thread, and per
