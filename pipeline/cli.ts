@@ -143,6 +143,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--port <n>', 'port (0: any free one)', (v) => (v === '0' ? 0 : positiveInt(v)), 8080)
     .option('--body-limit <bytes>', 'largest request body (413 beyond)', positiveInt, 1_048_576)
     .option('--max-items <n>', 'most items in one relevance request', positiveInt, 256)
+    .option('--memo-entries <n>', 'head-cache entries kept parsed in memory (past it, the first in goes)', positiveInt, 50_000)
     .addOption(new Option('--log-level <level>', 'JSON request logs on stdout').choices(['silent', 'error', 'warn', 'info', 'debug']).default('info'))
     .action(
       reportingErrors(io, setExit, async (config: string, flags) => {

@@ -34,18 +34,22 @@ const params = z.strictObject({
     .default('auto')
     .describe('Distilled answers below this confidence go to the LLM; auto: the lowest that keeps dev Acc@2 within `tolerance` of the LLM alone'),
   tolerance: z.number().min(0).max(1).default(0.02).describe('Acc@2 the tiered system may lose against the LLM alone on dev (auto threshold)'),
-  llm_tiers: z.array(z.enum(ROUTING_TIERS)).default([...ROUTING_TIERS]).describe('Frequency tiers whose uncertain pairs may reach the LLM (others stay with the distilled model)'),
+  llm_tiers: z
+    .union([z.literal('auto'), z.array(z.enum(ROUTING_TIERS))])
+    .default('auto')
+    .describe('Frequency tiers whose uncertain pairs may reach the LLM (others stay with the distilled model); auto: the cutoff from the rarest (new, tail, torso, head) chosen on dev with min_confidence'),
   batch_size: z.number().int().positive().default(8).describe('Pairs the judge decodes at once while precomputing'),
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair (precompute and serving)"),
   max_batch: z.number().int().positive().default(8).describe('Serving: most pairs the LLM tier decodes at once (dynamic batching)'),
   max_wait_ms: z.number().min(0).default(10).describe('Serving: longest a pair waits for its LLM batch to fill'),
   deadline_ms: z.number().positive().default(2000).describe("Serving: after this, a pair waiting on the LLM gets the distilled answer, marked so"),
   queue_limit: z.number().int().positive().default(256).describe('Serving: most pairs waiting for the LLM; beyond it requests get 429'),
-});
+}).refine((p) => p.llm_tiers !== 'auto' || p.min_confidence === 'auto', { path: ['llm_tiers'], message: 'auto is chosen on dev together with the confidence threshold: set min_confidence: auto, or list the tiers' });
 
 export default defineStage({
   name: 'precompute',
-  version: '1',
+  // 2: thresholds at midpoints between dev confidences, 0 allowed; llm_tiers auto (deployment.ts chooseRoute).
+  version: '2',
   description: 'Score the head queries with the LLM judge into a cache (SQLite or Redis), choose the routing threshold on dev: the deployment `pipeline serve` runs',
   params,
   produces: 'deployment',
@@ -58,9 +62,10 @@ export default defineStage({
     const { normalise } = await import('../lib/relevance/text.ts');
     const { labelResumably } = await import('../lib/serving/label.ts');
     const { cacheKey, openSqliteCache, openRedisCache } = await import('../lib/serving/cache.ts');
-    const { chooseMinConfidence, routingTier, DEPLOYMENT_FILE, SQLITE_CACHE_FILE } = await import('../lib/serving/deployment.ts');
+    const { chooseMinConfidence, chooseRoute, routingTier, DEPLOYMENT_FILE, SQLITE_CACHE_FILE } = await import('../lib/serving/deployment.ts');
     const { DISTILLED_DEV_FILE } = await import('../distill/index.ts');
     type Deployment = import('../lib/serving/deployment.ts').Deployment;
+    type RoutingTier = import('../lib/serving/deployment.ts').RoutingTier;
     type DevJudgement = import('../distill/index.ts').DevJudgement;
 
     const dataset = ctx.inputs.one('dataset');
@@ -97,11 +102,13 @@ export default defineStage({
       const entry = log.get(normalise(r.query));
       return { gold: r.gold, cached: entry !== undefined && cachedTiers.has(entry.tier), tier: routingTier(entry), llm: r.llm.grade, distilled: r.distilled.grade, confidence: r.distilled.confidence };
     });
-    const tuning = p.min_confidence === 'auto' ? chooseMinConfidence(dev, p.llm_tiers, p.tolerance) : null;
+    const tuning = p.min_confidence !== 'auto' ? null : p.llm_tiers === 'auto' ? chooseRoute(dev, p.tolerance) : chooseMinConfidence(dev, p.llm_tiers, p.tolerance);
     const minConfidence = tuning ? tuning.minConfidence : (p.min_confidence as number);
+    // Without tuning, the params say both (the refine above refuses auto tiers with a set threshold).
+    const llmTiers = tuning ? tuning.llmTiers : (p.llm_tiers as RoutingTier[]);
     if (tuning) {
       ctx.log.info(
-        `routing: min_confidence ${minConfidence.toFixed(4)} chosen on ${tuning.devPairs} dev pairs: tiered Acc@2 ${tuning.devTieredAcc2.toFixed(4)} against the LLM's ${tuning.devLlmAcc2.toFixed(4)}, ${(tuning.devLlmShare * 100).toFixed(1)}% of dev pairs to the LLM`,
+        `routing: min_confidence ${minConfidence.toFixed(4)} for ${llmTiers.join('+')} queries chosen on ${tuning.devPairs} dev pairs: tiered Acc@2 ${tuning.devTieredAcc2.toFixed(4)} against the LLM's ${tuning.devLlmAcc2.toFixed(4)}, ${(tuning.devLlmShare * 100).toFixed(1)}% of dev pairs to the LLM`,
       );
     }
     const fingerprintOf = (kind: 'checkpoint' | 'distilled' | 'dataset' | 'kg' | 'prompts') => ctx.inputs.one(kind).fingerprint;
@@ -109,7 +116,7 @@ export default defineStage({
       format: 'lore-deployment/1',
       inputs: { checkpoint: fingerprintOf('checkpoint'), distilled: fingerprintOf('distilled'), dataset: fingerprintOf('dataset'), kg: fingerprintOf('kg'), prompts: fingerprintOf('prompts') },
       cache: p.cache === 'sqlite' ? { kind: 'sqlite', file: SQLITE_CACHE_FILE, entries: entries.length } : { kind: 'redis', url: p.cache, prefix, entries: entries.length },
-      route: { minConfidence, llmTiers: p.llm_tiers, tuning },
+      route: { minConfidence, llmTiers, tuning },
       llm: { maxNewTokens: p.max_new_tokens, maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit },
     };
     await writeJson(path.join(ctx.outDir, DEPLOYMENT_FILE), deployment);

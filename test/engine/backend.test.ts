@@ -22,9 +22,14 @@ describe('initEngine', () => {
     // a (2x3) = [[1,2,3],[4,5,6]], b (3x2) = [[1,0],[0,1],[1,1]]: a b = [[1+3, 2+3], [4+6, 5+6]] = [[4,5],[10,11]].
     const child = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'threaded-matmul.ts')], { encoding: 'utf8', timeout: 120_000 });
     expect(child.status, child.stderr.slice(-2000)).toBe(0);
-    const { record, product } = JSON.parse(child.stdout.trim().split('\n').pop() as string);
-    expect(record).toMatchObject({ backend: 'wasm', threads: '2', fused_kernels: expect.stringMatching(/^off \(threaded wasm/) });
+    const { record, product, fused, normed } = JSON.parse(child.stdout.trim().split('\n').pop() as string);
+    expect(record).toMatchObject({ backend: 'wasm', threads: '2', fused_kernels: expect.stringMatching(/^on \(threaded wasm/) });
     expect(product).toEqual([4, 5, 10, 11]);
+    // The fused kernels run on the threaded binary's shared memory: RMSNorm of [3, 4] with weight
+    // [1, 2]: mean square 12.5, so [3, 4] / sqrt(12.5) * [1, 2] = [0.848528, 2.262742].
+    expect(fused).toBe(true);
+    expect(normed[0]).toBeCloseTo(0.848528, 5);
+    expect(normed[1]).toBeCloseTo(2.262742, 5);
   });
 
   // tfjs-node cannot be installed on these machines (FACTS.md), so these paths are the real ones here.

@@ -9,7 +9,8 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheKey, openRedisCache, openSqliteCache, type CachedJudgement, type JudgementCache } from '../../stages/lib/serving/cache.ts';
+import type { Item } from '../../stages/lib/relevance/types.ts';
+import { cacheKey, memoised, openRedisCache, openSqliteCache, type CachedJudgement, type JudgementCache } from '../../stages/lib/serving/cache.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cache-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,6 +48,37 @@ describe('SQLite head cache', () => {
     writeFileSync(corrupt, 'not a database at all, just text that is long enough to have a header');
     await expect(openSqliteCache(corrupt, { create: false })).rejects.toThrow(`${corrupt}: not a readable head-tier cache`);
     await expect(openSqliteCache(path.join(dir, 'none.sqlite'), { create: false })).rejects.toThrow('none.sqlite: the head-tier cache is missing');
+  });
+});
+
+describe('memo in front of a served cache', () => {
+  it('asks the cache once per entry, drops the first in, and answers misses in place', async () => {
+    const item = (title: string) => ({ title, category: ['Shoes'], attributes: {} });
+    const [a, b, c, x] = ['a', 'b', 'c', 'x'].map(item) as [Item, Item, Item, Item];
+    const entries = new Map<string, CachedJudgement>([a, b, c].map((i) => [cacheKey('boots', i), { ...judged, reasons: [i.title] }]));
+    const asked: string[][] = [];
+    const inner: JudgementCache = {
+      location: 'fake',
+      getMany: async (keys) => {
+        asked.push(keys.map((k) => entries.get(k)?.reasons[0] ?? 'miss'));
+        return keys.map((k) => entries.get(k));
+      },
+      putMany: async () => {},
+      seal: async () => {},
+      check: async () => entries.size,
+      close: async () => {},
+    };
+    const cache = memoised(inner, 2);
+    const reasons = async (items: Item[]) => (await cache.lookup('Boots', items)).map((hit) => hit?.reasons[0] ?? '-');
+    // The memo keys by what the cache keys hash: 'Boots' normalises to 'boots', as the cache's keys do.
+    expect(await reasons([a, x, b])).toEqual(['a', '-', 'b']); // memo: a, b
+    // Every position is an entry (no holes), so forEach visits the miss too.
+    let visited = 0;
+    (await cache.lookup('boots', [x, a])).forEach(() => visited++);
+    expect(visited).toBe(2);
+    expect(await reasons([a, c])).toEqual(['a', 'c']); // a from the memo; c fetched, a (first in) dropped: memo b, c
+    expect(await reasons([b, a])).toEqual(['b', 'a']); // b from the memo; a fetched again, b dropped: memo c, a
+    expect(asked).toEqual([['a', 'miss', 'b'], ['miss'], ['c'], ['a']]);
   });
 });
 

@@ -121,7 +121,7 @@ describe('pipeline score', () => {
 describe('pipeline serve', () => {
   let server: RunningServer;
   beforeAll(async () => {
-    server = await startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, logger: false });
+    server = await startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, memoEntries: 64, logger: false });
   }, 180_000);
   afterAll(() => server?.drain());
 
@@ -260,7 +260,7 @@ describe('pipeline serve, as a process', () => {
   });
 
   it('fails at start naming a corrupt cache or distilled model', async () => {
-    const start = async () => startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, logger: false });
+    const start = async () => startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, memoEntries: 64, logger: false });
     const model = path.join(artifact('distill'), 'model.json');
     const good = readFileSync(model, 'utf8');
     writeFileSync(model, good.replace('"deepbow/1"', '"deepbow/9"'));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DynamicBatcher } from '../../stages/lib/serving/batcher.ts';
-import { chooseMinConfidence, type DevPair } from '../../stages/lib/serving/deployment.ts';
+import { chooseMinConfidence, chooseRoute, type DevPair } from '../../stages/lib/serving/deployment.ts';
 import { keyPath } from '../../stages/lib/serving/server.ts';
 
 describe('routing threshold chosen on dev', () => {
@@ -12,24 +12,46 @@ describe('routing threshold chosen on dev', () => {
     { gold: 'L2', cached: true, tier: 'head', llm: 'L2', distilled: 'L4', confidence: 0.3 },
   ];
 
-  it('takes the lowest confidence that keeps Acc@2 within the tolerance of the LLM', () => {
-    // τ = 0.3 and 0.4 keep pair 2 with the distilled model (L4 for an L1: wrong), Acc@2 3/4 < 1 − 0.02.
-    // τ = 0.6 sends pair 2 to the LLM (right): 4/4. Pair 4 is cached (the LLM's answer) at any τ.
+  it('takes the lowest threshold that keeps Acc@2 within the tolerance of the LLM', () => {
+    // Dev confidences 0.3, 0.4, 0.6, 0.9: candidates 0, 0.35, 0.5, 0.75 (midpoints) and 1.
+    // τ = 0 and 0.35 keep pair 2 (0.4) with the distilled model (L4 for an L1: wrong), Acc@2 3/4 < 1 − 0.02.
+    // τ = 0.5 sends pair 2 to the LLM (right): 4/4. Pair 4 is cached (the LLM's answer) at any τ.
     expect(chooseMinConfidence(dev, ['head', 'torso', 'tail', 'new'], 0.02)).toEqual({
-      minConfidence: 0.6,
+      minConfidence: 0.5,
+      llmTiers: ['head', 'torso', 'tail', 'new'],
       devPairs: 4,
       devLlmAcc2: 1,
       devTieredAcc2: 1,
       devLlmShare: 0.25,
       tolerance: 0.02,
     });
-    // With a 0.3 tolerance, 3/4 is close enough at the lowest candidate.
-    expect(chooseMinConfidence(dev, ['head', 'torso', 'tail', 'new'], 0.3).minConfidence).toBe(0.3);
+    // With a 0.3 tolerance, 3/4 is close enough with no pair to the LLM: τ = 0.
+    expect(chooseMinConfidence(dev, ['head', 'torso', 'tail', 'new'], 0.3)).toMatchObject({ minConfidence: 0, devTieredAcc2: 0.75, devLlmShare: 0 });
   });
 
   it('says so when the tiers that may reach the LLM cannot meet the tolerance', () => {
     // No tail pair may reach the LLM: every τ gives 3/4, so it ends at τ = 1 with that figure.
     expect(chooseMinConfidence(dev, ['head', 'new'], 0.02)).toMatchObject({ minConfidence: 1, devTieredAcc2: 0.75, devLlmShare: 0 });
+  });
+});
+
+describe('frequency cutoff and threshold chosen together on dev', () => {
+  it('keeps the tiers where the LLM does not help with the distilled model', () => {
+    // LLM alone: right on p1, p3, p4, wrong on p2 (L4 for an L1): Acc@2 3/4. Tolerance 0.
+    const dev: DevPair[] = [
+      { gold: 'L4', cached: false, tier: 'new', llm: 'L4', distilled: 'L1', confidence: 0.3 },
+      { gold: 'L1', cached: false, tier: 'head', llm: 'L4', distilled: 'L1', confidence: 0.2 },
+      { gold: 'L3', cached: false, tier: 'tail', llm: 'L3', distilled: 'L3', confidence: 0.9 },
+      { gold: 'L2', cached: false, tier: 'torso', llm: 'L2', distilled: 'L4', confidence: 0.4 },
+    ];
+    // Candidates 0, 0.25, 0.35, 0.65, 1. Distilled alone: 2/4.
+    // Cutoffs new / new+tail / new+tail+torso: τ = 0.35 sends p1 to the LLM: 3/4, 1 pair of 4.
+    // (new+tail+torso does not reach p4 before τ = 0.65, so it ties with the narrower two.)
+    // All tiers: τ = 0.35 also sends p2 (wrong): 2/4; τ = 0.65 adds p4: 3/4 with 3 pairs of 4.
+    // Fewest LLM pairs: 1 of 4, tied three ways at Acc@2 3/4: the widest, new+tail+torso.
+    const choice = chooseRoute(dev, 0);
+    expect(choice).toMatchObject({ llmTiers: ['new', 'tail', 'torso'], devPairs: 4, devLlmAcc2: 0.75, devTieredAcc2: 0.75, devLlmShare: 0.25, tolerance: 0 });
+    expect(choice.minConfidence).toBeCloseTo(0.35, 12);
   });
 });
 

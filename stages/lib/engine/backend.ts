@@ -77,7 +77,7 @@ async function start(config: EngineOptions, log?: EngineLogger): Promise<EngineR
     record.simd = String(tf.env().getBool('WASM_HAS_SIMD_SUPPORT'));
     record.threads = String((await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount());
     record.fused_kernels = await loadFusedKernels();
-    if (record.fused_kernels !== 'on') log?.warn(`engine: fused kernels ${record.fused_kernels}; the unfused tfjs ops run (slower, same results within 1e-5)`);
+    if (!record.fused_kernels.startsWith('on')) log?.warn(`engine: fused kernels ${record.fused_kernels}; the unfused tfjs ops run (slower, same results within 1e-5)`);
   }
   const on = adapter.record ? ` (${adapter.record.adapter}, ${adapter.record.vendor}, via ${adapter.record.route})` : '';
   log?.info(`engine: tfjs ${record.tfjs} on ${backend}${on}${config.backend === 'auto' ? ' (auto)' : ''}`);

@@ -23,14 +23,23 @@ interface KernelExports {
   swigluGrad(dy: number, h: number, dh: number, rows: number, inner: number): void;
   tokenLogprobs(logits: number, targets: number, logp: number, lse: number, rows: number, vocab: number): void;
   tokenLogprobsGrad(dlogp: number, logits: number, targets: number, lse: number, dlogits: number, rows: number, vocab: number): void;
-  rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, headDim: number, direction: number): void;
+  rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, rotated: number, headDim: number, direction: number): void;
+  attention(qkv: number, mask: number, out: number, lse: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
+  addRmsNorm(x: number, y: number, weight: number, sum: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
+  matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number): void;
+  matmulTN(a: number, b: number, out: number, n: number, p: number, q: number): void;
+  decodeAttention(qkv: number, cos: number, sin: number, pastK: number, pastV: number, mask: number, keys: number, values: number, out: number, scratch: number, batch: number, heads: number, kvHeads: number, headDim: number, past: number): void;
 }
 
 /** The parts of tfjs-wasm's backend the kernels use (not in its public types). */
 interface WasmBackend {
-  wasm: { asm: { memory: object } };
+  /** The Emscripten module: the plain binary exports its memory (asm.memory); the threaded one imports it (wasmMemory). */
+  wasm: { asm: { memory?: object }; wasmMemory?: object };
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: object): boolean;
 }
 
 /** The global WebAssembly API (this project's TypeScript lib settings do not declare it). */
@@ -38,10 +47,20 @@ const webAssembly = (globalThis as unknown as { WebAssembly: { instantiate(bytes
 
 let kernels: KernelExports | undefined;
 let enabled = false;
+/** On tfjs-wasm's threaded binary, whose XNNPACK splits matmuls across the threads. */
+let threaded = false;
 
 /** True when the fused kernels are loaded, switched on, and the wasm backend is running. */
 export function fusedKernels(): boolean {
   return enabled && tf.getBackend() === 'wasm';
+}
+
+/**
+ * True when a linear layer's products should be the fused kernels: not on the threaded binary,
+ * where tfjs' matmul runs on every thread and the kernels (one thread) would be slower.
+ */
+export function fusedLinear(): boolean {
+  return !threaded && fusedKernels();
 }
 
 /** Switches the fused kernels off (the unfused tfjs ops run) or back on; for tests and benchmarks. */
@@ -54,22 +73,23 @@ export function setFusedKernels(on: boolean): void {
  * registers them. Returns what to record: 'on', or why they are off (the engine then runs unfused).
  */
 export async function loadFusedKernels(): Promise<string> {
-  if (kernels) return 'on';
   // The threaded binary's memory is shared; a module importing it must be built for shared memory.
-  if (tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT')) return 'off (threaded wasm: the kernels are built for unshared memory)';
+  threaded = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') as boolean;
+  const record = threaded ? 'on (threaded wasm: linear products on tfjs matmul, which uses every thread)' : 'on';
+  if (kernels) return record;
   let binary: Uint8Array;
   try {
-    binary = (await buildKernels()).binary;
+    binary = (await buildKernels(threaded ? 'shared' : 'unshared')).binary;
   } catch (error) {
     return `off (${(error as Error).message.split('\n')[0]})`;
   }
   const backend = tf.backend() as unknown as WasmBackend;
-  const memory = backend.wasm.asm.memory;
+  const memory = backend.wasm.asm.memory ?? backend.wasm.wasmMemory;
   const { instance } = await webAssembly.instantiate(binary, { env: { memory } });
   kernels = instance.exports as unknown as KernelExports;
   registerKernels(kernels);
   enabled = true;
-  return 'on';
+  return record;
 }
 
 const offsetOf = (backend: WasmBackend, t: tf.TensorInfo) => {
@@ -87,6 +107,15 @@ function registerKernels(k: KernelExports): void {
       kernelFunc: ({ inputs, attrs, backend }) => kernelFunc(inputs as Record<string, tf.TensorInfo>, attrs as unknown as Record<string, number>, backend as unknown as WasmBackend),
     });
   };
+  // Some kernels need a few floats of scratch per call: a tensor of the backend's, freed after.
+  const withScratch = <T>(b: WasmBackend, floats: number, work: (scratch: number) => T): T => {
+    const scratch = b.makeOutput([floats], 'float32');
+    try {
+      return work(offsetOf(b, scratch));
+    } finally {
+      b.disposeData(scratch.dataId);
+    }
+  };
   register('LoreRmsNorm', ({ x, weight }, { eps }, b) => {
     const [rows, cols] = x!.shape as [number, number];
     const y = b.makeOutput([rows, cols], 'float32');
@@ -100,6 +129,12 @@ function registerKernels(k: KernelExports): void {
     const dw = b.makeOutput([cols], 'float32');
     k.rmsNormGrad(offsetOf(b, dy!), offsetOf(b, x!), offsetOf(b, weight!), offsetOf(b, rstd!), offsetOf(b, dx), offsetOf(b, dw), rows, cols);
     return [dx, dw];
+  });
+  register('LoreAddRmsNorm', ({ x, y, weight }, { eps }, b) => {
+    const [rows, cols] = x!.shape as [number, number];
+    const [sum, out] = [b.makeOutput([rows, cols], 'float32'), b.makeOutput([rows, cols], 'float32')];
+    withScratch(b, rows, (rstd) => k.addRmsNorm(offsetOf(b, x!), offsetOf(b, y!), weight ? offsetOf(b, weight) : 0, offsetOf(b, sum), offsetOf(b, out), rstd, rows, cols, eps!));
+    return [sum, out];
   });
   register('LoreSwiGlu', ({ h }, _attrs, b) => {
     const [rows, width] = h!.shape as [number, number];
@@ -126,11 +161,59 @@ function registerKernels(k: KernelExports): void {
     k.tokenLogprobsGrad(offsetOf(b, dlogp!), offsetOf(b, logits!), offsetOf(b, targets!), offsetOf(b, lse!), offsetOf(b, dlogits), rows, vocab);
     return dlogits;
   });
-  register('LoreRope', ({ x, cos, sin }, { direction }, b) => {
+  register('LoreRope', ({ x, cos, sin }, { direction, rotated }, b) => {
     const [batch, steps, heads, headDim] = x!.shape as [number, number, number, number];
     const out = b.makeOutput(x!.shape, 'float32');
-    k.rope(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), batch * steps, heads, headDim, direction!);
+    k.rope(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), batch * steps, heads, rotated ?? heads, headDim, direction!);
     return out;
+  });
+  register('LoreRopeFolded', ({ x, cos, sin }, { heads, kvHeads, headDim }, b) => {
+    const rows = x!.shape[0] as number;
+    const out = b.makeOutput([rows, (heads! + 2 * kvHeads!) * headDim!], 'float32');
+    k.ropeFolded(offsetOf(b, x!), offsetOf(b, cos!), offsetOf(b, sin!), offsetOf(b, out), rows, heads!, kvHeads!, headDim!);
+    return out;
+  });
+  register('LoreAttention', ({ qkv, mask }, { heads, kvHeads, scale }, b) => {
+    const [batch, steps] = mask!.shape as [number, number];
+    const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
+    const out = b.makeOutput([batch * steps, heads! * headDim], 'float32');
+    const lse = b.makeOutput([batch, heads!, steps], 'float32');
+    withScratch(b, steps, (scratch) => k.attention(offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out), offsetOf(b, lse), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
+    return [out, lse];
+  });
+  register('LoreAttentionGrad', ({ dout, qkv, mask, out, lse }, { heads, kvHeads, scale }, b) => {
+    const [batch, steps] = mask!.shape as [number, number];
+    const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
+    const dqkv = b.makeOutput(qkv!.shape, 'float32');
+    withScratch(b, 2 * steps, (scratch) =>
+      k.attentionGrad(offsetOf(b, dout!), offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out!), offsetOf(b, lse!), offsetOf(b, dqkv), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
+    return dqkv;
+  });
+  register('LoreMatMulNT', ({ a, b: right }, _attrs, b) => {
+    const [rows, inner] = a!.shape as [number, number];
+    const cols = right!.shape[0] as number;
+    const out = b.makeOutput([rows, cols], 'float32');
+    k.matmulNT(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols);
+    return out;
+  });
+  register('LoreMatMulTN', ({ a, b: right }, _attrs, b) => {
+    const [n, p] = a!.shape as [number, number];
+    const q = right!.shape[1] as number;
+    const out = b.makeOutput([p, q], 'float32');
+    k.matmulTN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), n, p, q);
+    return out;
+  });
+  register('LoreDecodeAttention', ({ qkv, cos, sin, pastK, pastV, mask }, { heads, kvHeads }, b) => {
+    const [batch, keyCount] = mask!.shape as [number, number];
+    const headDim = (qkv!.shape[1] as number) / (2 * heads! + 3 * kvHeads!);
+    const past = keyCount - 1;
+    const keys = b.makeOutput([batch, kvHeads!, keyCount, headDim], 'float32');
+    const values = b.makeOutput([batch, kvHeads!, keyCount, headDim], 'float32');
+    const out = b.makeOutput([batch, heads! * headDim], 'float32');
+    withScratch(b, headDim + keyCount, (scratch) =>
+      k.decodeAttention(offsetOf(b, qkv!), offsetOf(b, cos!), offsetOf(b, sin!), past > 0 ? offsetOf(b, pastK!) : 0, past > 0 ? offsetOf(b, pastV!) : 0, offsetOf(b, mask!),
+        offsetOf(b, keys), offsetOf(b, values), offsetOf(b, out), scratch, batch, heads!, kvHeads!, headDim, past));
+    return [out, keys, values];
   });
   register('LoreAdamW', ({ param, grad, m, v }, a, b) => {
     const outs = [param, m, v].map((t) => b.makeOutput(t!.shape, 'float32'));
@@ -154,6 +237,11 @@ export function fusedRmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, ep
   return rmsNormWithGrad(x, weight, eps);
 }
 
+/** x + y and RMSNorm of it (N, d), gradient-free (frozen weights): [sum, normed]. */
+export function fusedAddRmsNorm(x: tf.Tensor2D, y: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: number): [tf.Tensor2D, tf.Tensor2D] {
+  return run('LoreAddRmsNorm', weight ? { x, y, weight } : { x, y }, { eps }) as [tf.Tensor2D, tf.Tensor2D];
+}
+
 const rmsNormWithGrad = (x: tf.Tensor2D, weight: tf.Tensor1D, eps: number) =>
   (tf.customGrad(((xIn: tf.Tensor, wIn: tf.Tensor, save: tf.GradSaveFunc) => {
     const [y, rstd] = run('LoreRmsNorm', { x: xIn, weight: wIn }, { eps }) as [tf.Tensor, tf.Tensor];
@@ -167,8 +255,15 @@ const rmsNormWithGrad = (x: tf.Tensor2D, weight: tf.Tensor1D, eps: number) =>
     };
   }) as never) as unknown as (x: tf.Tensor2D, w: tf.Tensor1D) => tf.Tensor2D)(x, weight);
 
-/** silu(gate) * up for h (N, 2I) = [gate | up] -> (N, I). */
-export const fusedSwiGlu = tf.customGrad(((h: tf.Tensor, save: tf.GradSaveFunc) => {
+/**
+ * silu(gate) * up for h (N, 2I) = [gate | up] -> (N, I). `withGradient: false` (frozen weights)
+ * skips the custom-gradient wrapper, which costs about what the kernel does at a decoding step's size.
+ */
+export function fusedSwiGlu(h: tf.Tensor2D, withGradient = true): tf.Tensor2D {
+  return withGradient ? swiGluWithGrad(h) : (run('LoreSwiGlu', { h }) as tf.Tensor2D);
+}
+
+const swiGluWithGrad = tf.customGrad(((h: tf.Tensor, save: tf.GradSaveFunc) => {
   save([h]);
   return {
     value: run('LoreSwiGlu', { h }) as tf.Tensor,
@@ -193,15 +288,80 @@ export function fusedTokenLogprobs(logits: tf.Tensor2D, targets: tf.Tensor1D): t
   }) as never) as unknown as (l: tf.Tensor2D) => tf.Tensor1D)(logits);
 }
 
-/** RoPE on x (B, T, heads, hd) with cos / sin (B, T, 1, hd); see layers.ts `applyRope`. */
-export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D {
+/**
+ * RoPE on x (B, T, heads, hd) with cos / sin (B, T, 1, hd); see layers.ts `applyRope`. Only the
+ * first `rotated` heads rotate (default all); the others pass through (q|k|v in one tensor).
+ */
+export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, rotated = x.shape[2]): tf.Tensor4D {
   return (tf.customGrad(((xIn: tf.Tensor, save: tf.GradSaveFunc) => {
     save([cos, sin]);
     return {
-      value: run('LoreRope', { x: xIn, cos, sin }, { direction: 1 }) as tf.Tensor,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run('LoreRope', { x: dy, cos: saved[0] as tf.Tensor, sin: saved[1] as tf.Tensor }, { direction: -1 }) as tf.Tensor,
+      value: run('LoreRope', { x: xIn, cos, sin }, { direction: 1, rotated }) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => run('LoreRope', { x: dy, cos: saved[0] as tf.Tensor, sin: saved[1] as tf.Tensor }, { direction: -1, rotated }) as tf.Tensor,
     };
   }) as never) as unknown as (x: tf.Tensor4D) => tf.Tensor4D)(x);
+}
+
+/** a (N, K) @ b (M, K)^T -> (N, M) without transposing b: an HF linear's forward x W^T. */
+export function fusedMatMulNT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return run('LoreMatMulNT', { a, b }) as tf.Tensor2D;
+}
+
+/** a (N, P)^T @ b (N, Q) -> (P, Q) without transposing a: an HF linear's weight gradient dy^T x. */
+export function fusedMatMulTN(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return run('LoreMatMulTN', { a, b }) as tf.Tensor2D;
+}
+
+/** Query and key/value head counts of grouped-query attention. */
+export interface AttentionHeads {
+  heads: number;
+  kvHeads: number;
+}
+
+/**
+ * Causal grouped-query self-attention in one kernel, forward and backward (kernels/assembly
+ * `attention`): qkv (B*T, (H + 2Hkv) hd) with RoPE applied to q and k, keyMask (B, T) float 1 / 0
+ * -> context (B*T, H hd). Replaces the unfused path's transposes, per-(batch, kv head) matmuls,
+ * bias add and softmax (model.ts `attention`), and keeps no (T, T) probabilities for the backward
+ * pass (only each query's log-sum-exp).
+ */
+export function fusedAttention(qkv: tf.Tensor2D, keyMask: tf.Tensor2D, { heads, kvHeads }: AttentionHeads, scale: number): tf.Tensor2D {
+  const attrs = { heads, kvHeads, scale };
+  return (tf.customGrad(((qkvIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [out, lse] = run('LoreAttention', { qkv: qkvIn, mask: keyMask }, attrs) as [tf.Tensor, tf.Tensor];
+    save([qkvIn, keyMask, out, lse]);
+    return {
+      value: out,
+      gradFunc: (dout: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sq, sm, so, sl] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+        return run('LoreAttentionGrad', { dout, qkv: sq, mask: sm, out: so, lse: sl }, attrs) as tf.Tensor;
+      },
+    };
+  }) as never) as unknown as (q: tf.Tensor2D) => tf.Tensor2D)(qkv);
+}
+
+/**
+ * Frozen weights' projection output (N, (2H + 3Hkv) hd) = [q | k | v | rotate_half(q|k)] ->
+ * (N, (H + 2Hkv) hd) = [RoPE(q) | RoPE(k) | v], what `fusedAttention` takes; cos / sin (N, hd).
+ * Gradient-free (frozen weights train nothing).
+ */
+export function fusedRopeFolded(qkv: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor, { heads, kvHeads }: AttentionHeads, headDim: number): tf.Tensor2D {
+  return run('LoreRopeFolded', { x: qkv, cos, sin }, { heads, kvHeads, headDim }) as tf.Tensor2D;
+}
+
+/**
+ * One decoding step's attention from frozen weights (one new token per row): qkv (B, (2H + 3Hkv) hd)
+ * as `fusedRopeFolded` takes it, cos / sin (B, hd) at the new positions, the cache's keys / values
+ * (B, Hkv, past, hd) (absent when past is 0), keyMask (B, past + 1). Returns the context (B, H hd)
+ * and the cache extended by this token. Gradient-free.
+ */
+export function fusedDecodeAttention(
+  qkv: tf.Tensor2D, cos: tf.Tensor, sin: tf.Tensor, past: { k: tf.Tensor4D; v: tf.Tensor4D } | undefined, keyMask: tf.Tensor2D, heads: AttentionHeads,
+): { out: tf.Tensor2D; k: tf.Tensor4D; v: tf.Tensor4D } {
+  const inputs: tf.NamedTensorMap = { qkv, cos, sin, mask: keyMask };
+  if (past) Object.assign(inputs, { pastK: past.k, pastV: past.v });
+  const [out, k, v] = run('LoreDecodeAttention', inputs, { ...heads }) as [tf.Tensor2D, tf.Tensor4D, tf.Tensor4D];
+  return { out, k, v };
 }
 
 /** sum over tensors of sum(t^2), in float64, without a tfjs op per tensor. */

@@ -4,7 +4,7 @@
  * about 10x slower than a plain 2-D one (FACTS.md), and tfjs' own MatMul gradient uses the flags.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedKernels, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
+import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
 
 /**
  * a @ b for 2-D tensors, with a gradient that transposes explicitly:
@@ -32,24 +32,35 @@ export const plainMatmul: Matmul = (a, b) => tf.matMul(a, b);
  */
 export type Projection = (x: tf.Tensor2D, weight: tf.Tensor2D) => tf.Tensor2D;
 
+/** x (N, in) @ weight (out, in)^T, no gradient wrapper: one fused kernel, or a transpose and a matmul. */
+export function timesTransposed(x: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
+  return fusedLinear() ? fusedMatMulNT(x, weight) : tf.matMul(x, tf.transpose(weight));
+}
+
 /**
  * HF linear without bias: x (N, in) @ weight (out, in)^T -> (N, out). The gradient needs no
  * transpose of the weight: dx = dy @ W, and dW = dy^T @ x or (x^T @ dy)^T, whichever transposes
  * fewer elements (N*out, or N*in + in*out). Transposes are copies on wasm; this halves them
- * against matmul2d on a pre-transposed weight.
+ * against matmul2d on a pre-transposed weight. With the fused kernels, x W^T and dy^T x are one
+ * kernel each that reads the operands in place: no transposes, and no repacking of a fresh
+ * right operand, which tfjs-wasm's matmul does on every call (1.1-2x faster per layer, measured
+ * interleaved on the tiny preset's shapes on a loaded machine).
  */
 export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.GradSaveFunc) => {
   save([x, weight]);
+  const fused = fusedLinear();
   return {
-    value: tf.matMul(x as tf.Tensor2D, tf.transpose(weight as tf.Tensor2D)),
+    value: timesTransposed(x as tf.Tensor2D, weight as tf.Tensor2D),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
       const g = dy as tf.Tensor2D; // (N, out)
       const [rows, inputs] = sx.shape;
       const outputs = g.shape[1];
-      const dW = rows * outputs <= rows * inputs + inputs * outputs
-        ? tf.matMul(tf.transpose(g), sx) // (out, N) @ (N, in)
-        : tf.transpose(tf.matMul(tf.transpose(sx), g)); // ((in, N) @ (N, out))^T
+      const dW = fused
+        ? fusedMatMulTN(g, sx)
+        : rows * outputs <= rows * inputs + inputs * outputs
+          ? tf.matMul(tf.transpose(g), sx) // (out, N) @ (N, in)
+          : tf.transpose(tf.matMul(tf.transpose(sx), g)); // ((in, N) @ (N, out))^T
       return [tf.matMul(g, sw), dW];
     },
   };
@@ -67,13 +78,28 @@ export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: nu
 }
 
 /**
+ * The residual stream's next value x + y and its RMSNorm (the next sublayer's input). Gradient-free
+ * calls (frozen weights) with the fused kernels do both in one kernel: decoding steps are made of
+ * such small ops, each paying tfjs' per-op cost.
+ */
+export function addAndNorm(x: tf.Tensor2D, y: tf.Tensor2D, weight: tf.Tensor1D | undefined, eps: number, withGradient: boolean): { sum: tf.Tensor2D; normed: tf.Tensor2D } {
+  if (!withGradient && fusedKernels()) {
+    const [sum, normed] = fusedAddRmsNorm(x, y, weight, eps);
+    return { sum, normed };
+  }
+  const sum = tf.add(x, y) as tf.Tensor2D;
+  return { sum, normed: rmsNorm(sum, weight, eps) };
+}
+
+/**
  * SwiGLU MLP (Shazeer 2020): down(silu(gate(x)) * up(x)), with gate and up fused into one
  * projection whose 2I outputs are [gate | up].
  */
 export function swiglu(x: tf.Tensor2D, gateUp: tf.Tensor2D, down: tf.Tensor2D, project: Projection, gateUpBias?: tf.Tensor1D, downBias?: tf.Tensor1D): tf.Tensor2D {
   let h = project(x, gateUp); // (N, 2I)
   if (gateUpBias) h = tf.add(h, gateUpBias);
-  const y = project(fusedKernels() ? fusedSwiGlu(h) : siluGate(h), down); // (N, d)
+  // Frozen weights (plainMatmul) take no gradient.
+  const y = project(fusedKernels() ? fusedSwiGlu(h, project !== plainMatmul) : siluGate(h), down); // (N, d)
   return downBias ? tf.add(y, downBias) : y;
 }
 

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { RandomSource } from './host.ts';
-import { linear, type Projection } from './layers.ts';
+import { linear, timesTransposed, type Projection } from './layers.ts';
 import { loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 import type { DerivedWeights, Model } from './model.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
@@ -131,7 +131,7 @@ const frozenLinear: Projection = (x, weight) =>
   (tf.customGrad(((input: tf.Tensor, save: tf.GradSaveFunc) => {
     save([weight]); // saved, or the forward pass's tidy would free a derived weight before backprop
     return {
-      value: tf.matMul(input as tf.Tensor2D, tf.transpose(weight)),
+      value: timesTransposed(input as tf.Tensor2D, weight),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.matMul(dy as tf.Tensor2D, saved[0] as tf.Tensor2D),
     };
   }) as never) as unknown as (input: tf.Tensor2D) => tf.Tensor2D)(x);

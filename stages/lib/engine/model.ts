@@ -8,7 +8,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
 import type { RandomSource } from './host.ts';
-import { applyRope, attentionBias, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
+import { attention, attentionMasks } from './attention.ts';
+import { addAndNorm, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
 import { mergedWeight, modelVariables, withAdapters, type LoraState } from './lora.ts';
 
@@ -289,7 +290,7 @@ function collectTensors(value: unknown, into: tf.Tensor[] = []): tf.Tensor[] {
 /**
  * Runs the decoder over `ids` (B, T) at the given positions, attending causally to `cache` (past
  * keys) plus the new tokens, except where `keyMask` (B, Tk) is 0. Returns the final-norm hidden
- * states (B*T, d), the cache extended by these tokens, and `lmHead`: hidden (N, d) -> logits (N, V)
+ * states (B*T, d), the cache extended by these tokens (empty with `withCache: false`), and `lmHead`: hidden (N, d) -> logits (N, V)
  * (lm_head, or the embedding when tied).
  */
 export function decode(
@@ -298,28 +299,34 @@ export function decode(
   positions: number[][],
   keyMask: number[][],
   cache?: LayerCache[],
-  options: { frozen?: boolean } = {},
+  options: { frozen?: boolean; withCache?: boolean } = {},
 ): { hidden: tf.Tensor2D; cache: LayerCache[]; lmHead: (hidden: tf.Tensor2D) => tf.Tensor2D } {
   const { config } = model;
   checkTokenIds(ids, config.vocab_size);
   const weights = options.frozen ? frozenWeights(model) : withAdapters(model, deriveWeights(model));
   const batch = ids.length;
   const steps = ids[0]?.length ?? 0;
-  // Prefill stacks the G query heads of a kv head as rows, so its bias repeats G times; see attention.
-  const bias = attentionBias(keyMask, steps, steps === 1 ? 1 : model.dims.group); // (B, G*T or 1, Tk)
+  const masks = attentionMasks(keyMask, steps, model.dims.group);
+  const withCache = options.withCache ?? true;
   let x = tf.gather(weights.embed, tf.tensor1d(ids.flat(), 'int32')) as tf.Tensor2D; // (B*T, d)
   const flatPositions = tf.tensor1d(positions.flat(), 'int32');
-  const cos = tf.reshape(tf.gather(model.rope.cos, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D; // (B, T, 1, hd)
-  const sin = tf.reshape(tf.gather(model.rope.sin, flatPositions), [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
+  const cosRows = tf.gather(model.rope.cos, flatPositions) as tf.Tensor2D; // (B*T, hd)
+  const sinRows = tf.gather(model.rope.sin, flatPositions) as tf.Tensor2D;
+  const cos = tf.reshape(cosRows, [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D; // (B, T, 1, hd)
+  const sin = tf.reshape(sinRows, [batch, steps, 1, model.dims.headDim]) as tf.Tensor4D;
   const newCache: LayerCache[] = [];
+  const eps = config.rms_norm_eps;
+  // x is the residual stream, normed its RMSNorm that the next sublayer reads.
+  let normed = rmsNorm(x, weights.layers.length > 0 ? weights.layers[0]!.inputNorm : weights.finalNorm, eps);
   weights.layers.forEach((layer, i) => {
-    const attn = attention(model, layer, weights, rmsNorm(x, layer.inputNorm, config.rms_norm_eps), batch, steps, cos, sin, bias, cache?.[i]);
-    newCache.push(attn.cache);
-    x = tf.add(x, attn.out);
-    x = tf.add(x, swiglu(rmsNorm(x, layer.postNorm, config.rms_norm_eps), layer.gateUp, layer.down, weights.project, layer.gateUpBias, layer.downBias));
+    const attn = attention(model, layer, weights, { x: normed, batch, steps, cos, sin, cosRows, sinRows, masks, past: cache?.[i], withCache });
+    if (attn.cache) newCache.push(attn.cache);
+    ({ sum: x, normed } = addAndNorm(x, attn.out, layer.postNorm, eps, !weights.folded));
+    const mlp = swiglu(normed, layer.gateUp, layer.down, weights.project, layer.gateUpBias, layer.downBias);
+    const next = i + 1 < weights.layers.length ? weights.layers[i + 1]!.inputNorm : weights.finalNorm;
+    ({ sum: x, normed } = addAndNorm(x, mlp, next, eps, !weights.folded));
   });
-  const hidden = rmsNorm(x, weights.finalNorm, config.rms_norm_eps);
-  return { hidden, cache: newCache, lmHead: (h) => weights.project(h, weights.head) };
+  return { hidden: normed, cache: newCache, lmHead: (h) => weights.project(h, weights.head) };
 }
 
 /** An out-of-range id would make tf.gather read garbage silently on wasm: refuse it by row and position. */
@@ -333,86 +340,6 @@ export function checkTokenIds(ids: number[][], vocabSize: number): void {
   );
 }
 
-/**
- * Grouped-query causal self-attention with RoPE; returns o_proj output (B*T, d) and the layer's
- * cache. `bias`: (B, G*T, Tk) when T > 1, (B, 1, Tk) when T = 1.
- */
-function attention(
-  model: Model,
-  layer: LayerWeights,
-  { project, matmul, folded }: DerivedWeights,
-  x: tf.Tensor2D,
-  batch: number,
-  steps: number,
-  cos: tf.Tensor4D,
-  sin: tf.Tensor4D,
-  bias: tf.Tensor3D,
-  past: LayerCache | undefined,
-): { out: tf.Tensor2D; cache: LayerCache } {
-  const { heads, kvHeads, headDim: hd, group } = model.dims;
-  let qkv = project(x, layer.qkv); // (B*T, (H + 2 Hkv) hd), frozen: + (H + Hkv) hd rotated q|k
-  if (layer.qkvBias) qkv = tf.add(qkv, layer.qkvBias);
-  let roped: tf.Tensor4D; // (B, T, H+Hkv, hd): q|k with RoPE applied
-  let v: tf.Tensor; // (B, T, Hkv, hd)
-  if (folded) {
-    const [qk, values, rotated] = tf.split(tf.reshape(qkv, [batch, steps, 2 * heads + 3 * kvHeads, hd]), [heads + kvHeads, kvHeads, heads + kvHeads], 2);
-    roped = tf.add(tf.mul(qk as tf.Tensor4D, cos), tf.mul(rotated as tf.Tensor4D, sin)); // x * cos + rotate_half(x) * sin
-    v = values as tf.Tensor;
-  } else {
-    const [qk, values] = tf.split(tf.reshape(qkv, [batch, steps, heads + 2 * kvHeads, hd]), [heads + kvHeads, kvHeads], 2);
-    roped = applyRope(qk as tf.Tensor4D, cos, sin, model.rope.rotate, matmul !== plainMatmul); // one rotation for q and k
-    v = values as tf.Tensor;
-  }
-  const [q, k] = tf.split(roped, [heads, kvHeads], 2);
-  // (B, T, Hkv, hd) -> (B, Hkv, T, hd); with T = 1 that is a reshape, which copies nothing.
-  const headsFirst = (t: tf.Tensor) => (steps === 1 ? tf.reshape(t, [batch, kvHeads, 1, hd]) : tf.transpose(t, [0, 2, 1, 3])) as tf.Tensor4D;
-  let keys = headsFirst(k as tf.Tensor); // (B, Hkv, T, hd)
-  let values = headsFirst(v as tf.Tensor); // (B, Hkv, T, hd)
-  if (past) {
-    keys = tf.concat([past.k, keys], 2); // (B, Hkv, Tk, hd)
-    values = tf.concat([past.v, values], 2);
-  }
-  const tk = keys.shape[2];
-  const scale = folded ? 1 : 1 / Math.sqrt(hd); // frozen q already carries it
-  let context: tf.Tensor2D; // (B*T, H*hd)
-  if (steps === 1) {
-    // One new token (decoding): broadcast products beat B*H tiny matmuls.
-    const q5 = tf.reshape(q as tf.Tensor, [batch, kvHeads, group, 1, hd]); // head h uses kv head floor(h / G), as HF repeat_kv
-    const dots = tf.sum(tf.mul(q5, tf.reshape(keys, [batch, kvHeads, 1, tk, hd])), -1); // (B, Hkv, G, Tk)
-    const scores = scale === 1 ? dots : tf.mul(dots, scale);
-    const probs = tf.softmax(tf.add(scores, tf.reshape(bias, [batch, 1, 1, tk])));
-    const out = tf.sum(tf.mul(tf.reshape(probs, [batch, kvHeads, group, tk, 1]), tf.reshape(values, [batch, kvHeads, 1, tk, hd])), 3); // (B, Hkv, G, hd)
-    context = tf.reshape(out, [batch, heads * hd]);
-  } else {
-    // Many tokens (training, prefill): plain 2-D matmuls, one pair per (batch, kv head), the G
-    // query heads that share a kv head stacked as rows (see layers.ts for why 2-D).
-    const qScaled = scale === 1 ? (q as tf.Tensor4D) : tf.mul(q as tf.Tensor4D, scale); // scaling q once beats scaling B*Hkv score blocks
-    const qs = blocks(tf.reshape(tf.transpose(qScaled, [0, 2, 1, 3]), [batch * kvHeads, group * steps, hd])); // (G*T, hd) each
-    const kts = blocks(tf.reshape(tf.transpose(keys, [0, 1, 3, 2]), [batch * kvHeads, hd, tk])); // (hd, Tk) each
-    const vs = blocks(tf.reshape(values, [batch * kvHeads, tk, hd])); // (Tk, hd) each
-    const biases = blocks(bias); // (G*T, Tk) each
-    const outs: tf.Tensor2D[] = [];
-    for (let i = 0; i < batch * kvHeads; i++) {
-      const scores = tf.add(matmul(qs[i] as tf.Tensor2D, kts[i] as tf.Tensor2D), biases[Math.floor(i / kvHeads)] as tf.Tensor2D); // (G*T, Tk)
-      outs.push(matmul(tf.softmax(scores) as tf.Tensor2D, vs[i] as tf.Tensor2D)); // (G*T, hd)
-    }
-    const stacked = tf.reshape(tf.stack(outs), [batch, heads, steps, hd]); // (B, H, T, hd)
-    context = tf.reshape(tf.transpose(stacked, [0, 2, 1, 3]), [batch * steps, heads * hd]);
-  }
-  let out = project(context, layer.o); // (B*T, d)
-  if (layer.oBias) out = tf.add(out, layer.oBias);
-  return { out, cache: { k: keys, v: values } };
-}
-
-/**
- * The 2-D blocks of a 3-D tensor. One block is a reshape: tfjs' Unpack gradient fails on a single
- * output ("Argument tensors passed to stack must be a Tensor[]"), which a batch of one row with one
- * kv head would hit.
- */
-function blocks(t: tf.Tensor3D): tf.Tensor2D[] {
-  return t.shape[0] === 1 ? [tf.reshape(t, t.shape.slice(1) as [number, number])] : (tf.unstack(t) as tf.Tensor2D[]);
-}
-
 /** Checks a batch's shape and runs the decoder over it; the hidden states are (B*T, d). */
 function decodeBatch(model: Model, inputIds: number[][], options: ForwardOptions) {
   const steps = inputIds[0]?.length ?? 0;
@@ -421,7 +348,7 @@ function decodeBatch(model: Model, inputIds: number[][], options: ForwardOptions
   if (steps > model.config.max_position_embeddings) {
     throw new Error(`forward: sequence length ${steps} exceeds max_position_embeddings ${model.config.max_position_embeddings}`);
   }
-  return decode(model, inputIds, positionsFromMask(mask), mask, undefined, { frozen: options.frozen });
+  return decode(model, inputIds, positionsFromMask(mask), mask, undefined, { frozen: options.frozen, withCache: false });
 }
 
 /**

@@ -8,7 +8,7 @@
  * A complete cache carries a marker with its entry count, written last: a cache without it (a
  * precompute that died half way, a wrong database) fails the server's start.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { normalise } from '../relevance/text.ts';
 import type { Grade, Item } from '../relevance/types.ts';
@@ -32,9 +32,26 @@ export interface JudgementCache {
 }
 
 export function cacheKey(query: string, item: Item): string {
-  const content = JSON.stringify([normalise(query), item.title, item.category, Object.entries(item.attributes).sort(), item.description ?? '', item.image_caption ?? '']);
-  return createHash('sha256').update(content).digest('hex').slice(0, 32);
+  return keyOf(cacheContents(query, [item])[0] as string);
 }
+
+/** The keys of one query's items. */
+export function cacheKeys(query: string, items: readonly Item[]): string[] {
+  return cacheContents(query, items).map(keyOf);
+}
+
+/** What a key hashes: the normalised query (once per request: its items share it) and each item's content. */
+function cacheContents(query: string, items: readonly Item[]): string[] {
+  const normalised = normalise(query);
+  return items.map((item) => {
+    // Attributes by name (a comparator: the default sort compares each pair as a joined string).
+    const attributes = Object.entries(item.attributes).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return JSON.stringify([normalised, item.title, item.category, attributes, item.description ?? '', item.image_caption ?? '']);
+  });
+}
+
+// One-shot hash (Node >= 20.12): a third of createHash's cost on contents this short.
+const keyOf = (content: string) => hash('sha256', content, 'hex').slice(0, 32);
 
 const SEAL = '__sealed__';
 
@@ -45,6 +62,49 @@ function parseEntry(location: string, key: string, text: string | null | undefin
   } catch {
     throw new Error(`${location}: the entry ${key} is not JSON: the cache is corrupt (rerun the precompute stage)`);
   }
+}
+
+/** The server's view of the head cache: a query's items in, their cached judgements (or undefined) out. */
+export interface HeadCache {
+  lookup(query: string, items: readonly Item[]): Promise<(CachedJudgement | undefined)[]>;
+}
+
+/**
+ * A bounded in-process memo in front of a served cache, keyed by what a key hashes: head traffic is
+ * Zipf (a few queries carry most requests), so the hottest entries are answered without hashing,
+ * without a SQLite lookup or a Redis round trip, and without parsing their JSON again. Nothing goes
+ * stale: a deployment's entries never change (a SQLite cache is sealed; a Redis prefix names the
+ * deployment's inputs). Past `maxEntries` the first in goes: a hit is one Map lookup, where keeping
+ * least-recently-used order (delete and set again) cost 3.4 µs more per item here, and a hot entry
+ * that goes comes back from the cache behind on its next request. Misses are not remembered (those
+ * pairs go to the other tiers anyway).
+ */
+export function memoised(inner: JudgementCache, maxEntries: number): HeadCache {
+  const memo = new Map<string, CachedJudgement>();
+  return {
+    async lookup(query, items) {
+      const contents = cacheContents(query, items);
+      // Filled, not holed: callers iterate with forEach, which skips holes.
+      const found: (CachedJudgement | undefined)[] = new Array(items.length).fill(undefined);
+      const unknown: number[] = [];
+      contents.forEach((content, i) => {
+        const hit = memo.get(content);
+        if (hit === undefined) unknown.push(i);
+        else found[i] = hit;
+      });
+      if (unknown.length === 0) return found;
+      const fetched = await inner.getMany(unknown.map((i) => keyOf(contents[i] as string)));
+      fetched.forEach((hit, j) => {
+        if (hit === undefined) return;
+        const i = unknown[j] as number;
+        found[i] = hit;
+        memo.set(contents[i] as string, hit);
+        // A Map iterates in insertion order: its first key is the first in.
+        if (memo.size > maxEntries) memo.delete(memo.keys().next().value as string);
+      });
+      return found;
+    },
+  };
 }
 
 /** `create`: a new, empty file (precompute); otherwise an existing one, opened read-only (serve). */
@@ -58,6 +118,13 @@ export async function openSqliteCache(file: string, options: { create: boolean }
     else db.prepare('SELECT count(*) FROM judgements').get();
   } catch (error) {
     throw new Error(`${file}: not a readable head-tier cache (${(error as Error).message}); rerun the precompute stage`);
+  }
+  if (!options.create) {
+    // The server's connection keeps its shared lock for its lifetime instead of taking and
+    // dropping it (and re-reading the file header to validate its page cache) around every
+    // statement: 46 -> 1.4 µs per lookup here, most of a cache hit's cost. Other readers (replicas)
+    // still read; only a writer is kept out, and a deployment's cache is never written once sealed.
+    db.pragma('locking_mode = EXCLUSIVE');
   }
   const get = db.prepare<[string], { value: string }>('SELECT value FROM judgements WHERE key = ?');
   const put = options.create ? db.prepare('INSERT OR REPLACE INTO judgements (key, value) VALUES (?, ?)') : undefined;

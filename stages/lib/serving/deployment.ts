@@ -48,6 +48,8 @@ export interface DevPair {
 
 export interface ThresholdChoice {
   minConfidence: number;
+  /** The frequency tiers whose uncertain pairs may reach the LLM. */
+  llmTiers: RoutingTier[];
   devPairs: number;
   devLlmAcc2: number;
   devTieredAcc2: number;
@@ -67,25 +69,46 @@ export function routeDev(pair: DevPair, minConfidence: number, llmTiers: readonl
 
 /**
  * The lowest threshold (fewest LLM calls) whose tiered Acc@2 on dev is within `tolerance` of the
- * LLM alone. Candidates are the distilled confidences seen on dev (and 1: everything uncached to
- * the LLM), so the choice is exact on dev. An unanswered grade counts wrong.
+ * LLM alone. An unanswered grade counts wrong. Every threshold between two neighbouring dev
+ * confidences routes dev alike, so the candidates are: 0 (the distilled model answers everything),
+ * the midpoint of each pair of neighbours (as a decision stump splits: the same margin on either
+ * side, where the upper neighbour itself would send every unseen pair just below it to the LLM),
+ * and 1 (every uncached pair to the LLM).
  */
 export function chooseMinConfidence(dev: readonly DevPair[], llmTiers: readonly RoutingTier[], tolerance: number): ThresholdChoice {
   if (dev.length === 0) throw new Error('cannot choose the routing threshold: no dev pairs');
   const acc2 = (grades: (Grade | null)[]) => grades.filter((g, i) => g !== null && relevant(g) === relevant((dev[i] as DevPair).gold)).length / dev.length;
   const llmAcc2 = acc2(dev.map((p) => p.llm));
-  const candidates = [...new Set([...dev.map((p) => p.confidence), 1])].sort((a, b) => a - b);
+  const seen = [...new Set(dev.map((p) => p.confidence))].sort((a, b) => a - b);
+  const candidates = [0, ...seen.slice(1).map((c, i) => ((seen[i] as number) + c) / 2), 1];
   for (const tau of candidates) {
     const routed = dev.map((p) => routeDev(p, tau, llmTiers));
     const tiered = acc2(routed.map((r) => r.grade));
     if (tiered >= llmAcc2 - tolerance - 1e-12) {
-      return { minConfidence: tau, devPairs: dev.length, devLlmAcc2: llmAcc2, devTieredAcc2: tiered, devLlmShare: routed.filter((r) => r.tier === 'llm').length / dev.length, tolerance };
+      return { minConfidence: tau, llmTiers: [...llmTiers], devPairs: dev.length, devLlmAcc2: llmAcc2, devTieredAcc2: tiered, devLlmShare: routed.filter((r) => r.tier === 'llm').length / dev.length, tolerance };
     }
   }
   // τ = 1 sends every uncached pair of an LLM tier to the LLM; it can only miss the tolerance when
   // some tiers never reach the LLM.
   const routed = dev.map((p) => routeDev(p, 1, llmTiers));
-  return { minConfidence: 1, devPairs: dev.length, devLlmAcc2: llmAcc2, devTieredAcc2: acc2(routed.map((r) => r.grade)), devLlmShare: routed.filter((r) => r.tier === 'llm').length / dev.length, tolerance };
+  return { minConfidence: 1, llmTiers: [...llmTiers], devPairs: dev.length, devLlmAcc2: llmAcc2, devTieredAcc2: acc2(routed.map((r) => r.grade)), devLlmShare: routed.filter((r) => r.tier === 'llm').length / dev.length, tolerance };
+}
+
+/** Routing tiers from the rarest: a frequency cutoff lets the k rarest reach the LLM. */
+export const RAREST_FIRST: readonly RoutingTier[] = ['new', 'tail', 'torso', 'head'];
+
+/**
+ * Both routing thresholds on dev: the frequency cutoff (the k rarest tiers may reach the LLM, as
+ * LORE keeps its real-time LLM for rare and new queries) and, for each cutoff, the confidence
+ * threshold chooseMinConfidence picks. Of the cutoffs whose tiered Acc@2 is within `tolerance` of
+ * the LLM's, the one sending the fewest dev pairs to the LLM; ties go to the higher tiered Acc@2,
+ * then to the wider cutoff. When no cutoff is within tolerance: every tier, at its own choice.
+ */
+export function chooseRoute(dev: readonly DevPair[], tolerance: number): ThresholdChoice {
+  const choices = RAREST_FIRST.map((_, k) => chooseMinConfidence(dev, RAREST_FIRST.slice(0, k + 1), tolerance));
+  const within = choices.filter((c) => c.devTieredAcc2 >= c.devLlmAcc2 - tolerance - 1e-12);
+  if (within.length === 0) return choices[choices.length - 1] as ThresholdChoice;
+  return within.reduce((best, c) => (c.devLlmShare < best.devLlmShare || (c.devLlmShare === best.devLlmShare && c.devTieredAcc2 >= best.devTieredAcc2) ? c : best));
 }
 
 /** What is wrong with a parsed deployment.json (the key and the rule), or undefined. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { EngineConfig, Manifest } from '../../../pipeline/stage-api.ts';
 import { QUERY_LOG_FILE, indexQueryLog, readQueryLog, type QueryLogIndex } from '../relevance/query-log.ts';
 import type { PromptParams } from '../relevance/prompts.ts';
-import { openRedisCache, openSqliteCache, type JudgementCache } from './cache.ts';
+import { memoised, openRedisCache, openSqliteCache, type HeadCache, type JudgementCache } from './cache.ts';
 import { DISTILLED_MODEL_FILE, deepBowProblem, type DeepBowModel } from './deepbow.ts';
 import { DEPLOYMENT_FILE, deploymentProblem, type Deployment } from './deployment.ts';
 import { startLlmTier, type LlmTier } from './llm-tier.ts';
@@ -16,6 +16,8 @@ import { startLlmTier, type LlmTier } from './llm-tier.ts';
 export interface LoadedDeployment {
   deployment: Deployment;
   cache: JudgementCache;
+  /** What routing reads: the cache behind its in-memory memo. */
+  headCache: HeadCache;
   cacheEntries: number;
   distilled: DeepBowModel;
   queryLog: QueryLogIndex;
@@ -43,7 +45,12 @@ export function readCheckedJson<T>(file: string, what: string, problemOf: (raw: 
 
 const manifestOf = (dir: string) => readCheckedJson<Manifest>(path.join(dir, 'manifest.json'), 'artifact manifest', (m) => (typeof (m as Manifest)?.stage === 'string' ? undefined : 'stage: expected a string'));
 
-export async function loadDeployment(dir: string, objectDir: (fingerprint: string) => string, engine: EngineConfig): Promise<LoadedDeployment> {
+/** The deployment's head-tier cache, read-only (`dir`: the deployment artifact, where a SQLite cache lives). */
+export function openDeploymentCache(deployment: Deployment, dir: string): Promise<JudgementCache> {
+  return deployment.cache.kind === 'sqlite' ? openSqliteCache(path.join(dir, deployment.cache.file), { create: false }) : openRedisCache(deployment.cache.url, deployment.cache.prefix);
+}
+
+export async function loadDeployment(dir: string, objectDir: (fingerprint: string) => string, engine: EngineConfig, options: { memoEntries: number }): Promise<LoadedDeployment> {
   const deployment = readCheckedJson<Deployment>(path.join(dir, DEPLOYMENT_FILE), 'deployment', deploymentProblem);
   const distilledDir = objectDir(deployment.inputs.distilled);
   const distilled = readCheckedJson<DeepBowModel>(path.join(distilledDir, DISTILLED_MODEL_FILE), 'distilled model', deepBowProblem);
@@ -51,7 +58,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   const queryLog = indexQueryLog(await readQueryLog(path.join(datasetDir, QUERY_LOG_FILE)).catch((error: Error) => {
     throw existsSync(path.join(datasetDir, QUERY_LOG_FILE)) ? error : new Error(`${path.join(datasetDir, QUERY_LOG_FILE)}: the query log is missing`);
   }));
-  const cache = deployment.cache.kind === 'sqlite' ? await openSqliteCache(path.join(dir, deployment.cache.file), { create: false }) : await openRedisCache(deployment.cache.url, deployment.cache.prefix);
+  const cache = await openDeploymentCache(deployment, dir);
   let cacheEntries: number;
   try {
     cacheEntries = await cache.check();
@@ -77,6 +84,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   return {
     deployment,
     cache,
+    headCache: memoised(cache, options.memoEntries),
     cacheEntries,
     distilled,
     queryLog,

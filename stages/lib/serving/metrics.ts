@@ -28,15 +28,28 @@ export function servingMetrics(): ServingMetrics {
   const queued = new Gauge({ name: 'lore_llm_queue_pairs', help: 'Pairs waiting for an LLM batch', registers: [registry] });
   const batches = new Gauge({ name: 'lore_llm_batches', help: 'LLM batches decoded since start', registers: [registry] });
   const batchedPairs = new Gauge({ name: 'lore_llm_batched_pairs', help: 'Pairs decoded in LLM batches since start', registers: [registry] });
+  // Labelled children made once per tier and per route and status: labelling on every call hashes
+  // the labels each time, and a cache hit counts one pair per item.
+  const routeChildren = new Map<string, { requests: { inc(): void }; seconds: { observe(value: number): void } }>();
+  const tierChildren = new Map<Tier, { pairs: { inc(): void }; seconds: { observe(value: number): void } }>();
+  const tierChild = (tier: Tier) => {
+    let child = tierChildren.get(tier);
+    if (!child) tierChildren.set(tier, (child = { pairs: pairs.labels(tier), seconds: pairSeconds.labels(tier) }));
+    return child;
+  };
   return {
     contentType: registry.contentType,
     request(route, status, seconds) {
-      requests.inc({ route, status: String(status) });
-      requestSeconds.observe({ route }, seconds);
+      const key = `${route} ${status}`;
+      let child = routeChildren.get(key);
+      if (!child) routeChildren.set(key, (child = { requests: requests.labels(route, String(status)), seconds: requestSeconds.labels(route) }));
+      child.requests.inc();
+      child.seconds.observe(seconds);
     },
     pair(tier, seconds, fallback) {
-      pairs.inc({ tier });
-      pairSeconds.observe({ tier }, seconds);
+      const child = tierChild(tier);
+      child.pairs.inc();
+      child.seconds.observe(seconds);
       if (fallback) fallbacks.inc({ reason: fallback });
     },
     async text(llm) {

@@ -7,7 +7,7 @@ import type { QueryLogIndex } from '../relevance/query-log.ts';
 import { normalise } from '../relevance/text.ts';
 import type { Grade, Item } from '../relevance/types.ts';
 import type { DynamicBatcher } from './batcher.ts';
-import { cacheKey, type JudgementCache } from './cache.ts';
+import type { HeadCache } from './cache.ts';
 import { judgeItems, type Contribution, type DeepBowJudgement, type DeepBowModel } from './deepbow.ts';
 import { routingTier, type Deployment } from './deployment.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
@@ -27,7 +27,7 @@ export interface PairResult {
 
 export interface RouterParts {
   deployment: Deployment;
-  cache: JudgementCache;
+  cache: HeadCache;
   distilled: DeepBowModel;
   queryLog: QueryLogIndex;
   llm: DynamicBatcher<PairToJudge, LlmJudgement>;
@@ -61,14 +61,16 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
   const elapsed = () => (performance.now() - started) / 1000;
   const results: (PairResult | undefined)[] = new Array(items.length);
 
-  const cached = await parts.cache.getMany(items.map((item) => cacheKey(query, item)));
+  const cached = await parts.cache.lookup(query, items);
   const misses: number[] = [];
+  const hitsAt = elapsed();
   cached.forEach((hit, i) => {
+    if (!hit) return void misses.push(i);
     const id = (items[i] as Item).id;
-    if (hit) {
-      results[i] = { ...(id !== undefined ? { id } : {}), grade: hit.grade, probabilities: hit.probabilities, tier: 'cache', reasons: hit.reasons };
-      parts.onPair?.('cache', elapsed());
-    } else misses.push(i);
+    const result: PairResult = { grade: hit.grade, probabilities: hit.probabilities, tier: 'cache', reasons: hit.reasons };
+    if (id !== undefined) result.id = id;
+    results[i] = result;
+    parts.onPair?.('cache', hitsAt);
   });
   if (misses.length === 0) return results as PairResult[];
 

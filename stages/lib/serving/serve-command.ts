@@ -13,6 +13,8 @@ import { startServer, type RunningServer, type ServerOptions } from './server.ts
 export interface ServeCommandOptions extends ServerOptions {
   /** The deployment stage (default: the pipeline's one deployment). */
   stage?: string;
+  /** Head-cache entries kept parsed in memory (cache.ts memoised). */
+  memoEntries: number;
 }
 
 export async function startDeploymentServer(
@@ -21,7 +23,7 @@ export async function startDeploymentServer(
 ): Promise<RunningServer> {
   const target = options.stage !== undefined ? artifacts.byStage(options.stage) : artifacts.one('deployment');
   if (!target || target.kind !== 'deployment') throw new Error(`--stage ${options.stage}: no built deployment (precompute) stage of that name`);
-  const loaded = await loadDeployment(target.dir, (fp) => artifacts.objectDir(fp), artifacts.engine);
+  const loaded = await loadDeployment(target.dir, (fp) => artifacts.objectDir(fp), artifacts.engine, { memoEntries: options.memoEntries });
   const { llm } = loaded.deployment;
   // The batcher reads its limits from the deployment's own object, so they stay one setting.
   const batcher = new DynamicBatcher<PairToJudge, LlmJudgement>((pairs) => loaded.llm.judge(pairs), llm);

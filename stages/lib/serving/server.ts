@@ -65,6 +65,18 @@ const relevanceResponseSchema = {
   },
 } as const;
 
+/** `POST /v1/relevance`'s body and answer schemas (bench/serve-floor.ts serves the same ones). */
+export const relevanceSchema = (maxItems: number) => ({
+  body: {
+    type: 'object',
+    required: ['query', 'items'],
+    additionalProperties: false,
+    properties: { query: { type: 'string', minLength: 1 }, items: { type: 'array', minItems: 1, maxItems, items: itemSchema } },
+  },
+  // A response schema lets Fastify serialise with a compiled stringifier, not JSON.stringify.
+  response: { 200: relevanceResponseSchema },
+});
+
 const chatSchema = {
   type: 'object',
   required: ['messages'],
@@ -90,6 +102,13 @@ export function keyPath(pointer: string, missing?: string): string {
   return parts.reduce((path, part) => (/^\d+$/.test(part) ? `${path}[${part}]` : path === '' ? part : `${path}.${part}`), '');
 }
 
+// No type coercion and no silent removal of unknown keys: a wrong type or key is a 400 naming it.
+export const fastifyOptions = (options: Pick<ServerOptions, 'logger' | 'bodyLimit'>) => ({
+  logger: options.logger,
+  bodyLimit: options.bodyLimit,
+  ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+});
+
 export interface RunningServer {
   app: FastifyInstance;
   url: string;
@@ -100,25 +119,27 @@ export interface RunningServer {
 }
 
 export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatcher<PairToJudge, LlmJudgement>, metrics: ServingMetrics, options: ServerOptions): Promise<RunningServer> {
-  // No type coercion and no silent removal of unknown keys: a wrong type or key is a 400 naming it.
-  const app = Fastify({ logger: options.logger, bodyLimit: options.bodyLimit, ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } } });
+  const app = Fastify(fastifyOptions(options));
   let draining = false;
   const parts: RouterParts = {
     deployment: loaded.deployment,
-    cache: loaded.cache,
+    cache: loaded.headCache,
     distilled: loaded.distilled,
     queryLog: loaded.queryLog,
     llm: batcher,
     onPair: (tier, seconds, fallback) => metrics.pair(tier, seconds, fallback),
   };
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback hooks rather than async ones: no promise per hook on every request.
+  app.addHook('onRequest', (request, reply, done) => {
     (request as { started?: number }).started = performance.now();
     if (draining) return reply.code(503).header('connection', 'close').send({ error: 'draining', message: 'the server is shutting down' });
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const started = (request as { started?: number }).started ?? performance.now();
     metrics.request(request.routeOptions.url ?? 'unknown', reply.statusCode, (performance.now() - started) / 1000);
+    done();
   });
 
   app.setErrorHandler((error: FastifyError, _request, reply) => {
@@ -139,18 +160,7 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
 
   app.post<{ Body: { query: string; items: Item[] } }>(
     '/v1/relevance',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['query', 'items'],
-          additionalProperties: false,
-          properties: { query: { type: 'string', minLength: 1 }, items: { type: 'array', minItems: 1, maxItems: options.maxItems, items: itemSchema } },
-        },
-        // A response schema lets Fastify serialise with a compiled stringifier, not JSON.stringify.
-        response: { 200: relevanceResponseSchema },
-      },
-    },
+    { schema: relevanceSchema(options.maxItems) },
     async (request, reply) => {
       const items = request.body.items.map((item) => ({ ...item, category: item.category ?? [], attributes: item.attributes ?? {} }));
       try {

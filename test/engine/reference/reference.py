@@ -272,7 +272,7 @@ def serve(spec):
     rounds on a shared machine). spec: {config, batch, seq, gen_batch, prompt_len, new_tokens, threads}.
     Builds the same work as bench/engine.ts, warms both up, prints {"ready": ...}, then answers each
     stdin line "train" (one AdamW step with clipping) or "gen" (one greedy generation with the KV
-    cache) with one JSON line {"seconds": ...}. Ends at EOF."""
+    cache) with one JSON line {"seconds": ..., "cpu_seconds": ...} (wall and this process's CPU time). Ends at EOF."""
     torch.set_num_threads(spec.get("threads", 1))
     cfg = spec["config"]
     params = init_params(cfg, 0.02, 0)
@@ -308,9 +308,9 @@ def serve(spec):
         if fn is None:
             print(json.dumps({"error": f"unknown request {line.strip()!r} (expected train or gen)"}), flush=True)
             continue
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
-        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+        print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 /**
- * Builds the fused kernels (assembly/index.ts, AssemblyScript) into a .wasm named by the hash of
- * the source and the compiler version, so a changed source never loads a stale binary. Nothing
+ * Builds the fused kernels (assembly/*.ts, AssemblyScript; index.ts is the entry) into a .wasm named by the hash of
+ * the sources, the compiler version and its settings, so a changed source never loads a stale binary. Nothing
  * built is committed: `npm ci` runs this as `prepare`, and the engine runs it on first use when
  * the file is missing (about 10 s; concurrent builds are harmless, the file is renamed into place).
  *
@@ -12,6 +12,9 @@
  *   be data segments, written at instantiation into the imported memory, i.e. over tfjs' heap.
  *   `assertNoData` refuses any build that has one.
  * - `runtime stub`, `noAssert`, `use abort=`: no allocator, no assertion strings, no imports but memory.
+ * - The `shared` variant (for tfjs-wasm's threaded binary, whose memory is shared): `sharedMemory`
+ *   with the threads feature, and the same maximum as that memory (65,536 pages, 4 GiB), since an
+ *   imported shared memory's limits must match the import's.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +23,13 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const KERNELS_DIR = import.meta.dirname;
-export const KERNEL_SOURCE = join(KERNELS_DIR, 'assembly', 'index.ts');
+const SOURCE_DIR = join(KERNELS_DIR, 'assembly');
+export const KERNEL_SOURCE = join(SOURCE_DIR, 'index.ts');
+
+/** Every source file by name, sorted (the entry imports the others). */
+function kernelSources(): Array<[string, string]> {
+  return readdirSync(SOURCE_DIR).filter((f) => f.endsWith('.ts')).sort().map((f) => [f, readFileSync(join(SOURCE_DIR, f), 'utf8')]);
+}
 const BUILD_DIR = join(KERNELS_DIR, 'build');
 
 const COMPILER_OPTIONS = {
@@ -33,9 +42,16 @@ const COMPILER_OPTIONS = {
   enable: ['simd'],
 };
 
+/** Which memory the kernels import: tfjs-wasm's plain binary's, or its threaded binary's (shared). */
+export type KernelMemory = 'unshared' | 'shared';
+const VARIANTS: Record<KernelMemory, Record<string, unknown>> = {
+  unshared: COMPILER_OPTIONS,
+  shared: { ...COMPILER_OPTIONS, enable: ['simd', 'threads'], sharedMemory: true, maximumMemory: 65536 },
+};
+
 /** Where the build of the current source goes (it may not exist yet). */
-export function kernelBinaryPath(compilerVersion: string): string {
-  const hash = createHash('sha256').update(readFileSync(KERNEL_SOURCE)).update(compilerVersion).update(JSON.stringify(COMPILER_OPTIONS)).digest('hex');
+export function kernelBinaryPath(compilerVersion: string, memory: KernelMemory = 'unshared'): string {
+  const hash = createHash('sha256').update(JSON.stringify(kernelSources())).update(compilerVersion).update(JSON.stringify(VARIANTS[memory])).digest('hex');
   return join(BUILD_DIR, `kernels-${hash.slice(0, 16)}.wasm`);
 }
 
@@ -44,13 +60,13 @@ export function kernelBinaryPath(compilerVersion: string): string {
  * when AssemblyScript is not installed (a production install without dev dependencies) or the
  * source does not compile.
  */
-export async function buildKernels(): Promise<{ binary: Uint8Array; path: string; built: boolean }> {
+export async function buildKernels(memory: KernelMemory = 'unshared'): Promise<{ binary: Uint8Array; path: string; built: boolean }> {
   // The version from package.json: importing the compiler takes seconds, and is only needed to build.
   const { version } = createRequire(import.meta.url)('assemblyscript/package.json') as { version: string };
-  const path = kernelBinaryPath(version);
+  const path = kernelBinaryPath(version, memory);
   if (existsSync(path)) return { binary: readFileSync(path), path, built: false };
   const asc = await import('assemblyscript/asc');
-  const result = await asc.compileString({ 'index.ts': readFileSync(KERNEL_SOURCE, 'utf8') }, { ...COMPILER_OPTIONS, textFile: 'index.wat' });
+  const result = await asc.compileString(Object.fromEntries(kernelSources()), { ...VARIANTS[memory], textFile: 'index.wat' });
   const { binary } = result;
   if (!binary) throw new Error(`${KERNEL_SOURCE}: AssemblyScript compile failed:\n${result.stderr.toString()}`);
   // compileString returns each requested output under its file name.
@@ -60,7 +76,8 @@ export async function buildKernels(): Promise<{ binary: Uint8Array; path: string
   writeFileSync(temporary, binary);
   renameSync(temporary, path);
   // Builds of earlier sources are never loaded again.
-  for (const file of readdirSync(BUILD_DIR)) if (/^kernels-[0-9a-f]+\.wasm$/.test(file) && join(BUILD_DIR, file) !== path) rmSync(join(BUILD_DIR, file), { force: true });
+  const current = new Set((Object.keys(VARIANTS) as KernelMemory[]).map((m) => kernelBinaryPath(version, m)));
+  for (const file of readdirSync(BUILD_DIR)) if (/^kernels-[0-9a-f]+\.wasm$/.test(file) && !current.has(join(BUILD_DIR, file))) rmSync(join(BUILD_DIR, file), { force: true });
   return { binary, path, built: true };
 }
 
@@ -72,7 +89,9 @@ function assertNoData(wat: string): void {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const start = performance.now();
-  const { path, built } = await buildKernels();
-  console.log(`${built ? 'built' : 'up to date'}: ${path} (${((performance.now() - start) / 1000).toFixed(1)} s)`);
+  for (const memory of Object.keys(VARIANTS) as KernelMemory[]) {
+    const start = performance.now();
+    const { path, built } = await buildKernels(memory);
+    console.log(`${built ? 'built' : 'up to date'} (${memory} memory): ${path} (${((performance.now() - start) / 1000).toFixed(1)} s)`);
+  }
 }

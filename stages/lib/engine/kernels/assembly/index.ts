@@ -1,9 +1,13 @@
 // Fused training kernels for the tfjs wasm backend, in AssemblyScript (compiled by
-// stages/lib/engine/kernels/build.ts; see kernels/README.md). The module imports tfjs-wasm's own
+// stages/lib/engine/kernels/build.ts, which explains its settings). The module imports tfjs-wasm's own
 // memory, so every pointer below is a tensor's byte offset in that heap (`memoryOffset`), and
 // outputs are written straight into tensors tfjs allocated. Each function replaces a chain of
 // tfjs ops (each op a kernel call, an allocation and a pass over memory) with one pass.
 // All float32; row-major; `n` counts elements, `rows` x `cols` is a 2-D view.
+
+import { expv, exps, rowDot, sigmoidv } from './vector';
+export { attention, attentionGrad, decodeAttention, ropeFolded } from './attention';
+export { matmulNT, matmulTN } from './matmul';
 
 // ------------------------------------------------------------------ AdamW (Loshchilov & Hutter 2019, Algorithm 2)
 // g = grad * gradScale (clipping); m' = b1 m + (1 - b1) g; v' = b2 v + (1 - b2) g^2;
@@ -56,47 +60,6 @@ export function sumOfSquares(x: usize, n: i32): f64 {
   return total;
 }
 
-// Sum over `cols` contiguous floats at `row`, SIMD with a scalar tail.
-@inline function rowDot(a: usize, b: usize, cols: i32): f32 {
-  let acc = f32x4.splat(0);
-  const simdEnd = cols & ~3;
-  for (let j = 0; j < simdEnd; j += 4) {
-    const at = <usize>j << 2;
-    acc = f32x4.add(acc, f32x4.mul(v128.load(a + at), v128.load(b + at)));
-  }
-  let total = f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3);
-  for (let j = simdEnd; j < cols; j++) total += load<f32>(a + (<usize>j << 2)) * load<f32>(b + (<usize>j << 2));
-  return total;
-}
-
-// exp(x) on four lanes: Cephes' expf (range reduction x = n ln2 + r, a degree-5 polynomial for
-// e^r, then 2^n through the exponent bits); relative error about 1e-7 over [-87, 88]. The loops
-// below call it for their scalar tails too (lane 0 of a splat), so a row's result does not
-// depend on where the SIMD part ends.
-@inline function expv(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
-  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504)));
-  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375))), f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
-  let p = f32x4.splat(1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  const e = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1));
-  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23); // 2^n as float bits
-  return f32x4.mul(e, scale);
-}
-
-@inline function exps(x: f32): f32 {
-  return f32x4.extract_lane(expv(f32x4.splat(x)), 0);
-}
-
-// sigmoid(g) = 1 / (1 + exp(-g)) on four lanes.
-@inline function sigmoidv(g: v128): v128 {
-  return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), expv(f32x4.neg(g))));
-}
-
 // ------------------------------------------------------------------ RMSNorm (Zhang & Sennrich 2019, eq. 4)
 // y = x * r * w per row, r = 1 / sqrt(mean(x^2) + eps). `weight` 0: no scaling (folded weights).
 // Writes r per row into `rstd` (the backward pass needs it).
@@ -120,6 +83,21 @@ export function rmsNorm(x: usize, weight: usize, y: usize, rstd: usize, rows: i3
       store<f32>(yr + at, weight ? scaled * load<f32>(weight + at) : scaled);
     }
   }
+}
+
+// sum = x + y (the residual stream), then y = rmsNorm(sum) as above: two ops of a decoding step in one.
+export function addRmsNorm(x: usize, y: usize, weight: usize, sum: usize, out: usize, rstd: usize, rows: i32, cols: i32, eps: f32): void {
+  const n = rows * cols;
+  const simdEnd = n & ~3;
+  for (let i = 0; i < simdEnd; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(sum + at, f32x4.add(v128.load(x + at), v128.load(y + at)));
+  }
+  for (let i = simdEnd; i < n; i++) {
+    const at = <usize>i << 2;
+    store<f32>(sum + at, load<f32>(x + at) + load<f32>(y + at));
+  }
+  rmsNorm(sum, weight, out, rstd, rows, cols, eps);
 }
 
 // Gradient of rmsNorm with weight: with u = dy * w,
@@ -263,12 +241,17 @@ export function tokenLogprobsGrad(dlogp: usize, logits: usize, targets: usize, l
 // x (rows = B*T, heads, hd), cos / sin (rows, hd): out = x * cos + rotate_half(x) * sin with
 // rotate_half(x) = cat(-x2, x1). `direction` -1 applies the transpose (the gradient):
 // dx = dy * cos + rotate_half^T(dy * sin), rotate_half^T(z) = cat(z2, -z1).
-export function rope(x: usize, cos: usize, sin: usize, out: usize, rows: i32, heads: i32, headDim: i32, direction: f32): void {
+// Only the first `rotated` heads of a row rotate; the rest are copied (q|k rotate, v does not).
+export function rope(x: usize, cos: usize, sin: usize, out: usize, rows: i32, heads: i32, rotated: i32, headDim: i32, direction: f32): void {
   const half = headDim >> 1;
   for (let row = 0; row < rows; row++) {
     const c = cos + (<usize>row * <usize>headDim << 2);
     const s = sin + (<usize>row * <usize>headDim << 2);
-    for (let h = 0; h < heads; h++) {
+    for (let h = rotated; h < heads; h++) {
+      const base = (<usize>(row * heads + h) * <usize>headDim) << 2;
+      memory.copy(out + base, x + base, <usize>headDim << 2);
+    }
+    for (let h = 0; h < rotated; h++) {
       const base = (<usize>(row * heads + h) * <usize>headDim) << 2;
       for (let j = 0; j < half; j++) {
         const a = <usize>j << 2;

@@ -1,0 +1,180 @@
+// Attention kernels (see index.ts for conventions): causal self-attention over the q|k|v
+// projection output, its gradient, and one decoding step on frozen weights.
+import { axpy, dotRows, expMasked, rowDot } from './vector';
+
+// ------------------------------------------------------------------ causal self-attention (Vaswani et al. 2017, eq. 1;
+// grouped-query heads, Ainslie et al. 2023: query head h uses kv head h / (H / Hkv), as HF repeat_kv)
+// qkv (B*T, (H + 2 Hkv) hd): each row holds H query heads, Hkv key heads, Hkv value heads, RoPE
+// already applied to q and k. Query i of batch row b sees key j iff j <= i and mask[b, j] is 1
+// (mask (B, T), floats 1 or 0). out (B*T, H hd) = softmax(scale q k^T) v over the keys seen, in the
+// layout o_proj takes (no transposes); lse (B, H, T) gets each query's log-sum-exp of scores, from
+// which the backward pass recomputes the probabilities instead of storing them (FlashAttention,
+// Dao et al. 2022, sec. 3.1). A query that sees no key (left padding) gets zeros and lse 0.
+// scratch: T floats.
+export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
+  const width = (heads + 2 * kvHeads) * headDim;
+  const group = heads / kvHeads;
+  const hdBytes = <usize>headDim << 2;
+  for (let b = 0; b < batch; b++) {
+    const maskRow = mask + (<usize>(b * steps) << 2);
+    const rows = qkv + (<usize>(b * steps * width) << 2);
+    for (let h = 0; h < heads; h++) {
+      const kOffset = <usize>((heads + h / group) * headDim) << 2;
+      const vOffset = kOffset + (<usize>(kvHeads * headDim) << 2);
+      for (let i = 0; i < steps; i++) {
+        const q = rows + (<usize>(i * width + h * headDim) << 2);
+        const o = out + <usize>((b * steps + i) * heads + h) * hdBytes;
+        const lseAt = lse + (<usize>((b * heads + h) * steps + i) << 2);
+        const visible = i + 1;
+        let max: f32 = 0;
+        let seen = false;
+        dotRows(scratch, q, rows + kOffset, <usize>width << 2, visible, headDim, scale);
+        for (let j = 0; j < visible; j++) {
+          const s = load<f32>(scratch + (<usize>j << 2));
+          if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || s > max)) {
+            max = s;
+            seen = true;
+          }
+        }
+        memory.fill(o, 0, hdBytes);
+        if (!seen) {
+          store<f32>(lseAt, 0);
+          continue;
+        }
+        const total = expMasked(scratch, maskRow, visible, max);
+        store<f32>(lseAt, max + Mathf.log(total));
+        const inverse = f32(1) / total;
+        for (let j = 0; j < visible; j++) {
+          const p = load<f32>(scratch + (<usize>j << 2));
+          if (p != 0) axpy(o, rows + (<usize>(j * width) << 2) + vOffset, p * inverse, headDim);
+        }
+      }
+    }
+  }
+}
+
+// Gradient of `attention` (FlashAttention-2, Dao 2023, Algorithm 2, untiled): with
+// p_ij = exp(scale q_i.k_j - lse_i) (the forward's probabilities) and D_i = dO_i . O_i,
+// ds_ij = p_ij (dO_i . v_j - D_i); dq_i = scale sum_j ds_ij k_j; dk_j = scale sum_i ds_ij q_i;
+// dv_j = sum_i p_ij dO_i. dqkv has qkv's layout; keys and values accumulate over queries and the
+// heads of their group, so it is zeroed first. scratch: 2T floats.
+export function attentionGrad(dout: usize, qkv: usize, mask: usize, out: usize, lse: usize, dqkv: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
+  const width = (heads + 2 * kvHeads) * headDim;
+  const group = heads / kvHeads;
+  const hdBytes = <usize>headDim << 2;
+  memory.fill(dqkv, 0, <usize>(batch * steps * width) << 2);
+  for (let b = 0; b < batch; b++) {
+    const maskRow = mask + (<usize>(b * steps) << 2);
+    const rowStart = <usize>(b * steps * width) << 2;
+    for (let h = 0; h < heads; h++) {
+      const kOffset = <usize>((heads + h / group) * headDim) << 2;
+      const vOffset = kOffset + (<usize>(kvHeads * headDim) << 2);
+      for (let i = 0; i < steps; i++) {
+        const qAt = rowStart + (<usize>(i * width + h * headDim) << 2);
+        const q = qkv + qAt;
+        const dq = dqkv + qAt;
+        const headAt = <usize>((b * steps + i) * heads + h) * hdBytes;
+        const dO = dout + headAt;
+        const d = rowDot(dO, out + headAt, headDim);
+        const visible = i + 1;
+        // Scores then probabilities in scratch[0, T), dO_i . v_j in scratch[T, 2T).
+        const dots = scratch + (<usize>steps << 2);
+        dotRows(scratch, q, qkv + rowStart + kOffset, <usize>width << 2, visible, headDim, scale);
+        dotRows(dots, dO, qkv + rowStart + vOffset, <usize>width << 2, visible, headDim, 1);
+        expMasked(scratch, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
+        for (let j = 0; j < visible; j++) {
+          const p = load<f32>(scratch + (<usize>j << 2));
+          if (p == 0) continue;
+          const keyRow = rowStart + (<usize>(j * width) << 2);
+          const ds = p * (load<f32>(dots + (<usize>j << 2)) - d) * scale;
+          axpy(dq, qkv + keyRow + kOffset, ds, headDim);
+          axpy(dqkv + keyRow + kOffset, q, ds, headDim);
+          axpy(dqkv + keyRow + vOffset, dO, p, headDim);
+        }
+      }
+    }
+  }
+}
+
+// out = x * cos + xr * sin over `headDim` floats: RoPE where rotate_half(x) = xr was computed by
+// the projection (frozen weights fold it in as extra output columns; see model.ts frozenWeights).
+@inline function ropeFromRotated(out: usize, x: usize, xr: usize, cos: usize, sin: usize, headDim: i32): void {
+  for (let j = 0; j < headDim; j++) {
+    const at = <usize>j << 2;
+    store<f32>(out + at, load<f32>(x + at) * load<f32>(cos + at) + load<f32>(xr + at) * load<f32>(sin + at));
+  }
+}
+
+// Frozen weights' projection output (rows, (2H + 3Hkv) hd) = [q | k | v | rotate_half(q) | rotate_half(k)]
+// -> (rows, (H + 2Hkv) hd) = [RoPE(q) | RoPE(k) | v], the layout `attention` takes. cos / sin (rows, hd).
+export function ropeFolded(x: usize, cos: usize, sin: usize, out: usize, rows: i32, heads: i32, kvHeads: i32, headDim: i32): void {
+  const rotated = heads + kvHeads;
+  const inWidth = <usize>((rotated + kvHeads + rotated) * headDim) << 2;
+  const outWidth = <usize>((rotated + kvHeads) * headDim) << 2;
+  const hdBytes = <usize>headDim << 2;
+  for (let row = 0; row < rows; row++) {
+    const xr = x + <usize>row * inWidth;
+    const or = out + <usize>row * outWidth;
+    const c = cos + <usize>row * hdBytes;
+    const s = sin + <usize>row * hdBytes;
+    for (let h = 0; h < rotated; h++) ropeFromRotated(or + <usize>h * hdBytes, xr + <usize>h * hdBytes, xr + <usize>(rotated + kvHeads + h) * hdBytes, c, s, headDim);
+    memory.copy(or + <usize>rotated * hdBytes, xr + <usize>rotated * hdBytes, <usize>kvHeads * hdBytes);
+  }
+}
+
+// One decoding step of B rows, each adding one token after `past` cached ones, from frozen
+// weights' projection output qkv (B, (2H + 3Hkv) hd) (see ropeFolded; q carries the attention
+// scale). cos / sin (B, hd) at each row's new position; pastK / pastV (B, Hkv, past, hd) (unread
+// when past is 0). Writes keys / values (B, Hkv, past + 1, hd): the cache with this token's RoPE'd
+// key and value appended, and out (B, H hd) = softmax(q k^T) v over keys whose mask (B, past + 1)
+// is 1. scratch: hd + past + 1 floats.
+export function decodeAttention(qkv: usize, cos: usize, sin: usize, pastK: usize, pastV: usize, mask: usize, keys: usize, values: usize, out: usize, scratch: usize, batch: i32, heads: i32, kvHeads: i32, headDim: i32, past: i32): void {
+  const group = heads / kvHeads;
+  const hdBytes = <usize>headDim << 2;
+  const rotatedAt = <usize>(heads + 2 * kvHeads) * hdBytes; // rotate_half(q) starts here
+  const inWidth = rotatedAt + <usize>(heads + kvHeads) * hdBytes;
+  const keyCount = past + 1;
+  const roped = scratch;
+  const scores = scratch + hdBytes;
+  for (let b = 0; b < batch; b++) {
+    const row = qkv + <usize>b * inWidth;
+    const c = cos + <usize>b * hdBytes;
+    const s = sin + <usize>b * hdBytes;
+    const maskRow = mask + (<usize>(b * keyCount) << 2);
+    for (let g = 0; g < kvHeads; g++) {
+      const cacheAt = <usize>(b * kvHeads + g);
+      const k = keys + cacheAt * <usize>keyCount * hdBytes;
+      const v = values + cacheAt * <usize>keyCount * hdBytes;
+      if (past > 0) {
+        memory.copy(k, pastK + cacheAt * <usize>past * hdBytes, <usize>past * hdBytes);
+        memory.copy(v, pastV + cacheAt * <usize>past * hdBytes, <usize>past * hdBytes);
+      }
+      ropeFromRotated(k + <usize>past * hdBytes, row + <usize>(heads + g) * hdBytes, row + rotatedAt + <usize>(heads + g) * hdBytes, c, s, headDim);
+      memory.copy(v + <usize>past * hdBytes, row + <usize>(heads + kvHeads + g) * hdBytes, hdBytes);
+    }
+    for (let h = 0; h < heads; h++) {
+      const cacheAt = <usize>(b * kvHeads + h / group);
+      const k = keys + cacheAt * <usize>keyCount * hdBytes;
+      const v = values + cacheAt * <usize>keyCount * hdBytes;
+      ropeFromRotated(roped, row + <usize>h * hdBytes, row + rotatedAt + <usize>h * hdBytes, c, s, headDim);
+      let max: f32 = 0;
+      let seen = false;
+      dotRows(scores, roped, k, hdBytes, keyCount, headDim, 1);
+      for (let j = 0; j < keyCount; j++) {
+        const score = load<f32>(scores + (<usize>j << 2));
+        if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || score > max)) {
+          max = score;
+          seen = true;
+        }
+      }
+      const o = out + <usize>(b * heads + h) * hdBytes;
+      memory.fill(o, 0, hdBytes);
+      if (!seen) continue;
+      const inverse = f32(1) / expMasked(scores, maskRow, keyCount, max);
+      for (let j = 0; j < keyCount; j++) {
+        const p = load<f32>(scores + (<usize>j << 2));
+        if (p != 0) axpy(o, v + <usize>j * hdBytes, p * inverse, headDim);
+      }
+    }
+  }
+}
