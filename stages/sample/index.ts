@@ -25,11 +25,12 @@ const params = z.strictObject({
   batch_size: z.number().int().positive().default(32).describe('Rows generated together (a prompt\'s samples are rows of their own)'),
   splits: z.array(z.enum(['train', 'dev', 'test'])).min(1).default(['train']).describe('Prompt splits to sample'),
   limit: z.number().int().min(0).default(0).describe('At most this many prompts per split, a seeded random sample across queries (0 = all); from an RL pool (the checkpoint has rl-pool.json), a seeded sample of the pool'),
+  // Optional rather than default(1), so configs that leave it out keep their fingerprints.
   pool_share: z
     .number()
     .gt(0)
     .max(1)
-    .default(1)
+    .optional()
     .describe('From an RL pool: this share of the pool\'s prompts, a seeded sample (so the cost follows the data\'s size, not a fixed count); limit still caps it'),
 });
 
@@ -99,7 +100,7 @@ export default defineStage({
       const pooled = split === 'train' && (await readRlPool(checkpointDir)) !== undefined;
       if (pooled) {
         records = await restrictToRlPool(checkpointDir, records);
-        if (p.limit > 0 || p.pool_share < 1) records = ctx.rng.fork('rl-pool').shuffle(records).slice(0, poolSampleSize(records.length, p.pool_share, p.limit));
+        if (p.limit > 0 || (p.pool_share ?? 1) < 1) records = ctx.rng.fork('rl-pool').shuffle(records).slice(0, poolSampleSize(records.length, p.pool_share ?? 1, p.limit));
       } else records = seededSample(records, p.limit, ctx.rng.fork(`${split}/prompts`));
       const fitting = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, p.max_completion_length));
       const skipped = records.length - fitting.length;

@@ -52,11 +52,13 @@ const params = z.strictObject({
   vocab_size: z.number().int().min(300).default(1024).describe('Tokenizer size when training from scratch'),
   epochs: z.number().positive().default(3).describe('Passes over the SFT set (fractions allowed)'),
   max_steps: z.number().int().min(0).default(0).describe('Stop after this many optimizer steps (0 = epochs decide)'),
+  // Optional rather than default(0), so configs that leave it out keep their fingerprints (and
+  // their cached checkpoints) across the upgrade that added it.
   min_steps: z
     .number()
     .int()
     .min(0)
-    .default(0)
+    .optional()
     .describe('At least this many optimizer steps whatever epochs give: a small SFT set gets more passes, so a model trained from scratch gets the updates it needs to learn the format (0 = epochs decide; max_steps wins)'),
   batch_size: z.number().int().positive().default(16).describe('Examples per micro-batch'),
   grad_accum: z.number().int().positive().default(1).describe('Micro-batches per optimizer step'),
@@ -88,7 +90,7 @@ type Params = z.output<typeof params>;
  */
 export function sftSteps(stepsPerEpoch: number, p: Pick<Params, 'epochs' | 'min_steps' | 'max_steps'>): number {
   if (p.max_steps > 0) return p.max_steps;
-  return Math.max(1, p.min_steps, Math.round(stepsPerEpoch * p.epochs));
+  return Math.max(1, p.min_steps ?? 0, Math.round(stepsPerEpoch * p.epochs));
 }
 
 export default defineStage({
