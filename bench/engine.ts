@@ -70,7 +70,11 @@ function envInt(name: string, fallback: number): number {
   return value;
 }
 const ROUNDS = envInt('BENCH_ROUNDS', 5);
-const SPEC = { batch: 8, seq: 128, trainSteps: envInt('BENCH_TRAIN_STEPS', 3), gen_batch: 16, prompt_len: 16, new_tokens: 128, threads: 1 };
+// warmup: calls of each kind before the timed rounds, on both sides. V8 runs a wasm function first
+// from its baseline compiler (Liftoff) and only later from the optimising one (TurboFan), once it
+// is hot; with a single warm-up call the first one or two rounds of tfjs ran at 65-90 % of the
+// later ones, which is start-up, not the steady state a training run lives in.
+const SPEC = { batch: 8, seq: 128, trainSteps: envInt('BENCH_TRAIN_STEPS', 3), gen_batch: 16, prompt_len: 16, new_tokens: 128, threads: 1, warmup: envInt('BENCH_WARMUP', 4) };
 const DP_SPEC = { steps: envInt('BENCH_DP_STEPS', 2), ranks: envInt('BENCH_DP_RANKS', 2) };
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
@@ -152,8 +156,10 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   const prompts = randomIds(SPEC.gen_batch, SPEC.prompt_len);
   const generateOnce = (newTokens = SPEC.new_tokens) =>
     generate(model, prompts, { maxNewTokens: newTokens, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], rng: new Rng(1) });
-  await trainOnce(); // warm-up: wasm compilation, first allocations
-  await generateOnce();
+  for (let i = 0; i < SPEC.warmup; i++) {
+    await trainOnce(); // warm-up: wasm compilation and tier-up, first allocations
+    await generateOnce();
+  }
 
   const torch = startTorch({ config, ...SPEC });
   const tokens = { train: SPEC.batch * SPEC.seq, gen: SPEC.gen_batch * SPEC.new_tokens };

@@ -300,8 +300,10 @@ def serve(spec):
             logits, cache = forward(cfg, params, nxt, mask, cache)
 
     work = {"train": train, "gen": generate}
+    # Warm-up, as many calls as bench/engine.ts makes on its side (spec "warmup"): first allocations.
     for fn in work.values():
-        fn()  # warm-up: first allocations
+        for _ in range(spec.get("warmup", 1)):
+            fn()
     print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         fn = work.get(line.strip())
