@@ -410,8 +410,9 @@ function startTorch(spec: Record<string, unknown>): LineServer | null {
  * Tokens/s (all tokens of the batch, prompt included, padding not) of the SFT-shaped step
  * (engine-sft-shape.ts) on 1 core and on DP_SPEC.ranks cores two ways: data-parallel ranks (this
  * process, startDataParallel) and tfjs-wasm's threaded binary (engine.wasm_threads, a child
- * process). Interleaved: each round runs DP_SPEC.steps steps on each (the round's figure is their
- * median); ratios are against the 1-core figure of the same round.
+ * process). Interleaved in two phases, 1 core against the ranks and then 1 core against the
+ * threads: each round runs DP_SPEC.steps steps on each (the round's figure is their median); ratios
+ * are against the 1-core figure of the same round.
  */
 async function benchDataParallel(): Promise<Record<string, unknown>> {
   const { batch, tokens } = sftShapedBatch();
@@ -423,30 +424,39 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
       const dpModel = createModel(sftShapedConfig(), new Rng(0, 'engine/init'));
       const trainer = await startDataParallel(dpModel, new AdamW(dpModel.params, adamWOptionsSchema.parse({})), { ranks, engine: { backend: 'wasm' } });
       trainers.push(trainer);
-      await trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 }); // warm-up
+      // warm-up: each rank's isolate compiles and tiers up its own wasm (with one warm-up step the
+      // ranks' first rounds ran at 1.57x and their later ones at 1.74-1.79x)
+      for (let i = 0; i < SPEC.warmup; i++) await trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 });
     }
     const threadedEngine = (await threaded.ready).engine as Record<string, string>;
     console.log(`wasm_threads child: ${threadedEngine.threads} thread(s), fused kernels ${threadedEngine.fused_kernels}`);
-    const perRound: Array<{ one: number; ranks: number; threads: number }> = [];
+    const tokSOf = async (trainer: DataParallelTrainer) => {
+      const ms: number[] = [];
+      for (let i = 0; i < DP_SPEC.steps; i++) ms.push(await timeMs(() => trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 })));
+      return tokens / (median(ms) / 1000);
+    };
+    const perRound: Array<{ one: number; ranks: number; threads: number; oneBeside: number }> = [];
+    // Two phases: 1 core against the ranks, then 1 core against the threaded child. Interleaving
+    // all three slowed the ranks' rounds that followed the child's steps (1.29-1.63x against
+    // 1.57-1.79x without them): its idle threads keep the cores busy for a while after a step.
     for (let r = 0; r < ROUNDS; r++) {
       const loadBefore = load();
-      const tokS = [] as number[];
-      for (const trainer of trainers) {
-        const ms: number[] = [];
-        for (let i = 0; i < DP_SPEC.steps; i++) ms.push(await timeMs(() => trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 })));
-        tokS.push(tokens / (median(ms) / 1000));
-      }
+      const one = await tokSOf(trainers[0]!);
+      const ranks = await tokSOf(trainers[1]!);
+      perRound.push({ one, ranks, threads: 0, oneBeside: 0 });
+      console.log(`SFT shape round ${r + 1}/${ROUNDS} (load ${loadBefore}): 1 core ${one.toFixed(0)} tok/s; ${DP_SPEC.ranks} data-parallel ranks ${ranks.toFixed(0)} tok/s (${(ranks / one).toFixed(2)}x)`);
+    }
+    for (let i = 0; i < SPEC.warmup; i++) await threaded.request('step');
+    for (const [r, round] of perRound.entries()) {
+      const loadBefore = load();
       const threadedMs: number[] = [];
       for (let i = 0; i < DP_SPEC.steps; i++) threadedMs.push((await threaded.request('step')).seconds * 1000);
-      const round = { one: tokS[0]!, ranks: tokS[1]!, threads: tokens / (median(threadedMs) / 1000) };
-      perRound.push(round);
-      console.log(
-        `SFT shape round ${r + 1}/${ROUNDS} (load ${loadBefore}): 1 core ${round.one.toFixed(0)} tok/s; ${DP_SPEC.ranks} data-parallel ranks ${round.ranks.toFixed(0)} tok/s ` +
-          `(${(round.ranks / round.one).toFixed(2)}x); wasm_threads ${DP_SPEC.ranks} ${round.threads.toFixed(0)} tok/s (${(round.threads / round.one).toFixed(2)}x)`,
-      );
+      round.threads = tokens / (median(threadedMs) / 1000);
+      round.oneBeside = await tokSOf(trainers[0]!);
+      console.log(`SFT shape threads round ${r + 1}/${ROUNDS} (load ${loadBefore}): wasm_threads ${DP_SPEC.ranks} ${round.threads.toFixed(0)} tok/s; 1 core ${round.oneBeside.toFixed(0)} tok/s (${(round.threads / round.oneBeside).toFixed(2)}x)`);
     }
     const ratios = perRound.map((p) => p.ranks / p.one);
-    const threadRatios = perRound.map((p) => p.threads / p.one);
+    const threadRatios = perRound.map((p) => p.threads / p.oneBeside);
     const out = {
       dp_ranks: DP_SPEC.ranks,
       dp1_tok_s: Math.round(median(perRound.map((p) => p.one))),
