@@ -2,17 +2,10 @@
 // published, the run exits 130 and `status` says it was interrupted.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { cli, cliBackground, tempDir, waitFor } from './cli-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { cli, cliBackground, waitFor, workspaces } from './cli-helpers.ts';
 
-const cleanups: (() => void)[] = [];
-afterAll(() => cleanups.forEach((remove) => remove()));
-
-function workspace(prefix: string): string {
-  const { dir, remove } = tempDir(prefix);
-  cleanups.push(remove);
-  return dir;
-}
+const workspace = workspaces();
 
 /** Running, not a zombie waiting for a reaper (a container's init may never reap it). */
 function alive(pid: number): boolean {

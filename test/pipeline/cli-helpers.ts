@@ -3,6 +3,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { afterAll } from 'vitest';
+import { main } from '../../pipeline/cli.ts';
 
 export const BIN = path.resolve(import.meta.dirname, '../../bin/pipeline.js');
 export const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
@@ -16,6 +18,30 @@ export interface CliResult {
 export function tempDir(prefix: string): { dir: string; remove(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * A `workspace(prefix)` that makes a temp folder per call, all removed after the calling file's
+ * tests. Call it at module level (it registers the afterAll hook).
+ */
+export function workspaces(): (prefix: string) => string {
+  const cleanups: (() => void)[] = [];
+  afterAll(() => cleanups.forEach((remove) => remove()));
+  return (prefix) => {
+    const { dir, remove } = tempDir(prefix);
+    cleanups.push(remove);
+    return dir;
+  };
+}
+
+/** The CLI run in-process through `main` (the same code as bin/pipeline.js minus start-up), in `dir`. */
+export function inProcess(dir: string): (...args: string[]) => Promise<{ code: number; out: string; err: string }> {
+  return async (...args) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(['node', 'pipeline', ...args], { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
 }
 
 function environment(dir: string): NodeJS.ProcessEnv {

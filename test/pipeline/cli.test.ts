@@ -1,17 +1,10 @@
 // End-to-end: the real CLI in a temp folder, with fixture stages that record each run.
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { cli, cliBackground, FIXTURES, runsOf, tempDir, waitFor } from './cli-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { cli, cliBackground, FIXTURES, runsOf, waitFor, workspaces } from './cli-helpers.ts';
 
-const cleanups: (() => void)[] = [];
-afterAll(() => cleanups.forEach((remove) => remove()));
-
-function workspace(prefix: string): string {
-  const { dir, remove } = tempDir(prefix);
-  cleanups.push(remove);
-  return dir;
-}
+const workspace = workspaces();
 
 const COUNT = path.join(FIXTURES, 'count-stage.ts');
 const STEPS = path.join(FIXTURES, 'steps-stage.ts');

@@ -3,21 +3,13 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../pipeline/cli.ts';
-import type { Io } from '../../pipeline/commands/common.ts';
-import { FIXTURES, runsOf, tempDir } from './cli-helpers.ts';
+import { FIXTURES, inProcess, runsOf, tempDir } from './cli-helpers.ts';
 
 const { dir, remove } = tempDir('pipeline-commands-');
 afterAll(remove);
 const COUNT = path.join(FIXTURES, 'count-stage.ts');
 
-async function pipeline(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir };
-  const code = await main(['node', 'pipeline', ...args], io);
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const pipeline = inProcess(dir);
 
 beforeAll(() => {
   process.env.COUNT_FILE = path.join(dir, 'count.txt');

@@ -2,23 +2,15 @@
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../pipeline/cli.ts';
-import type { Io } from '../../pipeline/commands/common.ts';
 import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
-import { FIXTURES, tempDir } from './cli-helpers.ts';
+import { FIXTURES, inProcess, tempDir } from './cli-helpers.ts';
 
 const { dir, remove } = tempDir('pipeline-gc-');
 afterAll(remove);
 const COUNT = path.join(FIXTURES, 'count-stage.ts');
 const store = path.join(dir, 'checkpoints');
 
-async function pipeline(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir };
-  const code = await main(['node', 'pipeline', ...args], io);
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const pipeline = inProcess(dir);
 
 beforeAll(() => {
   writeFileSync(path.join(dir, 'p.yaml'), ['name: p', 'stages:', `  a: { uses: ${COUNT} }`, `  b: { uses: ${COUNT}, needs: [a] }`, ''].join('\n'));

@@ -1,18 +1,10 @@
 // What the read-only commands say about a store: an interrupted run, and a store that does not exist.
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../../pipeline/cli.ts';
-import { cli, cliBackground, FIXTURES, tempDir, waitFor } from './cli-helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { cli, cliBackground, FIXTURES, inProcess, waitFor, workspaces } from './cli-helpers.ts';
 
-const cleanups: (() => void)[] = [];
-afterAll(() => cleanups.forEach((remove) => remove()));
-
-function workspace(prefix: string): string {
-  const { dir, remove } = tempDir(prefix);
-  cleanups.push(remove);
-  return dir;
-}
+const workspace = workspaces();
 
 const STEPS = path.join(FIXTURES, 'steps-stage.ts');
 
@@ -41,13 +33,8 @@ describe('a store that does not exist', () => {
   it('is not created by gc --dry-run, gc, status or report', async () => {
     const dir = workspace('pipeline-no-store-');
     writeFileSync(path.join(dir, 'p.yaml'), `name: n\nstages:\n  train: { uses: ${STEPS} }\n`);
-    // In-process (the same code as the CLI minus start-up): four commands in a row.
-    const pipeline = async (...args: string[]) => {
-      const out: string[] = [];
-      const err: string[] = [];
-      const code = await main(['node', 'pipeline', ...args], { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir });
-      return { code, out: out.join('\n'), err: err.join('\n') };
-    };
+    // In-process: four commands in a row.
+    const pipeline = inProcess(dir);
     const dry = await pipeline('gc', 'p.yaml', '--dry-run');
     expect(dry.code).toBe(0);
     expect(dry.out).toBe(`no store at ${path.join(dir, 'checkpoints')}: nothing to collect`);
