@@ -21,21 +21,13 @@ import { z } from 'zod';
 import { Rng } from '../../pipeline/rng.ts';
 import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import type { SftRecord } from '../cot/index.ts';
+import { modelOverridesSchema } from '../lib/engine/config.ts';
 import { readJsonl } from '../lib/relevance/jsonl.ts';
 import type { Item, RelevanceExample } from '../lib/relevance/types.ts';
 
 const params = z.strictObject({
   preset: z.enum(['tiny', 'small']).default('tiny').describe('Model shape: tiny ~1M, small ~10M parameters'),
-  model: z
-    .strictObject({
-      hidden_size: z.number().int().positive().optional(),
-      intermediate_size: z.number().int().positive().optional(),
-      num_hidden_layers: z.number().int().positive().optional(),
-      num_attention_heads: z.number().int().positive().optional(),
-      num_key_value_heads: z.number().int().positive().optional(),
-      max_position_embeddings: z.number().int().positive().optional(),
-      tie_word_embeddings: z.boolean().optional(),
-    })
+  model: modelOverridesSchema
     .default({})
     .describe("Overrides of the preset's shape (HF config.json names); sft continues with this shape"),
   vocab_size: z.number().int().min(300).default(1024).describe('Tokenizer size'),

@@ -22,18 +22,10 @@ import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import { readJsonl } from '../lib/relevance/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
 import type { ProbeRecord } from '../lib/scoring.ts';
+import { modelOverridesSchema } from '../lib/engine/config.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 
-const modelOverrides = z
-  .strictObject({
-    hidden_size: z.number().int().positive().optional(),
-    intermediate_size: z.number().int().positive().optional(),
-    num_hidden_layers: z.number().int().positive().optional(),
-    num_attention_heads: z.number().int().positive().optional(),
-    num_key_value_heads: z.number().int().positive().optional(),
-    max_position_embeddings: z.number().int().positive().optional(),
-    tie_word_embeddings: z.boolean().optional(),
-  })
+const modelOverrides = modelOverridesSchema
   .default({})
   .describe("Overrides of the preset's shape (HF config.json names)");
 

@@ -37,6 +37,17 @@ export const modelConfigSchema = z
   })
   .loose();
 
+/** A stage's overrides of a preset's shape, under the HF config.json names. */
+export const modelOverridesSchema = z.strictObject({
+  hidden_size: z.number().int().positive().optional(),
+  intermediate_size: z.number().int().positive().optional(),
+  num_hidden_layers: z.number().int().positive().optional(),
+  num_attention_heads: z.number().int().positive().optional(),
+  num_key_value_heads: z.number().int().positive().optional(),
+  max_position_embeddings: z.number().int().positive().optional(),
+  tie_word_embeddings: z.boolean().optional(),
+});
+
 export type ModelConfig = z.output<typeof modelConfigSchema>;
 export type ModelConfigInput = z.input<typeof modelConfigSchema>;
 
