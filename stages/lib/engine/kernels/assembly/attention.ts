@@ -1,6 +1,6 @@
 // Attention kernels (see index.ts for conventions): causal self-attention over the q|k|v
 // projection output, its gradient, and one decoding step on frozen weights.
-import { axpy, dotRows, expMasked, rowDot } from './vector';
+import { addScaledToRows, dotRows, expMasked, rowDot, weightedRowSum } from './vector';
 
 // ------------------------------------------------------------------ causal self-attention (Vaswani et al. 2017, eq. 1;
 // grouped-query heads, Ainslie et al. 2023: query head h uses kv head h / (H / Hkv), as HF repeat_kv)
@@ -36,18 +36,14 @@ export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scrat
             seen = true;
           }
         }
-        memory.fill(o, 0, hdBytes);
         if (!seen) {
+          memory.fill(o, 0, hdBytes);
           store<f32>(lseAt, 0);
           continue;
         }
         const total = expMasked(scratch, maskRow, visible, max);
         store<f32>(lseAt, max + Mathf.log(total));
-        const inverse = f32(1) / total;
-        for (let j = 0; j < visible; j++) {
-          const p = load<f32>(scratch + (<usize>j << 2));
-          if (p != 0) axpy(o, rows + (<usize>(j * width) << 2) + vOffset, p * inverse, headDim);
-        }
+        weightedRowSum(o, scratch, rows + vOffset, <usize>width << 2, visible, headDim, f32(1) / total);
       }
     }
   }
@@ -57,42 +53,55 @@ export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scrat
 // p_ij = exp(scale q_i.k_j - lse_i) (the forward's probabilities) and D_i = dO_i . O_i,
 // ds_ij = p_ij (dO_i . v_j - D_i); dq_i = scale sum_j ds_ij k_j; dk_j = scale sum_i ds_ij q_i;
 // dv_j = sum_i p_ij dO_i. dqkv has qkv's layout; keys and values accumulate over queries and the
-// heads of their group, so it is zeroed first. scratch: 2T floats.
+// heads of their group, so it is zeroed first. Per query, dq_i is summed in registers over its
+// keys, and dk_j, dv_j take their rank-one updates with q_i and dO_i held in registers.
+// scratch: 2T floats.
 export function attentionGrad(dout: usize, qkv: usize, mask: usize, out: usize, lse: usize, dqkv: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
   const width = (heads + 2 * kvHeads) * headDim;
+  const rowBytes = <usize>width << 2;
   const group = heads / kvHeads;
   const hdBytes = <usize>headDim << 2;
   memory.fill(dqkv, 0, <usize>(batch * steps * width) << 2);
+  // Scores then probabilities in scratch[0, T), dO_i . v_j then ds_ij in scratch[T, 2T).
+  const probs = scratch;
+  const ds = scratch + (<usize>steps << 2);
   for (let b = 0; b < batch; b++) {
     const maskRow = mask + (<usize>(b * steps) << 2);
     const rowStart = <usize>(b * steps * width) << 2;
     for (let h = 0; h < heads; h++) {
       const kOffset = <usize>((heads + h / group) * headDim) << 2;
       const vOffset = kOffset + (<usize>(kvHeads * headDim) << 2);
+      const keys = qkv + rowStart + kOffset;
       for (let i = 0; i < steps; i++) {
         const qAt = rowStart + (<usize>(i * width + h * headDim) << 2);
         const q = qkv + qAt;
-        const dq = dqkv + qAt;
         const headAt = <usize>((b * steps + i) * heads + h) * hdBytes;
         const dO = dout + headAt;
         const d = rowDot(dO, out + headAt, headDim);
         const visible = i + 1;
-        // Scores then probabilities in scratch[0, T), dO_i . v_j in scratch[T, 2T).
-        const dots = scratch + (<usize>steps << 2);
-        dotRows(scratch, q, qkv + rowStart + kOffset, <usize>width << 2, visible, headDim, scale);
-        dotRows(dots, dO, qkv + rowStart + vOffset, <usize>width << 2, visible, headDim, 1);
-        expMasked(scratch, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
-        for (let j = 0; j < visible; j++) {
-          const p = load<f32>(scratch + (<usize>j << 2));
-          if (p == 0) continue;
-          const keyRow = rowStart + (<usize>(j * width) << 2);
-          const ds = p * (load<f32>(dots + (<usize>j << 2)) - d) * scale;
-          axpy(dq, qkv + keyRow + kOffset, ds, headDim);
-          axpy(dqkv + keyRow + kOffset, q, ds, headDim);
-          axpy(dqkv + keyRow + vOffset, dO, p, headDim);
-        }
+        dotRows(probs, q, keys, rowBytes, visible, headDim, scale);
+        dotRows(ds, dO, qkv + rowStart + vOffset, rowBytes, visible, headDim, 1);
+        expMasked(probs, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
+        dsFromProbs(ds, probs, visible, d, scale);
+        weightedRowSum(dqkv + qAt, ds, keys, rowBytes, visible, headDim, 1);
+        addScaledToRows(dqkv + rowStart + kOffset, rowBytes, ds, q, visible, headDim);
+        addScaledToRows(dqkv + rowStart + vOffset, rowBytes, probs, dO, visible, headDim);
       }
     }
+  }
+}
+
+// ds_j = p_j (dots_j - d) scale in place of dots_j, j < n.
+@inline function dsFromProbs(dots: usize, probs: usize, n: i32, d: f32, scale: f32): void {
+  const vd = f32x4.splat(d), vscale = f32x4.splat(scale);
+  const simdEnd = n & ~3;
+  for (let j = 0; j < simdEnd; j += 4) {
+    const at = <usize>j << 2;
+    v128.store(dots + at, f32x4.mul(f32x4.mul(v128.load(probs + at), f32x4.sub(v128.load(dots + at), vd)), vscale));
+  }
+  for (let j = simdEnd; j < n; j++) {
+    const at = <usize>j << 2;
+    store<f32>(dots + at, load<f32>(probs + at) * (load<f32>(dots + at) - d) * scale);
   }
 }
 
@@ -168,13 +177,12 @@ export function decodeAttention(qkv: usize, cos: usize, sin: usize, pastK: usize
         }
       }
       const o = out + <usize>(b * heads + h) * hdBytes;
-      memory.fill(o, 0, hdBytes);
-      if (!seen) continue;
-      const inverse = f32(1) / expMasked(scores, maskRow, keyCount, max);
-      for (let j = 0; j < keyCount; j++) {
-        const p = load<f32>(scores + (<usize>j << 2));
-        if (p != 0) axpy(o, v + <usize>j * hdBytes, p * inverse, headDim);
+      if (!seen) {
+        memory.fill(o, 0, hdBytes);
+        continue;
       }
+      const inverse = f32(1) / expMasked(scores, maskRow, keyCount, max);
+      weightedRowSum(o, scores, v, hdBytes, keyCount, headDim, inverse);
     }
   }
 }
