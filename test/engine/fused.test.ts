@@ -110,7 +110,8 @@ describe('fused wasm kernels equal the tfjs ops they replace', () => {
     expect(grads[0]).toBeLessThanOrEqual(TOLERANCE);
   });
 
-  // Shapes with every blocking tail: rows % 4, out % 2 (forward), in % 8 (weight gradient), in % 4.
+  // Shapes with every blocking tail: rows % 4, a partial last panel of 8 columns (out for the
+  // forward product, in for the input gradient), in % 8 (weight gradient).
   it.each([[7, 13, 5], [64, 128, 352], [130, 16, 9]])('linear x W^T (%i rows, in %i, out %i)', (rows, inputs, outputs) => {
     // Weights at 1/sqrt(in), as initialised layers have them: outputs of order 1, where 1e-5 is
     // far above float32 rounding of either summation order.

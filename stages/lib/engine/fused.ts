@@ -28,7 +28,8 @@ interface KernelExports {
   attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
   addRmsNorm(x: number, y: number, weight: number, sum: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
-  matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number): void;
+  matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number, packed: number): void;
+  matmulNN(a: number, b: number, out: number, rows: number, inner: number, cols: number, packed: number): void;
   matmulTN(a: number, b: number, out: number, n: number, p: number, q: number): void;
   decodeAttention(qkv: number, cos: number, sin: number, pastK: number, pastV: number, mask: number, keys: number, values: number, out: number, scratch: number, batch: number, heads: number, kvHeads: number, headDim: number, past: number): void;
 }
@@ -189,11 +190,20 @@ function registerKernels(k: KernelExports): void {
       k.attentionGrad(offsetOf(b, dout!), offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out!), offsetOf(b, lse!), offsetOf(b, dqkv), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
     return dqkv;
   });
+  // The right operand packed into panels of 8 columns (the last zero-padded): kernels/assembly/matmul.ts.
+  const packedFloats = (inner: number, cols: number) => inner * Math.ceil(cols / 8) * 8;
   register('LoreMatMulNT', ({ a, b: right }, _attrs, b) => {
     const [rows, inner] = a!.shape as [number, number];
     const cols = right!.shape[0] as number;
     const out = b.makeOutput([rows, cols], 'float32');
-    k.matmulNT(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols);
+    withScratch(b, packedFloats(inner, cols), (packed) => k.matmulNT(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols, packed));
+    return out;
+  });
+  register('LoreMatMulNN', ({ a, b: right }, _attrs, b) => {
+    const [rows, inner] = a!.shape as [number, number];
+    const cols = right!.shape[1] as number;
+    const out = b.makeOutput([rows, cols], 'float32');
+    withScratch(b, packedFloats(inner, cols), (packed) => k.matmulNN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols, packed));
     return out;
   });
   register('LoreMatMulTN', ({ a, b: right }, _attrs, b) => {
@@ -305,6 +315,15 @@ export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, ro
 /** a (N, K) @ b (M, K)^T -> (N, M) without transposing b: an HF linear's forward x W^T. */
 export function fusedMatMulNT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return run('LoreMatMulNT', { a, b }) as tf.Tensor2D;
+}
+
+/**
+ * a (N, K) @ b (K, M) -> (N, M): an HF linear's input gradient dy W. The kernel packs b as the
+ * others do and runs about 1.3x tfjs-wasm's MatMul (XNNPACK) on the tiny preset's shapes
+ * (CPU time, same process, interleaved).
+ */
+export function fusedMatMulNN(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return run('LoreMatMulNN', { a, b }) as tf.Tensor2D;
 }
 
 /** a (N, P)^T @ b (N, Q) -> (P, Q) without transposing a: an HF linear's weight gradient dy^T x. */
