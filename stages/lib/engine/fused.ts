@@ -30,7 +30,9 @@ interface KernelExports {
   addRmsNorm(x: number, y: number, weight: number, sum: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
   matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number, packed: number): void;
   matmulNN(a: number, b: number, out: number, rows: number, inner: number, cols: number, packed: number): void;
-  matmulTN(a: number, b: number, out: number, n: number, p: number, q: number): void;
+  matmulTN(a: number, b: number, out: number, n: number, p: number, q: number, packed: number): void;
+  /** Rows of b per packed chunk of matmulTN: its scratch is TN_CHUNK * (q & ~7) floats. */
+  TN_CHUNK: { value: number };
   decodeAttention(qkv: number, cos: number, sin: number, pastK: number, pastV: number, mask: number, keys: number, values: number, out: number, scratch: number, batch: number, heads: number, kvHeads: number, headDim: number, past: number): void;
 }
 
@@ -210,7 +212,7 @@ function registerKernels(k: KernelExports): void {
     const [n, p] = a!.shape as [number, number];
     const q = right!.shape[1] as number;
     const out = b.makeOutput([p, q], 'float32');
-    k.matmulTN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), n, p, q);
+    withScratch(b, Math.max(1, k.TN_CHUNK.value * (q & ~7)), (packed) => k.matmulTN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), n, p, q, packed));
     return out;
   });
   register('LoreDecodeAttention', ({ qkv, cos, sin, pastK, pastV, mask }, { heads, kvHeads }, b) => {

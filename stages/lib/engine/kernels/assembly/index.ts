@@ -7,7 +7,7 @@
 
 import { expv, exps, rowDot, sigmoidv } from './vector';
 export { attention, attentionGrad, decodeAttention, ropeFolded } from './attention';
-export { matmulNN, matmulNT, matmulTN } from './matmul';
+export { matmulNN, matmulNT, matmulTN, TN_CHUNK } from './matmul';
 
 // ------------------------------------------------------------------ AdamW (Loshchilov & Hutter 2019, Algorithm 2)
 // g = grad * gradScale (clipping); m' = b1 m + (1 - b1) g; v' = b2 v + (1 - b2) g^2;

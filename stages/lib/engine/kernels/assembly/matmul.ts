@@ -122,28 +122,47 @@ function productOfPanels(a: usize, packed: usize, out: usize, rows: i32, inner: 
   if (count > 2) store<f32>(rest, f32x4.extract_lane(half, 2), 8);
 }
 
+// Rows of b per packed chunk of matmulTN (fused.ts sizes its scratch by it). Measured on the tiny
+// preset's five weight-gradient shapes (CPU time, interleaved against the unpacked kernel): 64
+// gave 1.01-1.37x, 128 0.86-1.28x (worst where q is 352 and p 128), 32 1.09-1.33x.
+export const TN_CHUNK: i32 = 64;
+
 // out (p, q) = a (n, p)^T @ b (n, q): the weight gradient dy^T x of such a layer, in its (out, in)
-// layout. The n rows go in chunks whose slices of a and b stay in cache while every output
-// block takes its share.
-export function matmulTN(a: usize, b: usize, out: usize, n: i32, p: i32, q: i32): void {
-  const chunk = 128;
+// layout. The n rows go in chunks of TN_CHUNK; each chunk of b is packed into panels of 8 columns
+// (row-major within a panel), and a panel stays in L1 while every 4 x 8 block of out in its
+// columns takes the chunk's share (reading the panel sequentially, where b itself gave one
+// cache line per row). Outputs outside whole blocks are plain sums. packed: scratch of
+// TN_CHUNK * (q & ~7) floats.
+export function matmulTN(a: usize, b: usize, out: usize, n: i32, p: i32, q: i32, packed: usize): void {
+  const chunk = TN_CHUNK;
   const aStride = <usize>p << 2;
   const bStride = <usize>q << 2;
+  const blockRows = p & ~3;
+  const blockCols = q & ~7;
   memory.fill(out, 0, <usize>(p * q) << 2);
   for (let n0 = 0; n0 < n; n0 += chunk) {
     const n1 = min(n, n0 + chunk);
-    let i = 0;
-    for (; i + 4 <= p; i += 4) {
-      const o0 = out + <usize>i * bStride, o1 = o0 + bStride, o2 = o1 + bStride, o3 = o2 + bStride;
-      let j = 0;
-      for (; j + 8 <= q; j += 8) {
-        const at = <usize>j << 2;
+    const panelBytes = <usize>(n1 - n0) << 5;
+    for (let m = n0; m < n1; m++) {
+      const from = b + <usize>m * bStride;
+      const to = packed + (<usize>(m - n0) << 5);
+      for (let j = 0; j < blockCols; j += 8) {
+        const panel = to + <usize>(j >> 3) * panelBytes;
+        v128.store(panel, v128.load(from + (<usize>j << 2)));
+        v128.store(panel, v128.load(from + (<usize>j << 2), 16), 16);
+      }
+    }
+    for (let j = 0; j < blockCols; j += 8) {
+      const panel = packed + <usize>(j >> 3) * panelBytes;
+      const at = <usize>j << 2;
+      for (let i = 0; i < blockRows; i += 4) {
+        const o0 = out + <usize>i * bStride, o1 = o0 + bStride, o2 = o1 + bStride, o3 = o2 + bStride;
         let s00 = v128.load(o0 + at), s01 = v128.load(o0 + at + 16), s10 = v128.load(o1 + at), s11 = v128.load(o1 + at + 16);
         let s20 = v128.load(o2 + at), s21 = v128.load(o2 + at + 16), s30 = v128.load(o3 + at), s31 = v128.load(o3 + at + 16);
         let ar = a + <usize>n0 * aStride + (<usize>i << 2);
-        let br = b + <usize>n0 * bStride + at;
+        let br = panel;
         for (let m = n0; m < n1; m++) {
-          const x0 = v128.load(br), x1 = v128.load(br + 16);
+          const x0 = v128.load(br), x1 = v128.load(br, 16);
           let y = v128.load32_splat(ar);
           s00 = f32x4.add(s00, f32x4.mul(y, x0)); s01 = f32x4.add(s01, f32x4.mul(y, x1));
           y = v128.load32_splat(ar, 4);
@@ -153,21 +172,14 @@ export function matmulTN(a: usize, b: usize, out: usize, n: i32, p: i32, q: i32)
           y = v128.load32_splat(ar, 12);
           s30 = f32x4.add(s30, f32x4.mul(y, x0)); s31 = f32x4.add(s31, f32x4.mul(y, x1));
           ar += aStride;
-          br += bStride;
+          br += 32;
         }
         v128.store(o0 + at, s00); v128.store(o0 + at + 16, s01); v128.store(o1 + at, s10); v128.store(o1 + at + 16, s11);
         v128.store(o2 + at, s20); v128.store(o2 + at + 16, s21); v128.store(o3 + at, s30); v128.store(o3 + at + 16, s31);
       }
-      for (; j < q; j++) {
-        for (let r = 0; r < 4; r++) {
-          let total = load<f32>(out + (<usize>((i + r) * q + j) << 2));
-          for (let m = n0; m < n1; m++) total += load<f32>(a + <usize>m * aStride + (<usize>(i + r) << 2)) * load<f32>(b + <usize>m * bStride + (<usize>j << 2));
-          store<f32>(out + (<usize>((i + r) * q + j) << 2), total);
-        }
-      }
     }
-    for (; i < p; i++) {
-      for (let j = 0; j < q; j++) {
+    for (let i = 0; i < p; i++) {
+      for (let j = i < blockRows ? blockCols : 0; j < q; j++) {
         let total = load<f32>(out + (<usize>(i * q + j) << 2));
         for (let m = n0; m < n1; m++) total += load<f32>(a + <usize>m * aStride + (<usize>i << 2)) * load<f32>(b + <usize>m * bStride + (<usize>j << 2));
         store<f32>(out + (<usize>(i * q + j) << 2), total);
