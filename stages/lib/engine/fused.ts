@@ -25,6 +25,7 @@ interface KernelExports {
   tokenLogprobsGrad(dlogp: number, logits: number, targets: number, lse: number, dlogits: number, rows: number, vocab: number): void;
   rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, rotated: number, headDim: number, direction: number): void;
   attention(qkv: number, mask: number, out: number, lse: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionScratch(steps: number, headDim: number): number;
   attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
   addRmsNorm(x: number, y: number, weight: number, sum: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
@@ -181,7 +182,7 @@ function registerKernels(k: KernelExports): void {
     const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
     const out = b.makeOutput([batch * steps, heads! * headDim], 'float32');
     const lse = b.makeOutput([batch, heads!, steps], 'float32');
-    withScratch(b, steps, (scratch) => k.attention(offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out), offsetOf(b, lse), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
+    withScratch(b, k.attentionScratch(steps, headDim), (scratch) => k.attention(offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out), offsetOf(b, lse), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
     return [out, lse];
   });
   register('LoreAttentionGrad', ({ dout, qkv, mask, out, lse }, { heads, kvHeads, scale }, b) => {

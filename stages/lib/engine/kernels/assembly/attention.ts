@@ -1,6 +1,7 @@
 // Attention kernels (see index.ts for conventions): causal self-attention over the q|k|v
 // projection output, its gradient, and one decoding step on frozen weights.
-import { addScaledToRows, dotRows, expMasked, rowDot, weightedRowSum } from './vector';
+import { pack, packTransposed, productOfPanels } from './matmul';
+import { addScaledToRows, dotRows, expMasked, maskedMax, rowDot, scaleInPlace, weightedRowSum } from './vector';
 
 // ------------------------------------------------------------------ causal self-attention (Vaswani et al. 2017, eq. 1;
 // grouped-query heads, Ainslie et al. 2023: query head h uses kv head h / (H / Hkv), as HF repeat_kv)
@@ -10,40 +11,58 @@ import { addScaledToRows, dotRows, expMasked, rowDot, weightedRowSum } from './v
 // layout o_proj takes (no transposes); lse (B, H, T) gets each query's log-sum-exp of scores, from
 // which the backward pass recomputes the probabilities instead of storing them (FlashAttention,
 // Dao et al. 2022, sec. 3.1). A query that sees no key (left padding) gets zeros and lse 0.
-// scratch: T floats.
+// Queries go in blocks of QUERY_BLOCK: the block's scores against the keys it can see are one
+// product with the kv head's keys packed as panels (matmul.ts), then the probabilities times the
+// packed values another, so both run in the linear layers' micro-kernel instead of a dot product
+// per (query, key). scratch: attentionScratch(T, hd) floats.
+const QUERY_BLOCK = 16;
+
+// Scratch floats `attention` needs: a block's scores, the keys and the values packed.
+export function attentionScratch(steps: i32, headDim: i32): i32 {
+  return QUERY_BLOCK * steps + ((steps + 7) & ~7) * headDim + ((headDim + 7) & ~7) * steps;
+}
+
 export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
   const width = (heads + 2 * kvHeads) * headDim;
+  const rowBytes = <usize>width << 2;
   const group = heads / kvHeads;
   const hdBytes = <usize>headDim << 2;
+  const scores = scratch;
+  const scoreStride = <usize>steps << 2;
+  const packedKeys = scores + <usize>QUERY_BLOCK * scoreStride;
+  const packedValues = packedKeys + (<usize>(((steps + 7) & ~7) * headDim) << 2);
   for (let b = 0; b < batch; b++) {
     const maskRow = mask + (<usize>(b * steps) << 2);
-    const rows = qkv + (<usize>(b * steps * width) << 2);
+    const rows = qkv + <usize>(b * steps) * rowBytes;
     for (let h = 0; h < heads; h++) {
       const kOffset = <usize>((heads + h / group) * headDim) << 2;
       const vOffset = kOffset + (<usize>(kvHeads * headDim) << 2);
-      for (let i = 0; i < steps; i++) {
-        const q = rows + (<usize>(i * width + h * headDim) << 2);
-        const o = out + <usize>((b * steps + i) * heads + h) * hdBytes;
-        const lseAt = lse + (<usize>((b * heads + h) * steps + i) << 2);
-        const visible = i + 1;
-        let max: f32 = 0;
-        let seen = false;
-        dotRows(scratch, q, rows + kOffset, <usize>width << 2, visible, headDim, scale);
-        for (let j = 0; j < visible; j++) {
-          const s = load<f32>(scratch + (<usize>j << 2));
-          if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || s > max)) {
-            max = s;
-            seen = true;
+      if (h % group == 0) {
+        packTransposed(rows + kOffset, rowBytes, packedKeys, steps, headDim);
+        pack(rows + vOffset, rowBytes, packedValues, steps, headDim);
+      }
+      for (let i0 = 0; i0 < steps; i0 += QUERY_BLOCK) {
+        const i1 = min(steps, i0 + QUERY_BLOCK);
+        // Scores of queries i0..i1-1 against keys 0..i1-1 (later keys are unseen by all of them).
+        productOfPanels(rows + <usize>i0 * rowBytes + (<usize>(h * headDim) << 2), rowBytes, packedKeys, <usize>headDim << 5, scores, scoreStride, i1 - i0, headDim, i1);
+        for (let i = i0; i < i1; i++) {
+          const row = scores + <usize>(i - i0) * scoreStride;
+          const lseAt = lse + (<usize>((b * heads + h) * steps + i) << 2);
+          const visible = i + 1;
+          // Keys past the query weigh 0 in the product with the values.
+          memory.fill(row + (<usize>visible << 2), 0, <usize>(i1 - visible) << 2);
+          scaleInPlace(row, visible, scale);
+          const max = maskedMax(row, maskRow, visible);
+          if (max == -Infinity) {
+            memory.fill(row, 0, <usize>visible << 2);
+            store<f32>(lseAt, 0);
+            continue;
           }
+          const total = expMasked(row, maskRow, visible, max);
+          store<f32>(lseAt, max + Mathf.log(total));
+          scaleInPlace(row, visible, f32(1) / total);
         }
-        if (!seen) {
-          memory.fill(o, 0, hdBytes);
-          store<f32>(lseAt, 0);
-          continue;
-        }
-        const total = expMasked(scratch, maskRow, visible, max);
-        store<f32>(lseAt, max + Mathf.log(total));
-        weightedRowSum(o, scratch, rows + vOffset, <usize>width << 2, visible, headDim, f32(1) / total);
+        productOfPanels(scores, scoreStride, packedValues, <usize>steps << 5, out + <usize>((b * steps + i0) * heads + h) * hdBytes, <usize>(heads * headDim) << 2, i1 - i0, i1, headDim);
       }
     }
   }

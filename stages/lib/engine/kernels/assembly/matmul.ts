@@ -15,7 +15,20 @@
 // out (rows, cols) = a (rows, inner) @ b (cols, inner)^T: a linear layer's forward x W^T with W
 // kept (out, in), as HF stores it. packed: scratch of inner * ceil(cols / 8) * 8 floats.
 export function matmulNT(a: usize, b: usize, out: usize, rows: i32, inner: i32, cols: i32, packed: usize): void {
-  const stride = <usize>inner << 2;
+  packTransposed(b, <usize>inner << 2, packed, cols, inner);
+  productOfPanels(a, <usize>inner << 2, packed, <usize>inner << 5, out, <usize>cols << 2, rows, inner, cols);
+}
+
+// out (rows, cols) = a (rows, inner) @ b (inner, cols): a linear layer's input gradient dy W, W
+// (out, in). packed: scratch of inner * ceil(cols / 8) * 8 floats.
+export function matmulNN(a: usize, b: usize, out: usize, rows: i32, inner: i32, cols: i32, packed: usize): void {
+  pack(b, <usize>cols << 2, packed, inner, cols);
+  productOfPanels(a, <usize>inner << 2, packed, <usize>inner << 5, out, <usize>cols << 2, rows, inner, cols);
+}
+
+// Panels of the right operand b^T for b (cols, inner) with rows `stride` bytes apart:
+// panel[k][c] = b[8P + c][k], panels inner * 8 floats apart, the last zero-padded.
+export function packTransposed(b: usize, stride: usize, packed: usize, cols: i32, inner: i32): void {
   const panelBytes = <usize>inner << 5;
   for (let c0 = 0; c0 < cols; c0 += 8) {
     const target = packed + <usize>(c0 >> 3) * panelBytes;
@@ -28,13 +41,11 @@ export function matmulNT(a: usize, b: usize, out: usize, rows: i32, inner: i32, 
       }
     }
   }
-  productOfPanels(a, packed, out, rows, inner, cols);
 }
 
-// out (rows, cols) = a (rows, inner) @ b (inner, cols): a linear layer's input gradient dy W, W
-// (out, in). packed: scratch of inner * ceil(cols / 8) * 8 floats.
-export function matmulNN(a: usize, b: usize, out: usize, rows: i32, inner: i32, cols: i32, packed: usize): void {
-  const stride = <usize>cols << 2;
+// Panels of the right operand b (inner, cols) with rows `stride` bytes apart:
+// panel[k][c] = b[k][8P + c], panels inner * 8 floats apart, the last zero-padded.
+export function pack(b: usize, stride: usize, packed: usize, inner: i32, cols: i32): void {
   const panelBytes = <usize>inner << 5;
   for (let c0 = 0; c0 < cols; c0 += 8) {
     const target = packed + <usize>(c0 >> 3) * panelBytes;
@@ -50,15 +61,13 @@ export function matmulNN(a: usize, b: usize, out: usize, rows: i32, inner: i32, 
       }
     }
   }
-  productOfPanels(a, packed, out, rows, inner, cols);
 }
 
-// out (rows, cols) = a (rows, inner) @ the packed right operand. Rows go in tiles of about 16 KB
-// of a, so a tile stays in L1 while every panel (inner x 8 floats) passes it.
-function productOfPanels(a: usize, packed: usize, out: usize, rows: i32, inner: i32, cols: i32): void {
-  const stride = <usize>inner << 2;
-  const oStride = <usize>cols << 2;
-  const panelBytes = <usize>inner << 5;
+// out (rows, cols) = a (rows, inner) @ the packed right operand, whose panels start panelBytes
+// apart (a panel's first `inner` rows are used); a's and out's rows are `stride` and `oStride`
+// bytes apart. Rows go in tiles of about 16 KB of a, so a tile stays in L1 while every panel
+// (inner x 8 floats) passes it.
+export function productOfPanels(a: usize, stride: usize, packed: usize, panelBytes: usize, out: usize, oStride: usize, rows: i32, inner: i32, cols: i32): void {
   const tileRows = max(4, (4096 / inner) & ~3);
   for (let tile = 0; tile < rows; tile += tileRows) {
     const tileEnd = min(rows, tile + tileRows);

@@ -196,3 +196,28 @@
     }
   }
 }
+
+// The largest of n scores whose mask (1 or 0) is 1; -Infinity when every mask is 0.
+@inline export function maskedMax(scores: usize, mask: usize, n: i32): f32 {
+  const none = f32x4.splat(-Infinity);
+  let maxv = none;
+  const simdEnd = n & ~3;
+  for (let j = 0; j < simdEnd; j += 4) {
+    const at = <usize>j << 2;
+    maxv = f32x4.max(maxv, v128.bitselect(v128.load(scores + at), none, f32x4.ne(v128.load(mask + at), f32x4.splat(0))));
+  }
+  let max = Mathf.max(Mathf.max(f32x4.extract_lane(maxv, 0), f32x4.extract_lane(maxv, 1)), Mathf.max(f32x4.extract_lane(maxv, 2), f32x4.extract_lane(maxv, 3)));
+  for (let j = simdEnd; j < n; j++) {
+    const at = <usize>j << 2;
+    if (load<f32>(mask + at) != 0) max = Mathf.max(max, load<f32>(scores + at));
+  }
+  return max;
+}
+
+// x[j] *= factor over n floats.
+@inline export function scaleInPlace(x: usize, n: i32, factor: f32): void {
+  const vf = f32x4.splat(factor);
+  const simdEnd = n & ~3;
+  for (let j = 0; j < simdEnd; j += 4) v128.store(x + (<usize>j << 2), f32x4.mul(v128.load(x + (<usize>j << 2)), vf));
+  for (let j = simdEnd; j < n; j++) store<f32>(x + (<usize>j << 2), load<f32>(x + (<usize>j << 2)) * factor);
+}
