@@ -26,6 +26,7 @@ interface KernelExports {
   rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, rotated: number, headDim: number, direction: number): void;
   attention(qkv: number, mask: number, out: number, lse: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   attentionScratch(steps: number, headDim: number): number;
+  attentionGradScratch(steps: number, headDim: number): number;
   attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
   addRmsNorm(x: number, y: number, weight: number, sum: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
@@ -189,7 +190,7 @@ function registerKernels(k: KernelExports): void {
     const [batch, steps] = mask!.shape as [number, number];
     const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
     const dqkv = b.makeOutput(qkv!.shape, 'float32');
-    withScratch(b, 2 * steps, (scratch) =>
+    withScratch(b, k.attentionGradScratch(steps, headDim), (scratch) =>
       k.attentionGrad(offsetOf(b, dout!), offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out!), offsetOf(b, lse!), offsetOf(b, dqkv), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
     return dqkv;
   });

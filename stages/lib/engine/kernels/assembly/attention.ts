@@ -72,39 +72,62 @@ export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scrat
 // p_ij = exp(scale q_i.k_j - lse_i) (the forward's probabilities) and D_i = dO_i . O_i,
 // ds_ij = p_ij (dO_i . v_j - D_i); dq_i = scale sum_j ds_ij k_j; dk_j = scale sum_i ds_ij q_i;
 // dv_j = sum_i p_ij dO_i. dqkv has qkv's layout; keys and values accumulate over queries and the
-// heads of their group, so it is zeroed first. Per query, dq_i is summed in registers over its
-// keys, and dk_j, dv_j take their rank-one updates with q_i and dO_i held in registers.
-// scratch: 2T floats.
+// heads of their group, so it is zeroed first. Queries go in blocks as in `attention`: a block's
+// scores, its dO . v products and its dq are products in the linear layers' micro-kernel (keys
+// and values packed once per kv head); dk_j, dv_j take each query's rank-one update with q_i and
+// dO_i held in registers. scratch: attentionGradScratch(T, hd) floats.
+export function attentionGradScratch(steps: i32, headDim: i32): i32 {
+  return 2 * QUERY_BLOCK * steps + 2 * ((steps + 7) & ~7) * headDim + ((headDim + 7) & ~7) * steps;
+}
+
 export function attentionGrad(dout: usize, qkv: usize, mask: usize, out: usize, lse: usize, dqkv: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
   const width = (heads + 2 * kvHeads) * headDim;
   const rowBytes = <usize>width << 2;
+  const outBytes = <usize>(heads * headDim) << 2;
   const group = heads / kvHeads;
   const hdBytes = <usize>headDim << 2;
   memory.fill(dqkv, 0, <usize>(batch * steps * width) << 2);
-  // Scores then probabilities in scratch[0, T), dO_i . v_j then ds_ij in scratch[T, 2T).
+  // A block's scores then probabilities, its dO . v products then ds, and the packed operands.
+  const blockStride = <usize>steps << 2;
   const probs = scratch;
-  const ds = scratch + (<usize>steps << 2);
+  const dots = probs + <usize>QUERY_BLOCK * blockStride;
+  const packedKeysT = dots + <usize>QUERY_BLOCK * blockStride;
+  const packedValuesT = packedKeysT + (<usize>(((steps + 7) & ~7) * headDim) << 2);
+  const packedKeys = packedValuesT + (<usize>(((steps + 7) & ~7) * headDim) << 2);
   for (let b = 0; b < batch; b++) {
     const maskRow = mask + (<usize>(b * steps) << 2);
-    const rowStart = <usize>(b * steps * width) << 2;
+    const rowStart = qkv + <usize>(b * steps) * rowBytes;
+    const gradStart = dqkv + <usize>(b * steps) * rowBytes;
     for (let h = 0; h < heads; h++) {
       const kOffset = <usize>((heads + h / group) * headDim) << 2;
       const vOffset = kOffset + (<usize>(kvHeads * headDim) << 2);
-      const keys = qkv + rowStart + kOffset;
-      for (let i = 0; i < steps; i++) {
-        const qAt = rowStart + (<usize>(i * width + h * headDim) << 2);
-        const q = qkv + qAt;
-        const headAt = <usize>((b * steps + i) * heads + h) * hdBytes;
-        const dO = dout + headAt;
-        const d = rowDot(dO, out + headAt, headDim);
-        const visible = i + 1;
-        dotRows(probs, q, keys, rowBytes, visible, headDim, scale);
-        dotRows(ds, dO, qkv + rowStart + vOffset, rowBytes, visible, headDim, 1);
-        expMasked(probs, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
-        dsFromProbs(ds, probs, visible, d, scale);
-        weightedRowSum(dqkv + qAt, ds, keys, rowBytes, visible, headDim, 1);
-        addScaledToRows(dqkv + rowStart + kOffset, rowBytes, ds, q, visible, headDim);
-        addScaledToRows(dqkv + rowStart + vOffset, rowBytes, probs, dO, visible, headDim);
+      const qOffset = <usize>h * hdBytes;
+      if (h % group == 0) {
+        packTransposed(rowStart + kOffset, rowBytes, packedKeysT, steps, headDim);
+        packTransposed(rowStart + vOffset, rowBytes, packedValuesT, steps, headDim);
+        pack(rowStart + kOffset, rowBytes, packedKeys, steps, headDim);
+      }
+      for (let i0 = 0; i0 < steps; i0 += QUERY_BLOCK) {
+        const i1 = min(steps, i0 + QUERY_BLOCK);
+        const dOBlock = dout + <usize>((b * steps + i0) * heads + h) * hdBytes;
+        productOfPanels(rowStart + <usize>i0 * rowBytes + qOffset, rowBytes, packedKeysT, <usize>headDim << 5, probs, blockStride, i1 - i0, headDim, i1);
+        productOfPanels(dOBlock, outBytes, packedValuesT, <usize>headDim << 5, dots, blockStride, i1 - i0, headDim, i1);
+        for (let i = i0; i < i1; i++) {
+          const p = probs + <usize>(i - i0) * blockStride;
+          const ds = dots + <usize>(i - i0) * blockStride;
+          const q = rowStart + <usize>i * rowBytes + qOffset;
+          const headAt = <usize>((b * steps + i) * heads + h) * hdBytes;
+          const dO = dout + headAt;
+          const visible = i + 1;
+          scaleInPlace(p, visible, scale);
+          expMasked(p, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
+          dsFromProbs(ds, p, visible, rowDot(dO, out + headAt, headDim), scale);
+          // Keys past the query take no gradient from it (dq's product runs over the block's keys).
+          memory.fill(ds + (<usize>visible << 2), 0, <usize>(i1 - visible) << 2);
+          addScaledToRows(gradStart + kOffset, rowBytes, ds, q, visible, headDim);
+          addScaledToRows(gradStart + vOffset, rowBytes, p, dO, visible, headDim);
+        }
+        productOfPanels(dots, blockStride, packedKeys, <usize>steps << 5, gradStart + <usize>i0 * rowBytes + qOffset, rowBytes, i1 - i0, i1, headDim);
       }
     }
   }
@@ -185,18 +208,10 @@ export function decodeAttention(qkv: usize, cos: usize, sin: usize, pastK: usize
       const k = keys + cacheAt * <usize>keyCount * hdBytes;
       const v = values + cacheAt * <usize>keyCount * hdBytes;
       ropeFromRotated(roped, row + <usize>h * hdBytes, row + rotatedAt + <usize>h * hdBytes, c, s, headDim);
-      let max: f32 = 0;
-      let seen = false;
       dotRows(scores, roped, k, hdBytes, keyCount, headDim, 1);
-      for (let j = 0; j < keyCount; j++) {
-        const score = load<f32>(scores + (<usize>j << 2));
-        if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || score > max)) {
-          max = score;
-          seen = true;
-        }
-      }
+      const max = maskedMax(scores, maskRow, keyCount);
       const o = out + <usize>(b * heads + h) * hdBytes;
-      if (!seen) {
+      if (max == -Infinity) {
         memory.fill(o, 0, hdBytes);
         continue;
       }

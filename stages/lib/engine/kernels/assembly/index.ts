@@ -6,7 +6,7 @@
 // All float32; row-major; `n` counts elements, `rows` x `cols` is a 2-D view.
 
 import { expv, exps, rowDot, sigmoidv } from './vector';
-export { attention, attentionGrad, attentionScratch, decodeAttention, ropeFolded } from './attention';
+export { attention, attentionGrad, attentionGradScratch, attentionScratch, decodeAttention, ropeFolded } from './attention';
 export { matmulNN, matmulNT, matmulTN, TN_CHUNK } from './matmul';
 
 // ------------------------------------------------------------------ AdamW (Loshchilov & Hutter 2019, Algorithm 2)
