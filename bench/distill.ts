@@ -1,0 +1,103 @@
+/**
+ * DeepBoW variants against labels the judge already gave, in seconds instead of a relabelling: reads
+ * a built distill artifact (teacher.jsonl: the pool's judge labels; dev.jsonl: the dev pairs with
+ * gold and the judge's grade), retrains the distilled model on the pool and reports, on DEV only,
+ * its agreement with the judge, Acc@2 and Acc@4, and the routing chooseRoute would pick (the share
+ * of dev pairs sent to the LLM at the tolerance), with pairs scored per CPU-second.
+ *
+ *   npx tsx bench/distill.ts <store>/objects/<distill fingerprint> [--kg] [--epochs 10] [--lr 0.2] [--l1 0.001] [--hard]
+ *
+ * Head-tier caching is read from the store's query log as the precompute stage does (tiers: head).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Manifest } from '../pipeline/stage-api.ts';
+import type { DevJudgement } from '../stages/distill/index.ts';
+import { classificationMetrics } from '../stages/lib/metrics.ts';
+import { readSplits } from '../stages/lib/relevance/dataset.ts';
+import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
+import { loadKnowledgeGraph } from '../stages/lib/relevance/kg.ts';
+import { indexQueryLog, QUERY_LOG_FILE, readQueryLog } from '../stages/lib/relevance/query-log.ts';
+import { normalise } from '../stages/lib/relevance/text.ts';
+import type { Grade, Item } from '../stages/lib/relevance/types.ts';
+import { judgeItems, synonymTable, trainDeepBow, type DeepBowExample } from '../stages/lib/serving/deepbow.ts';
+import { chooseRoute, routingTier } from '../stages/lib/serving/deployment.ts';
+import { oneHot } from '../stages/lib/serving/label.ts';
+import { Rng } from '../pipeline/rng.ts';
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    kg: { type: 'boolean', default: false },
+    hard: { type: 'boolean', default: false },
+    epochs: { type: 'string', default: '10' },
+    lr: { type: 'string', default: '0.2' },
+    l1: { type: 'string', default: '0.001' },
+    'min-count': { type: 'string', default: '2' },
+    tolerance: { type: 'string', default: '0.02' },
+  },
+});
+const distillDir = positionals[0];
+if (!distillDir) throw new Error('usage: npx tsx bench/distill.ts <store>/objects/<distill fingerprint> [--kg] …');
+const objects = path.dirname(distillDir);
+const manifest = JSON.parse(readFileSync(path.join(distillDir, 'manifest.json'), 'utf8')) as Manifest;
+const worldDir = path.join(objects, manifest.inputs.world as string);
+const kgDir = path.join(objects, manifest.inputs.kg as string);
+
+const splits = await readSplits(worldDir);
+const catalog = new Map((await readJsonl<Item>(path.join(worldDir, 'catalog.jsonl'))).map((i) => [i.id as string, i]));
+for (const e of splits.train) catalog.set(e.item.id as string, e.item);
+const teacher = await readJsonl<{ grade: Grade | null; probabilities: Record<Grade, number> | null; query: string; item_id: string }>(path.join(distillDir, 'teacher.jsonl'));
+const devRows = await readJsonl<DevJudgement>(path.join(distillDir, 'dev.jsonl'));
+const devItems = new Map(splits.dev.map((e) => [e.id, e.item]));
+const kg = await loadKnowledgeGraph(kgDir);
+const log = indexQueryLog(await readQueryLog(path.join(worldDir, QUERY_LOG_FILE)));
+
+const examples: DeepBowExample[] = teacher
+  .filter((t) => t.grade !== null)
+  .map((t) => ({ query: t.query, item: catalog.get(t.item_id) as Item, target: flags.hard || !t.probabilities ? oneHot(t.grade as Grade) : t.probabilities }));
+const rng = new Rng(13);
+const started = process.cpuUsage();
+const model = trainDeepBow(examples, {
+  epochs: Number(flags.epochs),
+  lr: Number(flags.lr),
+  l1: Number(flags.l1),
+  minCount: Number(flags['min-count']),
+  synonyms: synonymTable(kg.aliases.values(), kg.knowledge.needs),
+  ...(flags.kg ? { kg } : {}),
+  shuffle: (xs) => rng.shuffle(xs),
+});
+const trainCpuS = cpuSeconds(started);
+
+const scoring = process.cpuUsage();
+const judged = devRows.map((r) => judgeItems(model, r.query, [devItems.get(r.id) as Item], kg)[0]!);
+const scoreCpuS = cpuSeconds(scoring);
+const dev = devRows.map((r, i) => {
+  const entry = log.get(normalise(r.query));
+  return { gold: r.gold, cached: entry?.tier === 'head', tier: routingTier(entry), llm: r.llm.grade, distilled: judged[i]!.grade, confidence: judged[i]!.confidence };
+});
+const metrics = classificationMetrics(dev.map((d) => ({ gold: d.gold, predicted: d.distilled })));
+const route = chooseRoute(dev, Number(flags.tolerance));
+console.log(
+  JSON.stringify({
+    flags,
+    examples: examples.length,
+    dev_agreement_with_llm: dev.filter((d) => d.llm === d.distilled).length / dev.length,
+    dev_acc2: metrics.acc2,
+    dev_acc4: metrics.acc4,
+    dev_llm_share: route.devLlmShare,
+    dev_tiered_acc2: route.devTieredAcc2,
+    dev_llm_acc2: route.devLlmAcc2,
+    min_confidence: route.minConfidence,
+    llm_tiers: route.llmTiers,
+    train_cpu_s: trainCpuS,
+    dev_pairs_per_cpu_s: devRows.length / scoreCpuS,
+    features: model.features,
+  }),
+);
+
+function cpuSeconds(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1e6;
+}
