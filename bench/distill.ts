@@ -20,9 +20,9 @@ import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
 import { loadKnowledgeGraph } from '../stages/lib/relevance/kg.ts';
 import { indexQueryLog, QUERY_LOG_FILE, readQueryLog } from '../stages/lib/relevance/query-log.ts';
 import { normalise } from '../stages/lib/relevance/text.ts';
-import type { Grade, Item } from '../stages/lib/relevance/types.ts';
+import { isRelevant, type Grade, type Item } from '../stages/lib/relevance/types.ts';
 import { judgeItems, synonymTable, trainDeepBow, type DeepBowExample } from '../stages/lib/serving/deepbow.ts';
-import { chooseRoute, routingTier } from '../stages/lib/serving/deployment.ts';
+import { chooseRoute, routeDev, routingTier } from '../stages/lib/serving/deployment.ts';
 import { oneHot } from '../stages/lib/serving/label.ts';
 import { Rng } from '../pipeline/rng.ts';
 
@@ -79,6 +79,15 @@ const dev = devRows.map((r, i) => {
 });
 const metrics = classificationMetrics(dev.map((d) => ({ gold: d.gold, predicted: d.distilled })));
 const route = chooseRoute(dev, Number(flags.tolerance));
+// What more LLM calls would buy: dev Acc@2 when the least confident 0, 2, 5 and 10 % of the
+// uncached dev pairs go to the LLM (every tier may reach it).
+const confidences = dev.filter((d) => !d.cached).map((d) => d.confidence).sort((a, b) => a - b);
+const acc2 = (grades: (Grade | null)[]) => grades.filter((g, i) => g !== null && isRelevant(g) === isRelevant(dev[i]!.gold)).length / dev.length;
+const tradeOff = [0, 0.02, 0.05, 0.1].map((share) => {
+  const threshold = share === 0 ? 0 : confidences[Math.round(share * confidences.length)]!;
+  const routed = dev.map((d) => routeDev(d, threshold, ['new', 'tail', 'torso', 'head']));
+  return { llm_share: routed.filter((r) => r.tier === 'llm').length / dev.length, tiered_acc2: acc2(routed.map((r) => r.grade)) };
+});
 console.log(
   JSON.stringify({
     flags,
@@ -91,6 +100,7 @@ console.log(
     dev_llm_acc2: route.devLlmAcc2,
     min_confidence: route.minConfidence,
     llm_tiers: route.llmTiers,
+    trade_off: tradeOff,
     train_cpu_s: trainCpuS,
     dev_pairs_per_cpu_s: devRows.length / scoreCpuS,
     features: model.features,
