@@ -9,7 +9,7 @@
  *
  * Head-tier caching is read from the store's query log as the precompute stage does (tiers: head).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Manifest } from '../pipeline/stage-api.ts';
@@ -42,21 +42,32 @@ const distillDir = positionals[0];
 if (!distillDir) throw new Error('usage: npx tsx bench/distill.ts <store>/objects/<distill fingerprint> [--kg] …');
 const objects = path.dirname(distillDir);
 const manifest = JSON.parse(readFileSync(path.join(distillDir, 'manifest.json'), 'utf8')) as Manifest;
-const worldDir = path.join(objects, manifest.inputs.world as string);
-const kgDir = path.join(objects, manifest.inputs.kg as string);
+// The needs by the kind of artifact they made (a config names its stages as it likes).
+const inputOfKind = (kind: string) => {
+  const dirs = Object.values(manifest.inputs).map((fingerprint) => path.join(objects, fingerprint));
+  const dir = dirs.find((d) => (JSON.parse(readFileSync(path.join(d, 'manifest.json'), 'utf8')) as Manifest).kind === kind);
+  if (!dir) throw new Error(`${distillDir}/manifest.json: no input of kind ${kind}`);
+  return dir;
+};
+const worldDir = inputOfKind('dataset');
+const kgDir = inputOfKind('kg');
 
 const splits = await readSplits(worldDir);
-const catalog = new Map((await readJsonl<Item>(path.join(worldDir, 'catalog.jsonl'))).map((i) => [i.id as string, i]));
-for (const e of splits.train) catalog.set(e.item.id as string, e.item);
-const teacher = await readJsonl<{ grade: Grade | null; probabilities: Record<Grade, number> | null; query: string; item_id: string }>(path.join(distillDir, 'teacher.jsonl'));
+// A pool pair is a train pair (by its id) or an ungraded catalog item of a train query (by item id).
+const catalogFile = path.join(worldDir, 'catalog.jsonl');
+const catalog = new Map(existsSync(catalogFile) ? (await readJsonl<Item>(catalogFile)).map((i) => [i.id as string, i]) : []);
+const trainItems = new Map(splits.train.map((e) => [e.id, e.item]));
+const teacher = await readJsonl<{ id: string; grade: Grade | null; probabilities: Record<Grade, number> | null; query: string; item_id?: string }>(path.join(distillDir, 'teacher.jsonl'));
 const devRows = await readJsonl<DevJudgement>(path.join(distillDir, 'dev.jsonl'));
 const devItems = new Map(splits.dev.map((e) => [e.id, e.item]));
 const kg = await loadKnowledgeGraph(kgDir);
-const log = indexQueryLog(await readQueryLog(path.join(worldDir, QUERY_LOG_FILE)));
+// Without a query log every query is new and nothing is cached.
+const logFile = path.join(worldDir, QUERY_LOG_FILE);
+const log = indexQueryLog(existsSync(logFile) ? await readQueryLog(logFile) : []);
 
 const examples: DeepBowExample[] = teacher
   .filter((t) => t.grade !== null)
-  .map((t) => ({ query: t.query, item: catalog.get(t.item_id) as Item, target: flags.hard || !t.probabilities ? oneHot(t.grade as Grade) : t.probabilities }));
+  .map((t) => ({ query: t.query, item: (trainItems.get(t.id) ?? catalog.get(t.item_id as string)) as Item, target: flags.hard || !t.probabilities ? oneHot(t.grade as Grade) : t.probabilities }));
 const rng = new Rng(13);
 const started = process.cpuUsage();
 const model = trainDeepBow(examples, {
