@@ -37,7 +37,7 @@ const params = z.strictObject({
   l1: z.number().min(0).default(0.001).describe('Sparsity penalty λ on every word weight'),
   min_count: z.number().int().min(1).default(2).describe('Words seen fewer times in the pool share the <unk> weight'),
   // Optional rather than defaulted: configs that leave it out keep their fingerprints (and their labelled pools).
-  kg_features: z.boolean().optional().describe('Also learn signed weights of knowledge-graph features (product-type link, each constraint met, conflicting or unknown: deepbow-kg.ts); scoring then loads the graph (default: false). Choose it on dev: it helped on the world, whose grades follow the graph's reading of a pair, and hurt on Chorus and esci-small, whose graph is induced from train'),
+  kg_features: z.boolean().optional().describe("Also learn signed weights of knowledge-graph features (product-type link, each constraint met, conflicting or unknown: deepbow-kg.ts); scoring then loads the graph (default: false). Choose it on dev: it helped on the world, whose grades follow the graph's reading of a pair, and hurt on Chorus and esci-small, whose graph is induced from train"),
   batch_size: z.number().int().positive().default(8).describe('Pairs the judge decodes at once'),
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair"),
 });
