@@ -12,7 +12,11 @@
  * dev without running the LLM again. Teacher labels are written to the work folder a batch at a
  * time, so a stopped run resumes where it was.
  *
- * Writes a 'distilled' artifact: model.json (readable: word weights by side, cut points, synonyms),
+ * With `kg_features: true` the model also weighs what the knowledge graph says of each pair (how the
+ * item's product type relates to the query's, each stated constraint met, conflicting or unknown),
+ * which words alone cannot see; the server then loads the graph beside the model.
+ *
+ * Writes a 'distilled' artifact: model.json (readable: word weights by side, feature weights, cut points, synonyms),
  * dev.jsonl (each dev pair: gold, the judge's and the distilled model's grade and probabilities),
  * teacher.jsonl (the pool's labels).
  */
@@ -32,6 +36,13 @@ const params = z.strictObject({
   lr: z.number().positive().default(0.2).describe('Adagrad learning rate'),
   l1: z.number().min(0).default(0.001).describe('Sparsity penalty λ on every word weight'),
   min_count: z.number().int().min(1).default(2).describe('Words seen fewer times in the pool share the <unk> weight'),
+  // Optional rather than defaulted: configs that leave it out keep their fingerprints (and their labelled pools).
+  kg_features: z
+    .union([z.boolean(), z.literal('auto')])
+    .optional()
+    .describe(
+      "Also learn signed weights of knowledge-graph features (product-type link, each constraint met, conflicting or unknown: deepbow-kg.ts); scoring then loads the graph (default: false). It helped on the world, whose grades follow the graph's reading of a pair, and hurt on Chorus and esci-small, whose graph is induced from train. auto: train both and keep the one that agrees more often with the judge on dev (a tie keeps words only, the faster)",
+    ),
   batch_size: z.number().int().positive().default(8).describe('Pairs the judge decodes at once'),
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair"),
 });
@@ -114,30 +125,51 @@ export default defineStage({
 
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
     const synonyms = deepbow.synonymTable(kg.aliases.values(), kg.knowledge.needs);
-    const shuffler = ctx.rng.fork('epochs');
-    const model = deepbow.trainDeepBow(examples, {
-      epochs: p.epochs,
-      lr: p.lr,
-      l1: p.l1,
-      minCount: p.min_count,
-      synonyms,
-      shuffle: (xs) => shuffler.shuffle(xs),
-      onEpoch: (epoch, loss) => {
-        ctx.metrics.log(epoch, { loss });
-        ctx.progress.update(epoch, p.epochs, 'epochs');
-      },
-    });
+    type DeepBowModel = import('../lib/serving/deepbow.ts').DeepBowModel;
+    const train = (withGraph: boolean, lossName: string): DeepBowModel => {
+      const shuffler = ctx.rng.fork('epochs');
+      return deepbow.trainDeepBow(examples, {
+        epochs: p.epochs,
+        lr: p.lr,
+        l1: p.l1,
+        minCount: p.min_count,
+        synonyms,
+        ...(withGraph ? { kg } : {}),
+        shuffle: (xs) => shuffler.shuffle(xs),
+        onEpoch: (epoch, loss) => {
+          ctx.metrics.log(epoch, { [lossName]: loss });
+          ctx.progress.update(epoch, p.epochs, 'epochs');
+        },
+      });
+    };
+    const judgeDev = (model: DeepBowModel): DevJudgement[] =>
+      dev.map((e) => {
+        const [d] = deepbow.judgeItems(model, e.query, [e.item], kg) as [import('../lib/serving/deepbow.ts').DeepBowJudgement];
+        const t = teacher.get(e.id);
+        return { id: e.id, query: e.query, gold: e.label, llm: { grade: t?.grade ?? null, probabilities: t?.probabilities ?? null }, distilled: { grade: d.grade, probabilities: d.probabilities, confidence: d.confidence } };
+      });
+    const agreementOf = (rows: readonly DevJudgement[]) => rows.filter((r) => r.llm.grade === r.distilled.grade).length / Math.max(1, rows.length);
 
-    const devRows: DevJudgement[] = dev.map((e) => {
-      const [d] = deepbow.judgeItems(model, e.query, [e.item]) as [import('../lib/serving/deepbow.ts').DeepBowJudgement];
-      const t = teacher.get(e.id);
-      return { id: e.id, query: e.query, gold: e.label, llm: { grade: t?.grade ?? null, probabilities: t?.probabilities ?? null }, distilled: { grade: d.grade, probabilities: d.probabilities, confidence: d.confidence } };
-    });
+    let model: DeepBowModel;
+    let devRows: DevJudgement[];
+    let choice: { dev_agreement_words: number; dev_agreement_graph: number } | undefined;
+    if (p.kg_features === 'auto') {
+      const words = train(false, 'loss_words');
+      const graph = train(true, 'loss_graph');
+      const [wordsDev, graphDev] = [judgeDev(words), judgeDev(graph)];
+      choice = { dev_agreement_words: agreementOf(wordsDev), dev_agreement_graph: agreementOf(graphDev) };
+      const graphWins = choice.dev_agreement_graph > choice.dev_agreement_words;
+      [model, devRows] = graphWins ? [graph, graphDev] : [words, wordsDev];
+      ctx.log.info(`kg_features auto: agrees with the judge on ${(choice.dev_agreement_words * 100).toFixed(1)}% of dev with words only, ${(choice.dev_agreement_graph * 100).toFixed(1)}% with graph features: ${graphWins ? 'graph features' : 'words only'} kept`);
+    } else {
+      model = train(p.kg_features === true, 'loss');
+      devRows = judgeDev(model);
+    }
     const distilledDev = classificationMetrics(devRows.map((r) => ({ gold: r.gold, predicted: r.distilled.grade })));
     const llmDev = classificationMetrics(devRows.map((r) => ({ gold: r.gold, predicted: r.llm.grade ?? undefined })));
-    const agreement = devRows.filter((r) => r.llm.grade === r.distilled.grade).length / Math.max(1, devRows.length);
+    const agreement = agreementOf(devRows);
     const weights = (t: Record<string, number>) => Object.values(t);
-    const all = [...weights(model.query), ...weights(model.item), ...weights(model.missing)];
+    const all = [...weights(model.query), ...weights(model.item), ...weights(model.missing), ...weights(model.features ?? {})];
     const metrics = {
       pool: pool.length,
       trained_on: examples.length,
@@ -150,8 +182,11 @@ export default defineStage({
       dev_llm_acc4: llmDev.acc4,
       dev_agreement_with_llm: agreement,
       words: all.length,
+      features: Object.keys(model.features ?? {}).length,
+      kg_features: model.features !== undefined,
+      ...choice,
       zero_weights: all.filter((w) => w === 0).length / Math.max(1, all.length),
-      final_loss: deepbow.distillLoss(model, examples),
+      final_loss: deepbow.distillLoss(model, examples, kg),
     };
     ctx.log.info(
       `distilled: dev Acc@2 ${metrics.dev_acc2.toFixed(4)}, Acc@4 ${metrics.dev_acc4.toFixed(4)} (judge ${metrics.dev_llm_acc2.toFixed(4)}, ${metrics.dev_llm_acc4.toFixed(4)}); agrees with the judge on ${(agreement * 100).toFixed(1)}% of dev; ${(metrics.zero_weights * 100).toFixed(1)}% of ${all.length} weights are 0`,

@@ -22,6 +22,7 @@ import { z } from 'zod';
 import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
+import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import { GRADES, type Grade, type Split } from '../lib/relevance/types.ts';
 import { exampleFields, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
 import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
@@ -157,7 +158,7 @@ function baselinePredictions(model: string, examples: readonly PromptRecord[], p
 }
 
 /** A DeepBoW model's predictions: its most probable grade, with its probabilities; no completion. */
-async function distilledPredictions(name: string, dir: string, examples: readonly PromptRecord[]): Promise<Prediction[]> {
+async function distilledPredictions(name: string, dir: string, examples: readonly PromptRecord[], kg: KnowledgeGraph): Promise<Prediction[]> {
   const { readFileSync } = await import('node:fs');
   const { judgeItems, deepBowProblem, DISTILLED_MODEL_FILE } = await import('../lib/serving/deepbow.ts');
   const file = join(dir, DISTILLED_MODEL_FILE);
@@ -166,7 +167,7 @@ async function distilledPredictions(name: string, dir: string, examples: readonl
   if (problem) throw new Error(`${file}: ${problem}`);
   return examples.map((r): Prediction => {
     const started = performance.now();
-    const [judged] = judgeItems(model, r.example.query, [r.example.item]) as [import('../lib/serving/deepbow.ts').DeepBowJudgement];
+    const [judged] = judgeItems(model, r.example.query, [r.example.item], kg) as [import('../lib/serving/deepbow.ts').DeepBowJudgement];
     const latencyMs = performance.now() - started;
     return { model: name, ...exampleFields(r.example), predicted: judged.grade, gradeProbs: judged.probabilities, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
   });
@@ -231,7 +232,7 @@ export default defineStage({
 
     // Distilled judges (the distill stage's DeepBoW): one more row each, scored like the baseline.
     for (const distilled of ctx.inputs.many('distilled')) {
-      const rows = await distilledPredictions(distilled.stage, distilled.dir, examples);
+      const rows = await distilledPredictions(distilled.stage, distilled.dir, examples, kg);
       const summary = summarise(rows, bootstrapStream(distilled.stage));
       metrics.comparison.push(comparisonRow(distilled.stage, 'distilled', summary));
       predictions.push(...rows);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { DEEPBOW_FORMAT, deepBowProblem, distillLoss, judgeItems, lossGradients, trainDeepBow, type DeepBowExample, type DeepBowModel } from '../../stages/lib/serving/deepbow.ts';
 import type { Grade, Item } from '../../stages/lib/relevance/types.ts';
+import { builtinGraph, itemOf } from '../data/fixtures.ts';
 
 const tiny: DeepBowModel = {
   format: DEEPBOW_FORMAT,
@@ -89,5 +90,67 @@ describe('DeepBoW scoring', () => {
     expect(deepBowProblem({ ...tiny, cuts: [1, 0, 2] })).toBe('cuts: expected three increasing numbers, got [1,0,2]');
     expect(deepBowProblem({ ...tiny, item: { boot: -1 } })).toBe('item.boot: expected a number >= 0, got -1');
     expect(deepBowProblem({ ...tiny, format: 'x' })).toBe('format: expected "deepbow/1", got "x"');
+  });
+
+  it('checks the feature weights of a model file', () => {
+    expect(deepBowProblem({ ...tiny, features: { 'link=same': -2 } })).toBeUndefined();
+    expect(deepBowProblem({ ...tiny, features: { 'link=same': 'x' } })).toBe('features.link=same: expected a number, got "x"');
+  });
+});
+
+describe('DeepBoW with knowledge-graph features', () => {
+  // Words weigh nothing here (every table holds only <unk> at 0), so the score is the features' sum.
+  const featuresOnly: DeepBowModel = {
+    format: DEEPBOW_FORMAT,
+    query: { '<unk>': 0 },
+    item: { '<unk>': 0 },
+    missing: { '<unk>': 0 },
+    cuts: [-1, 0, 1],
+    synonyms: {},
+    features: { 'link=same': 2, 'link=sibling': -1, 'brand=conflict': -3, 'brand=match': 0.5 },
+  };
+
+  it('adds the weights of the pair\'s features to the score (derived by hand)', () => {
+    // The built-in graph reads "nike running shoes" as product running shoes with brand nike. The
+    // Adidas item is the same product in another brand: link=same (+2), brand=conflict (−3), s = −1:
+    // P(≤Lk) = σ(θk + 1) = σ(0), σ(1), σ(2) = 0.5, 0.731059, 0.880797 -> P = 0.5, 0.231059, 0.149738, 0.119203.
+    // The Nike item: link=same (+2), brand=match (+0.5), s = 2.5: σ(−3.5), σ(−2.5), σ(−1.5) =
+    // 0.029312, 0.075858, 0.182426 -> P = 0.029312, 0.046546, 0.106567, 0.817574.
+    const kg = builtinGraph();
+    const [adidas, nike] = judgeItems(featuresOnly, 'nike running shoes', [itemOf('running shoes', 'Adidas Running Shoes', { brand: 'adidas' }), itemOf('running shoes', 'Nike Running Shoes', { brand: 'nike' })], kg);
+    const rounded = (p: Record<Grade, number>) => [p.L1, p.L2, p.L3, p.L4].map((x) => Number(x.toFixed(6)));
+    expect(adidas?.score).toBeCloseTo(-1, 12);
+    expect(rounded(adidas?.probabilities as Record<Grade, number>)).toEqual([0.5, 0.231059, 0.149738, 0.119203]);
+    expect(adidas?.reasons).toEqual([
+      { term: 'brand=conflict', value: -3, kind: 'feature' },
+      { term: 'link=same', value: 2, kind: 'feature' },
+    ]);
+    expect(nike?.score).toBeCloseTo(2.5, 12);
+    expect(rounded(nike?.probabilities as Record<Grade, number>)).toEqual([0.029312, 0.046546, 0.106567, 0.817574]);
+    expect(nike?.grade).toBe('L4');
+  });
+
+  it('refuses to score a feature model without the graph', () => {
+    expect(() => judgeItems(featuresOnly, 'boots', [item('Boots')])).toThrow('this DeepBoW model weighs knowledge-graph features: scoring it needs the knowledge graph');
+  });
+
+  it('learns what words cannot see: two items with the same words, of different product types', () => {
+    // Both items hold the words {hiking, rain, boot}; the leaf of the category path makes one hiking
+    // boots (link=same: the teacher says L4) and the other rain boots (link=sibling: L2).
+    const kg = builtinGraph();
+    const hiking: Item = { title: 'Boots', category: ['Rain Boots', 'Hiking Boots'], attributes: {} };
+    const rain: Item = { title: 'Boots', category: ['Hiking Boots', 'Rain Boots'], attributes: {} };
+    const oneHot = (g: Grade): Record<Grade, number> => ({ L1: 0, L2: 0, L3: 0, L4: 0, [g]: 1 });
+    const examples: DeepBowExample[] = Array.from({ length: 20 }, (_, i) => ({ query: 'hiking boots', item: i % 2 ? hiking : rain, target: oneHot(i % 2 ? 'L4' : 'L2') }));
+    const train = (withGraph: boolean) => {
+      const rng = new Rng(1);
+      return trainDeepBow(examples, { epochs: 30, lr: 0.3, l1: 0.001, minCount: 1, synonyms: {}, ...(withGraph ? { kg } : {}), shuffle: (xs) => rng.shuffle(xs) });
+    };
+    const [wordsHiking, wordsRain] = judgeItems(train(false), 'hiking boots', [hiking, rain]);
+    expect(wordsHiking?.score).toBe(wordsRain?.score);
+    const model = train(true);
+    expect(deepBowProblem(JSON.parse(JSON.stringify(model)))).toBeUndefined();
+    expect(judgeItems(model, 'hiking boots', [hiking, rain], kg).map((j) => j.grade)).toEqual(['L4', 'L2']);
+    expect(model.features?.['link=same']).toBeGreaterThan(model.features?.['link=sibling'] as number);
   });
 });

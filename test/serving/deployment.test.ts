@@ -34,7 +34,7 @@ stages:
   kg: { uses: kg, needs: [world] }
   icl: { uses: icl, needs: [world, kg], with: { facts: 0, shots: 0, rules: none, maxTokens: 256 } }
   sft: { uses: ${fixture}, needs: [icl], with: { answer_first: true } }
-  distill: { uses: distill, needs: [world, kg, icl, sft], with: { extra_per_query: 1, pool_limit: 8, dev_limit: 4, max_new_tokens: 4, epochs: 3 } }
+  distill: { uses: distill, needs: [world, kg, icl, sft], with: { extra_per_query: 1, pool_limit: 8, dev_limit: 4, max_new_tokens: 4, epochs: 3, kg_features: true } }
   serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: { max_new_tokens: 4 } }
   eval: { uses: eval, needs: [sft, distill, icl, kg], with: { limit: 4, dev_limit: 2, batch_size: 4, max_new_tokens: 4 } }
 `;
@@ -151,7 +151,7 @@ describe('pipeline serve', () => {
       route.minConfidence = 0; // every distilled answer is confident enough
       const [distilled] = await relevance(pair.query, [pair.item]);
       expect(distilled?.tier).toBe('distilled');
-      expect(distilled?.reasons.every((r) => /^(matched|missing) "/.test(r))).toBe(true);
+      expect(distilled?.reasons.every((r) => /^(matched|missing|kg) "/.test(r))).toBe(true);
       route.minConfidence = 1.01; // none is
       const [llm] = await relevance(pair.query, [pair.item]);
       expect(llm?.tier).toBe('llm');

@@ -12,7 +12,11 @@
  *   s(q, d) = Σ_{t ∈ Q ∩ D} wq(t) · wd(t)  −  Σ_{t ∈ Q \ D} mq(t)
  *
  * wq, wd ≥ 0 are the query and item weights of a word, mq ≥ 0 what a query word costs when the item
- * lacks it (a stated constraint unmet). Grades are ordinal, so s maps to grade probabilities by a
+ * lacks it (a stated constraint unmet). A model may also carry signed weights f(x) of knowledge-graph
+ * features of the pair (deepbow-kg.ts: how the item's product type relates to the query's, each
+ * constraint met, conflicting or unknown), which a sum over shared words cannot see (an item that
+ * names a different brand than the query's shares no word with it, but neither does one that names
+ * none); they add Σ_x f(x) to s. Grades are ordinal, so s maps to grade probabilities by a
  * cumulative-link (ordinal logistic) model with cut points θ1 < θ2 < θ3 (McCullagh 1980):
  *
  *   P(grade ≤ Lk) = σ(θk − s),   P(Lk) = P(grade ≤ Lk) − P(grade ≤ Lk−1).
@@ -24,6 +28,8 @@
  * query's unseen words still weigh something.
  */
 import { mostProbableGrade } from '../grade-probs.ts';
+import type { KnowledgeGraph } from '../relevance/kg.ts';
+import { kgFeatures } from './deepbow-kg.ts';
 import { normalise, STOP_WORDS, stem, tokenize } from '../relevance/text.ts';
 import { GRADES, type Grade, type Item } from '../relevance/types.ts';
 
@@ -44,6 +50,8 @@ export interface DeepBowModel {
   cuts: [number, number, number];
   /** Normalised phrase → the canonical phrase it expands to (synonyms, colloquial names, needs). */
   synonyms: Record<string, string>;
+  /** Signed weights f of the pair's knowledge-graph features (deepbow-kg.ts); scoring then needs the graph. */
+  features?: Record<string, number>;
 }
 
 export interface BagTerm {
@@ -96,27 +104,37 @@ export function itemBag(item: Item): Set<string> {
 const weightOf = (table: Readonly<Record<string, number>>, term: string) => table[term] ?? table[UNKNOWN] ?? 0;
 
 export interface Contribution {
+  /** The word, or the knowledge-graph feature ("link=sibling", "brand=conflict"). */
   term: string;
-  /** wq·wd for a matched word, −mq for a missing one. */
+  /** wq·wd for a matched word, −mq for a missing one, f for a feature. */
   value: number;
-  kind: 'match' | 'missing';
+  kind: 'match' | 'missing' | 'feature';
   from?: string;
 }
 
-export function contributions(model: DeepBowModel, query: readonly BagTerm[], item: ReadonlySet<string>): Contribution[] {
+export function contributions(model: DeepBowModel, query: readonly BagTerm[], item: ReadonlySet<string>, features: readonly string[] = []): Contribution[] {
   const out: Contribution[] = [];
   for (const { term, from } of query) {
     const expanded = from !== undefined ? { from } : {};
     if (item.has(term)) out.push({ term, value: weightOf(model.query, term) * weightOf(model.item, term), kind: 'match', ...expanded });
     else out.push({ term, value: -weightOf(model.missing, term), kind: 'missing', ...expanded });
   }
+  for (const term of features) out.push({ term, value: model.features?.[term] ?? 0, kind: 'feature' });
   return out;
 }
 
-export function scoreOf(model: DeepBowModel, query: readonly BagTerm[], item: ReadonlySet<string>): number {
+export function scoreOf(model: DeepBowModel, query: readonly BagTerm[], item: ReadonlySet<string>, features: readonly string[] = []): number {
   let s = 0;
   for (const { term } of query) s += item.has(term) ? weightOf(model.query, term) * weightOf(model.item, term) : -weightOf(model.missing, term);
+  for (const term of features) s += model.features?.[term] ?? 0;
   return s;
+}
+
+/** The pair features a model weighs: none for a words-only model. */
+function featureSource(model: DeepBowModel, kg: KnowledgeGraph | undefined, query: string): (item: Item) => string[] {
+  if (model.features === undefined) return () => [];
+  if (kg === undefined) throw new Error('this DeepBoW model weighs knowledge-graph features: scoring it needs the knowledge graph');
+  return kgFeatures(kg, query);
 }
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
@@ -141,11 +159,12 @@ export interface DeepBowJudgement {
   reasons: Contribution[];
 }
 
-/** Scores one query against its items; the query's bag is built once. */
-export function judgeItems(model: DeepBowModel, query: string, items: readonly Item[]): DeepBowJudgement[] {
+/** Scores one query against its items; the query's bag is built once. A model with feature weights needs the graph. */
+export function judgeItems(model: DeepBowModel, query: string, items: readonly Item[], kg?: KnowledgeGraph): DeepBowJudgement[] {
   const bag = queryBag(query, model.synonyms);
+  const featuresOf = featureSource(model, kg, query);
   return items.map((item) => {
-    const reasons = contributions(model, bag, itemBag(item));
+    const reasons = contributions(model, bag, itemBag(item), featuresOf(item));
     const score = reasons.reduce((a, r) => a + r.value, 0);
     const probabilities = gradeProbabilities(model.cuts, score);
     const grade = mostProbableGrade(probabilities);
@@ -168,6 +187,10 @@ export function deepBowProblem(raw: unknown): string | undefined {
     return `cuts: expected three increasing numbers, got ${JSON.stringify(cuts)}`;
   }
   if (m.synonyms === null || typeof m.synonyms !== 'object') return 'synonyms: expected an object';
+  if (m.features !== undefined) {
+    if (m.features === null || typeof m.features !== 'object') return 'features: expected an object of feature weights';
+    for (const [name, w] of Object.entries(m.features)) if (typeof w !== 'number' || !Number.isFinite(w)) return `features.${name}: expected a number, got ${JSON.stringify(w)}`;
+  }
   return undefined;
 }
 
@@ -188,16 +211,19 @@ export interface DeepBowTrainOptions {
   l1: number;
   minCount: number;
   synonyms: Record<string, string>;
+  /** When given, the model also learns signed weights of the pairs' knowledge-graph features (deepbow-kg.ts). */
+  kg?: KnowledgeGraph;
   /** Shuffles example order each epoch. */
   shuffle: <T>(items: T[]) => T[];
   onEpoch?: (epoch: number, loss: number) => void;
 }
 
 /** Mean distillation loss −Σ p(g) log P(g) over the examples (no penalty). */
-export function distillLoss(model: DeepBowModel, examples: readonly DeepBowExample[]): number {
+export function distillLoss(model: DeepBowModel, examples: readonly DeepBowExample[], kg?: KnowledgeGraph): number {
   let total = 0;
+  const featuresOf = featuresByQuery(model, kg);
   for (const e of examples) {
-    const probs = gradeProbabilities(model.cuts, scoreOf(model, queryBag(e.query, model.synonyms), itemBag(e.item)));
+    const probs = gradeProbabilities(model.cuts, scoreOf(model, queryBag(e.query, model.synonyms), itemBag(e.item), featuresOf(e.query)(e.item)));
     for (const g of GRADES) if (e.target[g] > 0) total -= e.target[g] * Math.log(Math.max(probs[g], 1e-12));
   }
   return total / Math.max(1, examples.length);
@@ -221,6 +247,16 @@ export function lossGradients(cuts: readonly number[], s: number, target: Record
   return { ds, dcuts };
 }
 
+/** featureSource, with each query parsed once over many examples. */
+function featuresByQuery(model: DeepBowModel, kg: KnowledgeGraph | undefined): (query: string) => (item: Item) => string[] {
+  const sources = new Map<string, (item: Item) => string[]>();
+  return (query) => {
+    let source = sources.get(query);
+    if (!source) sources.set(query, (source = featureSource(model, kg, query)));
+    return source;
+  };
+}
+
 /** Words to learn weights for: those seen at least `minCount` times in the pool, per side. */
 function vocabulary(bags: readonly { query: BagTerm[]; item: Set<string> }[], minCount: number): { query: Set<string>; item: Set<string> } {
   const qCount = new Map<string, number>();
@@ -234,31 +270,36 @@ function vocabulary(bags: readonly { query: BagTerm[]; item: Set<string> }[], mi
 }
 
 export function trainDeepBow(examples: readonly DeepBowExample[], options: DeepBowTrainOptions): DeepBowModel {
-  const bags = examples.map((e) => ({ query: queryBag(e.query, options.synonyms), item: itemBag(e.item), target: e.target }));
+  // Every word starts as one unit of evidence: a match adds 1, a missing word costs 0.5; every feature as no evidence (0).
+  const model: DeepBowModel = { format: DEEPBOW_FORMAT, query: {}, item: {}, missing: {}, cuts: [-0.5, 0.5, 1.5], synonyms: options.synonyms, ...(options.kg ? { features: {} } : {}) };
+  const featuresOf = featuresByQuery(model, options.kg);
+  const bags = examples.map((e) => ({ query: queryBag(e.query, options.synonyms), item: itemBag(e.item), features: featuresOf(e.query)(e.item), target: e.target }));
   const vocab = vocabulary(bags, options.minCount);
   const as = (known: Set<string>, term: string) => (known.has(term) ? term : UNKNOWN);
-  // Every word starts as one unit of evidence: a match adds 1, a missing word costs 0.5.
-  const model: DeepBowModel = { format: DEEPBOW_FORMAT, query: {}, item: {}, missing: {}, cuts: [-0.5, 0.5, 1.5], synonyms: options.synonyms };
+  for (const { features } of bags) for (const f of features) (model.features as Record<string, number>)[f] = 0;
   for (const t of [...vocab.query, UNKNOWN]) {
     model.query[t] = 1;
     model.missing[t] = 0.5;
   }
   for (const t of [...vocab.item, UNKNOWN]) model.item[t] = 1;
   // Adagrad accumulators, per parameter.
-  const acc = { query: new Map<string, number>(), item: new Map<string, number>(), missing: new Map<string, number>(), cuts: [0, 0, 0] };
-  const step = (table: Record<string, number>, accumulator: Map<string, number>, term: string, grad: number) => {
+  const acc = { query: new Map<string, number>(), item: new Map<string, number>(), missing: new Map<string, number>(), features: new Map<string, number>(), cuts: [0, 0, 0] };
+  const step = (table: Record<string, number>, accumulator: Map<string, number>, term: string, grad: number, signed = false) => {
     const g2 = (accumulator.get(term) ?? 0) + grad * grad;
     accumulator.set(term, g2);
     const rate = options.lr / Math.sqrt(g2 + 1e-8);
-    // Gradient step, then the L1 proximal step (soft threshold at 0, weights stay >= 0).
-    table[term] = Math.max(0, (table[term] as number) - rate * grad - rate * options.l1);
+    // Gradient step, then the L1 proximal step: soft threshold towards 0 (word weights stay >= 0).
+    const w = (table[term] as number) - rate * grad;
+    table[term] = signed ? Math.sign(w) * Math.max(0, Math.abs(w) - rate * options.l1) : Math.max(0, w - rate * options.l1);
   };
   const mapped = bags.map((b) => ({
     query: b.query.map((t) => as(vocab.query, t.term)),
     matched: b.query.map((t) => b.item.has(t.term)),
     itemTerm: b.query.map((t) => as(vocab.item, t.term)),
+    features: b.features,
     target: b.target,
   }));
+  const featureWeights = model.features ?? {};
   for (let epoch = 0; epoch < options.epochs; epoch++) {
     let loss = 0;
     for (const e of options.shuffle([...mapped])) {
@@ -266,6 +307,7 @@ export function trainDeepBow(examples: readonly DeepBowExample[], options: DeepB
       e.query.forEach((q, i) => {
         s += e.matched[i] ? (model.query[q] as number) * (model.item[e.itemTerm[i] as string] as number) : -(model.missing[q] as number);
       });
+      for (const f of e.features) s += featureWeights[f] as number;
       const probs = gradeProbabilities(model.cuts, s);
       for (const g of GRADES) if (e.target[g] > 0) loss -= e.target[g] * Math.log(Math.max(probs[g], 1e-12));
       const { ds, dcuts } = lossGradients(model.cuts, s, e.target);
@@ -278,6 +320,7 @@ export function trainDeepBow(examples: readonly DeepBowExample[], options: DeepB
           step(model.item, acc.item, d, ds * wq);
         } else step(model.missing, acc.missing, q, -ds);
       });
+      for (const f of e.features) step(featureWeights, acc.features, f, ds, true);
       dcuts.forEach((g, k) => {
         acc.cuts[k] = (acc.cuts[k] as number) + g * g;
         model.cuts[k] = (model.cuts[k] as number) - (options.lr / Math.sqrt((acc.cuts[k] as number) + 1e-8)) * g;
@@ -289,7 +332,9 @@ export function trainDeepBow(examples: readonly DeepBowExample[], options: DeepB
   }
   // Readable: each table lists its words by weight, heaviest first. Words the L1 penalty zeroed stay
   // (at 0): dropping them would send them to <unk>'s weight at scoring time.
-  for (const key of ['query', 'item', 'missing'] as const) model[key] = Object.fromEntries(Object.entries(model[key]).sort(([a, x], [b, y]) => y - x || a.localeCompare(b)));
+  const byWeight = (table: Record<string, number>) => Object.fromEntries(Object.entries(table).sort(([a, x], [b, y]) => y - x || a.localeCompare(b)));
+  for (const key of ['query', 'item', 'missing'] as const) model[key] = byWeight(model[key]);
+  if (model.features) model.features = byWeight(model.features);
   return model;
 }
 

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { EngineConfig, Manifest } from '../../../pipeline/stage-api.ts';
+import { loadKnowledgeGraph, type KnowledgeGraph } from '../relevance/kg.ts';
 import { QUERY_LOG_FILE, indexQueryLog, readQueryLog, type QueryLogIndex } from '../relevance/query-log.ts';
 import type { PromptParams } from '../relevance/prompts.ts';
 import { memoised, openRedisCache, openSqliteCache, type HeadCache, type JudgementCache } from './cache.ts';
@@ -20,6 +21,8 @@ export interface LoadedDeployment {
   headCache: HeadCache;
   cacheEntries: number;
   distilled: DeepBowModel;
+  /** Loaded when the distilled model weighs knowledge-graph features. */
+  kg?: KnowledgeGraph;
   queryLog: QueryLogIndex;
   llm: LlmTier;
   /** `<pipeline>-<checkpoint stage>`: the name /v1/models lists. */
@@ -54,6 +57,10 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   const deployment = readCheckedJson<Deployment>(path.join(dir, DEPLOYMENT_FILE), 'deployment', deploymentProblem);
   const distilledDir = objectDir(deployment.inputs.distilled);
   const distilled = readCheckedJson<DeepBowModel>(path.join(distilledDir, DISTILLED_MODEL_FILE), 'distilled model', deepBowProblem);
+  const kgDir = objectDir(deployment.inputs.kg);
+  const kg = distilled.features === undefined ? undefined : await loadKnowledgeGraph(kgDir).catch((error: Error) => {
+    throw new Error(`${kgDir}: the knowledge graph the distilled model weighs cannot be loaded: ${error.message}`);
+  });
   const datasetDir = objectDir(deployment.inputs.dataset);
   const queryLog = indexQueryLog(await readQueryLog(path.join(datasetDir, QUERY_LOG_FILE)).catch((error: Error) => {
     throw existsSync(path.join(datasetDir, QUERY_LOG_FILE)) ? error : new Error(`${path.join(datasetDir, QUERY_LOG_FILE)}: the query log is missing`);
@@ -73,7 +80,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   let llm: LlmTier;
   try {
     llm = await startLlmTier({
-      sources: { checkpointDir, kgDir: objectDir(deployment.inputs.kg), datasetDir, promptParams },
+      sources: { checkpointDir, kgDir, datasetDir, promptParams },
       engine,
       options: { maxNewTokens: deployment.llm.maxNewTokens, batchSize: deployment.llm.maxBatch },
     });
@@ -87,6 +94,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
     headCache: memoised(cache, options.memoEntries),
     cacheEntries,
     distilled,
+    ...(kg ? { kg } : {}),
     queryLog,
     llm,
     modelName: `${checkpoint.pipeline}-${checkpoint.stage}`,

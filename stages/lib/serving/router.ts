@@ -3,6 +3,7 @@
  * distilled model, the LLM. Every pair gets an answer: a pair whose LLM answer misses its deadline,
  * or that the LLM could not grade, gets the distilled answer, marked with why.
  */
+import type { KnowledgeGraph } from '../relevance/kg.ts';
 import type { QueryLogIndex } from '../relevance/query-log.ts';
 import { normalise } from '../relevance/text.ts';
 import type { Grade, Item } from '../relevance/types.ts';
@@ -29,6 +30,8 @@ export interface RouterParts {
   deployment: Deployment;
   cache: HeadCache;
   distilled: DeepBowModel;
+  /** The knowledge graph, for a distilled model that weighs its features. */
+  kg?: KnowledgeGraph;
   queryLog: QueryLogIndex;
   llm: DynamicBatcher<PairToJudge, LlmJudgement>;
   /** Called once per answered pair, for metrics. */
@@ -42,12 +45,13 @@ export class QueueFullError extends Error {
   }
 }
 
-/** A distilled answer's reasons: each word's part in the score. */
+/** A distilled answer's reasons: each word's and knowledge-graph feature's part in the score. */
 export function wordReasons(reasons: readonly Contribution[]): string[] {
   return reasons.map((r) => {
     const sign = r.value >= 0 ? '+' : '-';
     const synonym = r.from !== undefined ? ` (via "${r.from}")` : '';
-    return `${r.kind === 'match' ? 'matched' : 'missing'} "${r.term}"${synonym} ${sign}${Math.abs(r.value).toFixed(3)}`;
+    const what = r.kind === 'feature' ? 'kg' : r.kind === 'match' ? 'matched' : 'missing';
+    return `${what} "${r.term}"${synonym} ${sign}${Math.abs(r.value).toFixed(3)}`;
   });
 }
 
@@ -74,7 +78,7 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
   });
   if (misses.length === 0) return results as PairResult[];
 
-  const distilled = judgeItems(parts.distilled, query, misses.map((i) => items[i] as Item));
+  const distilled = judgeItems(parts.distilled, query, misses.map((i) => items[i] as Item), parts.kg);
   const tier = routingTier(parts.queryLog.get(normalise(query)));
   const mayAskLlm = route.llmTiers.includes(tier);
   const uncertain: number[] = [];

@@ -125,6 +125,7 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
     deployment: loaded.deployment,
     cache: loaded.headCache,
     distilled: loaded.distilled,
+    ...(loaded.kg ? { kg: loaded.kg } : {}),
     queryLog: loaded.queryLog,
     llm: batcher,
     onPair: (tier, seconds, fallback) => metrics.pair(tier, seconds, fallback),
