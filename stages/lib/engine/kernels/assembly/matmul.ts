@@ -4,13 +4,15 @@
 // activation gradient). These read the operands in place: x W^T (forward), dy W (input gradient),
 // dy^T x (weight gradient).
 //
-// The first two are a sum of outer products over a right operand packed into panels of 8
-// columns, each stored k-major (panel[k][c] = right[k][8P + c], the last panel zero-padded), so a
-// 4 x 8 block of out stays in eight registers while k runs, each k loading two vectors of the
-// panel and broadcasting four values of a (v128.load32_splat: one broadcast load, where a splat
-// of a loaded scalar is a load and a shuffle on the port x64's vector adds also use). Dot
-// products per output (the earlier x W^T) paid a horizontal sum per output, a tenth of the work
-// when inner is 128. Packing costs inner x cols copies against rows x inner x cols products.
+// Each is a sum of outer products over a right operand packed into panels of 8 columns, stored
+// k-major (panel[k][c] = right[k][8P + c], the last panel zero-padded), so a 4 x 8 block of out
+// stays in eight registers while k runs, each k loading two vectors of the panel and
+// broadcasting four values of a (v128.load32_splat: one broadcast load, where a splat of a loaded
+// scalar is a load and a shuffle on the port x64's vector adds also use). Dot products per output
+// (the earlier x W^T) paid a horizontal sum per output, a tenth of the work when inner is 128.
+// Packing costs inner x cols copies against rows x inner x cols products. The first two share
+// productOfPanels (so does attention.ts); dy^T x, whose left operand is read transposed, has its
+// own loop over chunks of rows.
 
 // out (rows, cols) = a (rows, inner) @ b (cols, inner)^T: a linear layer's forward x W^T with W
 // kept (out, in), as HF stores it. packed: scratch of inner * ceil(cols / 8) * 8 floats.
