@@ -3,7 +3,8 @@
  * rounds so that both sides see the same machine.
  *
  *   npm run bench:engine     env: BENCH_ROUNDS (default 5), BENCH_TRAIN_STEPS (per round, default 3),
- *                            BENCH_DP_STEPS (per round, default 2), BENCH_DP_RANKS (default 2)
+ *                            BENCH_DP_STEPS (per round, default 2), BENCH_DP_RANKS (default 2),
+ *                            BENCH_PROFILE_STEPS (default 5)
  *   npm run bench:engine -- --backend webgpu   (the engine on webgpu; the data-parallel part is skipped)
  *
  * Shape (FACTS.md): the `tiny` preset at vocab 512 (d 128, 4 layers, 4 heads / 2 kv heads,
@@ -18,7 +19,9 @@
  * average (1 min) before each round. The same ratios per CPU second of each side
  * (`train_cpu_ratio`, `gen_cpu_ratio`: both sides run one thread) leave out the time a process
  * waits for a core, which is what a loaded machine adds. Targets: train_ratio >= 1.0, gen_ratio >= 1.0; a missed
- * target prints the kernel profile that says where the time goes. The last line is JSON.
+ * target prints the kernel profile that says where the time goes. A training step's CPU time per
+ * kernel, and outside kernels (the gradient tape, JS, GC), is always printed (printCpuProfile,
+ * over BENCH_PROFILE_STEPS steps, default 5). The last line is JSON.
  *
  * onnxruntime (benchOnnxGeneration): the same model exported to ONNX and generating the same batch
  * through the engine's loop on onnxruntime-node, on the thread count PyTorch gets (1), in rounds
@@ -233,6 +236,7 @@ async function benchAgainstTorch(): Promise<Record<string, unknown>> {
   if (out.train_ratio !== null && out.train_ratio < TARGETS.train_ratio) {
     await printProfile(`train step (target train_ratio >= ${TARGETS.train_ratio} missed)`, async () => void (await trainOnce()));
   }
+  await printCpuProfile('train step', async () => void (await trainOnce()));
   if (out.gen_ratio !== null && out.gen_ratio < TARGETS.gen_ratio) {
     await printProfile(`generation, 16 new tokens (target gen_ratio >= ${TARGETS.gen_ratio} missed)`, async () => void (await generateOnce(16)));
   }
@@ -495,5 +499,57 @@ async function printProfile(title: string, work: () => Promise<void>): Promise<v
   console.log(`profile: ${title}: ${profile.kernels.length} kernel calls, ${total.toFixed(0)} ms in kernels (nested kernels counted twice), ${wall.toFixed(0)} ms wall (profiled)`);
   for (const [name, e] of [...byKernel].sort((a, b) => b[1].ms - a[1].ms).slice(0, 12)) {
     console.log(`  ${name.padEnd(18)} ${e.ms.toFixed(1).padStart(8)} ms  ${String(e.calls).padStart(6)} calls`);
+  }
+}
+
+/**
+ * CPU time per tfjs kernel over BENCH_PROFILE_STEPS calls of `work`, and the rest of the process's
+ * CPU time (gradient tape, JS, garbage collection): every kernel registered for the running
+ * backend is wrapped for the duration, and restored after. CPU time, not tf.profile's wall time,
+ * so that time spent waiting for a core on a loaded machine lands nowhere.
+ */
+async function printCpuProfile(title: string, work: () => Promise<void>): Promise<void> {
+  const steps = envInt('BENCH_PROFILE_STEPS', 5);
+  const backendName = tf.getBackend();
+  const spent = new Map<string, { us: number; calls: number }>();
+  let depth = 0; // a kernel calling another counts once, at the outermost
+  const originals = tf.getKernelsForBackend(backendName);
+  const rewrap = (configs: tf.KernelConfig[]) => {
+    for (const config of configs) {
+      tf.unregisterKernel(config.kernelName, backendName);
+      tf.registerKernel(config);
+    }
+  };
+  rewrap(originals.map((config) => ({
+    ...config,
+    kernelFunc: (args) => {
+      if (depth > 0) return config.kernelFunc(args);
+      depth += 1;
+      const start = process.cpuUsage();
+      try {
+        return config.kernelFunc(args);
+      } finally {
+        depth -= 1;
+        const used = process.cpuUsage(start);
+        const entry = spent.get(config.kernelName) ?? { us: 0, calls: 0 };
+        entry.us += used.user + used.system;
+        entry.calls += 1;
+        spent.set(config.kernelName, entry);
+      }
+    },
+  })));
+  try {
+    const start = process.cpuUsage();
+    for (let i = 0; i < steps; i++) await work();
+    const used = process.cpuUsage(start);
+    const perStep = (us: number) => us / 1000 / steps;
+    const total = perStep(used.user + used.system);
+    const inKernels = perStep([...spent.values()].reduce((sum, e) => sum + e.us, 0));
+    console.log(`CPU profile: ${title}, mean of ${steps}: ${total.toFixed(1)} ms CPU, ${inKernels.toFixed(1)} ms in kernels, ${(total - inKernels).toFixed(1)} ms outside them (tape, JS, GC); load ${load()}`);
+    for (const [name, e] of [...spent].sort((a, b) => b[1].us - a[1].us).slice(0, 12)) {
+      console.log(`  ${name.padEnd(22)} ${perStep(e.us).toFixed(1).padStart(7)} ms  ${(e.calls / steps).toFixed(0).padStart(5)} calls  ${((100 * perStep(e.us)) / total).toFixed(0).padStart(3)} %`);
+    }
+  } finally {
+    rewrap(originals);
   }
 }

@@ -110,7 +110,8 @@ describe('fused wasm kernels equal the tfjs ops they replace', () => {
     expect(grads[0]).toBeLessThanOrEqual(TOLERANCE);
   });
 
-  // Shapes with every blocking tail: rows % 4, out % 2 (forward), in % 8 (weight gradient), in % 4.
+  // Shapes with every blocking tail: rows % 4, a partial last panel of 8 columns (out for the
+  // forward product, in for the input gradient), in % 8 (weight gradient).
   it.each([[7, 13, 5], [64, 128, 352], [130, 16, 9]])('linear x W^T (%i rows, in %i, out %i)', (rows, inputs, outputs) => {
     // Weights at 1/sqrt(in), as initialised layers have them: outputs of order 1, where 1e-5 is
     // far above float32 rounding of either summation order.
@@ -119,7 +120,8 @@ describe('fused wasm kernels equal the tfjs ops they replace', () => {
     for (const g of grads) expect(g).toBeLessThanOrEqual(TOLERANCE);
   });
 
-  it.each([[2, 7, 4, 2, 6], [3, 16, 3, 1, 32], [1, 9, 2, 2, 8]])('causal attention (B %i, T %i, H %i, Hkv %i, hd %i), right padding', (batch, steps, heads, kvHeads, hd) => {
+  // T 37: three blocks of queries (the kernel takes 16 at a time), the last one partial.
+  it.each([[2, 7, 4, 2, 6], [3, 16, 3, 1, 32], [1, 9, 2, 2, 8], [2, 37, 4, 2, 12]])('causal attention (B %i, T %i, H %i, Hkv %i, hd %i), right padding', (batch, steps, heads, kvHeads, hd) => {
     const qkv = random([batch * steps, (heads + 2 * kvHeads) * hd]);
     // Row b keeps steps - 2b real tokens, then padding (as padBatch pads training rows).
     const keyMask = Array.from({ length: batch }, (_, b) => Array.from({ length: steps }, (_, t) => (t < steps - 2 * b ? 1 : 0)));

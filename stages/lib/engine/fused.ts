@@ -25,11 +25,16 @@ interface KernelExports {
   tokenLogprobsGrad(dlogp: number, logits: number, targets: number, lse: number, dlogits: number, rows: number, vocab: number): void;
   rope(x: number, cos: number, sin: number, out: number, rows: number, heads: number, rotated: number, headDim: number, direction: number): void;
   attention(qkv: number, mask: number, out: number, lse: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
+  attentionScratch(steps: number, headDim: number): number;
+  attentionGradScratch(steps: number, headDim: number): number;
   attentionGrad(dout: number, qkv: number, mask: number, out: number, lse: number, dqkv: number, scratch: number, batch: number, steps: number, heads: number, kvHeads: number, headDim: number, scale: number): void;
   ropeFolded(x: number, cos: number, sin: number, out: number, rows: number, heads: number, kvHeads: number, headDim: number): void;
   addRmsNorm(x: number, y: number, weight: number, sum: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
-  matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number): void;
-  matmulTN(a: number, b: number, out: number, n: number, p: number, q: number): void;
+  matmulNT(a: number, b: number, out: number, rows: number, inner: number, cols: number, packed: number): void;
+  matmulNN(a: number, b: number, out: number, rows: number, inner: number, cols: number, packed: number): void;
+  matmulTN(a: number, b: number, out: number, n: number, p: number, q: number, packed: number): void;
+  /** Rows of b per packed chunk of matmulTN: its scratch is TN_CHUNK * (q & ~7) floats. */
+  TN_CHUNK: { value: number };
   decodeAttention(qkv: number, cos: number, sin: number, pastK: number, pastV: number, mask: number, keys: number, values: number, out: number, scratch: number, batch: number, heads: number, kvHeads: number, headDim: number, past: number): void;
 }
 
@@ -178,29 +183,38 @@ function registerKernels(k: KernelExports): void {
     const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
     const out = b.makeOutput([batch * steps, heads! * headDim], 'float32');
     const lse = b.makeOutput([batch, heads!, steps], 'float32');
-    withScratch(b, steps, (scratch) => k.attention(offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out), offsetOf(b, lse), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
+    withScratch(b, k.attentionScratch(steps, headDim), (scratch) => k.attention(offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out), offsetOf(b, lse), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
     return [out, lse];
   });
   register('LoreAttentionGrad', ({ dout, qkv, mask, out, lse }, { heads, kvHeads, scale }, b) => {
     const [batch, steps] = mask!.shape as [number, number];
     const headDim = (qkv!.shape[1] as number) / (heads! + 2 * kvHeads!);
     const dqkv = b.makeOutput(qkv!.shape, 'float32');
-    withScratch(b, 2 * steps, (scratch) =>
+    withScratch(b, k.attentionGradScratch(steps, headDim), (scratch) =>
       k.attentionGrad(offsetOf(b, dout!), offsetOf(b, qkv!), offsetOf(b, mask!), offsetOf(b, out!), offsetOf(b, lse!), offsetOf(b, dqkv), scratch, batch, steps, heads!, kvHeads!, headDim, scale!));
     return dqkv;
   });
+  // The right operand packed into panels of 8 columns (the last zero-padded): kernels/assembly/matmul.ts.
+  const packedFloats = (inner: number, cols: number) => inner * Math.ceil(cols / 8) * 8;
   register('LoreMatMulNT', ({ a, b: right }, _attrs, b) => {
     const [rows, inner] = a!.shape as [number, number];
     const cols = right!.shape[0] as number;
     const out = b.makeOutput([rows, cols], 'float32');
-    k.matmulNT(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols);
+    withScratch(b, packedFloats(inner, cols), (packed) => k.matmulNT(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols, packed));
+    return out;
+  });
+  register('LoreMatMulNN', ({ a, b: right }, _attrs, b) => {
+    const [rows, inner] = a!.shape as [number, number];
+    const cols = right!.shape[1] as number;
+    const out = b.makeOutput([rows, cols], 'float32');
+    withScratch(b, packedFloats(inner, cols), (packed) => k.matmulNN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols, packed));
     return out;
   });
   register('LoreMatMulTN', ({ a, b: right }, _attrs, b) => {
     const [n, p] = a!.shape as [number, number];
     const q = right!.shape[1] as number;
     const out = b.makeOutput([p, q], 'float32');
-    k.matmulTN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), n, p, q);
+    withScratch(b, Math.max(1, k.TN_CHUNK.value * (q & ~7)), (packed) => k.matmulTN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), n, p, q, packed));
     return out;
   });
   register('LoreDecodeAttention', ({ qkv, cos, sin, pastK, pastV, mask }, { heads, kvHeads }, b) => {
@@ -305,6 +319,15 @@ export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D, ro
 /** a (N, K) @ b (M, K)^T -> (N, M) without transposing b: an HF linear's forward x W^T. */
 export function fusedMatMulNT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return run('LoreMatMulNT', { a, b }) as tf.Tensor2D;
+}
+
+/**
+ * a (N, K) @ b (K, M) -> (N, M): an HF linear's input gradient dy W. The kernel packs b as the
+ * others do and runs about 1.3x tfjs-wasm's MatMul (XNNPACK) on the tiny preset's shapes
+ * (CPU time, same process, interleaved).
+ */
+export function fusedMatMulNN(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return run('LoreMatMulNN', { a, b }) as tf.Tensor2D;
 }
 
 /** a (N, P)^T @ b (N, Q) -> (P, Q) without transposing a: an HF linear's weight gradient dy^T x. */

@@ -4,7 +4,7 @@
  * about 10x slower than a plain 2-D one (FACTS.md), and tfjs' own MatMul gradient uses the flags.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
+import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNN, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
 
 /**
  * a @ b for 2-D tensors, with a gradient that transposes explicitly:
@@ -41,10 +41,10 @@ export function timesTransposed(x: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2
  * HF linear without bias: x (N, in) @ weight (out, in)^T -> (N, out). The gradient needs no
  * transpose of the weight: dx = dy @ W, and dW = dy^T @ x or (x^T @ dy)^T, whichever transposes
  * fewer elements (N*out, or N*in + in*out). Transposes are copies on wasm; this halves them
- * against matmul2d on a pre-transposed weight. With the fused kernels, x W^T and dy^T x are one
- * kernel each that reads the operands in place: no transposes, and no repacking of a fresh
- * right operand, which tfjs-wasm's matmul does on every call (1.1-2x faster per layer, measured
- * interleaved on the tiny preset's shapes on a loaded machine).
+ * against matmul2d on a pre-transposed weight. With the fused kernels, x W^T, dy W and dy^T x are
+ * one kernel each that reads the operands in place (kernels/assembly/matmul.ts): no transposes,
+ * and no tfjs matmul, whose XNNPACK repacks a fresh right operand on every call and ran dy W at
+ * 0.76x the kernel's speed (CPU time, tiny preset shapes, same process, interleaved).
  */
 export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.GradSaveFunc) => {
   save([x, weight]);
@@ -61,7 +61,7 @@ export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.
         : rows * outputs <= rows * inputs + inputs * outputs
           ? tf.matMul(tf.transpose(g), sx) // (out, N) @ (N, in)
           : tf.transpose(tf.matMul(tf.transpose(sx), g)); // ((in, N) @ (N, out))^T
-      return [tf.matMul(g, sw), dW];
+      return [fused ? fusedMatMulNN(g, sw) : tf.matMul(g, sw), dW];
     },
   };
 }) as never) as unknown as Projection;

@@ -1,6 +1,7 @@
 // Attention kernels (see index.ts for conventions): causal self-attention over the q|k|v
 // projection output, its gradient, and one decoding step on frozen weights.
-import { axpy, dotRows, expMasked, rowDot } from './vector';
+import { pack, packTransposed, productOfPanels } from './matmul';
+import { addScaledToRows, dotRows, expMasked, maskedMax, rowDot, scaleInPlace, weightedRowSum } from './vector';
 
 // ------------------------------------------------------------------ causal self-attention (Vaswani et al. 2017, eq. 1;
 // grouped-query heads, Ainslie et al. 2023: query head h uses kv head h / (H / Hkv), as HF repeat_kv)
@@ -10,44 +11,58 @@ import { axpy, dotRows, expMasked, rowDot } from './vector';
 // layout o_proj takes (no transposes); lse (B, H, T) gets each query's log-sum-exp of scores, from
 // which the backward pass recomputes the probabilities instead of storing them (FlashAttention,
 // Dao et al. 2022, sec. 3.1). A query that sees no key (left padding) gets zeros and lse 0.
-// scratch: T floats.
+// Queries go in blocks of QUERY_BLOCK: the block's scores against the keys it can see are one
+// product with the kv head's keys packed as panels (matmul.ts), then the probabilities times the
+// packed values another, so both run in the linear layers' micro-kernel instead of a dot product
+// per (query, key). scratch: attentionScratch(T, hd) floats.
+const QUERY_BLOCK = 16;
+
+// Scratch floats `attention` needs: a block's scores, the keys and the values packed.
+export function attentionScratch(steps: i32, headDim: i32): i32 {
+  return QUERY_BLOCK * steps + ((steps + 7) & ~7) * headDim + ((headDim + 7) & ~7) * steps;
+}
+
 export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
   const width = (heads + 2 * kvHeads) * headDim;
+  const rowBytes = <usize>width << 2;
   const group = heads / kvHeads;
   const hdBytes = <usize>headDim << 2;
+  const scores = scratch;
+  const scoreStride = <usize>steps << 2;
+  const packedKeys = scores + <usize>QUERY_BLOCK * scoreStride;
+  const packedValues = packedKeys + (<usize>(((steps + 7) & ~7) * headDim) << 2);
   for (let b = 0; b < batch; b++) {
     const maskRow = mask + (<usize>(b * steps) << 2);
-    const rows = qkv + (<usize>(b * steps * width) << 2);
+    const rows = qkv + <usize>(b * steps) * rowBytes;
     for (let h = 0; h < heads; h++) {
       const kOffset = <usize>((heads + h / group) * headDim) << 2;
       const vOffset = kOffset + (<usize>(kvHeads * headDim) << 2);
-      for (let i = 0; i < steps; i++) {
-        const q = rows + (<usize>(i * width + h * headDim) << 2);
-        const o = out + <usize>((b * steps + i) * heads + h) * hdBytes;
-        const lseAt = lse + (<usize>((b * heads + h) * steps + i) << 2);
-        const visible = i + 1;
-        let max: f32 = 0;
-        let seen = false;
-        dotRows(scratch, q, rows + kOffset, <usize>width << 2, visible, headDim, scale);
-        for (let j = 0; j < visible; j++) {
-          const s = load<f32>(scratch + (<usize>j << 2));
-          if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || s > max)) {
-            max = s;
-            seen = true;
+      if (h % group == 0) {
+        packTransposed(rows + kOffset, rowBytes, packedKeys, steps, headDim);
+        pack(rows + vOffset, rowBytes, packedValues, steps, headDim);
+      }
+      for (let i0 = 0; i0 < steps; i0 += QUERY_BLOCK) {
+        const i1 = min(steps, i0 + QUERY_BLOCK);
+        // Scores of queries i0..i1-1 against keys 0..i1-1 (later keys are unseen by all of them).
+        productOfPanels(rows + <usize>i0 * rowBytes + (<usize>(h * headDim) << 2), rowBytes, packedKeys, <usize>headDim << 5, scores, scoreStride, i1 - i0, headDim, i1);
+        for (let i = i0; i < i1; i++) {
+          const row = scores + <usize>(i - i0) * scoreStride;
+          const lseAt = lse + (<usize>((b * heads + h) * steps + i) << 2);
+          const visible = i + 1;
+          // Keys past the query weigh 0 in the product with the values.
+          memory.fill(row + (<usize>visible << 2), 0, <usize>(i1 - visible) << 2);
+          scaleInPlace(row, visible, scale);
+          const max = maskedMax(row, maskRow, visible);
+          if (max == -Infinity) {
+            memory.fill(row, 0, <usize>visible << 2);
+            store<f32>(lseAt, 0);
+            continue;
           }
+          const total = expMasked(row, maskRow, visible, max);
+          store<f32>(lseAt, max + Mathf.log(total));
+          scaleInPlace(row, visible, f32(1) / total);
         }
-        memory.fill(o, 0, hdBytes);
-        if (!seen) {
-          store<f32>(lseAt, 0);
-          continue;
-        }
-        const total = expMasked(scratch, maskRow, visible, max);
-        store<f32>(lseAt, max + Mathf.log(total));
-        const inverse = f32(1) / total;
-        for (let j = 0; j < visible; j++) {
-          const p = load<f32>(scratch + (<usize>j << 2));
-          if (p != 0) axpy(o, rows + (<usize>(j * width) << 2) + vOffset, p * inverse, headDim);
-        }
+        productOfPanels(scores, scoreStride, packedValues, <usize>steps << 5, out + <usize>((b * steps + i0) * heads + h) * hdBytes, <usize>(heads * headDim) << 2, i1 - i0, i1, headDim);
       }
     }
   }
@@ -57,42 +72,78 @@ export function attention(qkv: usize, mask: usize, out: usize, lse: usize, scrat
 // p_ij = exp(scale q_i.k_j - lse_i) (the forward's probabilities) and D_i = dO_i . O_i,
 // ds_ij = p_ij (dO_i . v_j - D_i); dq_i = scale sum_j ds_ij k_j; dk_j = scale sum_i ds_ij q_i;
 // dv_j = sum_i p_ij dO_i. dqkv has qkv's layout; keys and values accumulate over queries and the
-// heads of their group, so it is zeroed first. scratch: 2T floats.
+// heads of their group, so it is zeroed first. Queries go in blocks as in `attention`: a block's
+// scores, its dO . v products and its dq are products in the linear layers' micro-kernel (keys
+// and values packed once per kv head); dk_j, dv_j take each query's rank-one update with q_i and
+// dO_i held in registers. scratch: attentionGradScratch(T, hd) floats.
+export function attentionGradScratch(steps: i32, headDim: i32): i32 {
+  return 2 * QUERY_BLOCK * steps + 2 * ((steps + 7) & ~7) * headDim + ((headDim + 7) & ~7) * steps;
+}
+
 export function attentionGrad(dout: usize, qkv: usize, mask: usize, out: usize, lse: usize, dqkv: usize, scratch: usize, batch: i32, steps: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32): void {
   const width = (heads + 2 * kvHeads) * headDim;
+  const rowBytes = <usize>width << 2;
+  const outBytes = <usize>(heads * headDim) << 2;
   const group = heads / kvHeads;
   const hdBytes = <usize>headDim << 2;
   memory.fill(dqkv, 0, <usize>(batch * steps * width) << 2);
+  // A block's scores then probabilities, its dO . v products then ds, and the packed operands.
+  const blockStride = <usize>steps << 2;
+  const probs = scratch;
+  const dots = probs + <usize>QUERY_BLOCK * blockStride;
+  const packedKeysT = dots + <usize>QUERY_BLOCK * blockStride;
+  const packedValuesT = packedKeysT + (<usize>(((steps + 7) & ~7) * headDim) << 2);
+  const packedKeys = packedValuesT + (<usize>(((steps + 7) & ~7) * headDim) << 2);
   for (let b = 0; b < batch; b++) {
     const maskRow = mask + (<usize>(b * steps) << 2);
-    const rowStart = <usize>(b * steps * width) << 2;
+    const rowStart = qkv + <usize>(b * steps) * rowBytes;
+    const gradStart = dqkv + <usize>(b * steps) * rowBytes;
     for (let h = 0; h < heads; h++) {
       const kOffset = <usize>((heads + h / group) * headDim) << 2;
       const vOffset = kOffset + (<usize>(kvHeads * headDim) << 2);
-      for (let i = 0; i < steps; i++) {
-        const qAt = rowStart + (<usize>(i * width + h * headDim) << 2);
-        const q = qkv + qAt;
-        const dq = dqkv + qAt;
-        const headAt = <usize>((b * steps + i) * heads + h) * hdBytes;
-        const dO = dout + headAt;
-        const d = rowDot(dO, out + headAt, headDim);
-        const visible = i + 1;
-        // Scores then probabilities in scratch[0, T), dO_i . v_j in scratch[T, 2T).
-        const dots = scratch + (<usize>steps << 2);
-        dotRows(scratch, q, qkv + rowStart + kOffset, <usize>width << 2, visible, headDim, scale);
-        dotRows(dots, dO, qkv + rowStart + vOffset, <usize>width << 2, visible, headDim, 1);
-        expMasked(scratch, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
-        for (let j = 0; j < visible; j++) {
-          const p = load<f32>(scratch + (<usize>j << 2));
-          if (p == 0) continue;
-          const keyRow = rowStart + (<usize>(j * width) << 2);
-          const ds = p * (load<f32>(dots + (<usize>j << 2)) - d) * scale;
-          axpy(dq, qkv + keyRow + kOffset, ds, headDim);
-          axpy(dqkv + keyRow + kOffset, q, ds, headDim);
-          axpy(dqkv + keyRow + vOffset, dO, p, headDim);
+      const qOffset = <usize>h * hdBytes;
+      if (h % group == 0) {
+        packTransposed(rowStart + kOffset, rowBytes, packedKeysT, steps, headDim);
+        packTransposed(rowStart + vOffset, rowBytes, packedValuesT, steps, headDim);
+        pack(rowStart + kOffset, rowBytes, packedKeys, steps, headDim);
+      }
+      for (let i0 = 0; i0 < steps; i0 += QUERY_BLOCK) {
+        const i1 = min(steps, i0 + QUERY_BLOCK);
+        const dOBlock = dout + <usize>((b * steps + i0) * heads + h) * hdBytes;
+        productOfPanels(rowStart + <usize>i0 * rowBytes + qOffset, rowBytes, packedKeysT, <usize>headDim << 5, probs, blockStride, i1 - i0, headDim, i1);
+        productOfPanels(dOBlock, outBytes, packedValuesT, <usize>headDim << 5, dots, blockStride, i1 - i0, headDim, i1);
+        for (let i = i0; i < i1; i++) {
+          const p = probs + <usize>(i - i0) * blockStride;
+          const ds = dots + <usize>(i - i0) * blockStride;
+          const q = rowStart + <usize>i * rowBytes + qOffset;
+          const headAt = <usize>((b * steps + i) * heads + h) * hdBytes;
+          const dO = dout + headAt;
+          const visible = i + 1;
+          scaleInPlace(p, visible, scale);
+          expMasked(p, maskRow, visible, load<f32>(lse + (<usize>((b * heads + h) * steps + i) << 2)));
+          dsFromProbs(ds, p, visible, rowDot(dO, out + headAt, headDim), scale);
+          // Keys past the query take no gradient from it (dq's product runs over the block's keys).
+          memory.fill(ds + (<usize>visible << 2), 0, <usize>(i1 - visible) << 2);
+          addScaledToRows(gradStart + kOffset, rowBytes, ds, q, visible, headDim);
+          addScaledToRows(gradStart + vOffset, rowBytes, p, dO, visible, headDim);
         }
+        productOfPanels(dots, blockStride, packedKeys, <usize>steps << 5, gradStart + <usize>i0 * rowBytes + qOffset, rowBytes, i1 - i0, i1, headDim);
       }
     }
+  }
+}
+
+// ds_j = p_j (dots_j - d) scale in place of dots_j, j < n.
+@inline function dsFromProbs(dots: usize, probs: usize, n: i32, d: f32, scale: f32): void {
+  const vd = f32x4.splat(d), vscale = f32x4.splat(scale);
+  const simdEnd = n & ~3;
+  for (let j = 0; j < simdEnd; j += 4) {
+    const at = <usize>j << 2;
+    v128.store(dots + at, f32x4.mul(f32x4.mul(v128.load(probs + at), f32x4.sub(v128.load(dots + at), vd)), vscale));
+  }
+  for (let j = simdEnd; j < n; j++) {
+    const at = <usize>j << 2;
+    store<f32>(dots + at, load<f32>(probs + at) * (load<f32>(dots + at) - d) * scale);
   }
 }
 
@@ -157,24 +208,15 @@ export function decodeAttention(qkv: usize, cos: usize, sin: usize, pastK: usize
       const k = keys + cacheAt * <usize>keyCount * hdBytes;
       const v = values + cacheAt * <usize>keyCount * hdBytes;
       ropeFromRotated(roped, row + <usize>h * hdBytes, row + rotatedAt + <usize>h * hdBytes, c, s, headDim);
-      let max: f32 = 0;
-      let seen = false;
       dotRows(scores, roped, k, hdBytes, keyCount, headDim, 1);
-      for (let j = 0; j < keyCount; j++) {
-        const score = load<f32>(scores + (<usize>j << 2));
-        if (load<f32>(maskRow + (<usize>j << 2)) != 0 && (!seen || score > max)) {
-          max = score;
-          seen = true;
-        }
-      }
+      const max = maskedMax(scores, maskRow, keyCount);
       const o = out + <usize>(b * heads + h) * hdBytes;
-      memory.fill(o, 0, hdBytes);
-      if (!seen) continue;
-      const inverse = f32(1) / expMasked(scores, maskRow, keyCount, max);
-      for (let j = 0; j < keyCount; j++) {
-        const p = load<f32>(scores + (<usize>j << 2));
-        if (p != 0) axpy(o, v + <usize>j * hdBytes, p * inverse, headDim);
+      if (max == -Infinity) {
+        memory.fill(o, 0, hdBytes);
+        continue;
       }
+      const inverse = f32(1) / expMasked(scores, maskRow, keyCount, max);
+      weightedRowSum(o, scores, v, hdBytes, keyCount, headDim, inverse);
     }
   }
 }

@@ -6,8 +6,8 @@
 // All float32; row-major; `n` counts elements, `rows` x `cols` is a 2-D view.
 
 import { expv, exps, rowDot, sigmoidv } from './vector';
-export { attention, attentionGrad, decodeAttention, ropeFolded } from './attention';
-export { matmulNT, matmulTN } from './matmul';
+export { attention, attentionGrad, attentionGradScratch, attentionScratch, decodeAttention, ropeFolded } from './attention';
+export { matmulNN, matmulNT, matmulTN, TN_CHUNK } from './matmul';
 
 // ------------------------------------------------------------------ AdamW (Loshchilov & Hutter 2019, Algorithm 2)
 // g = grad * gradScale (clipping); m' = b1 m + (1 - b1) g; v' = b2 v + (1 - b2) g^2;
