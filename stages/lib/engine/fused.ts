@@ -196,20 +196,17 @@ function registerKernels(k: KernelExports): void {
   });
   // The right operand packed into panels of 8 columns (the last zero-padded): kernels/assembly/matmul.ts.
   const packedFloats = (inner: number, cols: number) => inner * Math.ceil(cols / 8) * 8;
-  register('LoreMatMulNT', ({ a, b: right }, _attrs, b) => {
-    const [rows, inner] = a!.shape as [number, number];
-    const cols = right!.shape[0] as number;
-    const out = b.makeOutput([rows, cols], 'float32');
-    withScratch(b, packedFloats(inner, cols), (packed) => k.matmulNT(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols, packed));
-    return out;
-  });
-  register('LoreMatMulNN', ({ a, b: right }, _attrs, b) => {
-    const [rows, inner] = a!.shape as [number, number];
-    const cols = right!.shape[1] as number;
-    const out = b.makeOutput([rows, cols], 'float32');
-    withScratch(b, packedFloats(inner, cols), (packed) => k.matmulNN(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols, packed));
-    return out;
-  });
+  // x W^T (right operand (cols, inner)) and dy W (right operand (inner, cols)): the same packed product.
+  const registerPackedProduct = (name: string, colsAxis: 0 | 1, kernel: KernelExports['matmulNT']) =>
+    register(name, ({ a, b: right }, _attrs, b) => {
+      const [rows, inner] = a!.shape as [number, number];
+      const cols = right!.shape[colsAxis] as number;
+      const out = b.makeOutput([rows, cols], 'float32');
+      withScratch(b, packedFloats(inner, cols), (packed) => kernel(offsetOf(b, a!), offsetOf(b, right!), offsetOf(b, out), rows, inner, cols, packed));
+      return out;
+    });
+  registerPackedProduct('LoreMatMulNT', 0, k.matmulNT);
+  registerPackedProduct('LoreMatMulNN', 1, k.matmulNN);
   register('LoreMatMulTN', ({ a, b: right }, _attrs, b) => {
     const [n, p] = a!.shape as [number, number];
     const q = right!.shape[1] as number;

@@ -71,10 +71,6 @@
   return total;
 }
 
-@inline export function hsum(v: v128): f32 {
-  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
-}
-
 @inline export function tailDot(a: usize, b: usize, from: i32, to: i32): f32 {
   let total: f32 = 0;
   for (let k = from; k < to; k++) total += load<f32>(a + (<usize>k << 2)) * load<f32>(b + (<usize>k << 2));
