@@ -4,8 +4,10 @@
  * a replica of the model) split every micro-batch by rows. Each rank returns the gradient of its
  * SUMMED loss and its target count; this thread adds them in rank order (deterministic), divides by
  * the total count (token-weighted, as `accumulateGradients`), clips and applies AdamW to its own
- * model. The replicas hold no state of their own: every step message carries the current parameters
- * (one shared buffer, a few MB), so a resumed optimizer or a reloaded model needs no extra sync.
+ * model. The replicas hold no state of their own: before every step this thread writes the current
+ * parameters into one shared buffer (a few MB), so a resumed optimizer or a reloaded model needs no
+ * extra sync; each worker writes its gradient sums into a shared buffer of its own. Nothing of that
+ * size is allocated per step (see copyValuesInto).
  *
  *   const ranks = resolveRanks(ctx.engine.data_parallel, record.backend);
  *   const trainer = await startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
@@ -21,6 +23,7 @@ import type { ModelConfig } from './config.ts';
 import type { EngineOptions, EngineRecord } from './host.ts';
 import type { Model } from './model.ts';
 import type { AdamW } from './optim.ts';
+import { tensorFromValues, copyValuesInto } from './wasm-kernels.ts';
 import { causalLmLoss, trainStep, type PaddedBatch, type StepOptions, type StepResult } from './train.ts';
 
 export interface DataParallelTrainer {
@@ -110,11 +113,14 @@ export interface WorkerInit {
   names: string[];
   /** Float32 parameters, concatenated in `names` order; rewritten before every step. */
   params: SharedArrayBuffer;
+  /** Where this worker writes its gradient sums (same layout as `params`); read before the next step. */
+  grads: SharedArrayBuffer;
 }
 export type ToWorker = { type: 'step'; id: number; shards: PaddedBatch[] };
 export type FromWorker =
   | { type: 'ready'; engine: EngineRecord }
-  | { type: 'result'; id: number; grads: Float32Array | null; lossSum: number; weight: number }
+  /** hasGrads: the worker's `grads` buffer holds this step's sums (false: its shards had no targets). */
+  | { type: 'result'; id: number; hasGrads: boolean; lossSum: number; weight: number }
   | { type: 'error'; id: number | null; message: string };
 
 type Settle<T> = { resolve: (value: T) => void; reject: (error: Error) => void };
@@ -202,12 +208,14 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     offsets.push(total);
     total += v.size;
   }
-  const shared = new SharedArrayBuffer(total * Float32Array.BYTES_PER_ELEMENT);
+  const bytes = total * Float32Array.BYTES_PER_ELEMENT;
+  const shared = new SharedArrayBuffer(bytes);
   const sharedParams = new Float32Array(shared);
   // Workers start the backend this thread runs, so `auto` cannot resolve differently there.
   const engine: EngineOptions = { ...options.engine, backend };
   const names = [...model.params.keys()];
-  const workers = Array.from({ length: ranks - 1 }, (_, i) => new WorkerRank(i + 1, { rank: i + 1, config: model.config, engine, names, params: shared }));
+  const gradBuffers = Array.from({ length: ranks - 1 }, () => new SharedArrayBuffer(bytes));
+  const workers = Array.from({ length: ranks - 1 }, (_, i) => new WorkerRank(i + 1, { rank: i + 1, config: model.config, engine, names, params: shared, grads: gradBuffers[i] as SharedArrayBuffer }));
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= Promise.all(workers.map((w) => w.terminate())).then(() => undefined));
   let workerEngines: EngineRecord[];
@@ -234,7 +242,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
   const runStep = async (microBatches: PaddedBatch[], stepOptions: StepOptions): Promise<StepResult> => {
     stepOptions.signal?.throwIfAborted();
     const id = nextId++;
-    for (const [i, v] of variables.entries()) sharedParams.set((await v.data()) as Float32Array, offsets[i]);
+    for (const [i, v] of variables.entries()) copyValuesInto(v, sharedParams, offsets[i] as number);
     // Workers first, so they compute while this thread does rank 0.
     const requests = workers.map((w) =>
       w.request({ type: 'step', id, shards: microBatches.map((b) => shardBatch(b, w.rank, ranks)) }),
@@ -259,12 +267,12 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     let sums = own?.sums;
     let lossSum = own?.lossSum ?? 0;
     let weight = own?.weight ?? 0;
-    for (const result of results) {
+    for (const [w, result] of results.entries()) {
       lossSum += result.lossSum;
       weight += result.weight;
-      const flat = result.grads;
-      if (!flat) continue;
-      const theirs = variables.map((v, i) => tf.tensor(flat.subarray(offsets[i], (offsets[i] as number) + v.size), v.shape, 'float32'));
+      if (!result.hasGrads) continue;
+      const flat = new Float32Array(gradBuffers[w] as SharedArrayBuffer);
+      const theirs = variables.map((v, i) => tensorFromValues(flat.subarray(offsets[i], (offsets[i] as number) + v.size), v.shape));
       if (!sums) sums = theirs;
       else {
         const previous: tf.Tensor[] = sums;
