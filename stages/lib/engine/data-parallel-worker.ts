@@ -35,13 +35,16 @@ try {
 
   port.on('message', async (message: ToWorker) => {
     try {
+      const started = performance.now();
       let offset = 0;
       for (const v of variables) {
         // A copy: the shared buffer is rewritten before the next step.
         tf.tidy(() => v.assign(tensorFromValues(shared.subarray(offset, offset + v.size), v.shape)));
         offset += v.size;
       }
+      const loaded = performance.now();
       const { sums, lossSum, weight } = await shardGradients(model, message.shards, variables);
+      const computed = performance.now();
       if (sums) {
         offset = 0;
         for (const s of sums) {
@@ -50,7 +53,8 @@ try {
         }
         tf.dispose(sums);
       }
-      send({ type: 'result', id: message.id, hasGrads: sums !== undefined, lossSum, weight });
+      const times = { load: loaded - started, gradients: computed - loaded, store: performance.now() - computed };
+      send({ type: 'result', id: message.id, hasGrads: sums !== undefined, lossSum, weight, times });
     } catch (error) {
       send({ type: 'error', id: message.id, message: messageOf(error) });
     }

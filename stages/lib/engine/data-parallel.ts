@@ -30,10 +30,34 @@ export interface DataParallelTrainer {
   readonly ranks: number;
   /** What each worker's backend reported at start (rank 1 first); empty for one rank. */
   readonly workerEngines: readonly EngineRecord[];
+  /** Where the last completed step's time went (undefined for one rank, and before the first step). */
+  readonly lastStep: StepTimes | undefined;
   /** Same contract and result as trainStep(model, optimizer, microBatches, (b) => causalLmLoss(model, b), options). */
   step(microBatches: PaddedBatch[], options: StepOptions): Promise<StepResult>;
   /** Terminates the workers; idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Wall milliseconds of the parts of one data-parallel step, in order. Only rank 0's gradients and
+ * the workers' overlap; the rest is serial, so step = params + max(own, a worker's whole turn) + reduce.
+ */
+export interface StepTimes {
+  /** This thread copying its parameters into the shared buffer. */
+  params: number;
+  /** Rank 0's gradients (this thread). */
+  own: number;
+  /** After its own gradients, this thread waiting for the last worker's answer. */
+  wait: number;
+  /** Adding the workers' gradient sums in rank order, clipping and AdamW. */
+  reduce: number;
+  /** Per worker (rank 1 first), measured in the worker: reading the parameters in, its gradients, writing them out. */
+  workers: WorkerTimes[];
+}
+export interface WorkerTimes {
+  load: number;
+  gradients: number;
+  store: number;
 }
 
 /** 'auto' -> os.availableParallelism(); a number -> itself; backends other than wasm/cpu -> 1 (tfjs-node runs its own threads). */
@@ -120,7 +144,7 @@ export type ToWorker = { type: 'step'; id: number; shards: PaddedBatch[] };
 export type FromWorker =
   | { type: 'ready'; engine: EngineRecord }
   /** hasGrads: the worker's `grads` buffer holds this step's sums (false: its shards had no targets). */
-  | { type: 'result'; id: number; hasGrads: boolean; lossSum: number; weight: number }
+  | { type: 'result'; id: number; hasGrads: boolean; lossSum: number; weight: number; times: WorkerTimes }
   | { type: 'error'; id: number | null; message: string };
 
 type Settle<T> = { resolve: (value: T) => void; reject: (error: Error) => void };
@@ -192,6 +216,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     return {
       ranks,
       workerEngines: [],
+      lastStep: undefined,
       step: (microBatches, stepOptions) => trainStep(model, optimizer, microBatches, (b) => causalLmLoss(model, b), stepOptions),
       close: async () => {},
     };
@@ -228,6 +253,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
 
   let nextId = 0;
   let busy = false;
+  let lastStep: StepTimes | undefined;
   const step = async (microBatches: PaddedBatch[], stepOptions: StepOptions): Promise<StepResult> => {
     if (closing) throw new Error('data-parallel trainer is closed');
     if (busy) throw new Error('data-parallel trainer: step() called while another step is running');
@@ -242,7 +268,9 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
   const runStep = async (microBatches: PaddedBatch[], stepOptions: StepOptions): Promise<StepResult> => {
     stepOptions.signal?.throwIfAborted();
     const id = nextId++;
+    const started = performance.now();
     for (const [i, v] of variables.entries()) copyValuesInto(v, sharedParams, offsets[i] as number);
+    const copied = performance.now();
     // Workers first, so they compute while this thread does rank 0.
     const requests = workers.map((w) =>
       w.request({ type: 'step', id, shards: microBatches.map((b) => shardBatch(b, w.rank, ranks)) }),
@@ -255,7 +283,9 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     } catch (error) {
       ownError = error;
     }
+    const ownDone = performance.now();
     const answers = await Promise.allSettled(requests);
+    const answered = performance.now();
     const failed = answers.find((a): a is PromiseRejectedResult => a.status === 'rejected');
     if (ownError !== undefined || failed) {
       tf.dispose(own?.sums ?? []);
@@ -295,8 +325,23 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     });
     const norm = await optimizer.clipAndApply(grads, stepOptions.lr, stepOptions.maxGradNorm);
     tf.dispose([...grads.values()]);
+    lastStep = {
+      params: copied - started,
+      own: ownDone - copied,
+      wait: answered - ownDone,
+      reduce: performance.now() - answered,
+      workers: results.map((r) => r.times),
+    };
     return { loss: lossSum * scale, gradNorm: norm, lr: stepOptions.lr };
   };
 
-  return { ranks, workerEngines, step, close };
+  return {
+    ranks,
+    workerEngines,
+    get lastStep() {
+      return lastStep;
+    },
+    step,
+    close,
+  };
 }
