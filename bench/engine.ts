@@ -498,28 +498,39 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
 
 /**
  * Where the data-parallel steps' time went (medians over the timed steps): the serial parts, rank
- * 0's gradients, the slowest worker's turn, rank 0's wait for it; and how busy the cores were
- * (process CPU time over ranks x wall time: below 1, the ranks waited for a core or for each other).
+ * 0's gradients, the slowest worker's turn, rank 0's wait for it; each rank's thread CPU time for
+ * its gradients (Linux), which tells a core that ran the same work slower (its CPU time grows)
+ * from one the rank waited for (wall grows, CPU does not); and how busy the cores were (process
+ * CPU time over ranks x wall time).
  */
 function printDataParallelProfile(steps: ReadonlyArray<{ ms: number; cpuMs: number; parts: StepTimes }>): Record<string, unknown> {
-  const med = (of: (s: (typeof steps)[number]) => number) => round2(median(steps.map(of)));
+  const med = (values: number[]) => round2(median(values));
   const slowestWorker = (parts: StepTimes) => Math.max(...parts.workers.map((w) => w.load + w.gradients + w.store));
+  const own = steps.map((s) => s.parts.own);
+  const worker = steps.map((s) => slowestWorker(s.parts));
+  const waits = steps.map((s) => s.parts.wait);
+  // Per rank (0 first): median CPU ms of its gradients, where the thread CPU clock exists.
+  const rankCpu = [steps.map((s) => s.parts.ownCpu), ...(steps[0]?.parts.workers ?? []).map((_, w) => steps.map((s) => s.parts.workers[w]?.gradientsCpu))].map((values) =>
+    values.every((v) => v !== undefined) ? med(values as number[]) : null,
+  );
   const profile = {
-    dp_step_ms: med((s) => s.ms),
+    dp_step_ms: med(steps.map((s) => s.ms)),
     dp_parts_ms: {
-      params: med((s) => s.parts.params),
-      own: med((s) => s.parts.own),
-      worker: med((s) => slowestWorker(s.parts)),
-      wait: med((s) => s.parts.wait),
-      reduce: med((s) => s.parts.reduce),
+      params: med(steps.map((s) => s.parts.params)),
+      own: med(own),
+      worker: med(worker),
+      wait: med(waits),
+      reduce: med(steps.map((s) => s.parts.reduce)),
     },
+    dp_rank_gradients_cpu_ms: rankCpu,
     dp_cores_busy: round3(median(steps.map((s) => s.cpuMs / (DP_SPEC.ranks * s.ms)))),
   };
   const parts = profile.dp_parts_ms;
-  const waits = steps.map((s) => s.parts.wait);
+  const range = (values: number[]) => `${Math.min(...values).toFixed(0)}-${Math.max(...values).toFixed(0)}`;
   console.log(
-    `data-parallel step, median of ${steps.length}: ${profile.dp_step_ms} ms = parameters out ${parts.params} + rank 0's gradients ${parts.own} (slowest worker's turn ${parts.worker}) ` +
-      `+ waiting for it ${parts.wait} (max ${Math.max(...waits).toFixed(1)}) + sum and AdamW ${parts.reduce}; cores busy ${profile.dp_cores_busy} of the time`,
+    `data-parallel step, median of ${steps.length}: ${profile.dp_step_ms} ms = parameters out ${parts.params} + rank 0's gradients ${parts.own} (${range(own)}; ` +
+      `slowest worker's turn ${parts.worker}, ${range(worker)}) + waiting for it ${parts.wait} (${range(waits)}) + sum and AdamW ${parts.reduce}; ` +
+      `CPU ms of each rank's gradients ${JSON.stringify(rankCpu)}; cores busy ${profile.dp_cores_busy} of the time`,
   );
   return profile;
 }

@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from './backend.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './data-parallel.ts';
-import { shardGradients } from './data-parallel.ts';
+import { shardGradients, threadCpuMs, threadCpuMsSince } from './data-parallel.ts';
 import { modelFromWeights, parameterShapes } from './model.ts';
 import { copyValuesInto, tensorFromValues } from './wasm-kernels.ts';
 
@@ -43,8 +43,10 @@ try {
         offset += v.size;
       }
       const loaded = performance.now();
+      const cpuStart = threadCpuMs();
       const { sums, lossSum, weight } = await shardGradients(model, message.shards, variables);
       const computed = performance.now();
+      const gradientsCpu = threadCpuMsSince(cpuStart);
       if (sums) {
         offset = 0;
         for (const s of sums) {
@@ -53,7 +55,7 @@ try {
         }
         tf.dispose(sums);
       }
-      const times = { load: loaded - started, gradients: computed - loaded, store: performance.now() - computed };
+      const times = { load: loaded - started, gradients: computed - loaded, gradientsCpu, store: performance.now() - computed };
       send({ type: 'result', id: message.id, hasGrads: sums !== undefined, lossSum, weight, times });
     } catch (error) {
       send({ type: 'error', id: message.id, message: messageOf(error) });

@@ -16,6 +16,7 @@
  * Workers load TypeScript on their own (`data-parallel-worker.mjs` registers tsx), so this works
  * under `node bin/pipeline.js`, `tsx` and vitest alike.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
@@ -47,6 +48,8 @@ export interface StepTimes {
   params: number;
   /** Rank 0's gradients (this thread). */
   own: number;
+  /** The CPU time of this thread during `own` (Linux; undefined elsewhere): against `own`, whether it ran or waited for a core. */
+  ownCpu: number | undefined;
   /** After its own gradients, this thread waiting for the last worker's answer. */
   wait: number;
   /** Adding the workers' gradient sums in rank order, clipping and AdamW. */
@@ -57,7 +60,28 @@ export interface StepTimes {
 export interface WorkerTimes {
   load: number;
   gradients: number;
+  /** The worker thread's CPU time during `gradients` (as `ownCpu`). */
+  gradientsCpu: number | undefined;
   store: number;
+}
+
+/**
+ * Milliseconds of CPU the calling thread has run, from Linux's /proc/thread-self/schedstat
+ * (undefined where that file does not exist). Node 20 has no per-thread CPU clock
+ * (process.threadCpuUsage came in Node 23); process.cpuUsage() sums every thread. A thread's CPU
+ * time for the same work tells a core that runs it slower apart from a core it waited for.
+ */
+export function threadCpuMs(): number | undefined {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+/** CPU milliseconds the calling thread ran since `start` (a threadCpuMs() reading). */
+export function threadCpuMsSince(start: number | undefined): number | undefined {
+  const now = threadCpuMs();
+  return start === undefined || now === undefined ? undefined : now - start;
 }
 
 /** 'auto' -> os.availableParallelism(); a number -> itself; backends other than wasm/cpu -> 1 (tfjs-node runs its own threads). */
@@ -278,12 +302,14 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     // Until every worker answered, nothing may rewrite the shared parameters: settle them all first.
     let own: RankGradients | undefined;
     let ownError: unknown;
+    const ownCpuStart = threadCpuMs();
     try {
       own = await shardGradients(model, microBatches.map((b) => shardBatch(b, 0, ranks)), variables);
     } catch (error) {
       ownError = error;
     }
     const ownDone = performance.now();
+    const ownCpu = threadCpuMsSince(ownCpuStart);
     const answers = await Promise.allSettled(requests);
     const answered = performance.now();
     const failed = answers.find((a): a is PromiseRejectedResult => a.status === 'rejected');
@@ -328,6 +354,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     lastStep = {
       params: copied - started,
       own: ownDone - copied,
+      ownCpu,
       wait: answered - ownDone,
       reduce: performance.now() - answered,
       workers: results.map((r) => r.times),
