@@ -65,6 +65,7 @@ import {
   type StepTimes,
 } from '../stages/lib/engine/index.ts';
 import { setFusedKernels } from '../stages/lib/engine/fused.ts';
+import { threadCpuMs, threadCpuMsSince } from '../stages/lib/engine/data-parallel.ts';
 import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder } from '../stages/lib/engine/onnx/index.ts';
 import { SFT_SHAPE, sftShapedBatch, sftShapedConfig } from './engine-sft-shape.ts';
 
@@ -437,12 +438,16 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
       for (let i = 0; i < SPEC.warmup; i++) await trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 });
     }
     const stepsOfRanks: Array<{ ms: number; cpuMs: number; parts: StepTimes }> = [];
+    const oneCoreCpuMs: number[] = []; // this thread's CPU time per 1-core step (Linux)
     const tokSOf = async (trainer: DataParallelTrainer) => {
       const ms: number[] = [];
       for (let i = 0; i < DP_SPEC.steps; i++) {
+        const cpuStart = threadCpuMs();
         const step = await measure(() => trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 }));
+        const cpu = threadCpuMsSince(cpuStart);
         ms.push(step.ms);
         if (trainer.lastStep) stepsOfRanks.push({ ...step, parts: trainer.lastStep });
+        else if (cpu !== undefined) oneCoreCpuMs.push(cpu);
       }
       return tokens / (median(ms) / 1000);
     };
@@ -455,6 +460,11 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
       console.log(`SFT shape round ${r + 1}/${ROUNDS} (load ${loadBefore}): 1 core ${one.toFixed(0)} tok/s; ${DP_SPEC.ranks} data-parallel ranks ${ranks.toFixed(0)} tok/s (${(ranks / one).toFixed(2)}x)`);
     }
     const profile = printDataParallelProfile(stepsOfRanks);
+    // The ranks' rounds only (the 1-core steps beside the threaded child come later).
+    const oneCoreCpu = oneCoreCpuMs.length > 0 ? round2(median(oneCoreCpuMs)) : null;
+    if (oneCoreCpuMs.length > 0) {
+      console.log(`1-core step: this thread's CPU ms median ${median(oneCoreCpuMs).toFixed(0)} (${Math.min(...oneCoreCpuMs).toFixed(0)}-${Math.max(...oneCoreCpuMs).toFixed(0)}) over ${oneCoreCpuMs.length} steps`);
+    }
     // The threaded child starts only now, in its own phase: interleaving all three slowed the
     // ranks' rounds that followed the child's steps (1.29-1.63x against 1.57-1.79x without them),
     // its idle threads keeping the cores busy for a while after a step.
@@ -480,6 +490,7 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
       dp_ratio: round3(median(ratios)),
       dp_ratio_spread: spread(ratios),
       ...profile,
+      dp1_step_cpu_ms: oneCoreCpu,
       wasm_threads_tok_s: Math.round(median(perRound.map((p) => p.threads))),
       wasm_threads_ratio: round3(median(threadRatios)),
       wasm_threads_ratio_spread: spread(threadRatios),
