@@ -34,7 +34,10 @@
  * Two ways to use the cores, on an SFT-shaped step (the tiny preset with 2 layers at vocab 1024,
  * 16 rows of 225-255 tokens, loss on the last 95 of each; engine-sft-shape.ts): BENCH_DP_RANKS
  * data-parallel ranks, and tfjs-wasm's threaded binary with as many threads, each against 1 core,
- * interleaved the same way; target >= 1.8x at 2 cores on 2 idle cores.
+ * interleaved the same way; target >= 1.8x at 2 cores on 2 idle cores. The ranks' steps are broken
+ * down (trainer.lastStep): serial parts, each rank's gradients in wall and thread CPU time, the wait;
+ * dp_cpu_ratio compares CPU paths (a 1-core step's thread CPU against the serial parts plus the
+ * slower rank's CPU), leaving out the time a rank waited for a core, as train_cpu_ratio does.
  *
  * Each section is a function returning its own JSON keys; the summary is their union.
  */
@@ -463,7 +466,10 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
     // The ranks' rounds only (the 1-core steps beside the threaded child come later).
     const oneCoreCpu = oneCoreCpuMs.length > 0 ? round2(median(oneCoreCpuMs)) : null;
     if (oneCoreCpuMs.length > 0) {
-      console.log(`1-core step: this thread's CPU ms median ${median(oneCoreCpuMs).toFixed(0)} (${Math.min(...oneCoreCpuMs).toFixed(0)}-${Math.max(...oneCoreCpuMs).toFixed(0)}) over ${oneCoreCpuMs.length} steps`);
+      console.log(
+        `1-core step: this thread's CPU ms median ${oneCoreCpu} (${Math.min(...oneCoreCpuMs).toFixed(0)}-${Math.max(...oneCoreCpuMs).toFixed(0)}) over ${oneCoreCpuMs.length} steps; ` +
+          `the 2-rank step's CPU path (serial parts + the slower rank's CPU) ${profile.dp_critical_cpu_ms} ms`,
+      );
     }
     // The threaded child starts only now, in its own phase: interleaving all three slowed the
     // ranks' rounds that followed the child's steps (1.29-1.63x against 1.57-1.79x without them),
@@ -491,6 +497,9 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
       dp_ratio_spread: spread(ratios),
       ...profile,
       dp1_step_cpu_ms: oneCoreCpu,
+      // As train_cpu_ratio: without the time a rank waited for a core (a core that runs slower
+      // still counts). The 2-rank step's CPU path: serial parts plus the slower rank's CPU time.
+      dp_cpu_ratio: oneCoreCpu !== null && profile.dp_critical_cpu_ms !== null ? round3(oneCoreCpu / profile.dp_critical_cpu_ms) : null,
       wasm_threads_tok_s: Math.round(median(perRound.map((p) => p.threads))),
       wasm_threads_ratio: round3(median(threadRatios)),
       wasm_threads_ratio_spread: spread(threadRatios),
@@ -514,7 +523,7 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
  * from one the rank waited for (wall grows, CPU does not); and how busy the cores were (process
  * CPU time over ranks x wall time).
  */
-function printDataParallelProfile(steps: ReadonlyArray<{ ms: number; cpuMs: number; parts: StepTimes }>): Record<string, unknown> {
+function printDataParallelProfile(steps: ReadonlyArray<{ ms: number; cpuMs: number; parts: StepTimes }>) {
   const med = (values: number[]) => round2(median(values));
   const slowestWorker = (parts: StepTimes) => Math.max(...parts.workers.map((w) => w.load + w.gradients + w.store));
   const own = steps.map((s) => s.parts.own);
@@ -524,6 +533,12 @@ function printDataParallelProfile(steps: ReadonlyArray<{ ms: number; cpuMs: numb
   const rankCpu = [steps.map((s) => s.parts.ownCpu), ...(steps[0]?.parts.workers ?? []).map((_, w) => steps.map((s) => s.parts.workers[w]?.gradientsCpu))].map((values) =>
     values.every((v) => v !== undefined) ? med(values as number[]) : null,
   );
+  // Per step: the serial parts (wall: this thread runs them alone) and the slower rank's CPU time.
+  const criticalCpu = steps.map(({ parts }) => {
+    const workerCpu = parts.workers.map((w) => (w.gradientsCpu === undefined ? undefined : w.load + w.gradientsCpu + w.store));
+    if (parts.ownCpu === undefined || workerCpu.some((c) => c === undefined)) return undefined;
+    return parts.params + Math.max(parts.ownCpu, ...(workerCpu as number[])) + parts.reduce;
+  });
   const profile = {
     dp_step_ms: med(steps.map((s) => s.ms)),
     dp_parts_ms: {
@@ -534,6 +549,7 @@ function printDataParallelProfile(steps: ReadonlyArray<{ ms: number; cpuMs: numb
       reduce: med(steps.map((s) => s.parts.reduce)),
     },
     dp_rank_gradients_cpu_ms: rankCpu,
+    dp_critical_cpu_ms: criticalCpu.every((c) => c !== undefined) ? med(criticalCpu as number[]) : null,
     dp_cores_busy: round3(median(steps.map((s) => s.cpuMs / (DP_SPEC.ranks * s.ms)))),
   };
   const parts = profile.dp_parts_ms;
