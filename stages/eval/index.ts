@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
+import { GRADE_READINGS } from '../lib/grade-probs.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import { GRADES, type Grade, type Split } from '../lib/relevance/types.ts';
@@ -38,7 +39,7 @@ const params = z.strictObject({
   learned_baseline: z.boolean().default(true).describe('Also evaluate the learned lexical baseline (logistic regression over BM25, coverage and phrase features, fitted on train)'),
   // Optional, so configs without it keep their fingerprints (and read the written answer).
   grade: z
-    .enum(['answer', 'median'])
+    .enum(GRADE_READINGS)
     .optional()
     .describe(
       "How a think-first checkpoint's grade is read: 'answer' (the default) parses the grade it wrote; 'median' reads the grade probabilities at its answer, after the reasoning it wrote, and takes their median",

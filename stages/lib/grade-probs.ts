@@ -29,6 +29,15 @@ export function mostProbableGrade(probs: Record<Grade, number>): Grade {
   return GRADES.reduce((best, g) => (probs[g] > probs[best] ? g : best), GRADES[0] as Grade);
 }
 
+/**
+ * How a think-first judge's grade is read (eval's `grade`, and the served judge's): the answer it
+ * wrote, or the median of its answer probabilities after the reasoning it wrote (`cumulativeGrade`
+ * at 1/2): the grade with the least expected distance to the human's, relevant (L3/L4) exactly when
+ * relevant is more likely than not.
+ */
+export const GRADE_READINGS = ['answer', 'median'] as const;
+export type GradeReading = (typeof GRADE_READINGS)[number];
+
 /** The text before the answer tag (all of it when there is none): what the grade's probabilities are read after. */
 export function beforeAnswer(text: string): string {
   const at = text.indexOf('<answer>');

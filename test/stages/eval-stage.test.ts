@@ -121,6 +121,16 @@ describe('eval stage', () => {
     }
   });
 
+  it('pipeline score --grade median gives the served judge the same reading', async () => {
+    const test = (await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).slice(0, 3);
+    writeFileSync(path.join(dir, 'pairs.jsonl'), test.map((r) => JSON.stringify({ id: r.id, query: r.example.query, item: r.example.item })).join('\n'));
+    cli('score', 'pipeline.yaml', '--model', 'sft', '--input', 'pairs.jsonl', '--output', 'scored.jsonl', '--max-new-tokens', '12', '--grade', 'median');
+    const rows = await readJsonl<{ id: string; grade: string | null; probabilities: Record<string, number> }>(path.join(dir, 'scored.jsonl'));
+    expect(rows.map((r) => r.id)).toEqual(test.map((r) => r.id));
+    // The untrained model rarely writes an answer; read as the median, every pair still gets one.
+    for (const r of rows) expect(r.grade).toBe(cumulativeGrade(r.probabilities as never, 0.5));
+  });
+
   it('predicts with the lexical baseline fitted on the prompts\' train and dev examples', async () => {
     const read = (split: string) => readJsonl<PromptRecord>(path.join(artifact('icl'), `${split}.jsonl`));
     const [train, dev, test] = [await read('train'), await read('dev'), await read('test')];
