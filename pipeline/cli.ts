@@ -127,6 +127,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--model <stage>', 'the checkpoint stage to judge with (default: the last one built)')
     .option('--batch-size <n>', 'pairs decoded at once', positiveInt, 8)
     .option('--max-new-tokens <n>', 'generation budget per pair', positiveInt, 160)
+    .addOption(new Option('--grade <reading>', "a think-first judge's grade: the answer it wrote, or the median of its answer probabilities after its reasoning (as eval's grade: median)").choices(['answer', 'median']).default('answer'))
     .action(
       reportingErrors(io, setExit, async (config: string, flags) => {
         const { builtArtifacts } = await import('./commands/artifacts.ts');

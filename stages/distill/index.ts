@@ -24,6 +24,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage, type StageContext } from '../../pipeline/stage-api.ts';
+import { GRADE_READINGS } from '../lib/grade-probs.ts';
 import type { Grade, Item, RelevanceExample } from '../lib/relevance/types.ts';
 import type { PairToJudge } from '../lib/serving/llm-judge.ts';
 
@@ -43,6 +44,8 @@ const params = z.strictObject({
     .describe(
       "Also learn signed weights of knowledge-graph features (product-type link, each constraint met, conflicting or unknown: deepbow-kg.ts); scoring then loads the graph (default: false). It helped on the world, whose grades follow the graph's reading of a pair, and hurt on Chorus and esci-small, whose graph is induced from train. auto: train both and keep the one that agrees more often with the judge on dev (a tie keeps words only, the faster)",
     ),
+  // Optional, so configs without it keep their fingerprints.
+  grade: z.enum(GRADE_READINGS).optional().describe("How a think-first judge's grade is read: the answer it wrote ('answer', the default) or the median of its answer probabilities after its reasoning ('median'); set it as eval's `grade`"),
   batch_size: z.number().int().positive().default(8).describe('Pairs the judge decodes at once'),
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair"),
 });
@@ -107,7 +110,7 @@ export default defineStage({
     const gold = new Map([...splits.train, ...splits.dev].map((e) => [e.id, e.label]));
     const teacher =
       p.labels === 'judge'
-        ? await labelResumably(ctx, [...pool, ...dev], { file: path.join(ctx.workDir, 'teacher.jsonl'), unit: 'teacher', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens })
+        ? await labelResumably(ctx, [...pool, ...dev], { file: path.join(ctx.workDir, 'teacher.jsonl'), unit: 'teacher', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade })
         : new Map<string, Labelled>([...pool, ...dev].map((x) => [x.id, { id: x.id, grade: gold.get(x.id) ?? null, probabilities: null }]));
 
     const examples: import('../lib/serving/deepbow.ts').DeepBowExample[] = [];

@@ -1,26 +1,19 @@
 /**
- * TaoSR1's cumulative-probability partition (CumPT) for answer-first judges: with grade
- * probabilities p(L1..L4) read from the answer tokens, walk down from the best grade and predict the
- * first grade g whose cumulative probability p(L4) + ... + p(g) reaches the threshold τ. A single τ
+ * Tuning TaoSR1's cumulative-probability partition (CumPT) for answer-first judges: with grade
+ * probabilities p(L1..L4) read from the answer tokens, the predicted grade is the first grade g, from
+ * the best down, whose cumulative probability p(L4) + ... + p(g) reaches the threshold τ
+ * (`cumulativeGrade`, in grade-probs.ts beside the other readings of the answer tokens). A single τ
  * trades precision of the high grades against recall; it is tuned on dev for macro-F1.
  *
  * Written here because it is a dozen lines specific to this task; no library implements it.
  */
+import { cumulativeGrade } from '../lib/grade-probs.ts';
 import { classificationMetrics } from '../lib/metrics.ts';
 import { GRADES, type Grade } from '../lib/relevance/types.ts';
 
 const DESCENDING: readonly Grade[] = [...GRADES].reverse();
 
-export { normaliseGradeProbs } from '../lib/grade-probs.ts';
-
-export function cumulativeGrade(probs: Record<Grade, number>, threshold: number): Grade {
-  let cumulative = 0;
-  for (const grade of DESCENDING) {
-    cumulative += probs[grade];
-    if (cumulative >= threshold) return grade;
-  }
-  return 'L1'; // rounding: the four probabilities may sum to just under 1
-}
+export { cumulativeGrade, normaliseGradeProbs } from '../lib/grade-probs.ts';
 
 /**
  * The τ in (0, 1] with the best macro-F1 on the tuning examples (ties: the smallest). Predictions only change where τ

@@ -2,7 +2,8 @@
  * eval: every checkpoint in `needs`, every distilled model (DeepBoW, from `distill`) and the
  * lexical baseline, judged on the test split of the
  * prompts (or on dev, `split: dev`, for choosing between runs without touching test). Checkpoints
- * decode greedily; the grade is the parsed answer, or for an answer_first
+ * decode greedily; the grade is the parsed answer (or, with `grade: median`, the median of the
+ * answer tokens' probabilities after the reasoning the checkpoint wrote), or for an answer_first
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
  * probabilities with one threshold tuned on dev. Each completion is parsed and its steps verified
  * against the relevance analysis of the gold pair over the knowledge graph. What is tuned (the
@@ -21,6 +22,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
+import { GRADE_READINGS } from '../lib/grade-probs.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import { GRADES, type Grade, type Split } from '../lib/relevance/types.ts';
@@ -35,6 +37,13 @@ const params = z.strictObject({
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
   baseline: z.boolean().default(true).describe('Also evaluate the lexical baseline (fitted on train, thresholds tuned on dev)'),
   learned_baseline: z.boolean().default(true).describe('Also evaluate the learned lexical baseline (logistic regression over BM25, coverage and phrase features, fitted on train)'),
+  // Optional, so configs without it keep their fingerprints (and read the written answer).
+  grade: z
+    .enum(GRADE_READINGS)
+    .optional()
+    .describe(
+      "How a think-first checkpoint's grade is read: 'answer' (the default) parses the grade it wrote; 'median' reads the grade probabilities at its answer, after the reasoning it wrote, and takes their median",
+    ),
   report_samples: z.number().int().min(0).default(6).describe('Predictions per model shown with their reasoning in the report'),
 });
 type Params = z.output<typeof params>;
@@ -83,7 +92,7 @@ async function evaluateCheckpoint(
   const policyLib = await import('../lib/policy.ts');
   const { seededSample } = await import('../lib/scoring.ts');
   const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
-  const { gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
+  const { answerPrefix, gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {
@@ -97,13 +106,26 @@ async function evaluateCheckpoint(
     // Four teacher-forced rows per prompt: keep a call at about batch_size rows, so the logits
     // (rows x length x vocab) stay the size generation's batches have.
     const perCall = Math.max(1, Math.floor(p.batch_size / GRADES.length));
-    const probsOf = async (records: readonly PromptRecord[]) => {
+    const probsAfter = async (prefixes: readonly number[][]) => {
       const probs: Record<Grade, number>[] = [];
-      for (let i = 0; i < records.length; i += perCall) {
-        const ids = records.slice(i, i + perCall).map((r) => policyLib.promptIds(policy.tokenizer, policy.format, r.messages));
-        probs.push(...(await gradeLogprobs(policy, ids)).map(normaliseGradeProbs));
-      }
+      for (let i = 0; i < prefixes.length; i += perCall) probs.push(...(await gradeLogprobs(policy, prefixes.slice(i, i + perCall))).map(normaliseGradeProbs));
       return probs;
+    };
+    const probsOf = (records: readonly PromptRecord[]) => probsAfter(records.map((r) => policyLib.promptIds(policy.tokenizer, policy.format, r.messages)));
+    /**
+     * grade: median on a think-first checkpoint: the grade probabilities where its answer goes, after
+     * the reasoning it wrote (undefined where `<answer>G` would not fit the context). Their median
+     * (the cumulative partition at 1/2) is the grade with the least expected distance to the human's
+     * (the median minimises expected absolute error), and it is L3 or L4 exactly when relevant is
+     * more probable than not, which the most probable grade is not: p = (0.4, 0, 0.3, 0.3) answers L1.
+     */
+    const probsAfterReasoning = async (records: readonly PromptRecord[], texts: readonly string[]) => {
+      const prefixes = records.map((r, j) => answerPrefix(policy, policyLib.promptIds(policy.tokenizer, policy.format, r.messages), texts[j] as string));
+      const reading = prefixes.flatMap((prefix, j) => (prefix ? [j] : []));
+      const probs = await probsAfter(reading.map((j) => prefixes[j] as number[]));
+      const byRecord: (Record<Grade, number> | undefined)[] = records.map(() => undefined);
+      reading.forEach((j, k) => (byRecord[j] = probs[k]));
+      return byRecord;
     };
     if (policy.format.answerFirst) {
       const tuningSplit = tuningSplitOf(p.split);
@@ -129,11 +151,21 @@ async function evaluateCheckpoint(
         rng: ctx.rng.fork(`${name}/generate`),
         signal: ctx.signal,
       });
-      const probs = threshold ? await probsOf(batch) : undefined;
+      // The cumulative partition's threshold: tuned for answer_first, 1/2 (the median) after reasoning.
+      const cut = threshold?.threshold ?? (p.grade === 'median' ? 0.5 : undefined);
+      const probs = threshold
+        ? await probsOf(batch)
+        : cut !== undefined
+          ? await probsAfterReasoning(
+              batch,
+              completions.map((c) => c.text),
+            )
+          : undefined;
       const latencyMs = (performance.now() - started) / batch.length;
       completions.forEach((completion, j) => {
         const record = batch[j] as PromptRecord;
-        const grade = probs && threshold ? { probs: probs[j] as Record<Grade, number>, predicted: cumulativeGrade(probs[j] as Record<Grade, number>, threshold.threshold) } : undefined;
+        const read = probs?.[j];
+        const grade = read && cut !== undefined ? { probs: read, predicted: cumulativeGrade(read, cut) } : undefined;
         const reference = references.get(record.id) as ReasoningSteps;
         predictions.set(record.id, scoreCompletion(name, record.example, reference, { text: completion.text, tokens: completion.tokens.length, latencyMs }, grade));
       });

@@ -28,3 +28,42 @@ export function normaliseGradeProbs(logprobs: Record<Grade, number>): Record<Gra
 export function mostProbableGrade(probs: Record<Grade, number>): Grade {
   return GRADES.reduce((best, g) => (probs[g] > probs[best] ? g : best), GRADES[0] as Grade);
 }
+
+/**
+ * How a think-first judge's grade is read (eval's `grade`, and the served judge's): the answer it
+ * wrote, or the median of its answer probabilities after the reasoning it wrote (`cumulativeGrade`
+ * at 1/2): the grade with the least expected distance to the human's, relevant (L3/L4) exactly when
+ * relevant is more likely than not.
+ */
+export const GRADE_READINGS = ['answer', 'median'] as const;
+export type GradeReading = (typeof GRADE_READINGS)[number];
+
+/** The text before the answer tag (all of it when there is none): what the grade's probabilities are read after. */
+export function beforeAnswer(text: string): string {
+  const at = text.indexOf('<answer>');
+  return at < 0 ? text : text.slice(0, at);
+}
+
+/**
+ * The ids a think-first judge's grade is read after: its prompt, then the reasoning it wrote; undefined
+ * when `<answer>G` would not fit the model's context after them.
+ */
+export function answerPrefix(policy: Policy, promptIds: readonly number[], text: string): number[] | undefined {
+  const answerRoom = Math.max(...GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`).length));
+  const prefix = [...promptIds, ...policy.tokenizer.encode(beforeAnswer(text))];
+  return prefix.length + answerRoom <= policy.model.config.max_position_embeddings ? prefix : undefined;
+}
+
+/**
+ * TaoSR1's cumulative-probability partition (CumPT): walk down from the best grade and take the first
+ * grade g whose cumulative probability p(L4) + ... + p(g) reaches `threshold`. At 1/2 it is the
+ * median grade.
+ */
+export function cumulativeGrade(probs: Record<Grade, number>, threshold: number): Grade {
+  let cumulative = 0;
+  for (const grade of [...GRADES].reverse()) {
+    cumulative += probs[grade];
+    if (cumulative >= threshold) return grade;
+  }
+  return GRADES[0] as Grade; // rounding: the four probabilities may sum to just under 1
+}

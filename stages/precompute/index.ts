@@ -19,6 +19,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/stage-api.ts';
+import { GRADE_READINGS } from '../lib/grade-probs.ts';
 import { QUERY_TIERS } from '../lib/relevance/query-log.ts';
 
 const ROUTING_TIERS = [...QUERY_TIERS, 'new'] as const;
@@ -40,6 +41,8 @@ const params = z.strictObject({
     .describe('Frequency tiers whose uncertain pairs may reach the LLM (others stay with the distilled model); auto: the cutoff from the rarest (new, tail, torso, head) chosen on dev with min_confidence'),
   batch_size: z.number().int().positive().default(8).describe('Pairs the judge decodes at once while precomputing'),
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair (precompute and serving)"),
+  // Optional, so configs without it keep their fingerprints.
+  grade: z.enum(GRADE_READINGS).optional().describe("How a think-first judge's grade is read: the answer it wrote ('answer', the default) or the median of its answer probabilities after its reasoning ('median'); set it as eval's `grade` (precompute and serving)"),
   max_batch: z.number().int().positive().default(8).describe('Serving: most pairs the LLM tier decodes at once (dynamic batching)'),
   max_wait_ms: z.number().min(0).default(10).describe('Serving: longest a pair waits for its LLM batch to fill'),
   deadline_ms: z.number().positive().default(2000).describe("Serving: after this, a pair waiting on the LLM gets the distilled answer, marked so"),
@@ -77,7 +80,7 @@ export default defineStage({
     const head = SPLITS.flatMap((s) => splits[s]).filter((e) => cachedTiers.has(log.get(normalise(e.query))?.tier ?? 'new'));
     ctx.log.info(`${head.length} pairs of ${new Set(head.map((e) => normalise(e.query))).size} ${p.tiers.join('+')} queries to precompute`);
 
-    const labelled = await labelResumably(ctx, head, { file: path.join(ctx.workDir, 'head.jsonl'), unit: 'head', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens });
+    const labelled = await labelResumably(ctx, head, { file: path.join(ctx.workDir, 'head.jsonl'), unit: 'head', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade });
     const entries: [string, import('../lib/serving/cache.ts').CachedJudgement][] = [];
     for (const e of head) {
       const j = labelled.get(e.id);
@@ -117,7 +120,7 @@ export default defineStage({
       inputs: { checkpoint: fingerprintOf('checkpoint'), distilled: fingerprintOf('distilled'), dataset: fingerprintOf('dataset'), kg: fingerprintOf('kg'), prompts: fingerprintOf('prompts') },
       cache: p.cache === 'sqlite' ? { kind: 'sqlite', file: SQLITE_CACHE_FILE, entries: entries.length } : { kind: 'redis', url: p.cache, prefix, entries: entries.length },
       route: { minConfidence, llmTiers, tuning },
-      llm: { maxNewTokens: p.max_new_tokens, maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit },
+      llm: { maxNewTokens: p.max_new_tokens, ...(p.grade ? { grade: p.grade } : {}), maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit },
     };
     await writeJson(path.join(ctx.outDir, DEPLOYMENT_FILE), deployment);
     return {

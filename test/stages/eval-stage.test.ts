@@ -35,6 +35,7 @@ stages:
   sft: { uses: ${fixture}, needs: [icl] }
   post: { uses: ${fixture}, needs: [icl], with: { answer_first: true } }
   eval: { uses: eval, needs: [sft, post, icl, kg], with: { limit: 6, dev_limit: 6, batch_size: 6, max_new_tokens: 12 } }
+  median: { uses: eval, needs: [sft, icl, kg], with: { limit: 6, batch_size: 6, max_new_tokens: 12, grade: median } }
 `;
 
 const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -54,7 +55,7 @@ const of = (model: string) => predictions.filter((p) => p.model === model);
 
 describe('eval stage', () => {
   it('evaluates every checkpoint and the baseline on the same sampled test examples', async () => {
-    expect(runOutput).toMatch(/succeeded: 6 built/);
+    expect(runOutput).toMatch(/succeeded: 7 built/);
     expect(metrics.examples).toBe(6);
     expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
       ['sft', 'checkpoint'],
@@ -105,6 +106,31 @@ describe('eval stage', () => {
     }
   });
 
+  it('with grade: median, reads a plain checkpoint\'s grade as the median of its answer probabilities after its reasoning', async () => {
+    const median = (await readJsonl<Prediction>(path.join(artifact('median'), 'predictions.jsonl'))).filter((p) => p.model === 'sft');
+    expect(median).toHaveLength(6);
+    for (const p of median) {
+      // The completion and its format are still the greedy text's; only the grade is read differently.
+      expect(p.formatOk).toBe(parseCompletion(p.completion ?? '').formatOk);
+      const probs = p.gradeProbs as NonNullable<Prediction['gradeProbs']>;
+      expect(GRADES.reduce((s, g) => s + probs[g], 0)).toBeCloseTo(1, 9);
+      // The median: the highest grade whose cumulative probability from L4 down reaches 1/2.
+      const cumulative = (g: number) => GRADES.slice(g).reduce((s, grade) => s + probs[grade], 0);
+      const expected = GRADES[[3, 2, 1, 0].find((g) => cumulative(g) >= 0.5) ?? 0];
+      expect(p.predicted).toBe(expected);
+    }
+  });
+
+  it('pipeline score --grade median gives the served judge the same reading', async () => {
+    const test = (await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).slice(0, 3);
+    writeFileSync(path.join(dir, 'pairs.jsonl'), test.map((r) => JSON.stringify({ id: r.id, query: r.example.query, item: r.example.item })).join('\n'));
+    cli('score', 'pipeline.yaml', '--model', 'sft', '--input', 'pairs.jsonl', '--output', 'scored.jsonl', '--max-new-tokens', '12', '--grade', 'median');
+    const rows = await readJsonl<{ id: string; grade: string | null; probabilities: Record<string, number> }>(path.join(dir, 'scored.jsonl'));
+    expect(rows.map((r) => r.id)).toEqual(test.map((r) => r.id));
+    // The untrained model rarely writes an answer; read as the median, every pair still gets one.
+    for (const r of rows) expect(r.grade).toBe(cumulativeGrade(r.probabilities as never, 0.5));
+  });
+
   it('predicts with the lexical baseline fitted on the prompts\' train and dev examples', async () => {
     const read = (split: string) => readJsonl<PromptRecord>(path.join(artifact('icl'), `${split}.jsonl`));
     const [train, dev, test] = [await read('train'), await read('dev'), await read('test')];
@@ -142,7 +168,7 @@ describe('eval stage', () => {
   it('writes a report fragment that `pipeline report` embeds', () => {
     const fragment = JSON.parse(readFileSync(path.join(artifact('eval'), 'report.json'), 'utf8'));
     expect(fragmentProblem(fragment)).toBeUndefined();
-    expect(cli('report', 'pipeline.yaml', '--out', 'report.html')).toMatch(/6 stages, 6 built/);
+    expect(cli('report', 'pipeline.yaml', '--out', 'report.html')).toMatch(/7 stages, 7 built/);
     const html = readFileSync(path.join(dir, 'report.html'), 'utf8');
     expect(html).toContain('<h2>Evaluation (eval)</h2>');
     expect(html).toContain('<h3>Comparison on 6 test examples</h3>');

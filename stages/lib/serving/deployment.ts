@@ -8,6 +8,7 @@
  * is answered from it; otherwise the distilled model answers when its confidence reaches
  * `minConfidence` or the query's frequency tier is not among `llmTiers`; otherwise the LLM answers.
  */
+import { GRADE_READINGS, type GradeReading } from '../grade-probs.ts';
 import type { Grade } from '../relevance/types.ts';
 import type { QueryTier } from '../relevance/query-log.ts';
 
@@ -33,7 +34,8 @@ export interface Deployment {
     /** How minConfidence was chosen: on dev, with the figures that chose it. */
     tuning: ThresholdChoice | null;
   };
-  llm: { maxNewTokens: number; maxBatch: number; maxWaitMs: number; deadlineMs: number; queueLimit: number };
+  /** grade: how the judge's grade is read (absent: the answer it wrote; see GradeReading). */
+  llm: { maxNewTokens: number; grade?: GradeReading; maxBatch: number; maxWaitMs: number; deadlineMs: number; queueLimit: number };
 }
 
 export interface DevPair {
@@ -121,5 +123,6 @@ export function deploymentProblem(raw: unknown): string | undefined {
   if (typeof d.route?.minConfidence !== 'number') return 'route.minConfidence: expected a number';
   if (!Array.isArray(d.route.llmTiers)) return 'route.llmTiers: expected a list';
   for (const key of ['maxNewTokens', 'maxBatch', 'maxWaitMs', 'deadlineMs', 'queueLimit'] as const) if (typeof d.llm?.[key] !== 'number') return `llm.${key}: expected a number`;
+  if (d.llm?.grade !== undefined && !(GRADE_READINGS as readonly unknown[]).includes(d.llm.grade)) return `llm.grade: expected one of ${GRADE_READINGS.join(', ')}, got ${JSON.stringify(d.llm.grade)}`;
   return undefined;
 }

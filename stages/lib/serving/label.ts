@@ -5,6 +5,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import type { StageContext } from '../../../pipeline/stage-api.ts';
+import type { GradeReading } from '../grade-probs.ts';
 import type { Grade } from '../relevance/types.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 
@@ -15,7 +16,7 @@ export interface LabelledPair extends LlmJudgement {
 export async function labelResumably(
   ctx: StageContext<unknown>,
   pairs: readonly PairToJudge[],
-  options: { file: string; unit: string; batchSize: number; maxNewTokens: number },
+  options: { file: string; unit: string; batchSize: number; maxNewTokens: number; grade?: GradeReading },
 ): Promise<Map<string, LabelledPair>> {
   const { openLlmJudge, judgeSourcesFrom } = await import('./llm-judge.ts');
   const labelled = new Map<string, LabelledPair>();

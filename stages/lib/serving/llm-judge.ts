@@ -10,6 +10,7 @@ import { Rng } from '../../../pipeline/rng.ts';
 import { parseCompletion } from '../completion.ts';
 import type { Policy } from '../policy.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
+import type { GradeReading } from '../grade-probs.ts';
 import { GRADES, type Grade, type Item } from '../relevance/types.ts';
 
 export interface PairToJudge {
@@ -42,7 +43,13 @@ export interface LlmJudgeOptions {
   maxNewTokens: number;
   /** Pairs decoded at once. */
   batchSize: number;
+  /**
+   * A think-first judge's grade: the answer it wrote ('answer', the default) or the median of its
+   * answer probabilities after its reasoning ('median', as eval's `grade: median` reads it).
+   */
+  grade?: GradeReading;
 }
+
 
 export interface LlmJudge {
   policy: Policy;
@@ -70,12 +77,6 @@ export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, 
   };
 }
 
-/** The text before the answer tag: what the grade's probabilities are conditioned on. */
-function beforeAnswer(text: string): string {
-  const at = text.indexOf('<answer>');
-  return at < 0 ? text : text.slice(0, at);
-}
-
 function thinkLines(text: string): string[] {
   const m = /<think>([\s\S]*?)(<\/think>|$)/.exec(text);
   return (m?.[1] ?? '')
@@ -86,7 +87,7 @@ function thinkLines(text: string): string[] {
 
 async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<LlmJudgement[]> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
-  const { gradeLogprobs, normaliseGradeProbs, mostProbableGrade } = await import('../grade-probs.ts');
+  const { answerPrefix, cumulativeGrade, gradeLogprobs, normaliseGradeProbs, mostProbableGrade } = await import('../grade-probs.ts');
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
@@ -95,12 +96,9 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
   if (readable.length === 0) return results;
   const completions = await greedyCompletions(policy, readable, { batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, rng: new Rng(0, 'judge'), signal });
   const byId = new Map(completions.map((c) => [c.id, c]));
-  const answerRoom = Math.max(...GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`).length));
   const prefixes = pairs.map((pair, i) => {
     const completion = byId.get(pair.id);
-    if (!fits[i] || !completion) return undefined;
-    const prefix = [...(ids[i] as number[]), ...policy.tokenizer.encode(beforeAnswer(completion.text))];
-    return prefix.length + answerRoom <= policy.model.config.max_position_embeddings ? prefix : undefined;
+    return fits[i] && completion ? answerPrefix(policy, ids[i] as number[], completion.text) : undefined;
   });
   const scored = prefixes.flatMap((p, i) => (p ? [i] : []));
   // Four teacher-forced rows per pair: keep a call near batchSize rows.
@@ -117,8 +115,9 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
     if (!fits[i] || !completion) return;
     const parsed = parseCompletion(completion.text);
     const probs = probabilities.get(i) ?? null;
-    // An answer_first model's grade is its most probable answer; otherwise the answer it wrote.
-    const grade = policy.format.answerFirst && probs ? mostProbableGrade(probs) : (parsed.label ?? null);
+    // An answer_first model's grade is its most probable answer; otherwise the answer it wrote, or
+    // with grade: median the median of the probabilities read after its reasoning.
+    const grade = policy.format.answerFirst && probs ? mostProbableGrade(probs) : options.grade === 'median' && probs ? cumulativeGrade(probs, 0.5) : (parsed.label ?? null);
     results[i] = { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
   });
   return results;

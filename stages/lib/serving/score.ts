@@ -12,6 +12,7 @@ import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { EngineConfig, Inputs } from '../../../pipeline/stage-api.ts';
 import { progressText } from '../../../pipeline/progress/display.ts';
+import type { GradeReading } from '../grade-probs.ts';
 import type { Item } from '../relevance/types.ts';
 import { judgeSourcesFrom, type LlmJudgement, type PairToJudge } from './llm-judge.ts';
 
@@ -22,6 +23,8 @@ export interface ScoreOptions {
   model?: string;
   batchSize: number;
   maxNewTokens: number;
+  /** How a think-first judge's grade is read (default: the answer it wrote). */
+  grade?: GradeReading;
 }
 
 export interface ScoreIo {
@@ -138,7 +141,7 @@ export async function scorePairs(artifacts: Inputs & { engine: EngineConfig }, o
   if (!checkpoint || checkpoint.kind !== 'checkpoint') throw new Error(options.model ? `--model ${options.model}: no built checkpoint stage of that name` : 'no built checkpoint to score with');
   io.err(`score: ${rows.length} pairs from ${options.input} with ${checkpoint.stage}; ${done.size} already in ${partial}, ${todo.length} to go${skipped.length ? `, ${skipped.length} unreadable lines` : ''}`);
   const log = { info: (m: string) => io.err(m), warn: (m: string) => io.err(`warning: ${m}`), debug: () => {} };
-  const judge = await openLlmJudge(judgeSourcesFrom(artifacts, checkpoint.dir), artifacts.engine, log, { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize });
+  const judge = await openLlmJudge(judgeSourcesFrom(artifacts, checkpoint.dir), artifacts.engine, log, { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize, grade: options.grade });
   const started = performance.now();
   try {
     for (let i = 0; i < todo.length; i += options.batchSize) {
