@@ -3,7 +3,7 @@
  * rounds so that both sides see the same machine.
  *
  *   npm run bench:engine     env: BENCH_ROUNDS (default 5), BENCH_TRAIN_STEPS (per round, default 3),
- *                            BENCH_DP_STEPS (per round, default 2), BENCH_DP_RANKS (default 2),
+ *                            BENCH_DP_STEPS (per round, default 4), BENCH_DP_RANKS (default 2),
  *                            BENCH_PROFILE_STEPS (default 5)
  *   npm run bench:engine -- --backend webgpu   (the engine on webgpu; the data-parallel part is skipped)
  *
@@ -34,7 +34,10 @@
  * Two ways to use the cores, on an SFT-shaped step (the tiny preset with 2 layers at vocab 1024,
  * 16 rows of 225-255 tokens, loss on the last 95 of each; engine-sft-shape.ts): BENCH_DP_RANKS
  * data-parallel ranks, and tfjs-wasm's threaded binary with as many threads, each against 1 core,
- * interleaved the same way; target >= 1.8x at 2 cores on 2 idle cores.
+ * interleaved the same way; target >= 1.8x at 2 cores on 2 idle cores. The ranks' steps are broken
+ * down (trainer.lastStep): serial parts, each rank's gradients in wall and thread CPU time, the wait;
+ * dp_cpu_ratio compares CPU paths (a 1-core step's thread CPU against the serial parts plus the
+ * slower rank's CPU), leaving out the time a rank waited for a core, as train_cpu_ratio does.
  *
  * Each section is a function returning its own JSON keys; the summary is their union.
  */
@@ -62,8 +65,10 @@ import {
   type Generation,
   type Model,
   type PaddedBatch,
+  type StepTimes,
 } from '../stages/lib/engine/index.ts';
 import { setFusedKernels } from '../stages/lib/engine/fused.ts';
+import { threadCpuMs, threadCpuMsSince } from '../stages/lib/engine/data-parallel.ts';
 import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder } from '../stages/lib/engine/onnx/index.ts';
 import { SFT_SHAPE, sftShapedBatch, sftShapedConfig } from './engine-sft-shape.ts';
 
@@ -78,7 +83,9 @@ const ROUNDS = envInt('BENCH_ROUNDS', 5);
 // is hot; with a single warm-up call the first one or two rounds of tfjs ran at 65-90 % of the
 // later ones, which is start-up, not the steady state a training run lives in.
 const SPEC = { batch: 8, seq: 128, trainSteps: envInt('BENCH_TRAIN_STEPS', 3), gen_batch: 16, prompt_len: 16, new_tokens: 128, threads: 1, warmup: envInt('BENCH_WARMUP', 4) };
-const DP_SPEC = { steps: envInt('BENCH_DP_STEPS', 2), ranks: envInt('BENCH_DP_RANKS', 2) };
+// 4 steps per round: the median of 2 was one of two draws on a machine whose cores, shared with
+// other tenants, ran the same half-batch in 175-280 ms of thread CPU time from one step to the next.
+const DP_SPEC = { steps: envInt('BENCH_DP_STEPS', 4), ranks: envInt('BENCH_DP_RANKS', 2) };
 const PYTHON = '/usr/bin/python3';
 const REFERENCE = join(import.meta.dirname, '..', 'test', 'engine', 'reference', 'reference.py');
 /** onnxruntime's intra-op threads: what the PyTorch side gets (OMP_NUM_THREADS=1). */
@@ -416,13 +423,14 @@ function startTorch(spec: Record<string, unknown>): LineServer | null {
  * process, startDataParallel) and tfjs-wasm's threaded binary (engine.wasm_threads, a child
  * process). Interleaved in two phases, 1 core against the ranks and then 1 core against the
  * threads: each round runs DP_SPEC.steps steps on each (the round's figure is their median); ratios
- * are against the 1-core figure of the same round.
+ * are against the 1-core figure of the same round. The ranks' steps are broken down into their
+ * parts (printDataParallelProfile).
  */
 async function benchDataParallel(): Promise<Record<string, unknown>> {
   const { batch, tokens } = sftShapedBatch();
   const batches: PaddedBatch[] = [batch];
   const trainers: DataParallelTrainer[] = [];
-  const threaded = startLineServer(`wasm_threads ${DP_SPEC.ranks}`, process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'engine-sft-shape.ts'), String(DP_SPEC.ranks)]);
+  let threaded: LineServer | undefined;
   try {
     for (const ranks of [1, DP_SPEC.ranks]) {
       const dpModel = createModel(sftShapedConfig(), new Rng(0, 'engine/init'));
@@ -432,17 +440,21 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
       // ranks' first rounds ran at 1.57x and their later ones at 1.74-1.79x)
       for (let i = 0; i < SPEC.warmup; i++) await trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 });
     }
-    const threadedEngine = (await threaded.ready).engine as Record<string, string>;
-    console.log(`wasm_threads child: ${threadedEngine.threads} thread(s), fused kernels ${threadedEngine.fused_kernels}`);
+    const stepsOfRanks: Array<{ ms: number; cpuMs: number; parts: StepTimes }> = [];
+    const oneCoreCpuMs: number[] = []; // this thread's CPU time per 1-core step (Linux)
     const tokSOf = async (trainer: DataParallelTrainer) => {
       const ms: number[] = [];
-      for (let i = 0; i < DP_SPEC.steps; i++) ms.push(await timeMs(() => trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 })));
+      for (let i = 0; i < DP_SPEC.steps; i++) {
+        const cpuStart = threadCpuMs();
+        const step = await measure(() => trainer.step(batches, { lr: 1e-3, maxGradNorm: 1 }));
+        const cpu = threadCpuMsSince(cpuStart);
+        ms.push(step.ms);
+        if (trainer.lastStep) stepsOfRanks.push({ ...step, parts: trainer.lastStep });
+        else if (cpu !== undefined) oneCoreCpuMs.push(cpu);
+      }
       return tokens / (median(ms) / 1000);
     };
     const perRound: Array<{ one: number; ranks: number; threads: number; oneBeside: number }> = [];
-    // Two phases: 1 core against the ranks, then 1 core against the threaded child. Interleaving
-    // all three slowed the ranks' rounds that followed the child's steps (1.29-1.63x against
-    // 1.57-1.79x without them): its idle threads keep the cores busy for a while after a step.
     for (let r = 0; r < ROUNDS; r++) {
       const loadBefore = load();
       const one = await tokSOf(trainers[0]!);
@@ -450,6 +462,21 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
       perRound.push({ one, ranks, threads: 0, oneBeside: 0 });
       console.log(`SFT shape round ${r + 1}/${ROUNDS} (load ${loadBefore}): 1 core ${one.toFixed(0)} tok/s; ${DP_SPEC.ranks} data-parallel ranks ${ranks.toFixed(0)} tok/s (${(ranks / one).toFixed(2)}x)`);
     }
+    const profile = printDataParallelProfile(stepsOfRanks);
+    // The ranks' rounds only (the 1-core steps beside the threaded child come later).
+    const oneCoreCpu = oneCoreCpuMs.length > 0 ? round2(median(oneCoreCpuMs)) : null;
+    if (oneCoreCpuMs.length > 0) {
+      console.log(
+        `1-core step: this thread's CPU ms median ${oneCoreCpu} (${Math.min(...oneCoreCpuMs).toFixed(0)}-${Math.max(...oneCoreCpuMs).toFixed(0)}) over ${oneCoreCpuMs.length} steps; ` +
+          `the 2-rank step's CPU path (serial parts + the slower rank's CPU) ${profile.dp_critical_cpu_ms} ms`,
+      );
+    }
+    // The threaded child starts only now, in its own phase: interleaving all three slowed the
+    // ranks' rounds that followed the child's steps (1.29-1.63x against 1.57-1.79x without them),
+    // its idle threads keeping the cores busy for a while after a step.
+    threaded = startLineServer(`wasm_threads ${DP_SPEC.ranks}`, process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'engine-sft-shape.ts'), String(DP_SPEC.ranks)]);
+    const threadedEngine = (await threaded.ready).engine as Record<string, string>;
+    console.log(`wasm_threads child: ${threadedEngine.threads} thread(s), fused kernels ${threadedEngine.fused_kernels}`);
     for (let i = 0; i < SPEC.warmup; i++) await threaded.request('step');
     for (const [r, round] of perRound.entries()) {
       const loadBefore = load();
@@ -463,10 +490,16 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
     const threadRatios = perRound.map((p) => p.threads / p.oneBeside);
     const out = {
       dp_ranks: DP_SPEC.ranks,
+      dp_steps_per_round: DP_SPEC.steps,
       dp1_tok_s: Math.round(median(perRound.map((p) => p.one))),
       dp_tok_s: Math.round(median(perRound.map((p) => p.ranks))),
       dp_ratio: round3(median(ratios)),
       dp_ratio_spread: spread(ratios),
+      ...profile,
+      dp1_step_cpu_ms: oneCoreCpu,
+      // As train_cpu_ratio: without the time a rank waited for a core (a core that runs slower
+      // still counts). The 2-rank step's CPU path: serial parts plus the slower rank's CPU time.
+      dp_cpu_ratio: oneCoreCpu !== null && profile.dp_critical_cpu_ms !== null ? round3(oneCoreCpu / profile.dp_critical_cpu_ms) : null,
       wasm_threads_tok_s: Math.round(median(perRound.map((p) => p.threads))),
       wasm_threads_ratio: round3(median(threadRatios)),
       wasm_threads_ratio_spread: spread(threadRatios),
@@ -478,9 +511,55 @@ async function benchDataParallel(): Promise<Record<string, unknown>> {
     );
     return out;
   } finally {
-    threaded.close();
+    threaded?.close();
     await Promise.all(trainers.map((t) => t.close()));
   }
+}
+
+/**
+ * Where the data-parallel steps' time went (medians over the timed steps): the serial parts, rank
+ * 0's gradients, the slowest worker's turn, rank 0's wait for it; each rank's thread CPU time for
+ * its gradients (Linux), which tells a core that ran the same work slower (its CPU time grows)
+ * from one the rank waited for (wall grows, CPU does not); and how busy the cores were (process
+ * CPU time over ranks x wall time).
+ */
+function printDataParallelProfile(steps: ReadonlyArray<{ ms: number; cpuMs: number; parts: StepTimes }>) {
+  const med = (values: number[]) => round2(median(values));
+  const slowestWorker = (parts: StepTimes) => Math.max(...parts.workers.map((w) => w.load + w.gradients + w.store));
+  const own = steps.map((s) => s.parts.own);
+  const worker = steps.map((s) => slowestWorker(s.parts));
+  const waits = steps.map((s) => s.parts.wait);
+  // Per rank (0 first): median CPU ms of its gradients, where the thread CPU clock exists.
+  const rankCpu = [steps.map((s) => s.parts.ownCpu), ...(steps[0]?.parts.workers ?? []).map((_, w) => steps.map((s) => s.parts.workers[w]?.gradientsCpu))].map((values) =>
+    values.every((v) => v !== undefined) ? med(values as number[]) : null,
+  );
+  // Per step: the serial parts (wall: this thread runs them alone) and the slower rank's CPU time.
+  const criticalCpu = steps.map(({ parts }) => {
+    const workerCpu = parts.workers.map((w) => (w.gradientsCpu === undefined ? undefined : w.load + w.gradientsCpu + w.store));
+    if (parts.ownCpu === undefined || workerCpu.some((c) => c === undefined)) return undefined;
+    return parts.params + Math.max(parts.ownCpu, ...(workerCpu as number[])) + parts.reduce;
+  });
+  const profile = {
+    dp_step_ms: med(steps.map((s) => s.ms)),
+    dp_parts_ms: {
+      params: med(steps.map((s) => s.parts.params)),
+      own: med(own),
+      worker: med(worker),
+      wait: med(waits),
+      reduce: med(steps.map((s) => s.parts.reduce)),
+    },
+    dp_rank_gradients_cpu_ms: rankCpu,
+    dp_critical_cpu_ms: criticalCpu.every((c) => c !== undefined) ? med(criticalCpu as number[]) : null,
+    dp_cores_busy: round3(median(steps.map((s) => s.cpuMs / (DP_SPEC.ranks * s.ms)))),
+  };
+  const parts = profile.dp_parts_ms;
+  const range = (values: number[]) => `${Math.min(...values).toFixed(0)}-${Math.max(...values).toFixed(0)}`;
+  console.log(
+    `data-parallel step, median of ${steps.length}: ${profile.dp_step_ms} ms = parameters out ${parts.params} + rank 0's gradients ${parts.own} (${range(own)}; ` +
+      `slowest worker's turn ${parts.worker}, ${range(worker)}) + waiting for it ${parts.wait} (${range(waits)}) + sum and AdamW ${parts.reduce}; ` +
+      `CPU ms of each rank's gradients ${JSON.stringify(rankCpu)}; cores busy ${profile.dp_cores_busy} of the time`,
+  );
+  return profile;
 }
 
 /** Kernel time by kernel name, and the number of kernel launches (per-op overhead shows there). */

@@ -71,7 +71,7 @@ const dataParallelRun = async (ranks: number, steps: number, batches = microBatc
   } finally {
     await trainer.close();
   }
-  return { model, optimizer, results };
+  return { model, optimizer, results, lastStep: trainer.lastStep };
 };
 /** Worker threads alive in this process show as MessagePort resources until terminated. */
 const livePorts = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
@@ -141,6 +141,7 @@ describe('startDataParallel', () => {
     const expected = await trainStep(reference.model, reference.optimizer, microBatches, (b) => causalLmLoss(reference.model, b), STEP);
     const single = await dataParallelRun(1, 1);
     expect(single.results).toEqual([expected]);
+    expect(single.lastStep).toBeUndefined(); // nothing runs in parallel to break down
     expect(maxAbsDiff(single.model, reference.model)).toBe(0);
   });
 
@@ -157,9 +158,25 @@ describe('startDataParallel', () => {
     const badHere = padBatch([{ ids: [1, 500, 3], lossMask: [0, 1, 1] }, valid]);
     await expect(trainer.step([badHere], STEP)).rejects.toThrow(/token id 500/);
     expect(optimizer.step).toBe(0);
+    expect(trainer.lastStep).toBeUndefined(); // no step completed
+    const started = performance.now();
     const ok = await trainer.step(microBatches, STEP);
+    const wall = performance.now() - started;
     expect(ok.loss).toBeGreaterThan(0);
     expect(optimizer.step).toBe(1);
+    // The step's parts are consecutive stretches of it (the worker's turn overlaps rank 0's).
+    const parts = trainer.lastStep!;
+    expect(parts.workers).toHaveLength(1);
+    expect(parts.params + parts.own + parts.wait + parts.reduce).toBeLessThanOrEqual(wall);
+    expect(parts.own).toBeGreaterThan(0);
+    const turn = parts.workers[0]!;
+    expect(turn.load + turn.gradients + turn.store).toBeLessThanOrEqual(parts.own + parts.wait);
+    // A thread's CPU time cannot exceed its wall time, give or take one tick of the clock behind it
+    // (schedstat here advances in 4 ms steps; 10 ms covers kernels ticking at 100 Hz).
+    for (const [cpu, span] of [[parts.ownCpu, parts.own], [turn.gradientsCpu, turn.gradients]] as const) {
+      if (process.platform === 'linux') expect(cpu).toBeGreaterThanOrEqual(0);
+      if (cpu !== undefined) expect(cpu).toBeLessThanOrEqual(span + 10);
+    }
     await trainer.close();
     await trainer.close();
     expect(livePorts()).toBe(before);

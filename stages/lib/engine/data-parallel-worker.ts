@@ -1,19 +1,20 @@
 /**
  * A data-parallel rank (see data-parallel.ts): starts the backend, builds a replica of the model,
- * then per step message copies the current parameters in from the shared buffer and answers with
- * the summed-loss gradients of its shards, concatenated into one transferred Float32Array.
+ * then per step message copies the current parameters in from the shared buffer, writes the
+ * summed-loss gradients of its shards into its own shared buffer, and answers with their loss sum.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from './backend.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './data-parallel.ts';
-import { shardGradients } from './data-parallel.ts';
+import { shardGradients, threadCpuMs, threadCpuMsSince } from './data-parallel.ts';
 import { modelFromWeights, parameterShapes } from './model.ts';
+import { copyValuesInto, tensorFromValues } from './wasm-kernels.ts';
 
 const port = parentPort;
 if (!port) throw new Error('data-parallel-worker.ts runs only as a worker thread');
 const init = workerData as WorkerInit;
-const send = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+const send = (message: FromWorker) => port.postMessage(message);
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 try {
@@ -27,28 +28,35 @@ try {
   });
   const total = variables.reduce((n, v) => n + v.size, 0);
   const shared = new Float32Array(init.params);
-  if (shared.length !== total) throw new Error(`Internal error: ${shared.length} shared parameter values for ${total} parameters`);
+  const grads = new Float32Array(init.grads);
+  if (shared.length !== total || grads.length !== total) {
+    throw new Error(`Internal error: ${shared.length} shared parameter values and ${grads.length} gradient slots for ${total} parameters`);
+  }
 
   port.on('message', async (message: ToWorker) => {
     try {
+      const started = performance.now();
       let offset = 0;
       for (const v of variables) {
         // A copy: the shared buffer is rewritten before the next step.
-        tf.tidy(() => v.assign(tf.tensor(shared.slice(offset, offset + v.size), v.shape, 'float32')));
+        tf.tidy(() => v.assign(tensorFromValues(shared.subarray(offset, offset + v.size), v.shape)));
         offset += v.size;
       }
+      const loaded = performance.now();
+      const cpuStart = threadCpuMs();
       const { sums, lossSum, weight } = await shardGradients(model, message.shards, variables);
-      let grads: Float32Array | null = null;
+      const computed = performance.now();
+      const gradientsCpu = threadCpuMsSince(cpuStart);
       if (sums) {
-        grads = new Float32Array(total);
         offset = 0;
         for (const s of sums) {
-          grads.set((await s.data()) as Float32Array, offset);
+          copyValuesInto(s, grads, offset);
           offset += s.size;
         }
         tf.dispose(sums);
       }
-      send({ type: 'result', id: message.id, grads, lossSum, weight }, grads ? [grads.buffer as ArrayBuffer] : []);
+      const times = { load: loaded - started, gradients: computed - loaded, gradientsCpu, store: performance.now() - computed };
+      send({ type: 'result', id: message.id, hasGrads: sums !== undefined, lossSum, weight, times });
     } catch (error) {
       send({ type: 'error', id: message.id, message: messageOf(error) });
     }

@@ -4,8 +4,10 @@
  * a replica of the model) split every micro-batch by rows. Each rank returns the gradient of its
  * SUMMED loss and its target count; this thread adds them in rank order (deterministic), divides by
  * the total count (token-weighted, as `accumulateGradients`), clips and applies AdamW to its own
- * model. The replicas hold no state of their own: every step message carries the current parameters
- * (one shared buffer, a few MB), so a resumed optimizer or a reloaded model needs no extra sync.
+ * model. The replicas hold no state of their own: before every step this thread writes the current
+ * parameters into one shared buffer (a few MB), so a resumed optimizer or a reloaded model needs no
+ * extra sync; each worker writes its gradient sums into a shared buffer of its own. Nothing of that
+ * size is allocated per step (see copyValuesInto).
  *
  *   const ranks = resolveRanks(ctx.engine.data_parallel, record.backend);
  *   const trainer = await startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
@@ -14,6 +16,7 @@
  * Workers load TypeScript on their own (`data-parallel-worker.mjs` registers tsx), so this works
  * under `node bin/pipeline.js`, `tsx` and vitest alike.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
@@ -21,16 +24,64 @@ import type { ModelConfig } from './config.ts';
 import type { EngineOptions, EngineRecord } from './host.ts';
 import type { Model } from './model.ts';
 import type { AdamW } from './optim.ts';
+import { tensorFromValues, copyValuesInto } from './wasm-kernels.ts';
 import { causalLmLoss, trainStep, type PaddedBatch, type StepOptions, type StepResult } from './train.ts';
 
 export interface DataParallelTrainer {
   readonly ranks: number;
   /** What each worker's backend reported at start (rank 1 first); empty for one rank. */
   readonly workerEngines: readonly EngineRecord[];
+  /** Where the last completed step's time went (undefined for one rank, and before the first step). */
+  readonly lastStep: StepTimes | undefined;
   /** Same contract and result as trainStep(model, optimizer, microBatches, (b) => causalLmLoss(model, b), options). */
   step(microBatches: PaddedBatch[], options: StepOptions): Promise<StepResult>;
   /** Terminates the workers; idempotent. */
   close(): Promise<void>;
+}
+
+/**
+ * Wall milliseconds of the parts of one data-parallel step, in order. Only rank 0's gradients and
+ * the workers' overlap; the rest is serial, so step = params + max(own, a worker's whole turn) + reduce.
+ */
+export interface StepTimes {
+  /** This thread copying its parameters into the shared buffer. */
+  params: number;
+  /** Rank 0's gradients (this thread). */
+  own: number;
+  /** The CPU time of this thread during `own` (Linux; undefined elsewhere): against `own`, whether it ran or waited for a core. */
+  ownCpu: number | undefined;
+  /** After its own gradients, this thread waiting for the last worker's answer. */
+  wait: number;
+  /** Adding the workers' gradient sums in rank order, clipping and AdamW. */
+  reduce: number;
+  /** Per worker (rank 1 first), measured in the worker: reading the parameters in, its gradients, writing them out. */
+  workers: WorkerTimes[];
+}
+export interface WorkerTimes {
+  load: number;
+  gradients: number;
+  /** The worker thread's CPU time during `gradients` (as `ownCpu`). */
+  gradientsCpu: number | undefined;
+  store: number;
+}
+
+/**
+ * Milliseconds of CPU the calling thread has run, from Linux's /proc/thread-self/schedstat
+ * (undefined where that file does not exist). Node 20 has no per-thread CPU clock
+ * (process.threadCpuUsage came in Node 23); process.cpuUsage() sums every thread. A thread's CPU
+ * time for the same work tells a core that runs it slower apart from a core it waited for.
+ */
+export function threadCpuMs(): number | undefined {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+/** CPU milliseconds the calling thread ran since `start` (a threadCpuMs() reading). */
+export function threadCpuMsSince(start: number | undefined): number | undefined {
+  const now = threadCpuMs();
+  return start === undefined || now === undefined ? undefined : now - start;
 }
 
 /** 'auto' -> os.availableParallelism(); a number -> itself; backends other than wasm/cpu -> 1 (tfjs-node runs its own threads). */
@@ -110,11 +161,14 @@ export interface WorkerInit {
   names: string[];
   /** Float32 parameters, concatenated in `names` order; rewritten before every step. */
   params: SharedArrayBuffer;
+  /** Where this worker writes its gradient sums (same layout as `params`); read before the next step. */
+  grads: SharedArrayBuffer;
 }
 export type ToWorker = { type: 'step'; id: number; shards: PaddedBatch[] };
 export type FromWorker =
   | { type: 'ready'; engine: EngineRecord }
-  | { type: 'result'; id: number; grads: Float32Array | null; lossSum: number; weight: number }
+  /** hasGrads: the worker's `grads` buffer holds this step's sums (false: its shards had no targets). */
+  | { type: 'result'; id: number; hasGrads: boolean; lossSum: number; weight: number; times: WorkerTimes }
   | { type: 'error'; id: number | null; message: string };
 
 type Settle<T> = { resolve: (value: T) => void; reject: (error: Error) => void };
@@ -186,6 +240,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     return {
       ranks,
       workerEngines: [],
+      lastStep: undefined,
       step: (microBatches, stepOptions) => trainStep(model, optimizer, microBatches, (b) => causalLmLoss(model, b), stepOptions),
       close: async () => {},
     };
@@ -202,12 +257,14 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     offsets.push(total);
     total += v.size;
   }
-  const shared = new SharedArrayBuffer(total * Float32Array.BYTES_PER_ELEMENT);
+  const bytes = total * Float32Array.BYTES_PER_ELEMENT;
+  const shared = new SharedArrayBuffer(bytes);
   const sharedParams = new Float32Array(shared);
   // Workers start the backend this thread runs, so `auto` cannot resolve differently there.
   const engine: EngineOptions = { ...options.engine, backend };
   const names = [...model.params.keys()];
-  const workers = Array.from({ length: ranks - 1 }, (_, i) => new WorkerRank(i + 1, { rank: i + 1, config: model.config, engine, names, params: shared }));
+  const gradBuffers = Array.from({ length: ranks - 1 }, () => new SharedArrayBuffer(bytes));
+  const workers = Array.from({ length: ranks - 1 }, (_, i) => new WorkerRank(i + 1, { rank: i + 1, config: model.config, engine, names, params: shared, grads: gradBuffers[i] as SharedArrayBuffer }));
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= Promise.all(workers.map((w) => w.terminate())).then(() => undefined));
   let workerEngines: EngineRecord[];
@@ -220,6 +277,7 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
 
   let nextId = 0;
   let busy = false;
+  let lastStep: StepTimes | undefined;
   const step = async (microBatches: PaddedBatch[], stepOptions: StepOptions): Promise<StepResult> => {
     if (closing) throw new Error('data-parallel trainer is closed');
     if (busy) throw new Error('data-parallel trainer: step() called while another step is running');
@@ -234,7 +292,9 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
   const runStep = async (microBatches: PaddedBatch[], stepOptions: StepOptions): Promise<StepResult> => {
     stepOptions.signal?.throwIfAborted();
     const id = nextId++;
-    for (const [i, v] of variables.entries()) sharedParams.set((await v.data()) as Float32Array, offsets[i]);
+    const started = performance.now();
+    for (const [i, v] of variables.entries()) copyValuesInto(v, sharedParams, offsets[i] as number);
+    const copied = performance.now();
     // Workers first, so they compute while this thread does rank 0.
     const requests = workers.map((w) =>
       w.request({ type: 'step', id, shards: microBatches.map((b) => shardBatch(b, w.rank, ranks)) }),
@@ -242,12 +302,16 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     // Until every worker answered, nothing may rewrite the shared parameters: settle them all first.
     let own: RankGradients | undefined;
     let ownError: unknown;
+    const ownCpuStart = threadCpuMs();
     try {
       own = await shardGradients(model, microBatches.map((b) => shardBatch(b, 0, ranks)), variables);
     } catch (error) {
       ownError = error;
     }
+    const ownDone = performance.now();
+    const ownCpu = threadCpuMsSince(ownCpuStart);
     const answers = await Promise.allSettled(requests);
+    const answered = performance.now();
     const failed = answers.find((a): a is PromiseRejectedResult => a.status === 'rejected');
     if (ownError !== undefined || failed) {
       tf.dispose(own?.sums ?? []);
@@ -259,12 +323,12 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     let sums = own?.sums;
     let lossSum = own?.lossSum ?? 0;
     let weight = own?.weight ?? 0;
-    for (const result of results) {
+    for (const [w, result] of results.entries()) {
       lossSum += result.lossSum;
       weight += result.weight;
-      const flat = result.grads;
-      if (!flat) continue;
-      const theirs = variables.map((v, i) => tf.tensor(flat.subarray(offsets[i], (offsets[i] as number) + v.size), v.shape, 'float32'));
+      if (!result.hasGrads) continue;
+      const flat = new Float32Array(gradBuffers[w] as SharedArrayBuffer);
+      const theirs = variables.map((v, i) => tensorFromValues(flat.subarray(offsets[i], (offsets[i] as number) + v.size), v.shape));
       if (!sums) sums = theirs;
       else {
         const previous: tf.Tensor[] = sums;
@@ -287,8 +351,24 @@ export async function startDataParallel(model: Model, optimizer: AdamW, options:
     });
     const norm = await optimizer.clipAndApply(grads, stepOptions.lr, stepOptions.maxGradNorm);
     tf.dispose([...grads.values()]);
+    lastStep = {
+      params: copied - started,
+      own: ownDone - copied,
+      ownCpu,
+      wait: answered - ownDone,
+      reduce: performance.now() - answered,
+      workers: results.map((r) => r.times),
+    };
     return { loss: lossSum * scale, gradNorm: norm, lr: stepOptions.lr };
   };
 
-  return { ranks, workerEngines, step, close };
+  return {
+    ranks,
+    workerEngines,
+    get lastStep() {
+      return lastStep;
+    },
+    step,
+    close,
+  };
 }

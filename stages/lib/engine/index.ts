@@ -33,7 +33,7 @@ export {
   type PaddedBatch,
 } from './train.ts';
 export { initModel, modelSourceSchema, type ModelSource, type ModelSourceContext } from './init.ts';
-export { resolveRanks, startDataParallel, type DataParallelTrainer } from './data-parallel.ts';
+export { resolveRanks, startDataParallel, type DataParallelTrainer, type StepTimes } from './data-parallel.ts';
 export {
   addLora,
   loadAdapter,

@@ -144,3 +144,25 @@ function replaceKernel(name: string, kernel: (args: Parameters<tf.KernelFunc>[0]
   tf.unregisterKernel(name, 'wasm');
   tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: (args) => kernel(args, existing.kernelFunc) });
 }
+
+/**
+ * Copies `t`'s float32 values into `target` at `offset`. On wasm straight from the heap: `data()`
+ * would first copy them into a fresh ArrayBuffer, and a data-parallel step moving every parameter
+ * and gradient that way allocated megabytes per step, whose external-memory pressure made V8 run
+ * extra mark-compact collections in every rank.
+ */
+export function copyValuesInto(t: tf.Tensor, target: Float32Array, offset: number): void {
+  if (t.dtype !== 'float32') throw new Error(`copyValuesInto: expected float32, got ${t.dtype}`);
+  const backend = tf.backend();
+  if (tf.getBackend() === 'wasm') target.set((backend as unknown as WasmBackendLike).typedArrayFromHeap(t), offset);
+  else target.set(t.dataSync() as Float32Array, offset);
+}
+
+/**
+ * A float32 tensor holding a copy of `values` (which may be a view of a SharedArrayBuffer that is
+ * rewritten later). wasm copies the values into its heap when the tensor is made; other backends
+ * may keep the array itself, so they get a copy of it.
+ */
+export function tensorFromValues(values: Float32Array, shape: number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, 'float32');
+}
