@@ -7,11 +7,9 @@
  *
  * Written here because it is a dozen lines specific to this task; no library implements it.
  */
-import { cumulativeGrade } from '../lib/grade-probs.ts';
+import { cumulativeGrade, DESCENDING_GRADES } from '../lib/grade-probs.ts';
 import { classificationMetrics } from '../lib/metrics.ts';
-import { GRADES, type Grade } from '../lib/relevance/types.ts';
-
-const DESCENDING: readonly Grade[] = [...GRADES].reverse();
+import type { Grade } from '../lib/relevance/types.ts';
 
 export { cumulativeGrade, normaliseGradeProbs } from '../lib/grade-probs.ts';
 
@@ -24,7 +22,7 @@ export function tuneCumulativeThreshold(dev: readonly { gold: Grade; probs: Reco
   const candidates = new Set<number>([1]);
   for (const { probs } of dev) {
     let cumulative = 0;
-    for (const grade of DESCENDING) {
+    for (const grade of DESCENDING_GRADES) {
       cumulative += probs[grade];
       if (cumulative > 0 && cumulative <= 1) candidates.add(cumulative);
     }

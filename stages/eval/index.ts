@@ -25,7 +25,7 @@ import type { ReasoningSteps } from '../lib/completion.ts';
 import { GRADE_READINGS } from '../lib/grade-probs.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
-import { GRADES, type Grade, type Split } from '../lib/relevance/types.ts';
+import type { Grade, Split } from '../lib/relevance/types.ts';
 import { exampleFields, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
 import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
 
@@ -66,7 +66,6 @@ export interface EvalMetrics {
   comparison: ComparisonRow[];
 }
 
-type Policy = import('../lib/policy.ts').Policy;
 
 /** "Acc@2 0.9000 [0.8500, 0.9438], ..." : each figure with its 95 % bootstrap interval. */
 function headline(s: ModelSummary): string {
@@ -92,50 +91,23 @@ async function evaluateCheckpoint(
   const policyLib = await import('../lib/policy.ts');
   const { seededSample } = await import('../lib/scoring.ts');
   const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
-  const { answerPrefix, gradeLogprobs, normaliseGradeProbs } = await import('../lib/grade-probs.ts');
+  const { answerPrefix, gradeProbsAfter, MEDIAN_THRESHOLD } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {
-    const fits = (record: PromptRecord) =>
-      policyLib.fitsContext(policy, policyLib.promptIds(policy.tokenizer, policy.format, record.messages).length, p.max_new_tokens);
+    const promptIdsOf = (record: PromptRecord) => policyLib.promptIds(policy.tokenizer, policy.format, record.messages);
+    const fits = (record: PromptRecord) => policyLib.fitsContext(policy, promptIdsOf(record).length, p.max_new_tokens);
     const readable = evaluated.filter(fits);
     const promptTooLong = evaluated.length - readable.length;
     if (promptTooLong > 0) ctx.log.warn(`${name}: ${promptTooLong} ${p.split} prompts do not fit the context with max_new_tokens ${p.max_new_tokens}; counted as unanswered`);
 
     let threshold: CheckpointResult['threshold'];
-    // Four teacher-forced rows per prompt: keep a call at about batch_size rows, so the logits
-    // (rows x length x vocab) stay the size generation's batches have.
-    const perCall = Math.max(1, Math.floor(p.batch_size / GRADES.length));
-    const probsAfter = async (prefixes: readonly number[][]) => {
-      const probs: Record<Grade, number>[] = [];
-      for (let i = 0; i < prefixes.length; i += perCall) probs.push(...(await gradeLogprobs(policy, prefixes.slice(i, i + perCall))).map(normaliseGradeProbs));
-      return probs;
-    };
-    const probsOf = (records: readonly PromptRecord[]) => probsAfter(records.map((r) => policyLib.promptIds(policy.tokenizer, policy.format, r.messages)));
-    /**
-     * grade: median on a think-first checkpoint: the grade probabilities where its answer goes, after
-     * the reasoning it wrote (undefined where `<answer>G` would not fit the context). Their median
-     * (the cumulative partition at 1/2) is the grade with the least expected distance to the human's
-     * (the median minimises expected absolute error), and it is L3 or L4 exactly when relevant is
-     * more probable than not, which the most probable grade is not: p = (0.4, 0, 0.3, 0.3) answers L1.
-     */
-    const probsAfterReasoning = async (records: readonly PromptRecord[], texts: readonly string[]) => {
-      const prefixes = records.map((r, j) => answerPrefix(policy, policyLib.promptIds(policy.tokenizer, policy.format, r.messages), texts[j] as string));
-      const reading = prefixes.flatMap((prefix, j) => (prefix ? [j] : []));
-      const probs = await probsAfter(reading.map((j) => prefixes[j] as number[]));
-      const byRecord: (Record<Grade, number> | undefined)[] = records.map(() => undefined);
-      reading.forEach((j, k) => (byRecord[j] = probs[k]));
-      return byRecord;
-    };
+    const probsOf = (prefixes: readonly (number[] | undefined)[]) => gradeProbsAfter(policy, prefixes, { batchSize: p.batch_size, signal: ctx.signal });
     if (policy.format.answerFirst) {
       const tuningSplit = tuningSplitOf(p.split);
       const tuning = seededSample(tuningSet.filter(fits), p.dev_limit, ctx.rng.fork(`${name}/threshold-tuning`));
-      const devProbs: { gold: Grade; probs: Record<Grade, number> }[] = [];
-      for (let i = 0; i < tuning.length; i += p.batch_size) {
-        ctx.signal.throwIfAborted();
-        const batch = tuning.slice(i, i + p.batch_size);
-        (await probsOf(batch)).forEach((probs, j) => devProbs.push({ gold: (batch[j] as PromptRecord).example.label, probs }));
-      }
+      const tuningProbs = await probsOf(tuning.map(promptIdsOf));
+      const devProbs = tuning.map((r, j) => ({ gold: r.example.label, probs: tuningProbs[j] as Record<Grade, number> }));
       const tuned = tuneCumulativeThreshold(devProbs);
       threshold = { threshold: tuned.threshold, tuningMacroF1: tuned.macroF1, tuningExamples: devProbs.length, tuningSplit };
       ctx.log.info(`${name}: answer_first, cumulative threshold ${threshold.threshold.toFixed(4)} (macro-F1 ${threshold.tuningMacroF1.toFixed(4)} on ${devProbs.length} ${tuningSplit} examples)`);
@@ -151,16 +123,12 @@ async function evaluateCheckpoint(
         rng: ctx.rng.fork(`${name}/generate`),
         signal: ctx.signal,
       });
-      // The cumulative partition's threshold: tuned for answer_first, 1/2 (the median) after reasoning.
-      const cut = threshold?.threshold ?? (p.grade === 'median' ? 0.5 : undefined);
-      const probs = threshold
-        ? await probsOf(batch)
-        : cut !== undefined
-          ? await probsAfterReasoning(
-              batch,
-              completions.map((c) => c.text),
-            )
-          : undefined;
+      // The cumulative partition: after the prompt with the threshold tuned for answer_first; with
+      // grade: median after the reasoning the checkpoint wrote (GradeReading), undefined where
+      // `<answer>G` would not fit the context after it.
+      const cut = threshold?.threshold ?? (p.grade === 'median' ? MEDIAN_THRESHOLD : undefined);
+      const prefixOf = (r: PromptRecord, j: number) => (threshold ? promptIdsOf(r) : answerPrefix(policy, promptIdsOf(r), (completions[j] as (typeof completions)[number]).text));
+      const probs = cut === undefined ? undefined : await probsOf(batch.map(prefixOf));
       const latencyMs = (performance.now() - started) / batch.length;
       completions.forEach((completion, j) => {
         const record = batch[j] as PromptRecord;

@@ -16,6 +16,28 @@ export async function gradeLogprobs(policy: Policy, prompts: number[][]): Promis
   return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
 }
 
+/**
+ * Grade probabilities read after each prefix (`gradeLogprobs`, renormalised), undefined where the
+ * prefix is. Four teacher-forced rows per prefix: a call takes about `batchSize` rows, so its logits
+ * (rows x length x vocab) stay the size generation's batches have.
+ */
+export async function gradeProbsAfter(
+  policy: Policy,
+  prefixes: readonly (number[] | undefined)[],
+  options: { batchSize: number; signal?: AbortSignal },
+): Promise<(Record<Grade, number> | undefined)[]> {
+  const read = prefixes.flatMap((prefix, i) => (prefix ? [i] : []));
+  const perCall = Math.max(1, Math.floor(options.batchSize / GRADES.length));
+  const probs: (Record<Grade, number> | undefined)[] = prefixes.map(() => undefined);
+  for (let start = 0; start < read.length; start += perCall) {
+    options.signal?.throwIfAborted();
+    const chunk = read.slice(start, start + perCall);
+    const logprobs = await gradeLogprobs(policy, chunk.map((i) => prefixes[i] as number[]));
+    chunk.forEach((i, k) => (probs[i] = normaliseGradeProbs(logprobs[k] as Record<Grade, number>)));
+  }
+  return probs;
+}
+
 /** Probabilities renormalised over the four grades (the answer token could be anything else). */
 export function normaliseGradeProbs(logprobs: Record<Grade, number>): Record<Grade, number> {
   const top = Math.max(...GRADES.map((g) => logprobs[g]));
@@ -39,7 +61,7 @@ export const GRADE_READINGS = ['answer', 'median'] as const;
 export type GradeReading = (typeof GRADE_READINGS)[number];
 
 /** The text before the answer tag (all of it when there is none): what the grade's probabilities are read after. */
-export function beforeAnswer(text: string): string {
+function beforeAnswer(text: string): string {
   const at = text.indexOf('<answer>');
   return at < 0 ? text : text.slice(0, at);
 }
@@ -54,14 +76,20 @@ export function answerPrefix(policy: Policy, promptIds: readonly number[], text:
   return prefix.length + answerRoom <= policy.model.config.max_position_embeddings ? prefix : undefined;
 }
 
+/** L4 down to L1: the order the cumulative partition walks. */
+export const DESCENDING_GRADES: readonly Grade[] = [...GRADES].reverse();
+
+/** The cumulative partition's threshold at which it gives the median grade (`grade: median`). */
+export const MEDIAN_THRESHOLD = 0.5;
+
 /**
  * TaoSR1's cumulative-probability partition (CumPT): walk down from the best grade and take the first
- * grade g whose cumulative probability p(L4) + ... + p(g) reaches `threshold`. At 1/2 it is the
- * median grade.
+ * grade g whose cumulative probability p(L4) + ... + p(g) reaches `threshold`. At MEDIAN_THRESHOLD it
+ * is the median grade.
  */
 export function cumulativeGrade(probs: Record<Grade, number>, threshold: number): Grade {
   let cumulative = 0;
-  for (const grade of [...GRADES].reverse()) {
+  for (const grade of DESCENDING_GRADES) {
     cumulative += probs[grade];
     if (cumulative >= threshold) return grade;
   }

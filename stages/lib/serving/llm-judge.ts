@@ -11,7 +11,7 @@ import { parseCompletion } from '../completion.ts';
 import type { Policy } from '../policy.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
 import type { GradeReading } from '../grade-probs.ts';
-import { GRADES, type Grade, type Item } from '../relevance/types.ts';
+import type { Grade, Item } from '../relevance/types.ts';
 
 export interface PairToJudge {
   id: string;
@@ -50,7 +50,6 @@ export interface LlmJudgeOptions {
   grade?: GradeReading;
 }
 
-
 export interface LlmJudge {
   policy: Policy;
   engine: EngineRecord;
@@ -87,7 +86,7 @@ function thinkLines(text: string): string[] {
 
 async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<LlmJudgement[]> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
-  const { answerPrefix, cumulativeGrade, gradeLogprobs, normaliseGradeProbs, mostProbableGrade } = await import('../grade-probs.ts');
+  const { answerPrefix, cumulativeGrade, gradeProbsAfter, mostProbableGrade, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
@@ -100,24 +99,15 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
     const completion = byId.get(pair.id);
     return fits[i] && completion ? answerPrefix(policy, ids[i] as number[], completion.text) : undefined;
   });
-  const scored = prefixes.flatMap((p, i) => (p ? [i] : []));
-  // Four teacher-forced rows per pair: keep a call near batchSize rows.
-  const perCall = Math.max(1, Math.floor(options.batchSize / GRADES.length));
-  const probabilities = new Map<number, Record<Grade, number>>();
-  for (let start = 0; start < scored.length; start += perCall) {
-    signal?.throwIfAborted();
-    const chunk = scored.slice(start, start + perCall);
-    const logprobs = await gradeLogprobs(policy, chunk.map((i) => prefixes[i] as number[]));
-    chunk.forEach((i, k) => probabilities.set(i, normaliseGradeProbs(logprobs[k] as Record<Grade, number>)));
-  }
+  const probabilities = await gradeProbsAfter(policy, prefixes, { batchSize: options.batchSize, signal });
   pairs.forEach((pair, i) => {
     const completion = byId.get(pair.id);
     if (!fits[i] || !completion) return;
     const parsed = parseCompletion(completion.text);
-    const probs = probabilities.get(i) ?? null;
+    const probs = probabilities[i] ?? null;
     // An answer_first model's grade is its most probable answer; otherwise the answer it wrote, or
     // with grade: median the median of the probabilities read after its reasoning.
-    const grade = policy.format.answerFirst && probs ? mostProbableGrade(probs) : options.grade === 'median' && probs ? cumulativeGrade(probs, 0.5) : (parsed.label ?? null);
+    const grade = policy.format.answerFirst && probs ? mostProbableGrade(probs) : options.grade === 'median' && probs ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : (parsed.label ?? null);
     results[i] = { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
   });
   return results;
