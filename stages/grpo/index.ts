@@ -57,7 +57,13 @@ const params = z.strictObject({
     .describe('Reward functions, each logged as reward/<name>; the total is the weighted sum'),
   num_generations: z.number().int().min(2).default(4).describe('Completions per prompt: the group G'),
   prompts_per_step: z.number().int().positive().default(8).describe('Prompts per optimizer step (the batch is prompts_per_step x num_generations completions)'),
-  max_steps: z.number().int().positive().default(30).describe('Optimizer steps'),
+  max_steps: z.number().int().positive().default(30).describe('Optimizer steps (epochs, when set, decides instead)'),
+  // Optional rather than defaulted, so configs that leave it out keep their fingerprints.
+  epochs: z
+    .number()
+    .positive()
+    .optional()
+    .describe('Passes over the usable train prompts (the RL pool when the checkpoint holds one out): ceil(epochs x prompts / prompts_per_step) steps, so the RL budget follows the data\'s size; replaces max_steps'),
   num_iterations: z.number().int().positive().default(1).describe('Updates per generated batch (TRL μ); 1 makes the old policy the current one, detached'),
   learning_rate: z.number().positive().default(1e-4).describe('Peak learning rate (warmup then cosine decay)'),
   min_lr_ratio: z.number().min(0).max(1).default(0.1).describe('Final learning rate as a fraction of learning_rate'),
@@ -99,6 +105,9 @@ const params = z.strictObject({
     .describe('Train LoRA adapters on the input checkpoint instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
 }).superRefine((p, issue) => {
   const tierSteps = p.curriculum.reduce((n, t) => n + t.steps, 0);
+  if (p.curriculum.length > 0 && p.epochs !== undefined) {
+    issue.addIssue({ code: 'custom', path: ['epochs'], message: 'max_steps instead of epochs (a curriculum states its steps per tier)' });
+  }
   if (p.curriculum.length > 0 && tierSteps !== p.max_steps) {
     issue.addIssue({ code: 'custom', path: ['curriculum'], message: `tiers whose steps sum to max_steps (${p.max_steps}); these sum to ${tierSteps}` });
   }

@@ -26,9 +26,18 @@ interface LoopState {
 
 const newTotals = () => ({ generated_groups: 0, kept_groups: 0, dropped_groups: 0, generation_rounds: 0, replayed_groups: 0, replay_skipped_too_long: 0, skipped_updates: 0 });
 
+/**
+ * Optimizer steps of a run: max_steps, or with epochs set, enough steps of prompts_per_step prompts
+ * to pass over the usable prompts that many times (rounded up). Example: a 163-prompt RL pool, 8
+ * prompts a step, epochs 1: ceil(163 / 8) = 21 steps.
+ */
+export function grpoSteps(p: Pick<GrpoParams, 'max_steps' | 'epochs' | 'prompts_per_step'>, prompts: number): number {
+  return p.epochs === undefined ? p.max_steps : Math.max(1, Math.ceil((p.epochs * prompts) / p.prompts_per_step));
+}
+
 /** The curriculum's tiers over the usable prompts (one tier of all of them without a curriculum). */
-function curriculumTiers(prompts: readonly PromptRecord[], p: GrpoParams): CurriculumTier[] {
-  if (p.curriculum.length === 0) return [{ prompts, steps: p.max_steps }];
+function curriculumTiers(prompts: readonly PromptRecord[], p: GrpoParams, steps: number): CurriculumTier[] {
+  if (p.curriculum.length === 0) return [{ prompts, steps }];
   return p.curriculum.map((tier, t) => {
     const chosen = prompts.filter((r) => tier.difficulty.includes(r.example.meta.difficulty));
     if (chosen.length === 0) throw new Error(`curriculum tier ${t} (difficulty ${tier.difficulty.join(', ')}) has no usable train prompt`);
@@ -85,7 +94,9 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const skippedTooLong = all.length - train.length;
   if (skippedTooLong > 0) ctx.log.warn(`skipped ${skippedTooLong} of ${all.length} train prompts too long for the context with ${p.max_completion_length} new tokens`);
   if (train.length < p.prompts_per_step) throw new Error(`prompts_per_step ${p.prompts_per_step} exceeds the ${train.length} usable train prompts`);
-  const source = tieredPromptSource(curriculumTiers(train, p), p.prompts_per_step, ctx.rng);
+  const steps = grpoSteps(p, train.length);
+  if (p.epochs !== undefined) ctx.log.info(`${steps} steps: ${p.epochs} epochs over ${train.length} prompts, ${p.prompts_per_step} a step`);
+  const source = tieredPromptSource(curriculumTiers(train, p, steps), p.prompts_per_step, ctx.rng);
   const sampler: Sampler = {
     policy,
     references: referenceSteps(train, kg),
@@ -109,7 +120,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
   const rewardCurve: number[] = [...(resumed.state?.rewardCurve ?? [])];
   if (step > 0) await policy.inference.refresh(); // rollouts must see the resumed weights
 
-  while (step < p.max_steps) {
+  while (step < steps) {
     ctx.signal.throwIfAborted();
     const stepRng = ctx.rng.fork(`step-${step}`);
     const collected = await collectGroups((records, round) => rollOutGroups(sampler, p, records, stepRng.fork(`round-${round}`)), source, step, p);
@@ -122,7 +133,7 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
     totals.replay_skipped_too_long! += collected.replayTooLong;
     rewardCurve.push(values.reward as number);
 
-    const lr = engineLib.warmupCosineLr(step, { peak: p.learning_rate, warmup: p.warmup_steps, total: p.max_steps, min: p.learning_rate * p.min_lr_ratio });
+    const lr = engineLib.warmupCosineLr(step, { peak: p.learning_rate, warmup: p.warmup_steps, total: steps, min: p.learning_rate * p.min_lr_ratio });
     if (collected.kept.length === 0) {
       totals.skipped_updates!++;
       ctx.log.info(`step ${step + 1}: no group passed the filters in ${collected.rounds} rounds; no update`);
@@ -133,9 +144,9 @@ export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOut
     }
     step++;
     ctx.metrics.log(step, { ...values, lr });
-    ctx.progress.update(step, p.max_steps, 'steps');
+    ctx.progress.update(step, steps, 'steps');
     await yieldToEventLoop();
-    await saveStepCheckpoint(ctx, step, p.max_steps, p.checkpoint_every, model, optimizer, { totals, rewardCurve } satisfies LoopState);
+    await saveStepCheckpoint(ctx, step, steps, p.checkpoint_every, model, optimizer, { totals, rewardCurve } satisfies LoopState);
   }
 
   const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);

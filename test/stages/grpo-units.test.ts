@@ -3,6 +3,7 @@ import { renderCompletion, STEP_NAMES } from '../../stages/lib/completion.ts';
 import { groupsToReplay, hintedMessages, tieredPromptSource, withoutContext, type Group, type Rollout } from '../../stages/grpo/rollout.ts';
 import { collectGroups, passingGroups, type RollRound } from '../../stages/grpo/step.ts';
 import { truncatedRatios } from '../../stages/grpo/update.ts';
+import { grpoSteps } from '../../stages/grpo/train.ts';
 import { Rng } from '../../pipeline/rng.ts';
 import grpoStage from '../../stages/grpo/index.ts';
 import { stepSpans, tokenStepIndices } from '../../stages/grpo/token-steps.ts';
@@ -201,5 +202,15 @@ describe('grpo params', () => {
       'replay_threshold: replay_threshold: 0 (rollout: dyknow has no guided replay)',
     ]);
     expect(issues({ rollout: 'dyknow', replay_threshold: 0, curriculum: [{ difficulty: ['hard'], steps: 30 }] })).toEqual([]);
+    expect(issues({ epochs: 1, max_steps: 30, curriculum: [{ difficulty: ['hard'], steps: 30 }] })).toEqual(['epochs: max_steps instead of epochs (a curriculum states its steps per tier)']);
+  });
+
+  it('size the run by epochs over the usable prompts when epochs is set, else take max_steps', () => {
+    // A 163-prompt pool at 8 a step: one pass is ceil(163 / 8) = 21 steps, two are ceil(40.75) = 41.
+    expect(grpoSteps({ max_steps: 6, epochs: 1, prompts_per_step: 8 }, 163)).toBe(21);
+    expect(grpoSteps({ max_steps: 6, epochs: 2, prompts_per_step: 8 }, 163)).toBe(41);
+    expect(grpoSteps({ max_steps: 6, epochs: undefined, prompts_per_step: 8 }, 163)).toBe(6);
+    // A tenth of an 8-prompt pool still takes one step.
+    expect(grpoSteps({ max_steps: 6, epochs: 0.1, prompts_per_step: 8 }, 8)).toBe(1);
   });
 });
