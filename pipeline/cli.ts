@@ -25,6 +25,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function unitInterval(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number from 0 to 1');
+  return n;
+}
+
 function withConfigOptions(command: Command): Command {
   return command
     .option('--store <dir>', "artifact store (default: the config's `store:`, relative to the config file)")
@@ -128,6 +134,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--batch-size <n>', 'pairs decoded at once', positiveInt, 8)
     .option('--max-new-tokens <n>', 'generation budget per pair', positiveInt, 160)
     .addOption(new Option('--grade <reading>', "a think-first judge's grade: the answer it wrote, or the median of its answer probabilities after its reasoning (as eval's grade: median)").choices(['answer', 'median']).default('answer'))
+    .option('--lexical-pool <weight>', "pool the judge's grade probabilities with the learned lexical baseline's (fitted on train), this weight on the baseline, and read the pooled median (as eval's lexical_pool)", unitInterval)
     .action(
       reportingErrors(io, setExit, async (config: string, flags) => {
         const { builtArtifacts } = await import('./commands/artifacts.ts');

@@ -10,13 +10,20 @@ const round = (value: number | null): number | null => (value === null ? null : 
 const interval = (value: [number, number] | null): string | null => (value === null ? null : `[${value[0].toFixed(3)}, ${value[1].toFixed(3)}]`);
 
 function summaries(metrics: EvalMetrics): [string, ModelSummary][] {
-  return [...Object.entries(metrics.checkpoints), ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : [])];
+  return [
+    ...Object.entries(metrics.checkpoints),
+    ...Object.entries(metrics.pooled ?? {}),
+    ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : []),
+    ...(metrics.learnedBaseline ? [['learned-baseline', metrics.learnedBaseline] as [string, ModelSummary]] : []),
+  ];
 }
 
 function comparisonTable(metrics: EvalMetrics): FragmentBlock {
   const thresholds = Object.entries(metrics.checkpoints)
     .filter(([, s]) => s.threshold)
     .map(([name, s]) => `${name}: answer_first, cumulative threshold ${s.threshold?.threshold.toFixed(4)}`);
+  const pooledWeight = Object.values(metrics.pooled ?? {})[0]?.weight;
+  const pooled = pooledWeight === undefined ? [] : [`+lexical: the checkpoint's grade probabilities pooled with the learned lexical baseline's (weighted geometric mean, weight ${pooledWeight} on the baseline), median grade`];
   return {
     type: 'table',
     title: `Comparison on ${metrics.examples} ${metrics.split} examples`,
@@ -37,7 +44,7 @@ function comparisonTable(metrics: EvalMetrics): FragmentBlock {
       round(r.meanCompletionTokens),
       round(r.meanLatencyMs),
     ]),
-    note: [`95% CI: percentile bootstrap over the examples, ${metrics.comparison[0]?.intervals.resamples ?? 0} resamples`, ...thresholds].join('; '),
+    note: [`95% CI: percentile bootstrap over the examples, ${metrics.comparison[0]?.intervals.resamples ?? 0} resamples`, ...thresholds, ...pooled].join('; '),
   };
 }
 

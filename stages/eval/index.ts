@@ -5,7 +5,9 @@
  * decode greedily; the grade is the parsed answer (or, with `grade: median`, the median of the
  * answer tokens' probabilities after the reasoning the checkpoint wrote), or for an answer_first
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
- * probabilities with one threshold tuned on dev. Each completion is parsed and its steps verified
+ * probabilities with one threshold tuned on dev. With `lexical_pool: w`, each checkpoint gets a
+ * second row, `<checkpoint>+lexical`: its grade probabilities pooled with the learned lexical
+ * baseline's (logarithmic pool, weight w on the lexical model), read at their median. Each completion is parsed and its steps verified
  * against the relevance analysis of the gold pair over the knowledge graph. What is tuned (the
  * answer_first threshold, the baseline's cut points) is tuned on dev, or on train when dev is the
  * split evaluated, so no figure is tuned on the examples it reports.
@@ -26,7 +28,8 @@ import { GRADE_READINGS } from '../lib/grade-probs.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { Grade, Split } from '../lib/relevance/types.ts';
-import { exampleFields, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
+import type { LearnedBaseline } from '../lib/relevance/learned-baseline.ts';
+import { exampleFields, pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
 import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
 
 const params = z.strictObject({
@@ -43,6 +46,15 @@ const params = z.strictObject({
     .optional()
     .describe(
       "How a think-first checkpoint's grade is read: 'answer' (the default) parses the grade it wrote; 'median' reads the grade probabilities at its answer, after the reasoning it wrote, and takes their median",
+    ),
+  // Optional, so configs without it keep their fingerprints.
+  lexical_pool: z
+    .number()
+    .min(0)
+    .max(1)
+    .optional()
+    .describe(
+      "Also score each checkpoint pooled with the learned lexical baseline: its grade probabilities and the baseline's combined as a weighted geometric mean (this weight on the baseline), read at their median, in a row '<checkpoint>+lexical'. What `pipeline score --lexical-pool` and precompute's lexical_pool serve",
     ),
   report_samples: z.number().int().min(0).default(6).describe('Predictions per model shown with their reasoning in the report'),
 });
@@ -63,6 +75,8 @@ export interface EvalMetrics {
   baseline: (ModelSummary & { thresholds: number[]; tuningMacroF1: number; tuningSplit: Split }) | null;
   /** The learned lexical baseline (stages/lib/relevance/learned-baseline.ts), when evaluated. */
   learnedBaseline?: ModelSummary & { trainMacroF1: number };
+  /** With lexical_pool: each checkpoint pooled with the learned lexical baseline, by row name (`<checkpoint>+lexical`). */
+  pooled?: Record<string, ModelSummary & { checkpoint: string; weight: number }>;
   comparison: ComparisonRow[];
 }
 
@@ -128,12 +142,13 @@ async function evaluateCheckpoint(
       // `<answer>G` would not fit the context after it.
       const cut = threshold?.threshold ?? (p.grade === 'median' ? MEDIAN_THRESHOLD : undefined);
       const prefixOf = (r: PromptRecord, j: number) => (threshold ? promptIdsOf(r) : answerPrefix(policy, promptIdsOf(r), (completions[j] as (typeof completions)[number]).text));
-      const probs = cut === undefined ? undefined : await probsOf(batch.map(prefixOf));
+      // Pooling with the lexical model needs them too, however the grade is read.
+      const probs = cut === undefined && p.lexical_pool === undefined ? undefined : await probsOf(batch.map(prefixOf));
       const latencyMs = (performance.now() - started) / batch.length;
       completions.forEach((completion, j) => {
         const record = batch[j] as PromptRecord;
         const read = probs?.[j];
-        const grade = read && cut !== undefined ? { probs: read, predicted: cumulativeGrade(read, cut) } : undefined;
+        const grade = read ? { probs: read, ...(cut !== undefined ? { predicted: cumulativeGrade(read, cut) } : {}) } : undefined;
         const reference = references.get(record.id) as ReasoningSteps;
         predictions.set(record.id, scoreCompletion(name, record.example, reference, { text: completion.text, tokens: completion.tokens.length, latencyMs }, grade));
       });
@@ -154,6 +169,15 @@ function baselinePredictions(model: string, examples: readonly PromptRecord[], p
     const predicted = predict(r.example);
     const latencyMs = performance.now() - started;
     return { model, ...exampleFields(r.example), predicted, formatOk: null, formatErrors: [], stepsVerified: null, rulesNamed: null, completion: null, completionTokens: null, latencyMs };
+  });
+}
+
+/** A checkpoint's predictions pooled with the learned lexical model's probabilities, in the same order. */
+function pooledRows(model: string, judged: readonly Prediction[], examples: readonly PromptRecord[], lexical: LearnedBaseline, weight: number): Prediction[] {
+  return judged.map((prediction, i) => {
+    const started = performance.now();
+    const probabilities = lexical.probabilities((examples[i] as PromptRecord).example);
+    return pooledPrediction(model, prediction, probabilities, weight, performance.now() - started);
   });
 }
 
@@ -210,6 +234,10 @@ export default defineStage({
       return () => rng.next();
     };
 
+    // Fitted once: its own row and the pooled rows use the same model.
+    const { fitLearnedBaseline } = await import('../lib/relevance/learned-baseline.ts');
+    const learnedModel = p.learned_baseline || p.lexical_pool !== undefined ? fitLearnedBaseline(train.map((r) => r.example)) : undefined;
+
     const total = examples.length * checkpoints.length;
     let done = 0;
     ctx.progress.update(0, total, 'examples');
@@ -228,6 +256,15 @@ export default defineStage({
       metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
       predictions.push(...result.predictions);
       ctx.log.info(`${checkpoint.stage}: ${headline(summary)}, format ${summary.formatValidity?.toFixed(4)}`);
+      if (p.lexical_pool !== undefined && learnedModel) {
+        const name = `${checkpoint.stage}+lexical`;
+        const rows = pooledRows(name, result.predictions, examples, learnedModel, p.lexical_pool);
+        const pooled = summarise(rows, bootstrapStream(name));
+        (metrics.pooled ??= {})[name] = { ...pooled, checkpoint: checkpoint.stage, weight: p.lexical_pool };
+        metrics.comparison.push(comparisonRow(name, 'pooled', pooled));
+        predictions.push(...rows);
+        ctx.log.info(`${name} (pooled, lexical weight ${p.lexical_pool}): ${headline(pooled)}`);
+      }
     }
 
     // Distilled judges (the distill stage's DeepBoW): one more row each, scored like the baseline.
@@ -252,12 +289,10 @@ export default defineStage({
       predictions.push(...baseline);
     }
 
-    if (p.learned_baseline) {
-      const { fitLearnedBaseline } = await import('../lib/relevance/learned-baseline.ts');
-      const fitted = fitLearnedBaseline(train.map((r) => r.example));
-      const learned = baselinePredictions('learned-baseline', examples, fitted.predict);
+    if (p.learned_baseline && learnedModel) {
+      const learned = baselinePredictions('learned-baseline', examples, learnedModel.predict);
       const summary = summarise(learned, bootstrapStream('learned-baseline'));
-      metrics.learnedBaseline = { ...summary, trainMacroF1: fitted.trainMacroF1 };
+      metrics.learnedBaseline = { ...summary, trainMacroF1: learnedModel.trainMacroF1 };
       ctx.log.info(`learned-baseline: ${headline(summary)}`);
       metrics.comparison.push(comparisonRow('learned-baseline', 'baseline', summary));
       predictions.push(...learned);

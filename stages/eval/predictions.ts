@@ -3,6 +3,7 @@
  * `predictions.jsonl` holds, one line each, and what every figure in `metrics.json` is computed from.
  */
 import { parseCompletion, verifyCompletion, type ReasoningSteps } from '../lib/completion.ts';
+import { cumulativeGrade, MEDIAN_THRESHOLD, poolGradeProbs } from '../lib/grade-probs.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
 
 export interface Prediction {
@@ -27,7 +28,11 @@ export interface Prediction {
   completionTokens: number | null;
   /** Wall time of the example's batch divided by the batch's rows. */
   latencyMs: number;
-  /** answer_first checkpoints: p(grade) read from the answer tokens, renormalised over L1–L4. */
+  /**
+   * p(grade) read from the answer tokens, renormalised over L1–L4: after the prompt (answer_first),
+   * or after the reasoning (grade: median, or when eval pools with the lexical model); for a pooled
+   * row, the pooled probabilities.
+   */
   gradeProbs?: Record<Grade, number>;
 }
 
@@ -45,15 +50,16 @@ export function exampleFields(example: RelevanceExample): ExampleFields {
 }
 
 /**
- * Scores a generated completion against the example and its reference steps. `grade`, when given,
- * overrides the parsed answer (answer_first: the grade comes from the answer tokens' probabilities).
+ * Scores a generated completion against the example and its reference steps. `grade.probs`, when
+ * given, are kept; `grade.predicted`, when given, overrides the parsed answer (answer_first and
+ * grade: median read the grade from the answer tokens' probabilities).
  */
 export function scoreCompletion(
   model: string,
   example: RelevanceExample,
   reference: ReasoningSteps,
   completion: { text: string; tokens: number; latencyMs: number },
-  grade?: { predicted: Grade; probs: Record<Grade, number> },
+  grade?: { predicted?: Grade; probs: Record<Grade, number> },
 ): Prediction {
   const parsed = parseCompletion(completion.text);
   const verification = verifyCompletion(parsed, reference, example.label);
@@ -87,5 +93,23 @@ export function unreadablePrediction(model: string, example: RelevanceExample): 
     completion: null,
     completionTokens: 0,
     latencyMs: 0,
+  };
+}
+
+/**
+ * A checkpoint's prediction pooled with the learned lexical model's grade probabilities (eval's
+ * `lexical_pool`): the median grade of their logarithmic pool (grade-probs.ts). The completion-level
+ * figures are the checkpoint's (the same completion); the text is not repeated. A prediction without
+ * grade probabilities (its prompt or its answer did not fit the context) stays unanswered.
+ */
+export function pooledPrediction(model: string, judged: Prediction, lexical: Record<Grade, number>, weight: number, lexicalMs: number): Prediction {
+  const pooled = judged.gradeProbs ? poolGradeProbs(judged.gradeProbs, lexical, weight) : undefined;
+  return {
+    ...judged,
+    model,
+    predicted: pooled ? cumulativeGrade(pooled, MEDIAN_THRESHOLD) : null,
+    completion: null,
+    latencyMs: judged.latencyMs + lexicalMs,
+    ...(pooled ? { gradeProbs: pooled } : {}),
   };
 }

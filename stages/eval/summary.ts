@@ -68,10 +68,13 @@ export function summarise(predictions: readonly Prediction[], random: () => numb
   };
 }
 
-/** One row of the ablation-style table: every checkpoint of the run, then distilled models, then the baseline. */
+/**
+ * One row of the ablation-style table: every checkpoint of the run (each followed by its row pooled
+ * with the lexical model, under `lexical_pool`), then distilled models, then the baselines.
+ */
 export interface ComparisonRow {
   model: string;
-  kind: 'checkpoint' | 'distilled' | 'baseline';
+  kind: 'checkpoint' | 'pooled' | 'distilled' | 'baseline';
   count: number;
   acc2: number;
   acc4: number;

@@ -46,6 +46,24 @@ export function normaliseGradeProbs(logprobs: Record<Grade, number>): Record<Gra
   return Object.fromEntries(GRADES.map((g, i) => [g, (weights[i] as number) / total])) as Record<Grade, number>;
 }
 
+/**
+ * The logarithmic opinion pool of two grade distributions: p(g) proportional to
+ * judge(g)^(1 - weight) * lexical(g)^weight, the weighted geometric mean renormalised (Genest & Zidek
+ * 1986, "Combining probability distributions", section 3). Unlike a linear mixture it is
+ * externally Bayesian, and a grade either model rules out stays ruled out. eval's `lexical_pool`
+ * and the served judge's `lexicalPool` pool the judge's grade probabilities with the learned lexical
+ * baseline's this way: the evidence a thousand pairs teach a small model only loosely, lexical
+ * overlap, is then weighed by a model fitted to it.
+ */
+export function poolGradeProbs(judge: Record<Grade, number>, lexical: Record<Grade, number>, weight: number): Record<Grade, number> {
+  if (!(weight >= 0 && weight <= 1)) throw new RangeError(`poolGradeProbs: weight must be in [0, 1], got ${weight}`);
+  // Math.pow(0, 0) is 1: at weight 0 (or 1) the other model's zeros do not count, as they should not.
+  const pooled = GRADES.map((g) => Math.pow(judge[g], 1 - weight) * Math.pow(lexical[g], weight));
+  const total = pooled.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) throw new RangeError('poolGradeProbs: the two distributions give no grade a positive probability together');
+  return Object.fromEntries(GRADES.map((g, i) => [g, (pooled[i] as number) / total])) as Record<Grade, number>;
+}
+
 /** The grade with the highest probability (the lower grade on a tie). */
 export function mostProbableGrade(probs: Record<Grade, number>): Grade {
   return GRADES.reduce((best, g) => (probs[g] > probs[best] ? g : best), GRADES[0] as Grade);

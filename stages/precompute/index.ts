@@ -43,6 +43,7 @@ const params = z.strictObject({
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair (precompute and serving)"),
   // Optional, so configs without it keep their fingerprints.
   grade: z.enum(GRADE_READINGS).optional().describe("How a think-first judge's grade is read: the answer it wrote ('answer', the default) or the median of its answer probabilities after its reasoning ('median'); set it as eval's `grade` (precompute and serving)"),
+  lexical_pool: z.number().min(0).max(1).optional().describe("Pool the judge's grade probabilities with the learned lexical baseline's (fitted on train), this weight on the baseline, and read the pooled median; set it as eval's `lexical_pool` (precompute and serving)"),
   max_batch: z.number().int().positive().default(8).describe('Serving: most pairs the LLM tier decodes at once (dynamic batching)'),
   max_wait_ms: z.number().min(0).default(10).describe('Serving: longest a pair waits for its LLM batch to fill'),
   deadline_ms: z.number().positive().default(2000).describe("Serving: after this, a pair waiting on the LLM gets the distilled answer, marked so"),
@@ -80,7 +81,7 @@ export default defineStage({
     const head = SPLITS.flatMap((s) => splits[s]).filter((e) => cachedTiers.has(log.get(normalise(e.query))?.tier ?? 'new'));
     ctx.log.info(`${head.length} pairs of ${new Set(head.map((e) => normalise(e.query))).size} ${p.tiers.join('+')} queries to precompute`);
 
-    const labelled = await labelResumably(ctx, head, { file: path.join(ctx.workDir, 'head.jsonl'), unit: 'head', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade });
+    const labelled = await labelResumably(ctx, head, { file: path.join(ctx.workDir, 'head.jsonl'), unit: 'head', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade, lexicalPool: p.lexical_pool });
     const entries: [string, import('../lib/serving/cache.ts').CachedJudgement][] = [];
     for (const e of head) {
       const j = labelled.get(e.id);
@@ -120,7 +121,7 @@ export default defineStage({
       inputs: { checkpoint: fingerprintOf('checkpoint'), distilled: fingerprintOf('distilled'), dataset: fingerprintOf('dataset'), kg: fingerprintOf('kg'), prompts: fingerprintOf('prompts') },
       cache: p.cache === 'sqlite' ? { kind: 'sqlite', file: SQLITE_CACHE_FILE, entries: entries.length } : { kind: 'redis', url: p.cache, prefix, entries: entries.length },
       route: { minConfidence, llmTiers, tuning },
-      llm: { maxNewTokens: p.max_new_tokens, ...(p.grade ? { grade: p.grade } : {}), maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit },
+      llm: { maxNewTokens: p.max_new_tokens, ...(p.grade ? { grade: p.grade } : {}), ...(p.lexical_pool !== undefined ? { lexicalPool: p.lexical_pool } : {}), maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit },
     };
     await writeJson(path.join(ctx.outDir, DEPLOYMENT_FILE), deployment);
     return {

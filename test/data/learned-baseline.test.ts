@@ -39,4 +39,18 @@ describe('the learned lexical baseline', () => {
     expect(fitted.predict(pair('usb cable', 'Zento desk lamp', 'L1'))).toBe('L1');
     expect(fitted.predict(pair('usb cable', 'usb adapter', 'L2'))).toBe('L2');
   });
+
+  it('gives grade probabilities: the softmax of its linear scores on standardised features', () => {
+    const fitted = fitLearnedBaseline(train);
+    const example = pair('usb cable', 'usb cable organiser', 'L3');
+    const x = fitted.features(example).map((v, j) => (v - fitted.mean[j]!) / fitted.std[j]!);
+    const scores = fitted.bias.map((b, k) => b + x.reduce((s, v, j) => s + v * fitted.weights[k]![j]!, 0));
+    const exps = scores.map((z) => Math.exp(z));
+    const sum = exps.reduce((a, b) => a + b, 0);
+    const probs = fitted.probabilities(example);
+    (['L1', 'L2', 'L3', 'L4'] as const).forEach((g, k) => expect(probs[g]).toBeCloseTo(exps[k]! / sum, 12));
+    // predict is the most probable grade.
+    const best = (['L1', 'L2', 'L3', 'L4'] as const).reduce((a, g) => (probs[g] > probs[a] ? g : a));
+    expect(fitted.predict(example)).toBe(best);
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DynamicBatcher } from '../../stages/lib/serving/batcher.ts';
-import { chooseMinConfidence, chooseRoute, type DevPair } from '../../stages/lib/serving/deployment.ts';
+import { chooseMinConfidence, chooseRoute, deploymentProblem, type Deployment, type DevPair } from '../../stages/lib/serving/deployment.ts';
 import { keyPath } from '../../stages/lib/serving/server.ts';
 
 describe('routing threshold chosen on dev', () => {
@@ -93,5 +93,28 @@ describe('key paths in 400 answers', () => {
     expect(keyPath('/items/0/title')).toBe('items[0].title');
     expect(keyPath('', 'query')).toBe('query');
     expect(keyPath('/items/2/attributes', 'size')).toBe('items[2].attributes.size');
+  });
+});
+
+describe('deployment.json checks', () => {
+  const deployment: Deployment = {
+    format: 'lore-deployment/1',
+    inputs: { checkpoint: 'a', distilled: 'b', dataset: 'c', kg: 'd', prompts: 'e' },
+    cache: { kind: 'sqlite', file: 'cache.sqlite', entries: 0 },
+    route: { minConfidence: 0.5, llmTiers: ['new'], tuning: null },
+    llm: { maxNewTokens: 160, grade: 'median', lexicalPool: 0.25, maxBatch: 8, maxWaitMs: 10, deadlineMs: 2000, queueLimit: 256 },
+  };
+  const withLlm = (llm: Record<string, unknown>) => ({ ...deployment, llm: { ...deployment.llm, ...llm } });
+
+  it('accepts a pooled judge, and one without the pool', () => {
+    expect(deploymentProblem(deployment)).toBeUndefined();
+    const { lexicalPool: _, ...unpooled } = deployment.llm;
+    expect(deploymentProblem({ ...deployment, llm: unpooled })).toBeUndefined();
+  });
+
+  it('names the key of a bad grade reading or pool weight', () => {
+    expect(deploymentProblem(withLlm({ lexicalPool: 1.5 }))).toBe('llm.lexicalPool: expected a number from 0 to 1, got 1.5');
+    expect(deploymentProblem(withLlm({ lexicalPool: '0.25' }))).toBe('llm.lexicalPool: expected a number from 0 to 1, got "0.25"');
+    expect(deploymentProblem(withLlm({ grade: 'mean' }))).toBe('llm.grade: expected one of answer, median, got "mean"');
   });
 });

@@ -1,11 +1,12 @@
 /**
  * The eval's figures on hand-built predictions, with expected values derived in comments: metrics,
- * slices, completion-level rates, the cumulative-probability partition and its tuning, and the
- * scoring of a completion against its reference steps.
+ * slices, completion-level rates, the cumulative-probability partition and its tuning, pooling with
+ * the lexical model, and the scoring of a completion against its reference steps.
  */
 import { describe, expect, it } from 'vitest';
 import { cumulativeGrade, normaliseGradeProbs, tuneCumulativeThreshold } from '../../stages/eval/cumulative.ts';
-import { scoreCompletion, unreadablePrediction, type Prediction } from '../../stages/eval/predictions.ts';
+import { pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from '../../stages/eval/predictions.ts';
+import { poolGradeProbs } from '../../stages/lib/grade-probs.ts';
 import { comparisonRow, summarise } from '../../stages/eval/summary.ts';
 import { renderCompletion, type ReasoningSteps } from '../../stages/lib/completion.ts';
 import type { Grade, RelevanceExample } from '../../stages/lib/relevance/types.ts';
@@ -144,5 +145,41 @@ describe('scoreCompletion', () => {
 
   it('marks an unreadable prompt as unanswered and invalid, not dropped', () => {
     expect(unreadablePrediction('sft', example)).toMatchObject({ predicted: null, formatOk: false, formatErrors: ['prompt_too_long'], rulesNamed: false });
+  });
+});
+
+describe('pooling with the lexical model (logarithmic opinion pool)', () => {
+  // Powers of two, so the pool is exact: at weight 1/4 on the lexical model,
+  // p(g) ∝ judge(g)^(3/4) · lexical(g)^(1/4):
+  //   L1: 2^-1^(3/4) · 2^-3^(1/4) = 2^-1.5,  L2: 2^-2·3/4 · 2^-3/4 = 2^-2.25,
+  //   L3: 2^-3·3/4 · 2^-2/4 = 2^-2.75,       L4: 2^-3·3/4 · 2^-1/4 = 2^-2.5.
+  const judge: Record<Grade, number> = { L1: 0.5, L2: 0.25, L3: 0.125, L4: 0.125 };
+  const lexical: Record<Grade, number> = { L1: 0.125, L2: 0.125, L3: 0.25, L4: 0.5 };
+  const raw = { L1: 2 ** -1.5, L2: 2 ** -2.25, L3: 2 ** -2.75, L4: 2 ** -2.5 };
+  const total = raw.L1 + raw.L2 + raw.L3 + raw.L4;
+
+  it('is the weighted geometric mean of the two distributions, renormalised', () => {
+    const pooled = poolGradeProbs(judge, lexical, 0.25);
+    for (const g of ['L1', 'L2', 'L3', 'L4'] as const) expect(pooled[g]).toBeCloseTo(raw[g] / total, 12);
+  });
+
+  it('gives each model alone at weights 0 and 1, and keeps a grade one model rules out at zero', () => {
+    expect(poolGradeProbs(judge, lexical, 0)).toEqual(judge);
+    expect(poolGradeProbs(judge, lexical, 1)).toEqual(lexical);
+    const sure = poolGradeProbs({ L1: 0, L2: 0, L3: 0.5, L4: 0.5 }, lexical, 0.5);
+    expect([sure.L1, sure.L2]).toEqual([0, 0]);
+    // L3 and L4 in the ratio sqrt(0.5·0.25) : sqrt(0.5·0.5) = 1 : sqrt(2).
+    expect(sure.L4 / sure.L3).toBeCloseTo(Math.SQRT2, 12);
+    expect(() => poolGradeProbs(judge, lexical, 1.5)).toThrow(/weight/);
+  });
+
+  it('reads a pooled prediction at its median, keeps the completion figures, and leaves an unreadable one unanswered', () => {
+    // Pooled, from L4 down: 0.199, 0.366, 0.602 reaches 1/2 at L2 (the judge alone: L2; the lexical model alone: L4).
+    const judged = prediction({ gold: 'L2', predicted: 'L1', gradeProbs: judge, stepsVerified: 3, completion: 'text', completionTokens: 7, latencyMs: 10 });
+    const pooled = pooledPrediction('sft+lexical', judged, lexical, 0.25, 0.5);
+    expect(pooled).toMatchObject({ model: 'sft+lexical', predicted: 'L2', stepsVerified: 3, completionTokens: 7, completion: null, latencyMs: 10.5 });
+    expect(pooled.gradeProbs?.L4).toBeCloseTo(raw.L4 / total, 12);
+    const unreadable = pooledPrediction('sft+lexical', prediction({ gold: 'L2', predicted: null }), lexical, 0.25, 0);
+    expect(unreadable.predicted).toBeNull();
   });
 });

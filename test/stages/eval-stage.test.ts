@@ -3,7 +3,8 @@
  * (one answer-first) -> eval, then `pipeline report`. The model's output is garbage, so the test
  * checks what must hold whatever the model says: every figure in metrics.json agrees with the
  * predictions it summarises, the answer-first grade is the cumulative partition of the recorded
- * probabilities, the baseline is the fitted lexical baseline, and the report embeds the eval.
+ * probabilities, the baseline is the fitted lexical baseline, a pooled row is the median of the
+ * checkpoint's and the learned lexical model's geometric pool, and the report embeds the eval.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,9 +17,10 @@ import type { EvalMetrics } from '../../stages/eval/index.ts';
 import type { Prediction } from '../../stages/eval/predictions.ts';
 import { parseCompletion } from '../../stages/lib/completion.ts';
 import { lexicalBaseline } from '../../stages/lib/relevance/baseline.ts';
+import { fitLearnedBaseline } from '../../stages/lib/relevance/learned-baseline.ts';
 import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
 import type { PromptRecord } from '../../stages/lib/relevance/prompts.ts';
-import { GRADES } from '../../stages/lib/relevance/types.ts';
+import { GRADES, type Grade } from '../../stages/lib/relevance/types.ts';
 
 const bin = path.join(import.meta.dirname, '..', '..', 'bin', 'pipeline.js');
 const fixture = path.join(import.meta.dirname, 'eval-fixtures', 'tiny-checkpoint.ts');
@@ -36,6 +38,7 @@ stages:
   post: { uses: ${fixture}, needs: [icl], with: { answer_first: true } }
   eval: { uses: eval, needs: [sft, post, icl, kg], with: { limit: 6, dev_limit: 6, batch_size: 6, max_new_tokens: 12 } }
   median: { uses: eval, needs: [sft, icl, kg], with: { limit: 6, batch_size: 6, max_new_tokens: 12, grade: median } }
+  pooled: { uses: eval, needs: [sft, post, icl, kg], with: { limit: 6, dev_limit: 6, batch_size: 6, max_new_tokens: 12, lexical_pool: 0.25 } }
 `;
 
 const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -53,9 +56,19 @@ beforeAll(async () => {
 
 const of = (model: string) => predictions.filter((p) => p.model === model);
 
+/** p ∝ judge^(1-w) · lexical^w, renormalised, written out here rather than taken from the code under test. */
+function geometricPool(judge: Record<Grade, number>, lexical: Record<Grade, number>, w: number): Record<Grade, number> {
+  const raw = GRADES.map((g) => judge[g] ** (1 - w) * lexical[g] ** w);
+  const total = raw.reduce((a, b) => a + b, 0);
+  return Object.fromEntries(GRADES.map((g, k) => [g, raw[k]! / total])) as Record<Grade, number>;
+}
+/** The median grade: the highest whose cumulative probability from L4 down reaches 1/2. */
+const medianGrade = (probs: Record<Grade, number>) => GRADES[[3, 2, 1, 0].find((g) => GRADES.slice(g).reduce((s, grade) => s + probs[grade], 0) >= 0.5) ?? 0];
+const trainExamples = async () => (await readJsonl<PromptRecord>(path.join(artifact('icl'), 'train.jsonl'))).map((r) => r.example);
+
 describe('eval stage', () => {
   it('evaluates every checkpoint and the baseline on the same sampled test examples', async () => {
-    expect(runOutput).toMatch(/succeeded: 7 built/);
+    expect(runOutput).toMatch(/succeeded: 8 built/);
     expect(metrics.examples).toBe(6);
     expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
       ['sft', 'checkpoint'],
@@ -131,6 +144,57 @@ describe('eval stage', () => {
     for (const r of rows) expect(r.grade).toBe(cumulativeGrade(r.probabilities as never, 0.5));
   });
 
+  it('with lexical_pool, adds each checkpoint pooled with the learned lexical baseline: the median of their geometric pool', async () => {
+    const pooledDir = artifact('pooled');
+    const pooledMetrics = JSON.parse(readFileSync(path.join(pooledDir, 'metrics.json'), 'utf8')) as EvalMetrics;
+    expect(pooledMetrics.comparison.map((r) => [r.model, r.kind])).toEqual([
+      ['sft', 'checkpoint'],
+      ['sft+lexical', 'pooled'],
+      ['post', 'checkpoint'],
+      ['post+lexical', 'pooled'],
+      ['baseline', 'baseline'],
+      ['learned-baseline', 'baseline'],
+    ]);
+    const rows = await readJsonl<Prediction>(path.join(pooledDir, 'predictions.jsonl'));
+    const learned = fitLearnedBaseline(await trainExamples());
+    const test = new Map((await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).map((r) => [r.id, r.example]));
+    for (const model of ['sft', 'post']) {
+      const judged = rows.filter((p) => p.model === model);
+      const pooled = rows.filter((p) => p.model === `${model}+lexical`);
+      expect(pooled.map((p) => p.id)).toEqual(judged.map((p) => p.id));
+      expect(judged.filter((j) => j.gradeProbs).length).toBeGreaterThan(0);
+      judged.forEach((j, i) => {
+        const p = pooled[i]!;
+        if (!j.gradeProbs) return expect(p.predicted).toBeNull();
+        const expected = geometricPool(j.gradeProbs, learned.probabilities(test.get(j.id)!), 0.25);
+        for (const g of GRADES) expect(p.gradeProbs?.[g]).toBeCloseTo(expected[g], 9);
+        expect(p.predicted).toBe(medianGrade(expected));
+      });
+      const summary = pooledMetrics.pooled?.[`${model}+lexical`];
+      expect(summary?.weight).toBe(0.25);
+      expect(summary?.acc4).toBeCloseTo(pooled.filter((p) => p.predicted === p.gold).length / pooled.length, 12);
+    }
+    // Pooling needs the probabilities, not the median reading: sft's own grade is still the answer it wrote.
+    for (const p of rows.filter((r) => r.model === 'sft')) expect(p.predicted).toBe(parseCompletion(p.completion ?? '').label ?? null);
+  });
+
+  it('pipeline score --lexical-pool serves the pooled judge, and refuses a weight outside 0 to 1', async () => {
+    const test = (await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).slice(0, 3);
+    writeFileSync(path.join(dir, 'pool-pairs.jsonl'), test.map((r) => JSON.stringify({ id: r.id, query: r.example.query, item: r.example.item })).join('\n'));
+    const score = (out: string, ...extra: string[]) => cli('score', 'pipeline.yaml', '--model', 'sft', '--input', 'pool-pairs.jsonl', '--output', out, '--max-new-tokens', '12', '--grade', 'median', ...extra);
+    score('plain.jsonl');
+    score('pooled.jsonl', '--lexical-pool', '0.25');
+    type Row = { id: string; grade: Grade | null; probabilities: Record<Grade, number> };
+    const [plain, pooled] = [await readJsonl<Row>(path.join(dir, 'plain.jsonl')), await readJsonl<Row>(path.join(dir, 'pooled.jsonl'))];
+    const learned = fitLearnedBaseline(await trainExamples());
+    pooled.forEach((row, i) => {
+      const expected = geometricPool(plain[i]!.probabilities, learned.probabilities(test[i]!.example), 0.25);
+      for (const g of GRADES) expect(row.probabilities[g]).toBeCloseTo(expected[g], 9);
+      expect(row.grade).toBe(medianGrade(expected));
+    });
+    expect(() => score('bad.jsonl', '--lexical-pool', '1.5')).toThrow(/--lexical-pool.*expected a number from 0 to 1/s);
+  });
+
   it('predicts with the lexical baseline fitted on the prompts\' train and dev examples', async () => {
     const read = (split: string) => readJsonl<PromptRecord>(path.join(artifact('icl'), `${split}.jsonl`));
     const [train, dev, test] = [await read('train'), await read('dev'), await read('test')];
@@ -168,7 +232,7 @@ describe('eval stage', () => {
   it('writes a report fragment that `pipeline report` embeds', () => {
     const fragment = JSON.parse(readFileSync(path.join(artifact('eval'), 'report.json'), 'utf8'));
     expect(fragmentProblem(fragment)).toBeUndefined();
-    expect(cli('report', 'pipeline.yaml', '--out', 'report.html')).toMatch(/7 stages, 7 built/);
+    expect(cli('report', 'pipeline.yaml', '--out', 'report.html')).toMatch(/8 stages, 8 built/);
     const html = readFileSync(path.join(dir, 'report.html'), 'utf8');
     expect(html).toContain('<h2>Evaluation (eval)</h2>');
     expect(html).toContain('<h3>Comparison on 6 test examples</h3>');

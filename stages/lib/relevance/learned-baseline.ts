@@ -18,6 +18,7 @@
  * rare grades so often that Acc@4 fell from 0.69 to 0.39): seven features and four classes need no
  * library, and a hand-written loop is deterministic and takes sample weights.
  */
+import { mostProbableGrade } from '../grade-probs.ts';
 import { classificationMetrics } from '../metrics.ts';
 import { queryCoverage, itemTerms } from './baseline.ts';
 import { Bm25, bm25Terms } from './bm25.ts';
@@ -37,6 +38,9 @@ export interface LearnedBaseline {
   /** Train macro-F1 of the fitted model (a sanity figure; it is not tuned on). */
   trainMacroF1: number;
   features(example: Pair): number[];
+  /** p(grade | features): the softmax of the four logits. */
+  probabilities(example: Pair): Record<Grade, number>;
+  /** The most probable grade (the lower grade on a tie). */
   predict(example: Pair): Grade;
 }
 
@@ -125,10 +129,14 @@ export function fitLearnedBaseline(train: readonly RelevanceExample[], options: 
     }
   }
   const weights = GRADES.map((_, k) => [...w.slice(k * d, (k + 1) * d)]);
-  const predictStandardised = (x: number[]): Grade => {
+  const probabilitiesStandardised = (x: number[]): Record<Grade, number> => {
     const logits = GRADES.map((_, k) => (bias[k] as number) + x.reduce((s, v, j) => s + v * (weights[k]?.[j] as number), 0));
-    return GRADES[logits.indexOf(Math.max(...logits))] as Grade;
+    const max = Math.max(...logits);
+    const exps = logits.map((z) => Math.exp(z - max));
+    const sum = exps.reduce((a, b) => a + b, 0);
+    return Object.fromEntries(GRADES.map((g, k) => [g, (exps[k] as number) / sum])) as Record<Grade, number>;
   };
-  const { macroF1 } = classificationMetrics(train.map((e, i) => ({ gold: e.label, predicted: predictStandardised(xs[i] as number[]) })));
-  return { weights, bias: [...bias], mean, std, trainMacroF1: macroF1, features: extract, predict: (e) => predictStandardised(standardise(extract(e))) };
+  const probabilities = (e: Pair) => probabilitiesStandardised(standardise(extract(e)));
+  const { macroF1 } = classificationMetrics(train.map((e, i) => ({ gold: e.label, predicted: mostProbableGrade(probabilitiesStandardised(xs[i] as number[])) })));
+  return { weights, bias: [...bias], mean, std, trainMacroF1: macroF1, features: extract, probabilities, predict: (e) => mostProbableGrade(probabilities(e)) };
 }

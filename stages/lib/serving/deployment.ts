@@ -34,8 +34,11 @@ export interface Deployment {
     /** How minConfidence was chosen: on dev, with the figures that chose it. */
     tuning: ThresholdChoice | null;
   };
-  /** grade: how the judge's grade is read (absent: the answer it wrote; see GradeReading). */
-  llm: { maxNewTokens: number; grade?: GradeReading; maxBatch: number; maxWaitMs: number; deadlineMs: number; queueLimit: number };
+  /**
+   * grade: how the judge's grade is read (absent: the answer it wrote; see GradeReading);
+   * lexicalPool: the learned lexical baseline's weight when the judge's probabilities are pooled with it.
+   */
+  llm: { maxNewTokens: number; grade?: GradeReading; lexicalPool?: number; maxBatch: number; maxWaitMs: number; deadlineMs: number; queueLimit: number };
 }
 
 export interface DevPair {
@@ -124,5 +127,7 @@ export function deploymentProblem(raw: unknown): string | undefined {
   if (!Array.isArray(d.route.llmTiers)) return 'route.llmTiers: expected a list';
   for (const key of ['maxNewTokens', 'maxBatch', 'maxWaitMs', 'deadlineMs', 'queueLimit'] as const) if (typeof d.llm?.[key] !== 'number') return `llm.${key}: expected a number`;
   if (d.llm?.grade !== undefined && !(GRADE_READINGS as readonly unknown[]).includes(d.llm.grade)) return `llm.grade: expected one of ${GRADE_READINGS.join(', ')}, got ${JSON.stringify(d.llm.grade)}`;
+  const pool = d.llm?.lexicalPool;
+  if (pool !== undefined && !(typeof pool === 'number' && pool >= 0 && pool <= 1)) return `llm.lexicalPool: expected a number from 0 to 1, got ${JSON.stringify(pool)}`;
   return undefined;
 }

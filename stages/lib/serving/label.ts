@@ -16,7 +16,7 @@ export interface LabelledPair extends LlmJudgement {
 export async function labelResumably(
   ctx: StageContext<unknown>,
   pairs: readonly PairToJudge[],
-  options: { file: string; unit: string; batchSize: number; maxNewTokens: number; grade?: GradeReading },
+  options: { file: string; unit: string; batchSize: number; maxNewTokens: number; grade?: GradeReading; lexicalPool?: number },
 ): Promise<Map<string, LabelledPair>> {
   const { openLlmJudge, judgeSourcesFrom } = await import('./llm-judge.ts');
   const labelled = new Map<string, LabelledPair>();

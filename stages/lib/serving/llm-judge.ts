@@ -2,7 +2,8 @@
  * The trained judge as a labeller: for any query–item pair, render the prompt the judge was trained
  * on (the icl stage's knowledge-graph facts and train exemplars, with its params), decode greedily
  * through policy.ts, and read the grade probabilities from the answer tokens after the reasoning
- * (grade-probs.ts). What `pipeline score`, the distill stage's teacher, the precompute stage and the
+ * (grade-probs.ts), pooled with the learned lexical baseline's when `lexicalPool` says so (as eval's
+ * `lexical_pool` scores it). What `pipeline score`, the distill stage's teacher, the precompute stage and the
  * server's LLM tier all call.
  */
 import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
@@ -11,6 +12,7 @@ import { parseCompletion } from '../completion.ts';
 import type { Policy } from '../policy.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
 import type { GradeReading } from '../grade-probs.ts';
+import type { LearnedBaseline } from '../relevance/learned-baseline.ts';
 import type { Grade, Item } from '../relevance/types.ts';
 
 export interface PairToJudge {
@@ -22,7 +24,10 @@ export interface PairToJudge {
 export interface LlmJudgement {
   /** The answer's grade; null when the model gave none (or the prompt did not fit its context). */
   grade: Grade | null;
-  /** p(grade) from the answer tokens after the reasoning, renormalised over L1–L4. */
+  /**
+   * p(grade) from the answer tokens after the reasoning, renormalised over L1–L4; with lexicalPool,
+   * those pooled with the learned lexical baseline's (what the grade was read from).
+   */
   probabilities: Record<Grade, number> | null;
   /** The lines of the <think> block. */
   reasoning: string[];
@@ -48,6 +53,13 @@ export interface LlmJudgeOptions {
    * answer probabilities after its reasoning ('median', as eval's `grade: median` reads it).
    */
   grade?: GradeReading;
+  /**
+   * Pool the grade probabilities with the learned lexical baseline's, fitted on the dataset's train
+   * split, with this weight on the baseline (poolGradeProbs), and read the pooled median: eval's
+   * `<checkpoint>+lexical` row under `lexical_pool`. Every pair whose probabilities can be read
+   * gets a grade, whatever the grade reading.
+   */
+  lexicalPool?: number;
 }
 
 export interface LlmJudge {
@@ -64,12 +76,18 @@ export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, 
   const { PromptBuilder: Builder } = await import('../relevance/prompts.ts');
   const kg = await loadKnowledgeGraph(sources.kgDir);
   // Exemplars come from train, as in the prompts the judge was trained on.
-  const builder = new Builder(kg, await readSplit(sources.datasetDir, 'train'), sources.promptParams);
+  const train = await readSplit(sources.datasetDir, 'train');
+  const builder = new Builder(kg, train, sources.promptParams);
+  let lexical: LexicalPool | undefined;
+  if (options.lexicalPool !== undefined) {
+    const { fitLearnedBaseline } = await import('../relevance/learned-baseline.ts');
+    lexical = { model: fitLearnedBaseline(train), weight: options.lexicalPool };
+  }
   const { policy, engine: record } = await loadPolicy(sources.checkpointDir, engine, log);
   return {
     policy,
     engine: record,
-    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, signal),
+    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, lexical, signal),
     close: () => {
       void import('../policy.ts').then(({ releasePolicy }) => releasePolicy(policy));
     },
@@ -84,9 +102,15 @@ function thinkLines(text: string): string[] {
     .filter((l) => l !== '');
 }
 
-async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<LlmJudgement[]> {
+/** The learned lexical baseline the judge's probabilities are pooled with, and its weight. */
+interface LexicalPool {
+  model: LearnedBaseline;
+  weight: number;
+}
+
+async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, lexical: LexicalPool | undefined, signal?: AbortSignal): Promise<LlmJudgement[]> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
-  const { answerPrefix, cumulativeGrade, gradeProbsAfter, mostProbableGrade, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
+  const { answerPrefix, cumulativeGrade, gradeProbsAfter, mostProbableGrade, poolGradeProbs, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
@@ -104,10 +128,13 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
     const completion = byId.get(pair.id);
     if (!fits[i] || !completion) return;
     const parsed = parseCompletion(completion.text);
-    const probs = probabilities[i] ?? null;
-    // An answer_first model's grade is its most probable answer; otherwise the answer it wrote, or
-    // with grade: median the median of the probabilities read after its reasoning.
-    const grade = policy.format.answerFirst && probs ? mostProbableGrade(probs) : options.grade === 'median' && probs ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : (parsed.label ?? null);
+    const read = probabilities[i];
+    const probs = read && lexical ? poolGradeProbs(read, lexical.model.probabilities(pair), lexical.weight) : (read ?? null);
+    // Pooled with the lexical model, the pooled median (eval's +lexical row); otherwise an
+    // answer_first model's grade is its most probable answer, a think-first one's the answer it
+    // wrote, or with grade: median the median of the probabilities read after its reasoning.
+    const grade =
+      probs && lexical ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : policy.format.answerFirst && probs ? mostProbableGrade(probs) : options.grade === 'median' && probs ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : (parsed.label ?? null);
     results[i] = { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
   });
   return results;

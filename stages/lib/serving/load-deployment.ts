@@ -82,7 +82,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
     llm = await startLlmTier({
       sources: { checkpointDir, kgDir, datasetDir, promptParams },
       engine,
-      options: { maxNewTokens: deployment.llm.maxNewTokens, batchSize: deployment.llm.maxBatch, grade: deployment.llm.grade },
+      options: { maxNewTokens: deployment.llm.maxNewTokens, batchSize: deployment.llm.maxBatch, grade: deployment.llm.grade, lexicalPool: deployment.llm.lexicalPool },
     });
   } catch (error) {
     await cache.close();

@@ -25,6 +25,8 @@ export interface ScoreOptions {
   maxNewTokens: number;
   /** How a think-first judge's grade is read (default: the answer it wrote). */
   grade?: GradeReading;
+  /** Pool with the learned lexical baseline at this weight (LlmJudgeOptions.lexicalPool). */
+  lexicalPool?: number;
 }
 
 export interface ScoreIo {
@@ -141,7 +143,7 @@ export async function scorePairs(artifacts: Inputs & { engine: EngineConfig }, o
   if (!checkpoint || checkpoint.kind !== 'checkpoint') throw new Error(options.model ? `--model ${options.model}: no built checkpoint stage of that name` : 'no built checkpoint to score with');
   io.err(`score: ${rows.length} pairs from ${options.input} with ${checkpoint.stage}; ${done.size} already in ${partial}, ${todo.length} to go${skipped.length ? `, ${skipped.length} unreadable lines` : ''}`);
   const log = { info: (m: string) => io.err(m), warn: (m: string) => io.err(`warning: ${m}`), debug: () => {} };
-  const judge = await openLlmJudge(judgeSourcesFrom(artifacts, checkpoint.dir), artifacts.engine, log, { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize, grade: options.grade });
+  const judge = await openLlmJudge(judgeSourcesFrom(artifacts, checkpoint.dir), artifacts.engine, log, { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize, grade: options.grade, lexicalPool: options.lexicalPool });
   const started = performance.now();
   try {
     for (let i = 0; i < todo.length; i += options.batchSize) {
