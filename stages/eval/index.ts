@@ -199,7 +199,8 @@ async function distilledPredictions(name: string, dir: string, examples: readonl
 
 export default defineStage({
   name: 'eval',
-  version: '2',
+  // 3: the learned baseline in the report's per-grade, confusion and slice tables (lexical_pool rows).
+  version: '3',
   description: 'Evaluate checkpoints and the lexical baseline on the test (or dev) split: metrics, slices, step verification, comparison table',
   params,
   produces: 'eval',
