@@ -124,17 +124,22 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
     return fits[i] && completion ? answerPrefix(policy, ids[i] as number[], completion.text) : undefined;
   });
   const probabilities = await gradeProbsAfter(policy, prefixes, { batchSize: options.batchSize, signal });
+  // Pooled with the lexical model, the pooled median (eval's +lexical row); otherwise an answer_first
+  // model's most probable answer, or a think-first one's written answer (with grade: median, the
+  // median of the probabilities read after its reasoning).
+  const gradeOf = (probs: Record<Grade, number> | null, written: Grade | null): Grade | null => {
+    if (!probs) return written;
+    if (lexical) return cumulativeGrade(probs, MEDIAN_THRESHOLD);
+    if (policy.format.answerFirst) return mostProbableGrade(probs);
+    return options.grade === 'median' ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : written;
+  };
   pairs.forEach((pair, i) => {
     const completion = byId.get(pair.id);
     if (!fits[i] || !completion) return;
     const parsed = parseCompletion(completion.text);
     const read = probabilities[i];
     const probs = read && lexical ? poolGradeProbs(read, lexical.model.probabilities(pair), lexical.weight) : (read ?? null);
-    // Pooled with the lexical model, the pooled median (eval's +lexical row); otherwise an
-    // answer_first model's grade is its most probable answer, a think-first one's the answer it
-    // wrote, or with grade: median the median of the probabilities read after its reasoning.
-    const grade =
-      probs && lexical ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : policy.format.answerFirst && probs ? mostProbableGrade(probs) : options.grade === 'median' && probs ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : (parsed.label ?? null);
+    const grade = gradeOf(probs, parsed.label ?? null);
     results[i] = { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
   });
   return results;
