@@ -104,8 +104,7 @@ async function evaluateCheckpoint(
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
   const { seededSample } = await import('../lib/scoring.ts');
-  const { cumulativeGrade, tuneCumulativeThreshold } = await import('./cumulative.ts');
-  const { answerPrefix, gradeProbsAfter, MEDIAN_THRESHOLD } = await import('../lib/grade-probs.ts');
+  const { answerPrefix, cumulativeGrade, gradeProbsAfter, tuneCumulativeThreshold, MEDIAN_THRESHOLD } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {

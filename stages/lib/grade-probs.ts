@@ -4,6 +4,7 @@
  * checkpoints this way (TaoSR1's post-CoT); the serving judge reads every checkpoint this way, with
  * the prefix being the prompt plus the reasoning the model wrote before its answer.
  */
+import { classificationMetrics } from './metrics.ts';
 import type { Policy } from './policy.ts';
 import { GRADES, type Grade } from './relevance/types.ts';
 
@@ -112,4 +113,29 @@ export function cumulativeGrade(probs: Record<Grade, number>, threshold: number)
     if (cumulative >= threshold) return grade;
   }
   return GRADES[0] as Grade; // rounding: the four probabilities may sum to just under 1
+}
+
+/**
+ * The τ in (0, 1] with the best macro-F1 on the tuning examples (ties: the smallest): how an
+ * answer_first judge's single threshold is tuned on dev, trading precision of the high grades
+ * against recall (TaoSR1's CumPT). Predictions only change where τ crosses an example's cumulative
+ * sum, so those sums are the only candidates worth trying. A dozen lines specific to this task; no
+ * library implements it.
+ */
+export function tuneCumulativeThreshold(dev: readonly { gold: Grade; probs: Record<Grade, number> }[]): { threshold: number; macroF1: number } {
+  if (dev.length === 0) throw new Error('tuneCumulativeThreshold: no dev examples to tune the threshold on');
+  const candidates = new Set<number>([1]);
+  for (const { probs } of dev) {
+    let cumulative = 0;
+    for (const grade of DESCENDING_GRADES) {
+      cumulative += probs[grade];
+      if (cumulative > 0 && cumulative <= 1) candidates.add(cumulative);
+    }
+  }
+  let best = { threshold: 1, macroF1: -1 };
+  for (const threshold of [...candidates].sort((a, b) => a - b)) {
+    const { macroF1 } = classificationMetrics(dev.map((e) => ({ gold: e.gold, predicted: cumulativeGrade(e.probs, threshold) })));
+    if (macroF1 > best.macroF1) best = { threshold, macroF1 };
+  }
+  return best;
 }

@@ -15,7 +15,8 @@ import { OpenAiTeacher } from '../../stages/cot/openai-teacher.ts';
 import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
 import { readQueryLog } from '../../stages/lib/relevance/query-log.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
-import { GRADES, type RelevanceExample } from '../../stages/lib/relevance/types.ts';
+import { cumulativeGrade, tuneCumulativeThreshold } from '../../stages/lib/grade-probs.ts';
+import { GRADES, type Grade, type RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import { scorePairs } from '../../stages/lib/serving/score.ts';
 import { startDeploymentServer } from '../../stages/lib/serving/serve-command.ts';
 import type { RunningServer } from '../../stages/lib/serving/server.ts';
@@ -77,6 +78,23 @@ describe('pipeline score', () => {
     await scorePairs(await builtArtifacts('pipeline.yaml', {}, cliIo), { input: path.join(dir, input), output: path.join(dir, output), batchSize: 1, maxNewTokens: 4 }, io, signal);
     return lines.join('\n');
   };
+
+  it("reads the answer_first judge at the cumulative threshold tuned on dev's pairs, as eval reads it", async () => {
+    // Scoring dev itself gives the probabilities the threshold was tuned on (dev has under 200 pairs,
+    // so all of them that fit were used): the threshold said is the one that tuning finds, and every
+    // grade is the cumulative partition at it.
+    const dev = await readJsonl<RelevanceExample>(path.join(artifact('world'), 'dev.jsonl'));
+    expect(dev.length).toBeLessThan(200);
+    writeFileSync(path.join(dir, 'dev-pairs.jsonl'), dev.map((e) => JSON.stringify({ id: e.id, query: e.query, item: e.item })).join('\n'));
+    const said = await score('dev-pairs.jsonl', 'dev-scored.jsonl');
+    const rows = await readJsonl<{ id: string; grade: Grade | null; probabilities: Record<Grade, number> | null }>(path.join(dir, 'dev-scored.jsonl'));
+    const gold = new Map(dev.map((e) => [e.id, e.label]));
+    const read = rows.filter((r) => r.probabilities !== null);
+    expect(read.length).toBeGreaterThan(0);
+    const tuned = tuneCumulativeThreshold(read.map((r) => ({ gold: gold.get(r.id) as Grade, probs: r.probabilities as Record<Grade, number> })));
+    expect(said).toContain(`answer_first judge: cumulative threshold ${tuned.threshold.toFixed(4)} (macro-F1 ${tuned.macroF1.toFixed(4)} on ${read.length} dev pairs)`);
+    for (const r of read) expect(r.grade).toBe(cumulativeGrade(r.probabilities as Record<Grade, number>, tuned.threshold));
+  }, 120_000);
 
   it('labels every readable pair and reports the unreadable lines by number', async () => {
     const [a, b, c, d, e, f] = pairs();

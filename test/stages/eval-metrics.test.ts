@@ -4,9 +4,8 @@
  * the lexical model, and the scoring of a completion against its reference steps.
  */
 import { describe, expect, it } from 'vitest';
-import { cumulativeGrade, normaliseGradeProbs, tuneCumulativeThreshold } from '../../stages/eval/cumulative.ts';
 import { pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from '../../stages/eval/predictions.ts';
-import { poolGradeProbs } from '../../stages/lib/grade-probs.ts';
+import { cumulativeGrade, normaliseGradeProbs, poolGradeProbs, tuneCumulativeThreshold } from '../../stages/lib/grade-probs.ts';
 import { comparisonRow, summarise } from '../../stages/eval/summary.ts';
 import { renderCompletion, type ReasoningSteps } from '../../stages/lib/completion.ts';
 import type { Grade, RelevanceExample } from '../../stages/lib/relevance/types.ts';

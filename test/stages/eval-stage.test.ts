@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fragmentProblem } from '../../pipeline/report/fragment.ts';
-import { cumulativeGrade } from '../../stages/eval/cumulative.ts';
+import { cumulativeGrade } from '../../stages/lib/grade-probs.ts';
 import type { EvalMetrics } from '../../stages/eval/index.ts';
 import type { Prediction } from '../../stages/eval/predictions.ts';
 import { parseCompletion } from '../../stages/lib/completion.ts';

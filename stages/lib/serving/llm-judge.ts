@@ -13,7 +13,7 @@ import type { Policy } from '../policy.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
 import type { GradeReading } from '../grade-probs.ts';
 import type { LearnedBaseline } from '../relevance/learned-baseline.ts';
-import type { Grade, Item } from '../relevance/types.ts';
+import type { Grade, Item, RelevanceExample } from '../relevance/types.ts';
 
 export interface PairToJudge {
   id: string;
@@ -65,6 +65,11 @@ export interface LlmJudgeOptions {
 export interface LlmJudge {
   policy: Policy;
   engine: EngineRecord;
+  /**
+   * An answer_first judge's cumulative threshold, tuned on the dataset's dev split as eval tunes
+   * it (absent for a think-first judge, with lexicalPool, or when dev is empty).
+   */
+  threshold?: AnswerThreshold;
   judge(pairs: readonly PairToJudge[], signal?: AbortSignal): Promise<LlmJudgement[]>;
   close(): void;
 }
@@ -84,10 +89,12 @@ export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, 
     lexical = { model: fitLearnedBaseline(train), weight: options.lexicalPool };
   }
   const { policy, engine: record } = await loadPolicy(sources.checkpointDir, engine, log);
+  const threshold = policy.format.answerFirst && !lexical ? await tuneAnswerThreshold(policy, builder, await readSplit(sources.datasetDir, 'dev'), options, log) : undefined;
   return {
     policy,
     engine: record,
-    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, lexical, signal),
+    ...(threshold ? { threshold } : {}),
+    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, { lexical, threshold: threshold?.threshold }, signal),
     close: () => {
       void import('../policy.ts').then(({ releasePolicy }) => releasePolicy(policy));
     },
@@ -108,7 +115,49 @@ interface LexicalPool {
   weight: number;
 }
 
-async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, lexical: LexicalPool | undefined, signal?: AbortSignal): Promise<LlmJudgement[]> {
+export interface AnswerThreshold {
+  threshold: number;
+  /** Macro-F1 on the dev pairs it was tuned on, and how many. */
+  tuningMacroF1: number;
+  tuningPairs: number;
+}
+
+/** At most this many dev pairs tune the threshold: eval's `dev_limit` default. */
+const THRESHOLD_TUNING_PAIRS = 200;
+
+/**
+ * The cumulative threshold of an answer_first judge, tuned for macro-F1 on a seeded sample of the
+ * dev pairs whose prompt fits, as eval reads such a checkpoint (so the served judge is the one
+ * eval measured, up to eval's own sample). Undefined, with a warning, when dev has none: the most
+ * probable grade is read instead.
+ */
+async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: readonly RelevanceExample[], options: LlmJudgeOptions, log: Logger): Promise<AnswerThreshold | undefined> {
+  const { fitsContext, promptIds } = await import('../policy.ts');
+  const { gradeProbsAfter, tuneCumulativeThreshold } = await import('../grade-probs.ts');
+  const { seededSample } = await import('../scoring.ts');
+  const prompts = dev.map((example) => ({ gold: example.label, ids: promptIds(policy.tokenizer, policy.format, builder.build(example).messages) }));
+  const tuning = seededSample(
+    prompts.filter((p) => fitsContext(policy, p.ids.length, options.maxNewTokens)),
+    THRESHOLD_TUNING_PAIRS,
+    new Rng(0, 'judge/threshold-tuning'),
+  );
+  if (tuning.length === 0) {
+    log.warn('answer_first judge: no dev pair to tune its cumulative threshold on; reading the most probable grade');
+    return undefined;
+  }
+  const probs = await gradeProbsAfter(policy, tuning.map((p) => p.ids), { batchSize: options.batchSize });
+  const tuned = tuneCumulativeThreshold(tuning.map((p, i) => ({ gold: p.gold, probs: probs[i] as Record<Grade, number> })));
+  log.info(`answer_first judge: cumulative threshold ${tuned.threshold.toFixed(4)} (macro-F1 ${tuned.macroF1.toFixed(4)} on ${tuning.length} dev pairs)`);
+  return { threshold: tuned.threshold, tuningMacroF1: tuned.macroF1, tuningPairs: tuning.length };
+}
+
+/** How the grade is read beyond GradeReading: the lexical pool, or an answer_first judge's tuned threshold. */
+interface Reading {
+  lexical: LexicalPool | undefined;
+  threshold: number | undefined;
+}
+
+async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, { lexical, threshold }: Reading, signal?: AbortSignal): Promise<LlmJudgement[]> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
   const { answerPrefix, cumulativeGrade, gradeProbsAfter, mostProbableGrade, poolGradeProbs, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
@@ -121,16 +170,19 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
   const byId = new Map(completions.map((c) => [c.id, c]));
   const prefixes = pairs.map((pair, i) => {
     const completion = byId.get(pair.id);
-    return fits[i] && completion ? answerPrefix(policy, ids[i] as number[], completion.text) : undefined;
+    if (!fits[i] || !completion) return undefined;
+    // answer_first: read after the prompt, as eval and the threshold's tuning read it.
+    return policy.format.answerFirst ? ids[i] : answerPrefix(policy, ids[i] as number[], completion.text);
   });
   const probabilities = await gradeProbsAfter(policy, prefixes, { batchSize: options.batchSize, signal });
   // Pooled with the lexical model, the pooled median (eval's +lexical row); otherwise an answer_first
-  // model's most probable answer, or a think-first one's written answer (with grade: median, the
-  // median of the probabilities read after its reasoning).
+  // model's cumulative partition at its dev-tuned threshold (the most probable grade without one),
+  // or a think-first one's written answer (with grade: median, the median of the probabilities read
+  // after its reasoning).
   const gradeOf = (probs: Record<Grade, number> | null, written: Grade | null): Grade | null => {
     if (!probs) return written;
     if (lexical) return cumulativeGrade(probs, MEDIAN_THRESHOLD);
-    if (policy.format.answerFirst) return mostProbableGrade(probs);
+    if (policy.format.answerFirst) return threshold !== undefined ? cumulativeGrade(probs, threshold) : mostProbableGrade(probs);
     return options.grade === 'median' ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : written;
   };
   pairs.forEach((pair, i) => {
