@@ -7,8 +7,9 @@
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
  * probabilities with one threshold tuned on dev. With `lexical_pool: w`, each checkpoint gets a
  * second row, `<checkpoint>+lexical`: its grade probabilities pooled with the learned lexical
- * baseline's (logarithmic pool, weight w on the lexical model), read at their median. Each completion is parsed and its steps verified
- * against the relevance analysis of the gold pair over the knowledge graph. What is tuned (the
+ * baseline's (logarithmic pool, weight w on the lexical model), read at their median. Each
+ * completion is parsed and its steps verified against the relevance analysis of the gold pair over
+ * the knowledge graph. What is tuned (the
  * answer_first threshold, the baseline's cut points) is tuned on dev, or on train when dev is the
  * split evaluated, so no figure is tuned on the examples it reports.
  *

@@ -3,8 +3,8 @@
  * on (the icl stage's knowledge-graph facts and train exemplars, with its params), decode greedily
  * through policy.ts, and read the grade probabilities from the answer tokens after the reasoning
  * (grade-probs.ts), pooled with the learned lexical baseline's when `lexicalPool` says so (as eval's
- * `lexical_pool` scores it). What `pipeline score`, the distill stage's teacher, the precompute stage and the
- * server's LLM tier all call.
+ * `lexical_pool` scores it). What `pipeline score`, the distill stage's teacher, the precompute
+ * stage and the server's LLM tier all call.
  */
 import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
 import { Rng } from '../../../pipeline/rng.ts';
