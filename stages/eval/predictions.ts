@@ -3,7 +3,7 @@
  * `predictions.jsonl` holds, one line each, and what every figure in `metrics.json` is computed from.
  */
 import { parseCompletion, verifyCompletion, type ReasoningSteps } from '../lib/completion.ts';
-import { cumulativeGrade, MEDIAN_THRESHOLD, poolGradeProbs } from '../lib/grade-probs.ts';
+import { pooledReading } from '../lib/grade-probs.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
 
 export interface Prediction {
@@ -103,13 +103,13 @@ export function unreadablePrediction(model: string, example: RelevanceExample): 
  * grade probabilities (its prompt or its answer did not fit the context) stays unanswered.
  */
 export function pooledPrediction(model: string, judged: Prediction, lexical: Record<Grade, number>, weight: number, lexicalMs: number): Prediction {
-  const pooled = judged.gradeProbs ? poolGradeProbs(judged.gradeProbs, lexical, weight) : undefined;
+  const pooled = judged.gradeProbs ? pooledReading(judged.gradeProbs, lexical, weight) : undefined;
   return {
     ...judged,
     model,
-    predicted: pooled ? cumulativeGrade(pooled, MEDIAN_THRESHOLD) : null,
+    predicted: pooled?.grade ?? null,
     completion: null,
     latencyMs: judged.latencyMs + lexicalMs,
-    ...(pooled ? { gradeProbs: pooled } : {}),
+    ...(pooled ? { gradeProbs: pooled.probs } : {}),
   };
 }

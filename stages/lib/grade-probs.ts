@@ -116,6 +116,15 @@ export function cumulativeGrade(probs: Record<Grade, number>, threshold: number)
 }
 
 /**
+ * The pooled judge's reading (eval's `<checkpoint>+lexical` row, the served judge's `lexicalPool`):
+ * the judge's grade probabilities pooled with the lexical model's (poolGradeProbs), and their median.
+ */
+export function pooledReading(judge: Record<Grade, number>, lexical: Record<Grade, number>, weight: number): { probs: Record<Grade, number>; grade: Grade } {
+  const probs = poolGradeProbs(judge, lexical, weight);
+  return { probs, grade: cumulativeGrade(probs, MEDIAN_THRESHOLD) };
+}
+
+/**
  * The τ in (0, 1] with the best macro-F1 on the tuning examples (ties: the smallest): how an
  * answer_first judge's single threshold is tuned on dev, trading precision of the high grades
  * against recall (TaoSR1's CumPT). Predictions only change where τ crosses an example's cumulative

@@ -65,11 +65,6 @@ export interface LlmJudgeOptions {
 export interface LlmJudge {
   policy: Policy;
   engine: EngineRecord;
-  /**
-   * An answer_first judge's cumulative threshold, tuned on the dataset's dev split as eval tunes
-   * it (absent for a think-first judge, with lexicalPool, or when dev is empty).
-   */
-  threshold?: AnswerThreshold;
   judge(pairs: readonly PairToJudge[], signal?: AbortSignal): Promise<LlmJudgement[]>;
   close(): void;
 }
@@ -93,8 +88,7 @@ export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, 
   return {
     policy,
     engine: record,
-    ...(threshold ? { threshold } : {}),
-    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, { lexical, threshold: threshold?.threshold }, signal),
+    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, { lexical, threshold }, signal),
     close: () => {
       void import('../policy.ts').then(({ releasePolicy }) => releasePolicy(policy));
     },
@@ -115,13 +109,6 @@ interface LexicalPool {
   weight: number;
 }
 
-export interface AnswerThreshold {
-  threshold: number;
-  /** Macro-F1 on the dev pairs it was tuned on, and how many. */
-  tuningMacroF1: number;
-  tuningPairs: number;
-}
-
 /** At most this many dev pairs tune the threshold: eval's `dev_limit` default. */
 const THRESHOLD_TUNING_PAIRS = 200;
 
@@ -131,7 +118,7 @@ const THRESHOLD_TUNING_PAIRS = 200;
  * eval measured, up to eval's own sample). Undefined, with a warning, when dev has none: the most
  * probable grade is read instead.
  */
-async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: readonly RelevanceExample[], options: LlmJudgeOptions, log: Logger): Promise<AnswerThreshold | undefined> {
+async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: readonly RelevanceExample[], options: LlmJudgeOptions, log: Logger): Promise<number | undefined> {
   const { fitsContext, promptIds } = await import('../policy.ts');
   const { gradeProbsAfter, tuneCumulativeThreshold } = await import('../grade-probs.ts');
   const { seededSample } = await import('../scoring.ts');
@@ -148,7 +135,7 @@ async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: 
   const probs = await gradeProbsAfter(policy, tuning.map((p) => p.ids), { batchSize: options.batchSize });
   const tuned = tuneCumulativeThreshold(tuning.map((p, i) => ({ gold: p.gold, probs: probs[i] as Record<Grade, number> })));
   log.info(`answer_first judge: cumulative threshold ${tuned.threshold.toFixed(4)} (macro-F1 ${tuned.macroF1.toFixed(4)} on ${tuning.length} dev pairs)`);
-  return { threshold: tuned.threshold, tuningMacroF1: tuned.macroF1, tuningPairs: tuning.length };
+  return tuned.threshold;
 }
 
 /** How the grade is read beyond GradeReading: the lexical pool, or an answer_first judge's tuned threshold. */
@@ -159,7 +146,7 @@ interface Reading {
 
 async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, { lexical, threshold }: Reading, signal?: AbortSignal): Promise<LlmJudgement[]> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
-  const { answerPrefix, cumulativeGrade, gradeProbsAfter, mostProbableGrade, poolGradeProbs, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
+  const { answerPrefix, cumulativeGrade, gradeProbsAfter, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
@@ -175,13 +162,11 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
     return policy.format.answerFirst ? ids[i] : answerPrefix(policy, ids[i] as number[], completion.text);
   });
   const probabilities = await gradeProbsAfter(policy, prefixes, { batchSize: options.batchSize, signal });
-  // Pooled with the lexical model, the pooled median (eval's +lexical row); otherwise an answer_first
-  // model's cumulative partition at its dev-tuned threshold (the most probable grade without one),
-  // or a think-first one's written answer (with grade: median, the median of the probabilities read
-  // after its reasoning).
+  // Unpooled: an answer_first model's cumulative partition at its dev-tuned threshold (the most
+  // probable grade without one), or a think-first one's written answer (with grade: median, the
+  // median of the probabilities read after its reasoning).
   const gradeOf = (probs: Record<Grade, number> | null, written: Grade | null): Grade | null => {
     if (!probs) return written;
-    if (lexical) return cumulativeGrade(probs, MEDIAN_THRESHOLD);
     if (policy.format.answerFirst) return threshold !== undefined ? cumulativeGrade(probs, threshold) : mostProbableGrade(probs);
     return options.grade === 'median' ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : written;
   };
@@ -189,9 +174,11 @@ async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly
     const completion = byId.get(pair.id);
     if (!fits[i] || !completion) return;
     const parsed = parseCompletion(completion.text);
-    const read = probabilities[i];
-    const probs = read && lexical ? poolGradeProbs(read, lexical.model.probabilities(pair), lexical.weight) : (read ?? null);
-    const grade = gradeOf(probs, parsed.label ?? null);
+    const read = probabilities[i] ?? null;
+    // Pooled with the lexical model: the pooled median, eval's +lexical row.
+    const pooled = read && lexical ? pooledReading(read, lexical.model.probabilities(pair), lexical.weight) : undefined;
+    const probs = pooled?.probs ?? read;
+    const grade = pooled ? pooled.grade : gradeOf(read, parsed.label ?? null);
     results[i] = { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
   });
   return results;
