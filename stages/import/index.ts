@@ -1,12 +1,14 @@
 /**
  * `uses: import`: external relevance judgments (CSV, TSV, JSONL) as a dataset, with a column
- * mapping, a label scale mapped into L1–L4, an encoding and a seeded split by query.
+ * mapping, a label scale mapped into L1–L4, an encoding and a seeded split by query (`split_seed`, else
+ * the pipeline seed).
  *
  * Writes a 'dataset' artifact: train/dev/test.jsonl, stats.json, skipped.jsonl (each unreadable row's
  * line and reason), conflicts.jsonl (each query–item pair that rows label differently, with their
  * lines and labels). See stages/lib/relevance/importer.ts.
  */
 import path from 'node:path';
+import { Rng } from '../../pipeline/rng.ts';
 import { defineStage } from '../../pipeline/stage-api.ts';
 import { importParamsSchema } from '../lib/relevance/importer.ts';
 import { importQueryLogSchema } from '../lib/relevance/query-log.ts';
@@ -24,7 +26,10 @@ export default defineStage({
     const { writeSplits, writeJson } = await import('../lib/relevance/dataset.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const file = path.resolve(ctx.configDir, ctx.params.path);
-    const result = importDataset(file, ctx.params, ctx.rng);
+    // With split_seed, the same stream the pipeline seed would give (seed, stage name): split_seed
+    // equal to the pipeline seed splits exactly as leaving it out does.
+    const splitRng = ctx.params.split_seed === undefined ? ctx.rng : new Rng(ctx.params.split_seed, ctx.stage);
+    const result = importDataset(file, ctx.params, splitRng);
     await writeSplits(ctx.outDir, result.splits);
     await writeJsonl(path.join(ctx.outDir, 'skipped.jsonl'), result.skipped);
     await writeJsonl(path.join(ctx.outDir, 'conflicts.jsonl'), result.conflicts);

@@ -55,6 +55,12 @@ export const importParamsSchema = z.strictObject({
   name: z.string().default('import').describe('Source name recorded in each example\'s meta.source and id.'),
   strict: z.boolean().default(false).describe('Fail on the first unreadable row instead of skipping and reporting it.'),
   split: splitFractionsSchema,
+  split_seed: z
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .describe('Seed of the split by query (default: the pipeline seed). Fix it to train under other seeds on the same train/dev/test.'),
 });
 export type ImportParams = z.output<typeof importParamsSchema>;
 
