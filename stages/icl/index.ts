@@ -40,7 +40,7 @@ export default defineStage({
     }
     const stats = { ...builder.stats, bySplit: Object.fromEntries(SPLITS.map((s) => [s, splits[s].length])) };
     await writeJson(path.join(ctx.outDir, 'stats.json'), stats);
-    if (stats.overBudget > 0) ctx.log.warn(`${stats.overBudget} prompts exceed maxTokens ${ctx.params.maxTokens} even without facts, exemplars and description`);
+    if (stats.overBudget > 0) ctx.log.warn(`${stats.overBudget} of ${stats.prompts} prompts exceed maxTokens ${ctx.params.maxTokens} (system prompt included) even without facts, exemplars and description; they are kept whole`);
     ctx.metrics.log(0, { prompts: stats.prompts, meanTokens: stats.meanTokens, maxTokens: stats.maxTokens, overBudget: stats.overBudget });
     return { metrics: stats };
   },
