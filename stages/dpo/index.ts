@@ -82,7 +82,11 @@ export default defineStage({
     const fitting = tokenized.filter((t) => t.prompt.length + Math.max(t.chosen.length, t.rejected.length) <= Math.min(p.max_length, model.config.max_position_embeddings));
     const skippedTooLong = tokenized.length - fitting.length;
     if (skippedTooLong > 0) ctx.log.warn(`skipped ${skippedTooLong} of ${tokenized.length} pairs longer than max_length ${p.max_length}`);
-    if (fitting.length === 0) throw new Error(`no preference pair to train on: ${JSON.stringify(counts)}, ${skippedTooLong} too long`);
+    if (fitting.length === 0) {
+      const why = `${counts.allCorrect} had every sample right, ${counts.noChosen} none right${sftSet ? ' and no teacher rationale' : ''}${skippedTooLong > 0 ? `, ${skippedTooLong} pairs were longer than max_length ${p.max_length}` : ''}`;
+      const more = `more prompts (sample's pool_share, sft's rl_pool), more samples a prompt (sample's num_generations)${sftSet ? '' : ", or cot in dpo's needs (the teacher's rationale as chosen where no sample is right)"}`;
+      throw new Error(`no preference pair to train on from ${counts.prompts} sampled prompts (${why}); give it ${more}`);
+    }
 
     // Sequence log-prob per row: a sum, or for IPO the per-token mean (TRL feeds IPO averages).
     const sequenceScores = (rows: { prompt: number[]; completion: number[] }[], frozen: boolean): Tensor1D => {

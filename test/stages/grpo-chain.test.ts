@@ -4,7 +4,7 @@
  * publish what the next one reads, a tiny GRPO run raises its mean reward, and editing the reward
  * file reruns only grpo; sft and grpo resumed from a step checkpoint end where uninterrupted runs end.
  */
-import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
@@ -352,5 +352,26 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
       // 1 layer, d 32, 2 heads of 16, 1 kv head; r 2: q (2*32 + 32*2) + v (2*32 + 16*2) = 224 trainable.
       expect(run.logs.some((l) => /LoRA r 2 on q_proj, v_proj; memory: \d+ frozen x 4 B .* 224 trainable x 16 B/.test(l))).toBe(true);
     }
+  }, 300_000);
+
+  it('dpo with no pair to learn from fails saying why and what to give it, and publishes nothing', async () => {
+    // The chain's samples with every completion wrong, and no sft-set: no prompt has a chosen side.
+    const sampled = readFileSync(path.join(newest('sample').dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const allWrong = path.join(dir, 'samples-all-wrong');
+    mkdirSync(allWrong);
+    writeFileSync(path.join(allWrong, 'train.jsonl'), sampled.map((r) => JSON.stringify({ ...r, samples: r.samples.map((s: object) => ({ ...s, correct: false })) })).join('\n') + '\n');
+    const ctx = testContext(dpoStage, {
+      params: { max_steps: 2, batch_size: 2, eval_prompts: 0 },
+      inputs: [
+        { stage: 'sample', kind: 'samples', dir: allWrong },
+        { stage: 'sft', kind: 'checkpoint', dir: newest('sft').dir },
+      ],
+      configDir: dir,
+    });
+    Object.assign(ctx, { engine: { backend: 'wasm' } });
+    await expect(dpoStage.run(ctx as never)).rejects.toThrow(
+      `no preference pair to train on from ${sampled.length} sampled prompts (0 had every sample right, ${sampled.length} none right); give it more prompts (sample's pool_share, sft's rl_pool), more samples a prompt (sample's num_generations), or cot in dpo's needs`,
+    );
+    expect(readdirSync(ctx.outDir)).toEqual([]);
   }, 300_000);
 });
