@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
-import { GRADE_READINGS } from '../lib/grade-probs.ts';
+import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/grade-probs.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { Grade, Split } from '../lib/relevance/types.ts';
@@ -36,7 +36,7 @@ import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from 
 const params = z.strictObject({
   split: z.enum(['test', 'dev']).default('test').describe('Split evaluated: test for the figures you report, dev to compare runs without looking at test'),
   limit: z.number().int().min(0).default(0).describe('Examples evaluated, a seeded random sample of the split (0 = the whole split)'),
-  dev_limit: z.number().int().min(1).default(200).describe('Examples used to tune the answer_first grade threshold, a seeded random sample (from dev; from train when split is dev)'),
+  dev_limit: z.number().int().min(1).default(THRESHOLD_TUNING_EXAMPLES).describe('Examples used to tune the answer_first grade threshold, a seeded random sample (from dev; from train when split is dev)'),
   batch_size: z.number().int().positive().default(8).describe('Prompts decoded at once'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
   baseline: z.boolean().default(true).describe('Also evaluate the lexical baseline (fitted on train, thresholds tuned on dev)'),
@@ -105,7 +105,7 @@ async function evaluateCheckpoint(
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/policy.ts');
   const { seededSample } = await import('../lib/scoring.ts');
-  const { answerPrefix, cumulativeGrade, gradeProbsAfter, tuneCumulativeThreshold, MEDIAN_THRESHOLD } = await import('../lib/grade-probs.ts');
+  const { answerPrefix, cumulativeGrade, gradeProbsAfter, tuneAnswerFirstThreshold, MEDIAN_THRESHOLD } = await import('../lib/grade-probs.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {
@@ -120,11 +120,9 @@ async function evaluateCheckpoint(
     if (policy.format.answerFirst) {
       const tuningSplit = tuningSplitOf(p.split);
       const tuning = seededSample(tuningSet.filter(fits), p.dev_limit, ctx.rng.fork(`${name}/threshold-tuning`));
-      const tuningProbs = await probsOf(tuning.map(promptIdsOf));
-      const devProbs = tuning.map((r, j) => ({ gold: r.example.label, probs: tuningProbs[j] as Record<Grade, number> }));
-      const tuned = tuneCumulativeThreshold(devProbs);
-      threshold = { threshold: tuned.threshold, tuningMacroF1: tuned.macroF1, tuningExamples: devProbs.length, tuningSplit };
-      ctx.log.info(`${name}: answer_first, cumulative threshold ${threshold.threshold.toFixed(4)} (macro-F1 ${threshold.tuningMacroF1.toFixed(4)} on ${devProbs.length} ${tuningSplit} examples)`);
+      const tuned = await tuneAnswerFirstThreshold(policy, tuning.map((r) => ({ gold: r.example.label, promptIds: promptIdsOf(r) })), { batchSize: p.batch_size, signal: ctx.signal });
+      threshold = { threshold: tuned.threshold, tuningMacroF1: tuned.macroF1, tuningExamples: tuning.length, tuningSplit };
+      ctx.log.info(`${name}: answer_first, cumulative threshold ${threshold.threshold.toFixed(4)} (macro-F1 ${threshold.tuningMacroF1.toFixed(4)} on ${tuning.length} ${tuningSplit} examples)`);
     }
 
     const predictions = new Map<string, Prediction>();

@@ -124,6 +124,22 @@ export function pooledReading(judge: Record<Grade, number>, lexical: Record<Grad
   return { probs, grade: cumulativeGrade(probs, MEDIAN_THRESHOLD) };
 }
 
+/** Examples an answer_first judge's threshold is tuned on, at most: eval's `dev_limit` default, and the served judge's. */
+export const THRESHOLD_TUNING_EXAMPLES = 200;
+
+/**
+ * An answer_first judge's cumulative threshold (tuneCumulativeThreshold) on the grade probabilities
+ * read after each tuning prompt: how eval and the served judge both tune it.
+ */
+export async function tuneAnswerFirstThreshold(
+  policy: Policy,
+  tuning: readonly { gold: Grade; promptIds: number[] }[],
+  options: { batchSize: number; signal?: AbortSignal },
+): Promise<{ threshold: number; macroF1: number }> {
+  const probs = await gradeProbsAfter(policy, tuning.map((t) => t.promptIds), options);
+  return tuneCumulativeThreshold(tuning.map((t, i) => ({ gold: t.gold, probs: probs[i] as Record<Grade, number> })));
+}
+
 /**
  * The τ in (0, 1] with the best macro-F1 on the tuning examples (ties: the smallest): how an
  * answer_first judge's single threshold is tuned on dev, trading precision of the high grades

@@ -109,9 +109,6 @@ interface LexicalPool {
   weight: number;
 }
 
-/** At most this many dev pairs tune the threshold: eval's `dev_limit` default. */
-const THRESHOLD_TUNING_PAIRS = 200;
-
 /**
  * The cumulative threshold of an answer_first judge, tuned for macro-F1 on a seeded sample of the
  * dev pairs whose prompt fits, as eval reads such a checkpoint (so the served judge is the one
@@ -120,20 +117,19 @@ const THRESHOLD_TUNING_PAIRS = 200;
  */
 async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: readonly RelevanceExample[], options: LlmJudgeOptions, log: Logger): Promise<number | undefined> {
   const { fitsContext, promptIds } = await import('../policy.ts');
-  const { gradeProbsAfter, tuneCumulativeThreshold } = await import('../grade-probs.ts');
+  const { tuneAnswerFirstThreshold, THRESHOLD_TUNING_EXAMPLES } = await import('../grade-probs.ts');
   const { seededSample } = await import('../scoring.ts');
-  const prompts = dev.map((example) => ({ gold: example.label, ids: promptIds(policy.tokenizer, policy.format, builder.build(example).messages) }));
+  const prompts = dev.map((example) => ({ gold: example.label, promptIds: promptIds(policy.tokenizer, policy.format, builder.build(example).messages) }));
   const tuning = seededSample(
-    prompts.filter((p) => fitsContext(policy, p.ids.length, options.maxNewTokens)),
-    THRESHOLD_TUNING_PAIRS,
+    prompts.filter((p) => fitsContext(policy, p.promptIds.length, options.maxNewTokens)),
+    THRESHOLD_TUNING_EXAMPLES,
     new Rng(0, 'judge/threshold-tuning'),
   );
   if (tuning.length === 0) {
     log.warn('answer_first judge: no dev pair to tune its cumulative threshold on; reading the most probable grade');
     return undefined;
   }
-  const probs = await gradeProbsAfter(policy, tuning.map((p) => p.ids), { batchSize: options.batchSize });
-  const tuned = tuneCumulativeThreshold(tuning.map((p, i) => ({ gold: p.gold, probs: probs[i] as Record<Grade, number> })));
+  const tuned = await tuneAnswerFirstThreshold(policy, tuning, { batchSize: options.batchSize });
   log.info(`answer_first judge: cumulative threshold ${tuned.threshold.toFixed(4)} (macro-F1 ${tuned.macroF1.toFixed(4)} on ${tuning.length} dev pairs)`);
   return tuned.threshold;
 }
