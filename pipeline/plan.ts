@@ -97,7 +97,7 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
       version: loadedStage.type.version,
       params: loadedStage.params,
       inputs,
-      seed: config.seed,
+      seed: config.seed + (stageConfig.seed_offset ?? 0),
       userFiles,
       engine: config.engine,
     };

@@ -73,6 +73,11 @@ export const stageConfigSchema = z.strictObject({
     .enum(['light', 'train'])
     .optional()
     .describe("Resource class; the stage type's own when absent (e.g. `train` for an exec stage that trains)."),
+  seed_offset: z
+    .int()
+    .min(1)
+    .optional()
+    .describe('Added to the pipeline seed for this stage (its seed, RNG and fingerprint): two stages of one type with different offsets draw different initialisations and orders, e.g. the members of an ensemble, and a sweep over `seed` still moves them all.'),
 });
 
 export const pipelineConfigSchema = z.strictObject({

@@ -189,6 +189,33 @@ describe('exec stage', () => {
   });
 });
 
+describe('seed_offset', () => {
+  it("adds to the pipeline seed for that stage alone: its seed, its fingerprint, and a sweep over seed moves it too", async () => {
+    const config = (seed: number, offset: number) =>
+      [
+        'name: offsets',
+        `seed: ${seed}`,
+        'stages:',
+        '  a: { uses: exec, with: { command: \'echo $PIPELINE_SEED > "$PIPELINE_OUT/seed.txt"\' } }',
+        `  b: { uses: exec, seed_offset: ${offset}, with: { command: 'echo $PIPELINE_SEED > "$PIPELINE_OUT/seed.txt"' } }`,
+        '',
+      ].join('\n');
+    const seedOf = async (stage: string) => {
+      const show = JSON.parse((await pipeline('show', 'offsets.yaml', stage, '--json')).out) as { path: string };
+      return readFileSync(path.join(show.path, 'seed.txt'), 'utf8').trim();
+    };
+    writeFileSync(path.join(dir, 'offsets.yaml'), config(9, 2));
+    expect((await pipeline('run', 'offsets.yaml')).code).toBe(0);
+    expect([await seedOf('a'), await seedOf('b')]).toEqual(['9', '11']);
+    // The same command under another offset is another artifact, and the plan says why.
+    writeFileSync(path.join(dir, 'offsets.yaml'), config(9, 3));
+    expect((await pipeline('plan', 'offsets.yaml')).out).toMatch(/^a: cached \([0-9a-f]{8}\)\nb: rerun \([0-9a-f]{8}\), seed changed: 11 -> 12$/);
+    writeFileSync(path.join(dir, 'offsets.yaml'), config(20, 3));
+    expect((await pipeline('run', 'offsets.yaml')).code).toBe(0);
+    expect([await seedOf('a'), await seedOf('b')]).toEqual(['20', '23']);
+  });
+});
+
 describe('plain progress lines', () => {
   it('prints state changes at once and running progress only on the timer', async () => {
     const { plainDisplay } = await import('../../pipeline/progress/display.ts');

@@ -42,7 +42,7 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
       'unknown-keys.yaml:7:7: error: stages.a.with: unknown key "comand2" (did you mean "command"?); expected one of: command, env, cwd, produces, files',
       ' 7 |       comand2: x',
       '   |       ^^^^^^^',
-      'unknown-keys.yaml:8:5: error: stages.a: unknown key "need" (did you mean "needs"?); expected one of: uses, needs, with, executor, slurm, resources',
+      'unknown-keys.yaml:8:5: error: stages.a: unknown key "need" (did you mean "needs"?); expected one of: uses, needs, with, executor, slurm, resources, seed_offset',
       ' 8 |     need: [b]',
       '   |     ^^^^',
       '2 errors',
