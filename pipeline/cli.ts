@@ -25,6 +25,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function stageList(value: string): string[] {
+  const stages = value.split(',').map((s) => s.trim());
+  if (stages.some((s) => s === '')) throw new InvalidArgumentError(`expected stage names separated by commas, got "${value}"`);
+  return stages;
+}
+
 function unitInterval(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number from 0 to 1');
@@ -135,6 +141,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--max-new-tokens <n>', 'generation budget per pair', positiveInt, 160)
     .addOption(new Option('--grade <reading>', "a think-first judge's grade: the answer it wrote, or the median of its answer probabilities after its reasoning (as eval's grade: median)").choices(['answer', 'median']).default('answer'))
     .option('--lexical-pool <weight>', "pool the judge's grade probabilities with the learned lexical baseline's (fitted on train), this weight on the baseline, and read the pooled median (as eval's lexical_pool)", unitInterval)
+    .option('--ensemble <stages>', "further checkpoint stages, comma-separated, judging with --model as one (as eval's ensemble): the median of their grade probabilities' geometric mean", stageList)
     .action(
       reportingErrors(io, setExit, async (config: string, flags) => {
         const { builtArtifacts } = await import('./commands/artifacts.ts');

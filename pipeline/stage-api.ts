@@ -56,10 +56,11 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
    */
   requires?(params: z.output<Schema>): ArtifactKind[];
   /**
-   * Checks of the params that need files but no training (a reward module that must load), run by
-   * `validate` and `plan`. Each problem names its key path under `with:`.
+   * Checks of the params that need files or the stage's `needs` but no training (a reward module
+   * that must load, a param naming an input), run by `validate` and `plan`. Each problem names its
+   * key path under `with:`.
    */
-  check?(params: z.output<Schema>, context: { configDir: string }): Promise<ParamProblem[]>;
+  check?(params: z.output<Schema>, context: { configDir: string; needs: readonly string[] }): Promise<ParamProblem[]>;
   run(ctx: StageContext<z.output<Schema>>): Promise<StageOutcome | void>;
 }
 

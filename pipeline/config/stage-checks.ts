@@ -30,7 +30,7 @@ export async function checkStages(stages: ReadonlyMap<string, StageToCheck>, sou
       missing.add(at.join('.'));
       diagnostics.push({ location: locate(source, at), path: at, message: `file not found: ${file} (looked for ${absolute})` });
     }
-    for (const problem of (await loaded.type.check?.(loaded.params, { configDir })) ?? []) {
+    for (const problem of (await loaded.type.check?.(loaded.params, { configDir, needs })) ?? []) {
       const at = [...withPath, ...problem.path];
       // A stage's check may trip over a missing file too: it is reported once, above.
       if (!missing.has(at.join('.'))) diagnostics.push({ location: locate(source, at), path: at, message: problem.message });

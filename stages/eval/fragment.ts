@@ -12,6 +12,7 @@ const interval = (value: [number, number] | null): string | null => (value === n
 function summaries(metrics: EvalMetrics): [string, ModelSummary][] {
   return [
     ...Object.entries(metrics.checkpoints),
+    ...(metrics.ensemble ? [['ensemble', metrics.ensemble] as [string, ModelSummary]] : []),
     ...Object.entries(metrics.pooled ?? {}),
     ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : []),
     ...(metrics.learnedBaseline ? [['learned-baseline', metrics.learnedBaseline] as [string, ModelSummary]] : []),
@@ -24,6 +25,7 @@ function comparisonTable(metrics: EvalMetrics): FragmentBlock {
     .map(([name, s]) => `${name}: answer_first, cumulative threshold ${s.threshold?.threshold.toFixed(4)}`);
   const pooledWeight = Object.values(metrics.pooled ?? {})[0]?.weight;
   const pooled = pooledWeight === undefined ? [] : [`+lexical: the checkpoint's grade probabilities pooled with the learned lexical baseline's (weighted geometric mean, weight ${pooledWeight} on the baseline), median grade`];
+  const ensemble = metrics.ensemble ? [`ensemble: the median of the geometric mean of ${metrics.ensemble.members.join(', ')}'s grade probabilities`] : [];
   return {
     type: 'table',
     title: `Comparison on ${metrics.examples} ${metrics.split} examples`,
@@ -44,7 +46,7 @@ function comparisonTable(metrics: EvalMetrics): FragmentBlock {
       round(r.meanCompletionTokens),
       round(r.meanLatencyMs),
     ]),
-    note: [`95% CI: percentile bootstrap over the examples, ${metrics.comparison[0]?.intervals.resamples ?? 0} resamples`, ...thresholds, ...pooled].join('; '),
+    note: [`95% CI: percentile bootstrap over the examples, ${metrics.comparison[0]?.intervals.resamples ?? 0} resamples`, ...thresholds, ...ensemble, ...pooled].join('; '),
   };
 }
 

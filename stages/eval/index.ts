@@ -7,7 +7,9 @@
  * checkpoint (TaoSR1's post-CoT) the cumulative-probability partition of the answer tokens'
  * probabilities with one threshold tuned on dev. With `lexical_pool: w`, each checkpoint gets a
  * second row, `<checkpoint>+lexical`: its grade probabilities pooled with the learned lexical
- * baseline's (logarithmic pool, weight w on the lexical model), read at their median. Each
+ * baseline's (logarithmic pool, weight w on the lexical model), read at their median. With
+ * `ensemble: [a, b, ...]`, a row `ensemble` judges by the median of those checkpoints' equal-weight
+ * geometric mean (and, with lexical_pool, `ensemble+lexical`). Each
  * completion is parsed and its steps verified against the relevance analysis of the gold pair over
  * the knowledge graph. What is tuned (the
  * answer_first threshold, the baseline's cut points) is tuned on dev, or on train when dev is the
@@ -30,7 +32,7 @@ import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { Grade, Split } from '../lib/relevance/types.ts';
 import type { LearnedBaseline } from '../lib/relevance/learned-baseline.ts';
-import { exampleFields, pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
+import { ensemblePrediction, exampleFields, pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
 import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
 
 const params = z.strictObject({
@@ -57,6 +59,14 @@ const params = z.strictObject({
     .describe(
       "Also score each checkpoint pooled with the learned lexical baseline: its grade probabilities and the baseline's combined as a weighted geometric mean (this weight on the baseline), read at their median, in a row '<checkpoint>+lexical'. What `pipeline score --lexical-pool` and precompute's lexical_pool serve",
     ),
+  // Optional, so configs without it keep their fingerprints.
+  ensemble: z
+    .array(z.string())
+    .min(2)
+    .optional()
+    .describe(
+      "Checkpoints in needs (e.g. the final model and SFT runs under other `seed_offset`s) judged as one: a row 'ensemble' reads the median of the equal-weight geometric mean of their grade probabilities, each read after the reasoning that member wrote; with lexical_pool also 'ensemble+lexical'",
+    ),
   report_samples: z.number().int().min(0).default(6).describe('Predictions per model shown with their reasoning in the report'),
 });
 type Params = z.output<typeof params>;
@@ -76,8 +86,10 @@ export interface EvalMetrics {
   baseline: (ModelSummary & { thresholds: number[]; tuningMacroF1: number; tuningSplit: Split }) | null;
   /** The learned lexical baseline (stages/lib/relevance/learned-baseline.ts), when evaluated. */
   learnedBaseline?: ModelSummary & { trainMacroF1: number };
-  /** With lexical_pool: each checkpoint pooled with the learned lexical baseline, by row name (`<checkpoint>+lexical`). */
+  /** With lexical_pool: each checkpoint (and the ensemble) pooled with the learned lexical baseline, by row name (`<checkpoint>+lexical`). */
   pooled?: Record<string, ModelSummary & { checkpoint: string; weight: number }>;
+  /** With `ensemble`: the members' pooled grade probabilities, read at their median. */
+  ensemble?: ModelSummary & { members: string[] };
   comparison: ComparisonRow[];
 }
 
@@ -140,8 +152,9 @@ async function evaluateCheckpoint(
       // `<answer>G` would not fit the context after it.
       const cut = threshold?.threshold ?? (p.grade === 'median' ? MEDIAN_THRESHOLD : undefined);
       const prefixOf = (r: PromptRecord, j: number) => (threshold ? promptIdsOf(r) : answerPrefix(policy, promptIdsOf(r), (completions[j] as (typeof completions)[number]).text));
-      // Pooling with the lexical model needs them too, however the grade is read.
-      const probs = cut === undefined && p.lexical_pool === undefined ? undefined : await probsOf(batch.map(prefixOf));
+      // Pooling with the lexical model, or with the other members of an ensemble, needs them too,
+      // however the grade is read.
+      const probs = cut === undefined && p.lexical_pool === undefined && !p.ensemble?.includes(name) ? undefined : await probsOf(batch.map(prefixOf));
       const latencyMs = (performance.now() - started) / batch.length;
       completions.forEach((completion, j) => {
         const record = batch[j] as PromptRecord;
@@ -204,6 +217,11 @@ export default defineStage({
   produces: 'eval',
   resources: 'train',
   requires: (p) => ['prompts', 'kg', ...(p.baseline ? [] : (['checkpoint'] as const))],
+  async check(p, { needs }) {
+    return (p.ensemble ?? []).flatMap((member, i) =>
+      needs.includes(member) ? [] : [{ path: ['ensemble', i], message: `ensemble member ${member} is not in needs (${needs.join(', ')}); add it there` }],
+    );
+  },
   async run(ctx) {
     const p = ctx.params;
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
@@ -243,6 +261,17 @@ export default defineStage({
     const metrics: EvalMetrics = { split: p.split, examples: examples.length, checkpoints: {}, baseline: null, comparison: [] };
     const predictions: Prediction[] = [];
     let engine: EngineRecord | undefined;
+    // A judge's row pooled with the learned lexical model, after the judge's own row.
+    const addPooled = (judge: string, judged: readonly Prediction[]) => {
+      if (p.lexical_pool === undefined || !learnedModel) return;
+      const name = `${judge}+lexical`;
+      const rows = pooledRows(name, judged, examples, learnedModel, p.lexical_pool);
+      const pooled = summarise(rows, bootstrapStream(name));
+      (metrics.pooled ??= {})[name] = { ...pooled, checkpoint: judge, weight: p.lexical_pool };
+      metrics.comparison.push(comparisonRow(name, 'pooled', pooled));
+      predictions.push(...rows);
+      ctx.log.info(`${name} (pooled, lexical weight ${p.lexical_pool}): ${headline(pooled)}`);
+    };
     for (const checkpoint of checkpoints) {
       const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, examples, tuningSet, references, (n) => {
         done += n;
@@ -255,15 +284,22 @@ export default defineStage({
       metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
       predictions.push(...result.predictions);
       ctx.log.info(`${checkpoint.stage}: ${headline(summary)}, format ${summary.formatValidity?.toFixed(4)}`);
-      if (p.lexical_pool !== undefined && learnedModel) {
-        const name = `${checkpoint.stage}+lexical`;
-        const rows = pooledRows(name, result.predictions, examples, learnedModel, p.lexical_pool);
-        const pooled = summarise(rows, bootstrapStream(name));
-        (metrics.pooled ??= {})[name] = { ...pooled, checkpoint: checkpoint.stage, weight: p.lexical_pool };
-        metrics.comparison.push(comparisonRow(name, 'pooled', pooled));
-        predictions.push(...rows);
-        ctx.log.info(`${name} (pooled, lexical weight ${p.lexical_pool}): ${headline(pooled)}`);
-      }
+      addPooled(checkpoint.stage, result.predictions);
+    }
+
+    if (p.ensemble) {
+      const members = p.ensemble.map((member) => {
+        const rows = predictions.filter((r) => r.model === member);
+        if (rows.length === 0) throw new Error(`eval: ensemble member ${member} is not a checkpoint in needs (checkpoints: ${checkpoints.map((c) => c.stage).join(', ')})`);
+        return rows;
+      });
+      const rows = examples.map((_, i) => ensemblePrediction('ensemble', members.map((m) => m[i] as Prediction)));
+      const summary = summarise(rows, bootstrapStream('ensemble'));
+      metrics.ensemble = { ...summary, members: p.ensemble };
+      metrics.comparison.push(comparisonRow('ensemble', 'ensemble', summary));
+      predictions.push(...rows);
+      ctx.log.info(`ensemble of ${p.ensemble.join(', ')}: ${headline(summary)}`);
+      addPooled('ensemble', rows);
     }
 
     // Distilled judges (the distill stage's DeepBoW): one more row each, scored like the baseline.

@@ -3,7 +3,7 @@
  * `predictions.jsonl` holds, one line each, and what every figure in `metrics.json` is computed from.
  */
 import { parseCompletion, verifyCompletion, type ReasoningSteps } from '../lib/completion.ts';
-import { pooledReading } from '../lib/grade-probs.ts';
+import { cumulativeGrade, ensembleGradeProbs, MEDIAN_THRESHOLD, pooledReading } from '../lib/grade-probs.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
 
 export interface Prediction {
@@ -111,5 +111,38 @@ export function pooledPrediction(model: string, judged: Prediction, lexical: Rec
     completion: null,
     latencyMs: judged.latencyMs + lexicalMs,
     ...(pooled ? { gradeProbs: pooled.probs } : {}),
+  };
+}
+
+/**
+ * One example's prediction by an ensemble of checkpoints (eval's `ensemble`): the median grade of the
+ * equal-weight logarithmic pool of the members' grade probabilities (ensembleGradeProbs), over the
+ * members that have them; unanswered when none does. An ensemble writes no completion of its own, so
+ * it has no completion-level figures, and its latency is its members' summed (they run one after
+ * another).
+ */
+export function ensemblePrediction(model: string, members: readonly Prediction[]): Prediction {
+  const first = members[0];
+  if (!first) throw new RangeError('ensemblePrediction: no members');
+  const read = members.flatMap((m) => (m.gradeProbs ? [m.gradeProbs] : []));
+  const probs = read.length > 0 ? ensembleGradeProbs(read) : undefined;
+  const { id, gold, capabilities, difficulty, source, firingRules } = first;
+  return {
+    model,
+    id,
+    gold,
+    capabilities,
+    difficulty,
+    source,
+    firingRules,
+    predicted: probs ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : null,
+    formatOk: null,
+    formatErrors: [],
+    stepsVerified: null,
+    rulesNamed: null,
+    completion: null,
+    completionTokens: null,
+    latencyMs: members.reduce((sum, m) => sum + m.latencyMs, 0),
+    ...(probs ? { gradeProbs: probs } : {}),
   };
 }

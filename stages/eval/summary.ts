@@ -70,11 +70,12 @@ export function summarise(predictions: readonly Prediction[], random: () => numb
 
 /**
  * One row of the ablation-style table: every checkpoint of the run (each followed by its row pooled
- * with the lexical model, under `lexical_pool`), then distilled models, then the baselines.
+ * with the lexical model, under `lexical_pool`), the ensemble (and its pooled row), then distilled
+ * models, then the baselines.
  */
 export interface ComparisonRow {
   model: string;
-  kind: 'checkpoint' | 'pooled' | 'distilled' | 'baseline';
+  kind: 'checkpoint' | 'ensemble' | 'pooled' | 'distilled' | 'baseline';
   count: number;
   acc2: number;
   acc4: number;

@@ -48,21 +48,42 @@ export function normaliseGradeProbs(logprobs: Record<Grade, number>): Record<Gra
 }
 
 /**
- * The logarithmic opinion pool of two grade distributions: p(g) proportional to
- * judge(g)^(1 - weight) * lexical(g)^weight, the weighted geometric mean renormalised (Genest & Zidek
- * 1986, "Combining probability distributions", section 3). Unlike a linear mixture it is
- * externally Bayesian, and a grade either model rules out stays ruled out. eval's `lexical_pool`
- * and the served judge's `lexicalPool` pool the judge's grade probabilities with the learned lexical
- * baseline's this way: the evidence a thousand pairs teach a small model only loosely, lexical
- * overlap, is then weighed by a model fitted to it.
+ * The logarithmic opinion pool: p(g) proportional to the product of each distribution(g)^weight, the
+ * weighted geometric mean renormalised (Genest & Zidek 1986, "Combining probability distributions",
+ * section 3). Unlike a linear mixture it is externally Bayesian, and a grade any weighted member
+ * rules out stays ruled out. Weights are non-negative and sum to 1.
+ */
+export function logarithmicPool(members: readonly { probs: Record<Grade, number>; weight: number }[]): Record<Grade, number> {
+  // Math.pow(0, 0) is 1: a member at weight 0 does not count, its zeros included, as it should not.
+  const pooled = GRADES.map((g) => members.reduce((product, m) => product * Math.pow(m.probs[g], m.weight), 1));
+  const total = pooled.reduce((a, b) => a + b, 0);
+  if (!(total > 0)) throw new RangeError('logarithmicPool: the distributions give no grade a positive probability together');
+  return Object.fromEntries(GRADES.map((g, i) => [g, (pooled[i] as number) / total])) as Record<Grade, number>;
+}
+
+/**
+ * The judge's grade probabilities pooled with the learned lexical baseline's, weight `weight` on the
+ * lexical model (logarithmicPool). eval's `lexical_pool` and the served judge's `lexicalPool` pool
+ * this way: the evidence a thousand pairs teach a small model only loosely, lexical overlap, is then
+ * weighed by a model fitted to it.
  */
 export function poolGradeProbs(judge: Record<Grade, number>, lexical: Record<Grade, number>, weight: number): Record<Grade, number> {
   if (!(weight >= 0 && weight <= 1)) throw new RangeError(`poolGradeProbs: weight must be in [0, 1], got ${weight}`);
-  // Math.pow(0, 0) is 1: at weight 0 (or 1) the other model's zeros do not count, as they should not.
-  const pooled = GRADES.map((g) => Math.pow(judge[g], 1 - weight) * Math.pow(lexical[g], weight));
-  const total = pooled.reduce((a, b) => a + b, 0);
-  if (!(total > 0)) throw new RangeError('poolGradeProbs: the two distributions give no grade a positive probability together');
-  return Object.fromEntries(GRADES.map((g, i) => [g, (pooled[i] as number) / total])) as Record<Grade, number>;
+  return logarithmicPool([
+    { probs: judge, weight: 1 - weight },
+    { probs: lexical, weight },
+  ]);
+}
+
+/**
+ * An ensemble's grade probabilities: the equal-weight logarithmic pool of its members'. Members
+ * trained from different initialisations err differently; pooling them lowers the variance a model
+ * trained from scratch on a thousand pairs has from its seed alone (Lakshminarayanan et al. 2017,
+ * "Simple and scalable predictive uncertainty estimation using deep ensembles").
+ */
+export function ensembleGradeProbs(members: readonly Record<Grade, number>[]): Record<Grade, number> {
+  if (members.length === 0) throw new RangeError('ensembleGradeProbs: no member has grade probabilities');
+  return logarithmicPool(members.map((probs) => ({ probs, weight: 1 / members.length })));
 }
 
 /** The grade with the highest probability (the lower grade on a tie). */

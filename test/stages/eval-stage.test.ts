@@ -39,6 +39,7 @@ stages:
   eval: { uses: eval, needs: [sft, post, icl, kg], with: { limit: 6, dev_limit: 6, batch_size: 6, max_new_tokens: 12 } }
   median: { uses: eval, needs: [sft, icl, kg], with: { limit: 6, batch_size: 6, max_new_tokens: 12, grade: median } }
   pooled: { uses: eval, needs: [sft, post, icl, kg], with: { limit: 6, dev_limit: 6, batch_size: 6, max_new_tokens: 12, lexical_pool: 0.25 } }
+  ensemble: { uses: eval, needs: [sft, post, icl, kg], with: { limit: 6, dev_limit: 6, batch_size: 6, max_new_tokens: 12, lexical_pool: 0.25, ensemble: [sft, post] } }
 `;
 
 const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -68,7 +69,7 @@ const trainExamples = async () => (await readJsonl<PromptRecord>(path.join(artif
 
 describe('eval stage', () => {
   it('evaluates every checkpoint and the baseline on the same sampled test examples', async () => {
-    expect(runOutput).toMatch(/succeeded: 8 built/);
+    expect(runOutput).toMatch(/succeeded: 9 built/);
     expect(metrics.examples).toBe(6);
     expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
       ['sft', 'checkpoint'],
@@ -178,6 +179,49 @@ describe('eval stage', () => {
     for (const p of rows.filter((r) => r.model === 'sft')) expect(p.predicted).toBe(parseCompletion(p.completion ?? '').label ?? null);
   });
 
+  it('with ensemble, adds a row judging by the median of its members\' geometric mean, and that row pooled', async () => {
+    const ensembleDir = artifact('ensemble');
+    const ensembleMetrics = JSON.parse(readFileSync(path.join(ensembleDir, 'metrics.json'), 'utf8')) as EvalMetrics;
+    expect(ensembleMetrics.comparison.map((r) => [r.model, r.kind])).toEqual([
+      ['sft', 'checkpoint'],
+      ['sft+lexical', 'pooled'],
+      ['post', 'checkpoint'],
+      ['post+lexical', 'pooled'],
+      ['ensemble', 'ensemble'],
+      ['ensemble+lexical', 'pooled'],
+      ['baseline', 'baseline'],
+      ['learned-baseline', 'baseline'],
+    ]);
+    const rows = await readJsonl<Prediction>(path.join(ensembleDir, 'predictions.jsonl'));
+    const [sft, post, ensemble, pooled] = ['sft', 'post', 'ensemble', 'ensemble+lexical'].map((model) => rows.filter((p) => p.model === model)) as Prediction[][];
+    const learned = fitLearnedBaseline(await trainExamples());
+    const test = new Map((await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).map((r) => [r.id, r.example]));
+    expect(ensemble!.map((p) => p.id)).toEqual(sft!.map((p) => p.id));
+    ensemble!.forEach((e, i) => {
+      // Each member's probabilities, weight 1/2 each where both have them.
+      const members = [sft![i]!, post![i]!].flatMap((m) => (m.gradeProbs ? [m.gradeProbs] : []));
+      if (members.length === 0) return expect(e.predicted).toBeNull();
+      const raw = GRADES.map((g) => members.reduce((product, m) => product * m[g] ** (1 / members.length), 1));
+      const total = raw.reduce((a, b) => a + b, 0);
+      const expected = Object.fromEntries(GRADES.map((g, k) => [g, raw[k]! / total])) as Record<Grade, number>;
+      for (const g of GRADES) expect(e.gradeProbs?.[g]).toBeCloseTo(expected[g], 9);
+      expect(e.predicted).toBe(medianGrade(expected));
+      expect(e.latencyMs).toBeCloseTo(sft![i]!.latencyMs + post![i]!.latencyMs, 9);
+      const pooledExpected = geometricPool(expected, learned.probabilities(test.get(e.id)!), 0.25);
+      expect(pooled![i]!.predicted).toBe(medianGrade(pooledExpected));
+    });
+    // A member's probabilities are read whatever its own row's reading: sft has them all.
+    expect(sft!.every((p) => p.gradeProbs)).toBe(true);
+    expect(ensembleMetrics.ensemble?.members).toEqual(['sft', 'post']);
+    expect(ensembleMetrics.ensemble?.acc4).toBeCloseTo(ensemble!.filter((p) => p.predicted === p.gold).length / ensemble!.length, 12);
+    expect(ensembleMetrics.ensemble?.formatValidity).toBeNull();
+  });
+
+  it('refuses, before anything runs, an ensemble member that is not in needs', () => {
+    writeFileSync(path.join(dir, 'bad-ensemble.yaml'), CONFIG.replace('ensemble: [sft, post]', 'ensemble: [sft, dpo]'));
+    expect(() => cli('validate', 'bad-ensemble.yaml')).toThrow(/bad-ensemble\.yaml:13:\d+: error: stages\.ensemble\.with\.ensemble\[1\]: ensemble member dpo is not in needs \(sft, post, icl, kg\); add it there/);
+  });
+
   it('pipeline score --lexical-pool serves the pooled judge, and refuses a weight outside 0 to 1', async () => {
     const test = (await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).slice(0, 3);
     writeFileSync(path.join(dir, 'pool-pairs.jsonl'), test.map((r) => JSON.stringify({ id: r.id, query: r.example.query, item: r.example.item })).join('\n'));
@@ -193,6 +237,25 @@ describe('eval stage', () => {
       expect(row.grade).toBe(medianGrade(expected));
     });
     expect(() => score('bad.jsonl', '--lexical-pool', '1.5')).toThrow(/--lexical-pool.*expected a number from 0 to 1/s);
+  });
+
+  it('pipeline score --ensemble serves the ensemble eval measured, and names a member that is not built', async () => {
+    const test = (await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).slice(0, 3);
+    writeFileSync(path.join(dir, 'ensemble-pairs.jsonl'), test.map((r) => JSON.stringify({ id: r.id, query: r.example.query, item: r.example.item })).join('\n'));
+    const score = (out: string, ...extra: string[]) => cli('score', 'pipeline.yaml', '--input', 'ensemble-pairs.jsonl', '--output', out, '--max-new-tokens', '12', ...extra);
+    score('sft-alone.jsonl', '--model', 'sft', '--grade', 'median');
+    score('post-alone.jsonl', '--model', 'post');
+    score('both.jsonl', '--model', 'sft', '--ensemble', 'post');
+    type Row = { id: string; grade: Grade | null; probabilities: Record<Grade, number> };
+    const [sft, post, both] = await Promise.all(['sft-alone.jsonl', 'post-alone.jsonl', 'both.jsonl'].map((f) => readJsonl<Row>(path.join(dir, f))));
+    both!.forEach((row, i) => {
+      const raw = GRADES.map((g) => Math.sqrt(sft![i]!.probabilities[g] * post![i]!.probabilities[g]));
+      const total = raw.reduce((a, b) => a + b, 0);
+      const expected = Object.fromEntries(GRADES.map((g, k) => [g, raw[k]! / total])) as Record<Grade, number>;
+      for (const g of GRADES) expect(row.probabilities[g]).toBeCloseTo(expected[g], 9);
+      expect(row.grade).toBe(medianGrade(expected));
+    });
+    expect(() => score('bad.jsonl', '--model', 'sft', '--ensemble', 'post,nosuch')).toThrow(/--ensemble nosuch: no built checkpoint stage of that name/);
   });
 
   it('predicts with the lexical baseline fitted on the prompts\' train and dev examples', async () => {
@@ -232,7 +295,7 @@ describe('eval stage', () => {
   it('writes a report fragment that `pipeline report` embeds', () => {
     const fragment = JSON.parse(readFileSync(path.join(artifact('eval'), 'report.json'), 'utf8'));
     expect(fragmentProblem(fragment)).toBeUndefined();
-    expect(cli('report', 'pipeline.yaml', '--out', 'report.html')).toMatch(/8 stages, 8 built/);
+    expect(cli('report', 'pipeline.yaml', '--out', 'report.html')).toMatch(/9 stages, 9 built/);
     const html = readFileSync(path.join(dir, 'report.html'), 'utf8');
     expect(html).toContain('<h2>Evaluation (eval)</h2>');
     expect(html).toContain('<h3>Comparison on 6 test examples</h3>');

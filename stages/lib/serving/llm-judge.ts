@@ -3,8 +3,9 @@
  * on (the icl stage's knowledge-graph facts and train exemplars, with its params), decode greedily
  * through policy.ts, and read the grade probabilities from the answer tokens after the reasoning
  * (grade-probs.ts), pooled with the learned lexical baseline's when `lexicalPool` says so (as eval's
- * `lexical_pool` scores it). What `pipeline score`, the distill stage's teacher, the precompute
- * stage and the server's LLM tier all call.
+ * `lexical_pool` scores it); with `ensembleDirs`, several checkpoints judge as one (eval's
+ * `ensemble`). What `pipeline score`, the distill stage's teacher, the precompute stage and the
+ * server's LLM tier all call.
  */
 import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
 import { Rng } from '../../../pipeline/rng.ts';
@@ -29,7 +30,7 @@ export interface LlmJudgement {
    * those pooled with the learned lexical baseline's (what the grade was read from).
    */
   probabilities: Record<Grade, number> | null;
-  /** The lines of the <think> block. */
+  /** The lines of the <think> block (of the first checkpoint, in an ensemble). */
   reasoning: string[];
   formatOk: boolean;
   /** Why there is no grade, when there is none. */
@@ -39,6 +40,12 @@ export interface LlmJudgement {
 /** Where the judge's parts live: artifact folders of the checkpoint, the kg, the dataset and the icl params. */
 export interface JudgeSources {
   checkpointDir: string;
+  /**
+   * Further checkpoints judged with `checkpointDir` as one (eval's `ensemble`): each writes its own
+   * reasoning, and the grade is the median of the equal-weight geometric mean of their grade
+   * probabilities (ensembleGradeProbs), pooled with the lexical model's under `lexicalPool`.
+   */
+  ensembleDirs?: readonly string[];
   kgDir: string;
   datasetDir: string;
   promptParams: PromptParams;
@@ -84,13 +91,17 @@ export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, 
     lexical = { model: fitLearnedBaseline(train), weight: options.lexicalPool };
   }
   const { policy, engine: record } = await loadPolicy(sources.checkpointDir, engine, log);
-  const threshold = policy.format.answerFirst && !lexical ? await tuneAnswerThreshold(policy, builder, await readSplit(sources.datasetDir, 'dev'), options, log) : undefined;
+  const members = [policy];
+  for (const dir of sources.ensembleDirs ?? []) members.push((await loadPolicy(dir, engine, log)).policy);
+  const ensemble = members.length > 1;
+  // An ensemble reads the median of its pooled probabilities, as eval's ensemble row does.
+  const threshold = policy.format.answerFirst && !lexical && !ensemble ? await tuneAnswerThreshold(policy, builder, await readSplit(sources.datasetDir, 'dev'), options, log) : undefined;
   return {
     policy,
     engine: record,
-    judge: (pairs, signal) => judgeWith(policy, builder, pairs, options, { lexical, threshold }, signal),
+    judge: (pairs, signal) => judgeWith(members, builder, pairs, options, { lexical, threshold }, signal),
     close: () => {
-      void import('../policy.ts').then(({ releasePolicy }) => releasePolicy(policy));
+      void import('../policy.ts').then(({ releasePolicy }) => members.forEach(releasePolicy));
     },
   };
 }
@@ -140,44 +151,59 @@ interface Reading {
   threshold: number | undefined;
 }
 
-async function judgeWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, { lexical, threshold }: Reading, signal?: AbortSignal): Promise<LlmJudgement[]> {
+/** One checkpoint's reading of the pairs: its completions (undefined where the prompt does not fit) and the grade probabilities after them. */
+interface PolicyReading {
+  completions: ({ text: string } | undefined)[];
+  probabilities: (Record<Grade, number> | undefined)[];
+}
+
+async function readWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<PolicyReading> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
-  const { answerPrefix, cumulativeGrade, gradeProbsAfter, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
+  const { answerPrefix, gradeProbsAfter } = await import('../grade-probs.ts');
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
   const readable = prompts.filter((_, i) => fits[i]);
-  const results: LlmJudgement[] = pairs.map(() => ({ grade: null, probabilities: null, reasoning: [], formatOk: false, error: 'prompt_too_long' }));
-  if (readable.length === 0) return results;
-  const completions = await greedyCompletions(policy, readable, { batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, rng: new Rng(0, 'judge'), signal });
-  const byId = new Map(completions.map((c) => [c.id, c]));
-  const prefixes = pairs.map((pair, i) => {
-    const completion = byId.get(pair.id);
-    if (!fits[i] || !completion) return undefined;
+  if (readable.length === 0) return { completions: pairs.map(() => undefined), probabilities: pairs.map(() => undefined) };
+  const generated = await greedyCompletions(policy, readable, { batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, rng: new Rng(0, 'judge'), signal });
+  const byId = new Map(generated.map((c) => [c.id, c]));
+  const completions = pairs.map((pair, i) => (fits[i] ? byId.get(pair.id) : undefined));
+  const prefixes = completions.map((completion, i) => {
+    if (!completion) return undefined;
     // answer_first: read after the prompt, as eval and the threshold's tuning read it.
     return policy.format.answerFirst ? ids[i] : answerPrefix(policy, ids[i] as number[], completion.text);
   });
-  const probabilities = await gradeProbsAfter(policy, prefixes, { batchSize: options.batchSize, signal });
+  return { completions, probabilities: await gradeProbsAfter(policy, prefixes, { batchSize: options.batchSize, signal }) };
+}
+
+async function judgeWith(members: readonly Policy[], builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, { lexical, threshold }: Reading, signal?: AbortSignal): Promise<LlmJudgement[]> {
+  const { cumulativeGrade, ensembleGradeProbs, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
+  const policy = members[0] as Policy;
+  const readings: PolicyReading[] = [];
+  for (const member of members) readings.push(await readWith(member, builder, pairs, options, signal));
+  const [first] = readings as [PolicyReading];
   // Unpooled: an answer_first model's cumulative partition at its dev-tuned threshold (the most
   // probable grade without one), or a think-first one's written answer (with grade: median, the
-  // median of the probabilities read after its reasoning).
+  // median of the probabilities read after its reasoning); an ensemble's median.
   const gradeOf = (probs: Record<Grade, number> | null, written: Grade | null): Grade | null => {
     if (!probs) return written;
+    if (members.length > 1) return cumulativeGrade(probs, MEDIAN_THRESHOLD);
     if (policy.format.answerFirst) return threshold !== undefined ? cumulativeGrade(probs, threshold) : mostProbableGrade(probs);
     return options.grade === 'median' ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : written;
   };
-  pairs.forEach((pair, i) => {
-    const completion = byId.get(pair.id);
-    if (!fits[i] || !completion) return;
+  return pairs.map((pair, i): LlmJudgement => {
+    const completion = first.completions[i];
+    if (!completion) return { grade: null, probabilities: null, reasoning: [], formatOk: false, error: 'prompt_too_long' };
     const parsed = parseCompletion(completion.text);
-    const read = probabilities[i] ?? null;
+    // An ensemble's members that could read the pair (eval's ensemble row does the same).
+    const memberProbs = readings.flatMap((r) => (r.probabilities[i] ? [r.probabilities[i]] : []));
+    const read = members.length > 1 ? (memberProbs.length > 0 ? ensembleGradeProbs(memberProbs) : null) : (first.probabilities[i] ?? null);
     // Pooled with the lexical model: the pooled median, eval's +lexical row.
     const pooled = read && lexical ? pooledReading(read, lexical.model.probabilities(pair), lexical.weight) : undefined;
     const probs = pooled?.probs ?? read;
     const grade = pooled ? pooled.grade : gradeOf(read, parsed.label ?? null);
-    results[i] = { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
+    return { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
   });
-  return results;
 }
 
 /** Where the parts of a judge are among a pipeline's artifacts: the icl stage's params say how prompts were rendered. */

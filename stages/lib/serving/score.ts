@@ -27,6 +27,8 @@ export interface ScoreOptions {
   grade?: GradeReading;
   /** Pool with the learned lexical baseline at this weight (LlmJudgeOptions.lexicalPool). */
   lexicalPool?: number;
+  /** Further checkpoint stages judging with `model` as one (JudgeSources.ensembleDirs; eval's `ensemble`). */
+  ensemble?: string[];
 }
 
 export interface ScoreIo {
@@ -141,9 +143,16 @@ export async function scorePairs(artifacts: Inputs & { engine: EngineConfig }, o
   const todo = rows.filter((r) => !done.has(r.line));
   const checkpoint = options.model !== undefined ? artifacts.byStage(options.model) : artifacts.many('checkpoint').at(-1);
   if (!checkpoint || checkpoint.kind !== 'checkpoint') throw new Error(options.model ? `--model ${options.model}: no built checkpoint stage of that name` : 'no built checkpoint to score with');
-  io.err(`score: ${rows.length} pairs from ${options.input} with ${checkpoint.stage}; ${done.size} already in ${partial}, ${todo.length} to go${skipped.length ? `, ${skipped.length} unreadable lines` : ''}`);
+  const members = (options.ensemble ?? []).map((stage) => {
+    const member = artifacts.byStage(stage);
+    if (!member || member.kind !== 'checkpoint') throw new Error(`--ensemble ${stage}: no built checkpoint stage of that name`);
+    return member;
+  });
+  const judgedWith = [checkpoint, ...members].map((c) => c.stage).join(' + ');
+  io.err(`score: ${rows.length} pairs from ${options.input} with ${judgedWith}; ${done.size} already in ${partial}, ${todo.length} to go${skipped.length ? `, ${skipped.length} unreadable lines` : ''}`);
   const log = { info: (m: string) => io.err(m), warn: (m: string) => io.err(`warning: ${m}`), debug: () => {} };
-  const judge = await openLlmJudge(judgeSourcesFrom(artifacts, checkpoint.dir), artifacts.engine, log, { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize, grade: options.grade, lexicalPool: options.lexicalPool });
+  const sources = { ...judgeSourcesFrom(artifacts, checkpoint.dir), ...(members.length > 0 ? { ensembleDirs: members.map((m) => m.dir) } : {}) };
+  const judge = await openLlmJudge(sources, artifacts.engine, log, { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize, grade: options.grade, lexicalPool: options.lexicalPool });
   const started = performance.now();
   try {
     for (let i = 0; i < todo.length; i += options.batchSize) {
