@@ -192,6 +192,16 @@ function pooledRows(model: string, judged: readonly Prediction[], examples: read
   });
 }
 
+/** The ensemble's predictions, example by example, from its members' rows among the checkpoints' (in the split's order). */
+function ensembleRows(members: readonly string[], predictions: readonly Prediction[], checkpoints: readonly string[]): Prediction[] {
+  const rows = members.map((member) => {
+    const own = predictions.filter((r) => r.model === member);
+    if (own.length === 0) throw new Error(`eval: ensemble member ${member} is not a checkpoint in needs (checkpoints: ${checkpoints.join(', ')})`);
+    return own;
+  });
+  return (rows[0] as Prediction[]).map((_, i) => ensemblePrediction('ensemble', rows.map((own) => own[i] as Prediction)));
+}
+
 /** A DeepBoW model's predictions: its most probable grade, with its probabilities; no completion. */
 async function distilledPredictions(name: string, dir: string, examples: readonly PromptRecord[], kg: KnowledgeGraph): Promise<Prediction[]> {
   const { readFileSync } = await import('node:fs');
@@ -288,12 +298,7 @@ export default defineStage({
     }
 
     if (p.ensemble) {
-      const members = p.ensemble.map((member) => {
-        const rows = predictions.filter((r) => r.model === member);
-        if (rows.length === 0) throw new Error(`eval: ensemble member ${member} is not a checkpoint in needs (checkpoints: ${checkpoints.map((c) => c.stage).join(', ')})`);
-        return rows;
-      });
-      const rows = examples.map((_, i) => ensemblePrediction('ensemble', members.map((m) => m[i] as Prediction)));
+      const rows = ensembleRows(p.ensemble, predictions, checkpoints.map((c) => c.stage));
       const summary = summarise(rows, bootstrapStream('ensemble'));
       metrics.ensemble = { ...summary, members: p.ensemble };
       metrics.comparison.push(comparisonRow('ensemble', 'ensemble', summary));
