@@ -157,17 +157,19 @@ interface PolicyReading {
   probabilities: (Record<Grade, number> | undefined)[];
 }
 
-async function readWith(policy: Policy, builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<PolicyReading> {
+/** The pairs' prompts, rendered once and read by every member of an ensemble. */
+type PairPrompt = { id: string; messages: ReturnType<PromptBuilder['build']>['messages'] };
+
+async function readWith(policy: Policy, prompts: readonly PairPrompt[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<PolicyReading> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
   const { answerPrefix, gradeProbsAfter } = await import('../grade-probs.ts');
-  const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
   const readable = prompts.filter((_, i) => fits[i]);
-  if (readable.length === 0) return { completions: pairs.map(() => undefined), probabilities: pairs.map(() => undefined) };
+  if (readable.length === 0) return { completions: prompts.map(() => undefined), probabilities: prompts.map(() => undefined) };
   const generated = await greedyCompletions(policy, readable, { batchSize: options.batchSize, maxNewTokens: options.maxNewTokens, rng: new Rng(0, 'judge'), signal });
   const byId = new Map(generated.map((c) => [c.id, c]));
-  const completions = pairs.map((pair, i) => (fits[i] ? byId.get(pair.id) : undefined));
+  const completions = prompts.map((prompt, i) => (fits[i] ? byId.get(prompt.id) : undefined));
   const prefixes = completions.map((completion, i) => {
     if (!completion) return undefined;
     // answer_first: read after the prompt, as eval and the threshold's tuning read it.
@@ -180,7 +182,8 @@ async function judgeWith(members: readonly Policy[], builder: PromptBuilder, pai
   const { cumulativeGrade, ensembleGradeProbs, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
   const policy = members[0] as Policy;
   const readings: PolicyReading[] = [];
-  for (const member of members) readings.push(await readWith(member, builder, pairs, options, signal));
+  const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
+  for (const member of members) readings.push(await readWith(member, prompts, options, signal));
   const [first] = readings as [PolicyReading];
   // Unpooled: an answer_first model's cumulative partition at its dev-tuned threshold (the most
   // probable grade without one), or a think-first one's written answer (with grade: median, the

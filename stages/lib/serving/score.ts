@@ -141,13 +141,14 @@ export async function scorePairs(artifacts: Inputs & { engine: EngineConfig }, o
   const partial = `${options.output}.partial`;
   const done = await resume(partial);
   const todo = rows.filter((r) => !done.has(r.line));
-  const checkpoint = options.model !== undefined ? artifacts.byStage(options.model) : artifacts.many('checkpoint').at(-1);
-  if (!checkpoint || checkpoint.kind !== 'checkpoint') throw new Error(options.model ? `--model ${options.model}: no built checkpoint stage of that name` : 'no built checkpoint to score with');
-  const members = (options.ensemble ?? []).map((stage) => {
-    const member = artifacts.byStage(stage);
-    if (!member || member.kind !== 'checkpoint') throw new Error(`--ensemble ${stage}: no built checkpoint stage of that name`);
-    return member;
-  });
+  const builtCheckpoint = (flag: string, stage: string) => {
+    const found = artifacts.byStage(stage);
+    if (!found || found.kind !== 'checkpoint') throw new Error(`${flag} ${stage}: no built checkpoint stage of that name`);
+    return found;
+  };
+  const checkpoint = options.model !== undefined ? builtCheckpoint('--model', options.model) : artifacts.many('checkpoint').at(-1);
+  if (!checkpoint) throw new Error('no built checkpoint to score with');
+  const members = (options.ensemble ?? []).map((stage) => builtCheckpoint('--ensemble', stage));
   const judgedWith = [checkpoint, ...members].map((c) => c.stage).join(' + ');
   io.err(`score: ${rows.length} pairs from ${options.input} with ${judgedWith}; ${done.size} already in ${partial}, ${todo.length} to go${skipped.length ? `, ${skipped.length} unreadable lines` : ''}`);
   const log = { info: (m: string) => io.err(m), warn: (m: string) => io.err(`warning: ${m}`), debug: () => {} };
