@@ -85,6 +85,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--concurrency <n>', 'most stages running at once (default: CPU count)', positiveInt)
     .addOption(new Option('--on-error <mode>', 'after a stage fails').choices(['fail', 'keep-going']).default('fail'))
     .option('--no-wait', 'fail at once if another run holds the store lock')
+    .option('--strict', 'exit 1 (after publishing) when a stage reports a failed quality check, e.g. a degenerate judge')
     .addOption(new Option('--executor <name>', "the top-level `executor:` (stages with their own keep it); same as --set executor=NAME").choices(['local', 'slurm']))
     .action(async (config: string, flags) => {
       const set = [...(flags.set ?? []), ...(flags.executor ? [`executor=${flags.executor}`] : [])];

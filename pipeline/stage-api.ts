@@ -91,6 +91,8 @@ export interface Manifest {
   created: string;
   durationS: number;
   metrics: Record<string, unknown>;
+  /** The quality checks the stage reported (StageOutcome.checks); absent when it reported none. */
+  checks?: QualityCheck[];
   /** Payload file path (relative) -> sha256 and size. */
   files: Record<string, { sha256: string; bytes: number }>;
 }
@@ -194,6 +196,21 @@ export interface StageOutcome {
   /** Summary figures, stored in `manifest.metrics` and shown by `pipeline show`. */
   metrics?: Record<string, unknown>;
   engine?: EngineRecord;
+  /**
+   * Named checks of the output's quality. A failed check does not fail the stage (its output is
+   * published): `pipeline run` lists the failed checks of every planned stage, built or cached, at
+   * the end, and `--strict` turns any into exit code 1 after publishing.
+   */
+  checks?: QualityCheck[];
+}
+
+/** A stage's judgement of its own output: e.g. `{name: 'not-degenerate', passed: false, message: ...}`. */
+export interface QualityCheck {
+  /** Short, stable name (a kebab-case key). */
+  name: string;
+  passed: boolean;
+  /** What was measured against what bound; shown when the check fails. */
+  message: string;
 }
 
 /** The kind of artifact a stage of `type` with these params produces. */

@@ -5,6 +5,7 @@ import { executors } from '../executor/index.ts';
 import type { OnError, StageResult } from '../executor/types.ts';
 import { plainDisplay, ttyDisplay, type RunDisplay } from '../progress/display.ts';
 import { acquireStoreLock, describeHolder, isStale, LockBusyError, readLock, type StoreLock } from '../store/lock.ts';
+import type { QualityCheck } from '../stage-api.ts';
 import type { ArtifactStore } from '../store/store.ts';
 import type { Selection } from '../graph.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
@@ -15,6 +16,8 @@ export interface RunOptions extends ConfigOptions {
   concurrency?: number;
   onError: OnError;
   wait: boolean;
+  /** Exit 1 (after publishing) when any planned stage's output failed a quality check. */
+  strict?: boolean;
 }
 
 /**
@@ -27,6 +30,8 @@ export interface RunRecord {
   started: string;
   finished: string;
   status: 'running' | 'succeeded' | 'failed' | 'cancelled';
+  /** Seconds from start to end of the run (0 while running). */
+  wallS: number;
   /** The process that ran it, and the token of the store lock it held. */
   pid: number;
   lockToken: string;
@@ -37,8 +42,12 @@ export interface RunRecord {
     state: StageResult['state'] | 'cached' | 'unselected';
     cached: boolean;
     durationS: number;
+    /** durationS over the run's wallS: stages that ran side by side overlap, so shares may sum past 1. */
+    wallShare: number;
     logPath?: string;
     message?: string;
+    /** The quality checks the stage's artifact failed (built now or cached), from its manifest. */
+    failedChecks?: QualityCheck[];
   }[];
 }
 
@@ -85,7 +94,7 @@ export async function runCommand(configPath: string, options: RunOptions, io: Io
 async function execute(plan: Plan, options: RunOptions, lockToken: string, controller: AbortController, io: Io): Promise<number> {
   const { config } = plan.loaded;
   const started = new Date();
-  const runningRecord: RunRecord = { pipeline: config.name, config: plan.loaded.file, started: started.toISOString(), finished: '', status: 'running', pid: process.pid, lockToken, stages: [] };
+  const runningRecord: RunRecord = { pipeline: config.name, config: plan.loaded.file, started: started.toISOString(), finished: '', status: 'running', wallS: 0, pid: process.pid, lockToken, stages: [] };
   await plan.store.writeRunRecord(config.name, runningRecord);
   for (const stage of plan.stages) io.out(describeDecision(stage));
   for (const stage of plan.stages) {
@@ -139,29 +148,56 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
   for (const result of failed) io.err(`error: stage ${result.stage} failed: ${result.message}\n  log: ${result.logPath}`);
   if (skipped.length > 0) io.err(`not run: ${skipped.map((r) => `${r.stage} (${r.message})`).join(', ')}`);
   const status = controller.signal.aborted ? 'cancelled' : failed.length > 0 ? 'failed' : 'succeeded';
+  const finished = new Date();
+  const wallS = (finished.getTime() - started.getTime()) / 1000;
+  const failedChecks = await failedChecksOf(plan);
   const record: RunRecord = {
     ...runningRecord,
-    finished: new Date().toISOString(),
+    finished: finished.toISOString(),
     status,
+    wallS,
     stages: plan.stages.map((stage) => {
       const result = byStage.get(stage.name);
       const action = stage.decision.action;
+      const durationS = result?.durationS ?? 0;
+      const checks = failedChecks.get(stage.name);
       return {
         name: stage.name,
         fingerprint: stage.fingerprint,
         decision: describeDecision(stage),
         state: result?.state ?? (action === 'run' ? 'skipped' : action),
         cached: action === 'cached',
-        durationS: result?.durationS ?? 0,
+        durationS,
+        wallShare: wallS > 0 ? durationS / wallS : 0,
         ...(result ? { logPath: result.logPath } : {}),
         ...(result?.message ? { message: result.message } : {}),
+        ...(checks ? { failedChecks: checks } : {}),
       };
     }),
   };
   await plan.store.writeRunRecord(config.name, record);
+  const timed = record.stages.filter((s) => s.durationS > 0);
+  if (timed.length > 0) io.out(`time: ${wallS.toFixed(1)}s wall; ${timed.map((s) => `${s.name} ${s.durationS.toFixed(1)}s (${Math.round(s.wallShare * 100)}%)`).join(', ')}`);
+  for (const [stage, checks] of failedChecks) for (const check of checks) io.err(`check failed: ${stage} ${check.name}: ${check.message}`);
   const built = results.filter((r) => r.state === 'succeeded').length;
   const cached = plan.stages.filter((s) => s.decision.action === 'cached').length;
-  io.out(`${status}: ${built} built, ${cached} cached, ${failed.length} failed, ${skipped.length} not run`);
+  io.out(`${status}: ${built} built, ${cached} cached, ${failed.length} failed, ${skipped.length} not run${failedChecks.size > 0 ? `; ${[...failedChecks.values()].flat().length} quality checks failed${options.strict ? ' (--strict: exit 1)' : ''}` : ''}`);
+  if (status === 'succeeded' && options.strict && failedChecks.size > 0) return EXIT.failed;
   return status === 'succeeded' ? EXIT.ok : status === 'cancelled' ? EXIT.cancelled : EXIT.failed;
+}
+
+
+/**
+ * The quality checks failed by each planned stage's current artifact, built in this run or cached:
+ * a cached artifact that failed one is still what the run delivers.
+ */
+async function failedChecksOf(plan: Plan): Promise<Map<string, QualityCheck[]>> {
+  const failed = new Map<string, QualityCheck[]>();
+  for (const stage of plan.stages) {
+    const manifest = await plan.store.readManifest(stage.fingerprint);
+    const checks = (manifest?.checks ?? []).filter((check) => !check.passed);
+    if (checks.length > 0) failed.set(stage.name, checks);
+  }
+  return failed;
 }
 

@@ -94,6 +94,7 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       created: new Date().toISOString(),
       durationS: (Date.now() - started) / 1000,
       metrics: outcome?.metrics ?? {},
+      ...(outcome?.checks && outcome.checks.length > 0 ? { checks: outcome.checks } : {}),
       files,
     };
     if (plan.forced.has(stage.name)) await fs.rm(store.objectDir(stage.fingerprint), { recursive: true, force: true });
