@@ -47,6 +47,28 @@ describe('DeepBoW scoring', () => {
     ]);
   });
 
+  it('matches the words of a Japanese query, which writes no spaces (derived by hand)', () => {
+    const japanese: DeepBowModel = {
+      format: DEEPBOW_FORMAT,
+      query: { 防水: 1, ブーツ: 2, '<unk>': 0.5 },
+      item: { 防水: 1, ブーツ: 1, '<unk>': 1 },
+      missing: { 防水: 1, ブーツ: 3, '<unk>': 0.25 },
+      cuts: [-1, 0, 1],
+      synonyms: {},
+    };
+    // Query bag {防水, ハイキング, ブーツ} (ハイキング unknown). Boots: all three match:
+    // 1·1 + 0.5·1 + 2·1 = 3.5. Sponge: all three missing: −1 − 0.25 − 3 = −4.25.
+    const [boots, sponge] = judgeItems(japanese, '防水ハイキングブーツ', [item('メンズ 防水 ハイキングブーツ 軽量 ブラウン'), item('キッチンスポンジ 10個入り')]);
+    expect(boots?.score).toBeCloseTo(3.5, 12);
+    expect(boots?.reasons).toEqual([
+      { term: 'ブーツ', value: 2, kind: 'match' },
+      { term: '防水', value: 1, kind: 'match' },
+      { term: 'ハイキング', value: 0.5, kind: 'match' },
+    ]);
+    expect(sponge?.score).toBeCloseTo(-4.25, 12);
+    expect(sponge?.reasons.map((r) => r.kind)).toEqual(['missing', 'missing', 'missing']);
+  });
+
   it('has the gradients of its loss (checked against central differences)', () => {
     const target: Record<Grade, number> = { L1: 0.1, L2: 0.2, L3: 0.3, L4: 0.4 };
     const loss = (cuts: number[], s: number) => {

@@ -56,9 +56,14 @@ export interface CatalogKnowledge {
   counts: Record<string, number>;
 }
 
-/** A word that can head a product name: letters only, 3+ characters, no stop word. */
+/**
+ * A word that can head a product name: letters only, no stop word, 3+ characters in Latin script,
+ * 2+ in others (Chinese and Japanese words are short: 鞋 "shoe" is a word, so is ブーツ "boots";
+ * one character alone is as often a particle or counter: 用 "for", 個 "pieces").
+ */
 function headWord(token: string): boolean {
-  return /^[a-z]{3,}$/.test(token) && !STOP_WORDS.has(token);
+  if (STOP_WORDS.has(token)) return false;
+  return /^[a-z]+$/.test(token) ? token.length >= 3 : /^\p{L}{2,}$/u.test(token);
 }
 
 /**
@@ -167,7 +172,7 @@ function induceBrands(items: readonly Item[], types: readonly ProductType[], bui
  * that qualifies for two types goes to the higher score (ties: the alphabetically first type).
  */
 export function mineAliases(train: readonly RelevanceExample[], graph: KnowledgeGraph, options: Pick<CatalogKgOptions, 'aliasMinSupport' | 'aliasMinScore'>): MinedAlias[] {
-  const titleWords = (e: RelevanceExample) => new Set(tokenize(e.item.title).filter((t) => /[a-z]/.test(t) && t.length >= 2 && !STOP_WORDS.has(t)).map(stem));
+  const titleWords = (e: RelevanceExample) => new Set(tokenize(e.item.title).filter((t) => /\p{L}/u.test(t) && t.length >= 2 && !STOP_WORDS.has(t)).map(stem));
   const shown = new Map<string, number>();
   const support = new Map<string, number>();
   for (const e of train) {

@@ -182,7 +182,8 @@ export class KnowledgeGraph {
   }
 
   private fuzzy(token: string, tokenCount: number): AliasRecord | undefined {
-    if (token.length < 4 || /\d/.test(token)) return undefined;
+    // Latin words only: one edit in a four-character Chinese or Japanese word is another word.
+    if (token.length < 4 || !/^[a-z ]+$/.test(token)) return undefined;
     const limit = token.length >= 8 ? 2 : 1;
     let best: string | undefined;
     let bestDistance = limit + 1;
