@@ -76,7 +76,7 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
     const stageConfig = config.stages[name];
     if (!loadedStage || !stageConfig) throw new Error(`Internal error: stage ${name} was validated but not loaded`);
     const userFiles: Record<string, string> = {};
-    const files = [...(loadedStage.moduleFile ? [loadedStage.moduleFile] : []), ...(loadedStage.type.userFiles?.(loadedStage.params) ?? [])];
+    const files = [...(loadedStage.moduleFile ? [loadedStage.moduleFile] : []), ...(loadedStage.type.userFiles?.(loadedStage.params, loaded.dir) ?? [])];
     for (const file of files) {
       const absolute = path.resolve(loaded.dir, file);
       const hash = await hashOnce(absolute);

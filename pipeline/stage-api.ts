@@ -47,9 +47,10 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
   /**
    * Files outside the store that this stage reads given its params (dataset files, reward modules,
    * prompt templates), as paths relative to the config file's folder. Their bytes go into the
-   * fingerprint, so editing one reruns the stage.
+   * fingerprint, so editing one reruns the stage. `configDir` is that folder, for a stage whose
+   * list depends on what a folder holds (a sharded model's index names its shards).
    */
-  userFiles?(params: z.output<Schema>): string[];
+  userFiles?(params: z.output<Schema>, configDir: string): string[];
   /**
    * Kinds of artifact this stage reads given its params: its `needs` must give at least one of each.
    * `validate` and `plan` check it, so a missing input fails before anything runs.

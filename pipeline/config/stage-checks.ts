@@ -23,7 +23,7 @@ export async function checkStages(stages: ReadonlyMap<string, StageToCheck>, sou
     diagnostics.push(...checkInputKinds(name, loaded, needs, stages, source));
     const withPath = ['stages', name, 'with'];
     const missing = new Set<string>();
-    for (const file of loaded.type.userFiles?.(loaded.params) ?? []) {
+    for (const file of loaded.type.userFiles?.(loaded.params, configDir) ?? []) {
       const absolute = path.resolve(configDir, file);
       if (await exists(absolute)) continue;
       const at = [...withPath, ...(pathOfValue(withRaw, file) ?? [])];

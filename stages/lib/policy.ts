@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Rng } from '../../pipeline/rng.ts';
 import { yieldToEventLoop, type EngineConfig, type EngineRecord, type Logger } from '../../pipeline/stage-api.ts';
 import type { RenderOptions } from './completion.ts';
+import { generationDefaults } from './engine/generation-config.ts';
 import type { Generation, Model } from './engine/index.ts';
 import type { Inference } from './engine/inference.ts';
 import type { ChatMessage, Tokenizer } from './engine/tokenizer.ts';
@@ -155,7 +156,8 @@ export async function generateCompletions(
         temperature: options.temperature,
         topK: options.topK,
         topP: options.topP,
-        eosTokenIds: [tokenizer.eosTokenId],
+        // The tokenizer's end of turn, and every end id the model's generation_config.json names.
+        eosTokenIds: [...new Set([tokenizer.eosTokenId, ...generationDefaults(policy.model.generation).eosTokenIds])],
         stop: { strings: stopStrings(policy.format), decode },
         rng: options.rng,
         signal: options.signal,

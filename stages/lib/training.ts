@@ -87,7 +87,8 @@ export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokeniz
   const { saveModel } = await import('../lib/engine/index.ts');
   const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
   const { writeCompletionFormat, writeInferenceExport } = await import('../lib/policy.ts');
-  await saveModel(policy.model, outDir, policy.tokenizer);
+  // float32 whatever the base was stored in: bf16 would round small trained updates away (SaveOptions.dtype).
+  await saveModel(policy.model, outDir, policy.tokenizer, { dtype: 'float32' });
   if (policy.model.lora) {
     const { saveAdapter } = await import('../lib/engine/index.ts');
     await saveAdapter(policy.model, join(outDir, ADAPTER_FOLDER), { baseModel: policy.dir });

@@ -24,6 +24,7 @@ import type { SftRecord } from '../cot/index.ts';
 import type { ProbeRecord } from '../lib/scoring.ts';
 import { modelOverridesSchema } from '../lib/engine/config.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
+import { modelWeightFiles } from '../lib/engine/weight-files.ts';
 
 const modelOverrides = modelOverridesSchema
   .default({})
@@ -75,6 +76,15 @@ const params = z.strictObject({
 
 type Params = z.output<typeof params>;
 
+/** An init folder's weight files; a folder without them lists model.safetensors, which the plan then reports missing. */
+function initWeightFiles(dir: string): string[] {
+  try {
+    return modelWeightFiles(dir);
+  } catch {
+    return ['model.safetensors'];
+  }
+}
+
 /**
  * Optimizer steps of a run: max_steps when set, else the epochs' steps raised to min_steps.
  * Example: 878 examples in batches of 16 are 55 steps an epoch; epochs 3 give 165, min_steps 400
@@ -93,7 +103,8 @@ export default defineStage({
   produces: 'checkpoint',
   resources: 'train',
   requires: () => ['sft-set'],
-  userFiles: (p: Params) => (p.init ? [join(p.init, 'config.json'), join(p.init, 'model.safetensors')] : []),
+  // The weights as the folder holds them: model.safetensors, or the index and every shard it names.
+  userFiles: (p: Params, configDir: string) => (p.init ? ['config.json', ...initWeightFiles(resolve(configDir, p.init))].map((f) => join(p.init as string, f)) : []),
   async run(ctx) {
     const p = ctx.params;
     const engineLib = await import('../lib/engine/index.ts');

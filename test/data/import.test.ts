@@ -104,7 +104,7 @@ describe('import', () => {
   it('runs as a stage: writes the splits, the skipped rows, and declares the file for the fingerprint', async () => {
     fixture('stage.csv', CSV);
     const ctx = testContext(importStage, { params: { path: 'stage.csv', labels: { scale: 'rating0to3' } }, configDir: dir });
-    expect(importStage.userFiles?.(ctx.params as never)).toEqual(['stage.csv']);
+    expect(importStage.userFiles?.(ctx.params as never, dir)).toEqual(['stage.csv']);
     const outcome = await importStage.run(ctx as never);
     expect(outcome?.metrics).toMatchObject({ rows: 6, examples: 3, skipped: 3 });
     expect(readFileSync(path.join(ctx.outDir, 'skipped.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);

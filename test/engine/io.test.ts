@@ -146,7 +146,7 @@ describe('model config', () => {
     expect(message).toMatch(/architectures\.0: /);
     const good = { ...bad, architectures: ['Qwen2ForCausalLM'] };
     expect(() => parseModelConfig(good, 'x.json')).toThrow(/model_type: Qwen2ForCausalLM needs "qwen2", found "llama"\n.*num_key_value_heads: 3 must divide num_attention_heads 4/s);
-    expect(() => parseModelConfig({ ...good, model_type: 'qwen2', num_key_value_heads: 2, rope_scaling: { type: 'linear', factor: 2 } }, 'x.json')).toThrow(/rope_scaling/);
+    expect(() => parseModelConfig({ ...good, model_type: 'qwen2', num_key_value_heads: 2, rope_scaling: { type: 'yarn', factor: 2 } }, 'x.json')).toThrow(/rope_scaling/);
   });
 
   it('presets are about 1M (tiny) and 10M (small) parameters', () => {

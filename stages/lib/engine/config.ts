@@ -25,7 +25,19 @@ export const modelConfigSchema = z
     max_position_embeddings: z.number().int().positive().default(2048).describe('Longest sequence RoPE tables cover.'),
     rms_norm_eps: z.number().positive().default(1e-6).describe('RMSNorm epsilon.'),
     rope_theta: z.number().positive().default(10000).describe('RoPE base frequency.'),
-    rope_scaling: z.null().optional().describe('Only unscaled RoPE is implemented: a scaling block is refused, not ignored.'),
+    rope_scaling: z
+      .object({
+        rope_type: z.string().optional(),
+        type: z.string().optional().describe('The older name of rope_type.'),
+        factor: z.number().positive().optional(),
+        low_freq_factor: z.number().positive().optional(),
+        high_freq_factor: z.number().positive().optional(),
+        original_max_position_embeddings: z.number().int().positive().optional(),
+      })
+      .loose()
+      .nullable()
+      .optional()
+      .describe('RoPE scaling: default, linear and llama3 are applied (ropeScalingOf); other types are refused, not ignored.'),
     attention_bias: z.boolean().default(false).describe('Llama: bias on q/k/v/o projections. Qwen2 always has q/k/v bias.'),
     mlp_bias: z.boolean().default(false).describe('Llama: bias on the SwiGLU projections.'),
     tie_word_embeddings: z.boolean().default(false).describe('lm_head shares the embedding matrix.'),
@@ -92,9 +104,57 @@ export function parseModelConfig(raw: unknown, source: string): ModelConfig {
     const headDim = c.head_dim ?? c.hidden_size / heads;
     if (!Number.isInteger(headDim)) problems.push(`  head_dim: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${heads}; set head_dim`);
     else if (headDim % 2 !== 0) problems.push(`  head_dim: ${headDim} must be even for RoPE`);
+    const rope = ropeScalingProblem(c);
+    if (rope) problems.push(`  ${rope}`);
   }
   if (problems.length > 0) throw new Error(`${source}: invalid model config\n${problems.join('\n')}`);
   return (result as { data: ModelConfig }).data;
+}
+
+/**
+ * The RoPE scalings applied here: each only rescales the inverse frequencies, once, as transformers'
+ * modeling_rope_utils does (`_compute_linear_scaling_rope_parameters`,
+ * `_compute_llama3_parameters`). dynamic, yarn and longrope change with the sequence length or
+ * scale the attention too; they are refused by name.
+ */
+export type RopeScaling =
+  | { rope_type: 'default' }
+  | { rope_type: 'linear'; factor: number }
+  | { rope_type: 'llama3'; factor: number; low_freq_factor: number; high_freq_factor: number; original_max_position_embeddings: number };
+
+const ROPE_TYPES_APPLIED = ['default', 'linear', 'llama3'];
+
+function ropeScalingProblem(config: ModelConfig): string | undefined {
+  const block = config.rope_scaling;
+  if (!block) return undefined;
+  const kind = block.rope_type ?? block.type;
+  const key = block.rope_type !== undefined ? 'rope_scaling.rope_type' : 'rope_scaling.type';
+  if (kind === undefined) return 'rope_scaling: has neither rope_type nor type';
+  if (!ROPE_TYPES_APPLIED.includes(kind)) {
+    return `${key}: ${JSON.stringify(kind)} is not implemented (applied: ${ROPE_TYPES_APPLIED.join(', ')}); a model that needs it would compute wrong positions`;
+  }
+  const needed = kind === 'linear' ? ['factor'] : kind === 'llama3' ? ['factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'] : [];
+  const missing = needed.filter((k) => block[k as keyof typeof block] === undefined);
+  if (missing.length > 0) return `rope_scaling: ${kind} needs ${missing.join(', ')}`;
+  if (kind === 'llama3' && (block.high_freq_factor as number) <= (block.low_freq_factor as number)) {
+    return `rope_scaling.high_freq_factor: ${block.high_freq_factor} must exceed low_freq_factor ${block.low_freq_factor}`;
+  }
+  return undefined;
+}
+
+/** The validated RoPE scaling of a parsed config (parseModelConfig refused the others). */
+export function ropeScalingOf(config: ModelConfig): RopeScaling {
+  const block = config.rope_scaling;
+  const kind = block ? (block.rope_type ?? block.type) : 'default';
+  if (!block || kind === 'default') return { rope_type: 'default' };
+  if (kind === 'linear') return { rope_type: 'linear', factor: block.factor as number };
+  return {
+    rope_type: 'llama3',
+    factor: block.factor as number,
+    low_freq_factor: block.low_freq_factor as number,
+    high_freq_factor: block.high_freq_factor as number,
+    original_max_position_embeddings: block.original_max_position_embeddings as number,
+  };
 }
 
 export function readModelConfig(path: string): ModelConfig {

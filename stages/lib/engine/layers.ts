@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNN, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
+import type { RopeScaling } from './config.ts';
 
 /**
  * a @ b for 2-D tensors, with a gradient that transposes explicitly:
@@ -114,19 +115,41 @@ export function siluGate(h: tf.Tensor2D): tf.Tensor2D {
  * RoPE tables as HF computes them: inv_freq_i = theta^(-2i/d), angle = pos * inv_freq, and the
  * half-split layout cat(angles, angles). Returns (maxPositions, headDim) cos and sin.
  */
-export function ropeTables(maxPositions: number, headDim: number, theta: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
-  const { cos, sin } = ropeTableValues(maxPositions, headDim, theta);
+export function ropeTables(maxPositions: number, headDim: number, theta: number, scaling: RopeScaling = { rope_type: 'default' }): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const { cos, sin } = ropeTableValues(maxPositions, headDim, theta, scaling);
   return { cos: tf.tensor2d(cos, [maxPositions, headDim]), sin: tf.tensor2d(sin, [maxPositions, headDim]) };
 }
 
+/**
+ * RoPE's inverse frequencies theta^(-2i/hd) (Su et al. 2021, eq. 15), rescaled as transformers'
+ * modeling_rope_utils does: linear divides every one by factor (position interpolation, Chen et
+ * al. 2023); llama3 divides the low frequencies (wavelength past original_max / low_freq_factor)
+ * by factor, keeps the high ones (wavelength under original_max / high_freq_factor) and blends
+ * linearly in between.
+ */
+export function ropeInverseFrequencies(headDim: number, theta: number, scaling: RopeScaling = { rope_type: 'default' }): number[] {
+  const base = Array.from({ length: headDim / 2 }, (_, i) => Math.pow(theta, (-2 * i) / headDim));
+  if (scaling.rope_type === 'default') return base;
+  if (scaling.rope_type === 'linear') return base.map((f) => f / scaling.factor);
+  const { factor, low_freq_factor: low, high_freq_factor: high, original_max_position_embeddings: context } = scaling;
+  return base.map((f) => {
+    const wavelength = (2 * Math.PI) / f;
+    if (wavelength < context / high) return f;
+    if (wavelength > context / low) return f / factor;
+    const smooth = (context / wavelength - low) / (high - low);
+    return (1 - smooth) * (f / factor) + smooth * f;
+  });
+}
+
 /** `ropeTables` as row-major arrays (the ONNX export stores them as initializers). */
-export function ropeTableValues(maxPositions: number, headDim: number, theta: number): { cos: Float32Array; sin: Float32Array } {
+export function ropeTableValues(maxPositions: number, headDim: number, theta: number, scaling: RopeScaling = { rope_type: 'default' }): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
+  const frequencies = ropeInverseFrequencies(headDim, theta, scaling);
   const cos = new Float32Array(maxPositions * headDim);
   const sin = new Float32Array(maxPositions * headDim);
   for (let pos = 0; pos < maxPositions; pos++) {
     for (let i = 0; i < half; i++) {
-      const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+      const angle = pos * (frequencies[i] as number);
       for (const j of [i, i + half]) {
         cos[pos * headDim + j] = Math.cos(angle);
         sin[pos * headDim + j] = Math.sin(angle);

@@ -6,7 +6,8 @@
  * H query heads, Hkv key/value heads, G = H / Hkv, hd head width, V vocab.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { modelDims, type ModelConfig, type ModelDims } from './config.ts';
+import { modelDims, ropeScalingOf, type ModelConfig, type ModelDims } from './config.ts';
+import type { GenerationConfig } from './generation-config.ts';
 import type { RandomSource } from './host.ts';
 import { attention, attentionMasks } from './attention.ts';
 import { addAndNorm, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
@@ -21,6 +22,8 @@ export interface Model {
   rope: { cos: tf.Tensor2D; sin: tf.Tensor2D; rotate: tf.Tensor2D };
   /** LoRA adapters (lora.ts): when present only they train, and frozen calls use merged weights. */
   lora?: LoraState;
+  /** The folder's generation_config.json (checkpoint.ts): end ids and sampling defaults, written back on save. */
+  generation?: GenerationConfig;
   /** Derived weights for gradient-free calls, valid while every variable keeps `dataIds`. */
   frozen?: { dataIds: object[]; weights: DerivedWeights; derived: tf.Tensor[] };
 }
@@ -136,7 +139,7 @@ export function modelFromWeights(config: ModelConfig, weights: Map<string, tf.Te
     throw new Error(`missing weights (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
   }
   const dims = modelDims(config);
-  const tables = ropeTables(config.max_position_embeddings, dims.headDim, config.rope_theta);
+  const tables = ropeTables(config.max_position_embeddings, dims.headDim, config.rope_theta, ropeScalingOf(config));
   return { config, dims, params, rope: { ...tables, rotate: rotateHalfMatrix(dims.headDim) } };
 }
 

@@ -13,7 +13,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelDims, type ModelConfig } from '../config.ts';
+import { modelDims, ropeScalingOf, type ModelConfig } from '../config.ts';
 import { MASKED, ropeTableValues } from '../layers.ts';
 import { GraphBuilder } from './graph.ts';
 
@@ -76,7 +76,7 @@ export function exportDecoder(config: ModelConfig, weight: WeightSource, options
   const bias = g.op('Where', [g.op('Or', [future, padding]), g.scalar(MASKED), g.scalar(0)]); // (B, 1, 1, T, Tk)
 
   // RoPE tables as HF computes them (inv_freq_i = theta^(-2i/hd), cat(angles, angles)), gathered per token.
-  const tables = ropeTableValues(config.max_position_embeddings, hd, config.rope_theta);
+  const tables = ropeTableValues(config.max_position_embeddings, hd, config.rope_theta, ropeScalingOf(config));
   const cos = g.op('Unsqueeze', [g.op('Gather', [g.weight('rope.cos', tables.cos, [config.max_position_embeddings, hd]), positionIds], { axis: 0 }), g.ints([2])]); // (B, T, 1, hd)
   const sin = g.op('Unsqueeze', [g.op('Gather', [g.weight('rope.sin', tables.sin, [config.max_position_embeddings, hd]), positionIds], { axis: 0 }), g.ints([2])]);
   const headsFirst = (x: string) => g.op('Transpose', [x], { perm: [0, 2, 1, 3] }); // (B, T, n, hd) -> (B, n, T, hd)
