@@ -22,7 +22,7 @@ import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
 import type { SftRecord } from '../cot/index.ts';
-import { buildPairs } from './pairs.ts';
+import { balancePairs, buildPairs } from './pairs.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 
 const params = z.strictObject({
@@ -71,8 +71,12 @@ export default defineStage({
     const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
     const sftSet = ctx.inputs.many('sft-set')[0];
     const teacher = new Map(sftSet ? (await readJsonl<SftRecord>(join(sftSet.dir, 'train.jsonl'))).map((r) => [r.id, r.completion]) : []);
-    const { pairs, counts } = buildPairs(samples, teacher, p.pairs_per_prompt, ctx.rng.fork('pairs'));
-    ctx.log.info(`pairs: ${pairs.length} ${JSON.stringify(counts)}${sftSet ? '' : ' (no sft-set in needs: no teacher fallback)'}`);
+    const built = buildPairs(samples, teacher, p.pairs_per_prompt, ctx.rng.fork('pairs'));
+    const { counts } = built;
+    const { readRlPool } = await import('../lib/rl-pool.ts');
+    const balance = (await readRlPool(ctx.inputs.one('checkpoint').dir))?.balance;
+    const pairs = balancePairs(built.pairs, balance, ctx.rng.fork('balance'));
+    ctx.log.info(`pairs: ${pairs.length} ${JSON.stringify(counts)}${sftSet ? '' : ' (no sft-set in needs: no teacher fallback)'}${balance ? `, drawn grade-balanced (temper ${balance.temper}, cap ${balance.cap})` : ''}`);
 
     const { tokenizer, model } = policy;
     const tokenized = pairs.map((pair) => {

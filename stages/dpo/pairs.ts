@@ -4,7 +4,9 @@
  * the hardest prompts still teach something. Prompts whose samples are all correct give no pair.
  */
 import type { Rng } from '../../pipeline/rng.ts';
+import { balancedDraw, type GradeBalance } from '../lib/relevance/grade-balance.ts';
 import type { ChatMessage } from '../lib/relevance/prompts.ts';
+import type { Grade } from '../lib/relevance/types.ts';
 import type { SampledPrompt, SampleRecord } from '../sample/index.ts';
 
 export interface PreferencePair {
@@ -13,6 +15,8 @@ export interface PreferencePair {
   chosen: string;
   rejected: string;
   chosenFrom: 'sample' | 'teacher';
+  /** The prompt's gold grade. */
+  grade: Grade;
 }
 
 export interface PairCounts {
@@ -68,10 +72,21 @@ export function buildPairs(
         chosen: chosen[i % chosen.length] as string,
         rejected: (wrong[i] as SampleRecord).text,
         chosenFrom: fromTeacher ? 'teacher' : 'sample',
+        grade: prompt.example?.label,
       });
     }
     if (fromTeacher) counts.fromTeacher++;
     else counts.fromSamples++;
   }
   return { pairs, counts };
+}
+
+/**
+ * With the grade balance SFT chose (recorded in the RL pool), as many pairs as were built, drawn
+ * weighted by their prompts' gold grades (stages/lib/relevance/grade-balance.ts): the pairs of a
+ * model that errs mostly on the rare grades keep their share, those of the majority grade do not
+ * crowd them out. Without a balance, the pairs unchanged.
+ */
+export function balancePairs(pairs: readonly PreferencePair[], balance: GradeBalance | undefined, rng: Rng): readonly PreferencePair[] {
+  return balance ? balancedDraw(pairs, (pair) => pair.grade, balance, pairs.length, rng) : pairs;
 }

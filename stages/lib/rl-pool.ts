@@ -14,6 +14,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../../pipeline/rng.ts';
 import { normalise } from './relevance/text.ts';
+import { balancedOrder, type GradeBalance } from './relevance/grade-balance.ts';
 import type { Grade, RelevanceExample } from './relevance/types.ts';
 
 export const RL_POOL_FILE = 'rl-pool.json';
@@ -23,6 +24,8 @@ export interface RlPool {
   fraction: number;
   /** The held-out queries, normalised and sorted. */
   queries: string[];
+  /** Set when SFT balanced grades: the RL stages draw from the pool the same way (grade-balance.ts). */
+  balance?: GradeBalance;
 }
 
 /** A seeded `fraction` of the distinct train queries (at least one when fraction > 0). */
@@ -73,6 +76,15 @@ export async function restrictToRlPool<T extends { example: Pick<RelevanceExampl
 export function poolSampleSize(poolSize: number, share: number, limit: number): number {
   const byShare = Math.min(poolSize, Math.max(1, Math.round(share * poolSize)));
   return limit > 0 ? Math.min(limit, byShare) : byShare;
+}
+
+/**
+ * `size` of the pool's records, a seeded sample: uniform, or with the pool's grade balance (set
+ * when SFT balanced grades) weighted by gold grade without repeats (grade-balance.ts).
+ */
+export function drawFromPool<T extends { example: Pick<RelevanceExample, 'label'> }>(records: T[], pool: Pick<RlPool, 'balance'>, size: number, rng: Rng): T[] {
+  const ordered = pool.balance ? balancedOrder(records, (r) => r.example.label, pool.balance, rng) : rng.shuffle(records);
+  return ordered.slice(0, size);
 }
 
 /**

@@ -86,7 +86,7 @@ export default defineStage({
     const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/policy.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { poolSampleSize, readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl-pool.ts');
+    const { drawFromPool, poolSampleSize, readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl-pool.ts');
     const checkpointDir = ctx.inputs.one('checkpoint').dir;
     const { policy, engine } = await loadPolicy(checkpointDir, ctx.engine, ctx.log);
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
@@ -97,10 +97,12 @@ export default defineStage({
       let records = await readPromptRecords(promptsDir, split);
       // A checkpoint whose SFT held out an RL pool: train prompts come from the pool only, all of
       // at most `limit` of them (a seeded sample), ranked most uncertain first (stages/lib/rl-pool.ts).
-      const pooled = split === 'train' && (await readRlPool(checkpointDir)) !== undefined;
-      if (pooled) {
+      const pool = split === 'train' ? await readRlPool(checkpointDir) : undefined;
+      const pooled = pool !== undefined;
+      if (pool) {
         records = await restrictToRlPool(checkpointDir, records);
-        if (p.limit > 0 || (p.pool_share ?? 1) < 1) records = ctx.rng.fork('rl-pool').shuffle(records).slice(0, poolSampleSize(records.length, p.pool_share ?? 1, p.limit));
+        // With SFT's grade balance, the sample favours the rare grades as SFT's epochs did.
+        if (p.limit > 0 || (p.pool_share ?? 1) < 1) records = drawFromPool(records, pool, poolSampleSize(records.length, p.pool_share ?? 1, p.limit), ctx.rng.fork('rl-pool'));
       } else records = seededSample(records, p.limit, ctx.rng.fork(`${split}/prompts`));
       const fitting = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, p.max_completion_length));
       const skipped = records.length - fitting.length;

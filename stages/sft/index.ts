@@ -25,6 +25,8 @@ import type { ProbeRecord } from '../lib/scoring.ts';
 import { modelOverridesSchema } from '../lib/engine/config.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 import { modelWeightFiles } from '../lib/engine/weight-files.ts';
+import { balancedDraw, gradeBalanceSchema, type GradeBalance } from '../lib/relevance/grade-balance.ts';
+import { GRADES, type Grade } from '../lib/relevance/types.ts';
 
 const modelOverrides = modelOverridesSchema
   .default({})
@@ -72,6 +74,7 @@ const params = z.strictObject({
     .max(0.9)
     .default(0)
     .describe('Share of the train queries held out of SFT for sample/dpo/grpo to draw from (stages/lib/rl-pool.ts); 0 = none'),
+  grade_balance: gradeBalanceSchema,
 });
 
 type Params = z.output<typeof params>;
@@ -95,9 +98,18 @@ export function sftSteps(stepsPerEpoch: number, p: Pick<Params, 'epochs' | 'min_
   return Math.max(1, p.min_steps ?? 0, Math.round(stepsPerEpoch * p.epochs));
 }
 
+/**
+ * The examples of one epoch: the train set itself, or with grade balance a draw of its size
+ * weighted by grade (stages/lib/relevance/grade-balance.ts), a pure function of (seed, epoch) so a
+ * resumed run sees the same epoch.
+ */
+export function epochExamples<T extends { grade: Grade }>(trainSet: readonly T[], balance: GradeBalance | undefined, seed: number, epoch: number): readonly T[] {
+  return balance ? balancedDraw(trainSet, (e) => e.grade, balance, trainSet.length, new Rng(seed, `sft/balance-${epoch}`)) : trainSet;
+}
+
 export default defineStage({
   name: 'sft',
-  version: '2',
+  version: '3',
   description: 'Supervised fine-tuning on verified chain-of-thought (tokenizer + model from scratch, or from an HF folder)',
   params,
   produces: 'checkpoint',
@@ -124,6 +136,12 @@ export default defineStage({
     const rlPool = p.rl_pool > 0 ? holdOutQueries(sftSet.map((r) => r.example), p.rl_pool, ctx.seed) : undefined;
     const train = rlPool ? sftSet.filter((r) => !inRlPool(rlPool, r.example)) : sftSet;
     if (rlPool) ctx.log.info(`RL pool: ${rlPool.queries.length} train queries (${sftSet.length - train.length} examples) held out of SFT`);
+    const { resolveGradeBalance } = await import('../lib/relevance/grade-balance.ts');
+    const gradeBalance = resolveGradeBalance(p.grade_balance, train.map((r) => r.example));
+    if (gradeBalance.balance) {
+      ctx.log.info(`grade balance: train shares ${fmtGrades(gradeBalance.metrics, 'grade_share_')} drawn as ${fmtGrades(gradeBalance.metrics, 'grade_balanced_share_')}`);
+      if (rlPool) rlPool.balance = gradeBalance.balance;
+    }
     const dev = await readJsonl<SftRecord>(join(setDir, 'dev.jsonl')).catch(() => [] as SftRecord[]);
     const format = { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
@@ -159,7 +177,7 @@ export default defineStage({
           skipped++;
           return [];
         }
-        return [{ id: r.id, ids: [...prompt, ...completion], lossMask: [...prompt.map(() => 0), ...completion.map(() => 1)] }];
+        return [{ id: r.id, grade: r.example.label, ids: [...prompt, ...completion], lossMask: [...prompt.map(() => 0), ...completion.map(() => 1)] }];
       });
     const trainSet = tokenize(train);
     const skippedTrain = skipped;
@@ -231,7 +249,7 @@ export default defineStage({
         ctx.signal.throwIfAborted();
         const epoch = Math.floor(step / stepsPerEpoch);
         // The batch order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
-        const batches = engineLib.lengthBucketedBatches(trainSet, p.batch_size, new Rng(ctx.seed, `sft/epoch-${epoch}`), (e) => e.ids.length);
+        const batches = engineLib.lengthBucketedBatches(epochExamples(trainSet, gradeBalance.balance, ctx.seed, epoch), p.batch_size, new Rng(ctx.seed, `sft/epoch-${epoch}`), (e) => e.ids.length);
         for (let index = step % stepsPerEpoch; index < stepsPerEpoch && step < totalSteps; index++) {
           ctx.signal.throwIfAborted();
           const micro = batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
@@ -268,7 +286,12 @@ export default defineStage({
     engineLib.disposeModel(model);
     return {
       engine: { ...engine, ...inferenceRecord },
-      metrics: { ...final, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters, trainable_parameters: trainable },
+      metrics: { ...final, ...gradeBalance.metrics, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters, trainable_parameters: trainable },
     };
   },
 });
+
+/** "L1 0.12, L2 0.03, ..." from the metrics named prefix + grade. */
+function fmtGrades(metrics: Record<string, number>, prefix: string): string {
+  return GRADES.map((g) => `${g} ${(metrics[`${prefix}${g}`] ?? 0).toFixed(2)}`).join(', ');
+}
