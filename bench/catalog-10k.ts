@@ -1,0 +1,109 @@
+/**
+ * `configs/chorus.yaml` on a 10k-pair catalog, with only `data.with` swapped: the issue's target is
+ * the whole run in at most 45 minutes on 2 cores. The catalog is the built-in world generator's
+ * (1,250 queries x 8 graded candidates, English titles and descriptions, grades L1-L4 as 0-3),
+ * written as a CSV the import stage reads like any user's file.
+ *
+ *   npm run bench:10k                                  # build the catalog, run, print the times
+ *   npx tsx bench/catalog-10k.ts --pairs 2000          # a smaller catalog (queries = pairs / 8)
+ *   npx tsx bench/catalog-10k.ts --catalog-only        # write the CSV and config, print their paths
+ *   npx tsx bench/catalog-10k.ts --store /tmp/s -- --until sft   # keep the store; extra run arguments
+ *
+ * Prints one JSON object: pairs, wall_s, target_s (2,700) and the ratio to it, each stage's duration
+ * and share of the run from its manifest, the eval stage's dev figures, and the load average before
+ * and after (on a shared machine the figures are slower, not wrong). The pipeline's own progress
+ * goes to stderr.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { Rng } from '../pipeline/rng.ts';
+import { buildKnowledgeGraph } from '../stages/lib/relevance/kg.ts';
+import { loadKnowledge } from '../stages/lib/relevance/knowledge.ts';
+import { generateWorld, worldParamsSchema } from '../stages/lib/relevance/world.ts';
+
+const TARGET_S = 45 * 60;
+const CANDIDATES = 8;
+const repo = path.resolve(import.meta.dirname, '..');
+const argv = process.argv.slice(2);
+const dashes = argv.indexOf('--');
+const own = dashes >= 0 ? argv.slice(0, dashes) : argv;
+const runArgs = dashes >= 0 ? argv.slice(dashes + 1) : [];
+const option = (name: string) => {
+  const i = own.indexOf(name);
+  return i >= 0 ? own[i + 1] : undefined;
+};
+const pairs = Number(option('--pairs') ?? 10_000);
+const loadAverage = () => Number((os.loadavg()[0] ?? 0).toFixed(2));
+const loadBefore = loadAverage();
+
+/** The world's examples of every split as a CSV of query, title, description and a 0-3 label. */
+function writeCatalog(file: string): number {
+  const kg = buildKnowledgeGraph(loadKnowledge());
+  const params = worldParamsSchema.parse({ queries: Math.ceil(pairs / CANDIDATES), candidates: CANDIDATES, itemsPerType: 12 });
+  const world = generateWorld(kg, params, new Rng(13, 'bench/catalog-10k'));
+  const examples = [...world.splits.train, ...world.splits.dev, ...world.splits.test];
+  const quote = (text: string) => `"${text.replaceAll('"', '""')}"`;
+  const rows = examples.map((e) => [quote(e.query), quote(e.item.title), quote(e.item.description ?? ''), String(Number(e.label.slice(1)) - 1)].join(','));
+  fs.writeFileSync(file, `query,title,description,rating\n${rows.join('\n')}\n`);
+  return examples.length;
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-catalog-10k-'));
+const csv = path.join(dir, 'catalog.csv');
+const written = writeCatalog(csv);
+// configs/chorus.yaml with only data.with swapped; the store is the bench's own.
+const config = parse(fs.readFileSync(path.join(repo, 'configs', 'chorus.yaml'), 'utf8')) as { stages: { data: { with: unknown } } };
+config.stages.data.with = { path: csv, columns: { query: 'query', title: 'title', description: 'description', label: 'rating' }, labels: { scale: 'rating0to3' }, name: 'catalog-10k' };
+const configFile = path.join(dir, 'chorus-10k.yaml');
+fs.writeFileSync(configFile, stringify(config));
+if (own.includes('--catalog-only')) {
+  console.log(JSON.stringify({ pairs: written, csv, config: configFile }));
+  process.exit(0);
+}
+
+const store = option('--store') ?? path.join(dir, 'store');
+const started = performance.now();
+const run = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', configFile, '--store', store, ...runArgs], {
+  cwd: repo,
+  env: { ...process.env, CI: 'true' },
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
+const wallS = (performance.now() - started) / 1000;
+const objects = path.join(store, 'objects');
+const manifests = fs.existsSync(objects)
+  ? fs.readdirSync(objects).flatMap((d) => {
+      const file = path.join(objects, d, 'manifest.json');
+      return fs.existsSync(file) ? [JSON.parse(fs.readFileSync(file, 'utf8')) as { stage: string; fingerprint: string; durationS?: number }] : [];
+    })
+  : [];
+const durations = Object.fromEntries(manifests.map((m) => [m.stage, Number((m.durationS ?? 0).toFixed(1))]));
+const stageTotal = Object.values(durations).reduce((a, b) => a + b, 0);
+const evalManifest = manifests.find((m) => m.stage === 'eval');
+const evalRows = evalManifest
+  ? (JSON.parse(fs.readFileSync(path.join(objects, evalManifest.fingerprint, 'metrics.json'), 'utf8')) as { comparison: Record<string, unknown>[] }).comparison.map((row) =>
+      Object.fromEntries(Object.entries(row).filter(([k]) => ['model', 'count', 'acc2', 'acc4', 'macroF1', 'qwk'].includes(k))),
+    )
+  : [];
+console.log(
+  JSON.stringify(
+    {
+      pairs: written,
+      exit_code: run.status,
+      wall_s: Number(wallS.toFixed(1)),
+      target_s: TARGET_S,
+      ratio_to_target: Number((wallS / TARGET_S).toFixed(3)),
+      stage_duration_s: durations,
+      stage_share: Object.fromEntries(Object.entries(durations).map(([s, d]) => [s, Number((d / (stageTotal || 1)).toFixed(3))])),
+      eval_dev: evalRows,
+      load_before: loadBefore,
+      load_after: loadAverage(),
+      store,
+    },
+    null,
+    2,
+  ),
+);
+process.exit(run.status ?? 1);
