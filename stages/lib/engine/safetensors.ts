@@ -174,9 +174,20 @@ export function floatToHalf(value: number): number {
   return sign | (half + (roundUp ? 1 : 0)); // a carry into the exponent is the right result (up to infinity)
 }
 
+/**
+ * What the writers take: a tf.Tensor, or values made on demand (a fixture writing a model larger
+ * than the memory it should need makes each tensor's values only when its turn comes).
+ */
+export interface TensorValues {
+  shape: number[];
+  size: number;
+  data(): Promise<Float32Array | Int32Array | Uint8Array>;
+}
+
 /** A tensor's values as the bytes of `dtype`. */
-async function encodeTensor(tensor: tf.Tensor, dtype: StoredDtype): Promise<Uint8Array> {
-  const values = tensor.dtype === 'float32' ? ((await tensor.data()) as Float32Array) : Float32Array.from(await tensor.data());
+async function encodeTensor(tensor: TensorValues, dtype: StoredDtype): Promise<Uint8Array> {
+  const raw = await tensor.data();
+  const values = raw instanceof Float32Array ? raw : Float32Array.from(raw);
   if (dtype === 'float32') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const halves = dtype === 'bfloat16' ? floatToBfloat16(values) : Uint16Array.from(values, floatToHalf);
   return new Uint8Array(halves.buffer);
@@ -191,7 +202,7 @@ const bytesEach = (dtype: StoredDtype) => (dtype === 'float32' ? 4 : 2);
  */
 export async function writeSafetensors(
   path: string,
-  tensors: Map<string, tf.Tensor>,
+  tensors: Map<string, TensorValues>,
   metadata: Record<string, string> = {},
   dtype: StoredDtype = 'float32',
 ): Promise<void> {
@@ -235,11 +246,11 @@ export interface WriteWeightsOptions {
  * plus `model.safetensors.index.json` ({metadata: {total_size}, weight_map: {tensor: shard}}).
  * Returns the files written.
  */
-export async function writeModelWeights(dir: string, tensors: Map<string, tf.Tensor>, options: WriteWeightsOptions = {}): Promise<string[]> {
+export async function writeModelWeights(dir: string, tensors: Map<string, TensorValues>, options: WriteWeightsOptions = {}): Promise<string[]> {
   const dtype = options.dtype ?? 'float32';
   const limit = options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
-  const shards: Array<Map<string, tf.Tensor>> = [];
-  let current = new Map<string, tf.Tensor>();
+  const shards: Array<Map<string, TensorValues>> = [];
+  let current = new Map<string, TensorValues>();
   let currentBytes = 0;
   let totalBytes = 0;
   for (const [name, tensor] of tensors) {
