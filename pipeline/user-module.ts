@@ -1,5 +1,8 @@
 /**
- * Imports a user's TypeScript module (a stage named by `uses:`, a reward named by `use:`).
+ * User modules: a stage named by `uses:`, a reward named by `use:`. Both are trusted code (README,
+ * "Reward files and user stages are trusted code"): importing one runs it with the pipeline's access.
+ *
+ * importUserModule imports a user's TypeScript module.
  *
  * Why the unwrapping: outside an ES-module package (no `"type": "module"` in a package.json above
  * it) Node treats a `.ts` file as CommonJS, so tsx compiles its `export default` to
@@ -8,6 +11,7 @@
  * so a reward or stage file works wherever the user keeps it, with or without a package.json.
  */
 import { pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
 
 export async function importUserModule(file: string): Promise<Record<string, unknown>> {
   const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
@@ -28,4 +32,22 @@ export function describeLoadError(error: unknown): string {
   const lines = text.split('\n').filter((line) => line.trim() !== '');
   const first = lines[0] ?? 'unknown error';
   return first.endsWith(':') && lines[1] ? `${first} ${lines[1].trim()}` : first;
+}
+
+/**
+ * Checks a user module without running it: esbuild transpiles the one file (its imports are not
+ * followed, nothing is evaluated) and reports its syntax errors, located, or the names it exports.
+ * esbuild rather than TypeScript's compiler: it is what tsx itself uses to load the file, so a
+ * file that passes here is one tsx can transpile.
+ */
+export async function checkUserModule(file: string): Promise<{ exports: string[] } | { error: string }> {
+  try {
+    const result = await build({ entryPoints: [file], bundle: false, write: false, metafile: true, format: 'esm', platform: 'node', outdir: 'out', logLevel: 'silent' });
+    return { exports: Object.values(result.metafile.outputs).flatMap((output) => output.exports) };
+  } catch (error) {
+    const first = (error as { errors?: { text: string; location: { file: string; line: number; column: number } | null }[] }).errors?.[0];
+    if (!first) return { error: `does not compile: ${describeLoadError(error)}` };
+    const at = first.location ? ` at ${file}:${first.location.line}:${first.location.column + 1}` : '';
+    return { error: `does not compile${at}: ${first.text}` };
+  }
 }

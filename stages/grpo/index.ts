@@ -36,12 +36,15 @@
 import { z } from 'zod';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 import { defineStage } from '../../pipeline/stage-api.ts';
-import { isRewardFile, loadRewards, RewardSpecError } from '../lib/rewards.ts';
+import { DEFAULT_REWARD_TIMEOUT_S } from '../lib/reward-files.ts';
+import { checkRewardSpec, isRewardFile, RewardSpecError } from '../lib/rewards.ts';
 
 const rewardSpec = z.strictObject({
   use: z.string().min(1).describe('A built-in reward (format, label, label_distance, steps) or a file path starting with ./'),
   weight: z.number().default(1).describe('Multiplies the reward in the total'),
   with: z.record(z.string(), z.unknown()).default({}).describe("The reward's params"),
+  // Optional rather than defaulted, so configs that leave it out keep their fingerprints.
+  timeout_s: z.number().positive().optional().describe(`A reward file's time limit per call (one batch of completions), in seconds; past it the run fails naming the reward. Absent: ${DEFAULT_REWARD_TIMEOUT_S} (its import gets at least that)`),
 });
 
 const curriculumTier = z.strictObject({
@@ -130,12 +133,13 @@ export default defineStage({
   resources: 'train',
   requires: () => ['checkpoint', 'kg', 'prompts'],
   userFiles: (p: GrpoParams) => p.rewards.filter((r) => isRewardFile(r.use)).map((r) => r.use),
-  // Each reward is loaded once at validate/plan time (unknown built-in, missing or broken file).
+  // Each reward is checked at validate/plan time (unknown built-in, bad params, missing file, a
+  // file that does not compile or has no default export) without running any reward file.
   async check(p: GrpoParams, { configDir }) {
     const problems = [];
     for (const [index, spec] of p.rewards.entries()) {
       try {
-        await loadRewards([spec], configDir);
+        await checkRewardSpec(spec, configDir);
       } catch (error) {
         if (!(error instanceof RewardSpecError)) throw error;
         problems.push({ path: ['rewards', index, error.key], message: error.message });

@@ -9,7 +9,7 @@ import { fitsContext, loadPolicy, promptIds } from '../lib/policy.ts';
 import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { mean, std } from '../lib/rl/advantages.ts';
-import { loadRewards, rewardMean } from '../lib/rewards.ts';
+import { closeRewards, loadRewards, rewardMean, type LoadedReward } from '../lib/rewards.ts';
 import { greedyAccuracy, probeSample, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
 import { finishTraining, resumeTrainingWithState, saveStepCheckpoint, trainableModel } from '../lib/training.ts';
 import type { GrpoParams } from './index.ts';
@@ -79,12 +79,21 @@ function rolloutMetrics(collected: CollectedGroups, rewardNames: readonly string
 }
 
 export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOutcome> {
+  // Reward files run in a worker (reward-files.ts), ended however the run ends.
+  const rewards = await loadRewards(ctx.params.rewards, ctx.configDir, { signal: ctx.signal });
+  try {
+    return await trainWithRewards(ctx, rewards);
+  } finally {
+    await closeRewards(rewards);
+  }
+}
+
+async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedReward[]): Promise<StageOutcome> {
   const p = ctx.params;
   const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
   const { model, tokenizer } = policy;
   const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
   const promptsDir = ctx.inputs.one('prompts').dir;
-  const rewards = await loadRewards(p.rewards, ctx.configDir);
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
 
   const { restrictToRlPool } = await import('../lib/rl-pool.ts');

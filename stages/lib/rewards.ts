@@ -4,7 +4,8 @@
  * A reward is a plain function, as in TRL: it gets the batch and returns one value per completion,
  * a number, `null` (not applicable: left out of that reward's mean, contributes 0 to the total), or
  * `{ total, steps }` where `steps` holds one reward per reasoning step for stepwise advantages.
- * It may be async. Each reward is logged under its own name; the total is Σ weight × value.
+ * It may be async. Each reward is logged under its own name; the total is Σ weight × value. A reward
+ * file runs in a worker thread with a time limit per call (reward-files.ts).
  *
  * ```ts
  * // my-reward.ts, used as `rewards: [{ use: ./my-reward.ts, weight: 0.5, with: { target: 'L4' } }]`
@@ -18,7 +19,8 @@ import { existsSync } from 'node:fs';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
 import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from './completion.ts';
 import { GRADES, type ExampleMeta, type Grade } from './relevance/types.ts';
-import { describeLoadError, importUserModule } from '../../pipeline/user-module.ts';
+import { checkUserModule } from '../../pipeline/user-module.ts';
+import { DEFAULT_REWARD_TIMEOUT_S, RewardWorker, RewardWorkerStopped, type CallLimits } from './reward-files.ts';
 import { z } from 'zod';
 
 export interface RewardInput {
@@ -103,6 +105,8 @@ export interface RewardSpec {
   use: string;
   weight: number;
   with: Record<string, unknown>;
+  /** A reward file's time limit per call (per batch), in seconds; absent: DEFAULT_REWARD_TIMEOUT_S. */
+  timeout_s?: number | undefined;
 }
 
 export interface LoadedReward {
@@ -111,6 +115,10 @@ export interface LoadedReward {
   weight: number;
   params: Record<string, unknown>;
   fn: RewardFunction<Record<string, unknown>>;
+  /** A reward file (as written in the config): it runs in the reward worker. */
+  file?: string;
+  /** Ends the reward worker a reward file runs in (closeRewards). */
+  close?: () => Promise<void>;
 }
 
 export function isRewardFile(use: string): boolean {
@@ -127,44 +135,83 @@ export class RewardSpecError extends Error {
   }
 }
 
-export async function loadRewards(specs: readonly RewardSpec[], configDir: string): Promise<LoadedReward[]> {
+function loadBuiltin(spec: RewardSpec): LoadedReward {
+  const builtin = builtinRewards[spec.use];
+  if (!builtin) {
+    throw new RewardSpecError(`unknown reward "${spec.use}": built-ins are ${Object.keys(builtinRewards).join(', ')}; a file path starts with ./`, 'use');
+  }
+  const params = builtin.params.safeParse(spec.with);
+  if (!params.success) {
+    const problems = params.error.issues.map((i) => `${i.path.join('.') || '(with)'}: ${i.message}`).join('; ');
+    throw new RewardSpecError(`reward ${spec.use}: bad params: ${problems}`, 'with');
+  }
+  return { name: spec.use, weight: spec.weight, params: params.data, fn: builtin.fn as LoadedReward['fn'] };
+}
+
+function rewardFilePath(spec: RewardSpec, configDir: string): string {
+  const path = resolve(configDir, spec.use);
+  if (!existsSync(path)) throw new RewardSpecError(`reward file not found: ${spec.use} (looked for ${path})`, 'use');
+  return path;
+}
+
+/**
+ * What validate, plan and the other read-only commands check of a reward, without running any user
+ * code: a built-in's name and params; a file's existence, that it compiles and that it has a default
+ * export (a static check: user-module.ts). Whether that export is a function is known only once the
+ * file is imported, at the start of the stage's run (loadRewards).
+ */
+export async function checkRewardSpec(spec: RewardSpec, configDir: string): Promise<void> {
+  if (!isRewardFile(spec.use)) {
+    loadBuiltin(spec);
+    return;
+  }
+  const path = rewardFilePath(spec, configDir);
+  const checked = await checkUserModule(path);
+  if ('error' in checked) throw new RewardSpecError(`reward ${spec.use}: ${checked.error}`, 'use');
+  if (!checked.exports.includes('default')) {
+    throw new RewardSpecError(`reward ${spec.use}: the module has no default export; it must export default a function (batch, params) => values`, 'use');
+  }
+}
+
+/**
+ * The rewards of a run. Reward files are imported and called in one worker thread (reward-files.ts),
+ * each call limited to the spec's `timeout_s` and stopped when `signal` aborts; end it with
+ * closeRewards. Built-ins run here.
+ */
+export async function loadRewards(specs: readonly RewardSpec[], configDir: string, options: { signal?: AbortSignal } = {}): Promise<LoadedReward[]> {
   const loaded: LoadedReward[] = [];
-  for (const spec of specs) {
-    if (!isRewardFile(spec.use)) {
-      const builtin = builtinRewards[spec.use];
-      if (!builtin) {
-        throw new RewardSpecError(
-          `unknown reward "${spec.use}": built-ins are ${Object.keys(builtinRewards).join(', ')}; a file path starts with ./`,
-          'use',
-        );
+  let worker: RewardWorker | undefined;
+  try {
+    for (const spec of specs) {
+      if (!isRewardFile(spec.use)) {
+        loaded.push(loadBuiltin(spec));
+        continue;
       }
-      const params = builtin.params.safeParse(spec.with);
-      if (!params.success) {
-        const problems = params.error.issues.map((i) => `${i.path.join('.') || '(with)'}: ${i.message}`).join('; ');
-        throw new RewardSpecError(`reward ${spec.use}: bad params: ${problems}`, 'with');
-      }
-      loaded.push({ name: spec.use, weight: spec.weight, params: params.data, fn: builtin.fn as LoadedReward['fn'] });
-      continue;
+      const path = rewardFilePath(spec, configDir);
+      const name = basename(spec.use, extname(spec.use));
+      const limits: CallLimits = { label: `reward ${name} (${spec.use})`, timeoutS: spec.timeout_s ?? DEFAULT_REWARD_TIMEOUT_S, signal: options.signal };
+      const host = (worker ??= new RewardWorker());
+      const failure = await host.load(path, limits);
+      if (failure !== undefined) throw new RewardSpecError(`reward ${spec.use}: ${failure}`, 'use');
+      loaded.push({
+        name,
+        weight: spec.weight,
+        params: spec.with,
+        file: spec.use,
+        fn: (batch, params) => host.call(path, batch, params, limits) as Promise<RewardValue[]>,
+        close: () => host.close(),
+      });
     }
-    const path = resolve(configDir, spec.use);
-    if (!existsSync(path)) throw new RewardSpecError(`reward file not found: ${spec.use} (looked for ${path})`, 'use');
-    let module: Record<string, unknown>;
-    try {
-      module = await importUserModule(path);
-    } catch (error) {
-      throw new RewardSpecError(`reward ${spec.use}: cannot load ${path}: ${describeLoadError(error)}`, 'use');
-    }
-    if (typeof module.default !== 'function') {
-      throw new RewardSpecError(`reward ${spec.use}: the module's default export must be a function (batch, params) => values`, 'use');
-    }
-    loaded.push({
-      name: basename(spec.use, extname(spec.use)),
-      weight: spec.weight,
-      params: spec.with,
-      fn: module.default as LoadedReward['fn'],
-    });
+  } catch (error) {
+    await worker?.close();
+    throw error;
   }
   return loaded;
+}
+
+/** Ends the worker the reward files of `rewards` run in (a no-op for built-ins). */
+export async function closeRewards(rewards: readonly LoadedReward[]): Promise<void> {
+  await Promise.all(rewards.map((reward) => reward.close?.()));
 }
 
 /** A reward that returned per-step values: its weight and its unweighted values per completion, per step. */
@@ -189,15 +236,29 @@ export interface ScoredBatch {
   stepped: SteppedReward[];
 }
 
+/**
+ * A value as a reward may return it, or an error naming the reward and the example. NaN and
+ * ±Infinity are refused wherever they appear (the total or any step): one would make every
+ * advantage of its group NaN. JSON.stringify writes them as null, so they are named apart.
+ */
 function checkValue(reward: LoadedReward, value: unknown, id: string): RewardValue {
   if (value === null || (typeof value === 'number' && Number.isFinite(value))) return value;
+  const fail = (what: string): never => {
+    throw new Error(`reward ${reward.name} returned ${what} for example ${id}: expected a finite number, null or { total, steps } with finite numbers`);
+  };
+  if (typeof value === 'number') fail(String(value));
   if (typeof value === 'object' && value !== null && 'total' in value && 'steps' in value) {
     const { total, steps: perStep } = value as { total: unknown; steps: unknown };
-    if (typeof total === 'number' && Number.isFinite(total) && Array.isArray(perStep) && perStep.every((s) => typeof s === 'number')) {
+    if (typeof total === 'number' && !Number.isFinite(total)) fail(`a non-finite total (${total})`);
+    if (Array.isArray(perStep)) {
+      const bad = perStep.findIndex((s) => typeof s === 'number' && !Number.isFinite(s));
+      if (bad >= 0) fail(`a non-finite value (${perStep[bad]}) at steps[${bad}]`);
+    }
+    if (typeof total === 'number' && Array.isArray(perStep) && perStep.every((s) => typeof s === 'number')) {
       return { total, steps: perStep as number[] };
     }
   }
-  throw new Error(`reward ${reward.name} returned ${JSON.stringify(value)} for example ${id}: expected a finite number, null or { total, steps }`);
+  return fail(JSON.stringify(value) ?? String(value));
 }
 
 async function callReward(reward: LoadedReward, batch: RewardInput[]): Promise<RewardValue[]> {
@@ -208,6 +269,8 @@ async function callReward(reward: LoadedReward, batch: RewardInput[]): Promise<R
     }
     return values.map((value, i) => checkValue(reward, value, batch[i]?.id ?? '?'));
   } catch (error) {
+    // A timeout, a cancel or a dead worker: nothing to learn from rerunning examples one by one.
+    if (error instanceof RewardWorkerStopped || (error instanceof Error && error.name === 'AbortError')) throw error;
     if (batch.length === 1) {
       const message = error instanceof Error ? error.message : String(error);
       throw new Error(message.startsWith(`reward ${reward.name}`) ? message : `reward ${reward.name} failed on example ${batch[0]?.id}: ${message}`);

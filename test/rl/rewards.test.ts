@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import { parseCompletion, renderCompletion, type ReasoningSteps } from '../../stages/lib/completion.ts';
-import { loadRewards, rewardMean, scoreBatch, type RewardInput } from '../../stages/lib/rewards.ts';
+import { checkRewardSpec, closeRewards, loadRewards, rewardMean, scoreBatch, type LoadedReward, type RewardInput, type RewardValue } from '../../stages/lib/rewards.ts';
 import type { Grade } from '../../stages/lib/relevance/types.ts';
 
 const repoRoot = new URL('../..', import.meta.url).pathname;
@@ -115,5 +118,82 @@ describe('reward files', () => {
     await expect(loadRewards([{ use: `${fixtures}not-a-function.ts`, weight: 1, with: {} }], repoRoot)).rejects.toThrow(
       "the module's default export must be a function",
     );
+  });
+});
+
+describe('reward values', () => {
+  // Values by example id, so a batch rerun one example at a time gets the same values.
+  const returning = (name: string, values: Record<string, RewardValue>): LoadedReward => ({ name, weight: 1, params: {}, fn: (batch) => batch.map((x) => values[x.id] as RewardValue) });
+
+  it('refuses NaN and infinite step rewards, naming the reward, the example and the step', async () => {
+    const batch = [input('a', perfect), input('b', perfect)];
+    await expect(scoreBatch([returning('shaped', { a: { total: 1, steps: [0.5, 0.5] }, b: { total: 1, steps: [0.5, Number.NaN] } })], batch)).rejects.toThrow(
+      'reward shaped returned a non-finite value (NaN) at steps[1] for example b',
+    );
+    await expect(scoreBatch([returning('shaped', { a: { total: 1, steps: [Number.POSITIVE_INFINITY, 0] }, b: { total: 1, steps: [0, 1] } })], batch)).rejects.toThrow(
+      'reward shaped returned a non-finite value (Infinity) at steps[0] for example a',
+    );
+    await expect(scoreBatch([returning('shaped', { a: { total: 1, steps: [0, 1] }, b: { total: Number.NEGATIVE_INFINITY, steps: [0, 1] } })], batch)).rejects.toThrow(
+      'reward shaped returned a non-finite total (-Infinity) for example b',
+    );
+  });
+
+  it('names a NaN result as NaN, not as the null JSON writes for it', async () => {
+    const error = await scoreBatch([returning('ratio', { a: Number.NaN })], [input('a', perfect)]).catch((e: Error) => e);
+    expect((error as Error).message).toContain('reward ratio returned NaN for example a');
+    expect((error as Error).message).not.toContain('returned null');
+  });
+});
+
+describe('reward files run in a worker', () => {
+  const loaded: LoadedReward[][] = [];
+  afterEach(async () => {
+    await Promise.all(loaded.splice(0).map(closeRewards));
+    delete process.env.REWARD_IMPORT_MARKER;
+  });
+
+  it('a reward that never returns is stopped by its timeout, naming the reward and its file', async () => {
+    const file = `${fixtures}loops-forever.ts`;
+    const rewards = await loadRewards([{ use: file, weight: 1, with: {}, timeout_s: 1 }], repoRoot);
+    loaded.push(rewards);
+    const started = performance.now();
+    await expect(scoreBatch(rewards, [input('a', perfect), input('b', perfect)])).rejects.toThrow(
+      `reward loops-forever (${file}) did not answer within 1 s on a batch of 2: it was stopped`,
+    );
+    expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
+  it('cancelling the run stops a reward stuck in a loop (the main thread stays free to handle SIGINT)', async () => {
+    const controller = new AbortController();
+    const rewards = await loadRewards([{ use: `${fixtures}loops-forever.ts`, weight: 1, with: {} }], repoRoot, { signal: controller.signal });
+    loaded.push(rewards);
+    // Aborted by a timer on this thread: it fires only because the loop runs elsewhere.
+    setTimeout(() => controller.abort(), 300);
+    const started = performance.now();
+    const error = await scoreBatch(rewards, [input('a', perfect)]).catch((e: Error) => e);
+    expect((error as Error).name).toBe('AbortError');
+    // Far below the default 60 s timeout: the cancel, not the timeout, ended it.
+    expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
+  it('validate checks a reward file without importing it; loading it for a run does import it', async () => {
+    const marker = join(mkdtempSync(join(tmpdir(), 'reward-marker-')), 'imported');
+    process.env.REWARD_IMPORT_MARKER = marker;
+    const spec = { use: `${fixtures}marks-on-import.ts`, weight: 1, with: {} };
+    await checkRewardSpec(spec, repoRoot);
+    expect(existsSync(marker)).toBe(false);
+    loaded.push(await loadRewards([spec], repoRoot));
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it('validate reports a reward file that does not compile, located, and one without a default export', async () => {
+    // Written at test time: a file that does not compile cannot live among the type-checked sources.
+    const file = join(mkdtempSync(join(tmpdir(), 'reward-broken-')), 'does-not-compile.ts');
+    writeFileSync(file, 'const reward = (batch: unknown[]) => batch.map(() => 1;\nexport default reward;\n');
+    await expect(checkRewardSpec({ use: file, weight: 1, with: {} }, repoRoot)).rejects.toThrow(`reward ${file}: does not compile at ${file}:1:55: Expected ")" but found ";"`);
+    const named = join(mkdtempSync(join(tmpdir(), 'reward-named-')), 'named-only.ts');
+    writeFileSync(named, 'export const reward = (batch: unknown[]) => batch.map(() => 1);\n');
+    await expect(checkRewardSpec({ use: named, weight: 1, with: {} }, repoRoot)).rejects.toThrow(`reward ${named}: the module has no default export`);
+    await expect(checkRewardSpec({ use: './examples/rewards/rule-citation.ts', weight: 1, with: {} }, repoRoot)).resolves.toBeUndefined();
   });
 });
