@@ -1,14 +1,14 @@
 /**
  * Config phase: YAML text -> a validated, typed pipeline, or every problem found at once.
- * Order: YAML syntax (nothing else can be checked without it), `--set` overrides, the top-level
- * schema, each stage's `uses` and `with`, the graph (missing needs, cycles), then what each stage
- * needs from outside its YAML (input kinds, files, its own checks: stage-checks.ts).
+ * Order: YAML syntax (nothing else can be checked without it; yaml-text.ts), duplicate keys and
+ * `--set` overrides, the top-level schema, each stage's `uses` and `with`, the graph (missing needs,
+ * cycles), then what each stage needs from outside its YAML (input kinds, files, its own checks:
+ * stage-checks.ts).
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
 import type { StageType } from '../stage-api.ts';
-import { didYouMean, type Diagnostic, type SourceFile } from '../diagnostics.ts';
+import { didYouMean, type Diagnostic } from '../diagnostics.ts';
 import { checkGraph } from '../graph.ts';
 import { issuesToDiagnostics } from './issues.ts';
 import { locate, type YamlSource } from './locate.ts';
@@ -16,6 +16,7 @@ import { applyOverrides } from './overrides.ts';
 import { pipelineConfigSchema, type PipelineConfig } from './schema.ts';
 import { checkStages, type StageToCheck } from './stage-checks.ts';
 import { isUserStagePath, loadUserStage } from './stage-types.ts';
+import { configValue, parseConfigYaml } from './yaml-text.ts';
 
 export interface LoadedStage {
   name: string;
@@ -50,19 +51,9 @@ export async function loadConfig(
   } catch (error) {
     return { ok: false, diagnostics: [{ location: { origin: displayPath }, message: `cannot read the config: ${(error as Error).message}` }] };
   }
-  const lines = new LineCounter();
-  const sourceFile: SourceFile = { displayPath, text, lines };
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const { doc, sourceFile, fatal, diagnostics: yamlProblems } = parseConfigYaml(displayPath, text);
   const source: YamlSource = { file: sourceFile, doc, overrides: [] };
-  if (doc.errors.length > 0) {
-    return {
-      ok: false,
-      diagnostics: doc.errors.map((error) => ({
-        location: { file: sourceFile, start: error.pos[0], end: error.pos[1] },
-        message: `${error.message} (YAML ${error.code})`,
-      })),
-    };
-  }
+  if (fatal.length > 0) return { ok: false, diagnostics: fatal };
   if (doc.contents === null) {
     return {
       ok: false,
@@ -70,8 +61,11 @@ export async function loadConfig(
     };
   }
 
-  const diagnostics = applyOverrides(source, options.overrides ?? []);
-  const raw: unknown = doc.toJS();
+  // Duplicate keys are reported with every other error: the value a later key gave is still checked.
+  const diagnostics = [...yamlProblems, ...applyOverrides(source, options.overrides ?? [])];
+  const converted = configValue(doc, sourceFile);
+  if ('diagnostic' in converted) return { ok: false, diagnostics: [...diagnostics, converted.diagnostic] };
+  const raw = converted.value;
   const parsed = pipelineConfigSchema.safeParse(raw);
   if (!parsed.success) diagnostics.push(...issuesToDiagnostics(parsed.error.issues, raw, pipelineConfigSchema, source));
   // Stages are checked even when the top level has errors elsewhere, so one run shows everything.

@@ -22,7 +22,9 @@ function walk(doc: Document, path: KeyPath): Found {
   let depth = 0;
   for (const segment of path) {
     if (isMap(node)) {
-      const pair = node.items.find((item) => isPair(item) && isScalar(item.key) && String(item.key.value) === String(segment));
+      // The last pair with the key: the one whose value the parsed config holds (a duplicate key is
+      // an error of its own, but the value checked is the later one).
+      const pair = node.items.findLast((item) => isPair(item) && isScalar(item.key) && String(item.key.value) === String(segment));
       if (!pair) break;
       keyNode = isNode(pair.key) ? pair.key : undefined;
       node = pair.value;

@@ -129,9 +129,50 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
     name: 'duplicate-stage',
     yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n  a: { uses: exec, with: { command: ls } }\n',
     expected: [
-      'duplicate-stage.yaml:4:3: error: Map keys must be unique (YAML DUPLICATE_KEY)',
+      'duplicate-stage.yaml:4:3: error: duplicate key "a" (first at line 3): a map may name a key once',
       ' 4 |   a: { uses: exec, with: { command: ls } }',
       '   |   ^',
+      '1 error',
+    ].join('\n'),
+  },
+  {
+    name: 'duplicate-keys-and-more',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n  a: { uses: exec, with: { command: ls } }\n  b: { uses: exce }\nseed: 1\nseed: two\n',
+    // Every duplicate and every other error; the value checked is the later one (as parsed).
+    expected: [
+      'duplicate-keys-and-more.yaml:4:3: error: duplicate key "a" (first at line 3): a map may name a key once',
+      ' 4 |   a: { uses: exec, with: { command: ls } }',
+      '   |   ^',
+      'duplicate-keys-and-more.yaml:5:14: error: stages.b.uses: unknown stage type "exce" (did you mean "exec"?); see `pipeline stages`, or give a path like ./my-stage.ts',
+      ' 5 |   b: { uses: exce }',
+      '   |              ^^^^',
+      'duplicate-keys-and-more.yaml:7:1: error: duplicate key "seed" (first at line 6): a map may name a key once',
+      ' 7 | seed: two',
+      '   | ^^^^',
+      'duplicate-keys-and-more.yaml:7:7: error: seed: expected number, found string "two"',
+      ' 7 | seed: two',
+      '   |       ^^^',
+      '4 errors',
+    ].join('\n'),
+  },
+  {
+    name: 'alias-bomb',
+    // "Billion laughs": each level is 9 aliases of the one above, 9^3 = 729 copies of the first list.
+    yaml: [
+      'name: x',
+      'a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]',
+      'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
+      'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+      'd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
+      'stages:',
+      '  s: { uses: exec, with: { command: echo } }',
+      '',
+    ].join('\n'),
+    // Located at the first alias whose anchor holds aliases itself: *b inside c (line 4, col 8).
+    expected: [
+      'alias-bomb.yaml:4:8: error: alias *b expands too far (Excessive alias count indicates a resource exhaustion attack): an alias bomb? Write the values out, or nest fewer aliases',
+      ' 4 | c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+      '   |        ^^',
       '1 error',
     ].join('\n'),
   },
