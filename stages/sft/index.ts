@@ -55,6 +55,18 @@ const params = z.strictObject({
     .min(0)
     .optional()
     .describe('At least this many optimizer steps whatever epochs give: a small SFT set gets more passes, so a model trained from scratch gets the updates it needs to learn the format (0 = epochs decide; max_steps wins)'),
+  // Optional, like min_steps, so configs that leave them out keep their fingerprints.
+  max_epochs: z
+    .number()
+    .positive()
+    .optional()
+    .describe('At most this many passes when min_steps raises the steps: a very small set is not memorised (absent = min_steps decides)'),
+  step_budget: z
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe("At most this many optimizer steps from epochs and min_steps: a large set takes fewer passes, so the run's cost stops growing with the data (absent = no cap; max_steps wins)"),
   batch_size: z.number().int().positive().default(16).describe('Examples per micro-batch'),
   grad_accum: z.number().int().positive().default(1).describe('Micro-batches per optimizer step'),
   lr: z.number().positive().default(2e-3).describe('Peak learning rate (warmup then cosine decay)'),
@@ -89,13 +101,18 @@ function initWeightFiles(dir: string): string[] {
 }
 
 /**
- * Optimizer steps of a run: max_steps when set, else the epochs' steps raised to min_steps.
- * Example: 878 examples in batches of 16 are 55 steps an epoch; epochs 3 give 165, min_steps 400
- * gives 400 (7.3 epochs); 2,183 examples (137 an epoch) give 411 either way.
+ * Optimizer steps of a run: max_steps when set; else the epochs' steps, raised to min_steps but to
+ * no more than max_epochs passes, and capped by step_budget. Examples (batches of 16): 878 examples
+ * are 55 steps an epoch; epochs 3 give 165, min_steps 400 gives 400 (7.3 epochs; max_epochs 8
+ * allows 440). 2,183 examples (137 an epoch) give 411 either way. 352 examples (22 an epoch) with
+ * max_epochs 8: 176, not 400 (18 passes). 6,800 examples (425 an epoch) with step_budget 600: 600,
+ * not 1,275.
  */
-export function sftSteps(stepsPerEpoch: number, p: Pick<Params, 'epochs' | 'min_steps' | 'max_steps'>): number {
+export function sftSteps(stepsPerEpoch: number, p: Pick<Params, 'epochs' | 'min_steps' | 'max_steps' | 'max_epochs' | 'step_budget'>): number {
   if (p.max_steps > 0) return p.max_steps;
-  return Math.max(1, p.min_steps ?? 0, Math.round(stepsPerEpoch * p.epochs));
+  const byEpochs = Math.round(stepsPerEpoch * p.epochs);
+  const floor = Math.min(p.min_steps ?? 0, p.max_epochs === undefined ? Infinity : Math.round(stepsPerEpoch * p.max_epochs));
+  return Math.max(1, Math.min(p.step_budget ?? Infinity, Math.max(floor, byEpochs)));
 }
 
 /**
@@ -194,8 +211,9 @@ export default defineStage({
     const perStep = p.batch_size * p.grad_accum;
     const stepsPerEpoch = Math.ceil(trainSet.length / perStep);
     const totalSteps = sftSteps(stepsPerEpoch, p);
-    if (totalSteps > Math.round(stepsPerEpoch * p.epochs) && p.max_steps === 0) {
-      ctx.log.info(`min_steps ${p.min_steps}: ${(totalSteps / stepsPerEpoch).toFixed(1)} epochs of ${trainSet.length} examples instead of ${p.epochs}`);
+    if (totalSteps !== Math.round(stepsPerEpoch * p.epochs) && p.max_steps === 0) {
+      const why = totalSteps > Math.round(stepsPerEpoch * p.epochs) ? `min_steps ${p.min_steps}${p.max_epochs !== undefined ? ` (at most ${p.max_epochs} epochs)` : ''}` : `step_budget ${p.step_budget}`;
+      ctx.log.info(`${why}: ${totalSteps} steps, ${(totalSteps / stepsPerEpoch).toFixed(1)} epochs of ${trainSet.length} examples instead of ${p.epochs}`);
     }
     const lrAt = (step: number) =>
       engineLib.warmupCosineLr(step, { peak: p.lr, warmup: p.warmup_steps, total: totalSteps, min: p.lr * p.min_lr_ratio });
