@@ -122,7 +122,7 @@ export interface MetricIntervals {
 }
 
 /** The empirical `q` quantile of sorted values, linearly interpolated (numpy's default). */
-function quantile(sorted: readonly number[], q: number): number {
+export function quantile(sorted: readonly number[], q: number): number {
   const at = (sorted.length - 1) * q;
   const lo = Math.floor(at);
   const hi = Math.ceil(at);
