@@ -143,6 +143,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .addOption(new Option('--grade <reading>', "a think-first judge's grade: the answer it wrote, or the median of its answer probabilities after its reasoning (as eval's grade: median)").choices(['answer', 'median']).default('answer'))
     .option('--lexical-pool <weight>', "pool the judge's grade probabilities with the learned lexical baseline's (fitted on train), this weight on the baseline, and read the pooled median (as eval's lexical_pool)", unitInterval)
     .option('--ensemble <stages>', "further checkpoint stages, comma-separated, judging with --model as one (as eval's ensemble): the median of their grade probabilities' geometric mean", stageList)
+    .option('--delivered [eval-stage]', "serve the judge the eval stage delivered (members, lexical pool weight and decision rule chosen on dev; its metrics.json `delivered`); name the eval stage when there are several")
     .action(
       reportingErrors(io, setExit, async (config: string, flags) => {
         const { builtArtifacts } = await import('./commands/artifacts.ts');

@@ -14,6 +14,7 @@ function summaries(metrics: EvalMetrics): [string, ModelSummary][] {
     ...Object.entries(metrics.checkpoints),
     ...(metrics.ensemble ? [['ensemble', metrics.ensemble] as [string, ModelSummary]] : []),
     ...Object.entries(metrics.pooled ?? {}),
+    ...(metrics.delivered ? [['delivered', metrics.delivered.summary] as [string, ModelSummary]] : []),
     ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : []),
     ...(metrics.learnedBaseline ? [['learned-baseline', metrics.learnedBaseline] as [string, ModelSummary]] : []),
   ];
@@ -89,6 +90,120 @@ function capabilityChart(metrics: EvalMetrics): FragmentBlock {
   };
 }
 
+/** The delivered judge and both baselines, the rows the verdict compares. */
+function verdictRows(metrics: EvalMetrics): [string, ModelSummary][] {
+  return [
+    ...(metrics.delivered ? [['delivered', metrics.delivered.summary] as [string, ModelSummary]] : []),
+    ...(metrics.baseline ? [['baseline (BM25 coverage)', metrics.baseline] as [string, ModelSummary]] : []),
+    ...(metrics.learnedBaseline ? [['learned-baseline', metrics.learnedBaseline] as [string, ModelSummary]] : []),
+  ];
+}
+
+/** Share of the examples predicted as each grade ('none': unanswered), from a summary's confusion counts. */
+function predictedShares(s: ModelSummary): Record<string, number> {
+  const total = s.count || 1;
+  return Object.fromEntries([...GRADES, 'none' as const].map((p) => [p, GRADES.reduce((sum, gold) => sum + s.confusion[gold][p], 0) / total]));
+}
+
+function verdictBlocks(metrics: EvalMetrics): FragmentBlock[] {
+  const delivered = metrics.delivered;
+  if (!delivered) return [];
+  const rows = verdictRows(metrics);
+  const cross = delivered.crossFitted;
+  const definition = delivered.definition;
+  const warning: FragmentBlock[] = metrics.degeneracy?.degenerate
+    ? [{ type: 'texts', title: 'Warning: the delivered judge is degenerate', items: [{ heading: `on ${metrics.split}`, text: metrics.degeneracy.reasons.join('\n') }] }]
+    : [];
+  const figures: FragmentBlock = {
+    type: 'table',
+    title: `Verdict: the delivered judge against both baselines on ${metrics.examples} ${metrics.split} examples`,
+    columns: ['model', 'Acc@2', '95% CI', 'macro-F1', '95% CI', 'QWK', '95% CI'],
+    rows: rows.map(([name, s]) => [name, round(s.acc2), interval(s.intervals.acc2), round(s.macroF1), interval(s.intervals.macroF1), round(s.qwk), interval(s.intervals.qwk)]),
+    note: [
+      `delivered: ${delivered.name} (members ${definition.members.length > 0 ? definition.members.join(', ') : 'none'}, lexical pool weight ${definition.lexicalWeight}, rule ${definition.rule}${definition.cutPoints ? ` at ${definition.cutPoints.map((t) => t.toFixed(3)).join(' / ')}` : ''})`,
+      `chosen among ${delivered.candidates} candidates on ${delivered.fittedOn.examples} dev examples: ${delivered.folds.scheme}`,
+      `cross-fitted dev macro-F1 ${cross.macroF1.toFixed(4)}, QWK ${cross.qwk === null ? 'n/a' : cross.qwk.toFixed(4)}`,
+      metrics.split === 'dev' ? 'the delivered row is its cross-fitted dev predictions' : 'the delivered row applies the judge as fitted on all of dev to test',
+    ].join('; '),
+  };
+  const values = rows.flatMap(([model, s]) =>
+    (
+      [
+        ['Acc@2', s.acc2, s.intervals.acc2],
+        ['macro-F1', s.macroF1, s.intervals.macroF1],
+        ['QWK', s.qwk, s.intervals.qwk],
+      ] as const
+    ).flatMap(([metric, value, ci]) => (value === null ? [] : [{ model, metric, value, low: ci?.[0] ?? value, high: ci?.[1] ?? value }])),
+  );
+  const chart: FragmentBlock = {
+    type: 'chart',
+    title: 'Delivered judge and baselines: Acc@2, macro-F1 and QWK with 95 % intervals',
+    spec: {
+      data: { values },
+      width: 360,
+      height: 200,
+      encoding: {
+        x: { field: 'metric', type: 'nominal', title: null, sort: ['Acc@2', 'macro-F1', 'QWK'] },
+        xOffset: { field: 'model', type: 'nominal', sort: rows.map(([m]) => m) },
+        color: { field: 'model', type: 'nominal', sort: rows.map(([m]) => m) },
+      },
+      layer: [
+        { mark: 'bar', encoding: { y: { field: 'value', type: 'quantitative', title: null, scale: { domain: [Math.min(0, ...values.map((v) => v.low)), 1] } } } },
+        { mark: { type: 'rule', color: 'black' }, encoding: { y: { field: 'low', type: 'quantitative' }, y2: { field: 'high' } } },
+      ],
+    },
+  };
+  const shareRows = [
+    { model: 'gold', shares: Object.fromEntries(GRADES.map((g) => [g, (rows[0]?.[1].perGrade[g].support ?? 0) / (rows[0]?.[1].count || 1)])) },
+    ...summaries(metrics).map(([model, s]) => ({ model, shares: predictedShares(s) })),
+  ];
+  const sharesChart: FragmentBlock = {
+    type: 'chart',
+    title: "Predicted-grade shares beside gold's (a bar of one colour is a judge that answers one grade)",
+    spec: {
+      data: { values: shareRows.flatMap(({ model, shares }) => Object.entries(shares).filter(([, v]) => v > 0).map(([grade, share]) => ({ model, grade, share }))) },
+      width: 360,
+      mark: 'bar',
+      encoding: {
+        y: { field: 'model', type: 'nominal', title: null, sort: shareRows.map((r) => r.model) },
+        x: { field: 'share', type: 'quantitative', title: 'share of examples', scale: { domain: [0, 1] } },
+        color: { field: 'grade', type: 'nominal', sort: [...GRADES, 'none'], scale: { domain: [...GRADES, 'none'], scheme: 'viridis' } },
+        order: { field: 'grade' },
+      },
+    },
+  };
+  const heatmaps: FragmentBlock = {
+    type: 'chart',
+    title: 'Confusion matrices (rows: gold, columns: predicted; share of each gold grade)',
+    spec: {
+      columns: 4,
+      // Concatenated rather than faceted: a facet draws empty axes in the grid's unused cells.
+      concat: summaries(metrics).map(([model, s]) => {
+        const predictedGrades = s.unanswered > 0 ? [...GRADES, 'none' as const] : [...GRADES];
+        return {
+        title: model,
+        width: 110,
+        height: 110,
+        data: {
+          values: GRADES.flatMap((gold) =>
+            predictedGrades.map((predicted) => ({ gold, predicted, count: s.confusion[gold][predicted], share: s.perGrade[gold].support === 0 ? 0 : s.confusion[gold][predicted] / s.perGrade[gold].support })),
+          ),
+        },
+        encoding: {
+          x: { field: 'predicted', type: 'ordinal', sort: predictedGrades, title: null },
+          y: { field: 'gold', type: 'ordinal', sort: [...GRADES].reverse(), title: null },
+        },
+        layer: [
+          { mark: 'rect', encoding: { color: { field: 'share', type: 'quantitative', scale: { domain: [0, 1], scheme: 'blues' }, legend: null } } },
+          { mark: { type: 'text', fontSize: 9 }, encoding: { text: { field: 'count', type: 'quantitative' }, color: { condition: { test: 'datum.share > 0.5', value: 'white' }, value: 'black' } } },
+        ],
+        };
+      }),
+    },
+  };
+  return [...warning, figures, chart, sharesChart, heatmaps];
+}
+
 /** The first `count` predictions of each model that wrote a completion, with its reasoning. */
 function samples(predictions: readonly Prediction[], count: number): FragmentBlock {
   const byModel = new Map<string, Prediction[]>();
@@ -105,6 +220,15 @@ function samples(predictions: readonly Prediction[], count: number): FragmentBlo
 export function evalFragment(metrics: EvalMetrics, predictions: readonly Prediction[], sampleCount: number): ReportFragment {
   return {
     title: 'Evaluation',
-    blocks: [comparisonTable(metrics), perGradeTable(metrics), confusionTable(metrics), slicesTable(metrics), capabilityChart(metrics), samples(predictions, sampleCount)],
+    blocks: [
+      // The verdict first: the delivered judge against both baselines, where it collapses, how it errs.
+      ...verdictBlocks(metrics),
+      comparisonTable(metrics),
+      perGradeTable(metrics),
+      confusionTable(metrics),
+      slicesTable(metrics),
+      capabilityChart(metrics),
+      samples(predictions, sampleCount),
+    ],
   };
 }

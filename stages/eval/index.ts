@@ -25,7 +25,9 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineStage, type EngineRecord, type StageContext } from '../../pipeline/stage-api.ts';
+import { defineStage, type EngineRecord, type QualityCheck, type StageContext } from '../../pipeline/stage-api.ts';
+import { describeShares, judgeDegeneracy } from '../lib/metrics.ts';
+import { chooseDelivered, judgePredictions } from './delivery.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
 import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/grade-probs.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
@@ -34,6 +36,8 @@ import type { Grade, Split } from '../lib/relevance/types.ts';
 import type { LearnedBaseline } from '../lib/relevance/learned-baseline.ts';
 import { ensemblePrediction, exampleFields, pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
 import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
+import type { Delivered, JudgeInputs } from './delivery.ts';
+import type { Degeneracy } from '../lib/metrics.ts';
 
 const params = z.strictObject({
   split: z.enum(['test', 'dev']).default('test').describe('Split evaluated: test for the figures you report, dev to compare runs without looking at test'),
@@ -90,6 +94,14 @@ export interface EvalMetrics {
   pooled?: Record<string, ModelSummary & { checkpoint: string; weight: number }>;
   /** With `ensemble`: the members' pooled grade probabilities, read at their median. */
   ensemble?: ModelSummary & { members: string[] };
+  /**
+   * The judge this config delivers, chosen on dev by cross-fitting (delivery.ts), with its dev
+   * figures; `summary` is its row on the split evaluated (cross-fitted when that is dev).
+   */
+  delivered?: Delivered & { summary: ModelSummary };
+  /** Whether the delivered judge is degenerate (judgeDegeneracy on the split evaluated). */
+  degenerate?: boolean;
+  degeneracy?: Degeneracy;
   comparison: ComparisonRow[];
 }
 
@@ -152,9 +164,8 @@ async function evaluateCheckpoint(
       // `<answer>G` would not fit the context after it.
       const cut = threshold?.threshold ?? (p.grade === 'median' ? MEDIAN_THRESHOLD : undefined);
       const prefixOf = (r: PromptRecord, j: number) => (threshold ? promptIdsOf(r) : answerPrefix(policy, promptIdsOf(r), (completions[j] as (typeof completions)[number]).text));
-      // Pooling with the lexical model, or with the other members of an ensemble, needs them too,
-      // however the grade is read.
-      const probs = cut === undefined && p.lexical_pool === undefined && !p.ensemble?.includes(name) ? undefined : await probsOf(batch.map(prefixOf));
+      // Always read: the delivered judge is chosen among every checkpoint's readings.
+      const probs = await probsOf(batch.map(prefixOf));
       const latencyMs = (performance.now() - started) / batch.length;
       completions.forEach((completion, j) => {
         const record = batch[j] as PromptRecord;
@@ -221,7 +232,8 @@ async function distilledPredictions(name: string, dir: string, examples: readonl
 export default defineStage({
   name: 'eval',
   // 3: the learned baseline in the report's per-grade, confusion and slice tables (lexical_pool rows).
-  version: '3',
+  // 4: the delivered judge (chosen on dev by cross-fitting), its degeneracy check, the verdict blocks.
+  version: '4',
   description: 'Evaluate checkpoints and the lexical baseline on the test (or dev) split: metrics, slices, step verification, comparison table',
   params,
   produces: 'eval',
@@ -248,12 +260,16 @@ export default defineStage({
     // Thresholds are tuned on dev, unless dev is what is evaluated.
     const tuningSet = tuningSplitOf(p.split) === 'train' ? train : dev;
     // The sample's stream name predates the split param, so test samples stay what they were.
-    const examples = p.limit > 0 && p.limit < whole.length ? ctx.rng.fork(`${p.split}-sample`).shuffle([...whole]).slice(0, p.limit) : whole;
+    const sampled = (split: 'dev' | 'test', all: PromptRecord[]) => (p.limit > 0 && p.limit < all.length ? ctx.rng.fork(`${split}-sample`).shuffle([...all]).slice(0, p.limit) : all);
+    const examples = sampled(p.split, whole);
+    // What the delivered judge is fitted on: dev (the same sample when dev is what is evaluated).
+    const fitting = p.split === 'dev' ? examples : sampled('dev', dev);
     const checkpoints = ctx.inputs.many('checkpoint');
     if (checkpoints.length === 0 && !p.baseline) throw new Error('eval has nothing to evaluate: no checkpoint in needs and baseline: false');
 
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
-    const references = referenceSteps(examples, kg);
+    const decoded = p.split === 'dev' ? examples : [...examples, ...fitting];
+    const references = referenceSteps(decoded, kg);
 
     // One bootstrap stream per model, so adding a model leaves the others' intervals unchanged.
     const bootstrapStream = (model: string): (() => number) => {
@@ -263,14 +279,16 @@ export default defineStage({
 
     // Fitted once: its own row and the pooled rows use the same model.
     const { fitLearnedBaseline } = await import('../lib/relevance/learned-baseline.ts');
-    const learnedModel = p.learned_baseline || p.lexical_pool !== undefined ? fitLearnedBaseline(train.map((r) => r.example)) : undefined;
+    const learnedModel = p.learned_baseline || p.lexical_pool !== undefined || checkpoints.length > 0 ? fitLearnedBaseline(train.map((r) => r.example)) : undefined;
 
-    const total = examples.length * checkpoints.length;
+    const total = decoded.length * checkpoints.length;
     let done = 0;
     ctx.progress.update(0, total, 'examples');
     const metrics: EvalMetrics = { split: p.split, examples: examples.length, checkpoints: {}, baseline: null, comparison: [] };
     const predictions: Prediction[] = [];
     let engine: EngineRecord | undefined;
+    // Each checkpoint's predictions on the fitting examples (dev), for choosing the delivered judge.
+    const fittingRows = new Map<string, Prediction[]>();
     // A judge's row pooled with the learned lexical model, after the judge's own row.
     const addPooled = (judge: string, judged: readonly Prediction[]) => {
       if (p.lexical_pool === undefined || !learnedModel) return;
@@ -283,12 +301,14 @@ export default defineStage({
       ctx.log.info(`${name} (pooled, lexical weight ${p.lexical_pool}): ${headline(pooled)}`);
     };
     for (const checkpoint of checkpoints) {
-      const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, examples, tuningSet, references, (n) => {
+      const evaluated = await evaluateCheckpoint(ctx, checkpoint.stage, checkpoint.dir, decoded, tuningSet, references, (n) => {
         done += n;
         ctx.progress.update(done, total, 'examples');
       });
       engine = evaluated.engine;
-      const { result } = evaluated;
+      const all = evaluated.result.predictions;
+      fittingRows.set(checkpoint.stage, p.split === 'dev' ? all : all.slice(examples.length));
+      const result = { ...evaluated.result, predictions: all.slice(0, examples.length) };
       const summary = summarise(result.predictions, bootstrapStream(checkpoint.stage));
       metrics.checkpoints[checkpoint.stage] = { ...summary, ...(result.threshold ? { threshold: result.threshold } : {}), promptTooLong: result.promptTooLong };
       metrics.comparison.push(comparisonRow(checkpoint.stage, 'checkpoint', summary));
@@ -305,6 +325,12 @@ export default defineStage({
       predictions.push(...rows);
       ctx.log.info(`ensemble of ${p.ensemble.join(', ')}: ${headline(summary)}`);
       addPooled('ensemble', rows);
+    }
+
+    if (checkpoints.length > 0 && learnedModel) {
+      const evaluatedRows = new Map(checkpoints.map((c) => [c.stage, predictions.filter((r) => r.model === c.stage)]));
+      const rows = deliveredRows(ctx, fitting, examples, fittingRows, evaluatedRows, learnedModel, metrics, bootstrapStream('delivered'));
+      predictions.push(...rows);
     }
 
     // Distilled judges (the distill stage's DeepBoW): one more row each, scored like the baseline.
@@ -346,13 +372,66 @@ export default defineStage({
     await writeJson(join(ctx.outDir, REPORT_FRAGMENT_FILE), evalFragment(metrics, predictions, p.report_samples));
     return {
       ...(engine ? { engine } : {}),
+      ...(metrics.degeneracy ? { checks: [degeneracyCheck(metrics.degeneracy, metrics.split)] } : {}),
       metrics: {
         examples: examples.length,
+        ...(metrics.degenerate !== undefined ? { degenerate: metrics.degenerate } : {}),
         ...Object.fromEntries(metrics.comparison.flatMap((row) => [[`${row.model}.acc4`, row.acc4], [`${row.model}.macroF1`, row.macroF1], [`${row.model}.qwk`, row.qwk]])),
       },
     };
   },
 });
+
+/**
+ * The delivered judge (delivery.ts): chosen on `fitting` (dev) by cross-fitting, its row on the
+ * split evaluated (the cross-fitted dev predictions when that is dev; when it is test, the judge as
+ * fitted on all of dev, applied to test), and the degeneracy check of that row. Writes
+ * `metrics.delivered`, `metrics.degenerate` and `metrics.degeneracy`, adds the comparison row
+ * `delivered`, logs a warning when it is degenerate, and returns its predictions.
+ */
+function deliveredRows(
+  ctx: StageContext<Params>,
+  fitting: readonly PromptRecord[],
+  examples: readonly PromptRecord[],
+  fittingRows: ReadonlyMap<string, Prediction[]>,
+  evaluatedRows: ReadonlyMap<string, Prediction[]>,
+  lexical: LearnedBaseline,
+  metrics: EvalMetrics,
+  random: () => number,
+): Prediction[] {
+  const inputs = (records: readonly PromptRecord[], checkpoints: ReadonlyMap<string, Prediction[]>): JudgeInputs => ({
+    examples: records.map((r) => r.example),
+    checkpoints,
+    lexical: records.map((r) => lexical.probabilities(r.example)),
+  });
+  const shuffle = <T>(items: T[]): T[] => ctx.rng.fork('delivery-folds').shuffle(items);
+  const chosen = chooseDelivered('delivered', inputs(fitting, fittingRows), ctx.params.ensemble ?? [], shuffle);
+  const rows = metrics.split === 'dev' ? chosen.predictions : judgePredictions('delivered', chosen.delivered.definition, inputs(examples, evaluatedRows));
+  const summary = summarise(rows, random);
+  const { delivered } = chosen;
+  const degeneracy = judgeDegeneracy(rows.map((r) => ({ gold: r.gold, predicted: r.predicted ?? undefined })));
+  metrics.delivered = { ...delivered, summary };
+  metrics.degenerate = degeneracy.degenerate;
+  metrics.degeneracy = degeneracy;
+  metrics.comparison.push(comparisonRow('delivered', 'delivered', summary));
+  const cross = delivered.crossFitted;
+  ctx.log.info(
+    `delivered: ${delivered.name}, chosen among ${delivered.candidates} candidates on ${delivered.fittedOn.examples} dev examples (${delivered.folds.count} query folds); ` +
+      `cross-fitted dev macro-F1 ${cross.macroF1.toFixed(4)}, QWK ${cross.qwk === null ? 'n/a' : cross.qwk.toFixed(4)}; on ${metrics.split}: ${headline(summary)}`,
+  );
+  if (degeneracy.degenerate) ctx.log.warn(`the delivered judge (${delivered.name}) is degenerate on ${metrics.split}: ${degeneracy.reasons.join('; ')} (predicted: ${describeShares(degeneracy.predictedShares)})`);
+  return rows;
+}
+
+/** The eval stage's quality check: the delivered judge is not degenerate. */
+function degeneracyCheck(degeneracy: Degeneracy, split: string): QualityCheck {
+  const shares = describeShares(degeneracy.predictedShares);
+  return {
+    name: 'delivered-judge-not-degenerate',
+    passed: !degeneracy.degenerate,
+    message: degeneracy.degenerate ? `the delivered judge is degenerate on ${split}: ${degeneracy.reasons.join('; ')} (predicted: ${shares})` : `predicted: ${shares}`,
+  };
+}
 
 /** Where thresholds are tuned: never on the split being scored (train when dev is, dev when test is). */
 function tuningSplitOf(scored: 'dev' | 'test'): Split {

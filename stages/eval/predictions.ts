@@ -34,6 +34,8 @@ export interface Prediction {
    * row, the pooled probabilities.
    */
   gradeProbs?: Record<Grade, number>;
+  /** A checkpoint's written answer (null: none), whatever `predicted` was read from; absent for other rows. */
+  answer?: Grade | null;
 }
 
 export type ExampleFields = Pick<Prediction, 'id' | 'gold' | 'capabilities' | 'difficulty' | 'source' | 'firingRules'>;
@@ -77,6 +79,7 @@ export function scoreCompletion(
     completionTokens: completion.tokens,
     latencyMs: completion.latencyMs,
     ...(grade ? { gradeProbs: grade.probs } : {}),
+    answer: parsed.label ?? null,
   };
 }
 
@@ -104,8 +107,10 @@ export function unreadablePrediction(model: string, example: RelevanceExample): 
  */
 export function pooledPrediction(model: string, judged: Prediction, lexical: Record<Grade, number>, weight: number, lexicalMs: number): Prediction {
   const pooled = judged.gradeProbs ? pooledReading(judged.gradeProbs, lexical, weight) : undefined;
+  // Not the checkpoint's written answer: this row's grade is the pool's.
+  const { answer: _written, ...fields } = judged;
   return {
-    ...judged,
+    ...fields,
     model,
     predicted: pooled?.grade ?? null,
     completion: null,

@@ -75,7 +75,7 @@ export function summarise(predictions: readonly Prediction[], random: () => numb
  */
 export interface ComparisonRow {
   model: string;
-  kind: 'checkpoint' | 'ensemble' | 'pooled' | 'distilled' | 'baseline';
+  kind: 'checkpoint' | 'ensemble' | 'pooled' | 'delivered' | 'distilled' | 'baseline';
   count: number;
   acc2: number;
   acc4: number;

@@ -6,6 +6,7 @@
  */
 import { classificationMetrics } from './metrics.ts';
 import type { Policy } from './policy.ts';
+import { gradeFor } from './relevance/baseline.ts';
 import { GRADES, type Grade } from './relevance/types.ts';
 
 /** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
@@ -184,4 +185,39 @@ export function tuneCumulativeThreshold(dev: readonly { gold: Grade; probs: Reco
     if (macroF1 > best.macroF1) best = { threshold, macroF1 };
   }
   return best;
+}
+
+/** The expected grade with L1..L4 read as 1..4: the ordinal score a judge's cut points cut. */
+export function expectedGrade(probs: Record<Grade, number>): number {
+  return GRADES.reduce((sum, g, k) => sum + (k + 1) * probs[g], 0);
+}
+
+/**
+ * The grade at ordinal cut points on the expected grade (eval's delivered judge under the
+ * `cut-points` rule, fitted for macro-F1 on dev like the lexical baseline's thresholds): unlike the
+ * median, cut points fitted on the user's data can move a judge whose probabilities lean on the
+ * majority grade back across the grade boundaries the human labels draw.
+ */
+export function cutPointGrade(probs: Record<Grade, number>, cutPoints: readonly number[]): Grade {
+  return gradeFor(expectedGrade(probs), cutPoints);
+}
+
+/**
+ * How eval's delivered judge turns grade probabilities into a grade: the written answer, the median
+ * (cumulativeGrade at MEDIAN_THRESHOLD), or ordinal cut points on the expected grade (cutPointGrade).
+ */
+export const DECISION_RULES = ['answer', 'median', 'cut-points'] as const;
+export type DecisionRule = (typeof DECISION_RULES)[number];
+
+/** A judge as eval delivers it and `pipeline score --delivered` serves it. */
+export interface JudgeDefinition {
+  /** Checkpoint stages judging as one (their grade probabilities' logarithmic pool); [] with lexicalWeight 1: the lexical model alone. */
+  members: string[];
+  /** The members' weights in their pool (equal: the subsets tried are equal-weight). */
+  memberWeights: number[];
+  /** Weight of the learned lexical baseline in the pool with the members' probabilities (poolGradeProbs). */
+  lexicalWeight: number;
+  rule: DecisionRule;
+  /** rule cut-points: [t1, t2, t3] on the expected grade (gradeFor), fitted on all the fitting examples. */
+  cutPoints?: [number, number, number];
 }

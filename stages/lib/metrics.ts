@@ -169,3 +169,59 @@ export function bootstrapIntervals(
     level,
   };
 }
+
+/** A judge answering one grade for at least this share of pairs is degenerate (unless gold is as skewed). */
+export const DEGENERATE_GRADE_SHARE = 0.9;
+/** A judge whose QWK is at most this agrees with the human grades no better than chance. */
+export const DEGENERATE_QWK = 0.05;
+
+export type GradeShares = Record<Grade | 'none', number>;
+
+export interface Degeneracy {
+  degenerate: boolean;
+  /** Why, in words (empty when it is not degenerate). */
+  reasons: string[];
+  /** Share of pairs predicted as each grade ('none': unanswered). */
+  predictedShares: GradeShares;
+  goldShares: Record<Grade, number>;
+  qwk: number | null;
+}
+
+function shares<K extends string>(keys: readonly K[], values: readonly K[]): Record<K, number> {
+  const counts = Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+  for (const v of values) counts[v]++;
+  return Object.fromEntries(keys.map((k) => [k, values.length === 0 ? 0 : counts[k] / values.length])) as Record<K, number>;
+}
+
+/**
+ * Whether a judge has collapsed: it answers one grade (or none) for >= DEGENERATE_GRADE_SHARE of the
+ * pairs while gold's largest grade share is below that, or its QWK is <= DEGENERATE_QWK. A model
+ * trained from scratch on small, skewed data can learn only the grade prior; its accuracy then
+ * equals the majority share and looks respectable, so the check reads the prediction shares and
+ * the ordinal agreement instead. An undefined QWK (gold and predictions one and the same grade) is
+ * not a collapse: there is nothing to tell apart.
+ */
+export function judgeDegeneracy(pairs: readonly { gold: Grade; predicted: Grade | undefined }[]): Degeneracy {
+  const predictedShares = shares<Grade | 'none'>([...GRADES, 'none'], pairs.map((p) => p.predicted ?? 'none'));
+  const goldShares = shares(GRADES, pairs.map((p) => p.gold));
+  const qwk = quadraticWeightedKappa(pairs);
+  const reasons: string[] = [];
+  if (pairs.length > 0) {
+    const [top, topShare] = Object.entries(predictedShares).reduce((best, entry) => (entry[1] > best[1] ? entry : best));
+    const goldTop = Math.max(...Object.values(goldShares));
+    const percent = (x: number) => `${(x * 100).toFixed(1)} %`;
+    if (topShare >= DEGENERATE_GRADE_SHARE && goldTop < DEGENERATE_GRADE_SHARE) {
+      reasons.push(`answers ${top === 'none' ? 'nothing' : top} for ${percent(topShare)} of ${pairs.length} pairs while gold's largest grade share is ${percent(goldTop)}`);
+    }
+    if (qwk !== null && qwk <= DEGENERATE_QWK) reasons.push(`QWK ${qwk.toFixed(4)} <= ${DEGENERATE_QWK}`);
+  }
+  return { degenerate: reasons.length > 0, reasons, predictedShares, goldShares, qwk };
+}
+
+/** "L1 12.0 %, L4 88.0 %": the grades a judge predicts with their shares, for logs and quality checks. */
+export function describeShares(shares: Readonly<Record<string, number>>): string {
+  return Object.entries(shares)
+    .filter(([, share]) => share > 0)
+    .map(([grade, share]) => `${grade} ${(share * 100).toFixed(1)} %`)
+    .join(', ');
+}

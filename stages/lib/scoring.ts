@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { Rng } from '../../pipeline/rng.ts';
 import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from './completion.ts';
-import { classificationMetrics } from './metrics.ts';
+import { classificationMetrics, judgeDegeneracy, type Degeneracy } from './metrics.ts';
 import { analyzePair, toReasoningSteps } from './relevance/analysis.ts';
 import { forEachJsonl } from './relevance/jsonl.ts';
 import type { KnowledgeGraph } from './relevance/kg.ts';
@@ -67,6 +67,8 @@ export interface AccuracyProbe {
   macro_f1: number;
   format_valid: number;
   count: number;
+  /** Whether the probed model has collapsed onto one grade (judgeDegeneracy); absent for the baseline's figures. */
+  degeneracy?: Degeneracy;
 }
 
 /**
@@ -118,8 +120,16 @@ export async function greedyAccuracy(
   const completions = await greedyCompletions(policy, records, options);
   const gold = new Map(records.map((r) => [r.id, r.example.label]));
   const parsed = completions.map((c) => ({ parsed: parseCompletion(c.text), gold: gold.get(c.id) as Grade }));
-  const metrics = classificationMetrics(parsed.map((x) => ({ gold: x.gold, predicted: x.parsed.label })));
-  return { acc4: metrics.acc4, acc2: metrics.acc2, macro_f1: metrics.macroF1, format_valid: parsed.filter((x) => x.parsed.formatOk).length / parsed.length, count: parsed.length };
+  const pairs = parsed.map((x) => ({ gold: x.gold, predicted: x.parsed.label }));
+  const metrics = classificationMetrics(pairs);
+  return {
+    acc4: metrics.acc4,
+    acc2: metrics.acc2,
+    macro_f1: metrics.macroF1,
+    format_valid: parsed.filter((x) => x.parsed.formatOk).length / parsed.length,
+    count: parsed.length,
+    degeneracy: judgeDegeneracy(pairs),
+  };
 }
 
 /** The before/after probe figures the RL stages log and put in their manifest. */

@@ -227,6 +227,7 @@ export default defineStage({
     }
 
     let inferenceRecord: Record<string, string> = {};
+    let lastProbe: import('../lib/scoring.ts').AccuracyProbe | undefined;
     const evaluate = async (): Promise<Record<string, number>> => {
       const result: Record<string, number> = {};
       if (devSet.length > 0) {
@@ -250,7 +251,9 @@ export default defineStage({
         const accuracy = await scoring
           .greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal })
           .finally(() => inference.close());
+        lastProbe = accuracy;
         Object.assign(result, { dev_format_valid: accuracy.format_valid, dev_acc4: accuracy.acc4, dev_acc2: accuracy.acc2, dev_macro_f1: accuracy.macro_f1 });
+        if (accuracy.degeneracy?.qwk != null) result.dev_qwk = accuracy.degeneracy.qwk;
       }
       return result;
     };
@@ -296,6 +299,9 @@ export default defineStage({
     if (baseline) Object.assign(final, { baseline_dev_acc4: baseline.acc4, baseline_dev_acc2: baseline.acc2, baseline_dev_macro_f1: baseline.macro_f1 });
     ctx.metrics.log(step, final);
     ctx.log.info(`final: ${JSON.stringify(final)}`);
+    const degeneracy = lastProbe?.degeneracy;
+    const shares = degeneracy ? (await import('../lib/metrics.ts')).describeShares(degeneracy.predictedShares) : '';
+    if (degeneracy?.degenerate) ctx.log.warn(`the model is degenerate on the ${probe.length} dev probe prompts: ${degeneracy.reasons.join('; ')} (predicted: ${shares})`);
     await savePolicy({ dir: tokenizerDir, model, tokenizer, format }, ctx.outDir, ctx.engine);
     if (rlPool) await writeRlPool(ctx.outDir, rlPool);
     const parameters = engineLib.parameterCount(model);
@@ -304,7 +310,21 @@ export default defineStage({
     engineLib.disposeModel(model);
     return {
       engine: { ...engine, ...inferenceRecord },
-      metrics: { ...final, ...gradeBalance.metrics, dev_probe_prompts: probe.length, data_parallel_ranks: ranks, steps: step, train_examples: trainSet.length, skipped_too_long: skippedTrain, parameters, trainable_parameters: trainable },
+      ...(degeneracy
+        ? { checks: [{ name: 'dev-probe-not-degenerate', passed: !degeneracy.degenerate, message: `${degeneracy.degenerate ? `degenerate on the dev probe: ${degeneracy.reasons.join('; ')}; ` : ''}predicted: ${shares}` }] }
+        : {}),
+      metrics: {
+        ...final,
+        ...gradeBalance.metrics,
+        ...(degeneracy ? { degenerate: degeneracy.degenerate, dev_predicted_shares: degeneracy.predictedShares } : {}),
+        dev_probe_prompts: probe.length,
+        data_parallel_ranks: ranks,
+        steps: step,
+        train_examples: trainSet.length,
+        skipped_too_long: skippedTrain,
+        parameters,
+        trainable_parameters: trainable,
+      },
     };
   },
 });

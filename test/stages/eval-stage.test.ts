@@ -74,6 +74,7 @@ describe('eval stage', () => {
     expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
       ['sft', 'checkpoint'],
       ['post', 'checkpoint'],
+      ['delivered', 'delivered'],
       ['baseline', 'baseline'],
       ['learned-baseline', 'baseline'],
     ]);
@@ -91,7 +92,7 @@ describe('eval stage', () => {
       const rows = of(row.model);
       // Acc@4 is the share of exact grades; a missing grade is wrong.
       expect(row.acc4).toBeCloseTo(rows.filter((p) => p.predicted === p.gold).length / rows.length, 12);
-      const summary = row.model === 'learned-baseline' ? metrics.learnedBaseline : row.kind === 'baseline' ? metrics.baseline : metrics.checkpoints[row.model];
+      const summary = row.model === 'learned-baseline' ? metrics.learnedBaseline : row.kind === 'baseline' ? metrics.baseline : row.kind === 'delivered' ? metrics.delivered?.summary : metrics.checkpoints[row.model];
       const cells = GRADES.flatMap((g) => [...GRADES, 'none' as const].map((p) => summary?.confusion[g][p] ?? 0));
       expect(cells.reduce((a, b) => a + b, 0)).toBe(6);
       // Each figure comes with its 95% bootstrap interval, which brackets it.
@@ -105,6 +106,37 @@ describe('eval stage', () => {
       expect(metrics.checkpoints[model]?.formatValidity).toBeCloseTo(rows.filter((p) => p.formatOk).length / 6, 12);
       expect(metrics.checkpoints[model]?.stepVerificationRate).toBeCloseTo(rows.reduce((s, p) => s + (p.stepsVerified ?? 0), 0) / 30, 12);
     }
+  });
+
+  it('delivers a judge chosen on dev and applies it, as fitted on dev, to the test pairs; its degeneracy is a quality check', async () => {
+    const delivered = metrics.delivered!;
+    const dev = await readJsonl<PromptRecord>(path.join(artifact('icl'), 'dev.jsonl'));
+    expect(delivered.fittedOn).toMatchObject({ split: 'dev', examples: Math.min(6, dev.length) });
+    expect(delivered.folds.examples.reduce((a, b) => a + b, 0)).toBe(delivered.fittedOn.examples);
+    const rows = of('delivered');
+    expect(rows.map((p) => p.id)).toEqual(of('sft').map((p) => p.id));
+    // Recomputed here from the members' test rows and the learned lexical model.
+    const { members, lexicalWeight, rule, cutPoints } = delivered.definition;
+    const learned = fitLearnedBaseline(await trainExamples());
+    const test = new Map((await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).map((r) => [r.id, r.example]));
+    rows.forEach((row, i) => {
+      const lexical = learned.probabilities(test.get(row.id)!);
+      const read = members.map((m) => of(m)[i]!);
+      if (rule === 'answer') return expect(row.predicted).toBe(parseCompletion(read[0]!.completion ?? '').label ?? null);
+      const probsOf = read.map((r) => r.gradeProbs!);
+      const raw = GRADES.map((g) => probsOf.reduce((product, m) => product * m[g] ** (1 / probsOf.length), 1));
+      const total = raw.reduce((a, b) => a + b, 0);
+      const judged = Object.fromEntries(GRADES.map((g, k) => [g, raw[k]! / total])) as Record<Grade, number>;
+      const probs = lexicalWeight === 1 ? lexical : geometricPool(judged, lexical, lexicalWeight);
+      const expectedGrade = GRADES.reduce((sum, g, k) => sum + (k + 1) * probs[g], 0);
+      const [t1, t2, t3] = cutPoints ?? [];
+      const expected = rule === 'median' ? medianGrade(probs) : expectedGrade < t1! ? 'L1' : expectedGrade < t2! ? 'L2' : expectedGrade < t3! ? 'L3' : 'L4';
+      expect(row.predicted).toBe(expected);
+    });
+    const manifest = JSON.parse(readFileSync(path.join(artifact('eval'), 'manifest.json'), 'utf8')) as { checks: { name: string; passed: boolean }[]; metrics: { degenerate: boolean } };
+    expect(manifest.checks).toEqual([expect.objectContaining({ name: 'delivered-judge-not-degenerate', passed: !metrics.degenerate })]);
+    expect(manifest.metrics.degenerate).toBe(metrics.degenerate);
+    expect(metrics.degeneracy?.predictedShares).toBeDefined();
   });
 
   it('reads the grade of a plain checkpoint from its answer, of an answer-first one from the cumulative partition', () => {
@@ -153,6 +185,7 @@ describe('eval stage', () => {
       ['sft+lexical', 'pooled'],
       ['post', 'checkpoint'],
       ['post+lexical', 'pooled'],
+      ['delivered', 'delivered'],
       ['baseline', 'baseline'],
       ['learned-baseline', 'baseline'],
     ]);
@@ -189,6 +222,7 @@ describe('eval stage', () => {
       ['post+lexical', 'pooled'],
       ['ensemble', 'ensemble'],
       ['ensemble+lexical', 'pooled'],
+      ['delivered', 'delivered'],
       ['baseline', 'baseline'],
       ['learned-baseline', 'baseline'],
     ]);
@@ -256,6 +290,21 @@ describe('eval stage', () => {
       expect(row.grade).toBe(medianGrade(expected));
     });
     expect(() => score('bad.jsonl', '--model', 'sft', '--ensemble', 'post,nosuch')).toThrow(/--ensemble nosuch: no built checkpoint stage of that name/);
+  });
+
+  it('pipeline score --delivered serves the judge eval delivered: the grades of its delivered rows', async () => {
+    const ensembleDir = artifact('ensemble');
+    const ensembleMetrics = JSON.parse(readFileSync(path.join(ensembleDir, 'metrics.json'), 'utf8')) as EvalMetrics;
+    const delivered = (await readJsonl<Prediction>(path.join(ensembleDir, 'predictions.jsonl'))).filter((p) => p.model === 'delivered').slice(0, 3);
+    const test = new Map((await readJsonl<PromptRecord>(path.join(artifact('icl'), 'test.jsonl'))).map((r) => [r.id, r.example]));
+    writeFileSync(path.join(dir, 'delivered-pairs.jsonl'), delivered.map((p) => JSON.stringify({ id: p.id, query: test.get(p.id)!.query, item: test.get(p.id)!.item })).join('\n'));
+    const score = (...extra: string[]) => cli('score', 'pipeline.yaml', '--input', 'delivered-pairs.jsonl', '--output', 'delivered.jsonl', '--max-new-tokens', '12', ...extra);
+    expect(() => score('--delivered')).toThrow(/--delivered: several eval stages \(.*\); name one: --delivered <stage>/);
+    expect(() => score('--delivered', 'ensemble', '--model', 'sft')).toThrow(/leave out --model, --ensemble and --lexical-pool/);
+    score('--delivered', 'ensemble');
+    const served = await readJsonl<{ id: string; grade: Grade | null }>(path.join(dir, 'delivered.jsonl'));
+    expect(ensembleMetrics.delivered?.definition).toBeDefined();
+    expect(served.map((r) => [r.id, r.grade])).toEqual(delivered.map((p) => [p.id, p.predicted]));
   });
 
   it('predicts with the lexical baseline fitted on the prompts\' train and dev examples', async () => {

@@ -67,6 +67,11 @@ export interface LlmJudgeOptions {
    * gets a grade, whatever the grade reading.
    */
   lexicalPool?: number;
+  /**
+   * Read the grade at these ordinal cut points on the expected grade of the (pooled) probabilities
+   * (cutPointGrade), instead of their median: eval's delivered judge under the `cut-points` rule.
+   */
+  cutPoints?: readonly number[];
 }
 
 export interface LlmJudge {
@@ -179,7 +184,7 @@ async function readWith(policy: Policy, prompts: readonly PairPrompt[], options:
 }
 
 async function judgeWith(members: readonly Policy[], builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, { lexical, threshold }: Reading, signal?: AbortSignal): Promise<LlmJudgement[]> {
-  const { cumulativeGrade, ensembleGradeProbs, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
+  const { cumulativeGrade, cutPointGrade, ensembleGradeProbs, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
   const policy = members[0] as Policy;
   const readings: PolicyReading[] = [];
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));
@@ -204,7 +209,7 @@ async function judgeWith(members: readonly Policy[], builder: PromptBuilder, pai
     // Pooled with the lexical model: the pooled median, eval's +lexical row.
     const pooled = read && lexical ? pooledReading(read, lexical.model.probabilities(pair), lexical.weight) : undefined;
     const probs = pooled?.probs ?? read;
-    const grade = pooled ? pooled.grade : gradeOf(read, parsed.label ?? null);
+    const grade = probs && options.cutPoints ? cutPointGrade(probs, options.cutPoints) : pooled ? pooled.grade : gradeOf(read, parsed.label ?? null);
     return { grade, probabilities: probs, reasoning: thinkLines(completion.text), formatOk: parsed.formatOk, ...(grade === null ? { error: 'no_answer' as const } : {}) };
   });
 }

@@ -12,7 +12,7 @@ import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { EngineConfig, Inputs } from '../../../pipeline/stage-api.ts';
 import { progressText } from '../../../pipeline/progress/display.ts';
-import type { GradeReading } from '../grade-probs.ts';
+import type { GradeReading, JudgeDefinition } from '../grade-probs.ts';
 import type { Item } from '../relevance/types.ts';
 import { judgeSourcesFrom, type LlmJudgement, type PairToJudge } from './llm-judge.ts';
 
@@ -29,6 +29,39 @@ export interface ScoreOptions {
   lexicalPool?: number;
   /** Further checkpoint stages judging with `model` as one (JudgeSources.ensembleDirs; eval's `ensemble`). */
   ensemble?: string[];
+  /** Ordinal cut points on the expected grade (LlmJudgeOptions.cutPoints). */
+  cutPoints?: readonly number[];
+  /**
+   * Serve the judge an eval stage delivered (its metrics.json `delivered`): true for the config's
+   * one eval stage, or the eval stage's name. Replaces model, ensemble, grade, lexicalPool and cutPoints.
+   */
+  delivered?: boolean | string;
+}
+
+/** The judge options that serve eval's delivered judge: its members, pool weight and decision rule. */
+export function deliveredJudgeOptions(definition: JudgeDefinition): Pick<ScoreOptions, 'model' | 'ensemble' | 'grade' | 'lexicalPool' | 'cutPoints'> {
+  const [first, ...rest] = definition.members;
+  // The served ensemble pools its members at equal weights, as every candidate eval tries does.
+  if (definition.memberWeights.some((w) => Math.abs(w - 1 / definition.members.length) > 1e-9)) throw new Error(`the delivered judge weighs its members unequally (${definition.memberWeights.join(', ')}); the served ensemble pools them equally`);
+  return {
+    // The lexical model alone still needs a checkpoint to open the judge with: the last one built, whose reading weighs 0.
+    ...(first !== undefined ? { model: first } : {}),
+    ...(rest.length > 0 ? { ensemble: rest } : {}),
+    grade: definition.rule === 'answer' ? 'answer' : 'median',
+    ...(definition.lexicalWeight > 0 ? { lexicalPool: definition.lexicalWeight } : {}),
+    ...(definition.cutPoints ? { cutPoints: definition.cutPoints } : {}),
+  };
+}
+
+/** The delivered judge's definition from an eval stage's metrics.json (`which`: true for the only eval stage, or its name). */
+async function readDelivered(artifacts: Inputs, which: true | string): Promise<JudgeDefinition> {
+  const evals = artifacts.many('eval');
+  const chosen = which === true ? (evals.length === 1 ? evals[0] : undefined) : evals.find((e) => e.stage === which);
+  if (!chosen) throw new Error(which === true ? `--delivered: ${evals.length === 0 ? 'no built eval stage' : `several eval stages (${evals.map((e) => e.stage).join(', ')}); name one: --delivered <stage>`}` : `--delivered ${which}: no built eval stage of that name`);
+  const file = `${chosen.dir}/metrics.json`;
+  const metrics = JSON.parse(await fs.readFile(file, 'utf8')) as { delivered?: { definition?: JudgeDefinition } };
+  if (!metrics.delivered?.definition) throw new Error(`${file}: no delivered judge (built by an older eval, or without checkpoints); rerun the eval stage`);
+  return metrics.delivered.definition;
 }
 
 export interface ScoreIo {
@@ -137,6 +170,12 @@ export function lineRanges(lines: readonly number[]): string {
 
 export async function scorePairs(artifacts: Inputs & { engine: EngineConfig }, options: ScoreOptions, io: ScoreIo, signal?: AbortSignal): Promise<number> {
   const { openLlmJudge } = await import('./llm-judge.ts');
+  if (options.delivered !== undefined && options.delivered !== false) {
+    if (options.model !== undefined || options.ensemble !== undefined || options.lexicalPool !== undefined) throw new Error('--delivered serves the judge eval chose; leave out --model, --ensemble and --lexical-pool');
+    const definition = await readDelivered(artifacts, options.delivered);
+    options = { ...options, ...deliveredJudgeOptions(definition) };
+    io.err(`score: the delivered judge: ${JSON.stringify(definition)}`);
+  }
   const { rows, skipped } = await readInput(options.input);
   const partial = `${options.output}.partial`;
   const done = await resume(partial);
@@ -153,7 +192,13 @@ export async function scorePairs(artifacts: Inputs & { engine: EngineConfig }, o
   io.err(`score: ${rows.length} pairs from ${options.input} with ${judgedWith}; ${done.size} already in ${partial}, ${todo.length} to go${skipped.length ? `, ${skipped.length} unreadable lines` : ''}`);
   const log = { info: (m: string) => io.err(m), warn: (m: string) => io.err(`warning: ${m}`), debug: () => {} };
   const sources = { ...judgeSourcesFrom(artifacts, checkpoint.dir), ...(members.length > 0 ? { ensembleDirs: members.map((m) => m.dir) } : {}) };
-  const judge = await openLlmJudge(sources, artifacts.engine, log, { maxNewTokens: options.maxNewTokens, batchSize: options.batchSize, grade: options.grade, lexicalPool: options.lexicalPool });
+  const judge = await openLlmJudge(sources, artifacts.engine, log, {
+    maxNewTokens: options.maxNewTokens,
+    batchSize: options.batchSize,
+    grade: options.grade,
+    lexicalPool: options.lexicalPool,
+    ...(options.cutPoints ? { cutPoints: options.cutPoints } : {}),
+  });
   const started = performance.now();
   try {
     for (let i = 0; i < todo.length; i += options.batchSize) {
