@@ -1,7 +1,9 @@
 /** What every command does first: load the config, find the store, plan; and how output is written. */
+import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { builtinStages } from '../../stages/registry.ts';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import { locate } from '../config/locate.ts';
 import { DiagnosticsError, formatDiagnostics, type Diagnostic } from '../diagnostics.ts';
 import type { Selection } from '../graph.ts';
 import { planPipeline, type Plan } from '../plan.ts';
@@ -38,7 +40,33 @@ export async function loadOrThrow(configPath: string, options: ConfigOptions, io
 /** `--store` is relative to where the command runs; `store:` in the YAML to the YAML's folder. */
 export function storeFor(loaded: LoadedConfig, options: ConfigOptions, io: Io): ArtifactStore {
   const root = options.store ? path.resolve(io.cwd, options.store) : path.resolve(loaded.dir, loaded.config.store);
+  const blocker = fileInTheWay(root);
+  if (blocker !== undefined) {
+    const what = blocker === root ? `${root} is a file` : `${blocker} is a file, so ${root} cannot be created`;
+    throw new DiagnosticsError([
+      {
+        location: options.store ? { origin: `--store ${options.store}` } : locate(loaded.source, ['store']),
+        ...(options.store ? {} : { path: ['store'] }),
+        message: `${what}: the store is a folder (created when missing); name a folder`,
+      },
+    ]);
+  }
   return new ArtifactStore(root);
+}
+
+/** The folder itself or its nearest existing ancestor, when that is not a folder (every store path fails below it). */
+function fileInTheWay(folder: string): string | undefined {
+  for (let at = folder; ; at = path.dirname(at)) {
+    let stat;
+    try {
+      stat = statSync(at, { throwIfNoEntry: false });
+    } catch (error) {
+      // ENOTDIR: a file above it; found on the way up.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOTDIR') throw error;
+    }
+    if (stat) return stat.isDirectory() ? undefined : at;
+    if (path.dirname(at) === at) return undefined;
+  }
 }
 
 export async function planOrThrow(

@@ -3,11 +3,13 @@ import { z } from 'zod';
 import { builtinStages } from '../../stages/registry.ts';
 import { EXIT, type Io } from './common.ts';
 
-interface JsonSchemaNode {
+export interface JsonSchemaNode {
   type?: string | string[];
   default?: unknown;
   description?: string;
   properties?: Record<string, JsonSchemaNode>;
+  /** Keys that must be given (zod's input schema leaves out optional and defaulted ones). */
+  required?: string[];
   anyOf?: JsonSchemaNode[];
   enum?: unknown[];
   items?: JsonSchemaNode;
@@ -20,12 +22,24 @@ function typeName(node: JsonSchemaNode): string {
   return Array.isArray(node.type) ? node.type.join(' | ') : (node.type ?? 'any');
 }
 
+/**
+ * How a param may be left out: its default, "optional" (optional, or nullable: null is a value a
+ * user may leave to mean "none"), or "required". Read from the input JSON schema, where an optional
+ * or defaulted key is absent from `required`.
+ */
+export function paramPresence(key: string, node: JsonSchemaNode, required: ReadonlySet<string>): string {
+  if (node.default !== undefined) return `default ${JSON.stringify(node.default)}`;
+  const nullable = node.type === 'null' || (Array.isArray(node.type) && node.type.includes('null')) || (node.anyOf ?? []).some((n) => n.type === 'null');
+  return required.has(key) && !nullable ? 'required' : 'optional';
+}
+
 export function stagesCommand(io: Io): number {
   for (const type of builtinStages) {
     io.out(`${type.name} (v${type.version}, ${type.resources}, produces ${type.produces}): ${type.description}`);
     const schema = z.toJSONSchema(type.params, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode;
+    const required = new Set(schema.required ?? []);
     for (const [key, node] of Object.entries(schema.properties ?? {})) {
-      const fallback = node.default === undefined ? 'required' : `default ${JSON.stringify(node.default)}`;
+      const fallback = paramPresence(key, node, required);
       io.out(`  ${key} (${typeName(node)}, ${fallback})${node.description ? `: ${node.description}` : ''}`);
     }
   }

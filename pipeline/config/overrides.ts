@@ -9,6 +9,8 @@ import type { YamlSource } from './locate.ts';
  * list, `"3"` a string). Overrides may add keys but not stages: a stage needs `uses`, which a typo'd
  * stage name would lack, so an unknown stage name is reported here, with a suggestion.
  */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 export function applyOverrides(source: YamlSource, flags: readonly string[]): Diagnostic[] {
   const diagnostics: Diagnostic[] = [];
   for (const raw of flags) {
@@ -18,6 +20,13 @@ export function applyOverrides(source: YamlSource, flags: readonly string[]): Di
     const path = keyText.split('.');
     if (eq < 0 || path.some((segment) => segment === '')) {
       diagnostics.push({ location: { origin: flag }, message: 'expected KEY.PATH=VALUE, e.g. stages.sft.with.lr=3e-4' });
+      continue;
+    }
+    const reserved = path.find((segment) => RESERVED_KEYS.has(segment));
+    if (reserved !== undefined) {
+      // Once the document becomes a plain object, `__proto__` would set its prototype rather than
+      // a key: the override would vanish (or reach every object), so it is refused by name.
+      diagnostics.push({ location: { origin: flag }, path, message: `"${reserved}" cannot be a key: it names an object's prototype machinery, not a setting` });
       continue;
     }
     let value: unknown;

@@ -5,7 +5,8 @@
  * hash of what was asked, so rerunning a synthesis costs nothing.
  *
  * The API key is read from an environment variable named in the config and is never written
- * anywhere: not to logs, manifests, the cache, or error messages (they are scrubbed).
+ * anywhere: not to logs, manifests, the cache, or error messages (they are scrubbed, encoded and
+ * partial echoes too: secret-scrub.ts).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from '../../pipeline/stage-api.ts';
 import type { ChatMessage } from '../lib/relevance/prompts.ts';
+import { secretScrubber } from './secret-scrub.ts';
 
 export type { ChatMessage } from '../lib/relevance/prompts.ts';
 
@@ -86,12 +88,11 @@ export class OpenAiTeacher {
   ) {
     this.apiKey = env[config.apiKeyEnv];
     if (!this.apiKey) log.warn(`openai teacher: $${config.apiKeyEnv} is not set; sending requests without a key`);
+    this.scrub = secretScrubber(this.apiKey);
   }
 
-  /** Removes the key from any text that might be logged or stored. */
-  private scrub(text: string): string {
-    return this.apiKey ? text.split(this.apiKey).join('***') : text;
-  }
+  /** Removes the key, and encoded or partial echoes of it, from any text that might be logged or stored. */
+  private readonly scrub: (text: string) => string;
 
   /** The start of a response body for a message: masked first, since a cut could split the key. */
   private excerpt(body: string, length: number): string {

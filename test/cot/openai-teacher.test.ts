@@ -175,4 +175,21 @@ describe('OpenAiTeacher', () => {
     expect(answer).toEqual({ id: 'q1-i1', text: 'you sent ***', cached: false });
     expect(await readdir(cacheDir)).toEqual([]);
   });
+
+  it('masks an echo of the key in base64, URL-encoded or split in two, and caches none of them', async () => {
+    const echoes = [Buffer.from(SECRET).toString('base64'), encodeURIComponent(`${SECRET}/`), `${SECRET.slice(0, 10)} / ${SECRET.slice(10)}`];
+    const echo: (text: string) => Handler = (text) => (_request, _body, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ choices: [{ message: { content: `you sent ${text}` } }] }));
+    };
+    // The n-th request gets the n-th echo.
+    const server = await serve(echoes.map(echo));
+    const { teacher: t, cacheDir } = await teacher(server.url);
+    for (const text of echoes) {
+      const answer = await t.complete(request);
+      expect(answer, text).toEqual({ id: 'q1-i1', text: text.includes(' / ') ? 'you sent *** / ***' : expect.stringMatching(/^you sent \*\*\*/), cached: false });
+      expect(JSON.stringify(answer), text).not.toContain(SECRET.slice(0, 8));
+    }
+    expect(await readdir(cacheDir)).toEqual([]);
+  });
 });

@@ -56,6 +56,33 @@ describe('import', () => {
     expect(parseLabel(['5'], { scale: 'crowdflower' })).toBe('label "5" is not one of 1, 2, 3, 4');
   });
 
+  it('takes only plain numbers as grades: no hex, exponent or Infinity', () => {
+    // Number() reads "0x2" as 2 and "1e0" as 1; a grade column holding them is corrupt, not graded.
+    expect(parseLabel(['0x2'], { scale: 'crowdflower' })).toBe('label "0x2" is not one of 1, 2, 3, 4');
+    expect(parseLabel(['1e0'], { scale: 'rating0to3' })).toBe('label "1e0" is not one of 0, 1, 2, 3');
+    // A float column writes "2.0": still grade 2.
+    expect(parseLabel(['2.0'], { scale: 'crowdflower' })).toBe('L2');
+    const mean = { scale: 'mean' as const, thresholds: [0.5, 1.5, 2.5] as [number, number, number] };
+    expect(parseLabel(['2', '0x3'], mean)).toBe('label values ["2","0x3"] are not plain decimal numbers');
+    expect(parseLabel(['1e0', 'Infinity'], mean)).toBe('label values ["1e0","Infinity"] are not plain decimal numbers');
+    // (1.5 + .5) / 2 = 1.0, in [0.5, 1.5): L2.
+    expect(parseLabel(['1.5', '.5'], mean)).toBe('L2');
+  });
+
+  it('names a UTF-16 file as UTF-16, with the encoding to set and how to convert it', () => {
+    const csv = 'query,title,label\nmug,Mug,3\n';
+    const withBom = fixture('utf16-bom.csv', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(csv, 'utf16le')]));
+    expect(() => importDataset(withBom, params({}), new Rng(1))).toThrow(
+      `${withBom}: the file is UTF-16 (little-endian, with a byte-order mark); set encoding: utf-16le, or convert it to UTF-8: iconv -f UTF-16LE -t UTF-8 ${withBom} > converted.csv`,
+    );
+    // Without a mark: ASCII in UTF-16 has a NUL in every other byte (valid UTF-8, but not the text).
+    const bigEndian = fixture('utf16-be.csv', iconv.encode(csv, 'utf-16be'));
+    expect(() => importDataset(bigEndian, params({ encoding: 'latin1' }), new Rng(1))).toThrow(`${bigEndian}: the file is UTF-16 (big-endian); set encoding: utf-16be`);
+    // Read with the encoding it names, the file imports.
+    const read = importDataset(withBom, params({ encoding: 'utf-16le', split: { train: 1, dev: 0, test: 0 } }), new Rng(1));
+    expect(read.splits.train.map((e) => e.query)).toEqual(['mug']);
+  });
+
   it('reads latin-1 TSV and JSONL with attributes', () => {
     const tsv = fixture('latin1.tsv', iconv.encode('q\tt\tesci\tattrs\ncafé crème mug\tMug für Café\tE\tcolour=white; material=ceramic\n', 'latin1'));
     const mapping = { columns: { query: 'q', title: 't', label: 'esci', attributes: 'attrs' }, labels: { scale: 'esci' }, split: { train: 1, dev: 0, test: 0 } };

@@ -113,6 +113,18 @@ describe('inspection commands', () => {
     expect(stages.out).toContain('  command (string | string[], required): ');
   });
 
+  it('a --store that is a file, or lies under one, is a usage error naming it (not an internal error)', async () => {
+    writeFileSync(path.join(dir, 'not-a-folder'), 'x');
+    for (const command of ['status', 'run', 'ls', 'gc']) {
+      const result = await pipeline(command, 'p.yaml', '--store', 'not-a-folder');
+      expect(result.code, command).toBe(2);
+      expect(result.err, command).toContain(`--store not-a-folder: error: ${path.join(dir, 'not-a-folder')} is a file: the store is a folder (created when missing); name a folder`);
+    }
+    const below = await pipeline('plan', 'p.yaml', '--store', 'not-a-folder/store');
+    expect(below.code).toBe(2);
+    expect(below.err).toContain(`${path.join(dir, 'not-a-folder')} is a file, so ${path.join(dir, 'not-a-folder/store')} cannot be created`);
+  });
+
   it('exits 2 on bad usage', async () => {
     expect((await pipeline('frobnicate')).code).toBe(2);
     expect((await pipeline('run', 'p.yaml', '--on-error', 'sometimes')).code).toBe(2);

@@ -126,6 +126,18 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
     ].join('\n'),
   },
   {
+    name: 'proto-set',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
+    set: ['stages.a.with.env.__proto__=1', 'stages.a.with.constructor=2', 'stages.a.prototype.x=3'],
+    // Each would be silently dropped (or set a prototype) once the document is a plain object.
+    expected: [
+      '--set stages.a.with.env.__proto__=1: error: stages.a.with.env.__proto__: "__proto__" cannot be a key: it names an object\'s prototype machinery, not a setting',
+      '--set stages.a.with.constructor=2: error: stages.a.with.constructor: "constructor" cannot be a key: it names an object\'s prototype machinery, not a setting',
+      '--set stages.a.prototype.x=3: error: stages.a.prototype.x: "prototype" cannot be a key: it names an object\'s prototype machinery, not a setting',
+      '3 errors',
+    ].join('\n'),
+  },
+  {
     name: 'duplicate-stage',
     yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n  a: { uses: exec, with: { command: ls } }\n',
     expected: [

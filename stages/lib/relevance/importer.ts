@@ -127,9 +127,33 @@ function checkUtf8(file: string, bytes: Buffer): void {
   }
 }
 
+/**
+ * A UTF-16 file (Excel's "Unicode text" export) read as UTF-8 or Latin-1 fails far from its cause
+ * (bad bytes, or NULs in every column name), so it is recognised by its byte-order mark or, without
+ * one, by NUL bytes in every other position of its start (ASCII text in UTF-16), and named.
+ */
+function checkNotUtf16(file: string, bytes: Buffer): void {
+  let order: 'le' | 'be' | undefined;
+  const bom = (bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff);
+  if (bom) order = bytes[0] === 0xff ? 'le' : 'be';
+  else {
+    const head = bytes.subarray(0, Math.min(bytes.length, 512) & ~1);
+    const nulsAt = (parity: number) => head.filter((b, i) => i % 2 === parity && b === 0).length;
+    const pairs = head.length / 2;
+    // Nearly every high byte NUL (a few non-ASCII characters aside): UTF-16 of mostly ASCII text.
+    if (pairs >= 4 && nulsAt(1) >= 0.9 * pairs) order = 'le';
+    else if (pairs >= 4 && nulsAt(0) >= 0.9 * pairs) order = 'be';
+  }
+  if (!order) return;
+  throw new Error(
+    `${file}: the file is UTF-16 (${order === 'le' ? 'little' : 'big'}-endian${bom ? ', with a byte-order mark' : ''}); set encoding: utf-16${order}, or convert it to UTF-8: iconv -f UTF-16${order.toUpperCase()} -t UTF-8 ${file} > converted.csv`,
+  );
+}
+
 function readRows(file: string, params: ImportParams): Row[] {
   if (!iconv.encodingExists(params.encoding)) throw new Error(`encoding "${params.encoding}" is not known to iconv-lite (try utf8, latin1, windows-1252)`);
   const bytes = readFileSync(file);
+  if (!/^utf-?16/i.test(params.encoding)) checkNotUtf16(file, bytes);
   if (/^utf-?8$/i.test(params.encoding)) checkUtf8(file, bytes);
   const text = iconv.decode(bytes, params.encoding).replace(/^\uFEFF/, '');
   const format = formatOf(file, params.format);
@@ -177,6 +201,10 @@ function startLine(raw: string, endLine: number): number {
   return endLine - (own.match(/\n/g)?.length ?? 0);
 }
 
+/** Labels as people write grades: digits, optionally a decimal point; no hex, exponent, sign or Infinity. */
+const PLAIN_INTEGER = /^\d+(\.0*)?$/;
+const PLAIN_DECIMAL = /^-?(\d+(\.\d*)?|\.\d+)$/;
+
 export function parseLabel(values: unknown[], scale: LabelScale): Grade | string {
   const texts = values.map((v) => (v === undefined || v === null ? '' : String(v).trim()));
   const first = texts[0] ?? '';
@@ -184,9 +212,10 @@ export function parseLabel(values: unknown[], scale: LabelScale): Grade | string
     case 'crowdflower':
     case 'rating0to3': {
       const offset = scale.scale === 'crowdflower' ? 0 : 1;
-      const n = Number(first);
+      // Digits only ("2", or "2.0" as a float column writes it): Number() alone would take "0x2" and "1e0".
+      const n = PLAIN_INTEGER.test(first) ? Number(first) : Number.NaN;
       const grade = `L${n + offset}`;
-      return first !== '' && Number.isInteger(n) && GRADES.includes(grade as Grade) ? (grade as Grade) : `label "${first}" is not one of ${scale.scale === 'crowdflower' ? '1, 2, 3, 4' : '0, 1, 2, 3'}`;
+      return Number.isInteger(n) && GRADES.includes(grade as Grade) ? (grade as Grade) : `label "${first}" is not one of ${scale.scale === 'crowdflower' ? '1, 2, 3, 4' : '0, 1, 2, 3'}`;
     }
     case 'esci': {
       const letter = first.toUpperCase().slice(0, 1);
@@ -195,8 +224,9 @@ export function parseLabel(values: unknown[], scale: LabelScale): Grade | string
       return valid ? (known[letter] as Grade) : `label "${first}" is not one of E, S, C, I`;
     }
     case 'mean': {
-      const numbers = texts.filter((t) => t !== '').map(Number);
-      if (numbers.length === 0 || numbers.some((n) => !Number.isFinite(n))) return `label values ${JSON.stringify(texts)} are not numbers`;
+      const present = texts.filter((t) => t !== '');
+      if (present.length === 0 || present.some((t) => !PLAIN_DECIMAL.test(t))) return `label values ${JSON.stringify(texts)} are not plain decimal numbers`;
+      const numbers = present.map(Number);
       const mean = numbers.reduce((a, b) => a + b, 0) / numbers.length;
       const [t1, t2, t3] = scale.thresholds;
       return mean < t1 ? 'L1' : mean < t2 ? 'L2' : mean < t3 ? 'L3' : 'L4';
