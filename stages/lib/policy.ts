@@ -137,12 +137,23 @@ export interface Completion extends Generation {
 export async function generateCompletions(
   policy: Policy,
   requests: readonly PromptRequest[],
-  options: SamplingParams & { n: number; batchSize: number; rng: Rng; signal?: AbortSignal; onBatch?: (done: number, total: number) => void },
+  options: SamplingParams & {
+    n: number;
+    batchSize: number;
+    rng: Rng;
+    signal?: AbortSignal;
+    onBatch?: (done: number, total: number) => void;
+    /** Each token a request's sample chooses, as GenerateOptions.onToken (a reason returned ends that row). */
+    onToken?: (request: number, sample: number, tokens: readonly number[]) => Generation['finishReason'] | undefined;
+    afterStep?: () => Promise<void>;
+    /** The requests' prompt ids when the caller has them already (one entry per request). */
+    promptIds?: readonly number[][];
+  },
 ): Promise<Completion[]> {
   const { tokenizer } = policy;
-  const rows = requests.flatMap((request) => {
-    const ids = promptIds(tokenizer, policy.format, request.messages);
-    return Array.from({ length: options.n }, (_, sample) => ({ id: request.id, sample, ids }));
+  const rows = requests.flatMap((request, index) => {
+    const ids = options.promptIds?.[index] ?? promptIds(tokenizer, policy.format, request.messages);
+    return Array.from({ length: options.n }, (_, sample) => ({ id: request.id, index, sample, ids }));
   });
   const decode = (ids: number[]) => tokenizer.decode(ids);
   const results: Completion[] = [];
@@ -161,6 +172,8 @@ export async function generateCompletions(
         stop: { strings: stopStrings(policy.format), decode },
         rng: options.rng,
         signal: options.signal,
+        ...(options.onToken ? { onToken: (b: number, tokens: readonly number[]) => options.onToken?.((batch[b] as (typeof batch)[number]).index, (batch[b] as (typeof batch)[number]).sample, tokens) } : {}),
+        ...(options.afterStep ? { afterStep: options.afterStep } : {}),
       },
     );
     generations.forEach((generation, i) => {

@@ -212,7 +212,7 @@ describe('pipeline serve', () => {
     for (const [body, keyPath] of cases) {
       const response = await post('/v1/relevance', body);
       expect(response.status, keyPath).toBe(400);
-      expect(((await response.json()) as { path: string }).path).toBe(keyPath);
+      expect(((await response.json()) as { error: { param: string } }).error.param).toBe(keyPath);
     }
     expect((await post('/v1/relevance', '{"query": "boots",')).status).toBe(400);
     expect((await post('/v1/relevance', { query: 'boots', items: [{ title: 'x'.repeat(5000) }] })).status).toBe(413);
@@ -224,7 +224,7 @@ describe('pipeline serve', () => {
     expect(metrics).toMatch(/lore_pairs_total\{tier="llm"\} [1-9]/);
     expect(metrics).toMatch(/lore_llm_fallbacks_total\{reason="deadline"\} [1-9]/);
     expect(metrics).toMatch(/lore_request_duration_seconds_bucket\{le="0.005",route="\/v1\/relevance"\}/);
-    expect(metrics).toMatch(/lore_requests_total\{route="\/v1\/relevance",status="429"\} 1/);
+    expect(metrics).toMatch(/lore_requests_total\{route="\/v1\/relevance",status="429",outcome="client_error"\} 1/);
     expect(await (await fetch(`${server.url}/healthz`)).json()).toMatchObject({ status: 'ok', model: 'dep-sft' });
   });
 

@@ -19,6 +19,15 @@ export interface GenerateOptions extends SamplingOptions {
   decode?: (ids: number[]) => string;
   rng: RandomSource;
   signal?: AbortSignal;
+  /**
+   * Called with each token a running row chooses (after the end-of-turn and stop checks), its
+   * tokens so far included: what a streaming server sends on as it is generated. A reason returned
+   * ends the row there, so rows of one batch can stop on their own terms (their own token budget,
+   * stop sequences, a client that went away) without holding back the others.
+   */
+  onToken?: (row: number, tokens: readonly number[]) => Generation['finishReason'] | undefined;
+  /** Awaited after every decoding step: a caller that must hear of a cancellation mid-batch yields here. */
+  afterStep?: () => Promise<void>;
 }
 
 export interface Generation {
@@ -89,7 +98,12 @@ async function generateLoop(decoder: StepDecoder, prompts: number[][], options: 
         const text = options.stop.decode(result.tokens);
         if (options.stop.strings.some((s) => text.includes(s))) finish(b, 'stop');
       }
+      if (!done[b] && options.onToken) {
+        const ended = options.onToken(b, result.tokens);
+        if (ended) finish(b, ended);
+      }
     }
+    if (options.afterStep) await options.afterStep();
     if (done.every(Boolean) || t === options.maxNewTokens - 1) break;
     // Finished rows keep decoding a dummy token (masked out of nobody's attention but their own).
     for (const row of mask) row.push(1);

@@ -2,20 +2,30 @@
  * `pipeline serve`: the judge over HTTP (Fastify, JSON-schema validation, pino's JSON logs).
  *
  *   POST /v1/relevance          {query, items[]} -> {results: [{id?, grade, probabilities, tier, reasons, fallback?}]}
- *   POST /v1/chat/completions   OpenAI-compatible (stream: true sends server-sent events), through the LLM tier
- *   GET  /v1/models             the served checkpoint
+ *   POST /v1/chat/completions   OpenAI-compatible, through the LLM tier (openai-routes.ts)
+ *   POST /v1/completions        OpenAI-compatible raw-prompt completions
+ *   GET  /v1/models[/{id}]      the served checkpoint
  *   GET  /healthz               ok, with what each tier holds
  *   GET  /metrics               Prometheus text (metrics.ts)
  *
- * Errors are JSON {error, message, path?}: 400 names the key path of a malformed body, 413 a body
- * over the limit, 429 (with Retry-After) a full LLM queue, 503 a server that is draining.
+ * Every error is OpenAI's error object (api-errors.ts): 400 for anything the client can fix, naming
+ * the key path in `param` (a malformed body, a blank or control-character text, a prompt over the
+ * context); 401 a missing or wrong API key (when one is set); 404 an unknown route or model; 405 a
+ * known route with another method; 413 a body over the limit; 415 an unsupported Content-Encoding
+ * or Content-Type; 429 (with Retry-After) a full LLM queue; 503 a server that is draining.
+ * Per-request log lines are off unless `accessLog` asks for them: the counters in /metrics say
+ * what they would, at a fraction of the cost.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { GRADES } from '../relevance/types.ts';
 import type { Item } from '../relevance/types.ts';
+import { ApiError, apiErrorBody, invalidRequest, typeOfStatus } from './api-errors.ts';
 import type { DynamicBatcher } from './batcher.ts';
+import { acceptJsonBodies, checkTextFields } from './http-input.ts';
 import type { LoadedDeployment } from './load-deployment.ts';
 import type { ServingMetrics } from './metrics.ts';
+import { modelCard, registerOpenAiRoutes } from './openai-routes.ts';
 import { QueueFullError, routeRequest, type RouterParts } from './router.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 
@@ -28,6 +38,10 @@ export interface ServerOptions {
   maxItems: number;
   /** pino options, or false for no logs. */
   logger: boolean | { level: string };
+  /** One log line per request (pino's "incoming request" / "request completed"); off by default. */
+  accessLog?: boolean;
+  /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>` (401 otherwise). */
+  apiKey?: string;
 }
 
 const itemSchema = {
@@ -77,24 +91,6 @@ export const relevanceSchema = (maxItems: number) => ({
   response: { 200: relevanceResponseSchema },
 });
 
-const chatSchema = {
-  type: 'object',
-  required: ['messages'],
-  properties: {
-    model: { type: 'string' },
-    messages: {
-      type: 'array',
-      minItems: 1,
-      items: { type: 'object', required: ['role', 'content'], properties: { role: { enum: ['system', 'user', 'assistant'] }, content: { type: 'string' } } },
-    },
-    max_tokens: { type: 'integer', minimum: 1 },
-    max_completion_tokens: { type: 'integer', minimum: 1 },
-    temperature: { type: 'number', minimum: 0 },
-    seed: { type: 'integer' },
-    stream: { type: 'boolean' },
-  },
-} as const;
-
 /** JSON pointer "/items/0/title" -> key path "items[0].title". */
 export function keyPath(pointer: string, missing?: string): string {
   const parts = pointer.split('/').filter((p) => p !== '');
@@ -103,8 +99,9 @@ export function keyPath(pointer: string, missing?: string): string {
 }
 
 // No type coercion and no silent removal of unknown keys: a wrong type or key is a 400 naming it.
-export const fastifyOptions = (options: Pick<ServerOptions, 'logger' | 'bodyLimit'>) => ({
+export const fastifyOptions = (options: Pick<ServerOptions, 'logger' | 'bodyLimit' | 'accessLog'>) => ({
   logger: options.logger,
+  logController: new LogController({ disableRequestLogging: options.accessLog !== true }),
   bodyLimit: options.bodyLimit,
   ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
 });
@@ -118,8 +115,28 @@ export interface RunningServer {
   drain(): Promise<void>;
 }
 
+/** The methods each route answers; another method on one of these paths is a 405 with Allow. */
+const ROUTES: Record<string, string[]> = {
+  '/v1/relevance': ['POST'],
+  '/v1/chat/completions': ['POST'],
+  '/v1/completions': ['POST'],
+  '/v1/models': ['GET'],
+  '/v1/models/:id': ['GET'],
+  '/healthz': ['GET'],
+  '/metrics': ['GET'],
+};
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
+
+/** Whether the request carries the key (compared in constant time, so its bytes cannot be timed out of the server). */
+function authorised(header: string | undefined, apiKey: string): boolean {
+  const given = Buffer.from(/^Bearer\s+(.+)$/i.exec(header ?? '')?.[1]?.trim() ?? '');
+  const wanted = Buffer.from(apiKey);
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
+}
+
 export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatcher<PairToJudge, LlmJudgement>, metrics: ServingMetrics, options: ServerOptions): Promise<RunningServer> {
   const app = Fastify(fastifyOptions(options));
+  acceptJsonBodies(app);
   let draining = false;
   const parts: RouterParts = {
     deployment: loaded.deployment,
@@ -134,7 +151,11 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
   // Callback hooks rather than async ones: no promise per hook on every request.
   app.addHook('onRequest', (request, reply, done) => {
     (request as { started?: number }).started = performance.now();
-    if (draining) return reply.code(503).header('connection', 'close').send({ error: 'draining', message: 'the server is shutting down' });
+    if (draining) return reply.code(503).header('connection', 'close').send(apiErrorBody('the server is shutting down', 'service_unavailable', 'draining'));
+    if (options.apiKey !== undefined && request.url.startsWith('/v1/') && !authorised(request.headers.authorization, options.apiKey)) {
+      const message = request.headers.authorization === undefined ? 'Missing API key: send it as Authorization: Bearer <key>' : 'Incorrect API key provided';
+      return reply.code(401).header('www-authenticate', 'Bearer').send(apiErrorBody(message, 'authentication_error', 'invalid_api_key'));
+    }
     done();
   });
   app.addHook('onResponse', (request, reply, done) => {
@@ -143,90 +164,55 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
     done();
   });
 
-  app.setErrorHandler((error: FastifyError, _request, reply) => {
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    if (error instanceof ApiError) {
+      if (error.statusCode >= 500) request.log.error(error);
+      return reply.code(error.statusCode).headers(error.headers).send(error.body);
+    }
     if (error.validation) {
       const first = error.validation[0];
       const params = (first?.params ?? {}) as { missingProperty?: string; additionalProperty?: string };
       const path = keyPath(first?.instancePath ?? '', params.missingProperty ?? params.additionalProperty);
-      return reply.code(400).send({ error: 'invalid_request', path, message: `${path === '' ? 'body' : path}: ${first?.message ?? error.message}` });
+      return reply.code(400).send(invalidRequest(path, first?.message ?? error.message).body);
     }
-    if (error.statusCode === 413) return reply.code(413).send({ error: 'body_too_large', message: `the body is over ${options.bodyLimit} bytes` });
+    if (error.statusCode === 413) return reply.code(413).send(apiErrorBody(`the body is over ${options.bodyLimit} bytes`, 'invalid_request_error', 'body_too_large'));
     if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-      return reply.code(error.statusCode).send({ error: error.code ?? 'bad_request', message: error.message });
+      // Fastify's own client errors (a body that is not JSON, an unsupported Content-Type): not logged as the server's.
+      return reply.code(error.statusCode).send(apiErrorBody(error.message, typeOfStatus(error.statusCode), error.code ?? 'bad_request'));
     }
-    app.log.error(error);
-    return reply.code(500).send({ error: 'internal', message: error.message });
+    request.log.error(error);
+    return reply.code(500).send(apiErrorBody(error.message, 'server_error', 'internal_error'));
   });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${request.method} ${request.url}` }));
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(apiErrorBody(`no route ${request.method} ${request.url}`, 'invalid_request_error', 'unknown_route')));
+  for (const [url, allowed] of Object.entries(ROUTES)) {
+    const others = METHODS.filter((m) => !allowed.includes(m) && !(m === 'HEAD' && allowed.includes('GET')));
+    app.route({
+      method: others,
+      url,
+      handler: async (request, reply) => reply.code(405).header('allow', allowed.join(', ')).send(apiErrorBody(`${request.method} is not allowed on ${url}: use ${allowed.join(' or ')}`, 'invalid_request_error', 'method_not_allowed')),
+    });
+  }
 
   app.post<{ Body: { query: string; items: Item[] } }>(
     '/v1/relevance',
     { schema: relevanceSchema(options.maxItems) },
     async (request, reply) => {
+      // The query and titles must say something; no text may carry control characters.
+      checkTextFields(request.body, (path) => path === 'query' || /^items\[\d+\]\.title$/.test(path));
       const items = request.body.items.map((item) => ({ ...item, category: item.category ?? [], attributes: item.attributes ?? {} }));
       try {
         return { results: await routeRequest(parts, request.body.query, items) };
       } catch (error) {
         if (error instanceof QueueFullError) {
-          return reply.code(429).header('retry-after', String(error.retryAfterSeconds)).send({ error: 'queue_full', message: `${error.message}; retry after ${error.retryAfterSeconds} s` });
+          throw new ApiError(429, `${error.message}; retry after ${error.retryAfterSeconds} s`, 'rate_limit_error', 'queue_full', null, { 'retry-after': String(error.retryAfterSeconds) });
         }
         throw error;
       }
     },
   );
 
-  let chatsWaiting = 0;
-  app.post<{ Body: { model?: string; messages: { role: 'system' | 'user' | 'assistant'; content: string }[]; max_tokens?: number; max_completion_tokens?: number; temperature?: number; seed?: number; stream?: boolean } }>(
-    '/v1/chat/completions',
-    { schema: { body: chatSchema } },
-    async (request, reply) => {
-      const body = request.body;
-      if (body.model !== undefined && body.model !== loaded.modelName) {
-        return reply.code(404).send({ error: 'model_not_found', path: 'model', message: `model: this server serves ${loaded.modelName}, not ${body.model}` });
-      }
-      if (chatsWaiting >= loaded.deployment.llm.queueLimit) {
-        return reply.code(429).header('retry-after', String(batcher.retryAfterSeconds())).send({ error: 'queue_full', message: 'the LLM tier is at capacity' });
-      }
-      chatsWaiting++;
-      let result;
-      try {
-        result = await loaded.llm.chat({
-          messages: body.messages,
-          maxTokens: body.max_completion_tokens ?? body.max_tokens ?? loaded.deployment.llm.maxNewTokens,
-          temperature: body.temperature ?? 0,
-          seed: body.seed ?? 0,
-        });
-      } finally {
-        chatsWaiting--;
-      }
-      const id = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-      const created = Math.floor(Date.now() / 1000);
-      const finish = result.finishReason === 'length' ? 'length' : 'stop';
-      if (!body.stream) {
-        return {
-          id,
-          object: 'chat.completion',
-          created,
-          model: loaded.modelName,
-          choices: [{ index: 0, message: { role: 'assistant', content: result.text }, finish_reason: finish }],
-          usage: { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, total_tokens: result.promptTokens + result.completionTokens },
-        };
-      }
-      // Server-sent events as OpenAI sends them: the role, the content line by line, the finish, [DONE].
-      // The worker decodes a whole completion at once, so the chunks follow it rather than each token.
-      const chunk = (delta: Record<string, string>, finishReason: string | null) =>
-        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: loaded.modelName, choices: [{ index: 0, delta, finish_reason: finishReason }] })}\n\n`;
-      const pieces = result.text.match(/[^\n]*\n|[^\n]+$/g) ?? [];
-      reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-      reply.raw.write(chunk({ role: 'assistant', content: '' }, null));
-      for (const piece of pieces) reply.raw.write(chunk({ content: piece }, null));
-      reply.raw.write(chunk({}, finish));
-      reply.raw.end('data: [DONE]\n\n');
-      return reply;
-    },
-  );
-
-  app.get('/v1/models', async () => ({ object: 'list', data: [{ id: loaded.modelName, object: 'model', created: loaded.created, owned_by: 'lore-pipeline' }] }));
+  registerOpenAiRoutes(app, { loaded, metrics, retryAfterSeconds: () => batcher.retryAfterSeconds() });
+  app.get('/v1/models', async () => ({ object: 'list', data: [modelCard(loaded)] }));
   app.get('/healthz', async () => ({
     status: draining ? 'draining' : 'ok',
     model: loaded.modelName,
@@ -234,7 +220,7 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
     route: { minConfidence: loaded.deployment.route.minConfidence, llmTiers: loaded.deployment.route.llmTiers },
     grades: GRADES,
   }));
-  app.get('/metrics', async (_request, reply) => reply.header('content-type', metrics.contentType).send(await metrics.text(batcher)));
+  app.get('/metrics', async (_request, reply) => reply.header('content-type', metrics.contentType).send(await metrics.text(batcher, loaded.llm.chatStats)));
 
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
