@@ -161,7 +161,9 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--body-limit <bytes>', 'largest request body (413 beyond)', positiveInt, 1_048_576)
     .option('--max-items <n>', 'most items in one relevance request', positiveInt, 256)
     .option('--memo-entries <n>', 'head-cache entries kept parsed in memory (past it, the first in goes)', positiveInt, 50_000)
-    .addOption(new Option('--log-level <level>', 'JSON request logs on stdout').choices(['silent', 'error', 'warn', 'info', 'debug']).default('info'))
+    .addOption(new Option('--log-level <level>', 'JSON logs on stdout').choices(['silent', 'error', 'warn', 'info', 'debug']).default('info'))
+    .option('--access-log', 'one log line per request (off by default: /metrics counts them)', false)
+    .addOption(new Option('--api-key <key>', 'require Authorization: Bearer <key> on /v1 routes (401 otherwise)').env('LORE_API_KEY'))
     .action(
       reportingErrors(io, setExit, async (config: string, flags) => {
         const { builtArtifacts } = await import('./commands/artifacts.ts');
