@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
+import { frozenCache } from '../../stages/lib/engine/model.ts';
 import {
   AdamW,
   addLora,
@@ -77,6 +78,22 @@ describe('LoRA adapters', () => {
     expect(Math.max(...(await trainableParams(model).get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')!.data()).map(Math.abs))).toBeGreaterThan(0.01);
     expect(maxAbsDiff(await forward(model, parity.input_ids).logits.data(), before)).toBe(0);
     expect(maxAbsDiff(await forward(model, parity.input_ids, { frozen: true }).logits.data(), before)).toBeLessThan(1e-5);
+    disposeModel(model);
+  });
+
+  it('a model past frozenCache.maxBytes keeps no frozen copies and gives the adapted logits from its HF-layout weights', async () => {
+    const model = referenceModel();
+    const adapted = await forward(model, parity.input_ids).logits.data();
+    const limit = frozenCache.maxBytes;
+    frozenCache.maxBytes = 0; // every model is "large"
+    try {
+      expect(maxAbsDiff(await forward(model, parity.input_ids, { frozen: true }).logits.data(), adapted)).toBeLessThan(1e-5);
+      expect(model.frozen).toBeUndefined();
+    } finally {
+      frozenCache.maxBytes = limit;
+    }
+    await forward(model, parity.input_ids, { frozen: true }).logits.data();
+    expect(model.frozen).toBeDefined(); // under the limit the copies are cached, as before
     disposeModel(model);
   });
 

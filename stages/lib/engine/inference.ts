@@ -5,12 +5,14 @@
  * `record` (the stage's manifest). Training keeps using the tfjs model; after an optimizer step,
  * `refresh` re-exports it so generation sees the new weights.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { EngineLogger as Logger } from './host.ts';
 import { generate, type GenerateOptions, type Generation } from './generate.ts';
 import { sequenceLogprobs, type PromptCompletion } from './logprobs.ts';
 import type { Model } from './model.ts';
-import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder, sequenceLogprobsOnnx, type OnnxDecoder } from './onnx/index.ts';
+import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder, sequenceLogprobsOnnx, writeExportedModel, type OnnxDecoder } from './onnx/index.ts';
 
 export type InferenceChoice = 'auto' | 'onnxruntime' | 'tfjs';
 
@@ -44,7 +46,7 @@ export async function openInference(model: Model, options: InferenceOptions): Pr
   }
   const started = performance.now();
   const fromFile = options.onnxFile !== undefined && existsSync(options.onnxFile);
-  let decoder = await openOnnxDecoder(fromFile ? (options.onnxFile as string) : exportModel(model).model, model.config, { threads: options.threads });
+  let decoder = fromFile ? await openOnnxDecoder(options.onnxFile as string, model.config, { threads: options.threads }) : await openExported(model, options.threads);
   const seconds = (performance.now() - started) / 1000;
   options.log?.info(
     `inference: onnxruntime ${loaded.version}${options.inference === 'auto' ? ' (auto)' : ''}, ${options.threads} threads, ` +
@@ -57,13 +59,41 @@ export async function openInference(model: Model, options: InferenceOptions): Pr
     sequenceLogprobs: (batch) => sequenceLogprobsOnnx(decoder, batch),
     async refresh() {
       const start = performance.now();
-      const next: OnnxDecoder = await openOnnxDecoder(exportModel(model).model, model.config, { threads: options.threads });
-      await closeOnnxDecoder(decoder);
+      const next: OnnxDecoder = await openExported(model, options.threads);
+      await closeExported(decoder);
       decoder = next;
       return (performance.now() - start) / 1000;
     },
-    close: () => closeOnnxDecoder(decoder),
+    close: () => closeExported(decoder),
   };
+}
+
+/** Folders holding exports too large for one protobuf, by the decoder opened from them. */
+const exportFolders = new WeakMap<OnnxDecoder, string>();
+
+/**
+ * A session on the model's current weights, exported in memory; weights past the protobuf's 2 GiB
+ * (a 0.5B model in float32) live in `model.onnx_data`, which onnxruntime-node reads only from a
+ * file beside the model, so such an export goes through a temporary folder, removed on close.
+ */
+async function openExported(model: Model, threads: number): Promise<OnnxDecoder> {
+  const exported = exportModel(model);
+  if (!exported.external) return openOnnxDecoder(exported.model, model.config, { threads });
+  const folder = mkdtempSync(join(tmpdir(), 'lore-onnx-'));
+  try {
+    const decoder = await openOnnxDecoder(writeExportedModel(folder, exported), model.config, { threads });
+    exportFolders.set(decoder, folder);
+    return decoder;
+  } catch (error) {
+    rmSync(folder, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function closeExported(decoder: OnnxDecoder): Promise<void> {
+  await closeOnnxDecoder(decoder);
+  const folder = exportFolders.get(decoder);
+  if (folder) rmSync(folder, { recursive: true, force: true });
 }
 
 function tfjsInference(model: Model, log: Logger | undefined, why: string): Inference {

@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { RandomSource } from './host.ts';
+import { fusedLinear, fusedMatMulNN } from './fused.ts';
 import { linear, timesTransposed, type Projection } from './layers.ts';
 import { loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 import type { DerivedWeights, Model } from './model.ts';
@@ -132,7 +133,9 @@ const frozenLinear: Projection = (x, weight) =>
     save([weight]); // saved, or the forward pass's tidy would free a derived weight before backprop
     return {
       value: timesTransposed(input as tf.Tensor2D, weight),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.matMul(dy as tf.Tensor2D, saved[0] as tf.Tensor2D),
+      // dy W in the fused kernel when there is one: tfjs' MatMul has XNNPACK pack a copy of W per call,
+      // which at Qwen2.5-0.5B's size (2 GB of frozen weights) runs tfjs-wasm's 4 GB heap out.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => (fusedLinear() ? fusedMatMulNN(dy as tf.Tensor2D, saved[0] as tf.Tensor2D) : tf.matMul(dy as tf.Tensor2D, saved[0] as tf.Tensor2D)),
     };
   }) as never) as unknown as (input: tf.Tensor2D) => tf.Tensor2D)(x);
 

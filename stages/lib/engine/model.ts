@@ -10,7 +10,7 @@ import { modelDims, ropeScalingOf, type ModelConfig, type ModelDims } from './co
 import type { GenerationConfig } from './generation-config.ts';
 import type { RandomSource } from './host.ts';
 import { attention, attentionMasks } from './attention.ts';
-import { addAndNorm, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, type Matmul, type Projection } from './layers.ts';
+import { addAndNorm, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, timesTransposed, type Matmul, type Projection } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';
 import { mergedWeight, modelVariables, withAdapters, type LoraState } from './lora.ts';
 
@@ -283,6 +283,25 @@ function frozenWeights(model: Model): DerivedWeights {
   return weights;
 }
 
+/**
+ * Models whose float32 weights pass this keep no cached frozen copies: those copies are as large
+ * as the weights, and Qwen2.5-0.5B's 2 GB twice is past tfjs-wasm's 4 GB heap with training's
+ * activations. Such models run gradient-free calls on their HF-layout weights (adapters merged),
+ * derived per call; their generation belongs on onnxruntime (inference.ts), not tfjs.
+ */
+export const frozenCache = { maxBytes: 2 ** 30 };
+
+function cachesFrozenWeights(model: Model): boolean {
+  let bytes = 0;
+  for (const v of model.params.values()) bytes += 4 * v.size;
+  return bytes <= frozenCache.maxBytes;
+}
+
+/** The training layout (fused q|k|v and gate|up, adapters merged) applied without a gradient, freed by the caller's tidy. */
+function uncachedFrozenWeights(model: Model): DerivedWeights {
+  return { ...deriveWeights(model, true), project: timesTransposed, matmul: plainMatmul };
+}
+
 function collectTensors(value: unknown, into: tf.Tensor[] = []): tf.Tensor[] {
   if (value instanceof tf.Tensor) into.push(value);
   else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
@@ -306,7 +325,7 @@ export function decode(
 ): { hidden: tf.Tensor2D; cache: LayerCache[]; lmHead: (hidden: tf.Tensor2D) => tf.Tensor2D } {
   const { config } = model;
   checkTokenIds(ids, config.vocab_size);
-  const weights = options.frozen ? frozenWeights(model) : withAdapters(model, deriveWeights(model));
+  const weights = options.frozen ? (cachesFrozenWeights(model) ? frozenWeights(model) : uncachedFrozenWeights(model)) : withAdapters(model, deriveWeights(model));
   const batch = ids.length;
   const steps = ids[0]?.length ?? 0;
   const masks = attentionMasks(keyMask, steps, model.dims.group);

@@ -11,7 +11,7 @@
  * Shape comments use B batch, T new tokens, P past tokens, Tk = P + T, d width, H query heads,
  * Hkv key/value heads, G = H / Hkv, hd head width, I SwiGLU width, V vocab.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelDims, ropeScalingOf, type ModelConfig } from '../config.ts';
 import { MASKED, ropeTableValues } from '../layers.ts';
@@ -135,7 +135,15 @@ export function exportDecoder(config: ModelConfig, weight: WeightSource, options
 export function writeExportedModel(dir: string, exported: ExportedModel): string {
   const folder = join(dir, ONNX_DIR);
   mkdirSync(folder, { recursive: true });
-  if (exported.external) writeFileSync(join(folder, ONNX_DATA_FILE), Buffer.concat(exported.external));
+  // Chunk by chunk: one concatenated Buffer would be a second copy of every weight (2 GB at 0.5B).
+  if (exported.external) {
+    const fd = openSync(join(folder, ONNX_DATA_FILE), 'w');
+    try {
+      for (const chunk of exported.external) writeSync(fd, chunk);
+    } finally {
+      closeSync(fd);
+    }
+  }
   const path = join(folder, ONNX_MODEL_FILE);
   writeFileSync(path, exported.model);
   return path;
