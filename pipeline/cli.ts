@@ -8,6 +8,7 @@ import { DiagnosticsError } from './diagnostics.ts';
 import { describeDecision } from './plan.ts';
 import { runStageInProcess } from './executor/run-stage.ts';
 import { acquireStoreLock, describeHolder, LockBusyError } from './store/lock.ts';
+import { BrokenJsonError, DiskFullError } from './store/fs-util.ts';
 import { StoreError } from './store/store.ts';
 import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, processIo, splitList, storeFor, type Io } from './commands/common.ts';
 import { exportCommand } from './commands/export.ts';
@@ -15,6 +16,7 @@ import { gcCommand } from './commands/gc.ts';
 import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
 import { runCommand } from './commands/run.ts';
 import { stagesCommand } from './commands/stages.ts';
+import { verifyCommand } from './commands/verify.ts';
 import { reportCommand } from './report/command.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -86,6 +88,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .addOption(new Option('--on-error <mode>', 'after a stage fails').choices(['fail', 'keep-going']).default('fail'))
     .option('--no-wait', 'fail at once if another run holds the store lock')
     .option('--strict', 'exit 1 (after publishing) when a stage reports a failed quality check, e.g. a degenerate judge')
+    .option('--break-lock', 'take the store lock even from a holder that looks alive (one known to be dead: a lost container)')
     .addOption(new Option('--executor <name>', "the top-level `executor:` (stages with their own keep it); same as --set executor=NAME").choices(['local', 'slurm']))
     .action(async (config: string, flags) => {
       const set = [...(flags.set ?? []), ...(flags.executor ? [`executor=${flags.executor}`] : [])];
@@ -126,7 +129,15 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--dry-run', 'list what would be deleted')
     .option('--resumable', 'also delete work folders a run would resume from (step checkpoints, of any pipeline)')
     .option('--clear-cache <name>', "also delete this named cache under the store's work/ (e.g. teacher-cache: paid-for teacher answers; repeatable)", collect)
+    .option('--break-lock', 'take the store lock even from a holder that looks alive')
     .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
+
+  withConfigOptions(program.command('verify').argument('<config>', 'pipeline YAML (names the store)'))
+    .description("re-hash every artifact in the store against its manifest; name what is damaged (--repair removes it, so the next run rebuilds it)")
+    .option('--repair', 'remove damaged artifacts and what interrupted commands left (trash, .tmp- files)')
+    .option('--json', 'print JSON')
+    .option('--break-lock', 'take the store lock even from a holder that looks alive')
+    .action(async (config: string, flags) => setExit(await verifyCommand(config, flags, io)));
 
   withConfigOptions(program.command('report').argument('<config>', 'pipeline YAML'))
     .description('write one self-contained HTML report: the DAG, curves, metrics and stage report fragments')
@@ -236,7 +247,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     return exit;
   } catch (error) {
     if (error instanceof DiagnosticsError) return printDiagnostics(error.diagnostics, io);
-    if (error instanceof StoreError || error instanceof LockBusyError) {
+    if (error instanceof StoreError || error instanceof LockBusyError || error instanceof BrokenJsonError || error instanceof DiskFullError) {
       io.err(`error: ${error.message}`);
       return EXIT.failed;
     }

@@ -13,6 +13,7 @@ import { explainChange, fingerprintStage, shortFingerprint, type Fingerprint, ty
 import { selectStages, topologicalOrder, type Selection } from './graph.ts';
 import { latestCheckpointStep } from './executor/checkpoints.ts';
 import { exists, sha256File } from './store/fs-util.ts';
+import { describeProblems } from './store/object-check.ts';
 import type { ArtifactStore } from './store/store.ts';
 
 export type Decision =
@@ -103,11 +104,17 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
     };
     const fingerprint = fingerprintStage(fingerprintInput);
     const previous = await store.readRef(config.name, name);
-    const built = await store.hasObject(fingerprint);
+    const stored = await store.checkObject(fingerprint);
+    const built = stored.state === 'ok';
     let decision: Decision;
     if (!selected.has(name)) decision = { action: 'unselected', available: built };
     else if (built && !forced.has(name)) decision = { action: 'cached' };
-    else decision = { action: 'run', reasons: await reasonsToRun(store, fingerprintInput, fingerprint, previous, forced.has(name)) };
+    else {
+      // A damaged object (a file missing or changed, a broken manifest) is rebuilt, never used.
+      const damaged = stored.state === 'damaged' ? [`its stored artifact is damaged (${describeProblems(stored.problems, 2)})`] : [];
+      const reasons = await reasonsToRun(store, fingerprintInput, fingerprint, previous, forced.has(name));
+      decision = { action: 'run', reasons: [...damaged, ...reasons] };
+    }
     planned.set(name, {
       name,
       type: loadedStage.type,
@@ -155,8 +162,16 @@ async function reasonsToRun(
   if (forced) reasons.push('forced');
   else if (previous === undefined) reasons.push('never built');
   else {
-    const manifest = await store.readManifest(previous);
-    reasons.push(...(manifest ? explainChange(manifest, input) : [`previous artifact ${shortFingerprint(previous)} missing from the store`]));
+    const checked = await store.checkObject(previous);
+    if (previous === fingerprint) {
+      // Nothing changed: the artifact is gone (a damaged one is named by the caller).
+      if (checked.state === 'missing') reasons.push(`its artifact ${shortFingerprint(previous)} is missing from the store`);
+    } else if (checked.state === 'missing' || !checked.manifest) {
+      reasons.push(`previous artifact ${shortFingerprint(previous)} ${checked.state === 'missing' ? 'missing from' : 'damaged in'} the store`);
+    } else {
+      // A damaged previous object still explains what changed when its manifest parsed.
+      reasons.push(...explainChange(checked.manifest, input));
+    }
   }
   const step = await latestCheckpointStep(store.workDir(fingerprint));
   if (step !== undefined) reasons.push(`resuming from step ${step}`);

@@ -94,8 +94,11 @@ export interface Manifest {
   metrics: Record<string, unknown>;
   /** The quality checks the stage reported (StageOutcome.checks); absent when it reported none. */
   checks?: QualityCheck[];
-  /** Payload file path (relative) -> sha256 and size. */
-  files: Record<string, { sha256: string; bytes: number }>;
+  /**
+   * Payload file path (relative) -> sha256, size, and modification time when published (the store's
+   * cheap check compares size and time on every use; manifests written before it have no time).
+   */
+  files: Record<string, { sha256: string; bytes: number; mtimeMs?: number }>;
 }
 
 export interface InputArtifact {

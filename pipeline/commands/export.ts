@@ -7,6 +7,7 @@
 import { cp, mkdir, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { shortFingerprint } from '../fingerprint.ts';
+import { makeWritable } from '../store/trash.ts';
 import { MANIFEST } from '../store/store.ts';
 import { EXIT, loadOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
 
@@ -42,6 +43,8 @@ export async function exportCommand(configPath: string, stage: string, options: 
   await mkdir(path.dirname(out), { recursive: true });
   try {
     await cp(source, staging, { recursive: true, filter: (file) => path.basename(file) !== MANIFEST });
+    // The copy keeps the published object's read-only folders: the export writes onnx/ into it.
+    await makeWritable(staging);
     const modelPath = onnx.exportCheckpoint(staging);
     await rm(out, { recursive: true, force: true });
     await rename(staging, out);

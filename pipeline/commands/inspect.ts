@@ -3,6 +3,8 @@ import * as path from 'node:path';
 import { shortFingerprint } from '../fingerprint.ts';
 import { describeDecision } from '../plan.ts';
 import { dirBytes } from '../store/fs-util.ts';
+import { describeHolder, readLock, staleReason, type LockInfo } from '../store/lock.ts';
+import { describeProblems } from '../store/object-check.ts';
 import { readLastRun, type LastRun } from './run.ts';
 import { slurmStatusLines } from '../slurm/job-record.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
@@ -16,6 +18,7 @@ export async function statusCommand(configPath: string, options: ConfigOptions &
   const store = storeFor(loaded, options, io);
   const plan = await planOrThrow(loaded, store, {});
   const lastRun = await readLastRun(store, loaded.config.name);
+  const lock = await readLock(store.root);
   const lastByStage = new Map((lastRun?.stages ?? []).map((stage) => [stage.name, stage]));
   const stages = plan.stages.map((stage) => ({
     name: stage.name,
@@ -27,11 +30,13 @@ export async function statusCommand(configPath: string, options: ConfigOptions &
     lastRun: lastByStage.get(stage.name) ?? null,
   }));
   if (options.json) {
-    io.out(JSON.stringify({ pipeline: loaded.config.name, store: store.root, lastRun: lastRun ? { started: lastRun.started, finished: lastRun.finished, status: lastRun.status } : null, stages }, null, 2));
+    const lockJson = lock ? { holder: lock, stale: staleReason(lock) ?? null } : null;
+    io.out(JSON.stringify({ pipeline: loaded.config.name, store: store.root, lock: lockJson, lastRun: lastRun ? { started: lastRun.started, finished: lastRun.finished, status: lastRun.status } : null, stages }, null, 2));
     return EXIT.ok;
   }
   io.out(`pipeline ${loaded.config.name}, store ${store.root}`);
   io.out(`last run: ${lastRun ? describeRun(lastRun) : 'none'}`);
+  io.out(`lock: ${describeLock(lock)}`);
   for (const stage of stages) {
     const state = stage.upToDate ? 'up to date' : stage.ref ? 'out of date' : 'never built';
     const last = stage.lastRun ? `, last run ${stage.lastRun.state}` : '';
@@ -39,6 +44,12 @@ export async function statusCommand(configPath: string, options: ConfigOptions &
   }
   for (const line of await slurmStatusLines(store, loaded.config.name)) io.out(line);
   return EXIT.ok;
+}
+
+function describeLock(lock: LockInfo | undefined): string {
+  if (!lock) return 'free';
+  const stale = staleReason(lock);
+  return stale ? `stale, left by ${describeHolder(lock)}: ${stale}; the next run takes it over` : `held by ${describeHolder(lock)}`;
 }
 
 function describeRun(run: LastRun): string {
@@ -53,7 +64,8 @@ export async function lsCommand(configPath: string, options: ConfigOptions & Jso
   const refs = (await store.allRefs()).get(loaded.config.name) ?? new Map<string, string>();
   const rows = [];
   for (const [stage, fingerprint] of refs) {
-    const manifest = await store.readManifest(fingerprint);
+    const checked = await store.checkObject(fingerprint);
+    const manifest = checked.state === 'ok' ? checked.manifest : undefined;
     rows.push({
       stage,
       fingerprint,
@@ -62,12 +74,18 @@ export async function lsCommand(configPath: string, options: ConfigOptions & Jso
       files: manifest ? Object.keys(manifest.files).length : 0,
       bytes: manifest ? await dirBytes(store.objectDir(fingerprint)) : 0,
       path: store.objectDir(fingerprint),
-      missing: !manifest,
+      missing: checked.state === 'missing',
+      damaged: checked.state === 'damaged' ? checked.problems : null,
     });
   }
   if (options.json) io.out(JSON.stringify(rows, null, 2));
   else if (rows.length === 0) io.out(`no artifacts for ${loaded.config.name} in ${store.root}`);
-  else for (const row of rows) io.out(`${row.stage.padEnd(16)} ${shortFingerprint(row.fingerprint)} ${String(row.kind).padEnd(10)} ${String(row.files).padStart(4)} files ${String(row.bytes).padStart(10)} B  ${row.created ?? 'MISSING'}`);
+  else {
+    for (const row of rows) {
+      const state = row.damaged ? `DAMAGED: ${describeProblems(row.damaged)}` : (row.created ?? 'MISSING');
+      io.out(`${row.stage.padEnd(16)} ${shortFingerprint(row.fingerprint)} ${String(row.kind).padEnd(10)} ${String(row.files).padStart(4)} files ${String(row.bytes).padStart(10)} B  ${state}`);
+    }
+  }
   return EXIT.ok;
 }
 
@@ -76,6 +94,7 @@ export async function showCommand(configPath: string, what: string, options: Con
   const store = storeFor(loaded, options, io);
   const fingerprint =
     (await store.readRef(loaded.config.name, what)) ?? (await store.listObjects()).find((fp) => what.length >= 6 && fp.startsWith(what));
+  // A damaged object is a StoreError naming its folder and what is wrong (cli.ts prints it).
   const manifest = fingerprint ? await store.readManifest(fingerprint) : undefined;
   if (!fingerprint || !manifest) {
     io.err(`error: no artifact for "${what}" (neither a built stage of ${loaded.config.name} nor a fingerprint prefix in ${store.root})`);

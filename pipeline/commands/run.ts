@@ -18,6 +18,7 @@ export interface RunOptions extends ConfigOptions {
   wait: boolean;
   /** Exit 1 (after publishing) when any planned stage's output failed a quality check. */
   strict?: boolean;
+  breakLock?: boolean;
 }
 
 /**
@@ -73,7 +74,9 @@ export async function runCommand(configPath: string, options: RunOptions, io: Io
       wait: options.wait,
       command: `pipeline run ${configPath}`,
       signal: controller.signal,
+      breakLock: options.breakLock,
       onWait: (holder) => io.err(`waiting for the store lock held by ${describeHolder(holder)} ...`),
+      onTakeover: (message) => io.err(message),
     });
   } catch (error) {
     if (error instanceof LockBusyError) {
@@ -83,6 +86,8 @@ export async function runCommand(configPath: string, options: RunOptions, io: Io
     throw error;
   }
   try {
+    // What a killed run or gc was deleting: removed before planning, under the lock.
+    await store.emptyTrash();
     // Planned under the lock: a run that waited sees what the previous one published.
     const plan = await planOrThrow(loaded, store, { selection: options.selection, force: options.force });
     return await execute(plan, options, lock.token, controller, io);

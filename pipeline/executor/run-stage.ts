@@ -8,7 +8,10 @@ import * as path from 'node:path';
 import { Rng } from '../rng.ts';
 import { producedKind, type InputArtifact, type Manifest, type StageOutcome } from '../stage-api.ts';
 import type { Plan, PlannedStage } from '../plan.ts';
-import { exists, listFiles, readText, sha256File, writeFileAtomic } from '../store/fs-util.ts';
+import { exists, freeBytes, readText, writeFileAtomic } from '../store/fs-util.ts';
+import { describeProblems } from '../store/object-check.ts';
+import { damagedMessage, StoreError, type ArtifactStore } from '../store/store.ts';
+import { payloadFiles } from './payload.ts';
 import { stepCheckpoints } from './checkpoints.ts';
 import { makeInputs, metricsWriter, openStageLog, progressReporter, truncateMetrics } from './context.ts';
 import type { StageEvent, StageResult } from './types.ts';
@@ -42,14 +45,8 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
     if (resumed) log.info(`resuming from the step ${resumed.step} checkpoint`);
     const outDir = await freshOutDir(workDir, resumed?.step);
 
-    const inputs: InputArtifact[] = [];
-    for (const [name, fingerprint] of Object.entries(stage.fingerprintInput.inputs)) {
-      const manifest = await store.readManifest(fingerprint);
-      if (!manifest) throw new Error(`input ${name} (${fingerprint}) is not in the store ${store.root}`);
-      inputs.push({ stage: name, kind: manifest.kind, fingerprint, dir: store.objectDir(fingerprint), manifest });
-    }
-
-    const outcome: StageOutcome | void = await stage.type.run({
+    const inputs = await readInputs(store, stage);
+    const outcome: StageOutcome | void = await checkingInputs(store, stage.name, inputs, () => stage.type.run({
       pipeline,
       stage: stage.name,
       params: stage.params,
@@ -71,13 +68,9 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       progress: progressReporter((done, total, unit) => options.emit({ type: 'progress', stage: stage.name, done, total, unit })),
       signal: options.signal,
       checkpoints,
-    });
+    }));
     // The stage returned normally, so its output is complete even if a stop was asked meanwhile.
-    const files: Manifest['files'] = {};
-    for (const file of await listFiles(outDir)) {
-      const absolute = path.join(outDir, file);
-      files[file] = { sha256: await sha256File(absolute), bytes: (await fs.stat(absolute)).size };
-    }
+    const files = await payloadFiles(outDir);
     const manifest: Manifest = {
       fingerprint: stage.fingerprint,
       pipeline,
@@ -97,19 +90,63 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       ...(outcome?.checks && outcome.checks.length > 0 ? { checks: outcome.checks } : {}),
       files,
     };
-    if (plan.forced.has(stage.name)) await fs.rm(store.objectDir(stage.fingerprint), { recursive: true, force: true });
-    await store.publish(outDir, manifest);
+    await store.publish(outDir, manifest, { replace: plan.forced.has(stage.name) });
     await store.writeRef(pipeline, stage.name, stage.fingerprint);
-    await fs.rm(workDir, { recursive: true, force: true });
+    await store.removeWork(stage.fingerprint);
     log.info(`published ${store.objectDir(stage.fingerprint)}`);
     return result('succeeded');
-  } catch (error) {
+  } catch (thrown) {
     const cancelled = options.signal.aborted;
-    log.warn(cancelled ? 'cancelled; nothing published' : `failed: ${(error as Error).stack ?? String(error)}`);
-    return result(cancelled ? 'cancelled' : 'failed', cancelled ? 'cancelled' : (error as Error).message);
+    const error = (await explainStageDiskFull(thrown, store.workDir(stage.fingerprint))) as Error;
+    log.warn(cancelled ? 'cancelled; nothing published' : `failed: ${error.stack ?? String(error)}`);
+    return result(cancelled ? 'cancelled' : 'failed', cancelled ? 'cancelled' : error.message);
   } finally {
     await log.close();
   }
+}
+
+/** Each input, checked whole and unchanged (the cheap check) before the stage may read it. */
+async function readInputs(store: ArtifactStore, stage: PlannedStage): Promise<InputArtifact[]> {
+  const inputs: InputArtifact[] = [];
+  for (const [name, fingerprint] of Object.entries(stage.fingerprintInput.inputs)) {
+    const checked = await store.checkObject(fingerprint);
+    if (checked.state === 'missing') throw new Error(`input ${name} (${fingerprint}) is not in the store ${store.root}`);
+    if (checked.state === 'damaged') throw new StoreError(`input ${name}: ${damagedMessage(store.objectDir(fingerprint), checked.problems)}`);
+    inputs.push({ stage: name, kind: checked.manifest.kind, fingerprint, dir: store.objectDir(fingerprint), manifest: checked.manifest });
+  }
+  return inputs;
+}
+
+/**
+ * Runs the stage, then checks that its inputs are as published: permissions keep a stage from
+ * writing into them (makeReadOnly), except one running as root; this names what it changed.
+ * The changed input is then damaged, so the next plan rebuilds it.
+ */
+async function checkingInputs<T>(store: ArtifactStore, stage: string, inputs: readonly InputArtifact[], run: () => Promise<T>): Promise<T> {
+  let outcome: { value: T } | { error: unknown };
+  try {
+    outcome = { value: await run() };
+  } catch (error) {
+    outcome = { error };
+  }
+  for (const input of inputs) {
+    const checked = await store.checkObject(input.fingerprint);
+    if (checked.state !== 'ok') {
+      const what = checked.state === 'missing' ? 'it is gone' : describeProblems(checked.problems);
+      throw new Error(`stage ${stage} changed its input ${input.stage} (${input.dir}): ${what}; a stage writes only under its output and work folders, and the next run rebuilds ${input.stage}`);
+    }
+  }
+  if ('error' in outcome) throw outcome.error;
+  return outcome.value;
+}
+
+/** A stage's own write that hit a full disk says which file system, and what is free on it. */
+async function explainStageDiskFull(error: unknown, workDir: string): Promise<unknown> {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return error;
+  const free = await freeBytes(workDir);
+  const at = (error as NodeJS.ErrnoException).path ?? workDir;
+  return new Error(`no space left on the device of ${at}${free === undefined ? '' : ` (${free} B free)`}: ${(error as Error).message}`);
 }
 
 const CURRENT_OUT = 'OUT';

@@ -11,7 +11,7 @@ import type { LoadedConfig } from '../config/load.ts';
 import { METRICS_FILE } from '../executor/context.ts';
 import { topologicalOrder } from '../graph.ts';
 import type { Manifest } from '../stage-api.ts';
-import type { ArtifactStore } from '../store/store.ts';
+import { damagedMessage, type ArtifactStore } from '../store/store.ts';
 import { fragmentProblem, REPORT_FRAGMENT_FILE, type ReportFragment } from './fragment.ts';
 
 /** One point of a curve: `metrics.jsonl` line `{step, loss: 2.1, ...}` gives one point per numeric key. */
@@ -107,8 +107,10 @@ export async function collectReport(loaded: LoadedConfig, store: ArtifactStore):
     const stage = loaded.stages.get(name);
     const recorded = lastRun.get(name);
     const fingerprint = (await store.readRef(pipeline, name)) ?? null;
-    const manifest = fingerprint ? ((await store.readManifest(fingerprint)) ?? null) : null;
-    if (fingerprint && !manifest) problems.push(`${store.objectDir(fingerprint)}: the ref of ${name} points at an artifact with no manifest`);
+    const checked = fingerprint ? await store.checkObject(fingerprint) : undefined;
+    const manifest = checked?.state === 'ok' ? checked.manifest : null;
+    if (fingerprint && checked?.state === 'missing') problems.push(`${store.objectDir(fingerprint)}: the ref of ${name} points at an artifact with no manifest`);
+    if (fingerprint && checked?.state === 'damaged') problems.push(damagedMessage(store.objectDir(fingerprint), checked.problems));
     const dir = manifest && fingerprint ? store.objectDir(fingerprint) : undefined;
     stages.push({
       name,

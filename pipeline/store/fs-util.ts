@@ -4,20 +4,66 @@ import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
-/** Writes `text` to a sibling temp file and renames it over `file`: readers never see half a file. */
+/** A full disk (ENOSPC, EDQUOT) while writing a file: an expected failure, one line naming the file and the bytes. */
+export class DiskFullError extends Error {
+  constructor(readonly file: string, readonly bytes: number, free: number | undefined) {
+    super(`no space left on the device of ${file}: writing it needs ${bytes} B${free === undefined ? '' : `, ${free} B are free`}`);
+  }
+}
+
+function isDiskFull(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** Bytes free to this user on the file system holding `file` (undefined when it cannot be told). */
+export async function freeBytes(file: string): Promise<number | undefined> {
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    try {
+      const stats = await fs.statfs(dir);
+      return stats.bavail * stats.bsize;
+    } catch {
+      if (dir === path.dirname(dir)) return undefined;
+    }
+  }
+}
+
+/** `error` as a DiskFullError naming `file` when it is one; otherwise `error` itself. */
+export async function explainDiskFull(error: unknown, file: string, bytes: number): Promise<unknown> {
+  return isDiskFull(error) ? new DiskFullError(file, bytes, await freeBytes(file)) : error;
+}
+
+/**
+ * Writes `text` to a sibling temp file and renames it over `file`: readers never see half a file.
+ * A write that fails (a full disk) removes its temp file, so none is left beside `file`.
+ */
 export async function writeFileAtomic(file: string, text: string): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await fs.writeFile(tmp, text);
-  await fs.rename(tmp, file);
+  try {
+    await fs.writeFile(tmp, text);
+    await fs.rename(tmp, file);
+  } catch (error) {
+    await fs.rm(tmp, { force: true });
+    throw await explainDiskFull(error, file, Buffer.byteLength(text));
+  }
 }
 
+/** A JSON file the store wrote that does not parse (cut by a full disk, edited by hand): names the file. */
+export class BrokenJsonError extends Error {
+  constructor(readonly file: string, cause: Error) {
+    super(`${file} is not valid JSON (${cause.message})`);
+  }
+}
+
+/** The parsed file, or undefined when it does not exist; a BrokenJsonError naming it when it does not parse. */
 export async function readJson<T>(file: string): Promise<T | undefined> {
+  const text = await readText(file);
+  if (text === undefined) return undefined;
   try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+    return JSON.parse(text) as T;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
+    throw new BrokenJsonError(file, error as Error);
   }
 }
 

@@ -3,12 +3,16 @@
  *
  * Hand-written rather than `proper-lockfile` because that library decides staleness by mtime
  * (at least 5 s after a crash, refreshed by a timer), while a run killed with SIGKILL should free
- * the store at once: the lock file names its holder's host and pid, and a holder on this host
- * whose pid is gone is stale. Across hosts (a Slurm node) the token is what counts: a child job
- * given the holder's token (`run-stage --lock-token`) works under its parent's lock.
+ * the store at once: the lock file names its holder's host, pid and the process's start time, and a
+ * holder on this host whose pid is gone, or is now another process (the pid was reused: a
+ * different start time), is stale. A holder on another host (a container that is gone, a login
+ * node) cannot be asked: its lock is stale once it has not been refreshed for LOCK_STALE_MS (a
+ * holder touches its lock file every LOCK_REFRESH_MS). `--break-lock` removes any lock.
+ * Across hosts (a Slurm node) the token is what counts: a child job given the holder's token
+ * (`run-stage --lock-token`) works under its parent's lock.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, unlinkSync } from 'node:fs';
+import { readFileSync, unlinkSync, utimesSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,6 +24,35 @@ export interface LockInfo {
   host: string;
   command: string;
   started: string;
+  /** The holder process's start (boot id and start tick, Linux); absent where it cannot be read. */
+  processStart?: string;
+  /** Not in the file: how long ago the lock file was last refreshed, when read. */
+  ageMs?: number;
+}
+
+/** How often a holder touches its lock file, so a holder on another host can tell it is alive. */
+export const LOCK_REFRESH_MS = 30_000;
+
+/** A lock from another host not refreshed for this long is taken over (PIPELINE_LOCK_STALE_S overrides it). */
+export function lockStaleMs(): number {
+  const seconds = Number(process.env.PIPELINE_LOCK_STALE_S);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 300_000;
+}
+
+/**
+ * A token that differs between two processes that had the same pid: the boot's id and the start
+ * time in clock ticks since boot (field 22 of /proc/<pid>/stat). Undefined off Linux or when gone.
+ */
+export function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return `${boot}:${fields[19]}`;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface StoreLock {
@@ -42,7 +75,9 @@ export function lockFile(storeRoot: string): string {
 
 export function describeHolder(holder: LockInfo | undefined): string {
   if (!holder) return 'another process';
-  return `pid ${holder.pid} on ${holder.host} (${holder.command}, since ${holder.started})`;
+  const remote =
+    holder.host === os.hostname() ? '' : `; another host: taken over when not refreshed for ${lockStaleMs() / 1000} s, or with --break-lock`;
+  return `pid ${holder.pid} on ${holder.host} (${holder.command}, since ${holder.started}${remote})`;
 }
 
 export async function readLock(storeRoot: string): Promise<LockInfo | undefined> {
@@ -51,7 +86,8 @@ export async function readLock(storeRoot: string): Promise<LockInfo | undefined>
 
 async function readLockFile(file: string): Promise<LockInfo | undefined> {
   try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as LockInfo;
+    const [text, stat] = await Promise.all([fs.readFile(file, 'utf8'), fs.stat(file)]);
+    return { ...(JSON.parse(text) as LockInfo), ageMs: Date.now() - stat.mtimeMs };
   } catch {
     // Missing (just released): "no holder known". Files are created whole (createWhole), never half-written.
     return undefined;
@@ -100,15 +136,24 @@ async function removeStale(file: string, stale: LockInfo, me: LockInfo): Promise
   }
 }
 
-/** The holder's process is gone (known only for holders on this host). */
-export function isStale(holder: LockInfo): boolean {
-  if (holder.host !== os.hostname()) return false;
+/** Why the holder is gone, or undefined while it may be alive (see the top of this file). */
+export function staleReason(holder: LockInfo): string | undefined {
+  if (holder.host !== os.hostname()) {
+    const age = holder.ageMs ?? 0;
+    return age > lockStaleMs() ? `its host ${holder.host} has not refreshed it for ${Math.round(age / 1000)} s` : undefined;
+  }
   try {
     process.kill(holder.pid, 0);
-    return false;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+    return (error as NodeJS.ErrnoException).code === 'ESRCH' ? `its process ${holder.pid} is gone` : undefined;
   }
+  const now = processStart(holder.pid);
+  if (holder.processStart && now && now !== holder.processStart) return `pid ${holder.pid} is now another process (started later)`;
+  return undefined;
+}
+
+export function isStale(holder: LockInfo): boolean {
+  return staleReason(holder) !== undefined;
 }
 
 export interface AcquireOptions {
@@ -118,6 +163,10 @@ export interface AcquireOptions {
   token?: string;
   /** Called once when the lock is busy and we start waiting. */
   onWait?(holder: LockInfo | undefined): void;
+  /** Called when a stale lock is taken over, or broken with `breakLock`, with a line saying whose and why. */
+  onTakeover?(message: string): void;
+  /** Remove the lock whoever holds it (`--break-lock`): for a holder known to be dead that looks alive. */
+  breakLock?: boolean;
   signal?: AbortSignal;
   pollMs?: number;
 }
@@ -129,19 +178,25 @@ export async function acquireStoreLock(storeRoot: string, options: AcquireOption
     const holder = await readLock(storeRoot);
     if (holder?.token === options.token) return { token: options.token, borrowed: true, release: async () => {} };
   }
+  const start = processStart(process.pid);
   const info: LockInfo = {
     token: randomBytes(12).toString('hex'),
     pid: process.pid,
     host: os.hostname(),
     command: options.command,
     started: new Date().toISOString(),
+    ...(start ? { processStart: start } : {}),
   };
   let warned = false;
+  let breakLock = options.breakLock === true;
   for (;;) {
     options.signal?.throwIfAborted();
     if (await createWhole(file, JSON.stringify(info), info.token)) break;
     const holder = await readLock(storeRoot);
-    if (holder && isStale(holder)) {
+    const stale = holder && (breakLock ? 'broken with --break-lock' : staleReason(holder));
+    if (holder && stale) {
+      options.onTakeover?.(`taking over the store lock of ${describeHolder(holder)}: ${stale}`);
+      breakLock = false;
       await removeStale(file, holder, info);
       continue;
     }
@@ -160,10 +215,19 @@ export async function acquireStoreLock(storeRoot: string, options: AcquireOption
     }
   };
   process.once('exit', releaseSync);
+  // Touching the file tells a waiter on another host that this holder is alive (see staleReason).
+  const refresh = setInterval(() => {
+    try {
+      if ((JSON.parse(readFileSync(file, 'utf8')) as LockInfo).token === info.token) utimesSync(file, new Date(), new Date());
+    } catch {
+      // Gone: released, or broken by someone else.
+    }
+  }, LOCK_REFRESH_MS).unref();
   return {
     token: info.token,
     borrowed: false,
     release: async () => {
+      clearInterval(refresh);
       process.removeListener('exit', releaseSync);
       const holder = await readLock(storeRoot);
       if (holder?.token === info.token) await fs.rm(file, { force: true });

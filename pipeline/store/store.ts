@@ -7,15 +7,20 @@
  *   work/<name>/                    a named cache a stage keeps across its fingerprints (not a fingerprint)
  *   logs/<pipeline>/<stage>.log     the last run's log of each stage
  *   runs/<pipeline>/<time>.json     one record per `pipeline run`; latest.json is the newest
+ *   trash/                          what is being deleted (see trash.ts); emptied by the next run or gc
  *   lock                            held by a run (see lock.ts)
- * It knows nothing about the DAG or stages.
+ * An object counts only when its manifest is valid and its files match it (object-check.ts);
+ * published objects are read-only. It knows nothing about the DAG or stages.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Manifest } from '../stage-api.ts';
-import { exists, readJson, readText, writeFileAtomic } from './fs-util.ts';
+import { explainDiskFull, readJson, readText, writeFileAtomic } from './fs-util.ts';
+import { faultPoint } from './fault.ts';
+import { checkObject, describeProblems, MANIFEST, type ObjectCheck } from './object-check.ts';
+import { discard, emptyTrash, makeReadOnly, moveToTrash, removeTrashed } from './trash.ts';
 
-export const MANIFEST = 'manifest.json';
+export { MANIFEST };
 const FINGERPRINT = /^[0-9a-f]{64}$/;
 
 /** A sha256 in hex, as fingerprints are; other names under work/ are named caches (see gc). */
@@ -45,12 +50,39 @@ export class ArtifactStore {
     return path.join(this.root, 'runs', pipeline);
   }
 
-  hasObject(fingerprint: string): Promise<boolean> {
-    return exists(path.join(this.objectDir(fingerprint), MANIFEST));
+  /** The object is there, whole and unchanged at the cheap depth (see object-check.ts). */
+  async hasObject(fingerprint: string): Promise<boolean> {
+    return (await this.checkObject(fingerprint)).state === 'ok';
   }
 
-  readManifest(fingerprint: string): Promise<Manifest | undefined> {
-    return readJson<Manifest>(path.join(this.objectDir(fingerprint), MANIFEST));
+  checkObject(fingerprint: string, depth: 'cheap' | 'full' = 'cheap'): Promise<ObjectCheck> {
+    return checkObject(this.objectDir(fingerprint), fingerprint, depth);
+  }
+
+  /**
+   * The manifest of a whole object; undefined when there is none; a StoreError naming the folder and
+   * what is wrong when the object is damaged (a broken manifest, a missing or changed file).
+   */
+  async readManifest(fingerprint: string): Promise<Manifest | undefined> {
+    const checked = await this.checkObject(fingerprint);
+    if (checked.state === 'missing') return undefined;
+    if (checked.state === 'damaged') throw new StoreError(damagedMessage(this.objectDir(fingerprint), checked.problems));
+    return checked.manifest;
+  }
+
+  /** Removes an object so that a kill cannot leave half of it in objects/ (see trash.ts). */
+  removeObject(fingerprint: string): Promise<void> {
+    return discard(this.root, this.objectDir(fingerprint));
+  }
+
+  /** Removes a work folder (or named cache) the same way: a half-deleted checkpoint must not be resumed from. */
+  removeWork(name: string): Promise<void> {
+    return discard(this.root, this.workDir(name));
+  }
+
+  /** Removes what killed deletes left in the trash. Call under the store lock. */
+  emptyTrash(): Promise<string[]> {
+    return emptyTrash(this.root);
   }
 
   /** The fingerprint a ref names; a ref that holds anything else is refused, since it becomes a path. */
@@ -92,23 +124,41 @@ export class ArtifactStore {
 
   /**
    * Writes the manifest into `outDir` and renames `outDir` to `objects/<fingerprint>`: the
-   * artifact appears whole or not at all. If another process published the same fingerprint
-   * first, ours is dropped (same fingerprint, same content by construction).
+   * artifact appears whole or not at all, and is then made read-only. What is in its place first
+   * goes to the trash when it is damaged (a folder a killed delete left) or `replace` is set
+   * (`run --force`); a whole object already there is kept and ours dropped (same fingerprint, same
+   * content by construction).
    */
-  async publish(outDir: string, manifest: Manifest): Promise<string> {
-    await fs.writeFile(path.join(outDir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
+  async publish(outDir: string, manifest: Manifest, options: { replace?: boolean } = {}): Promise<string> {
+    const manifestFile = path.join(outDir, MANIFEST);
+    const text = `${JSON.stringify(manifest, null, 2)}\n`;
+    await fs.writeFile(manifestFile, text).catch(async (error: unknown) => {
+      throw await explainDiskFull(error, manifestFile, Buffer.byteLength(text));
+    });
+    faultPoint('publish:manifest-written');
     const target = this.objectDir(manifest.fingerprint);
     await fs.mkdir(path.dirname(target), { recursive: true });
+    let replaced: string | undefined;
+    const existing = await this.checkObject(manifest.fingerprint);
+    if (existing.state === 'ok' && !options.replace) {
+      await discard(this.root, outDir);
+      return target;
+    }
+    if (existing.state !== 'missing') {
+      replaced = await moveToTrash(this.root, target);
+      faultPoint('publish:old-trashed');
+    }
     try {
       await fs.rename(outDir, target);
     } catch (error) {
+      // Another process published the same fingerprint meanwhile (not under this lock: a remote job).
       const code = (error as NodeJS.ErrnoException).code;
-      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && (await this.hasObject(manifest.fingerprint))) {
-        await fs.rm(outDir, { recursive: true, force: true });
-      } else {
-        throw error;
-      }
+      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !(await this.hasObject(manifest.fingerprint))) throw error;
+      await discard(this.root, outDir);
+      return target;
     }
+    await makeReadOnly(target);
+    if (replaced) await removeTrashed(replaced);
     return target;
   }
 
@@ -121,9 +171,19 @@ export class ArtifactStore {
     return file;
   }
 
+  /** Where the newest run record of `pipeline` is. */
+  latestRunPath(pipeline: string): string {
+    return path.join(this.runsDir(pipeline), 'latest.json');
+  }
+
   readLatestRun<T>(pipeline: string): Promise<T | undefined> {
     return readJson<T>(path.join(this.runsDir(pipeline), 'latest.json'));
   }
+}
+
+/** The one-line message for a damaged object: where it is, what is wrong, and what to run. */
+export function damagedMessage(dir: string, problems: readonly string[]): string {
+  return `the artifact ${dir} is damaged: ${describeProblems(problems)} (\`pipeline verify --repair\` removes it so the next run rebuilds it)`;
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {

@@ -2,7 +2,13 @@
  * `uses: exec`: runs a command as a stage, so a stage can be a Python trainer or any tool.
  * The command sees its inputs and output folder as environment variables, its output is streamed
  * into the stage log, a non-zero exit fails the stage, and what it wrote to $PIPELINE_OUT is
- * published as the artifact.
+ * published as the artifact (symbolic links replaced by copies: executor/payload.ts).
+ *
+ * Its environment: the runner's own (all of it, API keys included), or only the variables named in
+ * `inherit_env`; then PIPELINE_OUT, PIPELINE_WORK, PIPELINE_SEED, PIPELINE_STAGE,
+ * PIPELINE_PIPELINE, PIPELINE_INPUTS (JSON: stage -> folder) and PIPELINE_INPUT_<NAME> per input;
+ * then `env:`. When the command exits, whatever it left running in its process group is stopped
+ * before its output is published.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
@@ -28,6 +34,10 @@ const params = z.strictObject({
     .array(z.string())
     .default([])
     .describe("Files the command reads (scripts, data), relative to the config file's folder; editing one reruns the stage."),
+  inherit_env: z
+    .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'))
+    .optional()
+    .describe("Only these variables of the runner's environment reach the command (e.g. [PATH, HOME]); unset, all of them do, secrets included"),
 });
 
 /** `PIPELINE_INPUT_<NAME>`: stage names may hold `-`, which a variable name cannot. */
@@ -35,8 +45,18 @@ export function inputVariable(stage: string): string {
   return `PIPELINE_INPUT_${stage.toUpperCase().replace(/[^A-Z0-9_]/g, '_')}`;
 }
 
+/** The needs whose PIPELINE_INPUT_* variable another need of the same stage also maps to. */
+function inputVariableClashes(needs: readonly string[]): string[] {
+  const byVariable = new Map<string, string[]>();
+  for (const need of needs) byVariable.set(inputVariable(need), [...(byVariable.get(inputVariable(need)) ?? []), need]);
+  return [...byVariable].filter(([, stages]) => stages.length > 1).map(([variable, stages]) => `needs ${stages.join(' and ')} both become ${variable}: rename one of those stages`);
+}
+
 /** How long a stopped command gets between SIGTERM and SIGKILL to write its last words. */
 const STOP_GRACE_MS = 5000;
+
+/** How long the output of a finished command is read once its group is gone. */
+const PIPE_DRAIN_MS = 1000;
 
 interface ProcessGroup {
   /** The command's own exit (its children may live on). */
@@ -45,6 +65,8 @@ interface ProcessGroup {
   stopped: Promise<void>;
   stop(log: Logger): void;
   kill(signal: NodeJS.Signals): void;
+  /** Some process of the group is still running. */
+  alive(): boolean;
 }
 
 /**
@@ -89,6 +111,7 @@ function processGroup(child: ChildProcess): ProcessGroup {
       return stopped;
     },
     kill,
+    alive: groupAlive,
     stop(log) {
       log.info(`stopping: SIGTERM to process group ${child.pid}`);
       kill('SIGTERM');
@@ -113,11 +136,16 @@ export const execStage = defineStage({
   producesFor: (p) => p.produces,
   resources: 'light',
   userFiles: (p) => p.files,
+  async check(_params, { needs }) {
+    return inputVariableClashes(needs).map((message) => ({ path: [], message }));
+  },
   async run(ctx) {
     const { command } = ctx.params;
     const [program, ...args] = typeof command === 'string' ? ['/bin/sh', '-c', command] : command;
+    const allowed = ctx.params.inherit_env;
+    const inherited = allowed ? Object.fromEntries(allowed.flatMap((name) => (process.env[name] === undefined ? [] : [[name, process.env[name]]]))) : process.env;
     const env: Record<string, string | undefined> = {
-      ...process.env,
+      ...inherited,
       PIPELINE_OUT: ctx.outDir,
       PIPELINE_WORK: ctx.workDir,
       PIPELINE_SEED: String(ctx.seed),
@@ -158,9 +186,18 @@ export const execStage = defineStage({
         child.stderr.destroy();
         ctx.signal.throwIfAborted();
       }
-      // A background process that still holds the pipes would keep them open: its output still
-      // counts, so wait for it as a shell would.
-      await Promise.all(streamed);
+      // The command is over: what it left running in its group (a `cmd &`) must not write into
+      // the output once it is published, so it is stopped now, succeeded or not.
+      if (group.alive()) {
+        ctx.log.info(`the command exited; stopping what it left running in process group ${child.pid}`);
+        group.stop(ctx.log);
+        await group.stopped;
+      }
+      // Its last lines are still in the pipes; a process that left the group (setsid) may hold them
+      // open for ever, so read for a moment and then let go.
+      await Promise.race([Promise.all(streamed), sleep(PIPE_DRAIN_MS)]);
+      child.stdout.destroy();
+      child.stderr.destroy();
       if (exit.code !== 0) {
         throw new Error(exit.signal ? `command killed by ${exit.signal}` : `command exited with code ${exit.code}`);
       }

@@ -57,8 +57,8 @@ export function cli(dir: string, args: string[]): Promise<CliResult> {
 }
 
 /** A CLI run in the background, for killing it or racing another one. */
-export function cliBackground(dir: string, args: string[]): { child: ChildProcess; done: Promise<CliResult> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: environment(dir) });
+export function cliBackground(dir: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: { ...environment(dir), ...extraEnv } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));

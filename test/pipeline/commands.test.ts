@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
 import { FIXTURES, inProcess, runsOf, tempDir } from './cli-helpers.ts';
 
 const { dir, remove } = tempDir('pipeline-commands-');
@@ -95,9 +96,10 @@ describe('inspection commands', () => {
     const resumable = status.stages.find((row) => row.name === 'd')!.fingerprint;
     const stale = 'f'.repeat(64);
     for (const fp of [resumable, stale]) mkdirSync(path.join(dir, 'checkpoints/work', fp, 'checkpoints/step-1'), { recursive: true });
+    await stepCheckpoints(path.join(dir, 'checkpoints/work', resumable)).save(1, {});
 
     const gc = await pipeline('gc', 'p.yaml', '--set', 'stages.d.with.value=stopped');
-    expect(gc.out).toContain(`kept work ${resumable.slice(0, 8)} (d: the next run resumes from it; --resumable removes it)`);
+    expect(gc.out).toContain(`kept work ${resumable.slice(0, 8)} (d: the next run resumes from step checkpoint at step 1; --resumable removes it)`);
     expect(gc.out).toContain(`removed work ${stale.slice(0, 8)}`);
     expect(readdirSync(path.join(dir, 'checkpoints/work'))).toEqual([resumable]);
 

@@ -39,7 +39,7 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
     yaml: 'name: x\nstages:\n  a:\n    uses: exec\n    with:\n      command: echo\n      comand2: x\n    need: [b]\n',
     // Both typos, in file order, each with its closest valid key and the full list.
     expected: [
-      'unknown-keys.yaml:7:7: error: stages.a.with: unknown key "comand2" (did you mean "command"?); expected one of: command, env, cwd, produces, files',
+      'unknown-keys.yaml:7:7: error: stages.a.with: unknown key "comand2" (did you mean "command"?); expected one of: command, env, cwd, produces, files, inherit_env',
       ' 7 |       comand2: x',
       '   |       ^^^^^^^',
       'unknown-keys.yaml:8:5: error: stages.a: unknown key "need" (did you mean "needs"?); expected one of: uses, needs, with, executor, slurm, resources, seed_offset',
