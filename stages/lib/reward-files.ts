@@ -44,6 +44,8 @@ export class RewardWorker {
   private nextId = 0;
   /** Why the worker is gone, once it is: every later request fails with it. */
   private stopped: Error | undefined;
+  /** The rewards loaded, to name them when the thread dies outside any one call. */
+  private readonly labels: string[] = [];
 
   constructor() {
     this.worker = new Worker(new URL('./reward-worker.mjs', import.meta.url));
@@ -54,14 +56,15 @@ export class RewardWorker {
       this.pending.delete(message.id);
       waiting?.resolve(message);
     });
-    this.worker.on('error', (error) => this.stop(new RewardWorkerStopped(`the reward worker crashed: ${error.message}`)));
-    this.worker.on('exit', (code) => this.stop(new RewardWorkerStopped(`the reward worker exited (code ${code})`)));
+    this.worker.on('error', (error) => this.stop(new RewardWorkerStopped(`the worker running ${this.running()} crashed: ${error.message}`)));
+    this.worker.on('exit', (code) => this.stop(new RewardWorkerStopped(`the worker running ${this.running()} exited (code ${code})`)));
   }
 
   /** Imports a reward file in the worker; resolves with the failure's message, or undefined when it loaded. */
   async load(file: string, limits: CallLimits): Promise<string | undefined> {
     // Starting the worker and transpiling the file come first, so a short per-call limit is not
     // applied to the import: it gets at least the default.
+    this.labels.push(limits.label);
     const answer = await this.request({ type: 'load', file }, { ...limits, timeoutS: Math.max(limits.timeoutS, DEFAULT_REWARD_TIMEOUT_S) }, 'to load');
     return answer.type === 'failed' ? answer.message : undefined;
   }
@@ -102,6 +105,10 @@ export class RewardWorker {
       });
       this.worker.postMessage({ ...message, id });
     });
+  }
+
+  private running(): string {
+    return this.labels.join(', ') || 'no reward yet';
   }
 
   /** Fails every waiting request with `reason` and terminates the thread (a loop cannot refuse). */

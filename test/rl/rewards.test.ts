@@ -176,6 +176,13 @@ describe('reward files run in a worker', () => {
     expect(performance.now() - started).toBeLessThan(10_000);
   });
 
+  it('a reward that kills its thread fails the call at once, naming the reward', async () => {
+    const file = `${fixtures}throws-later.ts`;
+    const rewards = await loadRewards([{ use: file, weight: 1, with: {} }], repoRoot);
+    loaded.push(rewards);
+    await expect(scoreBatch(rewards, [input('a', perfect)])).rejects.toThrow(`the worker running reward throws-later (${file}) crashed: late failure`);
+  });
+
   it('validate checks a reward file without importing it; loading it for a run does import it', async () => {
     const marker = join(mkdtempSync(join(tmpdir(), 'reward-marker-')), 'imported');
     process.env.REWARD_IMPORT_MARKER = marker;
