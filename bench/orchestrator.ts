@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { main } from '../pipeline/cli.ts';
+import { builtinStages } from '../stages/registry.ts';
 import type { Io } from '../pipeline/commands/common.ts';
 
 const STAGES = 200;
@@ -36,7 +37,7 @@ writeFileSync(path.join(dir, 'p.yaml'), `${yaml.join('\n')}\n`);
 
 async function timed(args: string[]): Promise<number> {
   const start = performance.now();
-  const code = await main(['node', 'pipeline', ...args], io);
+  const code = await main(['node', 'pipeline', ...args], io, { stages: builtinStages, commands: [] });
   if (code !== 0) throw new Error(`pipeline ${args.join(' ')} exited ${code}:\n${lines.slice(-20).join('\n')}`);
   return (performance.now() - start) / 1000;
 }

@@ -12,11 +12,12 @@ import { parseArgs } from 'node:util';
 import { builtArtifacts } from '../pipeline/commands/artifacts.ts';
 import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
 import type { RelevanceExample } from '../stages/lib/relevance/types.ts';
+import { builtinStages } from '../stages/registry.ts';
 import { startDeploymentServer } from '../stages/lib/serving/serve-command.ts';
 
 const { values: flags, positionals } = parseArgs({ allowPositionals: true, options: { pairs: { type: 'string', default: '128' } } });
 const config = positionals[0] ?? 'configs/deploy.yaml';
-const artifacts = await builtArtifacts(path.basename(config), {}, { out: () => {}, err: (m) => console.error(m), cwd: path.dirname(path.resolve(config)) });
+const artifacts = await builtArtifacts(path.basename(config), {}, { out: () => {}, err: (m) => console.error(m), cwd: path.dirname(path.resolve(config)), stages: builtinStages });
 const server = await startDeploymentServer(artifacts, { host: '127.0.0.1', port: 0, bodyLimit: 1 << 20, maxItems: 64, memoEntries: 1000, logger: false });
 const test = await readJsonl<RelevanceExample>(path.join(artifacts.objectDir(server.deployment.inputs.dataset), 'test.jsonl'));
 server.deployment.route.minConfidence = 1.01;

@@ -31,6 +31,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import autocannon from 'autocannon';
 import { builtArtifacts } from '../pipeline/commands/artifacts.ts';
+import { builtinStages } from '../stages/registry.ts';
 import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
 import { readQueryLog, type QueryLogEntry } from '../stages/lib/relevance/query-log.ts';
 import { normalise } from '../stages/lib/relevance/text.ts';
@@ -58,7 +59,7 @@ const show = (section: string, value: unknown) => {
 // 1. Build what is out of date.
 const build = spawnSync(process.execPath, [path.join(repo, 'bin', 'pipeline.js'), 'run', config], { cwd: repo, env: { ...process.env, CI: 'true' }, stdio: ['ignore', 'inherit', 'inherit'] });
 if (build.status !== 0) throw new Error(`pipeline run ${config} failed (exit ${build.status})`);
-const artifacts = await builtArtifacts(config, {}, io);
+const artifacts = await builtArtifacts(config, {}, { ...io, stages: builtinStages });
 const deploymentDir = artifacts.one('deployment').dir;
 const deployment = JSON.parse(readFileSync(path.join(deploymentDir, 'deployment.json'), 'utf8')) as Deployment;
 const datasetDir = artifacts.objectDir(deployment.inputs.dataset);

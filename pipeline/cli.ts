@@ -2,16 +2,18 @@
  * The `pipeline` command line. Exit codes: 0 success, 1 a stage failed (or the store was busy with
  * --no-wait), 2 bad usage or config, 130 the run was stopped (SIGINT/SIGTERM).
  */
-import * as path from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { DiagnosticsError } from './diagnostics.ts';
 import { describeDecision } from './plan.ts';
 import { runStageInProcess } from './executor/run-stage.ts';
 import { acquireStoreLock, describeHolder, LockBusyError } from './store/lock.ts';
 import { BrokenJsonError, DiskFullError } from './store/fs-util.ts';
 import { StoreError } from './store/store.ts';
-import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, processIo, splitList, storeFor, type Io } from './commands/common.ts';
-import { exportCommand } from './commands/export.ts';
+import { builtArtifacts } from './commands/artifacts.ts';
+import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, splitList, storeFor, type CommandIo, type Io, type StageSource } from './commands/common.ts';
+
+export { processIo } from './commands/common.ts';
+import { collect, positiveInt, reportingErrors, withConfigOptions, type CommandKit, type StageCommand } from './commands/extension.ts';
 import { gcCommand } from './commands/gc.ts';
 import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
 import { runCommand } from './commands/run.ts';
@@ -19,30 +21,11 @@ import { stagesCommand } from './commands/stages.ts';
 import { verifyCommand } from './commands/verify.ts';
 import { reportCommand } from './report/command.ts';
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number >= 1');
-  return n;
-}
-
-function stageList(value: string): string[] {
-  const stages = value.split(',').map((s) => s.trim());
-  if (stages.some((s) => s === '')) throw new InvalidArgumentError(`expected stage names separated by commas, got "${value}"`);
-  return stages;
-}
-
-function unitInterval(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a number from 0 to 1');
-  return n;
-}
-
-function withConfigOptions(command: Command): Command {
-  return command
-    .option('--store <dir>', "artifact store (default: the config's `store:`, relative to the config file)")
-    .option('--set <key=value>', 'override a config value, e.g. stages.sft.with.lr=3e-4 (repeatable)', collect);
+interface SelectionFlags {
+  only?: string;
+  from?: string;
+  until?: string;
+  force?: string[];
 }
 
 function withSelection(command: Command): Command {
@@ -53,34 +36,25 @@ function withSelection(command: Command): Command {
     .option('--force <stage>', 'rebuild this stage even if cached (repeatable)', collect);
 }
 
-interface SelectionFlags {
-  only?: string;
-  from?: string;
-  until?: string;
-  force?: string[];
-}
-
 const selection = (flags: SelectionFlags) => ({ only: splitList(flags.only), from: flags.from, until: flags.until });
 
-/** An action whose failures (a missing file, a corrupt model) print `error: ...` and exit 1; config errors keep their diagnostics. */
-function reportingErrors<A extends unknown[]>(io: Io, setExit: (code: number) => void, action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
-  return async (...args) => {
-    try {
-      await action(...args);
-    } catch (error) {
-      if (error instanceof DiagnosticsError) throw error;
-      io.err(`error: ${(error as Error).message}`);
-      setExit(EXIT.failed);
-    }
-  };
+/**
+ * What the composition root (bin/pipeline.js) plugs into the orchestrator, which knows no stage:
+ * the stage types configs may use, the commands that belong to stages, and the package version.
+ */
+export interface CliParts {
+  stages: StageSource;
+  commands: readonly StageCommand[];
+  version?: string;
 }
 
-export function buildProgram(io: Io, setExit: (code: number) => void): Command {
+export function buildProgram(io: CommandIo, setExit: (code: number) => void, commands: readonly StageCommand[] = [], version?: string): Command {
   const program = new Command('pipeline')
     .description('Train LLM search-relevance judges end to end from one YAML DAG.')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .showHelpAfterError();
+  if (version) program.version(version, '-V, --version', 'print the version');
 
   withSelection(withConfigOptions(program.command('run').argument('<config>', 'pipeline YAML')))
     .description('build what is out of date')
@@ -144,55 +118,19 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .option('--out <file>', 'where to write it (default: <store>/reports/<pipeline>.html)')
     .action(async (config: string, flags) => setExit(await reportCommand(config, flags, io)));
 
-  withConfigOptions(program.command('score').argument('<config>', 'pipeline YAML (its built judge, knowledge graph and prompts)'))
-    .description('label query–item pairs with the trained judge: grade, per-grade probabilities, reasoning (resumable)')
-    .requiredOption('--input <file>', 'JSONL of {id?, query, item: {title, category?, attributes?, ...}}')
-    .requiredOption('--output <file>', 'JSONL written when every pair is scored (<output>.partial until then)')
-    .option('--model <stage>', 'the checkpoint stage to judge with (default: the last one built)')
-    .option('--batch-size <n>', 'pairs decoded at once', positiveInt, 8)
-    .option('--max-new-tokens <n>', 'generation budget per pair', positiveInt, 160)
-    .addOption(new Option('--grade <reading>', "a think-first judge's grade: the answer it wrote, or the median of its answer probabilities after its reasoning (as eval's grade: median)").choices(['answer', 'median']).default('answer'))
-    .option('--lexical-pool <weight>', "pool the judge's grade probabilities with the learned lexical baseline's (fitted on train), this weight on the baseline, and read the pooled median (as eval's lexical_pool)", unitInterval)
-    .option('--ensemble <stages>', "further checkpoint stages, comma-separated, judging with --model as one (as eval's ensemble): the median of their grade probabilities' geometric mean", stageList)
-    .option('--delivered [eval-stage]', "serve the judge the eval stage delivered (members, lexical pool weight and decision rule chosen on dev; its metrics.json `delivered`); name the eval stage when there are several")
-    .action(
-      reportingErrors(io, setExit, async (config: string, flags) => {
-        const { builtArtifacts } = await import('./commands/artifacts.ts');
-        const { scorePairs } = await import('../stages/lib/serving/score.ts');
-        const artifacts = await builtArtifacts(config, flags, io);
-        setExit(await scorePairs(artifacts, { ...flags, input: path.resolve(io.cwd, flags.input), output: path.resolve(io.cwd, flags.output) }, { ...io, isTTY: process.stderr.isTTY === true }));
-      }),
-    );
-
-  withConfigOptions(program.command('serve').argument('<config>', 'pipeline YAML (its built deployment: a precompute stage)'))
-    .description('serve the judge over HTTP: head cache, distilled model, LLM (POST /v1/relevance, OpenAI-compatible /v1/chat/completions)')
-    .option('--stage <name>', 'the deployment (precompute) stage to serve (default: the only one)')
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <n>', 'port (0: any free one)', (v) => (v === '0' ? 0 : positiveInt(v)), 8080)
-    .option('--body-limit <bytes>', 'largest request body (413 beyond)', positiveInt, 1_048_576)
-    .option('--max-items <n>', 'most items in one relevance request', positiveInt, 256)
-    .option('--memo-entries <n>', 'head-cache entries kept parsed in memory (past it, the first in goes)', positiveInt, 50_000)
-    .addOption(new Option('--log-level <level>', 'JSON logs on stdout').choices(['silent', 'error', 'warn', 'info', 'debug']).default('info'))
-    .option('--access-log', 'one log line per request (off by default: /metrics counts them)', false)
-    .addOption(new Option('--api-key <key>', 'require Authorization: Bearer <key> on /v1 routes (401 otherwise)').env('LORE_API_KEY'))
-    .action(
-      reportingErrors(io, setExit, async (config: string, flags) => {
-        const { builtArtifacts } = await import('./commands/artifacts.ts');
-        const { serveCommand } = await import('../stages/lib/serving/serve-command.ts');
-        const artifacts = await builtArtifacts(config, flags, io);
-        setExit(await serveCommand(artifacts, { ...flags, logger: flags.logLevel === 'silent' ? false : { level: flags.logLevel } }, io));
-      }),
-    );
-
-  withConfigOptions(program.command('export').argument('<config>', 'pipeline YAML').argument('<stage>', 'a stage whose artifact is a checkpoint'))
-    .description("copy the stage's checkpoint with an ONNX export (onnx/model.onnx) that onnxruntime and transformers.js load")
-    .option('--out <dir>', 'where to write it (default: <store>/exports/<pipeline>/<stage>)')
-    .action(async (config: string, stage: string, flags) => setExit(await exportCommand(config, stage, flags, io)));
+  const kit: CommandKit = {
+    io,
+    setExit,
+    withConfigOptions,
+    reportingErrors: (action) => reportingErrors(io, setExit, action),
+    builtArtifacts: (configPath, options) => builtArtifacts(configPath, options, io),
+  };
+  for (const addCommand of commands) addCommand(program, kit);
 
   program
     .command('stages')
     .description('registered stage types and their params')
-    .action(() => setExit(stagesCommand(io)));
+    .action(async () => setExit(await stagesCommand(io)));
 
   // Run by remote executors on a worker: build exactly one stage, as the submitting run planned it.
   withConfigOptions(program.command('run-stage', { hidden: true }).argument('<config>').argument('<stage>'))
@@ -237,11 +175,12 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   return program;
 }
 
-export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+export async function main(argv: readonly string[], io: Io, parts: CliParts): Promise<number> {
   let exit: number = EXIT.ok;
-  const program = buildProgram(io, (code) => {
+  const commandIo: CommandIo = { out: io.out, err: io.err, get cwd() { return io.cwd; }, stages: parts.stages };
+  const program = buildProgram(commandIo, (code) => {
     exit = code;
-  });
+  }, parts.commands, parts.version);
   try {
     await program.parseAsync([...argv]);
     return exit;

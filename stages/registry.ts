@@ -1,5 +1,5 @@
 /** Built-in stage types, by the name used in YAML `uses:`. Append one import and one entry per type. */
-import type { StageType } from '../pipeline/stage-api.ts';
+import type { StageType } from '../pipeline/api.ts';
 import { execStage } from './exec/index.ts';
 import worldStage from './world/index.ts';
 import importStage from './import/index.ts';

@@ -4,17 +4,21 @@
  * never built are left out; a ref whose object is gone is an error naming it.
  */
 import type { ArtifactKind, EngineConfig, InputArtifact, Inputs } from '../stage-api.ts';
-import { loadOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+import { loadOrThrow, storeFor, type CommandIo, type ConfigOptions } from './common.ts';
 
 export interface BuiltArtifacts extends Inputs {
   pipeline: string;
+  /** Every stage of the config, built or not, in YAML order. */
+  stages: string[];
+  /** The store's root folder. */
+  storeRoot: string;
   /** The pipeline's `engine:` block. */
   engine: EngineConfig;
   /** The store's objects folder (artifacts may name each other by fingerprint). */
   objectDir(fingerprint: string): string;
 }
 
-export async function builtArtifacts(configPath: string, options: ConfigOptions, io: Io): Promise<BuiltArtifacts> {
+export async function builtArtifacts(configPath: string, options: ConfigOptions, io: CommandIo): Promise<BuiltArtifacts> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   const all: InputArtifact[] = [];
@@ -28,6 +32,8 @@ export async function builtArtifacts(configPath: string, options: ConfigOptions,
   const many = (kind: ArtifactKind) => all.filter((a) => a.kind === kind);
   return {
     pipeline: loaded.config.name,
+    stages: [...loaded.stages.keys()],
+    storeRoot: store.root,
     engine: loaded.config.engine as EngineConfig,
     objectDir: (fingerprint) => store.objectDir(fingerprint),
     all,

@@ -1,38 +1,23 @@
 /** What every command does first: load the config, find the store, plan; and how output is written. */
 import { statSync } from 'node:fs';
 import * as path from 'node:path';
-import { builtinStages } from '../../stages/registry.ts';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { locate } from '../config/locate.ts';
 import { DiagnosticsError, formatDiagnostics, type Diagnostic } from '../diagnostics.ts';
 import type { Selection } from '../graph.ts';
 import { planPipeline, type Plan } from '../plan.ts';
 import { ArtifactStore } from '../store/store.ts';
+import { EXIT, stageTypes, type CommandIo, type Io } from './io.ts';
 
-/** 130 = 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, cancelled: 130 } as const;
-
-export interface Io {
-  out(text: string): void;
-  err(text: string): void;
-  cwd: string;
-}
-
-export const processIo: Io = {
-  out: (text) => process.stdout.write(`${text}\n`),
-  err: (text) => process.stderr.write(`${text}\n`),
-  get cwd() {
-    return process.cwd();
-  },
-};
+export { EXIT, processIo, stageTypes, type CommandIo, type Io, type StageSource } from './io.ts';
 
 export interface ConfigOptions {
   store?: string;
   set?: string[];
 }
 
-export async function loadOrThrow(configPath: string, options: ConfigOptions, io: Io): Promise<LoadedConfig> {
-  const result = await loadConfig(configPath, { overrides: options.set ?? [], registry: builtinStages, cwd: io.cwd });
+export async function loadOrThrow(configPath: string, options: ConfigOptions, io: CommandIo): Promise<LoadedConfig> {
+  const result = await loadConfig(configPath, { overrides: options.set ?? [], registry: await stageTypes(io.stages), cwd: io.cwd });
   if (!result.ok) throw new DiagnosticsError(result.diagnostics);
   return result.loaded;
 }

@@ -20,7 +20,7 @@ import { acquireStoreLock, describeHolder } from '../store/lock.ts';
 import { dirBytes, exists } from '../store/fs-util.ts';
 import { isFingerprint, type ArtifactStore } from '../store/store.ts';
 import type { Plan } from '../plan.ts';
-import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+import { EXIT, loadOrThrow, planOrThrow, storeFor, type CommandIo, type ConfigOptions } from './common.ts';
 
 export interface GcOptions extends ConfigOptions {
   dryRun?: boolean;
@@ -39,7 +39,7 @@ interface Verdict {
   kept?: string;
 }
 
-export async function gcCommand(configPath: string, options: GcOptions, io: Io): Promise<number> {
+export async function gcCommand(configPath: string, options: GcOptions, io: CommandIo): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   // Taking the lock would create the store: a store that is not there has nothing to collect.

@@ -7,13 +7,13 @@ import { describeHolder, readLock, staleReason, type LockInfo } from '../store/l
 import { describeProblems } from '../store/object-check.ts';
 import { readLastRun, type LastRun } from './run.ts';
 import { slurmStatusLines } from '../slurm/job-record.ts';
-import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+import { EXIT, loadOrThrow, planOrThrow, storeFor, type CommandIo, type ConfigOptions } from './common.ts';
 
 export interface JsonOption {
   json?: boolean;
 }
 
-export async function statusCommand(configPath: string, options: ConfigOptions & JsonOption, io: Io): Promise<number> {
+export async function statusCommand(configPath: string, options: ConfigOptions & JsonOption, io: CommandIo): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   const plan = await planOrThrow(loaded, store, {});
@@ -58,7 +58,7 @@ function describeRun(run: LastRun): string {
   return `${run.status}, ${run.started} .. ${run.finished}`;
 }
 
-export async function lsCommand(configPath: string, options: ConfigOptions & JsonOption, io: Io): Promise<number> {
+export async function lsCommand(configPath: string, options: ConfigOptions & JsonOption, io: CommandIo): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   const refs = (await store.allRefs()).get(loaded.config.name) ?? new Map<string, string>();
@@ -89,7 +89,7 @@ export async function lsCommand(configPath: string, options: ConfigOptions & Jso
   return EXIT.ok;
 }
 
-export async function showCommand(configPath: string, what: string, options: ConfigOptions & JsonOption, io: Io): Promise<number> {
+export async function showCommand(configPath: string, what: string, options: ConfigOptions & JsonOption, io: CommandIo): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   const fingerprint =

@@ -8,7 +8,7 @@ import { acquireStoreLock, describeHolder, isStale, LockBusyError, readLock, typ
 import type { QualityCheck } from '../stage-api.ts';
 import type { ArtifactStore } from '../store/store.ts';
 import type { Selection } from '../graph.ts';
-import { EXIT, loadOrThrow, planOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+import { EXIT, loadOrThrow, planOrThrow, storeFor, type CommandIo, type ConfigOptions } from './common.ts';
 
 export interface RunOptions extends ConfigOptions {
   selection: Selection;
@@ -64,7 +64,7 @@ export async function readLastRun(store: ArtifactStore, pipeline: string): Promi
   return holder?.token === record.lockToken && !isStale(holder) ? record : { ...record, status: 'interrupted' };
 }
 
-export async function runCommand(configPath: string, options: RunOptions, io: Io): Promise<number> {
+export async function runCommand(configPath: string, options: RunOptions, io: CommandIo): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   const controller = new AbortController();
@@ -96,7 +96,7 @@ export async function runCommand(configPath: string, options: RunOptions, io: Io
   }
 }
 
-async function execute(plan: Plan, options: RunOptions, lockToken: string, controller: AbortController, io: Io): Promise<number> {
+async function execute(plan: Plan, options: RunOptions, lockToken: string, controller: AbortController, io: CommandIo): Promise<number> {
   const { config } = plan.loaded;
   const started = new Date();
   const runningRecord: RunRecord = { pipeline: config.name, config: plan.loaded.file, started: started.toISOString(), finished: '', status: 'running', wallS: 0, pid: process.pid, lockToken, stages: [] };

@@ -1,7 +1,6 @@
 /** `pipeline stages`: every registered stage type and its params, printed from the schemas. */
 import { z } from 'zod';
-import { builtinStages } from '../../stages/registry.ts';
-import { EXIT, type Io } from './common.ts';
+import { EXIT, stageTypes, type CommandIo } from './common.ts';
 
 export interface JsonSchemaNode {
   type?: string | string[];
@@ -33,8 +32,8 @@ export function paramPresence(key: string, node: JsonSchemaNode, required: Reado
   return required.has(key) && !nullable ? 'required' : 'optional';
 }
 
-export function stagesCommand(io: Io): number {
-  for (const type of builtinStages) {
+export async function stagesCommand(io: CommandIo): Promise<number> {
+  for (const type of await stageTypes(io.stages)) {
     io.out(`${type.name} (v${type.version}, ${type.resources}, produces ${type.produces}): ${type.description}`);
     const schema = z.toJSONSchema(type.params, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode;
     const required = new Set(schema.required ?? []);

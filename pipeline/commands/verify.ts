@@ -15,7 +15,7 @@ import { acquireStoreLock, describeHolder } from '../store/lock.ts';
 import { describeProblems } from '../store/object-check.ts';
 import { trashDir } from '../store/trash.ts';
 import type { ArtifactStore } from '../store/store.ts';
-import { EXIT, loadOrThrow, storeFor, type ConfigOptions, type Io } from './common.ts';
+import { EXIT, loadOrThrow, storeFor, type CommandIo, type ConfigOptions } from './common.ts';
 
 export interface VerifyOptions extends ConfigOptions {
   repair?: boolean;
@@ -34,7 +34,7 @@ export interface VerifyReport {
   repaired: boolean;
 }
 
-export async function verifyCommand(configPath: string, options: VerifyOptions, io: Io): Promise<number> {
+export async function verifyCommand(configPath: string, options: VerifyOptions, io: CommandIo): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   if (!(await exists(store.root))) {

@@ -1,7 +1,7 @@
 /** `pipeline report <config> [--out FILE]`: one self-contained HTML file for the pipeline's current state. */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { EXIT, loadOrThrow, storeFor, type ConfigOptions, type Io } from '../commands/common.ts';
+import { EXIT, loadOrThrow, storeFor, type CommandIo, type ConfigOptions } from '../commands/common.ts';
 import { exists, writeFileAtomic } from '../store/fs-util.ts';
 import { collectReport } from './collect.ts';
 import { renderReport } from './html.ts';
@@ -11,7 +11,7 @@ export interface ReportOptions extends ConfigOptions {
   out?: string;
 }
 
-export async function reportCommand(configPath: string, options: ReportOptions, io: Io): Promise<number> {
+export async function reportCommand(configPath: string, options: ReportOptions, io: CommandIo): Promise<number> {
   const loaded = await loadOrThrow(configPath, options, io);
   const store = storeFor(loaded, options, io);
   if (!options.out && !(await exists(store.root))) {

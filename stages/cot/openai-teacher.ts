@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
-import type { Logger } from '../../pipeline/stage-api.ts';
+import type { Logger } from '../../pipeline/api.ts';
 import type { ChatMessage } from '../lib/relevance/prompts.ts';
 import { secretScrubber } from './secret-scrub.ts';
 

@@ -15,7 +15,7 @@
  * So a `plain` round gets knowledge-heavy and rule-decided examples wrong, and rejection sampling
  * sends them to the later rounds, as the paper's rounds do with a real teacher.
  */
-import type { Rng } from '../../pipeline/rng.ts';
+import type { Rng } from '../../pipeline/api.ts';
 import { renderCompletion, type RenderOptions, type ReasoningSteps } from '../lib/completion.ts';
 import { analyzePair, toReasoningSteps, type PairAnalysis } from '../lib/relevance/analysis.ts';
 import { KnowledgeGraph } from '../lib/relevance/kg.ts';

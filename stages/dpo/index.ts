@@ -20,7 +20,7 @@
 import { join } from 'node:path';
 import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
+import { defineStage, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { balancePairs, buildPairs } from './pairs.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';

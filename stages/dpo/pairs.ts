@@ -3,7 +3,7 @@
  * incorrect one; where no sample is correct the teacher's verified chain of thought is chosen, so
  * the hardest prompts still teach something. Prompts whose samples are all correct give no pair.
  */
-import type { Rng } from '../../pipeline/rng.ts';
+import type { Rng } from '../../pipeline/api.ts';
 import { balancedDraw, type GradeBalance } from '../lib/relevance/grade-balance.ts';
 import type { ChatMessage } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';

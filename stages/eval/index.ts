@@ -25,7 +25,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineStage, type EngineRecord, type QualityCheck, type StageContext } from '../../pipeline/stage-api.ts';
+import { defineStage, REPORT_FRAGMENT_FILE, type EngineRecord, type QualityCheck, type StageContext } from '../../pipeline/api.ts';
 import { describeShares, judgeDegeneracy } from '../lib/metrics.ts';
 import { chooseDelivered, judgePredictions } from './delivery.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
@@ -368,7 +368,6 @@ export default defineStage({
     ctx.metrics.log(0, Object.fromEntries(metrics.comparison.flatMap((row) => (['acc2', 'acc4', 'macroF1', 'qwk'] as const).map((k) => [`${row.model}.${k}`, row[k]]))));
     await writeJson(join(ctx.outDir, 'metrics.json'), metrics);
     await writeJsonl(join(ctx.outDir, 'predictions.jsonl'), predictions);
-    const { REPORT_FRAGMENT_FILE } = await import('../../pipeline/report/fragment.ts');
     await writeJson(join(ctx.outDir, REPORT_FRAGMENT_FILE), evalFragment(metrics, predictions, p.report_samples));
     return {
       ...(engine ? { engine } : {}),

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { defineStage, type Logger } from '../../pipeline/stage-api.ts';
+import { defineStage, type Logger } from '../../pipeline/api.ts';
 
 const params = z.strictObject({
   command: z

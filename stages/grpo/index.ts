@@ -35,7 +35,7 @@
  */
 import { z } from 'zod';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 import { DEFAULT_REWARD_TIMEOUT_S } from '../lib/reward-files.ts';
 import { checkRewardSpec, isRewardFile, RewardSpecError } from '../lib/rewards.ts';
 

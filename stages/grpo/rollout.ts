@@ -3,7 +3,7 @@
  * for guided replay, or DyKnow's two groups), each judged once, and each scored once by the reward
  * registry. Everything a group needs later (correctness, rewards, reasoning text) is computed here.
  */
-import type { Rng } from '../../pipeline/rng.ts';
+import type { Rng } from '../../pipeline/api.ts';
 import type { ReasoningSteps } from '../lib/completion.ts';
 import { generateCompletions, promptIds, type Completion, type Policy } from '../lib/policy.ts';
 import type { ChatMessage, PromptRecord } from '../lib/relevance/prompts.ts';

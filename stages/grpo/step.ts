@@ -5,7 +5,7 @@
  *   tokenAdvantages: per-token advantages of the kept groups (outcome, stepwise or DyKnow)
  * The update itself is update.ts.
  */
-import type { Rng } from '../../pipeline/rng.ts';
+import type { Rng } from '../../pipeline/api.ts';
 import { fitsContext, promptIds } from '../lib/policy.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { diverseGroups, dyknowAdvantages, groupAdvantages, informativeGroups, mean, stepwiseAdvantages } from '../lib/rl/advantages.ts';

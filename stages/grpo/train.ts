@@ -3,7 +3,7 @@
  * pipeline rollout → judge once → filter and refill (step.ts) → advantages → update (update.ts).
  * Loaded lazily: it imports tfjs.
  */
-import { yieldToEventLoop, type StageContext, type StageOutcome } from '../../pipeline/stage-api.ts';
+import { type StageContext, type StageOutcome, yieldToEventLoop } from '../../pipeline/api.ts';
 import * as engineLib from '../lib/engine/index.ts';
 import { fitsContext, loadPolicy, promptIds } from '../lib/policy.ts';
 import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';

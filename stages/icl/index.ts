@@ -7,7 +7,7 @@
  * (see stages/lib/relevance/prompts.ts).
  */
 import path from 'node:path';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 import { promptParamsSchema } from '../lib/relevance/prompts.ts';
 
 export default defineStage({

@@ -8,8 +8,7 @@
  * lines and labels). See stages/lib/relevance/importer.ts.
  */
 import path from 'node:path';
-import { Rng } from '../../pipeline/rng.ts';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage, Rng } from '../../pipeline/api.ts';
 import { importParamsSchema } from '../lib/relevance/importer.ts';
 import { importQueryLogSchema } from '../lib/relevance/query-log.ts';
 

@@ -10,7 +10,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 import { knowledgeDigest } from '../lib/relevance/knowledge.ts';
 
 const params = z.strictObject({

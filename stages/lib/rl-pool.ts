@@ -12,7 +12,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Rng } from '../../pipeline/rng.ts';
+import { Rng } from '../../pipeline/api.ts';
 import { normalise } from './relevance/text.ts';
 import { balancedOrder, type GradeBalance } from './relevance/grade-balance.ts';
 import type { Grade, RelevanceExample } from './relevance/types.ts';

@@ -4,7 +4,7 @@
  * verifying one completion, and a greedy accuracy probe on dev prompts.
  */
 import { join } from 'node:path';
-import { Rng } from '../../pipeline/rng.ts';
+import { Rng } from '../../pipeline/api.ts';
 import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from './completion.ts';
 import { classificationMetrics, judgeDegeneracy, type Degeneracy } from './metrics.ts';
 import { analyzePair, toReasoningSteps } from './relevance/analysis.ts';

@@ -4,8 +4,7 @@
  * released). The loops themselves stay in the stages.
  */
 import { join } from 'node:path';
-import { Rng } from '../../pipeline/rng.ts';
-import type { EngineConfig, StageContext } from '../../pipeline/stage-api.ts';
+import { type EngineConfig, Rng, type StageContext } from '../../pipeline/api.ts';
 import type { AdamW, LoraOptions, Model } from './engine/index.ts';
 import type { Policy } from './policy.ts';
 import { probeMetrics, type AccuracyProbe } from './scoring.ts';

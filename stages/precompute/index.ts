@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 import { GRADE_READINGS } from '../lib/grade-probs.ts';
 import { QUERY_TIERS } from '../lib/relevance/query-log.ts';
 

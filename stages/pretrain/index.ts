@@ -18,8 +18,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { Rng } from '../../pipeline/rng.ts';
-import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
+import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { modelOverridesSchema } from '../lib/engine/config.ts';
 import { readJsonl } from '../lib/relevance/jsonl.ts';

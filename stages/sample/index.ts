@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 import { passAtK } from '../lib/rl/advantages.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';

@@ -17,8 +17,7 @@
  */
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { Rng } from '../../pipeline/rng.ts';
-import { defineStage, yieldToEventLoop } from '../../pipeline/stage-api.ts';
+import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
 import { readJsonl } from '../lib/relevance/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
 import type { ProbeRecord } from '../lib/scoring.ts';

@@ -7,7 +7,7 @@
  * frequency and its head/torso/tail tier (stages/lib/relevance/query-log.ts).
  */
 import path from 'node:path';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 import { knowledgeDigest } from '../lib/relevance/knowledge.ts';
 import { worldParamsSchema } from '../lib/relevance/world.ts';
 

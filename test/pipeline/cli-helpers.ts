@@ -5,6 +5,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll } from 'vitest';
 import { main } from '../../pipeline/cli.ts';
+import type { StageType } from '../../pipeline/stage-api.ts';
+import { stageCommands } from '../../stages/commands.ts';
+import { builtinStages } from '../../stages/registry.ts';
 
 export const BIN = path.resolve(import.meta.dirname, '../../bin/pipeline.js');
 export const FIXTURES = path.resolve(import.meta.dirname, 'fixtures');
@@ -34,12 +37,15 @@ export function workspaces(): (prefix: string) => string {
   };
 }
 
-/** The CLI run in-process through `main` (the same code as bin/pipeline.js minus start-up), in `dir`. */
-export function inProcess(dir: string): (...args: string[]) => Promise<{ code: number; out: string; err: string }> {
+/**
+ * The CLI run in-process through `main` (the same code as bin/pipeline.js minus start-up), in `dir`,
+ * with the built-in stage types and commands unless `stages` names others (fixture stage types).
+ */
+export function inProcess(dir: string, stages: readonly StageType[] = builtinStages): (...args: string[]) => Promise<{ code: number; out: string; err: string }> {
   return async (...args) => {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await main(['node', 'pipeline', ...args], { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir });
+    const code = await main(['node', 'pipeline', ...args], { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir }, { stages, commands: stageCommands });
     return { code, out: out.join('\n'), err: err.join('\n') };
   };
 }

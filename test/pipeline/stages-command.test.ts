@@ -2,15 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { stagesCommand } from '../../pipeline/commands/stages.ts';
 import { builtinStages } from '../../stages/registry.ts';
 
-function printed(): string[] {
+async function printed(): Promise<string[]> {
   const lines: string[] = [];
-  stagesCommand({ out: (text) => lines.push(text), err: (text) => lines.push(text), cwd: '.' });
+  await stagesCommand({ out: (text) => lines.push(text), err: (text) => lines.push(text), cwd: '.', stages: builtinStages });
   return lines;
 }
 
 describe('pipeline stages', () => {
-  it('marks as required exactly the params a stage refuses to go without', () => {
-    const lines = printed();
+  it('marks as required exactly the params a stage refuses to go without', async () => {
+    const lines = await printed();
     for (const type of builtinStages) {
       const start = lines.findIndex((line) => line.startsWith(`${type.name} (v`));
       const end = lines.findIndex((line, i) => i > start && !line.startsWith('  '));
@@ -23,8 +23,8 @@ describe('pipeline stages', () => {
     }
   });
 
-  it('shows optional params as optional, defaulted ones with their default', () => {
-    const lines = printed();
+  it('shows optional params as optional, defaulted ones with their default', async () => {
+    const lines = await printed();
     const importAt = lines.findIndex((line) => line.startsWith('import (v'));
     const importParams = lines.slice(importAt + 1).filter((line, i, all) => all.slice(0, i + 1).every((l) => l.startsWith('  ')));
     expect(importParams.find((line) => line.startsWith('  split_seed '))).toMatch(/^ {2}split_seed \(integer, optional\)/);

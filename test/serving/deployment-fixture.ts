@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { builtArtifacts } from '../../pipeline/commands/artifacts.ts';
+import { builtinStages } from '../../stages/registry.ts';
 import { startDeploymentServer, type ServeCommandOptions } from '../../stages/lib/serving/serve-command.ts';
 import type { RunningServer } from '../../stages/lib/serving/server.ts';
 
@@ -42,7 +43,7 @@ export function buildDeployment(name: string, config = deploymentConfig(name)): 
   writeFileSync(path.join(dir, 'pipeline.yaml'), config);
   const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   cli('run', 'pipeline.yaml');
-  const cliIo = { out: () => {}, err: () => {}, cwd: dir };
+  const cliIo = { out: () => {}, err: () => {}, cwd: dir, stages: builtinStages };
   return {
     dir,
     cli,

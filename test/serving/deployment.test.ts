@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtArtifacts } from '../../pipeline/commands/artifacts.ts';
+import { builtinStages } from '../../stages/registry.ts';
 import { OpenAiTeacher } from '../../stages/cot/openai-teacher.ts';
 import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
 import { readQueryLog } from '../../stages/lib/relevance/query-log.ts';
@@ -39,7 +40,7 @@ stages:
   serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: { max_new_tokens: 4 } }
   eval: { uses: eval, needs: [sft, distill, icl, kg], with: { limit: 4, dev_limit: 2, batch_size: 4, max_new_tokens: 4 } }
 `;
-const cliIo = { out: () => {}, err: () => {}, cwd: dir };
+const cliIo = { out: () => {}, err: () => {}, cwd: dir, stages: builtinStages };
 const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const artifact = (stage: string) => path.join(dir, 'store', 'objects', readFileSync(path.join(dir, 'store', 'refs', 'dep', stage), 'utf8').trim());
 

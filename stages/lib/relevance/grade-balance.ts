@@ -15,7 +15,7 @@
  * Samples", with a power in place of the effective number.)
  */
 import { z } from 'zod';
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { Rng } from '../../../pipeline/api.ts';
 import { GRADES, type Grade } from './types.ts';
 
 export const gradeBalanceSchema = z

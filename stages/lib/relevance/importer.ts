@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
 import iconv from 'iconv-lite';
 import { z } from 'zod';
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { Rng } from '../../../pipeline/api.ts';
 import { splitByQuery, splitFractionsSchema } from './split.ts';
 import { GRADES, type Grade, type Item, type RelevanceExample, type Split } from './types.ts';
 

@@ -12,9 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { DiagnosticsError, formatDiagnostics, type Diagnostic, type KeyPath } from '../../../pipeline/diagnostics.ts';
-import { issuesToDiagnostics } from '../../../pipeline/config/issues.ts';
-import { locate, type YamlSource } from '../../../pipeline/config/locate.ts';
+import { type Diagnostic, DiagnosticsError, formatDiagnostics, issuesToDiagnostics, type KeyPath, locate, type YamlSource } from '../../../pipeline/api.ts';
 import { conditionFeatures, ruleSchema, type Rule } from './rules.ts';
 import { inflections, normalise, titleCase } from './text.ts';
 

@@ -13,7 +13,7 @@
  * per line, most frequent first.
  */
 import { z } from 'zod';
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { Rng } from '../../../pipeline/api.ts';
 import { forEachJsonl } from './jsonl.ts';
 import { normalise } from './text.ts';
 

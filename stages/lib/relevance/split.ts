@@ -4,7 +4,7 @@
  * "running shoes" are one query).
  */
 import { z } from 'zod';
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { Rng } from '../../../pipeline/api.ts';
 import { normalise } from './text.ts';
 import type { Split } from './types.ts';
 

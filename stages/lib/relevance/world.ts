@@ -6,7 +6,7 @@
  * the generator meant.
  */
 import { z } from 'zod';
-import type { Rng } from '../../../pipeline/rng.ts';
+import type { Rng } from '../../../pipeline/api.ts';
 import { analyzeParsed, parseQuery, type PairAnalysis, type QueryParse } from './analysis.ts';
 import type { ProductType } from './knowledge.ts';
 import type { KnowledgeGraph } from './kg.ts';

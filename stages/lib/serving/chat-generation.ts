@@ -3,7 +3,7 @@
  * on its own terms (its max_tokens, its stop sequences, its client going away) without holding the
  * batch's other rows (GenerateOptions.onToken ends a row).
  */
-import { Rng } from '../../../pipeline/rng.ts';
+import { Rng } from '../../../pipeline/api.ts';
 import { generateCompletions, promptIds, type Policy } from '../policy.ts';
 import type { ChatChoice, ChatRequest, ChatResult } from './llm-tier.ts';
 

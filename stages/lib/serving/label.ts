@@ -4,7 +4,7 @@
  * head queries).
  */
 import { existsSync, promises as fs } from 'node:fs';
-import type { StageContext } from '../../../pipeline/stage-api.ts';
+import type { StageContext } from '../../../pipeline/api.ts';
 import type { GradeReading } from '../grade-probs.ts';
 import type { Grade } from '../relevance/types.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';

@@ -7,8 +7,7 @@
  * `ensemble`). What `pipeline score`, the distill stage's teacher, the precompute stage and the
  * server's LLM tier all call.
  */
-import type { EngineConfig, EngineRecord, Logger } from '../../../pipeline/stage-api.ts';
-import { Rng } from '../../../pipeline/rng.ts';
+import { type EngineConfig, type EngineRecord, type Logger, Rng } from '../../../pipeline/api.ts';
 import { parseCompletion } from '../completion.ts';
 import type { Policy } from '../policy.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';

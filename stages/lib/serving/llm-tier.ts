@@ -6,7 +6,7 @@
  * client went away) is cancelled in the worker, which stops generating it.
  */
 import { Worker } from 'node:worker_threads';
-import type { EngineConfig, EngineRecord } from '../../../pipeline/stage-api.ts';
+import type { EngineConfig, EngineRecord } from '../../../pipeline/api.ts';
 import type { ChatMessage } from '../relevance/prompts.ts';
 import type { JudgeSources, LlmJudgement, LlmJudgeOptions, PairToJudge } from './llm-judge.ts';
 

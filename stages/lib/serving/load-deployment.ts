@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { EngineConfig, Manifest } from '../../../pipeline/stage-api.ts';
+import type { EngineConfig, Manifest } from '../../../pipeline/api.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../relevance/kg.ts';
 import { QUERY_LOG_FILE, indexQueryLog, readQueryLog, type QueryLogIndex } from '../relevance/query-log.ts';
 import type { PromptParams } from '../relevance/prompts.ts';

@@ -10,8 +10,7 @@
  */
 import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline';
-import type { EngineConfig, Inputs } from '../../../pipeline/stage-api.ts';
-import { progressText } from '../../../pipeline/progress/display.ts';
+import { progressText, type EngineConfig, type Inputs } from '../../../pipeline/api.ts';
 import type { GradeReading, JudgeDefinition } from '../grade-probs.ts';
 import type { Item } from '../relevance/types.ts';
 import { judgeSourcesFrom, type LlmJudgement, type PairToJudge } from './llm-judge.ts';

@@ -3,7 +3,7 @@
  * the LLM worker and the HTTP server, and on SIGTERM or SIGINT drains: stops accepting, answers every
  * request in flight, releases the tiers, and returns 0.
  */
-import type { EngineConfig, Inputs } from '../../../pipeline/stage-api.ts';
+import type { EngineConfig, Inputs } from '../../../pipeline/api.ts';
 import { DynamicBatcher } from './batcher.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 import { loadDeployment } from './load-deployment.ts';

@@ -42,6 +42,17 @@ const COMPILER_OPTIONS = {
   enable: ['simd'],
 };
 
+/**
+ * The one call of AssemblyScript's compiler API used here. Typed by hand, and imported through a
+ * variable so TypeScript does not read the package's declarations: they declare a global
+ * `namespace console` (AssemblyScript's own, with `log` only) that merges into Node's `console`
+ * for the whole project, and `console.error` then fails to type-check in unrelated files.
+ */
+interface AscCompiler {
+  compileString(sources: Record<string, string>, options: Record<string, unknown>): Promise<{ binary: Uint8Array | null; stderr: { toString(): string } }>;
+}
+const ASC_MODULE = 'assemblyscript/asc';
+
 /** Which memory the kernels import: tfjs-wasm's plain binary's, or its threaded binary's (shared). */
 export type KernelMemory = 'unshared' | 'shared';
 const VARIANTS: Record<KernelMemory, Record<string, unknown>> = {
@@ -65,7 +76,7 @@ export async function buildKernels(memory: KernelMemory = 'unshared'): Promise<{
   const { version } = createRequire(import.meta.url)('assemblyscript/package.json') as { version: string };
   const path = kernelBinaryPath(version, memory);
   if (existsSync(path)) return { binary: readFileSync(path), path, built: false };
-  const asc = await import('assemblyscript/asc');
+  const asc = (await import(ASC_MODULE)) as AscCompiler;
   const result = await asc.compileString(Object.fromEntries(kernelSources()), { ...VARIANTS[memory], textFile: 'index.wat' });
   const { binary } = result;
   if (!binary) throw new Error(`${KERNEL_SOURCE}: AssemblyScript compile failed:\n${result.stderr.toString()}`);

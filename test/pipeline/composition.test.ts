@@ -1,0 +1,76 @@
+// The orchestrator knows no stage: bin/pipeline.js (the composition root) hands `main` the stage
+// types and the stage-owned commands, so the same orchestrator runs with fixture ones, and
+// nothing under pipeline/ imports stages/.
+import { readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { StageCommand } from '../../pipeline/api.ts';
+import { main } from '../../pipeline/cli.ts';
+import { importsOf, ROOT, sourceFiles } from '../../scripts/import-graph.ts';
+import countStage from './fixtures/count-stage.ts';
+import { cli, workspaces } from './cli-helpers.ts';
+
+const workspace = workspaces();
+
+/** A stage-owned command as a fixture: prints which stages of the config have an artifact. */
+const builtCommand: StageCommand = (program, { io, setExit, withConfigOptions, builtArtifacts }) => {
+  withConfigOptions(program.command('built').argument('<config>')).action(async (config: string, flags) => {
+    const artifacts = await builtArtifacts(config, flags);
+    io.out(`${artifacts.pipeline}: ${artifacts.all.map((a) => `${a.stage}=${a.kind}`).join(' ')} of ${artifacts.stages.join(',')}`);
+    setExit(0);
+  });
+};
+
+function orchestrator(dir: string) {
+  return async (...args: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(['node', 'pipeline', ...args], { out: (t) => out.push(t), err: (t) => err.push(t), cwd: dir }, { stages: async () => [countStage], commands: [builtCommand], version: '9.8.7' });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  };
+}
+
+describe('main with the stage types and commands it is given', () => {
+  it('lists, validates and runs only the given stage types, and adds the given commands', async () => {
+    const dir = workspace('composition-');
+    writeFileSync(path.join(dir, 'p.yaml'), 'name: fx\nstages:\n  a: { uses: count, with: { value: x } }\n  b: { uses: count, needs: [a] }\n');
+    const pipeline = orchestrator(dir);
+    const stages = await pipeline('stages');
+    expect(stages).toEqual({ code: 0, out: 'count (v1, light, produces files): counts its runs\n  value (string, default "v"): text appended to the output', err: '' });
+    expect((await pipeline('run', 'p.yaml', '--until', 'a')).code).toBe(0);
+    expect(await pipeline('built', 'p.yaml')).toEqual({ code: 0, out: 'fx: a=files of a,b', err: '' });
+    expect((await pipeline('--version')).out).toBe('9.8.7');
+  });
+
+  it('knows no built-in stage type and no built-in stage command', async () => {
+    const dir = workspace('composition-');
+    writeFileSync(path.join(dir, 'q.yaml'), 'name: fx\nstages:\n  train: { uses: sft }\n');
+    const pipeline = orchestrator(dir);
+    const validate = await pipeline('validate', 'q.yaml');
+    expect(validate.code).toBe(2);
+    expect(validate.err).toContain('unknown stage type "sft"');
+    const score = await pipeline('score', 'q.yaml');
+    expect(score.code).toBe(2);
+    expect(score.err).toContain("unknown command 'score'");
+  });
+});
+
+describe('the composition root', () => {
+  it('prints the package version with --version', async () => {
+    const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const result = await cli(workspace('version-'), ['--version']);
+    expect(result).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+});
+
+describe('the orchestrator imports nothing from stages/', () => {
+  it('has no import from a file under pipeline/ to one under stages/', () => {
+    const stagesDir = path.join(ROOT, 'stages') + path.sep;
+    const upward = sourceFiles(path.join(ROOT, 'pipeline')).flatMap((file) =>
+      importsOf(file)
+        .filter((target) => target.startsWith(stagesDir))
+        .map((target) => `${path.relative(ROOT, file)} -> ${path.relative(ROOT, target)}`),
+    );
+    expect(upward).toEqual([]);
+  });
+});
