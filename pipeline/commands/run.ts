@@ -7,6 +7,8 @@ import { plainDisplay, ttyDisplay, type RunDisplay } from '../progress/display.t
 import { acquireStoreLock, describeHolder, isStale, LockBusyError, readLock, type StoreLock } from '../store/lock.ts';
 import type { QualityCheck } from '../stage-api.ts';
 import type { ArtifactStore } from '../store/store.ts';
+import { faultPoint } from '../store/fault.ts';
+import { DiskFullError } from '../store/fs-util.ts';
 import type { Selection } from '../graph.ts';
 import { EXIT, loadOrThrow, planOrThrow, storeFor, type CommandIo, type ConfigOptions } from './common.ts';
 
@@ -180,7 +182,14 @@ async function execute(plan: Plan, options: RunOptions, lockToken: string, contr
       };
     }),
   };
-  await plan.store.writeRunRecord(config.name, record);
+  try {
+    faultPoint('run-record:final');
+    await plan.store.writeFinalRunRecord(config.name, record);
+  } catch (error) {
+    if (!(error instanceof DiskFullError)) throw error;
+    io.err(`error: ${error.message}; ${plan.store.latestRunPath(config.name)} holds this run's record in short, or is gone`);
+    return EXIT.failed;
+  }
   const timed = record.stages.filter((s) => s.durationS > 0);
   if (timed.length > 0) io.out(`time: ${wallS.toFixed(1)}s wall; ${timed.map((s) => `${s.name} ${s.durationS.toFixed(1)}s (${Math.round(s.wallShare * 100)}%)`).join(', ')}`);
   for (const [stage, checks] of failedChecks) for (const check of checks) io.err(`check failed: ${stage} ${check.name}: ${check.message}`);

@@ -28,6 +28,12 @@ export interface StageLog extends Logger {
 
 export function openStageLog(file: string): StageLog {
   let stream: WriteStream | undefined = createWriteStream(file, { flags: 'w' });
+  // A full disk fails the log's writes: the stage goes on (its own writes report the disk) with no
+  // log rather than crash the runner with an unhandled stream error.
+  stream.on('error', () => {
+    stream?.destroy();
+    stream = undefined;
+  });
   const line = (level: string, message: string) => stream?.write(`${new Date().toISOString()} ${level} ${message}\n`);
   return {
     info: (message) => line('info', message),

@@ -98,6 +98,7 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
   } catch (thrown) {
     const cancelled = options.signal.aborted;
     const error = (await explainStageDiskFull(thrown, store.workDir(stage.fingerprint))) as Error;
+    if (!cancelled) error.message += await fullDiskHint(store.workDir(stage.fingerprint));
     log.warn(cancelled ? 'cancelled; nothing published' : `failed: ${error.stack ?? String(error)}`);
     return result(cancelled ? 'cancelled' : 'failed', cancelled ? 'cancelled' : error.message);
   } finally {
@@ -147,6 +148,14 @@ async function explainStageDiskFull(error: unknown, workDir: string): Promise<un
   const free = await freeBytes(workDir);
   const at = (error as NodeJS.ErrnoException).path ?? workDir;
   return new Error(`no space left on the device of ${at}${free === undefined ? '' : ` (${free} B free)`}: ${(error as Error).message}`);
+}
+
+/** Below this many free bytes a failure is likely the disk's (a command's own ENOSPC reaches us as its exit code). */
+const NEARLY_FULL_BYTES = 64 * 1024;
+
+async function fullDiskHint(workDir: string): Promise<string> {
+  const free = await freeBytes(workDir);
+  return free !== undefined && free < NEARLY_FULL_BYTES ? ` (the file system of ${workDir} has ${free} B free: is the disk full?)` : '';
 }
 
 const CURRENT_OUT = 'OUT';

@@ -148,7 +148,7 @@ export function staleReason(holder: LockInfo): string | undefined {
     return (error as NodeJS.ErrnoException).code === 'ESRCH' ? `its process ${holder.pid} is gone` : undefined;
   }
   const now = processStart(holder.pid);
-  if (holder.processStart && now && now !== holder.processStart) return `pid ${holder.pid} is now another process (started later)`;
+  if (holder.processStart && now && now !== holder.processStart) return `pid ${holder.pid} is now another process (its start time differs from the lock's)`;
   return undefined;
 }
 

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Manifest } from '../stage-api.ts';
-import { explainDiskFull, readJson, readText, writeFileAtomic } from './fs-util.ts';
+import { DiskFullError, explainDiskFull, readJson, readText, writeFileAtomic } from './fs-util.ts';
 import { faultPoint } from './fault.ts';
 import { checkObject, describeProblems, MANIFEST, type ObjectCheck } from './object-check.ts';
 import { discard, emptyTrash, makeReadOnly, moveToTrash, removeTrashed } from './trash.ts';
@@ -163,12 +163,41 @@ export class ArtifactStore {
   }
 
   async writeRunRecord(pipeline: string, record: { started: string }): Promise<string> {
-    const dir = this.runsDir(pipeline);
-    const file = path.join(dir, `${record.started.replace(/[:.]/g, '-')}.json`);
+    const file = this.runRecordPath(pipeline, record.started);
     const text = `${JSON.stringify(record, null, 2)}\n`;
     await writeFileAtomic(file, text);
-    await writeFileAtomic(path.join(dir, 'latest.json'), text);
+    await writeFileAtomic(this.latestRunPath(pipeline), text);
     return file;
+  }
+
+  private runRecordPath(pipeline: string, started: string): string {
+    return path.join(this.runsDir(pipeline), `${started.replace(/[:.]/g, '-')}.json`);
+  }
+
+  /**
+   * A run's last record. On a full disk no "running" record may outlive the run (status would call
+   * it interrupted): this run's own record of its start is removed, freeing its blocks, and
+   * latest.json gets the record in one line with `error` set; failing that, latest.json is removed
+   * and written in place, and failing even that, it is left out. Throws the DiskFullError after, for
+   * the caller to report.
+   */
+  async writeFinalRunRecord(pipeline: string, record: { started: string }): Promise<void> {
+    try {
+      await this.writeRunRecord(pipeline, record);
+      return;
+    } catch (error) {
+      if (!(error instanceof DiskFullError)) throw error;
+      await fs.rm(this.runRecordPath(pipeline, record.started), { force: true });
+      const latest = this.latestRunPath(pipeline);
+      const text = `${JSON.stringify({ ...record, error: error.message })}\n`;
+      try {
+        await writeFileAtomic(latest, text);
+      } catch {
+        await fs.rm(latest, { force: true });
+        await fs.writeFile(latest, text).catch(() => fs.rm(latest, { force: true }));
+      }
+      throw error;
+    }
   }
 
   /** Where the newest run record of `pipeline` is. */
