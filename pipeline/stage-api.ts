@@ -29,6 +29,9 @@ export type ArtifactKind =
   | 'eval' // metrics.json, predictions.jsonl, report fragment
   | 'distilled' // a distilled judge: model.json (DeepBoW)
   | 'deployment' // a serving bundle: deployment.json, the head-tier cache
+  | 'embeddings' // vectors for a catalog's items and a dataset's queries
+  | 'index' // a searchable catalog: items, lexical and dense indexes
+  | 'retrieval' // the items retrieved for each query of a split, per method
   | 'files'; // anything else (exec, user stages)
 
 export interface StageType<Schema extends z.ZodType = z.ZodType> {

@@ -9,7 +9,7 @@
 export type { RandomSource, EngineLogger, EngineOptions, EngineRecord } from './host.ts';
 export { initEngine, type BackendName } from './backend.ts';
 export { modelConfigSchema, parseModelConfig, readModelConfig, presets, modelDims, type ModelConfig, type ModelConfigInput, type PresetName } from './config.ts';
-export { createModel, disposeModel, releaseFrozenWeights, forward, logitsAt, maskedLmLoss, parameterCount, parameterShapes, type ForwardOptions, type ForwardOutput, type Model } from './model.ts';
+export { createModel, disposeModel, releaseFrozenWeights, forward, hiddenStates, logitsAt, maskedLmLoss, parameterCount, parameterShapes, type ForwardOptions, type ForwardOutput, type Model } from './model.ts';
 export { loadModel, saveModel, type SpecialTokenIds } from './checkpoint.ts';
 export { readSafetensors, writeSafetensors, readModelWeights } from './safetensors.ts';
 export { generate, type GenerateOptions, type Generation } from './generate.ts';

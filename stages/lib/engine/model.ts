@@ -384,6 +384,15 @@ export function forward(model: Model, inputIds: number[][], options: ForwardOpti
 }
 
 /**
+ * The final-norm hidden states (B, T, d): what the LM head reads, and what an embedding pools
+ * (stages/lib/retrieval/embedding.ts). Same padding and position rules as `forward`.
+ */
+export function hiddenStates(model: Model, inputIds: number[][], options: ForwardOptions = {}): tf.Tensor3D {
+  const { hidden } = decodeBatch(model, inputIds, options);
+  return tf.reshape(hidden, [inputIds.length, inputIds[0]?.length ?? 0, model.config.hidden_size]) as tf.Tensor3D;
+}
+
+/**
  * Logits (N, V) at the given flat positions (row b, position t is b * T + t) only. Training and
  * teacher-forced scoring need logits where a completion token is predicted, a third of a prompted
  * sequence or less, and the LM head with its log-softmax is the widest product of a small model
