@@ -28,8 +28,16 @@ export interface JudgementCache {
   seal(entries: number): Promise<void>;
   /** The sealed entry count; an error naming the location when the cache is missing or unsealed. */
   check(): Promise<number>;
+  /** For a cache that can go away (Redis): whether it answers now, and if not, why. */
+  health?(): { available: boolean; problem?: string };
   close(): Promise<void>;
 }
+
+/**
+ * The cache cannot be reached (Redis down or reconnecting): the server answers from the other tiers,
+ * marked `fallback: "cache-unavailable"`, instead of failing the request.
+ */
+export class CacheUnavailableError extends Error {}
 
 export function cacheKey(query: string, item: Item): string {
   return keyOf(cacheContents(query, [item])[0] as string);
@@ -67,6 +75,8 @@ function parseEntry(location: string, key: string, text: string | null | undefin
 /** The server's view of the head cache: a query's items in, their cached judgements (or undefined) out. */
 export interface HeadCache {
   lookup(query: string, items: readonly Item[]): Promise<(CachedJudgement | undefined)[]>;
+  /** The cache behind's health (always available for SQLite). */
+  health(): { available: boolean; problem?: string };
 }
 
 /**
@@ -82,6 +92,7 @@ export interface HeadCache {
 export function memoised(inner: JudgementCache, maxEntries: number): HeadCache {
   const memo = new Map<string, CachedJudgement>();
   return {
+    health: () => inner.health?.() ?? { available: true },
     async lookup(query, items) {
       const contents = cacheContents(query, items);
       // Filled, not holed: callers iterate with forEach, which skips holes.
@@ -154,22 +165,62 @@ export async function openSqliteCache(file: string, options: { create: boolean }
   };
 }
 
-/** A Redis cache under `prefix` (one per deployment, so replicas of two deployments never mix). */
-export async function openRedisCache(url: string, prefix: string): Promise<JudgementCache> {
+/** Backoff between reconnection attempts: doubling from 50 ms to at most 2 s, with jitter so replicas do not reconnect in step. */
+export function reconnectDelayMs(retries: number, random = Math.random): number {
+  return Math.round(Math.min(2000, 50 * 2 ** Math.min(retries, 6)) * (0.75 + 0.5 * random()));
+}
+
+/**
+ * A Redis cache under `prefix` (one per deployment, so replicas of two deployments never mix).
+ * `resilient` (the server's): after the first connection, a lost one is retried with backoff
+ * forever, commands fail at once while it is down (CacheUnavailableError, not a queue that grows),
+ * and on every reconnection the seal is read again, so a Redis that came back empty says so in
+ * `health()`. Otherwise (precompute's) a lost connection fails the command.
+ */
+export async function openRedisCache(url: string, prefix: string, options: { resilient?: boolean } = {}): Promise<JudgementCache> {
   const { createClient } = await import('redis');
   const location = `${url} (keys ${prefix}*)`;
-  const client = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 5000 } });
-  client.on('error', () => {}); // surfaced by the command that fails
+  let connected = false;
+  let problem: string | undefined;
+  const client = createClient({
+    url,
+    // Offline, a command fails at once rather than waiting in a queue for a server that may be gone for minutes.
+    disableOfflineQueue: options.resilient === true,
+    socket: { reconnectStrategy: options.resilient ? (retries: number) => (connected ? reconnectDelayMs(retries) : false) : false, connectTimeout: 5000 },
+  });
+  client.on('error', (error: Error) => {
+    if (connected) problem = `${location}: ${error.message}`;
+  });
+  client.on('ready', () => {
+    if (!connected) return;
+    problem = undefined;
+    // A Redis that restarted without its data answers every lookup with a miss: say so.
+    void client.get(prefix + SEAL).then(
+      (sealed) => {
+        if (sealed === null) problem = `${location}: the head-tier cache has no completeness marker after reconnecting (emptied?); rerun the precompute stage`;
+      },
+      () => {},
+    );
+  });
   try {
     await client.connect();
+    connected = true;
   } catch (error) {
     throw new Error(`${location}: cannot connect to the head-tier cache (${(error as Error).message})`);
   }
+  const unavailable = (error: unknown) => new CacheUnavailableError(`${location}: the head-tier cache is unavailable (${(error as Error).message})`);
   return {
     location,
     async getMany(keys) {
       if (keys.length === 0) return [];
-      const values = await client.mGet(keys.map((k) => prefix + k));
+      if (options.resilient && !client.isReady) throw unavailable(new Error(problem ?? 'reconnecting'));
+      let values: unknown[];
+      try {
+        values = await client.mGet(keys.map((k) => prefix + k));
+      } catch (error) {
+        if (options.resilient) throw unavailable(error);
+        throw error;
+      }
       return values.map((v, i) => parseEntry(location, keys[i] as string, v as string | null));
     },
     async putMany(entries) {
@@ -184,8 +235,14 @@ export async function openRedisCache(url: string, prefix: string): Promise<Judge
       if (sealed === null) throw new Error(`${location}: the head-tier cache is missing or incomplete (no completeness marker); rerun the precompute stage`);
       return Number(JSON.parse(sealed as string));
     },
+    health() {
+      return client.isReady && problem === undefined ? { available: true } : { available: false, problem: problem ?? `${location}: reconnecting` };
+    },
     async close() {
-      await client.quit();
+      connected = false;
+      // A client whose server is gone cannot say goodbye: drop the socket instead.
+      if (client.isReady) await client.quit().catch(() => client.destroy());
+      else if (client.isOpen) client.destroy();
     },
   };
 }

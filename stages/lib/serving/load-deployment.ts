@@ -48,9 +48,12 @@ export function readCheckedJson<T>(file: string, what: string, problemOf: (raw: 
 
 const manifestOf = (dir: string) => readCheckedJson<Manifest>(path.join(dir, 'manifest.json'), 'artifact manifest', (m) => (typeof (m as Manifest)?.stage === 'string' ? undefined : 'stage: expected a string'));
 
-/** The deployment's head-tier cache, read-only (`dir`: the deployment artifact, where a SQLite cache lives). */
-export function openDeploymentCache(deployment: Deployment, dir: string): Promise<JudgementCache> {
-  return deployment.cache.kind === 'sqlite' ? openSqliteCache(path.join(dir, deployment.cache.file), { create: false }) : openRedisCache(deployment.cache.url, deployment.cache.prefix);
+/**
+ * The deployment's head-tier cache, read-only (`dir`: the deployment artifact, where a SQLite cache
+ * lives); `resilient`: a Redis cache reconnects after an outage (the server's).
+ */
+export function openDeploymentCache(deployment: Deployment, dir: string, options: { resilient?: boolean } = {}): Promise<JudgementCache> {
+  return deployment.cache.kind === 'sqlite' ? openSqliteCache(path.join(dir, deployment.cache.file), { create: false }) : openRedisCache(deployment.cache.url, deployment.cache.prefix, options);
 }
 
 export async function loadDeployment(dir: string, objectDir: (fingerprint: string) => string, engine: EngineConfig, options: { memoEntries: number }): Promise<LoadedDeployment> {
@@ -65,7 +68,7 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   const queryLog = indexQueryLog(await readQueryLog(path.join(datasetDir, QUERY_LOG_FILE)).catch((error: Error) => {
     throw existsSync(path.join(datasetDir, QUERY_LOG_FILE)) ? error : new Error(`${path.join(datasetDir, QUERY_LOG_FILE)}: the query log is missing`);
   }));
-  const cache = await openDeploymentCache(deployment, dir);
+  const cache = await openDeploymentCache(deployment, dir, { resilient: true });
   let cacheEntries: number;
   try {
     cacheEntries = await cache.check();

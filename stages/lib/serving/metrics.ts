@@ -29,7 +29,7 @@ export function servingMetrics(): ServingMetrics {
   const requestSeconds = new Histogram({ name: 'lore_request_duration_seconds', help: 'HTTP request latency, by route', labelNames: ['route'], buckets: BUCKETS, registers: [registry] });
   const pairs = new Counter({ name: 'lore_pairs_total', help: 'Query-item pairs answered, by the tier that answered (cache = a head-cache hit)', labelNames: ['tier'], registers: [registry] });
   const pairSeconds = new Histogram({ name: 'lore_pair_duration_seconds', help: 'Time from request start to a pair\'s answer, by tier', labelNames: ['tier'], buckets: BUCKETS, registers: [registry] });
-  const fallbacks = new Counter({ name: 'lore_llm_fallbacks_total', help: 'Pairs sent to the LLM that got the distilled answer instead, by reason', labelNames: ['reason'], registers: [registry] });
+  const fallbacks = new Counter({ name: 'lore_llm_fallbacks_total', help: 'Pairs answered by a lower tier than planned, by reason (an LLM deadline or failure; cache-unavailable: the head cache could not be reached)', labelNames: ['reason'], registers: [registry] });
   const queued = new Gauge({ name: 'lore_llm_queue_pairs', help: 'Pairs waiting for an LLM batch', registers: [registry] });
   const batches = new Gauge({ name: 'lore_llm_batches', help: 'LLM batches decoded since start', registers: [registry] });
   const chatBatches = new Gauge({ name: 'lore_llm_chat_batches', help: 'Batches the chat and completion requests were generated in, since start', registers: [registry] });

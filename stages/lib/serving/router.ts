@@ -8,13 +8,14 @@ import type { QueryLogIndex } from '../relevance/query-log.ts';
 import { normalise } from '../relevance/text.ts';
 import type { Grade, Item } from '../relevance/types.ts';
 import type { DynamicBatcher } from './batcher.ts';
-import type { HeadCache } from './cache.ts';
+import { CacheUnavailableError, type HeadCache } from './cache.ts';
 import { judgeItems, type Contribution, type DeepBowJudgement, type DeepBowModel } from './deepbow.ts';
 import { routingTier, type Deployment } from './deployment.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 
 export type Tier = 'cache' | 'distilled' | 'llm';
-export type Fallback = 'deadline' | 'llm_no_answer' | 'llm_error';
+/** Why a pair was answered by a lower tier than planned: the LLM's deadline or failure, or a cache that could not be reached. */
+export type Fallback = 'deadline' | 'llm_no_answer' | 'llm_error' | 'cache-unavailable';
 
 export interface PairResult {
   id?: string;
@@ -22,7 +23,7 @@ export interface PairResult {
   probabilities: Record<Grade, number> | null;
   tier: Tier;
   reasons: string[];
-  /** Set when the LLM was asked but the distilled answer was returned. */
+  /** Set when a lower tier answered than planned: the LLM was asked but the distilled answer was returned, or the cache was down. */
   fallback?: Fallback;
 }
 
@@ -65,7 +66,13 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
   const elapsed = () => (performance.now() - started) / 1000;
   const results: (PairResult | undefined)[] = new Array(items.length);
 
-  const cached = await parts.cache.lookup(query, items);
+  // A cache that cannot be reached is a miss for every item, answered by the other tiers and marked.
+  let cacheDown: Fallback | undefined;
+  const cached = await parts.cache.lookup(query, items).catch((error: unknown) => {
+    if (!(error instanceof CacheUnavailableError)) throw error;
+    cacheDown = 'cache-unavailable';
+    return items.map(() => undefined);
+  });
   const misses: number[] = [];
   const hitsAt = elapsed();
   cached.forEach((hit, i) => {
@@ -86,8 +93,8 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
     const j = distilled[k] as DeepBowJudgement;
     if (mayAskLlm && j.confidence < route.minConfidence) uncertain.push(k);
     else {
-      results[i] = fromDistilled((items[i] as Item).id, j);
-      parts.onPair?.('distilled', elapsed());
+      results[i] = fromDistilled((items[i] as Item).id, j, cacheDown);
+      parts.onPair?.('distilled', elapsed(), cacheDown);
     }
   });
   if (uncertain.length === 0) return results as PairResult[];
@@ -105,8 +112,8 @@ export async function routeRequest(parts: RouterParts, query: string, items: rea
         return;
       }
       const j = outcome.value;
-      results[i] = { ...(item.id !== undefined ? { id: item.id } : {}), grade: j.grade as Grade, probabilities: j.probabilities, tier: 'llm', reasons: j.reasoning };
-      parts.onPair?.('llm', elapsed());
+      results[i] = { ...(item.id !== undefined ? { id: item.id } : {}), grade: j.grade as Grade, probabilities: j.probabilities, tier: 'llm', reasons: j.reasoning, ...(cacheDown ? { fallback: cacheDown } : {}) };
+      parts.onPair?.('llm', elapsed(), cacheDown);
     }),
   );
   return results as PairResult[];

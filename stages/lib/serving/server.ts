@@ -213,13 +213,21 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
 
   registerOpenAiRoutes(app, { loaded, metrics, retryAfterSeconds: () => batcher.retryAfterSeconds() });
   app.get('/v1/models', async () => ({ object: 'list', data: [modelCard(loaded)] }));
-  app.get('/healthz', async () => ({
-    status: draining ? 'draining' : 'ok',
-    model: loaded.modelName,
-    tiers: { cache: { kind: loaded.deployment.cache.kind, entries: loaded.cacheEntries }, distilled: { words: Object.keys(loaded.distilled.query).length }, llm: { backend: loaded.llm.engine.backend, queued: batcher.queued } },
-    route: { minConfidence: loaded.deployment.route.minConfidence, llmTiers: loaded.deployment.route.llmTiers },
-    grades: GRADES,
-  }));
+  app.get('/healthz', async () => {
+    const cache = loaded.headCache.health();
+    return {
+      // degraded: still answering, from the distilled and LLM tiers while the cache is away.
+      status: draining ? 'draining' : cache.available ? 'ok' : 'degraded',
+      model: loaded.modelName,
+      tiers: {
+        cache: { kind: loaded.deployment.cache.kind, entries: loaded.cacheEntries, available: cache.available, ...(cache.problem ? { problem: cache.problem } : {}) },
+        distilled: { words: Object.keys(loaded.distilled.query).length },
+        llm: { backend: loaded.llm.engine.backend, queued: batcher.queued },
+      },
+      route: { minConfidence: loaded.deployment.route.minConfidence, llmTiers: loaded.deployment.route.llmTiers },
+      grades: GRADES,
+    };
+  });
   app.get('/metrics', async (_request, reply) => reply.header('content-type', metrics.contentType).send(await metrics.text(batcher, loaded.llm.chatStats)));
 
   await app.listen({ host: options.host, port: options.port });
