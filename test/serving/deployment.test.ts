@@ -278,6 +278,38 @@ describe('pipeline serve, as a process', () => {
     expect(await exited).toBe(0);
   });
 
+  it('the documented launch, npx pipeline serve, drains when npx gets SIGTERM instead of leaving the server orphaned', { timeout: 180_000 }, async () => {
+    // What a service manager runs (README, "Deploying the judge"): npx from the project, the config by path.
+    const npx = spawn('npx', ['pipeline', 'serve', path.join(dir, 'pipeline.yaml'), '--port', '0', '--log-level', 'silent'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    npx.stderr?.on('data', (d) => (err += d));
+    const { url, pid } = await new Promise<{ url: string; pid: number }>((resolve, reject) => {
+      npx.stdout?.on('data', (d: Buffer) => {
+        const m = /serving on (http:\/\/\S+) \(pid (\d+)/.exec(d.toString());
+        if (m) resolve({ url: m[1] as string, pid: Number(m[2]) });
+      });
+      npx.once('exit', (code) => reject(new Error(`npx exited ${code}: ${err}`)));
+    });
+    expect(pid).not.toBe(npx.pid);
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const inFlight = fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'Query: boots' }], max_tokens: 16 }) });
+    await new Promise((r) => setTimeout(r, 50));
+    npx.kill('SIGTERM');
+    const response = await inFlight;
+    expect(response.status).toBe(200);
+    for (let i = 0; i < 200 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+    const orphaned = alive();
+    if (orphaned) process.kill(pid, 'SIGKILL');
+    expect(orphaned).toBe(false);
+  });
+
   it('fails at start naming a corrupt cache or distilled model', async () => {
     const start = async () => startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, memoEntries: 64, logger: false });
     const model = path.join(artifact('distill'), 'model.json');

@@ -1,7 +1,9 @@
 /**
  * `pipeline serve <config>`: loads the config's deployment (the precompute stage's artifact), starts
  * the LLM worker and the HTTP server, and on SIGTERM or SIGINT drains: stops accepting, answers every
- * request in flight, releases the tiers, and returns 0.
+ * request in flight, releases the tiers, and returns 0. It drains too when the process that started
+ * it goes away: `npx pipeline serve` runs the server as npx's child, and npx, sent SIGTERM, exits
+ * without passing it on; the server, left to init, would otherwise serve on undrained forever.
  */
 import type { EngineConfig, Inputs } from '../../../pipeline/api.ts';
 import { DynamicBatcher } from './batcher.ts';
@@ -9,6 +11,9 @@ import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 import { loadDeployment } from './load-deployment.ts';
 import { servingMetrics } from './metrics.ts';
 import { startServer, type RunningServer, type ServerOptions } from './server.ts';
+
+/** How often the server checks that the process that started it is still there. */
+const PARENT_CHECK_MS = 250;
 
 export interface ServeCommandOptions extends ServerOptions {
   /** The deployment stage (default: the pipeline's one deployment). */
@@ -41,18 +46,28 @@ export async function serveCommand(
   io: { out(text: string): void; err(text: string): void },
 ): Promise<number> {
   const server = await startDeploymentServer(artifacts, options);
-  io.out(`serving on ${server.url} (POST /v1/relevance, POST /v1/chat/completions, GET /v1/models, /healthz, /metrics)`);
+  io.out(`serving on ${server.url} (pid ${process.pid}; POST /v1/relevance, POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /healthz, /metrics)`);
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      io.err(`${signal}: draining (answering the requests in flight) ...`);
+    const parent = process.ppid;
+    const stop = (reason: string) => {
+      io.err(`${reason}: draining (answering the requests in flight) ...`);
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
+      clearInterval(orphaned);
       resolve();
     };
     const onTerm = () => stop('SIGTERM');
     const onInt = () => stop('SIGINT');
     process.on('SIGTERM', onTerm);
     process.on('SIGINT', onInt);
+    // Only under npm (npx, npm exec, npm run set npm_command): a server started by a shell that then
+    // went away (nohup) keeps serving. process.ppid reads getppid() each time: a new parent means
+    // the old one is gone.
+    const orphaned = setInterval(() => {
+      if (process.ppid !== parent) stop(`its launcher (npm ${process.env.npm_command}, pid ${parent}) exited`);
+    }, PARENT_CHECK_MS);
+    orphaned.unref();
+    if (process.env.npm_command === undefined) clearInterval(orphaned);
   });
   await server.drain();
   io.err('drained; bye');
