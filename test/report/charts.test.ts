@@ -91,25 +91,7 @@ describe('charts render offline', () => {
 describe('renderReport', () => {
   it('lists a chart that cannot be rendered as a problem and still writes the rest', async () => {
     const { renderReport } = await import('../../pipeline/report/html.ts');
-    const stage = {
-      name: 'score',
-      type: 'exec',
-      needs: [],
-      state: 'succeeded' as const,
-      cached: false,
-      durationS: 1,
-      decision: null,
-      fingerprint: null,
-      manifest: null,
-      curves: [],
-      fragment: {
-        title: 'Scores',
-        blocks: [
-          { type: 'chart' as const, title: 'Broken', spec: { mark: 'no-such-mark' } },
-          { type: 'table' as const, title: 'Kept', columns: ['a'], rows: [[1]] },
-        ],
-      },
-    };
+    const stage = stageWithCharts([{ title: 'Broken', spec: { mark: 'no-such-mark' } }]);
     const data = { pipeline: 'p', configFile: 'p.yaml', storeRoot: '/s', run: null, stages: [stage], problems: [] as string[] };
     const { html, charts } = await renderReport(data, new Date(0));
     expect(charts).toBe(0);
