@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startLocalCluster } from '../pipeline/slurm/local-cluster.ts';
+import { startLocalCluster, stopLocalCluster } from '../pipeline/slurm/local-cluster.ts';
 
 const { values } = parseArgs({ options: { stages: { type: 'string', default: '4' }, repeats: { type: 'string', default: '3' } } });
 const stageCount = Number(values.stages);
@@ -30,6 +30,8 @@ if ('skip' in cluster) {
   process.exit(0);
 }
 const env = { ...process.env, SLURM_CONF: cluster.conf, CI: 'true' };
+// A cluster this benchmark started is stopped when it exits, whatever happened (a failed run too).
+if (cluster.startedHere) process.on('exit', stopLocalCluster);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-slurm-'));
 
 function writeConfig(pollS: number): string {

@@ -42,6 +42,8 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
 fi
 
 mkdir -p "$state"/{ctld,spool,log}
+# Whatever fails from here on stops what this script started (stop-cluster.sh reads the pid files).
+trap 'status=$?; if [[ $status != 0 && $status != 3 ]]; then bash "$(dirname "$0")/stop-cluster.sh" >&2 || true; fi' EXIT
 
 # munge: the daemon that authenticates every Slurm RPC. No systemd here, so start it by hand.
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
@@ -53,6 +55,8 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   runuser -u munge -- /usr/sbin/munged
   for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
   munge -n | unmunge >/dev/null || { echo "start-cluster: munged did not start" >&2; exit 1; }
+  # This script started munged, so stop-cluster.sh stops it too (one that was running is left alone).
+  cp /run/munge/munged.pid "$state/munged.pid" 2>/dev/null || pgrep -o -x munged >"$state/munged.pid" || true
 fi
 
 host="$(hostname -s)"

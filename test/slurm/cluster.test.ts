@@ -11,14 +11,45 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startLocalCluster } from '../../pipeline/slurm/local-cluster.ts';
+import { readFileSync } from 'node:fs';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startLocalCluster, stopLocalCluster } from '../../pipeline/slurm/local-cluster.ts';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const bin = path.join(repo, 'bin', 'pipeline.js');
 
 const cluster = startLocalCluster();
 if ('skip' in cluster) console.warn(`skipping the Slurm cluster tests: ${cluster.skip}`);
+
+/** The pids of the daemons the start script recorded (munged's only when it started munged). */
+function daemonPids(): number[] {
+  const state = process.env.LORE_SLURM_STATE ?? '/tmp/lore-slurm';
+  return ['slurmd', 'slurmctld', 'munged'].flatMap((daemon) => {
+    try {
+      return [Number(readFileSync(path.join(state, `${daemon}.pid`), 'utf8').trim())];
+    } catch {
+      return [];
+    }
+  });
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+// A cluster this file started is stopped when it is done, also when a test failed (issue 34 #16:
+// munged, slurmctld and slurmd outlived the suite); one that was running before is left running.
+afterAll(() => {
+  if (!('conf' in cluster) || !cluster.startedHere) return;
+  const pids = daemonPids();
+  stopLocalCluster();
+  expect(pids.filter(alive)).toEqual([]);
+});
 const env = { ...process.env, SLURM_CONF: 'conf' in cluster ? cluster.conf : '', CI: 'true' };
 
 let dir: string;
