@@ -176,6 +176,15 @@ describe('reward files run in a worker', () => {
     expect(performance.now() - started).toBeLessThan(10_000);
   });
 
+  it('cancelling the run stops a reward file whose import never ends', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 300);
+    const started = performance.now();
+    const error = await loadRewards([{ use: `${fixtures}loops-on-import.ts`, weight: 1, with: {} }], repoRoot, { signal: controller.signal }).catch((e: Error) => e);
+    expect((error as Error).name).toBe('AbortError');
+    expect(performance.now() - started).toBeLessThan(10_000);
+  });
+
   it('a reward that kills its thread fails the call at once, naming the reward', async () => {
     const file = `${fixtures}throws-later.ts`;
     const rewards = await loadRewards([{ use: file, weight: 1, with: {} }], repoRoot);
