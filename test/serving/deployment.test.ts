@@ -322,3 +322,22 @@ describe('pipeline serve, as a process', () => {
     await expect(start()).rejects.toThrow(`${cache}: not a readable head-tier cache`);
   }, 60_000);
 });
+
+describe('serve and score take what the config plans now', () => {
+  it('refuse an artifact the config no longer describes, naming the stage and the command that builds it', async () => {
+    // Same pipeline and store; precompute's params changed since the build.
+    writeFileSync(path.join(dir, 'changed.yaml'), CONFIG.replace('serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: { max_new_tokens: 4 } }', 'serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: { max_new_tokens: 5 } }'));
+    const serve = async () => startDeploymentServer(await builtArtifacts('changed.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, memoEntries: 64, logger: false });
+    await expect(serve()).rejects.toThrow(/dep\/serve is out of date: .*build it with `pipeline run changed\.yaml --until serve`/);
+    // The judge itself changed: score names its stage.
+    writeFileSync(path.join(dir, 'changed-judge.yaml'), CONFIG.replace('with: { answer_first: true }', 'with: { answer_first: false }'));
+    writeFileSync(path.join(dir, 'one.jsonl'), JSON.stringify({ id: 'a', query: 'boots', item: { title: 'Leather Boots' } }));
+    const io = { out: () => {}, err: () => {}, isTTY: false };
+    await expect(
+      (async () => scorePairs(await builtArtifacts('changed-judge.yaml', {}, cliIo), { input: path.join(dir, 'one.jsonl'), output: path.join(dir, 'one-out.jsonl'), batchSize: 1, maxNewTokens: 4 }, io))(),
+    ).rejects.toThrow(/dep\/sft is out of date: .*pipeline run changed-judge\.yaml --until sft/);
+    // The config as built still serves.
+    const server = await startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, memoEntries: 64, logger: false });
+    await server.drain();
+  }, 120_000);
+});

@@ -57,6 +57,7 @@ async function readDelivered(artifacts: Inputs, which: true | string): Promise<J
   const evals = artifacts.many('eval');
   const chosen = which === true ? (evals.length === 1 ? evals[0] : undefined) : evals.find((e) => e.stage === which);
   if (!chosen) throw new Error(which === true ? `--delivered: ${evals.length === 0 ? 'no built eval stage' : `several eval stages (${evals.map((e) => e.stage).join(', ')}); name one: --delivered <stage>`}` : `--delivered ${which}: no built eval stage of that name`);
+  artifacts.byStage(chosen.stage); // refused when the config no longer plans it
   const file = `${chosen.dir}/metrics.json`;
   const metrics = JSON.parse(await fs.readFile(file, 'utf8')) as { delivered?: { definition?: JudgeDefinition } };
   if (!metrics.delivered?.definition) throw new Error(`${file}: no delivered judge (built by an older eval, or without checkpoints); rerun the eval stage`);
@@ -184,7 +185,9 @@ export async function scorePairs(artifacts: Inputs & { engine: EngineConfig }, o
     if (!found || found.kind !== 'checkpoint') throw new Error(`${flag} ${stage}: no built checkpoint stage of that name`);
     return found;
   };
-  const checkpoint = options.model !== undefined ? builtCheckpoint('--model', options.model) : artifacts.many('checkpoint').at(-1);
+  // byStage: an artifact the config no longer plans is refused, naming the command that builds it.
+  const last = artifacts.many('checkpoint').at(-1);
+  const checkpoint = options.model !== undefined ? builtCheckpoint('--model', options.model) : last && artifacts.byStage(last.stage);
   if (!checkpoint) throw new Error('no built checkpoint to score with');
   const members = (options.ensemble ?? []).map((stage) => builtCheckpoint('--ensemble', stage));
   const judgedWith = [checkpoint, ...members].map((c) => c.stage).join(' + ');
