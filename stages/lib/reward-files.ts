@@ -103,7 +103,14 @@ export class RewardWorker {
         resolve: (answer) => (settle(), resolve(answer)),
         reject: (error) => (settle(), reject(error)),
       });
-      this.worker.postMessage({ ...message, id });
+      try {
+        this.worker.postMessage({ ...message, id });
+      } catch (error) {
+        // A batch or params that cannot be copied to the thread (a function in `with:`, say).
+        this.pending.delete(id);
+        settle();
+        reject(new Error(`${limits.label}: cannot pass the ${message.type === 'call' ? 'batch and params' : 'request'} to the reward worker: ${(error as Error).message}`));
+      }
     });
   }
 
