@@ -11,6 +11,9 @@ independent implementations.
             bench/engine.ts's PyTorch side: answers "train" / "gen" lines with {"seconds": ...}
   lora:     /usr/bin/python3 test/engine/reference/reference.py lora test/engine/reference
             writes <out>/qwen2-tiny/lora.json: LoRA adapters (PEFT names), loss and their gradients
+  generate: /usr/bin/python3 test/engine/reference/reference.py generate '<json>'
+            bench/real.ts's PyTorch side: greedy decoding with the KV cache from an HF folder
+            (single or sharded safetensors, F32/BF16/F16), printing seconds, tokens and peak RSS
 
 Needs Debian's python3-torch (apt-get install -y python3-torch libopenblas0-pthread).
 """
@@ -42,6 +45,39 @@ def write_safetensors(path, tensors, dtype="F32"):
     js += b" " * ((8 - len(js) % 8) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(js)) + js + b"".join(chunks))
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        start = 8 + n
+        out = {}
+        kinds = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+        for name, e in header.items():
+            if name == "__metadata__":
+                continue
+            a, b = e["data_offsets"]
+            f.seek(start + a)
+            raw = bytearray(f.read(b - a))
+            out[name] = torch.frombuffer(raw, dtype=kinds[e["dtype"]]).reshape(e["shape"]).float()
+    return out
+
+
+def read_folder(folder):
+    """config.json and every weight of an HF folder: model.safetensors or the shards its index names."""
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(os.path.join(folder, "model.safetensors")):
+        files = ["model.safetensors"]
+    else:
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    params = {}
+    for name in files:
+        params.update(read_safetensors(os.path.join(folder, name)))
+    return cfg, params
 
 
 # ---------------------------------------------------------------- the model
@@ -315,11 +351,39 @@ def serve(spec):
         print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}), flush=True)
 
 
+@torch.no_grad()
+def generate_from_folder(spec):
+    """spec: {dir, prompts: [[ids]] (same length), new_tokens, threads, rounds}. Greedy with the KV
+    cache, as bench/real.ts's onnxruntime side; prints one JSON line: the fastest round's seconds,
+    the tokens of the first row, and this process's peak RSS (bytes)."""
+    import resource
+    torch.set_num_threads(spec.get("threads", 1))
+    cfg, params = read_folder(spec["dir"])
+    prompts = torch.tensor(spec["prompts"])
+    times = []
+    for _ in range(spec.get("rounds", 1)):
+        start = time.perf_counter()
+        mask = torch.ones_like(prompts)
+        logits, cache = forward(cfg, params, prompts, mask)
+        tokens = []
+        for _ in range(spec["new_tokens"]):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            tokens.append(nxt[:, 0].tolist())
+            mask = torch.cat([mask, torch.ones_like(nxt)], 1)
+            logits, cache = forward(cfg, params, nxt, mask, cache)
+        times.append(time.perf_counter() - start)
+    rows = [[step[b] for step in tokens] for b in range(prompts.shape[0])]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": min(times), "tokens": rows, "peak_rss_bytes": peak, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "fixtures":
         fixtures(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "serve":
         serve(json.loads(sys.argv[2]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "generate":
+        generate_from_folder(json.loads(sys.argv[2]))
     elif len(sys.argv) == 3 and sys.argv[1] == "lora":
         lora_reference(sys.argv[2])
     else:
