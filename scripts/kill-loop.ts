@@ -48,7 +48,7 @@ stages:
       batch_size: 8
       eval_generate: 0
   files: { uses: exec, needs: [sft], with: { env: { V: 0 }, command: 'for i in $(seq 1 ${FILES}); do cp "$PIPELINE_INPUT_SFT/config.json" "$PIPELINE_OUT/f$i.json"; done' } }
-  tally: { uses: exec, needs: [files], with: { command: 'ls "$PIPELINE_INPUT_FILES" | wc -l > "$PIPELINE_OUT/count.txt"' } }
+  tally: { uses: exec, needs: [files], with: { command: 'ls "$PIPELINE_INPUT_FILES"/f*.json | wc -l > "$PIPELINE_OUT/count.txt"' } }
 `,
 );
 
@@ -107,21 +107,25 @@ console.log(`first run: ${first.seconds.toFixed(1)} s (the machine's load: ${os.
 
 const tally = { rounds: 0, killed: 0, finishedFirst: 0, byAction: {} as Record<string, { rounds: number; killed: number }> };
 const forceable = ['sft', 'files', 'tally', 'cot'];
+// How long each kind of command takes when left alone: kill moments are drawn from start-up to just
+// past it, so they land all through it. Updated whenever one finishes before its kill.
+const expectedMs: Record<string, number> = { run: fullRunMs, 'run --force': fullRunMs, gc: 2500 };
 for (let round = 1; round <= rounds; round++) {
   const version = rng.int(3);
   const set = ['--set', `stages.files.with.env.V=${version}`];
-  const roll = rng.int(3);
-  const forced = forceable[rng.int(forceable.length)] as string;
-  const [action, args] =
-    roll === 0 ? ['run', ['run', 'k.yaml', ...set]] : roll === 1 ? [`run --force ${forced}`, ['run', 'k.yaml', '--force', forced, ...set]] : ['gc', ['gc', 'k.yaml', ...set]];
-  // gc is quick; a run's interesting moments spread over the whole build.
-  const killAfterMs = Math.round(200 + rng.next() * (action === 'gc' ? 2500 : fullRunMs * 1.1));
-  const outcome = await pipeline(args as string[], killAfterMs);
+  const forced = rng.pick(forceable);
+  // Round robin, so each kind gets a third of the kills.
+  const kind = (['run', 'run --force', 'gc'] as const)[round % 3] as 'run' | 'run --force' | 'gc';
+  const args = kind === 'run' ? ['run', 'k.yaml', ...set] : kind === 'run --force' ? ['run', 'k.yaml', '--force', forced, ...set] : ['gc', 'k.yaml', ...set];
+  const action = kind === 'run --force' ? `run --force ${forced}` : kind;
+  const killAfterMs = Math.round(200 + rng.next() * (expectedMs[kind] as number) * 1.05);
+  const outcome = await pipeline(args, killAfterMs);
   const killed = outcome.signal === 'SIGKILL';
+  if (!killed) expectedMs[kind] = outcome.seconds * 1000;
   tally.rounds += 1;
   tally.killed += killed ? 1 : 0;
   tally.finishedFirst += killed ? 0 : 1;
-  const counts = (tally.byAction[action.split(' ').slice(0, 2).join(' ')] ??= { rounds: 0, killed: 0 });
+  const counts = (tally.byAction[kind] ??= { rounds: 0, killed: 0 });
   counts.rounds += 1;
   counts.killed += killed ? 1 : 0;
   if (!killed && outcome.code !== 0) fail(`round ${round}: ${action} failed without being killed`, outcome);
