@@ -126,6 +126,12 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
     ].join('\n'),
   },
   {
+    name: 'self-need',
+    yaml: 'name: x\nstages:\n  a: { uses: exec, needs: [a], with: { command: echo } }\n  b: { uses: exec, needs: [a], with: { command: echo } }\n',
+    // A stage that needs itself is a cycle of one; b, which needs it, is in none.
+    expected: ['self-need.yaml:3:28: error: stages: cycle: a -> a', ' 3 |   a: { uses: exec, needs: [a], with: { command: echo } }', '   |                            ^', '1 error'].join('\n'),
+  },
+  {
     name: 'proto-set',
     yaml: 'name: x\nstages:\n  a: { uses: exec, with: { command: echo } }\n',
     set: ['stages.a.with.env.__proto__=1', 'stages.a.with.constructor=2', 'stages.a.prototype.x=3'],
