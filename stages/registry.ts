@@ -14,6 +14,10 @@ import evalStage from './eval/index.ts';
 import pretrainStage from './pretrain/index.ts';
 import distillStage from './distill/index.ts';
 import precomputeStage from './precompute/index.ts';
+import embedStage from './embed/index.ts';
+import indexStage from './index/index.ts';
+import retrieveStage from './retrieve/index.ts';
+import evalRetrievalStage from './eval-retrieval/index.ts';
 
 export const builtinStages: StageType[] = [
   execStage,
@@ -30,4 +34,8 @@ export const builtinStages: StageType[] = [
   pretrainStage,
   distillStage,
   precomputeStage,
+  embedStage,
+  indexStage,
+  retrieveStage,
+  evalRetrievalStage,
 ];

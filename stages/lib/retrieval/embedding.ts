@@ -65,27 +65,34 @@ export function padIds(rows: readonly number[][], padId: number): { ids: number[
   };
 }
 
+export interface EmbedOptions {
+  batchSize: number;
+  maxTokens: number;
+  signal?: AbortSignal;
+  onBatch?: (done: number) => void;
+}
+
 /** Embeddings of `texts` (no gradient), `batchSize` at a time. */
-export async function embedTexts(
-  model: Model,
-  tokenizer: Tokenizer,
-  texts: readonly string[],
-  options: { batchSize: number; maxTokens: number; signal?: AbortSignal; onBatch?: (done: number) => void },
-): Promise<VectorMatrix> {
+export async function embedTexts(model: Model, tokenizer: Tokenizer, texts: readonly string[], options: EmbedOptions): Promise<VectorMatrix> {
+  return embedIds(model, tokenizer.padTokenId, texts.map((t) => embeddingIds(tokenizer, t, options.maxTokens)), options);
+}
+
+/** Embeddings of token-id rows (cut to `maxTokens`), `batchSize` at a time. */
+export async function embedIds(model: Model, padId: number, rows: readonly number[][], options: EmbedOptions): Promise<VectorMatrix> {
   const tfjs = await import('@tensorflow/tfjs-core');
   const { hiddenStates } = await import('../engine/index.ts');
   const { yieldToEventLoop } = await import('../../../pipeline/stage-api.ts');
   const dimensions = model.config.hidden_size;
-  const data = new Float32Array(texts.length * dimensions);
-  for (let start = 0; start < texts.length; start += options.batchSize) {
+  const data = new Float32Array(rows.length * dimensions);
+  for (let start = 0; start < rows.length; start += options.batchSize) {
     options.signal?.throwIfAborted();
-    const batch = texts.slice(start, start + options.batchSize).map((t) => embeddingIds(tokenizer, t, options.maxTokens));
-    const { ids, mask } = padIds(batch, tokenizer.padTokenId);
+    const batch = rows.slice(start, start + options.batchSize).map((r) => r.slice(0, options.maxTokens));
+    const { ids, mask } = padIds(batch, padId);
     const pooled = tfjs.tidy(() => meanPooled(tfjs, hiddenStates(model, ids, { attentionMask: mask }), mask));
     data.set(await pooled.data(), start * dimensions);
     pooled.dispose();
-    options.onBatch?.(Math.min(texts.length, start + options.batchSize));
+    options.onBatch?.(Math.min(rows.length, start + options.batchSize));
     await yieldToEventLoop();
   }
-  return { rows: texts.length, dimensions, data };
+  return { rows: rows.length, dimensions, data };
 }

@@ -1,0 +1,125 @@
+/**
+ * `uses: embed`: LREM embeddings of a dataset's catalog and queries from the judge's decoder
+ * (stages/lib/retrieval/embedding.ts: mean-pooled final hidden states, L2-normalised).
+ *
+ *   embed:
+ *     uses: embed
+ *     needs: [sft, data, cot]      # a checkpoint, the dataset; cot for reason mode's CoT
+ *     with: { mode: reason, train_steps: 60 }
+ *
+ * mode direct embeds the query text; mode reason lets the model write a short analysis of the
+ * query first (greedy, up to `analysis_tokens`) and embeds the query followed by it. With
+ * train_steps > 0 the decoder is first trained on train's Query-CoT-Item triplets with InfoNCE
+ * over in-batch and hard (BM25) negatives, plus the LM loss on the CoT in reason mode
+ * (stages/embed/train.ts). Items are always embedded directly.
+ *
+ * Writes an 'embeddings' artifact (stages/lib/retrieval/vectors.ts) and, when it trained, the
+ * trained decoder under model/.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { defineStage } from '../../pipeline/stage-api.ts';
+
+const params = z.strictObject({
+  mode: z.enum(['direct', 'reason']).default('direct').describe('direct: embed the query; reason: the model writes an analysis of the query first and the embedding is read after it'),
+  train_steps: z.number().int().min(0).default(60).describe('InfoNCE steps on train triplets before embedding (0: embed with the checkpoint as it is)'),
+  batch_size: z.number().int().min(2).default(8).describe('Queries per step; every other query’s positive is an in-batch negative'),
+  hard_negatives: z.number().int().min(0).default(2).describe('BM25’s best items judged not relevant, per query'),
+  temperature: z.number().positive().default(0.05).describe('InfoNCE temperature τ'),
+  learning_rate: z.number().positive().default(5e-4).describe('AdamW learning rate'),
+  lm_weight: z.number().min(0).default(1).describe('Weight of the CoT’s next-token loss beside InfoNCE (reason mode)'),
+  analysis_tokens: z.number().int().min(1).default(32).describe('Most tokens of the analysis the model writes before the embedding is read (reason mode)'),
+  max_tokens: z.number().int().min(8).default(96).describe('Tokens an embedded text is cut to'),
+  description_chars: z.number().int().min(0).default(200).describe('Characters of an item’s description embedded after its title'),
+  batch_size_embed: z.number().int().min(1).default(32).describe('Texts per forward pass when embedding'),
+});
+
+export default defineStage({
+  name: 'embed',
+  version: '1',
+  description: 'LREM embeddings of the catalog and the queries from the decoder: direct or reason-then-embed, optionally trained with InfoNCE.',
+  params,
+  produces: 'embeddings',
+  resources: 'train',
+  requires: (p) => ['checkpoint', 'dataset', ...(p.mode === 'reason' && p.train_steps > 0 ? (['sft-set'] as const) : [])],
+  async run(ctx) {
+    const p = ctx.params;
+    const { readJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readSplits, SPLITS, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readCatalog, itemText, judgedQueries } = await import('../lib/retrieval/catalog.ts');
+    const { embedIds, embedTexts, embeddingIds } = await import('../lib/retrieval/embedding.ts');
+    const { writeEmbeddings } = await import('../lib/retrieval/vectors.ts');
+    const { loadPolicy, releasePolicy } = await import('../lib/policy.ts');
+    const { analysisPrompt, buildTriplets, cotByQuery, trainEmbedder } = await import('./train.ts');
+
+    const dataset = ctx.inputs.one('dataset');
+    const splits = await readSplits(dataset.dir);
+    const catalog = await readCatalog(dataset.dir, splits);
+    const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
+    const { model, tokenizer } = policy;
+    const metrics: Record<string, unknown> = { mode: p.mode, pooling: 'mean', items: catalog.length };
+
+    if (p.train_steps > 0) {
+      const cotSet = ctx.inputs.many('sft-set')[0];
+      const cot = p.mode === 'reason' && cotSet ? cotByQuery(await readJsonl(path.join(cotSet.dir, 'train.jsonl'))) : new Map<string, string>();
+      const { triplets, withoutPositive } = buildTriplets(splits.train, catalog, cot, { hardNegatives: p.hard_negatives, descriptionChars: p.description_chars });
+      if (triplets.length < 2) throw new Error(`embed: ${triplets.length} train queries have a judged-relevant item; InfoNCE needs at least 2`);
+      const withCot = triplets.filter((t) => t.cot !== '').length;
+      ctx.log.info(`${triplets.length} train triplets (${withoutPositive} queries without a relevant item left out${p.mode === 'reason' ? `; ${withCot} with a CoT from the synthesis` : ''})`);
+      const trained = await trainEmbedder(ctx, model, tokenizer, triplets, new Map(catalog.map((e) => [e.key, e])), {
+        steps: p.train_steps,
+        batchSize: Math.min(p.batch_size, triplets.length),
+        temperature: p.temperature,
+        learningRate: p.learning_rate,
+        lmWeight: p.lm_weight,
+        maxTokens: p.max_tokens,
+        descriptionChars: p.description_chars,
+        reason: p.mode === 'reason',
+      }, ctx.rng.fork('train'));
+      await policy.inference.refresh();
+      Object.assign(metrics, { triplets: triplets.length, triplets_with_cot: withCot, first_loss: trained.firstLoss, last_loss: trained.lastLoss, steps: trained.steps });
+      ctx.log.info(`InfoNCE: loss ${trained.firstLoss.toFixed(4)} -> ${trained.lastLoss.toFixed(4)} over ${trained.steps} steps`);
+      const { savePolicy } = await import('../lib/training.ts');
+      await savePolicy(policy, path.join(ctx.outDir, 'model'), ctx.engine);
+    }
+
+    // Queries of every split (test's too, so the lead's single test run needs no re-embedding).
+    const queries = SPLITS.flatMap((split) => judgedQueries(splits[split]));
+    const embedOptions = { batchSize: p.batch_size_embed, maxTokens: p.max_tokens, signal: ctx.signal };
+    const total = catalog.length + queries.length;
+    const items = await embedTexts(model, tokenizer, catalog.map((e) => itemText(e.item, p.description_chars)), { ...embedOptions, onBatch: (done) => ctx.progress.update(done, total, 'texts') });
+    let queryRows: number[][];
+    let queryTexts: string[];
+    if (p.mode === 'reason') {
+      const prompts = queries.map((q) => tokenizer.encode(analysisPrompt(q.query)));
+      const generations = await policy.inference.generate(prompts, {
+        maxNewTokens: p.analysis_tokens,
+        eosTokenIds: [tokenizer.eosTokenId],
+        stop: { strings: ['</think>'], decode: (ids) => tokenizer.decode(ids) },
+        temperature: 0,
+        topK: 0,
+        topP: 1,
+        rng: ctx.rng.fork('analysis'),
+        signal: ctx.signal,
+      });
+      queryRows = prompts.map((prompt, i) => [...prompt, ...(generations[i]?.tokens ?? [])]);
+      queryTexts = queries.map((q, i) => `${analysisPrompt(q.query)}${generations[i]?.text ?? ''}`);
+      metrics.mean_analysis_tokens = generations.reduce((n, g) => n + g.tokens.length, 0) / Math.max(1, generations.length);
+    } else {
+      queryRows = queries.map((q) => embeddingIds(tokenizer, q.query, p.max_tokens));
+      queryTexts = queries.map((q) => q.query);
+    }
+    const queryVectors = await embedIds(model, tokenizer.padTokenId, queryRows, { ...embedOptions, onBatch: (done) => ctx.progress.update(catalog.length + done, total, 'texts') });
+    await writeEmbeddings(ctx.outDir, {
+      meta: { dimensions: items.dimensions, mode: p.mode, pooling: 'mean', items: items.rows, queries: queryVectors.rows },
+      itemKeys: catalog.map((e) => e.key),
+      items,
+      queries: queries.map((q, row) => ({ queryId: q.queryId, query: q.query, row, text: queryTexts[row] as string })),
+      queryVectors,
+    });
+    Object.assign(metrics, { queries: queries.length, dimensions: items.dimensions });
+    await writeJson(path.join(ctx.outDir, 'metrics.json'), metrics);
+    await releasePolicy(policy);
+    return { metrics, engine };
+  },
+});
