@@ -94,7 +94,7 @@ function capabilityChart(metrics: EvalMetrics): FragmentBlock {
 function verdictRows(metrics: EvalMetrics): [string, ModelSummary][] {
   return [
     ...(metrics.delivered ? [['delivered', metrics.delivered.summary] as [string, ModelSummary]] : []),
-    ...(metrics.baseline ? [['baseline (BM25 coverage)', metrics.baseline] as [string, ModelSummary]] : []),
+    ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : []),
     ...(metrics.learnedBaseline ? [['learned-baseline', metrics.learnedBaseline] as [string, ModelSummary]] : []),
   ];
 }
@@ -143,7 +143,7 @@ function verdictBlocks(metrics: EvalMetrics): FragmentBlock[] {
       width: 360,
       height: 200,
       encoding: {
-        x: { field: 'metric', type: 'nominal', title: null, sort: ['Acc@2', 'macro-F1', 'QWK'] },
+        x: { field: 'metric', type: 'nominal', title: null, sort: ['Acc@2', 'macro-F1', 'QWK'], axis: { labelAngle: 0 } },
         xOffset: { field: 'model', type: 'nominal', sort: rows.map(([m]) => m) },
         color: { field: 'model', type: 'nominal', sort: rows.map(([m]) => m) },
       },
@@ -167,7 +167,8 @@ function verdictBlocks(metrics: EvalMetrics): FragmentBlock[] {
       encoding: {
         y: { field: 'model', type: 'nominal', title: null, sort: shareRows.map((r) => r.model) },
         x: { field: 'share', type: 'quantitative', title: 'share of examples', scale: { domain: [0, 1] } },
-        color: { field: 'grade', type: 'nominal', sort: [...GRADES, 'none'], scale: { domain: [...GRADES, 'none'], scheme: 'viridis' } },
+        // Red (L1) to green (L4), grey for unanswered.
+        color: { field: 'grade', type: 'nominal', sort: [...GRADES, 'none'], scale: { domain: [...GRADES, 'none'], range: ['#d7191c', '#fdae61', '#a6d96a', '#1a9641', '#bdbdbd'] } },
         order: { field: 'grade' },
       },
     },
@@ -190,7 +191,7 @@ function verdictBlocks(metrics: EvalMetrics): FragmentBlock[] {
           ),
         },
         encoding: {
-          x: { field: 'predicted', type: 'ordinal', sort: predictedGrades, title: null },
+          x: { field: 'predicted', type: 'ordinal', sort: predictedGrades, title: null, axis: { labelAngle: 0 } },
           y: { field: 'gold', type: 'ordinal', sort: [...GRADES].reverse(), title: null },
         },
         layer: [
