@@ -349,6 +349,12 @@ describe('eval stage', () => {
     expect(html).toContain('<h2>Evaluation (eval)</h2>');
     expect(html).toContain('<h3>Comparison on 6 test examples</h3>');
     expect(html).toMatch(/data-chart="Acc@4 by capability"><figcaption>[^<]*<\/figcaption><svg/);
+    // The verdict opens the section: the delivered judge against both baselines, then the charts.
+    const section = html.slice(html.indexOf('<h2>Evaluation (eval)</h2>'));
+    const order = ['Verdict: the delivered judge against both baselines', 'Delivered judge and baselines: Acc@2', 'Predicted-grade shares', 'Confusion matrices', 'Comparison on 6 test examples'].map((t) => section.indexOf(t));
+    expect(order.every((at) => at >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    for (const chart of ['Delivered judge and baselines', 'Predicted-grade shares', 'Confusion matrices']) expect(section).toMatch(new RegExp(`data-chart="${chart}[^"]*"><figcaption>[^<]*</figcaption><svg`));
     // post is answer-first: its threshold is stated under the table.
     expect(html).toMatch(/post: answer_first, cumulative threshold 0\.\d{4}/);
   });
