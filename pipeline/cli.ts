@@ -3,23 +3,17 @@
  * --no-wait), 2 bad usage or config, 130 the run was stopped (SIGINT/SIGTERM).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { DiagnosticsError } from './diagnostics.ts';
-import { describeDecision } from './plan.ts';
-import { runStageInProcess } from './executor/run-stage.ts';
-import { acquireStoreLock, describeHolder, LockBusyError } from './store/lock.ts';
+import { DiagnosticsError, formatDiagnostics } from './diagnostics.ts';
+import { LockBusyError } from './store/lock.ts';
 import { BrokenJsonError, DiskFullError } from './store/fs-util.ts';
 import { StoreError } from './store/store.ts';
-import { builtArtifacts } from './commands/artifacts.ts';
-import { EXIT, loadOrThrow, planOrThrow, printDiagnostics, splitList, storeFor, type CommandIo, type Io, type StageSource } from './commands/common.ts';
+import { collect, positiveInt, reportingErrors, splitList, stageList, unitInterval, withConfigOptions, type CommandKit, type StageCommand } from './commands/extension.ts';
+import { EXIT, type CommandIo, type Io, type StageSource } from './commands/io.ts';
 
-export { processIo } from './commands/common.ts';
-import { collect, positiveInt, reportingErrors, withConfigOptions, type CommandKit, type StageCommand } from './commands/extension.ts';
-import { gcCommand } from './commands/gc.ts';
-import { lsCommand, showCommand, statusCommand } from './commands/inspect.ts';
-import { runCommand } from './commands/run.ts';
-import { stagesCommand } from './commands/stages.ts';
-import { verifyCommand } from './commands/verify.ts';
-import { reportCommand } from './report/command.ts';
+export { processIo } from './commands/io.ts';
+
+// Each command imports its module when it runs, so `--help`, `--version` and a light command load
+// nothing they do not use (the config loader, the executors, the report's chart renderer).
 
 interface SelectionFlags {
   only?: string;
@@ -66,12 +60,14 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void, com
     .addOption(new Option('--executor <name>', "the top-level `executor:` (stages with their own keep it); same as --set executor=NAME").choices(['local', 'slurm']))
     .action(async (config: string, flags) => {
       const set = [...(flags.set ?? []), ...(flags.executor ? [`executor=${flags.executor}`] : [])];
+      const { runCommand } = await import('./commands/run.ts');
       setExit(await runCommand(config, { ...flags, set, selection: selection(flags), force: flags.force ?? [], onError: flags.onError }, io));
     });
 
   withSelection(withConfigOptions(program.command('plan').argument('<config>', 'pipeline YAML')))
     .description('say what `run` would do and why, without running')
     .action(async (config: string, flags) => {
+      const [{ loadOrThrow, planOrThrow, storeFor }, { describeDecision }] = await Promise.all([import('./commands/common.ts'), import('./plan.ts')]);
       const loaded = await loadOrThrow(config, flags, io);
       const plan = await planOrThrow(loaded, storeFor(loaded, flags, io), { selection: selection(flags), force: flags.force });
       for (const stage of plan.stages) io.out(describeDecision(stage));
@@ -81,6 +77,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void, com
   withConfigOptions(program.command('validate').argument('<config>', 'pipeline YAML'))
     .description('check the config and report every problem')
     .action(async (config: string, flags) => {
+      const { loadOrThrow } = await import('./commands/common.ts');
       const loaded = await loadOrThrow(config, flags, io);
       io.out(`${config}: ok, pipeline ${loaded.config.name}, ${loaded.stages.size} stages`);
       setExit(EXIT.ok);
@@ -90,13 +87,16 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void, com
     withConfigOptions(program.command(name).argument('<config>', 'pipeline YAML'))
       .description(name === 'status' ? 'each stage: up to date or not, and its last run' : 'the current artifact of each stage')
       .option('--json', 'print JSON')
-      .action(async (config: string, flags) => setExit(await (name === 'status' ? statusCommand : lsCommand)(config, flags, io)));
+      .action(async (config: string, flags) => {
+        const { lsCommand, statusCommand } = await import('./commands/inspect.ts');
+        setExit(await (name === 'status' ? statusCommand : lsCommand)(config, flags, io));
+      });
   }
 
   withConfigOptions(program.command('show').argument('<config>', 'pipeline YAML').argument('<what>', 'a stage name or a fingerprint prefix'))
     .description("an artifact's manifest and files")
     .option('--json', 'print JSON')
-    .action(async (config: string, what: string, flags) => setExit(await showCommand(config, what, flags, io)));
+    .action(async (config: string, what: string, flags) => setExit(await (await import('./commands/inspect.ts')).showCommand(config, what, flags, io)));
 
   withConfigOptions(program.command('gc').argument('<config>', 'pipeline YAML (names the store)'))
     .description('delete artifacts no ref points at and the config does not plan, and work folders no run would resume from')
@@ -104,33 +104,35 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void, com
     .option('--resumable', 'also delete work folders a run would resume from (step checkpoints, of any pipeline)')
     .option('--clear-cache <name>', "also delete this named cache under the store's work/ (e.g. teacher-cache: paid-for teacher answers; repeatable)", collect)
     .option('--break-lock', 'take the store lock even from a holder that looks alive')
-    .action(async (config: string, flags) => setExit(await gcCommand(config, flags, io)));
+    .action(async (config: string, flags) => setExit(await (await import('./commands/gc.ts')).gcCommand(config, flags, io)));
 
   withConfigOptions(program.command('verify').argument('<config>', 'pipeline YAML (names the store)'))
     .description("re-hash every artifact in the store against its manifest; name what is damaged (--repair removes it, so the next run rebuilds it)")
     .option('--repair', 'remove damaged artifacts and what interrupted commands left (trash, .tmp- files)')
     .option('--json', 'print JSON')
     .option('--break-lock', 'take the store lock even from a holder that looks alive')
-    .action(async (config: string, flags) => setExit(await verifyCommand(config, flags, io)));
+    .action(async (config: string, flags) => setExit(await (await import('./commands/verify.ts')).verifyCommand(config, flags, io)));
 
   withConfigOptions(program.command('report').argument('<config>', 'pipeline YAML'))
     .description('write one self-contained HTML report: the DAG, curves, metrics and stage report fragments')
     .option('--out <file>', 'where to write it (default: <store>/reports/<pipeline>.html)')
-    .action(async (config: string, flags) => setExit(await reportCommand(config, flags, io)));
+    .action(async (config: string, flags) => setExit(await (await import('./report/command.ts')).reportCommand(config, flags, io)));
 
   const kit: CommandKit = {
     io,
     setExit,
     withConfigOptions,
     reportingErrors: (action) => reportingErrors(io, setExit, action),
-    builtArtifacts: (configPath, options) => builtArtifacts(configPath, options, io),
+    builtArtifacts: async (configPath, options) => (await import('./commands/artifacts.ts')).builtArtifacts(configPath, options, io),
+    parse: { positiveInt, stageList, unitInterval },
+    exit: EXIT,
   };
   for (const addCommand of commands) addCommand(program, kit);
 
   program
     .command('stages')
     .description('registered stage types and their params')
-    .action(async () => setExit(await stagesCommand(io)));
+    .action(async () => setExit(await (await import('./commands/stages.ts')).stagesCommand(io)));
 
   // Run by remote executors on a worker: build exactly one stage, as the submitting run planned it.
   withConfigOptions(program.command('run-stage', { hidden: true }).argument('<config>').argument('<stage>'))
@@ -138,6 +140,12 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void, com
     .option('--expect-fingerprint <fp>', 'fail unless the stage plans to this fingerprint')
     .option('--force', 'rebuild even if cached')
     .action(async (config: string, stageName: string, flags) => {
+      const [{ loadOrThrow, planOrThrow, storeFor }, { describeDecision }, { acquireStoreLock, describeHolder }, { runStageInProcess }] = await Promise.all([
+        import('./commands/common.ts'),
+        import('./plan.ts'),
+        import('./store/lock.ts'),
+        import('./executor/run-stage.ts'),
+      ]);
       const loaded = await loadOrThrow(config, flags, io);
       const store = storeFor(loaded, flags, io);
       const lock = await acquireStoreLock(store.root, {
@@ -185,7 +193,10 @@ export async function main(argv: readonly string[], io: Io, parts: CliParts): Pr
     await program.parseAsync([...argv]);
     return exit;
   } catch (error) {
-    if (error instanceof DiagnosticsError) return printDiagnostics(error.diagnostics, io);
+    if (error instanceof DiagnosticsError) {
+      io.err(formatDiagnostics(error.diagnostics));
+      return EXIT.usage;
+    }
     if (error instanceof StoreError || error instanceof LockBusyError || error instanceof BrokenJsonError || error instanceof DiskFullError) {
       io.err(`error: ${error.message}`);
       return EXIT.failed;

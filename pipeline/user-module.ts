@@ -11,9 +11,29 @@
  * so a reward or stage file works wherever the user keeps it, with or without a package.json.
  */
 import { pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+
+/**
+ * Whether this process can import TypeScript yet. Running from the sources (tsx, vitest) it can:
+ * this very file was loaded as `.ts`. Running the compiled dist/ it cannot until tsx's hooks are
+ * registered, which costs start-up time, so that happens only when a user's `.ts` file is imported.
+ */
+let typeScriptLoads = import.meta.url.endsWith('.ts');
+
+/**
+ * Registers tsx's hooks once. Both of them: a user's .ts file outside an ES-module package is
+ * CommonJS to Node, and without the CommonJS hook Node 20 refuses to load it ("Cannot require() ES
+ * Module ... in a cycle").
+ */
+async function loadTypeScript(): Promise<void> {
+  if (typeScriptLoads) return;
+  const [esm, commonJs] = await Promise.all([import('tsx/esm/api'), import('tsx/cjs/api')]);
+  esm.register();
+  commonJs.register();
+  typeScriptLoads = true;
+}
 
 export async function importUserModule(file: string): Promise<Record<string, unknown>> {
+  if (/\.[mc]?tsx?$/.test(file)) await loadTypeScript();
   const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   const commonJsExports = module.default as { __esModule?: unknown } | undefined;
   if (commonJsExports !== null && typeof commonJsExports === 'object' && commonJsExports.__esModule === true) {
@@ -42,6 +62,7 @@ export function describeLoadError(error: unknown): string {
  */
 export async function checkUserModule(file: string): Promise<{ exports: string[] } | { error: string }> {
   try {
+    const { build } = await import('esbuild');
     const result = await build({ entryPoints: [file], bundle: false, write: false, metafile: true, format: 'esm', platform: 'node', outdir: 'out', logLevel: 'silent' });
     return { exports: Object.values(result.metafile.outputs).flatMap((output) => output.exports) };
   } catch (error) {

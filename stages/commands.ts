@@ -2,15 +2,15 @@
  * The commands that belong to stages: they use what stages built (a judge checkpoint, a deployment)
  * and so live beside them, not in the orchestrator. bin/pipeline.js hands them to `main`. Each loads
  * its implementation (the engine, onnxruntime, Fastify) only when it runs, so `pipeline --help` and
- * `pipeline plan` never pay for them.
+ * `pipeline plan` never pay for them; what they need from the orchestrator at start-up comes in the
+ * kit, so this module loads nothing but commander's Option.
  */
 import { cp, mkdir, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Option } from 'commander';
-import { EXIT, makeWritable, MANIFEST, positiveInt, shortFingerprint, stageList, unitInterval, type StageCommand } from '../pipeline/api.ts';
+import type { StageCommand } from '../pipeline/api.ts';
 
-export const scoreCommand: StageCommand = (program, kit) => {
-  const { io, setExit, withConfigOptions, reportingErrors, builtArtifacts } = kit;
+export const scoreCommand: StageCommand = (program, { io, setExit, withConfigOptions, reportingErrors, builtArtifacts, parse: { positiveInt, stageList, unitInterval } }) => {
   withConfigOptions(program.command('score').argument('<config>', 'pipeline YAML (its built judge, knowledge graph and prompts)'))
     .description('label query–item pairs with the trained judge: grade, per-grade probabilities, reasoning (resumable)')
     .requiredOption('--input <file>', 'JSONL of {id?, query, item: {title, category?, attributes?, ...}}')
@@ -31,8 +31,7 @@ export const scoreCommand: StageCommand = (program, kit) => {
     );
 };
 
-export const serveCommand: StageCommand = (program, kit) => {
-  const { io, setExit, withConfigOptions, reportingErrors, builtArtifacts } = kit;
+export const serveCommand: StageCommand = (program, { io, setExit, withConfigOptions, reportingErrors, builtArtifacts, parse: { positiveInt } }) => {
   withConfigOptions(program.command('serve').argument('<config>', 'pipeline YAML (its built deployment: a precompute stage)'))
     .description('serve the judge over HTTP: head cache, distilled model, LLM (POST /v1/relevance, OpenAI-compatible /v1/chat/completions)')
     .option('--stage <name>', 'the deployment (precompute) stage to serve (default: the only one)')
@@ -59,8 +58,7 @@ export const serveCommand: StageCommand = (program, kit) => {
  * Artifacts in the store are immutable (their manifest lists every file's hash), so the export goes
  * to its own folder, written aside and renamed into place: never a partial folder.
  */
-export const exportCommand: StageCommand = (program, kit) => {
-  const { io, setExit, withConfigOptions, reportingErrors, builtArtifacts } = kit;
+export const exportCommand: StageCommand = (program, { io, setExit, withConfigOptions, reportingErrors, builtArtifacts, exit: EXIT }) => {
   withConfigOptions(program.command('export').argument('<config>', 'pipeline YAML').argument('<stage>', 'a stage whose artifact is a checkpoint'))
     .description("copy the stage's checkpoint with an ONNX export (onnx/model.onnx) that onnxruntime and transformers.js load")
     .option('--out <dir>', 'where to write it (default: <store>/exports/<pipeline>/<stage>)')
@@ -83,8 +81,7 @@ export const exportCommand: StageCommand = (program, kit) => {
         const out = flags.out ? path.resolve(io.cwd, flags.out) : path.join(artifacts.storeRoot, 'exports', artifacts.pipeline, stage);
         const staging = `${out}.partial-${process.pid}`;
         const started = performance.now();
-        const engine = await import('./lib/engine/index.ts');
-        const onnx = await import('./lib/engine/onnx/index.ts');
+        const [{ makeWritable, MANIFEST, shortFingerprint }, engine, onnx] = await Promise.all([import('../pipeline/api.ts'), import('./lib/engine/index.ts'), import('./lib/engine/onnx/index.ts')]);
         await engine.initEngine(artifacts.engine);
         await rm(staging, { recursive: true, force: true });
         await mkdir(path.dirname(out), { recursive: true });

@@ -3,11 +3,11 @@ import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { locate } from '../config/locate.ts';
-import { DiagnosticsError, formatDiagnostics, type Diagnostic } from '../diagnostics.ts';
+import { DiagnosticsError } from '../diagnostics.ts';
 import type { Selection } from '../graph.ts';
 import { planPipeline, type Plan } from '../plan.ts';
 import { ArtifactStore } from '../store/store.ts';
-import { EXIT, stageTypes, type CommandIo, type Io } from './io.ts';
+import { stageTypes, type CommandIo, type Io } from './io.ts';
 
 export { EXIT, processIo, stageTypes, type CommandIo, type Io, type StageSource } from './io.ts';
 
@@ -62,13 +62,4 @@ export async function planOrThrow(
   const result = await planPipeline(loaded, store, options);
   if (!result.ok) throw new DiagnosticsError(result.diagnostics);
   return result.plan;
-}
-
-export function printDiagnostics(diagnostics: readonly Diagnostic[], io: Io): number {
-  io.err(formatDiagnostics(diagnostics));
-  return EXIT.usage;
-}
-
-export function splitList(value: string | undefined): string[] | undefined {
-  return value === undefined ? undefined : value.split(',').map((s) => s.trim()).filter(Boolean);
 }

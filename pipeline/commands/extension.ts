@@ -2,7 +2,8 @@
  * How a command that belongs to stages (`score`, `serve`, `export`: they use what stages built) joins
  * the command line without the orchestrator knowing it. The composition root (bin/pipeline.js) hands
  * `main` a list of `StageCommand`s; each adds itself to the program with the same option helpers,
- * exit codes and error reporting as the orchestrator's own commands.
+ * exit codes and error reporting as the orchestrator's own commands. All of it comes in the
+ * `CommandKit`, so a commands module needs no value import at start-up (`--version` stays fast).
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { DiagnosticsError } from '../diagnostics.ts';
@@ -21,6 +22,9 @@ export interface CommandKit {
   reportingErrors<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void>;
   /** Each stage's current artifact of the config, as the `Inputs` a stage would receive. */
   builtArtifacts(configPath: string, options: ConfigOptions): Promise<BuiltArtifacts>;
+  /** Option value parsers, as the orchestrator's own commands use them. */
+  parse: { positiveInt: typeof positiveInt; stageList: typeof stageList; unitInterval: typeof unitInterval };
+  exit: typeof EXIT;
 }
 
 /** Adds one command to the program. */
@@ -44,6 +48,10 @@ export function reportingErrors<A extends unknown[]>(io: CommandIo, setExit: (co
       setExit(EXIT.failed);
     }
   };
+}
+
+export function splitList(value: string | undefined): string[] | undefined {
+  return value === undefined ? undefined : value.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 /** Option value parsers: each rejects bad input with a message commander prints beside the option. */

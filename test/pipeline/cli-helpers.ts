@@ -54,9 +54,9 @@ function environment(dir: string): NodeJS.ProcessEnv {
   return { ...process.env, CI: 'true', COUNT_FILE: path.join(dir, 'count.txt') };
 }
 
-export function cli(dir: string, args: string[]): Promise<CliResult> {
+export function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: dir, env: environment(dir) }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: dir, env: { ...environment(dir), ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
     });
   });

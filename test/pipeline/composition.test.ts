@@ -1,14 +1,14 @@
 // The orchestrator knows no stage: bin/pipeline.js (the composition root) hands `main` the stage
 // types and the stage-owned commands, so the same orchestrator runs with fixture ones, and
 // nothing under pipeline/ imports stages/.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { StageCommand } from '../../pipeline/api.ts';
 import { main } from '../../pipeline/cli.ts';
 import { importsOf, ROOT, sourceFiles } from '../../scripts/import-graph.ts';
 import countStage from './fixtures/count-stage.ts';
-import { cli, workspaces } from './cli-helpers.ts';
+import { cli, FIXTURES, workspaces } from './cli-helpers.ts';
 
 const workspace = workspaces();
 
@@ -60,6 +60,37 @@ describe('the composition root', () => {
     const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     const result = await cli(workspace('version-'), ['--version']);
     expect(result).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
+  });
+});
+
+/** Whether dist/ (scripts/build-dist.ts) matches the sources, as bin/pipeline.js decides it. */
+function compiledIsCurrent(): boolean {
+  const file = path.join(ROOT, 'dist', 'sources.json');
+  if (!existsSync(file)) return false;
+  const { files } = JSON.parse(readFileSync(file, 'utf8')) as { files: Record<string, string> };
+  return Object.entries(files).every(([source, stamp]) => {
+    const stat = existsSync(path.join(ROOT, source)) ? statSync(path.join(ROOT, source)) : undefined;
+    return stat !== undefined && `${stat.size}:${stat.mtimeMs}` === stamp;
+  });
+}
+
+// `npm ci` builds dist/; a checkout edited since (or never built) runs the sources and skips this.
+describe.skipIf(!compiledIsCurrent())('the compiled dist/', () => {
+  it('plans, runs a user .ts stage and lists the stage types as the sources do', async () => {
+    const results = [];
+    for (const fromSource of ['0', '1']) {
+      const dir = workspace('dist-');
+      writeFileSync(path.join(dir, 'p.yaml'), `name: d\nstages:\n  a: { uses: ${path.join(FIXTURES, 'count-stage.ts')} }\n  b: { uses: exec, needs: [a], with: { command: ['true'] } }\n`);
+      const env = { PIPELINE_FROM_SOURCE: fromSource };
+      const plan = await cli(dir, ['plan', 'p.yaml'], env);
+      const run = await cli(dir, ['run', 'p.yaml'], env);
+      const stages = await cli(dir, ['stages'], env);
+      expect([plan.code, run.code, stages.code], `${plan.stderr}${run.stderr}${stages.stderr}`).toEqual([0, 0, 0]);
+      results.push({ plan: plan.stdout, built: readFileSync(path.join(dir, 'count.txt'), 'utf8'), stages: stages.stdout });
+    }
+    expect(results[0]?.plan).toMatch(/^a: run \([0-9a-f]{8}\), never built\nb: run/);
+    expect(results[0]?.built).toBe('a\n');
+    expect(results[0]).toEqual(results[1]);
   });
 });
 

@@ -1,0 +1,105 @@
+/**
+ * Compiles the TypeScript sources (pipeline/, stages/) to JavaScript under dist/, one .js per .ts at
+ * the same relative path, so `npx pipeline` starts without transpiling (`npm ci` runs this as part
+ * of `prepare`; `npm run build` by hand).
+ *
+ *   npx tsx scripts/build-dist.ts
+ *
+ * bin/pipeline.js runs dist/ only while it matches the sources: dist/sources.json records each
+ * source's size and modification time, and any difference (an edit, a checkout, a deleted file)
+ * sends bin/pipeline.js back to running the sources through tsx. So a stale build is never run.
+ *
+ * Why esbuild in bundle mode with every relative import external: it is the mode whose resolve hook
+ * sees each import, so `./x.ts` can be rewritten to `./x.js` (transform mode leaves specifiers
+ * alone, and Node 20 cannot load `.ts`). Each file still compiles to one file: nothing is inlined.
+ *
+ * What the sources find next to themselves at run time is made to be there in dist/ too: the worker
+ * entries (`*.mjs`, copied with their `.ts` import pointed at the `.js`), and links to the folders
+ * they read by relative path (bin/, data/, scripts/, the kernels' sources and builds).
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { build, type Plugin } from 'esbuild';
+
+export const ROOT = path.resolve(import.meta.dirname, '..');
+export const DIST = path.join(ROOT, 'dist');
+/** What bin/pipeline.js compares with the sources before it runs dist/. */
+export const SOURCES_FILE = 'sources.json';
+const SOURCE_ROOTS = ['pipeline', 'stages'];
+/** AssemblyScript (compiled by the kernels' own build) and the kernels' build output. */
+const SKIP_DIRS = new Set(['assembly', 'build', 'node_modules']);
+/** Folders the sources reach by relative path from their own location. */
+const LINKS = ['bin', 'data', 'scripts', 'stages/lib/engine/kernels/assembly', 'stages/lib/engine/kernels/build'];
+
+export function sourceFiles(dir: string, pattern: RegExp): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (!SKIP_DIRS.has(entry.name)) found.push(...sourceFiles(full, pattern));
+    } else if (pattern.test(entry.name) && !entry.name.endsWith('.d.ts')) found.push(full);
+  }
+  return found;
+}
+
+/** Each source file (relative to the repository) -> "size:mtimeMs", as bin/pipeline.js checks it. */
+export function sourceStamps(files: readonly string[]): Record<string, string> {
+  return Object.fromEntries(
+    files.map((file) => {
+      const stat = statSync(file);
+      return [path.relative(ROOT, file), `${stat.size}:${stat.mtimeMs}`];
+    }),
+  );
+}
+
+const relativeImportsToJs: Plugin = {
+  name: 'relative-imports-to-js',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.?\// }, (args) => ({ path: args.path.replace(/\.ts$/, '.js'), external: true }));
+  },
+};
+
+export async function buildDist(): Promise<{ files: number; seconds: number }> {
+  const started = performance.now();
+  const typescript = SOURCE_ROOTS.flatMap((root) => sourceFiles(path.join(ROOT, root), /\.ts$/));
+  const workers = SOURCE_ROOTS.flatMap((root) => sourceFiles(path.join(ROOT, root), /\.mjs$/));
+  // Built aside and renamed into place: a failed or interrupted build leaves the previous dist/ whole.
+  const staging = `${DIST}.partial-${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  const result = await build({
+    entryPoints: typescript,
+    outdir: staging,
+    outbase: ROOT,
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: 'linked',
+    plugins: [relativeImportsToJs],
+    logLevel: 'warning',
+  });
+  if (result.errors.length > 0) throw new Error(`esbuild failed with ${result.errors.length} errors`);
+  for (const worker of workers) {
+    const relative = path.relative(ROOT, worker);
+    mkdirSync(path.dirname(path.join(staging, relative)), { recursive: true });
+    writeFileSync(path.join(staging, relative), readFileSync(worker, 'utf8').replace(/(import\(\s*'\.\/[^']+)\.ts'/g, "$1.js'"));
+  }
+  for (const link of LINKS) {
+    const at = path.join(staging, link);
+    mkdirSync(path.dirname(at), { recursive: true });
+    symlinkSync(path.relative(path.dirname(at), path.join(ROOT, link)), at);
+  }
+  const stamps = sourceStamps([...typescript, ...workers]);
+  const digest = createHash('sha256').update(JSON.stringify(stamps)).digest('hex').slice(0, 16);
+  writeFileSync(path.join(staging, SOURCES_FILE), `${JSON.stringify({ digest, files: stamps }, null, 1)}\n`);
+  rmSync(DIST, { recursive: true, force: true });
+  renameSync(staging, DIST);
+  return { files: typescript.length, seconds: (performance.now() - started) / 1000 };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  const { files, seconds } = await buildDist();
+  console.log(`dist/: ${files} files compiled in ${seconds.toFixed(1)} s`);
+}
