@@ -14,29 +14,12 @@ import { issuesToDiagnostics } from './issues.ts';
 import { locate, type YamlSource } from './locate.ts';
 import { applyOverrides } from './overrides.ts';
 import { pipelineConfigSchema, type PipelineConfig } from './schema.ts';
+import type { LoadedConfig, LoadedStage } from './loaded.ts';
 import { checkStages, type StageToCheck } from './stage-checks.ts';
 import { isUserStagePath, loadUserStage } from './stage-types.ts';
 import { configValue, parseConfigYaml } from './yaml-text.ts';
 
-export interface LoadedStage {
-  name: string;
-  type: StageType;
-  /** Params after the type's schema: defaults applied. */
-  params: unknown;
-  /** The stage module, for `uses: ./x.ts` (as written, relative to the config folder). */
-  moduleFile?: string;
-}
-
-export interface LoadedConfig {
-  /** Absolute path of the YAML file, and its folder (user paths resolve against it). */
-  file: string;
-  dir: string;
-  source: YamlSource;
-  config: PipelineConfig;
-  /** YAML order. */
-  stages: Map<string, LoadedStage>;
-  overrides: readonly string[];
-}
+export type { LoadedConfig, LoadedStage } from './loaded.ts';
 
 export type LoadResult = { ok: true; loaded: LoadedConfig } | { ok: false; diagnostics: Diagnostic[] };
 

@@ -8,7 +8,7 @@ import type { Diagnostic, KeyPath } from '../diagnostics.ts';
 import { producedKind } from '../stage-api.ts';
 import { exists } from '../store/fs-util.ts';
 import { locate, type YamlSource } from './locate.ts';
-import type { LoadedStage } from './load.ts';
+import type { LoadedStage } from './loaded.ts';
 
 export interface StageToCheck {
   loaded: LoadedStage;

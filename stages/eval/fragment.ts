@@ -1,7 +1,7 @@
 /** The eval's report fragment: the comparison table, per-grade scores, confusions, slices and samples. */
 import type { Cell, FragmentBlock, ReportFragment } from '../../pipeline/api.ts';
 import { GRADES } from '../lib/relevance/types.ts';
-import type { EvalMetrics } from './index.ts';
+import type { EvalMetrics } from './eval-metrics.ts';
 import type { Prediction } from './predictions.ts';
 import type { ModelSummary } from './summary.ts';
 

@@ -35,8 +35,9 @@ import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { Grade, Split } from '../lib/relevance/types.ts';
 import type { LearnedBaseline } from '../lib/relevance/learned-baseline.ts';
 import { ensemblePrediction, exampleFields, pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from './predictions.ts';
-import { comparisonRow, summarise, type ComparisonRow, type ModelSummary } from './summary.ts';
-import type { Delivered, JudgeInputs } from './delivery.ts';
+import { comparisonRow, summarise, type ModelSummary } from './summary.ts';
+import type { JudgeInputs } from './delivery.ts';
+import type { CheckpointResult, EvalMetrics } from './eval-metrics.ts';
 import type { Degeneracy } from '../lib/metrics.ts';
 
 const params = z.strictObject({
@@ -74,37 +75,6 @@ const params = z.strictObject({
   report_samples: z.number().int().min(0).default(6).describe('Predictions per model shown with their reasoning in the report'),
 });
 type Params = z.output<typeof params>;
-
-export interface CheckpointResult {
-  predictions: Prediction[];
-  /** answer_first checkpoints: the cumulative threshold, its macro-F1 on the examples it was tuned on, and their split (train when dev is scored). */
-  threshold?: { threshold: number; tuningMacroF1: number; tuningExamples: number; tuningSplit: Split };
-  promptTooLong: number;
-}
-
-export interface EvalMetrics {
-  /** The split evaluated. */
-  split: 'test' | 'dev';
-  examples: number;
-  checkpoints: Record<string, ModelSummary & { threshold?: CheckpointResult['threshold']; promptTooLong: number }>;
-  baseline: (ModelSummary & { thresholds: number[]; tuningMacroF1: number; tuningSplit: Split }) | null;
-  /** The learned lexical baseline (stages/lib/relevance/learned-baseline.ts), when evaluated. */
-  learnedBaseline?: ModelSummary & { trainMacroF1: number };
-  /** With lexical_pool: each checkpoint (and the ensemble) pooled with the learned lexical baseline, by row name (`<checkpoint>+lexical`). */
-  pooled?: Record<string, ModelSummary & { checkpoint: string; weight: number }>;
-  /** With `ensemble`: the members' pooled grade probabilities, read at their median. */
-  ensemble?: ModelSummary & { members: string[] };
-  /**
-   * The judge this config delivers, chosen on dev by cross-fitting (delivery.ts), with its dev
-   * figures; `summary` is its row on the split evaluated (cross-fitted when that is dev).
-   */
-  delivered?: Delivered & { summary: ModelSummary };
-  /** Whether the delivered judge is degenerate (judgeDegeneracy on the split evaluated). */
-  degenerate?: boolean;
-  degeneracy?: Degeneracy;
-  comparison: ComparisonRow[];
-}
-
 
 /** "Acc@2 0.9000 [0.8500, 0.9438], ..." : each figure with its 95 % bootstrap interval. */
 function headline(s: ModelSummary): string {

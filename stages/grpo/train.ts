@@ -12,7 +12,7 @@ import { mean, std } from '../lib/rl/advantages.ts';
 import { closeRewards, loadRewards, rewardMean, type LoadedReward } from '../lib/rewards.ts';
 import { greedyAccuracy, probeSample, readPromptRecords, referenceSteps } from '../lib/scoring.ts';
 import { finishTraining, resumeTrainingWithState, saveStepCheckpoint, trainableModel } from '../lib/training.ts';
-import type { GrpoParams } from './index.ts';
+import type { GrpoParams } from './params.ts';
 import { tieredPromptSource, type CurriculumTier, type Group, type Rollout, type RolloutKind, type Sampler } from './rollout.ts';
 import { collectGroups, rollOutGroups, tokenAdvantages, type CollectedGroups } from './step.ts';
 import { tokenStepIndices } from './token-steps.ts';

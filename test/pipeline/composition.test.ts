@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { StageCommand } from '../../pipeline/api.ts';
 import { main } from '../../pipeline/cli.ts';
-import { importsOf, ROOT, sourceFiles } from '../../scripts/import-graph.ts';
+import { cycles, importsOf, ROOT, sourceFiles } from '../../scripts/import-graph.ts';
 import countStage from './fixtures/count-stage.ts';
 import { cli, FIXTURES, workspaces } from './cli-helpers.ts';
 
@@ -91,6 +91,21 @@ describe.skipIf(!compiledIsCurrent())('the compiled dist/', () => {
     expect(results[0]?.plan).toMatch(/^a: run \([0-9a-f]{8}\), never built\nb: run/);
     expect(results[0]?.built).toBe('a\n');
     expect(results[0]).toEqual(results[1]);
+  });
+});
+
+describe('the import graph', () => {
+  it('has no cycle between files of pipeline/ and stages/ (type-only imports count)', () => {
+    const graph = new Map<string, Set<string>>();
+    for (const file of ['pipeline', 'stages'].flatMap((root) => sourceFiles(path.join(ROOT, root)))) {
+      graph.set(path.relative(ROOT, file), new Set(importsOf(file).map((target) => path.relative(ROOT, target))));
+    }
+    expect(cycles(graph)).toEqual([]);
+  });
+
+  it('finds a cycle where there is one (the check itself)', () => {
+    const graph = new Map([['a', new Set(['b'])], ['b', new Set(['c'])], ['c', new Set(['a'])], ['d', new Set(['a'])]]);
+    expect(cycles(graph)).toEqual([['a', 'b', 'c']]);
   });
 });
 

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fragmentProblem } from '../../pipeline/report/fragment.ts';
 import { cumulativeGrade } from '../../stages/lib/grade-probs.ts';
-import type { EvalMetrics } from '../../stages/eval/index.ts';
+import type { EvalMetrics } from '../../stages/eval/eval-metrics.ts';
 import type { Prediction } from '../../stages/eval/predictions.ts';
 import { parseCompletion } from '../../stages/lib/completion.ts';
 import { lexicalBaseline } from '../../stages/lib/relevance/baseline.ts';

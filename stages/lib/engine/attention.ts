@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { fusedAttention, fusedDecodeAttention, fusedKernels, fusedRope, fusedRopeFolded } from './fused.ts';
 import { applyRope, attentionBias, plainMatmul } from './layers.ts';
-import type { DerivedWeights, LayerCache, LayerWeights, Model } from './model.ts';
+import type { DerivedWeights, LayerCache, LayerWeights, Model } from './model-types.ts';
 
 /**
  * Which keys each query may see, shared by every layer of one decoder call, built on first use:

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { GenerateOptions } from './generate.ts';
+import type { SamplingOptions } from './sampling.ts';
 
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
 
@@ -51,7 +51,7 @@ const asList = (ids: number | number[] | null | undefined) => (ids === null || i
  * greedy (temperature 0 here); with it temperature 1, top_k 50 and top_p 1 unless the file says
  * otherwise (transformers' GenerationConfig defaults). `eosTokenIds` lists every end id.
  */
-export function generationDefaults(config: GenerationConfig | undefined): Pick<GenerateOptions, 'temperature' | 'topK' | 'topP' | 'eosTokenIds'> & { maxNewTokens?: number } {
+export function generationDefaults(config: GenerationConfig | undefined): SamplingOptions & { eosTokenIds: number[]; maxNewTokens?: number } {
   const sampled = config?.do_sample === true;
   return {
     temperature: sampled ? (config?.temperature ?? 1) : 0,

@@ -16,28 +16,13 @@ import type { RandomSource } from './host.ts';
 import { fusedLinear, fusedMatMulNN } from './fused.ts';
 import { linear, timesTransposed, type Projection } from './layers.ts';
 import { loraOptionsSchema, type LoraOptions } from './lora-options.ts';
-import type { DerivedWeights, Model } from './model.ts';
+import type { Adapter, DerivedWeights, LoraState, Model } from './model-types.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
 
 export { LORA_TARGETS, loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 type Target = LoraOptions['target_modules'][number];
 
-export interface Adapter {
-  a: tf.Variable<tf.Rank.R2>; // (r, in)
-  b: tf.Variable<tf.Rank.R2>; // (out, r)
-}
-
-export interface LoraState {
-  options: LoraOptions;
-  /** lora_alpha / r */
-  scaling: number;
-  /** HF module path (`model.layers.0.self_attn.q_proj`) -> adapter. */
-  adapters: Map<string, Adapter>;
-  /** Seeds the dropout masks: a pure function of (seed, optimizer step, call), so a resumed run draws the same masks. */
-  dropoutSeed: number;
-  /** Set by trainStep: dropout is on only while gradients are taken, keyed by the optimizer step. */
-  training?: { step: number; calls: number };
-}
+export type { Adapter, LoraState } from './model-types.ts';
 
 /** `base_model.model.<module>.lora_A.weight`: PEFT's saved name (the adapter name `default` left out). */
 export const peftName = (module: string, matrix: 'A' | 'B') => `base_model.model.${module}.lora_${matrix}.weight`;
