@@ -18,7 +18,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 
 const params = z.strictObject({
   mode: z.enum(['direct', 'reason']).default('direct').describe('direct: embed the query; reason: the model writes an analysis of the query first and the embedding is read after it'),

@@ -8,8 +8,7 @@
  * negatives (BM25's best-scoring items judged not relevant to it), and in reason mode the CoT the
  * judge's synthesis (the cot stage) wrote for one of its relevant pairs.
  */
-import type { Rng } from '../../pipeline/rng.ts';
-import { yieldToEventLoop, type StageContext } from '../../pipeline/stage-api.ts';
+import { type Rng, type StageContext, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { Model } from '../lib/engine/index.ts';
 import type { Tokenizer } from '../lib/engine/tokenizer.ts';
 import { bm25Terms, Bm25 } from '../lib/relevance/bm25.ts';

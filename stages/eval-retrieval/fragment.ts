@@ -1,5 +1,5 @@
 /** eval-retrieval's report fragment: methods side by side with intervals, then the slices. */
-import type { Cell, FragmentBlock, ReportFragment } from '../../pipeline/report/fragment.ts';
+import type { Cell, FragmentBlock, ReportFragment } from '../../pipeline/api.ts';
 import type { MethodFigures } from './score.ts';
 
 const round = (value: number | null): number | null => (value === null ? null : Math.round(value * 10_000) / 10_000);

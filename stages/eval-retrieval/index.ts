@@ -14,7 +14,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 
 const params = z.strictObject({
   k: z.number().int().min(1).default(10).describe('K of Recall@K, ASH@K and the share relevant in the first K'),
@@ -39,7 +39,7 @@ export default defineStage({
     const { QUERY_LOG_FILE, readQueryLog, indexQueryLog } = await import('../lib/relevance/query-log.ts');
     const { judgedQueries } = await import('../lib/retrieval/catalog.ts');
     const { RETRIEVAL_FILE, RUNS_FILE } = await import('../retrieve/index.ts');
-    const { REPORT_FRAGMENT_FILE } = await import('../../pipeline/report/fragment.ts');
+    const { REPORT_FRAGMENT_FILE } = await import('../../pipeline/api.ts');
     const { scoreRuns } = await import('./score.ts');
     const { retrievalFragment } = await import('./fragment.ts');
     type RetrievalManifest = import('../retrieve/index.ts').RetrievalManifest;

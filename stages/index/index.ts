@@ -11,7 +11,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 
 export const hnswParams = z
   .strictObject({

@@ -14,7 +14,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 
 const params = z.strictObject({
   split: z.enum(['train', 'dev', 'test']).default('dev').describe('Whose queries are retrieved for (choose settings on dev; test once at the end)'),

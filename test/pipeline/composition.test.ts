@@ -119,4 +119,15 @@ describe('the orchestrator imports nothing from stages/', () => {
     );
     expect(upward).toEqual([]);
   });
+
+  it('is reached from stages/ only through its public surface, pipeline/api.ts', () => {
+    const pipelineDir = path.join(ROOT, 'pipeline') + path.sep;
+    const api = path.join(ROOT, 'pipeline', 'api.ts');
+    const private_ = sourceFiles(path.join(ROOT, 'stages')).flatMap((file) =>
+      importsOf(file)
+        .filter((target) => target.startsWith(pipelineDir) && target !== api)
+        .map((target) => `${path.relative(ROOT, file)} -> ${path.relative(ROOT, target)}`),
+    );
+    expect(private_).toEqual([]);
+  });
 });

@@ -81,7 +81,7 @@ export async function embedTexts(model: Model, tokenizer: Tokenizer, texts: read
 export async function embedIds(model: Model, padId: number, rows: readonly number[][], options: EmbedOptions): Promise<VectorMatrix> {
   const tfjs = await import('@tensorflow/tfjs-core');
   const { hiddenStates } = await import('../engine/index.ts');
-  const { yieldToEventLoop } = await import('../../../pipeline/stage-api.ts');
+  const { yieldToEventLoop } = await import('../../../pipeline/api.ts');
   const dimensions = model.config.hidden_size;
   const data = new Float32Array(rows.length * dimensions);
   for (let start = 0; start < rows.length; start += options.batchSize) {
