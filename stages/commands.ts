@@ -89,7 +89,7 @@ export const exportCommand: StageCommand = (program, { io, setExit, withConfigOp
           await cp(artifact.dir, staging, { recursive: true, filter: (file) => path.basename(file) !== MANIFEST });
           // The copy keeps the published object's read-only folders: the export writes onnx/ into it.
           await makeWritable(staging);
-          const modelPath = onnx.exportCheckpoint(staging);
+          const modelPath = await onnx.exportCheckpoint(staging);
           await rm(out, { recursive: true, force: true });
           await rename(staging, out);
           io.out(`${stage} (${shortFingerprint(artifact.fingerprint)}) -> ${path.join(out, path.relative(staging, modelPath))} in ${((performance.now() - started) / 1000).toFixed(1)} s`);

@@ -88,8 +88,8 @@ export async function releasePolicy(policy: Policy): Promise<void> {
  */
 export async function writeInferenceExport(model: Model, dir: string, engine: EngineConfig): Promise<void> {
   if (engine.inference === 'tfjs') return;
-  const { exportModel, writeExportedModel } = await import('./engine/onnx/index.ts');
-  writeExportedModel(dir, exportModel(model));
+  const { exportModelAsync, writeExportedModel } = await import('./engine/onnx/index.ts');
+  writeExportedModel(dir, await exportModelAsync(model));
 }
 
 /** The prompt as the model sees it: the chat template with the assistant turn opened. */

@@ -114,7 +114,7 @@ describe('exportCheckpoint', () => {
   it.each(['llama-tiny', 'qwen2-tiny'])('gives a %s folder that transformers.js loads (local files only) and decodes greedily as the reference', async (name) => {
     const reference = JSON.parse(readFileSync(join(here, name, 'reference.json'), 'utf8')) as Reference;
     cpSync(join(here, name), join(work, name), { recursive: true });
-    exportCheckpoint(join(work, name));
+    await exportCheckpoint(join(work, name));
     const transformers = await import('@huggingface/transformers');
     transformers.env.allowRemoteModels = false;
     transformers.env.localModelPath = work;
@@ -130,7 +130,7 @@ describe('exportCheckpoint', () => {
   it('writes onnx/model.onnx, with external weights past the threshold giving the same logits', async () => {
     const dir = join(work, 'llama');
     cpSync(join(here, 'llama-tiny'), dir, { recursive: true });
-    const inline = exportCheckpoint(dir);
+    const inline = await exportCheckpoint(dir);
     const inlineSize = statSync(inline).size;
     const model = loadModel(dir);
     const ids = [[1, 17, 42, 5]];
@@ -138,7 +138,7 @@ describe('exportCheckpoint', () => {
     const want = await onnxLogits(fromInline, ids);
     await closeOnnxDecoder(fromInline);
     // Threshold 0: every weight of 1 KiB or more moves to model.onnx_data beside the graph.
-    const external = exportCheckpoint(dir, { externalThreshold: 0 });
+    const external = await exportCheckpoint(dir, { externalThreshold: 0 });
     expect(existsSync(join(dir, 'onnx', ONNX_DATA_FILE))).toBe(true);
     expect(statSync(external).size).toBeLessThan(inlineSize / 2);
     const fromExternal = await openOnnxDecoder(external, model.config, { threads: 1 });

@@ -39,7 +39,7 @@ describe('a Qwen2.5-shaped checkpoint, LoRA-trained and exported', () => {
     await saveModel(model, out, {}, { dtype: 'float32' });
     await saveAdapter(model, join(out, 'adapter'), { baseModel: base });
     await copyTokenizerFiles((await loadTokenizer(base)).dir, out);
-    exportCheckpoint(out);
+    await exportCheckpoint(out);
 
     const tokenizer = await loadTokenizer(out);
     const prompt = tokenizer.encode('wireless noise cancelling headphones');

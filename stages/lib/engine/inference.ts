@@ -12,7 +12,7 @@ import type { EngineLogger as Logger } from './host.ts';
 import { generate, type GenerateOptions, type Generation } from './generate.ts';
 import { sequenceLogprobs, type PromptCompletion } from './logprobs.ts';
 import type { Model } from './model.ts';
-import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder, sequenceLogprobsOnnx, writeExportedModel, type OnnxDecoder } from './onnx/index.ts';
+import { closeOnnxDecoder, exportModelAsync, generateOnnx, loadOnnxRuntime, openOnnxDecoder, sequenceLogprobsOnnx, writeExportedModel, type OnnxDecoder } from './onnx/index.ts';
 
 export type InferenceChoice = 'auto' | 'onnxruntime' | 'tfjs';
 
@@ -77,7 +77,7 @@ const exportFolders = new WeakMap<OnnxDecoder, string>();
  * file beside the model, so such an export goes through a temporary folder, removed on close.
  */
 async function openExported(model: Model, threads: number): Promise<OnnxDecoder> {
-  const exported = exportModel(model);
+  const exported = await exportModelAsync(model);
   if (!exported.external) return openOnnxDecoder(exported.model, model.config, { threads });
   const folder = mkdtempSync(join(tmpdir(), 'lore-onnx-'));
   try {

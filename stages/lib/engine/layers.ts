@@ -67,6 +67,15 @@ export const linear = tf.customGrad(((x: tf.Tensor, weight: tf.Tensor, save: tf.
   };
 }) as never) as unknown as Projection;
 
+/** `project` over unfused weights: each part's product, concatenated as the fused product would be. */
+export function partsProjection(parts: Map<tf.Tensor, tf.Tensor2D[]> | undefined, project: Projection): Projection {
+  if (!parts) return project;
+  return (x, weight) => {
+    const list = parts.get(weight);
+    return list ? (tf.concat(list.map((w) => project(x, w)), 1) as tf.Tensor2D) : project(x, weight);
+  };
+}
+
 /**
  * RMSNorm (Zhang & Sennrich 2019), as HF Llama: x / sqrt(mean(x^2) + eps) * weight, over the last
  * axis. Without `weight` the scaling is left out: frozen weights fold it into the next projection.

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { RandomSource } from './host.ts';
 import { fusedLinear, fusedMatMulNN } from './fused.ts';
-import { linear, timesTransposed, type Projection } from './layers.ts';
+import { linear, partsProjection, timesTransposed, type Projection } from './layers.ts';
 import { loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 import type { Adapter, DerivedWeights, LoraState, Model } from './model-types.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
@@ -143,8 +143,9 @@ export function withAdapters(model: Model, weights: DerivedWeights): DerivedWeig
     parts(layer.gateUp, ['gate_proj', 'up_proj']);
     parts(layer.down, ['down_proj']);
   });
+  const frozenBase = partsProjection(weights.parts, frozenLinear);
   const project: Projection = (x, weight) => {
-    const base = frozenLinear(x, weight);
+    const base = frozenBase(x, weight);
     const targets = deltas.get(weight);
     if (!targets) return base;
     const input = dropout(lora, x);

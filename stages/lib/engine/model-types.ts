@@ -56,6 +56,11 @@ export interface DerivedWeights {
   head: tf.Tensor2D; // (V, d): lm_head, or the embedding when tied
   /** Frozen: q already carries the 1/sqrt(hd) attention scale, and qkv yields rotate_half(q|k) too. */
   folded: boolean;
+  /**
+   * Unfused weights (a frozen base, see model.ts deriveWeights' `fuse`): `qkv` and `gateUp` are then
+   * their first part's weight, standing for the parts listed here, whose outputs `project` concatenates.
+   */
+  parts?: Map<tf.Tensor, tf.Tensor2D[]>;
 }
 
 /** Keys and values of one layer for every position seen so far: (B, Hkv, Tk, hd) each. */
