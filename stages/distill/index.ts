@@ -47,6 +47,11 @@ const params = z.strictObject({
   // Optional, so configs without it keep their fingerprints.
   grade: z.enum(GRADE_READINGS).optional().describe("How a think-first judge's grade is read: the answer it wrote ('answer', the default) or the median of its answer probabilities after its reasoning ('median'); set it as eval's `grade`"),
   lexical_pool: z.number().min(0).max(1).optional().describe("Pool the judge's grade probabilities with the learned lexical baseline's (fitted on train), this weight on the baseline, and read the pooled median; set it as eval's `lexical_pool`"),
+  ensemble: z
+    .array(z.string())
+    .min(2)
+    .optional()
+    .describe("Judge with these checkpoint stages as one (eval's `ensemble`, the primary first; each must be in needs): the teacher the distilled model learns from"),
   batch_size: z.number().int().positive().default(8).describe('Pairs the judge decodes at once'),
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair"),
 });
@@ -111,7 +116,7 @@ export default defineStage({
     const gold = new Map([...splits.train, ...splits.dev].map((e) => [e.id, e.label]));
     const teacher =
       p.labels === 'judge'
-        ? await labelResumably(ctx, [...pool, ...dev], { file: path.join(ctx.workDir, 'teacher.jsonl'), unit: 'teacher', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade, lexicalPool: p.lexical_pool })
+        ? await labelResumably(ctx, [...pool, ...dev], { file: path.join(ctx.workDir, 'teacher.jsonl'), unit: 'teacher', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade, lexicalPool: p.lexical_pool, ensemble: p.ensemble })
         : new Map<string, Labelled>([...pool, ...dev].map((x) => [x.id, { id: x.id, grade: gold.get(x.id) ?? null, probabilities: null }]));
 
     const examples: import('../lib/serving/deepbow.ts').DeepBowExample[] = [];

@@ -44,6 +44,12 @@ const params = z.strictObject({
   // Optional, so configs without it keep their fingerprints.
   grade: z.enum(GRADE_READINGS).optional().describe("How a think-first judge's grade is read: the answer it wrote ('answer', the default) or the median of its answer probabilities after its reasoning ('median'); set it as eval's `grade` (precompute and serving)"),
   lexical_pool: z.number().min(0).max(1).optional().describe("Pool the judge's grade probabilities with the learned lexical baseline's (fitted on train), this weight on the baseline, and read the pooled median; set it as eval's `lexical_pool` (precompute and serving)"),
+  // Optional, so configs without it keep their fingerprints.
+  ensemble: z
+    .array(z.string())
+    .min(2)
+    .optional()
+    .describe("Judge with these checkpoint stages as one (eval's `ensemble`, the primary first; each must be in needs): the cache, the routing's dev figures and the served LLM tier all use it"),
   max_batch: z.number().int().positive().default(8).describe('Serving: most pairs the LLM tier decodes at once (dynamic batching)'),
   max_wait_ms: z.number().min(0).default(10).describe('Serving: longest a pair waits for its LLM batch to fill'),
   deadline_ms: z.number().positive().default(2000).describe("Serving: after this, a pair waiting on the LLM gets the distilled answer, marked so"),
@@ -66,7 +72,7 @@ export default defineStage({
     const { normalise } = await import('../lib/relevance/text.ts');
     const { labelResumably } = await import('../lib/serving/label.ts');
     const { cacheKey, openSqliteCache, openRedisCache } = await import('../lib/serving/cache.ts');
-    const { chooseMinConfidence, chooseRoute, routingTier, DEPLOYMENT_FILE, SQLITE_CACHE_FILE } = await import('../lib/serving/deployment.ts');
+    const { chooseMinConfidence, chooseRoute, llmMeetsDeadline, routingTier, DEPLOYMENT_FILE, SQLITE_CACHE_FILE } = await import('../lib/serving/deployment.ts');
     const { DISTILLED_DEV_FILE } = await import('../distill/index.ts');
     type Deployment = import('../lib/serving/deployment.ts').Deployment;
     type RoutingTier = import('../lib/serving/deployment.ts').RoutingTier;
@@ -81,7 +87,11 @@ export default defineStage({
     const head = SPLITS.flatMap((s) => splits[s]).filter((e) => cachedTiers.has(log.get(normalise(e.query))?.tier ?? 'new'));
     ctx.log.info(`${head.length} pairs of ${new Set(head.map((e) => normalise(e.query))).size} ${p.tiers.join('+')} queries to precompute`);
 
-    const labelled = await labelResumably(ctx, head, { file: path.join(ctx.workDir, 'head.jsonl'), unit: 'head', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade, lexicalPool: p.lexical_pool });
+    const members = p.ensemble ?? [ctx.inputs.one('checkpoint').stage];
+    const timing = { batches: 0, seconds: 0 };
+    const labelled = await labelResumably(ctx, head, { file: path.join(ctx.workDir, 'head.jsonl'), unit: 'head', batchSize: p.batch_size, maxNewTokens: p.max_new_tokens, grade: p.grade, lexicalPool: p.lexical_pool, ensemble: p.ensemble, timing });
+    // A batch's time as the server's LLM tier will see it: every member of an ensemble decodes it.
+    const batchSeconds = timing.batches > 0 ? timing.seconds / timing.batches : null;
     const entries: [string, import('../lib/serving/cache.ts').CachedJudgement][] = [];
     for (const e of head) {
       const j = labelled.get(e.id);
@@ -107,7 +117,15 @@ export default defineStage({
       return { gold: r.gold, cached: entry !== undefined && cachedTiers.has(entry.tier), tier: routingTier(entry), llm: r.llm.grade, distilled: r.distilled.grade, confidence: r.distilled.confidence };
     });
     const tuning = p.min_confidence !== 'auto' ? null : p.llm_tiers === 'auto' ? chooseRoute(dev, p.tolerance) : chooseMinConfidence(dev, p.llm_tiers, p.tolerance);
-    const minConfidence = tuning ? tuning.minConfidence : (p.min_confidence as number);
+    // The judge's latency counts too: one whose batch (all its members) outlasts the deadline would
+    // only ever answer late, so auto routing sends it nothing.
+    const tooSlow = tuning !== null && !llmMeetsDeadline({ batchSeconds, deadlineMs: p.deadline_ms });
+    if (tooSlow) {
+      ctx.log.warn(
+        `routing: the judge (${members.length} member${members.length > 1 ? 's' : ''}) took ${((batchSeconds as number) * 1000).toFixed(0)} ms per batch of ${p.batch_size} here, over deadline_ms ${p.deadline_ms}: nothing is routed to the LLM (raise deadline_ms, lower batch_size or the ensemble's size, or set min_confidence)`,
+      );
+    }
+    const minConfidence = tuning ? (tooSlow ? 0 : tuning.minConfidence) : (p.min_confidence as number);
     // Without tuning, the params say both (the refine above refuses auto tiers with a set threshold).
     const llmTiers = tuning ? tuning.llmTiers : (p.llm_tiers as RoutingTier[]);
     if (tuning) {
@@ -115,13 +133,14 @@ export default defineStage({
         `routing: min_confidence ${minConfidence.toFixed(4)} for ${llmTiers.join('+')} queries chosen on ${tuning.devPairs} dev pairs: tiered Acc@2 ${tuning.devTieredAcc2.toFixed(4)} against the LLM's ${tuning.devLlmAcc2.toFixed(4)}, ${(tuning.devLlmShare * 100).toFixed(1)}% of dev pairs to the LLM`,
       );
     }
-    const fingerprintOf = (kind: 'checkpoint' | 'distilled' | 'dataset' | 'kg' | 'prompts') => ctx.inputs.one(kind).fingerprint;
+    const fingerprintOf = (kind: 'distilled' | 'dataset' | 'kg' | 'prompts') => ctx.inputs.one(kind).fingerprint;
+    const memberArtifacts = p.ensemble ? p.ensemble.map((stage) => ctx.inputs.byStage(stage) as { stage: string; fingerprint: string }) : [ctx.inputs.one('checkpoint')];
     const deployment: Deployment = {
       format: 'lore-deployment/1',
-      inputs: { checkpoint: fingerprintOf('checkpoint'), distilled: fingerprintOf('distilled'), dataset: fingerprintOf('dataset'), kg: fingerprintOf('kg'), prompts: fingerprintOf('prompts') },
+      inputs: { checkpoint: (memberArtifacts[0] as { fingerprint: string }).fingerprint, ...(memberArtifacts.length > 1 ? { ensemble: memberArtifacts.slice(1).map((m) => m.fingerprint) } : {}), distilled: fingerprintOf('distilled'), dataset: fingerprintOf('dataset'), kg: fingerprintOf('kg'), prompts: fingerprintOf('prompts') },
       cache: p.cache === 'sqlite' ? { kind: 'sqlite', file: SQLITE_CACHE_FILE, entries: entries.length } : { kind: 'redis', url: p.cache, prefix, entries: entries.length },
       route: { minConfidence, llmTiers, tuning },
-      llm: { maxNewTokens: p.max_new_tokens, ...(p.grade ? { grade: p.grade } : {}), ...(p.lexical_pool !== undefined ? { lexicalPool: p.lexical_pool } : {}), maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit },
+      llm: { maxNewTokens: p.max_new_tokens, ...(p.grade ? { grade: p.grade } : {}), ...(p.lexical_pool !== undefined ? { lexicalPool: p.lexical_pool } : {}), maxBatch: p.max_batch, maxWaitMs: p.max_wait_ms, deadlineMs: p.deadline_ms, queueLimit: p.queue_limit, members, batchSeconds },
     };
     await writeJson(path.join(ctx.outDir, DEPLOYMENT_FILE), deployment);
     return {

@@ -26,7 +26,15 @@ export function routingTier(entry: { tier: QueryTier; new: boolean } | undefined
 export interface Deployment {
   format: 'lore-deployment/1';
   /** Fingerprints of the artifacts served. */
-  inputs: { checkpoint: string; distilled: string; dataset: string; kg: string; prompts: string };
+  inputs: {
+    checkpoint: string;
+    distilled: string;
+    dataset: string;
+    kg: string;
+    prompts: string;
+    /** The other members of an ensemble judge (eval's `ensemble`), judged with `checkpoint` as one. */
+    ensemble?: string[];
+  };
   cache: { kind: 'sqlite'; file: string; entries: number } | { kind: 'redis'; url: string; prefix: string; entries: number };
   route: {
     minConfidence: number;
@@ -38,7 +46,28 @@ export interface Deployment {
    * grade: how the judge's grade is read (absent: the answer it wrote; see GradeReading);
    * lexicalPool: the learned lexical baseline's weight when the judge's probabilities are pooled with it.
    */
-  llm: { maxNewTokens: number; grade?: GradeReading; lexicalPool?: number; maxBatch: number; maxWaitMs: number; deadlineMs: number; queueLimit: number };
+  llm: {
+    maxNewTokens: number;
+    grade?: GradeReading;
+    lexicalPool?: number;
+    maxBatch: number;
+    maxWaitMs: number;
+    deadlineMs: number;
+    queueLimit: number;
+    /** The judge's checkpoint stages (an ensemble's members, the primary first). */
+    members?: string[];
+    /** Seconds one batch of the judge took while precomputing, every member included (null: nothing was decoded). */
+    batchSeconds?: number | null;
+  };
+}
+
+/**
+ * Whether the LLM can answer within its deadline: a pair waits for a whole batch, every member of an
+ * ensemble decoding it, so a judge whose batch takes longer than `deadlineMs` would only ever return
+ * the distilled answer late. Unknown (no batch measured) counts as able.
+ */
+export function llmMeetsDeadline(llm: Pick<Deployment['llm'], 'batchSeconds' | 'deadlineMs'>): boolean {
+  return llm.batchSeconds === undefined || llm.batchSeconds === null || llm.batchSeconds * 1000 <= llm.deadlineMs;
 }
 
 export interface DevPair {
@@ -122,6 +151,7 @@ export function deploymentProblem(raw: unknown): string | undefined {
   if (d === null || typeof d !== 'object') return 'expected a JSON object';
   if (d.format !== 'lore-deployment/1') return `format: expected "lore-deployment/1", got ${JSON.stringify(d.format)}`;
   for (const key of ['checkpoint', 'distilled', 'dataset', 'kg', 'prompts'] as const) if (typeof d.inputs?.[key] !== 'string') return `inputs.${key}: expected a fingerprint`;
+  if (d.inputs?.ensemble !== undefined && !(Array.isArray(d.inputs.ensemble) && d.inputs.ensemble.every((f) => typeof f === 'string'))) return 'inputs.ensemble: expected a list of fingerprints';
   if (d.cache?.kind !== 'sqlite' && d.cache?.kind !== 'redis') return 'cache.kind: expected sqlite or redis';
   if (typeof d.route?.minConfidence !== 'number') return 'route.minConfidence: expected a number';
   if (!Array.isArray(d.route.llmTiers)) return 'route.llmTiers: expected a list';

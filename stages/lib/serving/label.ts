@@ -16,9 +16,9 @@ export interface LabelledPair extends LlmJudgement {
 export async function labelResumably(
   ctx: StageContext<unknown>,
   pairs: readonly PairToJudge[],
-  options: { file: string; unit: string; batchSize: number; maxNewTokens: number; grade?: GradeReading; lexicalPool?: number },
+  options: { file: string; unit: string; batchSize: number; maxNewTokens: number; grade?: GradeReading; lexicalPool?: number; ensemble?: readonly string[]; timing?: LabellingTiming },
 ): Promise<Map<string, LabelledPair>> {
-  const { openLlmJudge, judgeSourcesFrom } = await import('./llm-judge.ts');
+  const { openLlmJudge, ensembleSourcesFrom } = await import('./llm-judge.ts');
   const labelled = new Map<string, LabelledPair>();
   // A line cut short by a kill fails to parse: the file is rewritten without it.
   if (existsSync(options.file)) {
@@ -40,11 +40,16 @@ export async function labelResumably(
   const resumed = [...labelled.keys()].filter((id) => wanted.has(id)).length;
   if (resumed > 0) ctx.log.info(`${options.unit}: resuming with ${resumed} pairs labelled, ${todo.length} to go`);
   if (todo.length === 0) return labelled;
-  const judge = await openLlmJudge(judgeSourcesFrom(ctx.inputs), ctx.engine, ctx.log, options);
+  const judge = await openLlmJudge(ensembleSourcesFrom(ctx.inputs, options.ensemble), ctx.engine, ctx.log, options);
   try {
     for (let i = 0; i < todo.length; i += options.batchSize) {
       const batch = todo.slice(i, i + options.batchSize);
+      const started = performance.now();
       const judged = await judge.judge(batch, ctx.signal);
+      if (options.timing) {
+        options.timing.batches++;
+        options.timing.seconds += (performance.now() - started) / 1000;
+      }
       const rows = batch.map((pair, k) => ({ id: pair.id, ...(judged[k] as LlmJudgement) }));
       await fs.appendFile(options.file, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
       for (const r of rows) labelled.set(r.id, r);
@@ -54,6 +59,12 @@ export async function labelResumably(
     judge.close();
   }
   return labelled;
+}
+
+/** Filled in by labelResumably: the batches it decoded (every member of an ensemble included) and the seconds they took. */
+export interface LabellingTiming {
+  batches: number;
+  seconds: number;
 }
 
 export function oneHot(grade: Grade): Record<Grade, number> {

@@ -213,6 +213,20 @@ async function judgeWith(members: readonly Policy[], builder: PromptBuilder, pai
   });
 }
 
+/**
+ * The judge's sources for `ensemble` (checkpoint stage names among `inputs`, as eval's `ensemble:`
+ * lists them, the first the primary), or the one checkpoint input without it.
+ */
+export function ensembleSourcesFrom(inputs: Parameters<typeof judgeSourcesFrom>[0] & { byStage(stage: string): { kind: string; dir: string } | undefined }, ensemble?: readonly string[]): JudgeSources {
+  if (!ensemble || ensemble.length === 0) return judgeSourcesFrom(inputs);
+  const dirs = ensemble.map((stage) => {
+    const found = inputs.byStage(stage);
+    if (!found || found.kind !== 'checkpoint') throw new Error(`ensemble: ${stage} is not a checkpoint among the stage's inputs (list it in needs)`);
+    return found.dir;
+  });
+  return { ...judgeSourcesFrom(inputs, dirs[0]), ensembleDirs: dirs.slice(1) };
+}
+
 /** Where the parts of a judge are among a pipeline's artifacts: the icl stage's params say how prompts were rendered. */
 export function judgeSourcesFrom(artifacts: { one(kind: 'checkpoint' | 'kg' | 'dataset' | 'prompts'): { dir: string; manifest: { params: unknown } } }, checkpointDir?: string): JudgeSources {
   return {

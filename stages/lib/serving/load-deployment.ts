@@ -79,11 +79,15 @@ export async function loadDeployment(dir: string, objectDir: (fingerprint: strin
   const checkpointDir = objectDir(deployment.inputs.checkpoint);
   const checkpoint = manifestOf(checkpointDir);
   const promptParams = manifestOf(objectDir(deployment.inputs.prompts)).params as PromptParams;
-  for (const file of ['config.json', 'model.safetensors']) if (!existsSync(path.join(checkpointDir, file))) throw new Error(`${path.join(checkpointDir, file)}: the judge checkpoint is missing this file`);
+  // An ensemble's other members (eval's ensemble) are loaded beside the primary and judge with it.
+  const ensembleDirs = (deployment.inputs.ensemble ?? []).map((fingerprint) => objectDir(fingerprint));
+  for (const dir of [checkpointDir, ...ensembleDirs]) {
+    for (const file of ['config.json', 'model.safetensors']) if (!existsSync(path.join(dir, file))) throw new Error(`${path.join(dir, file)}: the judge checkpoint is missing this file`);
+  }
   let llm: LlmTier;
   try {
     llm = await startLlmTier({
-      sources: { checkpointDir, kgDir, datasetDir, promptParams },
+      sources: { checkpointDir, kgDir, datasetDir, promptParams, ...(ensembleDirs.length > 0 ? { ensembleDirs } : {}) },
       engine,
       options: { maxNewTokens: deployment.llm.maxNewTokens, batchSize: deployment.llm.maxBatch, grade: deployment.llm.grade, lexicalPool: deployment.llm.lexicalPool },
     });

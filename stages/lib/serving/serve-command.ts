@@ -40,12 +40,25 @@ export async function startDeploymentServer(
   }
 }
 
+/** The routing in force, for the console: which pairs reach the LLM, the judge, and how it was chosen. */
+export function routingLine(deployment: RunningServer['deployment']): string {
+  const { route, llm } = deployment;
+  const judge = llm.members && llm.members.length > 1 ? `the ensemble ${llm.members.join(' + ')}` : `the judge${llm.members ? ` ${llm.members[0]}` : ''}`;
+  const asked = route.minConfidence <= 0 || route.llmTiers.length === 0 ? 'the LLM is never asked (every uncached pair: the distilled model)' : `uncached pairs of ${route.llmTiers.join('+')} queries whose distilled confidence is below ${route.minConfidence.toFixed(4)} go to ${judge}`;
+  const how = route.tuning
+    ? `chosen on ${route.tuning.devPairs} dev pairs: tiered Acc@2 ${route.tuning.devTieredAcc2.toFixed(4)} against the LLM's ${route.tuning.devLlmAcc2.toFixed(4)}, ${(route.tuning.devLlmShare * 100).toFixed(1)} % to the LLM`
+    : 'set in the config';
+  const latency = llm.batchSeconds ? `; a batch took ${(llm.batchSeconds * 1000).toFixed(0)} ms when precomputed, deadline ${llm.deadlineMs} ms` : '';
+  return `routing: ${asked} (${how}${latency})`;
+}
+
 export async function serveCommand(
   artifacts: Parameters<typeof startDeploymentServer>[0],
   options: ServeCommandOptions,
   io: { out(text: string): void; err(text: string): void },
 ): Promise<number> {
   const server = await startDeploymentServer(artifacts, options);
+  io.out(routingLine(server.deployment));
   io.out(`serving on ${server.url} (pid ${process.pid}; POST /v1/relevance, POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /healthz, /metrics)`);
   await new Promise<void>((resolve) => {
     const parent = process.ppid;
