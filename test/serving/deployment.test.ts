@@ -61,6 +61,8 @@ describe('eval', () => {
     const metrics = JSON.parse(readFileSync(path.join(artifact('eval'), 'metrics.json'), 'utf8')) as { comparison: { model: string; kind: string; acc4: number }[] };
     expect(metrics.comparison.map((r) => [r.model, r.kind])).toEqual([
       ['sft', 'checkpoint'],
+      // The judge eval delivers (stages/eval/delivery.ts), chosen on dev among the checkpoints.
+      ['delivered', 'delivered'],
       ['distill', 'distilled'],
       ['baseline', 'baseline'],
       ['learned-baseline', 'baseline'],
@@ -310,16 +312,26 @@ describe('pipeline serve, as a process', () => {
     expect(orphaned).toBe(false);
   });
 
-  it('fails at start naming a corrupt cache or distilled model', async () => {
+  it('fails at start naming a damaged cache or distilled model, and leaves them as found', async () => {
+    // The store checks every artifact it hands out against its manifest's sha256s: the damaged file is
+    // named before the server reads it.
     const start = async () => startDeploymentServer(await builtArtifacts('pipeline.yaml', {}, cliIo), { host: '127.0.0.1', port: 0, bodyLimit: 4096, maxItems: 16, memoEntries: 64, logger: false });
     const model = path.join(artifact('distill'), 'model.json');
-    const good = readFileSync(model, 'utf8');
-    writeFileSync(model, good.replace('"deepbow/1"', '"deepbow/9"'));
-    await expect(start()).rejects.toThrow(`${model}: the distilled model is corrupt: format: expected "deepbow/1", got "deepbow/9"`);
-    writeFileSync(model, good);
+    const good = readFileSync(model);
+    try {
+      writeFileSync(model, good.toString('utf8').replace('"deepbow/1"', '"deepbow/9"'));
+      await expect(start()).rejects.toThrow(`the artifact ${artifact('distill')} is damaged: model.json does not match its sha256`);
+    } finally {
+      writeFileSync(model, good);
+    }
     const cache = path.join(artifact('serve'), 'cache.sqlite');
-    writeFileSync(cache, 'not a database');
-    await expect(start()).rejects.toThrow(`${cache}: not a readable head-tier cache`);
+    const goodCache = readFileSync(cache);
+    try {
+      writeFileSync(cache, 'not a database');
+      await expect(start()).rejects.toThrow(`the artifact ${artifact('serve')} is damaged: cache.sqlite has 14 B, its manifest says ${goodCache.length} B`);
+    } finally {
+      writeFileSync(cache, goodCache);
+    }
   }, 60_000);
 });
 
