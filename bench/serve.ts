@@ -20,6 +20,12 @@
  *   Acc@2 (target: within 2 points of the LLM alone at >= 20x its throughput). The routing
  *   threshold was chosen on dev by the precompute stage; test is only measured here.
  *
+ * - per tier (cache, distilled, LLM) at 1, 16 and 64 connections: p99 with the default logging
+ *   beside the same at `--log-level warn` (per-request lines are off by default; the two should
+ *   match), the LLM tier's requests served by the server started with `--min-confidence` at the 30th
+ *   percentile of the distilled model's dev confidences and every tier allowed: a deployment that
+ *   routes to the LLM, whose share of the replayed query log's pairs is printed too.
+ *
  * Prints each section as it finishes, then one JSON line with cache_p99_ms (and the floor's),
  * distilled_pairs_s, llm_pairs_s, tiered_pairs_s, tiered_acc2, llm_acc2, tiered_llm_share,
  * cache_hit_rate and the rest. The machine may
@@ -232,6 +238,60 @@ try {
     target: 'acc2 within 0.02 of the LLM at >= 20x its pairs/s',
   });
 
+  // Per tier, default logging beside warn, and a deployment that routes to the LLM.
+  const tierSeconds = Math.max(2, Math.round(seconds / 2));
+  const serveArgs = (level: string, extra: string[] = []) => [path.join(repo, 'bin', 'pipeline.js'), 'serve', config, '--port', '0', '--log-level', level, '--body-limit', String(BODY_LIMIT), '--max-items', String(MAX_ITEMS), ...extra];
+  const tiersOf = async (target: Served, bodies: string[]) => {
+    const kept: Record<string, string[]> = { cache: [], distilled: [], llm: [] };
+    for (const b of bodies) {
+      const response = await fetch(`${target.url}/v1/relevance`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: b });
+      if (!response.ok) continue;
+      const tiers = new Set(((await response.json()) as { results: { tier: string }[] }).results.map((r) => r.tier));
+      if (tiers.size === 1) kept[[...tiers][0] as string]?.push(b);
+    }
+    return kept;
+  };
+  // One item per request: a pair's tier is the request's.
+  const singles = all.filter((e, i) => i % 7 === 0).slice(0, 400).map((e) => body(e.query, [e]));
+  const devConfidences = (await readJsonl<{ distilled: { confidence: number } }>(path.join(artifacts.objectDir(deployment.inputs.distilled), 'dev.jsonl'))).map((r) => r.distilled.confidence).sort((a, b) => a - b);
+  const routedThreshold = devConfidences[Math.floor(devConfidences.length * 0.3)] ?? 0.5;
+  const routedArgs = ['--min-confidence', String(routedThreshold), '--llm-tiers', 'new,tail,torso,head'];
+  const byLevel: Record<string, Record<string, { connections: number; p99_ms: number; requests_s: number; non2xx: number }[]>> = {};
+  let llmShare: { threshold: number; pairs_by_tier: { cache: number; distilled: number; llm: number }; llm_share: number } | undefined;
+  for (const level of ['info', 'warn']) {
+    const plain = await listening(serveArgs(level), /serving on (http:\/\/\S+)/);
+    const routed = await listening(serveArgs(level, routedArgs), /serving on (http:\/\/\S+)/);
+    const plainTiers = await tiersOf(plain, singles);
+    const routedTiers = await tiersOf(routed, singles);
+    const runs: (typeof byLevel)[string] = { cache: [], distilled: [], llm: [] };
+    for (const [tier, target, bodies] of [['cache', plain, allCached], ['distilled', plain, plainTiers.distilled], ['llm', routed, routedTiers.llm]] as const) {
+      if (!bodies || bodies.length === 0) continue;
+      for (const c of CONNECTIONS) {
+        const run = await drive(target, bodies, c, tierSeconds);
+        runs[tier]?.push({ connections: c, p99_ms: run.p99_ms, requests_s: run.requests_s, non2xx: run.non2xx });
+      }
+    }
+    byLevel[level] = runs;
+    if (level === 'info') {
+      const beforeRouted = await tierCounts(routed);
+      await drive(routed, weighted, 16, tierSeconds);
+      const routedDelta = since(beforeRouted, await tierCounts(routed));
+      const total = routedDelta.cache + routedDelta.distilled + routedDelta.llm;
+      llmShare = { threshold: routedThreshold, pairs_by_tier: routedDelta, llm_share: routedDelta.llm / Math.max(1, total) };
+    }
+    for (const child of children.filter((c) => c.pid === plain.pid || c.pid === routed.pid)) child.kill('SIGTERM');
+  }
+  show('tiers_by_logging', { seconds_per_run: tierSeconds, default_info: byLevel.info, warn: byLevel.warn });
+  show('llm_routed', llmShare);
+  console.log('tier       conns  p99 ms (default)  p99 ms (warn)');
+  for (const tier of ['cache', 'distilled', 'llm']) {
+    for (const c of CONNECTIONS) {
+      const at = (level: string) => byLevel[level]?.[tier]?.find((r) => r.connections === c)?.p99_ms;
+      console.log(`${tier.padEnd(10)} ${String(c).padStart(5)}  ${String(at('info') ?? '-').padStart(16)}  ${String(at('warn') ?? '-').padStart(13)}`);
+    }
+  }
+  if (llmShare) console.log(`LLM share of the replayed log's pairs with --min-confidence ${routedThreshold.toFixed(4)} (all tiers): ${(llmShare.llm_share * 100).toFixed(1)} %`);
+
   const cache64 = cacheRuns.find((r) => r.connections === 64);
   console.log(
     JSON.stringify({
@@ -251,6 +311,7 @@ try {
       tiered_speedup: Number((tieredPairsS / llmPairsS).toFixed(1)),
       tiered_speedup_per_cpu_s: tieredPairsCpuS === null ? null : Number((tieredPairsCpuS / llmPairsCpuS).toFixed(1)),
       min_confidence: deployment.route.minConfidence,
+      routed_llm_share: llmShare?.llm_share,
       load_before: report.load_before,
       load_after: os.loadavg()[0],
     }),

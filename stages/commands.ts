@@ -7,7 +7,7 @@
  */
 import { cp, mkdir, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { StageCommand } from '../pipeline/api.ts';
 
 export const scoreCommand: StageCommand = (program, { io, setExit, withConfigOptions, reportingErrors, builtArtifacts, parse: { positiveInt, stageList, unitInterval } }) => {
@@ -43,6 +43,17 @@ export const serveCommand: StageCommand = (program, { io, setExit, withConfigOpt
     .addOption(new Option('--log-level <level>', 'JSON logs on stdout').choices(['silent', 'error', 'warn', 'info', 'debug']).default('info'))
     .option('--access-log', 'one log line per request (off by default: /metrics counts them)', false)
     .addOption(new Option('--api-key <key>', 'require Authorization: Bearer <key> on /v1 routes (401 otherwise)').env('LORE_API_KEY'))
+    .option('--min-confidence <x>', "override the deployment's routing threshold (0-1; above 1: every uncached pair of --llm-tiers to the LLM)", (v) => {
+      const x = Number(v);
+      if (!(x >= 0 && x <= 1.01)) throw new InvalidArgumentError('expected a number from 0 to 1.01');
+      return x;
+    })
+    .option('--llm-tiers <tiers>', "override the deployment's query tiers that may reach the LLM (comma-separated: new,tail,torso,head)", (v) => {
+      const tiers = v.split(',').map((t) => t.trim());
+      const bad = tiers.find((t) => !['new', 'tail', 'torso', 'head'].includes(t));
+      if (bad !== undefined) throw new InvalidArgumentError(`${bad}: expected new, tail, torso or head`);
+      return tiers;
+    })
     .action(
       reportingErrors(async (config: string, flags) => {
         const { serveCommand: serve } = await import('./lib/serving/serve-command.ts');

@@ -8,6 +8,7 @@
 import type { EngineConfig, Inputs } from '../../../pipeline/api.ts';
 import { DynamicBatcher } from './batcher.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
+import type { RoutingTier } from './deployment.ts';
 import { loadDeployment } from './load-deployment.ts';
 import { servingMetrics } from './metrics.ts';
 import { startServer, type RunningServer, type ServerOptions } from './server.ts';
@@ -20,6 +21,9 @@ export interface ServeCommandOptions extends ServerOptions {
   stage?: string;
   /** Head-cache entries kept parsed in memory (cache.ts memoised). */
   memoEntries: number;
+  /** Overrides of the deployment's routing (an operator shifting load to or from the LLM without a rebuild). */
+  minConfidence?: number;
+  llmTiers?: RoutingTier[];
 }
 
 export async function startDeploymentServer(
@@ -29,7 +33,12 @@ export async function startDeploymentServer(
   const target = options.stage !== undefined ? artifacts.byStage(options.stage) : artifacts.one('deployment');
   if (!target || target.kind !== 'deployment') throw new Error(`--stage ${options.stage}: no built deployment (precompute) stage of that name`);
   const loaded = await loadDeployment(target.dir, (fp) => artifacts.objectDir(fp), artifacts.engine, { memoEntries: options.memoEntries });
-  const { llm } = loaded.deployment;
+  const { llm, route } = loaded.deployment;
+  if (options.minConfidence !== undefined || options.llmTiers !== undefined) {
+    if (options.minConfidence !== undefined) route.minConfidence = options.minConfidence;
+    if (options.llmTiers !== undefined) route.llmTiers = options.llmTiers;
+    route.tuning = null; // the dev figures were for the routing chosen there, not this one
+  }
   // The batcher reads its limits from the deployment's own object, so they stay one setting.
   const batcher = new DynamicBatcher<PairToJudge, LlmJudgement>((pairs) => loaded.llm.judge(pairs), llm);
   try {
@@ -47,7 +56,7 @@ export function routingLine(deployment: RunningServer['deployment']): string {
   const asked = route.minConfidence <= 0 || route.llmTiers.length === 0 ? 'the LLM is never asked (every uncached pair: the distilled model)' : `uncached pairs of ${route.llmTiers.join('+')} queries whose distilled confidence is below ${route.minConfidence.toFixed(4)} go to ${judge}`;
   const how = route.tuning
     ? `chosen on ${route.tuning.devPairs} dev pairs: tiered Acc@2 ${route.tuning.devTieredAcc2.toFixed(4)} against the LLM's ${route.tuning.devLlmAcc2.toFixed(4)}, ${(route.tuning.devLlmShare * 100).toFixed(1)} % to the LLM`
-    : 'set in the config';
+    : 'set in the config or on the command line';
   const latency = llm.batchSeconds ? `; a batch took ${(llm.batchSeconds * 1000).toFixed(0)} ms when precomputed, deadline ${llm.deadlineMs} ms` : '';
   return `routing: ${asked} (${how}${latency})`;
 }
