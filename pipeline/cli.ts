@@ -146,7 +146,7 @@ export function buildProgram(io: CommandIo, setExit: (code: number) => void, com
         import('./store/lock.ts'),
         import('./executor/run-stage.ts'),
       ]);
-      const loaded = await loadOrThrow(config, flags, io);
+      const loaded = await loadOrThrow(config, flags, io, true);
       const store = storeFor(loaded, flags, io);
       const lock = await acquireStoreLock(store.root, {
         wait: true,

@@ -11,6 +11,7 @@ import type { ExecutorName, SlurmConfig } from './config/schema.ts';
 import type { Diagnostic } from './diagnostics.ts';
 import { explainChange, fingerprintStage, shortFingerprint, type Fingerprint, type FingerprintInput } from './fingerprint.ts';
 import { selectStages, topologicalOrder, type Selection } from './graph.ts';
+import { unimportedStageAnswers } from './plan-user-stage.ts';
 import { latestCheckpointStep } from './executor/checkpoints.ts';
 import { exists, sha256File } from './store/fs-util.ts';
 import { describeProblems } from './store/object-check.ts';
@@ -76,11 +77,23 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
     const loadedStage = loaded.stages.get(name);
     const stageConfig = config.stages[name];
     if (!loadedStage || !stageConfig) throw new Error(`Internal error: stage ${name} was validated but not loaded`);
+    const previous = await store.readRef(config.name, name);
+    const { userStage } = loadedStage;
+    let version = loadedStage.type.version;
+    let files = [...(userStage ? [userStage.file] : []), ...(loadedStage.type.userFiles?.(loadedStage.params, loaded.dir) ?? [])];
     const userFiles: Record<string, string> = {};
-    const files = [...(loadedStage.moduleFile ? [loadedStage.moduleFile] : []), ...(loadedStage.type.userFiles?.(loadedStage.params, loaded.dir) ?? [])];
+    // A forecast's files are what the stage declared last time: one since deleted is no error of this config.
+    let forecast = false;
+    if (userStage && !userStage.imported) {
+      const moduleHash = await hashOnce(path.resolve(loaded.dir, userStage.file));
+      const answers = await unimportedStageAnswers(store, name, stageConfig.uses, userStage, moduleHash, previous);
+      ({ version, files } = answers);
+      forecast = !answers.exact;
+    }
     for (const file of files) {
       const absolute = path.resolve(loaded.dir, file);
       const hash = await hashOnce(absolute);
+      if (hash === undefined && forecast) continue;
       if (hash === undefined) {
         diagnostics.push({
           location: locate(loaded.source, ['stages', name, 'with']),
@@ -95,15 +108,14 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
     const fingerprintInput: FingerprintInput = {
       stage: name,
       type: stageConfig.uses,
-      version: loadedStage.type.version,
-      params: loadedStage.params,
+      version,
+      params: userStage ? userStage.written : loadedStage.params,
       inputs,
       seed: config.seed + (stageConfig.seed_offset ?? 0),
       userFiles,
       engine: config.engine,
     };
     const fingerprint = fingerprintStage(fingerprintInput);
-    const previous = await store.readRef(config.name, name);
     const stored = await store.checkObject(fingerprint);
     const built = stored.state === 'ok';
     let decision: Decision;

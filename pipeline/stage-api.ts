@@ -56,13 +56,14 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
   userFiles?(params: z.output<Schema>, configDir: string): string[];
   /**
    * Kinds of artifact this stage reads given its params: its `needs` must give at least one of each.
-   * `validate` and `plan` check it, so a missing input fails before anything runs.
+   * `validate` and `plan` check it, so a missing input fails before anything runs (for a user stage,
+   * whose file only `run` imports, `run` checks it before anything runs).
    */
   requires?(params: z.output<Schema>): ArtifactKind[];
   /**
    * Checks of the params that need files or the stage's `needs` but no training (a reward module
    * that must load, a param naming an input), run by `validate` and `plan`. Each problem names its
-   * key path under `with:`.
+   * key path under `with:`. A user stage's check runs at `run` (read-only commands do not import it).
    */
   check?(params: z.output<Schema>, context: { configDir: string; needs: readonly string[] }): Promise<ParamProblem[]>;
   run(ctx: StageContext<z.output<Schema>>): Promise<StageOutcome | void>;

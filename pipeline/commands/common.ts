@@ -16,8 +16,12 @@ export interface ConfigOptions {
   set?: string[];
 }
 
-export async function loadOrThrow(configPath: string, options: ConfigOptions, io: CommandIo): Promise<LoadedConfig> {
-  const result = await loadConfig(configPath, { overrides: options.set ?? [], registry: await stageTypes(io.stages), cwd: io.cwd });
+/**
+ * `importUserStages`: run `uses: ./x.ts` files to get their stage (only `run` and `run-stage`, which
+ * execute stages anyway); every other command checks them without running them (load.ts).
+ */
+export async function loadOrThrow(configPath: string, options: ConfigOptions, io: CommandIo, importUserStages = false): Promise<LoadedConfig> {
+  const result = await loadConfig(configPath, { overrides: options.set ?? [], registry: await stageTypes(io.stages), cwd: io.cwd, importUserStages });
   if (!result.ok) throw new DiagnosticsError(result.diagnostics);
   return result.loaded;
 }

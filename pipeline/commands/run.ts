@@ -67,7 +67,7 @@ export async function readLastRun(store: ArtifactStore, pipeline: string): Promi
 }
 
 export async function runCommand(configPath: string, options: RunOptions, io: CommandIo): Promise<number> {
-  const loaded = await loadOrThrow(configPath, options, io);
+  const loaded = await loadOrThrow(configPath, options, io, true);
   const store = storeFor(loaded, options, io);
   const controller = new AbortController();
   let lock: StoreLock;

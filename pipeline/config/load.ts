@@ -16,16 +16,25 @@ import { applyOverrides } from './overrides.ts';
 import { pipelineConfigSchema, type PipelineConfig } from './schema.ts';
 import type { LoadedConfig, LoadedStage } from './loaded.ts';
 import { checkStages, type StageToCheck } from './stage-checks.ts';
-import { isUserStagePath, loadUserStage } from './stage-types.ts';
+import { describeUserStage, isUserStagePath, loadUserStage } from './stage-types.ts';
 import { configValue, parseConfigYaml } from './yaml-text.ts';
 
-export type { LoadedConfig, LoadedStage } from './loaded.ts';
+export type { LoadedConfig, LoadedStage, UserStageSource } from './loaded.ts';
 
 export type LoadResult = { ok: true; loaded: LoadedConfig } | { ok: false; diagnostics: Diagnostic[] };
 
 export async function loadConfig(
   displayPath: string,
-  options: { overrides?: readonly string[]; registry: readonly StageType[]; cwd?: string },
+  options: {
+    overrides?: readonly string[];
+    registry: readonly StageType[];
+    cwd?: string;
+    /**
+     * Import `uses: ./x.ts` modules (run their code): `run` only. Without it a user stage is checked
+     * without running it and its own params checks wait for `run` (describeUserStage).
+     */
+    importUserStages?: boolean;
+  },
 ): Promise<LoadResult> {
   const file = path.resolve(options.cwd ?? process.cwd(), displayPath);
   let text: string;
@@ -61,6 +70,7 @@ export async function loadConfig(
   const stages = new Map<string, LoadedStage>();
   const graph = new Map<string, string[]>();
   const userStages = new Map<string, ReturnType<typeof loadUserStage>>();
+  const resolveUserStage = options.importUserStages === true ? loadUserStage : describeUserStage;
   const toCheck = new Map<string, StageToCheck>();
   for (const [name, stageRaw] of stageEntries) {
     const stage = stageRaw as { uses?: unknown; with?: unknown; needs?: unknown };
@@ -70,7 +80,7 @@ export async function loadConfig(
     let type: StageType | undefined;
     let moduleFile: string | undefined;
     if (isUserStagePath(stage.uses)) {
-      if (!userStages.has(stage.uses)) userStages.set(stage.uses, loadUserStage(stage.uses, dir));
+      if (!userStages.has(stage.uses)) userStages.set(stage.uses, resolveUserStage(stage.uses, dir));
       const resolved = await (userStages.get(stage.uses) as ReturnType<typeof loadUserStage>);
       if ('error' in resolved) {
         diagnostics.push({ location: locate(source, usesPath), path: usesPath, message: resolved.error });
@@ -94,7 +104,8 @@ export async function loadConfig(
       diagnostics.push(...issuesToDiagnostics(params.error.issues, withRaw, type.params, source, ['stages', name, 'with']));
       continue;
     }
-    const loadedStage = { name, type, params: params.data, moduleFile };
+    const userStage = moduleFile === undefined ? undefined : { file: moduleFile, imported: options.importUserStages === true, written: withRaw };
+    const loadedStage = { name, type, params: params.data, userStage };
     stages.set(name, loadedStage);
     toCheck.set(name, { loaded: loadedStage, needs: graph.get(name) ?? [], withRaw });
   }

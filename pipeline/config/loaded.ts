@@ -11,8 +11,23 @@ export interface LoadedStage {
   type: StageType;
   /** Params after the type's schema: defaults applied. */
   params: unknown;
-  /** The stage module, for `uses: ./x.ts` (as written, relative to the config folder). */
-  moduleFile?: string;
+  /** For `uses: ./x.ts`: its module, and whether it was imported (only `run` imports it). */
+  userStage?: UserStageSource;
+}
+
+export interface UserStageSource {
+  /** The module as written, relative to the config folder. */
+  file: string;
+  /**
+   * False for read-only commands: `type` is then a stand-in (describeUserStage), `params` is
+   * `written`, and the stage's own checks have not run.
+   */
+  imported: boolean;
+  /**
+   * `with:` as written (after --set). A user stage's fingerprint takes its params as written, not
+   * after its schema's defaults, so that commands that do not run the file fingerprint it as `run` does.
+   */
+  written: unknown;
 }
 
 export interface LoadedConfig {

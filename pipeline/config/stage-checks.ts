@@ -41,9 +41,11 @@ export async function checkStages(stages: ReadonlyMap<string, StageToCheck>, sou
 
 function checkInputKinds(name: string, loaded: LoadedStage, needs: readonly string[], stages: ReadonlyMap<string, StageToCheck>, source: YamlSource): Diagnostic[] {
   const required = loaded.type.requires?.(loaded.params) ?? [];
-  const kindOf = (stage: StageToCheck | undefined) => stage && producedKind(stage.loaded.type, stage.loaded.params);
+  // A user stage that was not imported has no known kind (its code says it): `run` checks it.
+  const kindOf = (stage: StageToCheck | undefined) =>
+    stage && stage.loaded.userStage?.imported !== false ? producedKind(stage.loaded.type, stage.loaded.params) : undefined;
   const given = needs.map((need) => ({ need, kind: kindOf(stages.get(need)) }));
-  // A need that did not load (unknown, or its own errors) has no known kind: judge nothing then.
+  // A need that did not load (unknown, or its own errors) or of unknown kind: judge nothing then.
   if (required.length === 0 || given.some((input) => input.kind === undefined)) return [];
   const missing = required.filter((kind) => !given.some((input) => input.kind === kind));
   if (missing.length === 0) return [];

@@ -78,7 +78,8 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
       type: stage.fingerprintInput.type,
       kind: producedKind(stage.type, stage.params),
       version: stage.type.version,
-      params: stage.params,
+      // As fingerprinted: a user stage's `with:` as written (plan.ts), everything else's after its schema.
+      params: stage.fingerprintInput.params,
       inputs: stage.fingerprintInput.inputs,
       userFiles: stage.fingerprintInput.userFiles,
       seed: stage.fingerprintInput.seed,
