@@ -1,5 +1,5 @@
 /**
- * Fingerprints (DESIGN §5): sha256 over the canonical JSON of everything that determines a stage's
+ * Fingerprints (docs/design.md §5): sha256 over the canonical JSON of everything that determines a stage's
  * output. Canonical = object keys sorted recursively, so YAML key order never matters; input
  * fingerprints are sorted, so `needs` order does not matter either. `engine` (the pipeline's
  * `engine:` block) is in every stage's fingerprint, not only model stages': a stage type cannot

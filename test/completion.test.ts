@@ -19,7 +19,7 @@ const reference: ReasoningSteps = {
 };
 
 describe('renderCompletion', () => {
-  it('writes the DESIGN §2 layout, lists sorted and comma-separated', () => {
+  it('writes the docs/design.md §2 layout, lists sorted and comma-separated', () => {
     expect(renderCompletion(reference, 'L2')).toBe(
       [
         '<think>',

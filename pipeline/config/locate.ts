@@ -56,8 +56,3 @@ export function locate(source: YamlSource, path: KeyPath, options: { key?: boole
   // A span over several lines (a whole map) is cut to its first line when printed (diagnostics.ts).
   return { file: source.file, start: range[0], end: range[1] };
 }
-
-export function nodeAt(source: YamlSource, path: KeyPath): Node | undefined {
-  const found = walk(source.doc, path);
-  return found.depth === path.length ? found.node : undefined;
-}

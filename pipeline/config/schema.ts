@@ -107,6 +107,5 @@ export const pipelineConfigSchema = z.strictObject({
 });
 
 export type PipelineConfig = z.output<typeof pipelineConfigSchema>;
-export type StageConfig = z.output<typeof stageConfigSchema>;
 export type SlurmConfig = z.output<typeof slurmSchema>;
 export type ExecutorName = z.output<typeof executorName>;

@@ -24,6 +24,7 @@ import { defineStage, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { balancePairs, buildPairs } from './pairs.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
+import { mean } from '../lib/metrics.ts';
 
 const params = z.strictObject({
   beta: z.number().positive().default(0.1).describe('DPO temperature β: how far the policy may move from the reference'),
@@ -163,7 +164,6 @@ export default defineStage({
       const rewards = { chosen: Array.from(await kept[0]!.data()), rejected: Array.from(await kept[1]!.data()) };
       tf.dispose(kept);
       step++;
-      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
       lastRewards = {
         chosen: mean(rewards.chosen),
         rejected: mean(rewards.rejected),

@@ -5,7 +5,7 @@
  * A rate whose denominator is empty is null (JSON has no NaN), never 0.
  */
 import { STEP_NAMES } from '../lib/completion.ts';
-import { bootstrapIntervals, classificationMetrics, type ClassificationMetrics, type MetricIntervals } from '../lib/metrics.ts';
+import { bootstrapIntervals, classificationMetrics, mean, type ClassificationMetrics, type MetricIntervals } from '../lib/metrics.ts';
 import type { Prediction } from './predictions.ts';
 
 export interface SliceScores {
@@ -30,9 +30,7 @@ export interface ModelSummary extends ClassificationMetrics {
   slices: { capability: Record<string, SliceScores>; difficulty: Record<string, SliceScores>; source: Record<string, SliceScores> };
 }
 
-function mean(values: readonly number[]): number | null {
-  return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
-}
+const meanOrNull = (values: readonly number[]): number | null => (values.length === 0 ? null : mean(values));
 
 function scores(predictions: readonly Prediction[]): SliceScores {
   const { count, acc2, acc4, macroF1 } = classificationMetrics(predictions.map((p) => ({ gold: p.gold, predicted: p.predicted ?? undefined })));
@@ -54,12 +52,12 @@ export function summarise(predictions: readonly Prediction[], random: () => numb
   return {
     ...classificationMetrics(graded),
     intervals: bootstrapIntervals(graded, random),
-    formatValidity: mean(withCompletion.map((p) => (p.formatOk ? 1 : 0))),
-    stepVerificationRate: mean(withCompletion.map((p) => (p.stepsVerified ?? 0) / STEP_NAMES.length)),
-    ruleAdherence: mean(ruled.map((p) => (p.rulesNamed ? 1 : 0))),
+    formatValidity: meanOrNull(withCompletion.map((p) => (p.formatOk ? 1 : 0))),
+    stepVerificationRate: meanOrNull(withCompletion.map((p) => (p.stepsVerified ?? 0) / STEP_NAMES.length)),
+    ruleAdherence: meanOrNull(ruled.map((p) => (p.rulesNamed ? 1 : 0))),
     ruleExamples: ruled.length,
-    meanCompletionTokens: mean(withCompletion.map((p) => p.completionTokens ?? 0)),
-    meanLatencyMs: mean(predictions.map((p) => p.latencyMs)) ?? 0,
+    meanCompletionTokens: meanOrNull(withCompletion.map((p) => p.completionTokens ?? 0)),
+    meanLatencyMs: meanOrNull(predictions.map((p) => p.latencyMs)) ?? 0,
     slices: {
       capability: sliceBy(predictions, (p) => p.capabilities),
       difficulty: sliceBy(predictions, (p) => [p.difficulty]),

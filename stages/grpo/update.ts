@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as engineLib from '../lib/engine/index.ts';
-import { mean } from '../lib/rl/advantages.ts';
+import { mean } from '../lib/metrics.ts';
 import { grpoLoss } from '../lib/rl/losses.ts';
 import type { GrpoParams } from './params.ts';
 import type { Rollout } from './rollout.ts';

@@ -1,5 +1,5 @@
 /**
- * The completion format (DESIGN.md §2): the one module that renders, parses and verifies the
+ * The completion format (docs/design.md §2): the one module that renders, parses and verifies the
  * judge's chain of thought. Every stage that writes or reads a completion goes through here.
  *
  * ```

@@ -121,6 +121,11 @@ export interface MetricIntervals {
   level: number;
 }
 
+/** The arithmetic mean; 0 for no values (callers that must tell "none" apart check the length). */
+export function mean(values: readonly number[]): number {
+  return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
 /** The empirical `q` quantile of sorted values, linearly interpolated (numpy's default). */
 export function quantile(sorted: readonly number[], q: number): number {
   const at = (sorted.length - 1) * q;

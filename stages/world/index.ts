@@ -1,6 +1,6 @@
 /**
  * `uses: world`: the built-in relevance world. Generates a catalog and graded query–item pairs from
- * the knowledge files under data/ (DESIGN.md §2–3), split by query.
+ * the knowledge files under data/ (docs/design.md §2–3), split by query.
  *
  * Writes a 'dataset' artifact: train/dev/test.jsonl, stats.json, catalog.jsonl, knowledge.json and
  * rules.json (see stages/lib/relevance/dataset.ts), and query_log.jsonl: every query with a Zipf

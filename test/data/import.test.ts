@@ -44,7 +44,7 @@ describe('import', () => {
     expect(() => importDataset(fixture('bad2.csv', CSV), params({ strict: true }), new Rng(1))).toThrow(/bad2\.csv:3: empty title/);
   });
 
-  it('maps the label scales of DESIGN §2', () => {
+  it('maps the label scales of docs/design.md §2', () => {
     expect(['1', '2', '3', '4'].map((l) => parseLabel([l], { scale: 'crowdflower' }))).toEqual(['L1', 'L2', 'L3', 'L4']);
     expect(['0', '1', '2', '3'].map((l) => parseLabel([l], { scale: 'rating0to3' }))).toEqual(['L1', 'L2', 'L3', 'L4']);
     expect(['E', 'S', 'C', 'I', 'exact'].map((l) => parseLabel([l], { scale: 'esci' }))).toEqual(['L4', 'L3', 'L2', 'L1', 'L4']);

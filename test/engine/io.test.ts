@@ -9,8 +9,6 @@ import {
   disposeModel,
   forward,
   initEngine,
-  initModel,
-  modelSourceSchema,
   loadModel,
   parameterShapes,
   parseModelConfig,
@@ -159,16 +157,3 @@ describe('model config', () => {
   });
 });
 
-describe('initModel', () => {
-  it('builds a preset from scratch or loads an init folder relative to the config', async () => {
-    const fromPreset = initModel(modelSourceSchema.parse({ preset: 'tiny' }), { vocabSize: 40, rng: new Rng(1), baseDir: scratch });
-    expect(fromPreset.config).toMatchObject({ vocab_size: 40, hidden_size: 128, num_hidden_layers: 4 });
-    await saveModel(fromPreset, join(scratch, 'base'));
-    const fromFolder = initModel(modelSourceSchema.parse({ init: 'base' }), { vocabSize: 40, rng: new Rng(2), baseDir: scratch });
-    expect(Array.from(forward(fromFolder, ids).logits.dataSync())).toEqual(Array.from(forward(fromPreset, ids).logits.dataSync()));
-    expect(() => initModel({ init: 'base' }, { vocabSize: 41, rng: new Rng(2), baseDir: scratch })).toThrow(/base: tokenizer has 41 ids but the model's vocab_size is 40/);
-    expect(modelSourceSchema.safeParse({ preset: 'tiny', init: 'base' }).success).toBe(false);
-    disposeModel(fromPreset);
-    disposeModel(fromFolder);
-  });
-});

@@ -22,7 +22,7 @@ describe('canonicalJson', () => {
 
 describe('fingerprintStage', () => {
   it('is sha256 of the canonical JSON with the input fingerprints sorted', () => {
-    // By the definition in DESIGN §5: inputs hashed as a sorted list, not by stage name.
+    // By the definition in docs/design.md §5: inputs hashed as a sorted list, not by stage name.
     const expected = createHash('sha256')
       .update(canonicalJson({ ...base, inputs: ['e'.repeat(64), 'f'.repeat(64)] }))
       .digest('hex');

@@ -25,7 +25,7 @@ import type { EngineOptions, EngineRecord } from './host.ts';
 import type { Model } from './model.ts';
 import type { AdamW } from './optim.ts';
 import { tensorFromValues, copyValuesInto } from './wasm-kernels.ts';
-import { causalLmLoss, trainStep, type PaddedBatch, type StepOptions, type StepResult } from './train.ts';
+import { causalLmLoss, summedGradients, trainStep, type GradientSums, type PaddedBatch, type StepOptions, type StepResult } from './train.ts';
 
 export interface DataParallelTrainer {
   readonly ranks: number;
@@ -121,35 +121,18 @@ export function shardBatch(batch: PaddedBatch, rank: number, ranks: number): Pad
 }
 
 /** One rank's share of a step: gradient sums (in `variables` order; undefined when it had no targets). */
-export interface RankGradients {
-  sums: tf.Tensor[] | undefined;
-  lossSum: number;
-  weight: number;
-}
+export type RankGradients = GradientSums;
 
 /**
  * Sum over `shards` of the gradient of each shard's summed loss, unscaled (the caller divides by
  * the total weight of all ranks). Shards without targets are skipped: zero gradient, zero weight.
  */
 export async function shardGradients(model: Model, shards: readonly PaddedBatch[], variables: tf.Variable[] = [...model.params.values()]): Promise<RankGradients> {
-  let sums: tf.Tensor[] | undefined;
-  let lossSum = 0;
-  let weight = 0;
-  for (const shard of shards) {
-    if (shard.targetCount === 0) continue;
-    const { value, grads } = tf.variableGrads(() => causalLmLoss(model, shard).loss, variables);
-    lossSum += (await value.data())[0] as number;
-    value.dispose();
-    weight += shard.targetCount;
-    const current = variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
-    if (!sums) sums = current;
-    else {
-      const previous: tf.Tensor[] = sums;
-      sums = previous.map((s, i) => tf.add(s, current[i] as tf.Tensor));
-      tf.dispose([...previous, ...current]);
-    }
-  }
-  return { sums, lossSum, weight };
+  return summedGradients(
+    shards.filter((shard) => shard.targetCount > 0),
+    variables,
+    (shard) => causalLmLoss(model, shard),
+  );
 }
 
 /** Messages between this thread and a worker (data-parallel-worker.ts). */

@@ -32,7 +32,6 @@ export {
   type TokenizedExample,
   type PaddedBatch,
 } from './train.ts';
-export { initModel, modelSourceSchema, type ModelSource, type ModelSourceContext } from './init.ts';
 export { resolveRanks, startDataParallel, type DataParallelTrainer, type StepTimes } from './data-parallel.ts';
 export {
   addLora,

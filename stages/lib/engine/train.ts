@@ -30,30 +30,39 @@ export interface AccumulatedGradients {
   weight: number;
 }
 
-/** `signal` is checked before each micro-batch (an abort throws its reason; nothing is left allocated). */
-export async function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, signal?: AbortSignal): Promise<AccumulatedGradients> {
-  // With LoRA only the adapters: the base weights get no gradient (nor its cost).
-  const trainable = trainableParams(model);
-  const names = [...trainable.keys()];
-  const variables = names.map((n) => trainable.get(n) as tf.Variable);
+/** Unscaled sums over several losses: the gradient of each variable, the losses and their weights. */
+export interface GradientSums {
+  /** One per variable, in the order given; undefined when there were no losses. Caller disposes. */
+  sums: tf.Tensor[] | undefined;
+  lossSum: number;
+  weight: number;
+}
+
+/**
+ * The gradients of each item's loss summed, one item at a time so only one item's activations are
+ * alive at once: what gradient accumulation (accumulateGradients) and a data-parallel rank
+ * (data-parallel.ts) both do. `signal` is checked before each item (an abort throws its reason;
+ * nothing is left allocated).
+ */
+export async function summedGradients<Item>(items: readonly Item[], variables: tf.Variable[], lossOf: (item: Item) => WeightedLoss, signal?: AbortSignal): Promise<GradientSums> {
   let sums: tf.Tensor[] | undefined;
   let lossSum = 0;
   let weight = 0;
-  for (const batch of microBatches) {
+  for (const item of items) {
     if (signal?.aborted) {
       tf.dispose(sums ?? []);
       signal.throwIfAborted();
     }
-    let batchWeight = 0;
+    let itemWeight = 0;
     const { value, grads } = tf.variableGrads(() => {
-      const out = lossOf(batch);
-      batchWeight = out.weight;
+      const out = lossOf(item);
+      itemWeight = out.weight;
       return out.loss;
     }, variables);
     // An async read: the webgpu backend has no synchronous one.
     lossSum += (await value.data())[0] as number;
     value.dispose();
-    weight += batchWeight;
+    weight += itemWeight;
     const current = variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
     if (!sums) sums = current;
     else {
@@ -62,6 +71,16 @@ export async function accumulateGradients<Batch>(model: Model, microBatches: Bat
       tf.dispose([...previous, ...current]);
     }
   }
+  return { sums, lossSum, weight };
+}
+
+/** `signal` is checked before each micro-batch (an abort throws its reason; nothing is left allocated). */
+export async function accumulateGradients<Batch>(model: Model, microBatches: Batch[], lossOf: (batch: Batch) => WeightedLoss, signal?: AbortSignal): Promise<AccumulatedGradients> {
+  // With LoRA only the adapters: the base weights get no gradient (nor its cost).
+  const trainable = trainableParams(model);
+  const names = [...trainable.keys()];
+  const variables = names.map((n) => trainable.get(n) as tf.Variable);
+  const { sums, lossSum, weight } = await summedGradients(microBatches, variables, lossOf, signal);
   const scale = 1 / Math.max(weight, 1e-12);
   const grads = new Map<string, tf.Tensor>();
   (sums ?? []).forEach((s, i) => {

@@ -1,6 +1,6 @@
 /**
  * Import of external relevance judgments (CSV, TSV, JSONL) into the dataset layout: a column
- * mapping, a label mapping from the dataset's scale into L1–L4 (DESIGN.md §2), an encoding, and a
+ * mapping, a label mapping from the dataset's scale into L1–L4 (docs/design.md §2), an encoding, and a
  * seeded split by query.
  *
  * Rows that cannot be read (a missing query or title, an unknown label, a wrong field count) are

@@ -61,7 +61,7 @@ export interface Mention extends EntityRef {
   via: LinkVia;
 }
 
-/** How the item's product relates to the query's (DESIGN.md §2 category step). */
+/** How the item's product relates to the query's (docs/design.md §2 category step). */
 export type Link = 'same' | 'subtype' | 'broader' | 'substitute' | 'accessory' | 'main' | 'complement' | 'sibling' | 'department' | 'none' | 'unknown';
 export type CategoryRelation = 'match' | 'related' | 'mismatch';
 export const LINK_RELATION: Record<Link, CategoryRelation> = {

@@ -1,5 +1,5 @@
 /**
- * The relevance task every stage speaks (DESIGN.md §2). One record per query–item pair.
+ * The relevance task every stage speaks (docs/design.md §2). One record per query–item pair.
  */
 
 /** L4 Excellent, L3 Related, L2 Mismatch, L1 Irrelevant. */

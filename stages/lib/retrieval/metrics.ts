@@ -7,7 +7,7 @@
  * nobody judged). An item counts as relevant when its grade is L3 or L4 (the papers' binary cut:
  * stages/lib/relevance/types.ts); an item without a grade counts as not relevant.
  */
-import { quantile, type Interval } from '../metrics.ts';
+import { mean, quantile, type Interval } from '../metrics.ts';
 import { isRelevant, type Grade } from '../relevance/types.ts';
 
 export interface RankedQuery {
@@ -96,9 +96,10 @@ export interface RetrievalFigures {
   ash: number | null;
 }
 
-function mean(values: readonly (number | null)[]): number | null {
+/** The mean of the known values; null when none is known. */
+function meanOfKnown(values: readonly (number | null)[]): number | null {
   const known = values.filter((v): v is number => v !== null);
-  return known.length === 0 ? null : known.reduce((a, b) => a + b, 0) / known.length;
+  return known.length === 0 ? null : mean(known);
 }
 
 /** Per-query figures, computed once so the bootstrap only averages. */
@@ -119,9 +120,9 @@ function aggregate(rows: readonly PerQuery[]): RetrievalFigures {
   const relevant = rows.reduce((n, r) => n + r.relevant, 0);
   return {
     queries: rows.length,
-    recall: mean(rows.map((r) => r.recall)),
-    ndcg10: mean(rows.map((r) => r.ndcg10)),
-    mrr: mean(rows.map((r) => r.rr)),
+    recall: meanOfKnown(rows.map((r) => r.recall)),
+    ndcg10: meanOfKnown(rows.map((r) => r.ndcg10)),
+    mrr: meanOfKnown(rows.map((r) => r.rr)),
     ash: relevant === 0 ? null : rows.reduce((n, r) => n + r.hits, 0) / relevant,
   };
 }

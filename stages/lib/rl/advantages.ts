@@ -10,13 +10,10 @@
  * TRL uses the unbiased std (torch.std) and eps = 1e-4. Completions are laid out group after group:
  * indices [g*G, (g+1)*G) belong to prompt g.
  */
+import { mean } from '../metrics.ts';
 
 export type ScaleRewards = 'group' | 'batch' | 'none';
 export const ADVANTAGE_EPS = 1e-4;
-
-export function mean(values: readonly number[]): number {
-  return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
-}
 
 /** Unbiased (n - 1) standard deviation, as torch.std; 0 for fewer than two values. */
 export function std(values: readonly number[]): number {
