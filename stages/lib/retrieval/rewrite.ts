@@ -1,0 +1,57 @@
+/**
+ * BEQUE's selection of query rewrites (Peng et al. 2024, "Large Language Model based Long-tail
+ * Query Rewriting in Taobao Search", §3.2–3.3), as functions over retrieved sets:
+ * - rejection sampling: a rewrite is kept when its retrieved set holds more relevant items than the
+ *   original query's (relevance as the judgements and the judge say);
+ * - offline feedback: each rewrite's retrieval scored by the relevant items it gains over the
+ *   original's set and by the judged relevance of its whole set;
+ * - partial order: rewrites ranked by that feedback, every strictly better–worse pair a preference
+ *   pair for DPO-style alignment (BEQUE's partial-order objective compares all ordered pairs);
+ * - serving: the original query's ranking and the rewrites' merged by reciprocal-rank fusion.
+ * The rewrite stage that generates and trains on these is not built yet (see the README).
+ */
+import { reciprocalRankFusion } from './fusion.ts';
+
+export interface RewriteFeedback {
+  rewrite: string;
+  /** Relevant items among the rewrite's first K. */
+  relevant: number;
+  /** Relevant items among its first K that the original's first K lacks. */
+  gained: number;
+  /** Mean graded relevance of its first K (grade index 0–3, unlabelled items 0). */
+  setRelevance: number;
+}
+
+/** `grade(key)`: the item's grade index 0–3 (L1–L4) for the query, or undefined if nobody labelled it. */
+export function rewriteFeedback(original: readonly string[], rewrite: { text: string; retrieved: readonly string[] }, k: number, grade: (key: string) => number | undefined): RewriteFeedback {
+  const relevant = (key: string) => (grade(key) ?? 0) >= 2;
+  const originalRelevant = new Set(original.slice(0, k).filter(relevant));
+  const top = [...new Set(rewrite.retrieved.slice(0, k))];
+  const relevantTop = top.filter(relevant);
+  return {
+    rewrite: rewrite.text,
+    relevant: relevantTop.length,
+    gained: relevantTop.filter((key) => !originalRelevant.has(key)).length,
+    setRelevance: top.length === 0 ? 0 : top.reduce((sum, key) => sum + (grade(key) ?? 0), 0) / top.length,
+  };
+}
+
+/** The rejection rule: kept when the rewrite's first K hold more relevant items than the original's. */
+export function keepRewrite(original: readonly string[], feedback: RewriteFeedback, k: number, grade: (key: string) => number | undefined): boolean {
+  const originalRelevant = [...new Set(original.slice(0, k))].filter((key) => (grade(key) ?? 0) >= 2).length;
+  return feedback.relevant > originalRelevant;
+}
+
+/** Rewrites best first by (relevant, gained, set relevance); the preference pairs of that partial order. */
+export function partialOrderPairs(feedback: readonly RewriteFeedback[]): { chosen: string; rejected: string }[] {
+  const better = (a: RewriteFeedback, b: RewriteFeedback) =>
+    a.relevant > b.relevant || (a.relevant === b.relevant && (a.gained > b.gained || (a.gained === b.gained && a.setRelevance > b.setRelevance)));
+  const pairs: { chosen: string; rejected: string }[] = [];
+  for (const a of feedback) for (const b of feedback) if (better(a, b)) pairs.push({ chosen: a.rewrite, rejected: b.rewrite });
+  return pairs;
+}
+
+/** The served ranking: the original query's and its rewrites' rankings merged (original first on ties). */
+export function mergeRewrites(original: readonly string[], rewrites: readonly (readonly string[])[], k: number): string[] {
+  return reciprocalRankFusion([original, ...rewrites]).slice(0, k);
+}

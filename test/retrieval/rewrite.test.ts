@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { keepRewrite, mergeRewrites, partialOrderPairs, rewriteFeedback } from '../../stages/lib/retrieval/rewrite.ts';
+
+// Fixture: the long-tail query "household ventilation fans" retrieves [a, x, y]; a is relevant (L4),
+// x not (L1), y unlabelled. Rewrite "ventilation fan" retrieves [a, b, c]: b L3, c L2.
+// Rewrite "fan" retrieves [x, d, y]: d L3.
+const grades: Record<string, number> = { a: 3, x: 0, b: 2, c: 1, d: 2 };
+const grade = (key: string) => grades[key];
+const original = ['a', 'x', 'y'];
+
+describe('BEQUE rejection rule and feedback', () => {
+  const good = rewriteFeedback(original, { text: 'ventilation fan', retrieved: ['a', 'b', 'c'] }, 3, grade);
+  const tie = rewriteFeedback(original, { text: 'fan', retrieved: ['x', 'd', 'y'] }, 3, grade);
+
+  it('keeps a rewrite that retrieves more relevant items than the original, rejects one that does not', () => {
+    // Original: 1 relevant (a). "ventilation fan": 2 (a, b) -> kept. "fan": 1 (d) -> rejected.
+    expect(good).toEqual({ rewrite: 'ventilation fan', relevant: 2, gained: 1, setRelevance: (3 + 2 + 1) / 3 });
+    expect(keepRewrite(original, good, 3, grade)).toBe(true);
+    expect(tie).toEqual({ rewrite: 'fan', relevant: 1, gained: 1, setRelevance: 2 / 3 });
+    expect(keepRewrite(original, tie, 3, grade)).toBe(false);
+  });
+
+  it('the partial order gives one preference pair per strictly better rewrite', () => {
+    expect(partialOrderPairs([good, tie])).toEqual([{ chosen: 'ventilation fan', rejected: 'fan' }]);
+    expect(partialOrderPairs([tie, tie])).toEqual([]);
+  });
+
+  it('serves the original and the rewrites merged', () => {
+    // a: 1/61 + 1/61, x: 1/62, b: 1/62, y: 1/63, c: 1/63 -> a, x, b, y, c (first appearance on ties).
+    expect(mergeRewrites(original, [['a', 'b', 'c']], 4)).toEqual(['a', 'x', 'b', 'y']);
+  });
+});
