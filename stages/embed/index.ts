@@ -8,7 +8,9 @@
  *     with: { mode: reason, train_steps: 60 }
  *
  * mode direct embeds the query text; mode reason lets the model write a short analysis of the
- * query first (greedy, up to `analysis_tokens`) and embeds the query followed by it. With
+ * query first (greedy, up to `analysis_tokens` or the end of its line) and embeds the query
+ * followed by it. The analysis it learns to write is the query step of the judge's own reasoning
+ * (`query: <type>; constraints: …; intent: …`, stages/embed/train.ts). With
  * train_steps > 0 the decoder is first trained on train's Query-CoT-Item triplets with InfoNCE
  * over in-batch and hard (BM25) negatives, plus the LM loss on the CoT in reason mode
  * (stages/embed/train.ts). Items are always embedded directly.
@@ -36,7 +38,7 @@ const params = z.strictObject({
 
 export default defineStage({
   name: 'embed',
-  version: '1',
+  version: '2',
   description: 'LREM embeddings of the catalog and the queries from the decoder: direct or reason-then-embed, optionally trained with InfoNCE.',
   params,
   produces: 'embeddings',
@@ -50,7 +52,7 @@ export default defineStage({
     const { embedIds, embedTexts, embeddingIds } = await import('../lib/retrieval/embedding.ts');
     const { writeEmbeddings } = await import('../lib/retrieval/vectors.ts');
     const { loadPolicy, releasePolicy } = await import('../lib/policy.ts');
-    const { analysisPrompt, buildTriplets, cotByQuery, trainEmbedder } = await import('./train.ts');
+    const { ANALYSIS_STOPS, analysisPrompt, buildTriplets, cotByQuery, trainEmbedder } = await import('./train.ts');
 
     const dataset = ctx.inputs.one('dataset');
     const splits = await readSplits(dataset.dir);
@@ -95,7 +97,7 @@ export default defineStage({
       const generations = await policy.inference.generate(prompts, {
         maxNewTokens: p.analysis_tokens,
         eosTokenIds: [tokenizer.eosTokenId],
-        stop: { strings: ['</think>'], decode: (ids) => tokenizer.decode(ids) },
+        stop: { strings: ANALYSIS_STOPS, decode: (ids) => tokenizer.decode(ids) },
         temperature: 0,
         topK: 0,
         topP: 1,

@@ -31,6 +31,19 @@ export function thinkText(completion: string): string {
   return (match?.[1] ?? '').trim();
 }
 
+/**
+ * The part of a judge's reasoning that is about the query alone: its `query:` step (the product
+ * type, constraints and intent it read from the query: stages/lib/completion.ts), else the whole
+ * reasoning. The judge's other steps are about one item, which a query's embedding cannot know.
+ */
+export function queryAnalysis(completion: string): string {
+  const think = thinkText(completion);
+  return think.split('\n').find((line) => line.startsWith('query:'))?.trim() ?? think;
+}
+
+/** Where the model's analysis of a query ends: the end of its query step, or of its reasoning. */
+export const ANALYSIS_STOPS = ['\n', '</think>'];
+
 /** What the model reads before it writes its analysis of a query (reason-then-embed mode). */
 export function analysisPrompt(query: string): string {
   return `${query}\n<think>`;
@@ -60,14 +73,14 @@ export function buildTriplets(
   return { triplets, withoutPositive };
 }
 
-/** A query's CoT: the reasoning of its first relevant pair in the synthesis, else of its first pair. */
+/** A query's CoT: the query step of its first relevant pair's reasoning in the synthesis, else of its first pair's. */
 export function cotByQuery(records: readonly { completion: string; example: RelevanceExample }[]): Map<string, string> {
   const byQuery = new Map<string, { text: string; relevant: boolean }>();
   for (const r of records) {
     const key = normalise(r.example.query);
     const relevant = isRelevant(r.example.label);
     const known = byQuery.get(key);
-    const text = thinkText(r.completion);
+    const text = queryAnalysis(r.completion);
     if (text && (!known || (relevant && !known.relevant))) byQuery.set(key, { text, relevant });
   }
   return new Map([...byQuery].map(([key, v]) => [key, v.text]));
@@ -110,7 +123,7 @@ export async function trainEmbedder(
     // Query rows: the query (and its CoT); the LM loss counts the CoT's tokens only.
     const queryRows = batch.map((t) => {
       const head = tokenizer.encode(options.reason ? analysisPrompt(t.query) : t.query);
-      const cot = options.reason ? [...tokenizer.encode(`${t.cot}</think>`)] : [];
+      const cot = options.reason ? [...tokenizer.encode(`${t.cot}\n`)] : [];
       const ids = [...head, ...cot].slice(0, options.maxTokens);
       return { ids, lossMask: ids.map((_, j) => (j >= head.length ? 1 : 0)) };
     });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Grade, RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import { judgedQueries, readCatalog } from '../../stages/lib/retrieval/catalog.ts';
-import { buildTriplets, cotByQuery, thinkText } from '../../stages/embed/train.ts';
+import { buildTriplets, cotByQuery, queryAnalysis, thinkText } from '../../stages/embed/train.ts';
 import { scoreRuns } from '../../stages/eval-retrieval/score.ts';
 
 const example = (query: string, title: string, label: Grade, id = `${query}/${title}`): RelevanceExample => ({
@@ -43,12 +43,13 @@ describe('Query-CoT-Item triplets', () => {
     expect(triplets.find((t) => t.query === 'hdmi cable')!.hardNegatives).toHaveLength(1);
   });
 
-  it('a query’s CoT is the reasoning of a relevant pair when it has one', () => {
+  it('a query’s CoT is the query step of a relevant pair’s reasoning when it has one', () => {
     const records = [
       { completion: '<think>about the adapter</think><answer>L1</answer>', example: train[1]! },
-      { completion: '<think> about the Anker cable </think><answer>L4</answer>', example: train[0]! },
+      { completion: '<think>\nquery: cable; constraints: usb c; intent: none\nitem: cable; category: \n</think><answer>L4</answer>', example: train[0]! },
     ];
-    expect(cotByQuery(records).get('usb c cable')).toBe('about the Anker cable');
+    expect(cotByQuery(records).get('usb c cable')).toBe('query: cable; constraints: usb c; intent: none');
+    expect(queryAnalysis('<think> about the Anker cable </think>')).toBe('about the Anker cable');
     expect(thinkText('no tags')).toBe('');
   });
 });
