@@ -32,6 +32,7 @@ export type ArtifactKind =
   | 'embeddings' // vectors for a catalog's items and a dataset's queries
   | 'index' // a searchable catalog: items, lexical and dense indexes
   | 'retrieval' // the items retrieved for each query of a split, per method
+  | 'rewrites' // rewritten queries, with the feedback that selected them
   | 'files'; // anything else (exec, user stages)
 
 export interface StageType<Schema extends z.ZodType = z.ZodType> {

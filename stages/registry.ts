@@ -18,6 +18,7 @@ import embedStage from './embed/index.ts';
 import indexStage from './index/index.ts';
 import retrieveStage from './retrieve/index.ts';
 import evalRetrievalStage from './eval-retrieval/index.ts';
+import rewriteStage from './rewrite/index.ts';
 
 export const builtinStages: StageType[] = [
   execStage,
@@ -38,4 +39,5 @@ export const builtinStages: StageType[] = [
   indexStage,
   retrieveStage,
   evalRetrievalStage,
+  rewriteStage,
 ];

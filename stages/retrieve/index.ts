@@ -4,6 +4,10 @@
  *                      (stages/lib/relevance/bm25.ts)
  *   dense:<stage>      HNSW search of the query's vector from embeddings stage <stage>
  *   hybrid:<stage>     reciprocal-rank fusion of bm25 and dense:<stage> (stages/lib/retrieval/fusion.ts)
+ *   bm25+rewrite       with a rewrites input (the rewrite stage): for a long-tail query (tier tail
+ *                      in the query log, or not a train query), BM25's ranking of the query and of
+ *                      each rewrite merged by reciprocal-rank fusion (BEQUE's served query); other
+ *                      queries keep their BM25 ranking
  * For each dense index the exact top K is computed too, and the HNSW's recall@K against it is
  * reported (`ann_recall.<stage>`).
  *
@@ -43,7 +47,7 @@ export const RUNS_FILE = 'runs.jsonl';
 
 export default defineStage({
   name: 'retrieve',
-  version: '1',
+  version: '2',
   description: 'Retrieve the top K items per query of a split: BM25, dense (HNSW, with its recall against exact search) and hybrid (reciprocal-rank fusion).',
   params,
   produces: 'retrieval',
@@ -71,9 +75,34 @@ export default defineStage({
     const bm25 = new Bm25(catalog.map((e) => bm25Terms(itemText(e.item, p.description_chars))));
     const lexical = new Map(queries.map((q) => [q.queryId, bm25.top(bm25Terms(q.query), p.k).map((hit) => (catalog[hit.index] as CatalogEntry).key)]));
     for (const q of queries) runs.push({ method: 'bm25', queryId: q.queryId, query: q.query, retrieved: lexical.get(q.queryId) as string[] });
+    const methods = ['bm25'];
+    const rewritesInput = ctx.inputs.many('rewrites')[0];
+    let rewritten = 0;
+    if (rewritesInput) {
+      const { REWRITES_FILE } = await import('../rewrite/index.ts');
+      const { mergeRewrites } = await import('../lib/retrieval/rewrite.ts');
+      const { readSplit } = await import('../lib/relevance/dataset.ts');
+      const { normalise } = await import('../lib/relevance/text.ts');
+      const { QUERY_LOG_FILE, readQueryLog, indexQueryLog } = await import('../lib/relevance/query-log.ts');
+      const { existsSync } = await import('node:fs');
+      const datasetDir = ctx.inputs.one('dataset').dir;
+      const logFile = path.join(datasetDir, QUERY_LOG_FILE);
+      const log = existsSync(logFile) ? indexQueryLog(await readQueryLog(logFile)) : undefined;
+      const trainQueries = new Set((await readSplit(datasetDir, 'train')).map((e) => normalise(e.query)));
+      const longTail = (queryId: string) => log?.get(queryId)?.tier === 'tail' || !trainQueries.has(queryId);
+      const rewrites = new Map((await readJsonl<import('../rewrite/index.ts').QueryRewrites>(path.join(rewritesInput.dir, REWRITES_FILE))).map((r) => [r.queryId, r.rewrites]));
+      for (const q of queries) {
+        const own = lexical.get(q.queryId) as string[];
+        const texts = longTail(q.queryId) ? (rewrites.get(q.queryId) ?? []) : [];
+        if (texts.length > 0) rewritten++;
+        const retrieved = texts.length === 0 ? own : mergeRewrites(own, texts.map((t) => bm25.top(bm25Terms(t), p.k).map((hit) => (catalog[hit.index] as CatalogEntry).key)), p.k);
+        runs.push({ method: 'bm25+rewrite', queryId: q.queryId, query: q.query, retrieved });
+      }
+      methods.push('bm25+rewrite');
+      ctx.log.info(`bm25+rewrite: ${rewritten} of ${queries.length} ${p.split} queries are long-tail and have rewrites`);
+    }
 
     const annRecall: Record<string, number> = {};
-    const methods = ['bm25'];
     for (const input of ctx.inputs.many('embeddings')) {
       ctx.signal.throwIfAborted();
       const dense = manifest.dense[input.stage];
@@ -102,7 +131,7 @@ export default defineStage({
     await writeJsonl(path.join(ctx.outDir, RUNS_FILE), runs);
     const retrieval: RetrievalManifest = { split: p.split, k: p.k, methods, queries: queries.length, annRecall };
     await writeJson(path.join(ctx.outDir, RETRIEVAL_FILE), retrieval);
-    const metrics = { split: p.split, queries: queries.length, methods: methods.length, ...Object.fromEntries(Object.entries(annRecall).map(([stage, r]) => [`ann_recall.${stage}`, r])) };
+    const metrics = { split: p.split, queries: queries.length, methods: methods.length, ...(rewritesInput ? { rewritten } : {}), ...Object.fromEntries(Object.entries(annRecall).map(([stage, r]) => [`ann_recall.${stage}`, r])) };
     ctx.metrics.log(0, metrics);
     return { metrics };
   },
