@@ -1,11 +1,12 @@
 /**
  * The import arrows between the project's folders, and every import cycle.
  *
- *   npx tsx scripts/import-graph.ts [--files] [--fine]
+ *   npx tsx scripts/import-graph.ts [--fine]
  *
- * Prints one line per folder-to-folder arrow (`from -> to  (n imports)`), the arrows that close a
- * cycle between folders, and the file-level cycles (strongly connected components of two or more
- * files). `--files` also lists each cycle's files; `--fine` splits `pipeline/` into its subfolders. Type-only imports count: a type is as much a
+ * Prints one line per folder-to-folder arrow (`from -> to  (n imports)`), marking those inside a
+ * cycle, then the cycles between folders and between files: one per group of folders (files) that
+ * import each other, as its shortest closed path (pipeline/graph.ts findCycles, the same search
+ * `validate` runs on a config's `needs`). `--fine` splits `pipeline/` into its subfolders. Type-only imports count: a type is as much a
  * dependency for a reader as a value. Exit code 0 whatever it finds: it describes, the tests judge.
  *
  * Written by hand (a regular expression over import/export specifiers) rather than with esbuild's
@@ -14,6 +15,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { findCycles } from '../pipeline/graph.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 /** The folders whose code is the product (tests and benches import everything by design). */
@@ -52,81 +54,40 @@ export function folderOf(relative: string, fine = false): string {
   return parts.join('/');
 }
 
-/** Tarjan's strongly connected components; returns those with more than one node. */
-export function cycles(graph: Map<string, Set<string>>): string[][] {
-  let index = 0;
-  const indices = new Map<string, number>();
-  const low = new Map<string, number>();
-  const stack: string[] = [];
-  const onStack = new Set<string>();
-  const found: string[][] = [];
-  const visit = (node: string) => {
-    indices.set(node, index);
-    low.set(node, index);
-    index += 1;
-    stack.push(node);
-    onStack.add(node);
-    for (const next of graph.get(node) ?? []) {
-      if (!indices.has(next)) {
-        visit(next);
-        low.set(node, Math.min(low.get(node)!, low.get(next)!));
-      } else if (onStack.has(next)) low.set(node, Math.min(low.get(node)!, indices.get(next)!));
-    }
-    if (low.get(node) === indices.get(node)) {
-      const component: string[] = [];
-      let member: string;
-      do {
-        member = stack.pop()!;
-        onStack.delete(member);
-        component.push(member);
-      } while (member !== node);
-      if (component.length > 1) found.push(component.sort());
-    }
-  };
-  for (const node of [...graph.keys()].sort()) if (!indices.has(node)) visit(node);
-  return found;
+/** Each source file of `roots` (relative to the repository) -> the files it imports. */
+export function importGraph(roots: readonly string[] = SOURCE_ROOTS): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const file of roots.flatMap((root) => sourceFiles(path.join(ROOT, root)))) {
+    graph.set(path.relative(ROOT, file), [...new Set(importsOf(file).map((target) => path.relative(ROOT, target)))]);
+  }
+  return graph;
 }
 
 function main(): void {
-  const listFiles = process.argv.includes('--files');
   const fine = process.argv.includes('--fine');
-  const files = SOURCE_ROOTS.flatMap((root) => sourceFiles(path.join(ROOT, root)));
-  const fileGraph = new Map<string, Set<string>>();
+  const files = importGraph();
   const arrows = new Map<string, number>();
-  for (const file of files) {
-    const from = path.relative(ROOT, file);
-    const targets = new Set<string>();
-    for (const target of importsOf(file)) {
-      const to = path.relative(ROOT, target);
-      targets.add(to);
+  const folders = new Map<string, string[]>();
+  for (const [from, targets] of files) {
+    for (const to of targets) {
       const [a, b] = [folderOf(from, fine), folderOf(to, fine)];
-      if (a !== b) arrows.set(`${a} -> ${b}`, (arrows.get(`${a} -> ${b}`) ?? 0) + 1);
+      if (a === b) continue;
+      arrows.set(`${a} -> ${b}`, (arrows.get(`${a} -> ${b}`) ?? 0) + 1);
+      if (!folders.get(a)?.includes(b)) folders.set(a, [...(folders.get(a) ?? []), b]);
+      if (!folders.has(b)) folders.set(b, []);
     }
-    fileGraph.set(from, targets);
   }
-  const folderGraph = new Map<string, Set<string>>();
-  for (const arrow of arrows.keys()) {
-    const [a, b] = arrow.split(' -> ') as [string, string];
-    if (!folderGraph.has(a)) folderGraph.set(a, new Set());
-    folderGraph.get(a)!.add(b);
-  }
-  const folderCycles = cycles(folderGraph);
-  const inCycle = new Set(folderCycles.flat());
   console.log(`folder arrows (${arrows.size}):`);
   for (const [arrow, count] of [...arrows].sort(([a], [b]) => a.localeCompare(b))) {
-    const [a, b] = arrow.split(' -> ') as [string, string];
-    const upward = a.startsWith('pipeline') && b.startsWith('stages');
-    console.log(`  ${arrow}  (${count})${upward ? '  [orchestrator -> stages]' : ''}${inCycle.has(a) && inCycle.has(b) && folderCycles.some((c) => c.includes(a) && c.includes(b)) ? '  [in a cycle]' : ''}`);
+    const upward = arrow.startsWith('pipeline') && arrow.split(' -> ')[1]?.startsWith('stages');
+    console.log(`  ${arrow}  (${count})${upward ? '  [orchestrator -> stages]' : ''}`);
   }
+  const folderCycles = findCycles(folders);
   console.log(`folder cycles (${folderCycles.length}):`);
-  for (const cycle of folderCycles) console.log(`  ${cycle.join(' <-> ')}`);
-  const fileCycles = cycles(fileGraph);
+  for (const cycle of folderCycles) console.log(`  ${cycle.join(' -> ')}`);
+  const fileCycles = findCycles(files);
   console.log(`file cycles (${fileCycles.length}):`);
-  for (const cycle of fileCycles) {
-    const dirs = [...new Set(cycle.map((f) => path.dirname(f)))];
-    console.log(`  ${dirs.join(', ')}: ${cycle.map((f) => path.basename(f, path.extname(f))).join(', ')}`);
-    if (listFiles) for (const file of cycle) console.log(`    ${file}`);
-  }
+  for (const cycle of fileCycles) console.log(`  ${cycle.join(' -> ')}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();
