@@ -7,7 +7,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,18 +15,7 @@ import { readQueryLog } from '../../stages/lib/relevance/query-log.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
 import type { RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import type { RunningServer } from '../../stages/lib/serving/server.ts';
-import { buildDeployment, deploymentConfig, type BuiltDeployment } from './deployment-fixture.ts';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { buildDeployment, deploymentConfig, freePort, type BuiltDeployment } from './deployment-fixture.ts';
 
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 describe.skipIf(!hasRedis)('a Redis head cache that goes away (skipped: redis-server is not installed; .ci/run installs it)', () => {

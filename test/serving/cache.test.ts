@@ -5,11 +5,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Item } from '../../stages/lib/relevance/types.ts';
+import { freePort } from './deployment-fixture.ts';
 import { cacheKey, memoised, openRedisCache, openSqliteCache, type CachedJudgement, type JudgementCache } from '../../stages/lib/serving/cache.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cache-test-'));
@@ -81,17 +81,6 @@ describe('memo in front of a served cache', () => {
     expect(asked).toEqual([['a', 'miss', 'b'], ['miss'], ['c'], ['a']]);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 describe.skipIf(!hasRedis)('Redis head cache (skipped: redis-server is not installed; .ci/run installs it)', () => {

@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { builtArtifacts } from '../../pipeline/commands/artifacts.ts';
@@ -27,6 +28,18 @@ stages:
   distill: { uses: distill, needs: [world, kg, icl, sft], with: { extra_per_query: 1, pool_limit: 8, dev_limit: 4, max_new_tokens: 4, epochs: 3, kg_features: true } }
   serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: ${precompute} }
 `;
+
+/** A loopback port nothing listens on (for a redis-server the test starts). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
 
 export interface BuiltDeployment {
   dir: string;

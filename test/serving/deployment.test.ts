@@ -19,26 +19,14 @@ import { normalise } from '../../stages/lib/relevance/text.ts';
 import { cumulativeGrade, tuneCumulativeThreshold } from '../../stages/lib/grade-probs.ts';
 import { GRADES, type Grade, type RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import { scorePairs } from '../../stages/lib/serving/score.ts';
+import { bin, deploymentConfig, root } from './deployment-fixture.ts';
 import { startDeploymentServer } from '../../stages/lib/serving/serve-command.ts';
 import type { RunningServer } from '../../stages/lib/serving/server.ts';
 
-const root = path.join(import.meta.dirname, '..', '..');
-const bin = path.join(root, 'bin', 'pipeline.js');
-const fixture = path.join(root, 'test', 'stages', 'eval-fixtures', 'tiny-checkpoint.ts');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'deployment-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const CONFIG = `name: dep
-seed: 3
-store: store
-stages:
-  world: { uses: world, with: { queries: 24, itemsPerType: 2, candidates: 4 } }
-  kg: { uses: kg, needs: [world] }
-  icl: { uses: icl, needs: [world, kg], with: { facts: 0, shots: 0, rules: none, maxTokens: 256 } }
-  sft: { uses: ${fixture}, needs: [icl], with: { answer_first: true } }
-  distill: { uses: distill, needs: [world, kg, icl, sft], with: { extra_per_query: 1, pool_limit: 8, dev_limit: 4, max_new_tokens: 4, epochs: 3, kg_features: true } }
-  serve: { uses: precompute, needs: [world, kg, icl, sft, distill], with: { max_new_tokens: 4 } }
-  eval: { uses: eval, needs: [sft, distill, icl, kg], with: { limit: 4, dev_limit: 2, batch_size: 4, max_new_tokens: 4 } }
+const CONFIG = `${deploymentConfig('dep')}  eval: { uses: eval, needs: [sft, distill, icl, kg], with: { limit: 4, dev_limit: 2, batch_size: 4, max_new_tokens: 4 } }
 `;
 const cliIo = { out: () => {}, err: () => {}, cwd: dir, stages: builtinStages };
 const cli = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
