@@ -5,10 +5,11 @@
 // It runs the compiled JavaScript in dist/ (built by `npm ci`/`npm install` through `prepare`, or
 // `npm run build`) when dist/ matches the sources, and the TypeScript sources through tsx otherwise
 // (a checkout never built, or a source edited since): a stale build is never run. dist/sources.json
-// holds each source's size and modification time as scripts/build-dist.ts saw them. Either way a
+// holds each source's size, modification time and sha256 as scripts/build-dist.ts saw them. Either way a
 // user's `.ts` stage or reward file loads without a build step (pipeline/user-module.ts registers
 // tsx when it imports one). PIPELINE_FROM_SOURCE=1 forces the sources; PIPELINE_FROM_SOURCE=0
 // forces dist/, and refuses to start when it is missing or stale (benchmarks and tests of dist/).
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 
 const root = new URL('../', import.meta.url);
@@ -16,9 +17,12 @@ const root = new URL('../', import.meta.url);
 function compiledIsCurrent() {
   try {
     const { files } = JSON.parse(readFileSync(new URL('dist/sources.json', root), 'utf8'));
-    for (const [file, stamp] of Object.entries(files)) {
-      const stat = statSync(new URL(file, root));
-      if (`${stat.size}:${stat.mtimeMs}` !== stamp) return false;
+    for (const [file, [size, mtimeMs, sha256]] of Object.entries(files)) {
+      const url = new URL(file, root);
+      const stat = statSync(url);
+      if (stat.size !== size) return false;
+      // Same time: unchanged (the fast path). Another time: compare the bytes.
+      if (stat.mtimeMs !== mtimeMs && createHash('sha256').update(readFileSync(url)).digest('hex') !== sha256) return false;
     }
     return true;
   } catch {

@@ -6,8 +6,9 @@
  *   npx tsx scripts/build-dist.ts
  *
  * bin/pipeline.js runs dist/ only while it matches the sources: dist/sources.json records each
- * source's size and modification time, and any difference (an edit, a checkout, a deleted file)
- * sends bin/pipeline.js back to running the sources through tsx. So a stale build is never run.
+ * source's size, modification time and sha256, and any difference in content (an edit, a checkout
+ * of other code, a deleted file) sends bin/pipeline.js back to running the sources through tsx. So
+ * a stale build is never run.
  *
  * Why esbuild in bundle mode with every relative import external: it is the mode whose resolve hook
  * sees each import, so `./x.ts` can be rewritten to `./x.js` (transform mode leaves specifiers
@@ -43,12 +44,16 @@ export function sourceFiles(dir: string, pattern: RegExp): string[] {
   return found;
 }
 
-/** Each source file (relative to the repository) -> "size:mtimeMs", as bin/pipeline.js checks it. */
-export function sourceStamps(files: readonly string[]): Record<string, string> {
+/**
+ * Each source file (relative to the repository) -> [size, mtimeMs, sha256], as bin/pipeline.js
+ * checks it: a file whose size and time match is current; one whose time alone differs (a touch,
+ * a tar or npm pack, which reset times) is compared by content.
+ */
+export function sourceStamps(files: readonly string[]): Record<string, [number, number, string]> {
   return Object.fromEntries(
     files.map((file) => {
       const stat = statSync(file);
-      return [path.relative(ROOT, file), `${stat.size}:${stat.mtimeMs}`];
+      return [path.relative(ROOT, file), [stat.size, stat.mtimeMs, createHash('sha256').update(readFileSync(file)).digest('hex')]];
     }),
   );
 }

@@ -1,7 +1,8 @@
 // The orchestrator knows no stage: bin/pipeline.js (the composition root) hands `main` the stage
 // types and the stage-owned commands, so the same orchestrator runs with fixture ones, and
 // nothing under pipeline/ imports stages/.
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { StageCommand } from '../../pipeline/api.ts';
@@ -68,10 +69,10 @@ describe('the composition root', () => {
 function compiledIsCurrent(): boolean {
   const file = path.join(ROOT, 'dist', 'sources.json');
   if (!existsSync(file)) return false;
-  const { files } = JSON.parse(readFileSync(file, 'utf8')) as { files: Record<string, string> };
-  return Object.entries(files).every(([source, stamp]) => {
-    const stat = existsSync(path.join(ROOT, source)) ? statSync(path.join(ROOT, source)) : undefined;
-    return stat !== undefined && `${stat.size}:${stat.mtimeMs}` === stamp;
+  const { files } = JSON.parse(readFileSync(file, 'utf8')) as { files: Record<string, [number, number, string]> };
+  return Object.entries(files).every(([source, [, , sha256]]) => {
+    const at = path.join(ROOT, source);
+    return existsSync(at) && createHash('sha256').update(readFileSync(at)).digest('hex') === sha256;
   });
 }
 
