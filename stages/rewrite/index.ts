@@ -17,7 +17,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { defineStage } from '../../pipeline/stage-api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 
 const params = z.strictObject({
   k: z.number().int().min(1).default(10).describe('First K items whose relevance the rejection rule and the feedback count'),
