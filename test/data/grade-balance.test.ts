@@ -57,17 +57,21 @@ describe('grade-balanced draws', () => {
     expect(rareInPrefix / 200).toBeGreaterThan(1.5);
   });
 
-  it('is on for imported data under auto, off for the built-in world', () => {
-    expect(balanceEnabled('auto', ['esci'])).toBe(true);
-    expect(balanceEnabled('auto', ['world', 'world'])).toBe(false);
-    expect(balanceEnabled('on', ['world'])).toBe(true);
-    expect(balanceEnabled('off', ['esci'])).toBe(false);
+  it('is on under auto for imported data whose majority grade holds more than half of it, never for the built-in world', () => {
+    const examples = (labels: Grade[], source: string) => labels.map((label) => ({ label, meta: { source } }));
+    expect(balanceEnabled('auto', examples(skewed, 'esci'))).toBe(true); // L4 62 % > 50 %
+    // Chorus's train shares (L1 44 %, L4 45 %, L2 8 %, L3 3 %): no majority, no balance.
+    expect(balanceEnabled('auto', examples(grades({ L1: 44, L4: 45, L2: 8, L3: 3 }), 'chorus'))).toBe(false);
+    expect(balanceEnabled('auto', examples(grades({ L1: 44, L4: 45, L2: 8, L3: 3 }), 'chorus'), 0.4)).toBe(true);
+    expect(balanceEnabled('auto', examples(skewed, 'world'))).toBe(false);
+    expect(balanceEnabled('on', examples(grades({ L1: 1, L4: 1 }), 'world'))).toBe(true);
+    expect(balanceEnabled('off', examples(skewed, 'esci'))).toBe(false);
   });
 });
 
 describe('where the balance applies', () => {
   const imported = skewed.map((label) => ({ label, meta: { source: 'esci' } }));
-  const params = { mode: 'auto' as const, temper: 0.5, cap: 4 };
+  const params = { mode: 'auto' as const, majority: 0.5, temper: 0.5, cap: 4 };
 
   it('records the shares and weights for the manifest, and nothing but "off" for the built-in world', () => {
     const { balance, metrics } = resolveGradeBalance(params, imported);
