@@ -120,8 +120,10 @@ export async function planPipeline(loaded: LoadedConfig, store: ArtifactStore, o
     const built = stored.state === 'ok';
     let decision: Decision;
     if (!selected.has(name)) decision = { action: 'unselected', available: built };
-    else if (built && !forced.has(name)) decision = { action: 'cached' };
-    else {
+    else if (built && !forced.has(name)) {
+      const missing = await publishedProblem(loadedStage.type, store.objectDir(fingerprint), loadedStage.params);
+      decision = missing === undefined ? { action: 'cached' } : { action: 'run', reasons: [`what it published outside the store is missing: ${missing}`] };
+    } else {
       // A damaged object (a file missing or changed, a broken manifest) is rebuilt, never used.
       const damaged = stored.state === 'damaged' ? [`its stored artifact is damaged (${describeProblems(stored.problems, 2)})`] : [];
       const reasons = await reasonsToRun(store, fingerprintInput, fingerprint, previous, forced.has(name));
@@ -203,6 +205,12 @@ export function describeDecision(stage: PlannedStage): string {
       return `${stage.name}: ${verb} (${fp}), ${stage.decision.reasons.join('; ')}`;
     }
   }
+}
+
+/** A cached stage's checkPublished, its throw read as what is missing. */
+async function publishedProblem(type: StageType, dir: string, params: unknown): Promise<string | undefined> {
+  if (!type.checkPublished) return undefined;
+  return type.checkPublished({ dir, params }).catch((error: unknown) => (error as Error).message);
 }
 
 export function stagesToRun(plan: Plan): PlannedStage[] {

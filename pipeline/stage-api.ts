@@ -67,6 +67,12 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
    * key path under `with:`. A user stage's check runs at `run` (read-only commands do not import it).
    */
   check?(params: z.output<Schema>, context: { configDir: string; needs: readonly string[] }): Promise<ParamProblem[]>;
+  /**
+   * What this stage published outside the store (a cache in a shared Redis) that a whole artifact in
+   * the store cannot vouch for: undefined when it is all there, or what is missing. `plan` (hence
+   * `status`, `run`, `serve`) asks it of a cached artifact and reruns the stage when something is.
+   */
+  checkPublished?(artifact: { dir: string; params: z.output<Schema> }): Promise<string | undefined>;
   run(ctx: StageContext<z.output<Schema>>): Promise<StageOutcome | void>;
 }
 

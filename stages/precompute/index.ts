@@ -64,6 +64,23 @@ export default defineStage({
   params,
   produces: 'deployment',
   resources: 'train',
+  // A Redis cache lives outside the store: its completeness marker (the seal, with the entry count
+  // deployment.json records, under a prefix that hashes the inputs and params) must still be there.
+  async checkPublished({ dir }) {
+    const { readFile } = await import('node:fs/promises');
+    const { DEPLOYMENT_FILE } = await import('../lib/serving/deployment.ts');
+    const deployment = JSON.parse(await readFile(path.join(dir, DEPLOYMENT_FILE), 'utf8')) as import('../lib/serving/deployment.ts').Deployment;
+    if (deployment.cache.kind !== 'redis') return undefined;
+    const { openRedisCache } = await import('../lib/serving/cache.ts');
+    const cache = await openRedisCache(deployment.cache.url, deployment.cache.prefix);
+    try {
+      const sealed = await cache.check().catch((error: Error) => error);
+      if (sealed instanceof Error) return sealed.message;
+      return sealed === deployment.cache.entries ? undefined : `${cache.location}: the completeness marker says ${sealed} entries, deployment.json ${deployment.cache.entries}`;
+    } finally {
+      await cache.close();
+    }
+  },
   async run(ctx) {
     const p = ctx.params;
     const { readSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');

@@ -112,4 +112,19 @@ describe.skipIf(!hasRedis)('a Redis head cache that goes away (skipped: redis-se
     expect((await ask()).result?.fallback).toBe('cache-unavailable');
     await expect(server.drain()).resolves.toBeUndefined();
   });
+
+  it('status and run see a Redis cache that was emptied, and run refills it', { timeout: 300_000 }, async () => {
+    await startRedis();
+    const upToDate = (stage: string) => new RegExp(`^\\s+${stage}\\s+up to date`, 'm');
+    expect(built.cli('status', 'pipeline.yaml')).toMatch(upToDate('serve'));
+    spawnSync('redis-cli', ['-p', String(port), 'flushall']);
+    const status = built.cli('status', 'pipeline.yaml');
+    expect(status).not.toMatch(upToDate('serve'));
+    expect(status).toMatch(upToDate('distill'));
+    built.cli('run', 'pipeline.yaml');
+    expect(built.cli('status', 'pipeline.yaml')).toMatch(upToDate('serve'));
+    const keys = spawnSync('redis-cli', ['-p', String(port), '--scan', '--pattern', 'lore:outage:serve:*'], { encoding: 'utf8' }).stdout.trim().split('\n');
+    expect(keys.some((k) => k.endsWith('__sealed__'))).toBe(true);
+    expect(keys.length).toBeGreaterThan(1);
+  });
 });
