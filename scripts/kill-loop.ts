@@ -3,7 +3,8 @@
  * config with a real SFT stage (tiny, with step checkpoints) and exec stages that write hundreds of
  * files, and checks after every kill that a full verification (`pipeline verify`, every file
  * re-hashed) finds no damaged object. Every tenth round, and at the end, a run left to finish must
- * succeed and give the right answer from what the store holds. Issue 34's closing check.
+ * succeed and give the right answer from what the store holds. Issue 34's closing check. A kill
+ * that left something in the store's trash landed while deleting: those are counted apart.
  *
  *   npx tsx scripts/kill-loop.ts [--rounds 60] [--seed 1] [--keep]
  *
@@ -11,7 +12,7 @@
  * (kept for a look). The test suite's deterministic variant is test/pipeline/kill-points.test.ts.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -105,11 +106,26 @@ if (first.code !== 0) fail('the first run failed', first);
 const fullRunMs = first.seconds * 1000;
 console.log(`first run: ${first.seconds.toFixed(1)} s (the machine's load: ${os.loadavg()[0]?.toFixed(1)})`);
 
-const tally = { rounds: 0, killed: 0, finishedFirst: 0, byAction: {} as Record<string, { rounds: number; killed: number }> };
+// A gc that has something to delete (V=0's files and tally, once V=1 is built), timed the same way.
+if ((await pipeline(['run', 'k.yaml', '--set', 'stages.files.with.env.V=1'])).code !== 0) fail('the V=1 run failed');
+const firstGc = await pipeline(['gc', 'k.yaml', '--set', 'stages.files.with.env.V=1']);
+if (firstGc.code !== 0 || !firstGc.stdout.includes('removed object')) fail('the first gc removed nothing', firstGc);
+console.log(`first gc: ${firstGc.seconds.toFixed(1)} s`);
+
+/** What a killed command was deleting: the trash is not empty right after the kill. */
+function trashEntries(): number {
+  try {
+    return readdirSync(path.join(dir, 'checkpoints', 'trash')).length;
+  } catch {
+    return 0;
+  }
+}
+
+const tally = { rounds: 0, killed: 0, killedMidDelete: 0, finishedFirst: 0, byAction: {} as Record<string, { rounds: number; killed: number; killedMidDelete: number }> };
 const forceable = ['sft', 'files', 'tally', 'cot'];
 // How long each kind of command takes when left alone: kill moments are drawn from start-up to just
 // past it, so they land all through it. Updated whenever one finishes before its kill.
-const expectedMs: Record<string, number> = { run: fullRunMs, 'run --force': fullRunMs, gc: 2500 };
+const expectedMs: Record<string, number> = { run: fullRunMs, 'run --force': fullRunMs, gc: firstGc.seconds * 1000 };
 for (let round = 1; round <= rounds; round++) {
   const version = rng.int(3);
   const set = ['--set', `stages.files.with.env.V=${version}`];
@@ -122,15 +138,18 @@ for (let round = 1; round <= rounds; round++) {
   const outcome = await pipeline(args, killAfterMs);
   const killed = outcome.signal === 'SIGKILL';
   if (!killed) expectedMs[kind] = outcome.seconds * 1000;
+  const midDelete = killed && trashEntries() > 0;
   tally.rounds += 1;
   tally.killed += killed ? 1 : 0;
   tally.finishedFirst += killed ? 0 : 1;
-  const counts = (tally.byAction[kind] ??= { rounds: 0, killed: 0 });
+  const counts = (tally.byAction[kind] ??= { rounds: 0, killed: 0, killedMidDelete: 0 });
   counts.rounds += 1;
   counts.killed += killed ? 1 : 0;
+  counts.killedMidDelete += midDelete ? 1 : 0;
+  tally.killedMidDelete += midDelete ? 1 : 0;
   if (!killed && outcome.code !== 0) fail(`round ${round}: ${action} failed without being killed`, outcome);
   await verify(round);
-  console.log(`round ${round}: ${action} (V=${version}) ${killed ? `killed after ${killAfterMs} ms` : `finished in ${outcome.seconds.toFixed(1)} s`}; verify ok`);
+  console.log(`round ${round}: ${action} (V=${version}) ${killed ? `killed after ${killAfterMs} ms${midDelete ? ' mid-delete' : ''}` : `finished in ${outcome.seconds.toFixed(1)} s`}; verify ok`);
   if (round % 10 === 0) await completeRun(round, version);
 }
 await completeRun(rounds, 0);
