@@ -93,7 +93,8 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
     };
     await store.publish(outDir, manifest, { replace: plan.forced.has(stage.name) });
     await store.writeRef(pipeline, stage.name, stage.fingerprint);
-    await store.removeWork(stage.fingerprint);
+    // Published: what is left of the work folder is garbage, and failing to remove it fails nothing.
+    await store.removeWork(stage.fingerprint).catch((error: unknown) => log.warn(`could not remove ${workDir}: ${(error as Error).message} (gc removes it)`));
     log.info(`published ${store.objectDir(stage.fingerprint)}`);
     return result('succeeded');
   } catch (thrown) {
@@ -181,7 +182,8 @@ async function freshOutDir(workDir: string, resumedStep: number | undefined): Pr
   }
   await writeFileAtomic(path.join(workDir, CURRENT_OUT), `${name}\n`);
   for (const entry of await fs.readdir(workDir)) {
-    if (/^out(-|$)/.test(entry) && entry !== name) await fs.rm(path.join(workDir, entry), { recursive: true, force: true });
+    // Best effort: a process an earlier attempt left behind may still write there (gc removes it later).
+    if (/^out(-|$)/.test(entry) && entry !== name) await fs.rm(path.join(workDir, entry), { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
   }
   return outDir;
 }

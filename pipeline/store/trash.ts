@@ -84,7 +84,8 @@ export async function removeTrashed(dir: string): Promise<void> {
     for (const entry of files.slice(0, Math.ceil(files.length / 2))) await fs.rm(path.join(entry.parentPath, entry.name));
     faultPoint('trash:half-removed');
   }
-  await fs.rm(dir, { recursive: true, force: true });
+  // Retries: a process a killed run left behind may still be writing into a work folder.
+  await fs.rm(dir, { recursive: true, force: true, maxRetries: 5 });
 }
 
 /** Removes whatever a killed process left in the trash. Call under the store lock. */
@@ -97,6 +98,14 @@ export async function emptyTrash(storeRoot: string): Promise<string[]> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
   }
-  for (const entry of entries) await removeTrashed(path.join(trash, entry));
-  return entries;
+  const removed: string[] = [];
+  for (const entry of entries) {
+    try {
+      await removeTrashed(path.join(trash, entry));
+      removed.push(entry);
+    } catch {
+      // Still being written by a stray process: it stays for the next time.
+    }
+  }
+  return removed;
 }
