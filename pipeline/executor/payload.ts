@@ -8,6 +8,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Manifest } from '../stage-api.ts';
 import { listFiles, sha256File } from '../store/fs-util.ts';
+import { MANIFEST } from '../store/object-check.ts';
 
 /** The output holds something that cannot be published: names it. */
 export class PayloadError extends Error {}
@@ -46,6 +47,10 @@ export async function payloadFiles(outDir: string): Promise<Manifest['files']> {
   await resolveLinks(outDir);
   const files: Manifest['files'] = {};
   for (const file of await listFiles(outDir)) {
+    // A top-level manifest.json is the store's own file, written over at publishing: a command that
+    // copies an input folder whole (`cp -r "$PIPELINE_INPUT_SFT"/. "$PIPELINE_OUT"`) brings the
+    // input's along, and listing it would make the object name a file that publishing replaced.
+    if (file === MANIFEST) continue;
     const absolute = path.join(outDir, file);
     const stat = await fs.stat(absolute);
     files[file] = { sha256: await sha256File(absolute), bytes: stat.size, mtimeMs: stat.mtimeMs };
