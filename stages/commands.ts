@@ -39,6 +39,7 @@ export const serveCommand: StageCommand = (program, { io, setExit, withConfigOpt
     .option('--port <n>', 'port (0: any free one)', (v) => (v === '0' ? 0 : positiveInt(v)), 8080)
     .option('--body-limit <bytes>', 'largest request body (413 beyond)', positiveInt, 1_048_576)
     .option('--max-items <n>', 'most items in one relevance request', positiveInt, 256)
+    .option('--embeddings <embed-stage>', 'also answer POST /v1/embeddings (OpenAI shape) with this embed stage’s trained decoder')
     .option('--memo-entries <n>', 'head-cache entries kept parsed in memory (past it, the first in goes)', positiveInt, 50_000)
     .addOption(new Option('--log-level <level>', 'JSON logs on stdout').choices(['silent', 'error', 'warn', 'info', 'debug']).default('info'))
     .option('--access-log', 'one log line per request (off by default: /metrics counts them)', false)

@@ -5,6 +5,9 @@
  * it goes away: `npx pipeline serve` runs the server as npx's child, and npx, sent SIGTERM, exits
  * without passing it on; the server, left to init, would otherwise serve on undrained forever.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { checkpointEmbedder, type Embedder } from './embedding-routes.ts';
 import type { EngineConfig, Inputs } from '../../../pipeline/api.ts';
 import { DynamicBatcher } from './batcher.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
@@ -24,6 +27,20 @@ export interface ServeCommandOptions extends ServerOptions {
   /** Overrides of the deployment's routing (an operator shifting load to or from the LLM without a rebuild). */
   minConfidence?: number;
   llmTiers?: RoutingTier[];
+  /** An embed stage whose trained decoder also answers POST /v1/embeddings. */
+  embeddings?: string;
+}
+
+/** The embedder of embed stage `name`: its trained decoder (model/), texts cut as the stage cut them. */
+async function embedStageEmbedder(artifacts: Inputs, name: string, maxInputs: number): Promise<Embedder> {
+  const source = artifacts.byStage(name);
+  const dir = source ? join(source.dir, 'model') : '';
+  if (!source || source.kind !== 'embeddings' || !existsSync(join(dir, 'config.json'))) {
+    throw new Error(`--embeddings ${name}: no built embed stage of that name with a trained decoder (model/: set train_steps > 0)`);
+  }
+  const maxTokens = (source.manifest.params as { max_tokens?: number }).max_tokens;
+  if (typeof maxTokens !== 'number') throw new Error(`--embeddings ${name}: its manifest has no max_tokens param`);
+  return checkpointEmbedder(dir, name, { maxTokens, maxInputs });
 }
 
 export async function startDeploymentServer(
@@ -42,7 +59,8 @@ export async function startDeploymentServer(
   // The batcher reads its limits from the deployment's own object, so they stay one setting.
   const batcher = new DynamicBatcher<PairToJudge, LlmJudgement>((pairs) => loaded.llm.judge(pairs), llm);
   try {
-    return await startServer(loaded, batcher, servingMetrics(), options);
+    const embedder = options.embeddings === undefined ? undefined : await embedStageEmbedder(artifacts, options.embeddings, options.maxItems);
+    return await startServer(loaded, batcher, servingMetrics(), { ...options, ...(embedder ? { embedder } : {}) });
   } catch (error) {
     await loaded.close();
     throw error;

@@ -16,6 +16,7 @@
  * Per-request log lines are off unless `accessLog` asks for them: the counters in /metrics say
  * what they would, at a fraction of the cost.
  */
+import { registerEmbeddingRoutes, type Embedder } from './embedding-routes.ts';
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { GRADES } from '../relevance/types.ts';
@@ -42,6 +43,8 @@ export interface ServerOptions {
   accessLog?: boolean;
   /** When set, every /v1 request must carry `Authorization: Bearer <apiKey>` (401 otherwise). */
   apiKey?: string;
+  /** When set, POST /v1/embeddings answers with it (embedding-routes.ts). */
+  embedder?: Embedder;
 }
 
 const itemSchema = {
@@ -212,6 +215,7 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
   );
 
   registerOpenAiRoutes(app, { loaded, metrics, retryAfterSeconds: () => batcher.retryAfterSeconds() });
+  if (options.embedder) registerEmbeddingRoutes(app, options.embedder);
   app.get('/v1/models', async () => ({ object: 'list', data: [modelCard(loaded)] }));
   app.get('/healthz', async () => {
     const cache = loaded.headCache.health();
