@@ -12,14 +12,16 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
+import { DEFAULT_HNSW } from '../lib/retrieval/ann.ts';
 
+const { connectivity, expansionAdd, expansionSearch } = DEFAULT_HNSW;
 export const hnswParams = z
   .strictObject({
-    connectivity: z.number().int().min(2).default(16).describe('HNSW graph degree M'),
-    expansion_add: z.number().int().min(1).default(128).describe('efConstruction: candidates kept while inserting'),
-    expansion_search: z.number().int().min(1).default(128).describe('efSearch: candidates kept while searching (bench:retrieval shows the recall it buys)'),
+    connectivity: z.number().int().min(2).default(connectivity).describe('HNSW graph degree M'),
+    expansion_add: z.number().int().min(1).default(expansionAdd).describe('efConstruction: candidates kept while inserting'),
+    expansion_search: z.number().int().min(1).default(expansionSearch).describe('efSearch: candidates kept while searching (bench:retrieval shows the recall it buys)'),
   })
-  .default({ connectivity: 16, expansion_add: 128, expansion_search: 128 })
+  .default({ connectivity, expansion_add: expansionAdd, expansion_search: expansionSearch })
   .describe('HNSW settings of the dense indexes');
 
 const params = z.strictObject({ hnsw: hnswParams });

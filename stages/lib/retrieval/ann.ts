@@ -23,7 +23,7 @@ export interface HnswOptions {
   expansionSearch: number;
 }
 
-export const DEFAULT_HNSW: HnswOptions = { connectivity: 16, expansionAdd: 128, expansionSearch: 64 };
+export const DEFAULT_HNSW: HnswOptions = { connectivity: 16, expansionAdd: 128, expansionSearch: 128 };
 
 /** Row-major vectors: `rows` × `dimensions` floats. */
 export interface VectorMatrix {
