@@ -75,3 +75,18 @@ describe('exec stage', () => {
     }
   });
 });
+
+describe('an exec stage that copies its input folder', () => {
+  it('publishes a whole artifact although the copy brought the input manifest.json along', async () => {
+    const { pipeline, objectOf } = pipelineWith('exec-copy-input-', [
+      `a: { uses: exec, with: { command: 'echo weights > "$PIPELINE_OUT/model.bin"' } }`,
+      `b: { uses: exec, needs: [a], with: { command: 'cp -r "$PIPELINE_INPUT_A"/. "$PIPELINE_OUT"/ && chmod -R u+w "$PIPELINE_OUT" && echo more >> "$PIPELINE_OUT/model.bin"' } }`,
+      `c: { uses: exec, needs: [b], with: { command: 'cat "$PIPELINE_INPUT_B/model.bin" > "$PIPELINE_OUT/seen.txt"' } }`,
+    ]);
+    const run = await pipeline('run', 'p.yaml');
+    expect(run.err).not.toContain('damaged');
+    expect(run.code).toBe(0);
+    expect(readFileSync(path.join(await objectOf('c'), 'seen.txt'), 'utf8')).toBe('weights\nmore\n');
+    expect((await pipeline('verify', 'p.yaml')).code).toBe(0);
+  });
+});
