@@ -28,6 +28,7 @@ describe.skipIf(!hasRedis)('a Redis head cache that goes away (skipped: redis-se
 
   // RDB saved at shutdown and loaded at start, so a restarted Redis has the precomputed entries back.
   const startRedis = async () => {
+    if (redis) return; // already up (a test run on its own finds it so)
     redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--save', '3600 1', '--appendonly', 'no'], { stdio: 'ignore' });
     for (let i = 0; i < 200; i++) {
       if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG') return;
