@@ -35,7 +35,8 @@ describe('configs/smoke.yaml', () => {
   it('exports the SFT checkpoint to ONNX: onnxruntime, tfjs and transformers.js decode the same dev completions', async () => {
     const store = path.join(dir, 'store');
     const out = path.join(dir, 'export');
-    const result = await cli(root, ['export', 'configs/smoke.yaml', 'sft', '--store', store, '--out', out]);
+    // The same --set as the run: export takes the artifact the config plans now, and data_parallel is in sft's fingerprint.
+    const result = await cli(root, ['export', 'configs/smoke.yaml', 'sft', '--store', store, '--out', out, '--set', 'engine.data_parallel=2']);
     expect(result.stderr).toBe('');
     expect(result.stdout).toMatch(/^sft \([0-9a-f]+\) -> .*onnx\/model\.onnx in /);
     const dev = await firstDevPrompts(store, 12);

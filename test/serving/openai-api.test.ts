@@ -204,11 +204,16 @@ describe('what OpenAI clients expect', () => {
     const singles: string[] = [];
     for (const n of [6, 10, 14, 18]) singles.push((await ask(n)).choices[0]?.message.content ?? '');
     const before = await chatCounters();
+    // A long chat first keeps the worker busy, so the four arrive while it runs and wait together,
+    // however slowly a loaded machine delivers them (sent bare, each could finish before the next came).
+    const blocker = ask(400);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     const together = await Promise.all([6, 10, 14, 18].map(ask));
+    await blocker;
     const after = await chatCounters();
     expect(together.map((c) => c.choices[0]?.message.content)).toEqual(singles);
-    expect(after.chats - before.chats).toBe(4);
-    expect(after.batches - before.batches).toBeLessThan(4);
+    expect(after.chats - before.chats).toBe(5);
+    expect(after.batches - before.batches).toBeLessThanOrEqual(2);
   });
 });
 
