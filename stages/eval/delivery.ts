@@ -19,7 +19,7 @@ import { classificationMetrics, judgeDegeneracy, type Degeneracy } from '../lib/
 import { cumulativeGrade, cutPointGrade, ensembleGradeProbs, expectedGrade, MEDIAN_THRESHOLD, poolGradeProbs, type DecisionRule, type JudgeDefinition } from '../lib/grade-probs.ts';
 import { fitCutPoints } from '../lib/relevance/baseline.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
-import { exampleFields, type Prediction } from './predictions.ts';
+import { completionlessPrediction, exampleFields, type Prediction } from './predictions.ts';
 
 export type { JudgeDefinition };
 
@@ -172,19 +172,8 @@ export function judgePredictions(model: string, definition: JudgeDefinition, inp
   return inputs.examples.map((example, i): Prediction => {
     const probs = read.probs[i];
     const grade = predicted ? (predicted[i] ?? null) : read.answers ? (read.answers[i] ?? null) : gradeAt(definition.rule, probs, definition.cutPoints);
-    return {
-      model,
-      ...exampleFields(example),
-      predicted: grade,
-      formatOk: null,
-      formatErrors: [],
-      stepsVerified: null,
-      rulesNamed: null,
-      completion: null,
-      completionTokens: null,
-      latencyMs: members.reduce((sum, own) => sum + (own[i] as Prediction).latencyMs, 0),
-      ...(probs && definition.rule !== 'answer' ? { gradeProbs: probs } : {}),
-    };
+    const latencyMs = members.reduce((sum, own) => sum + (own[i] as Prediction).latencyMs, 0);
+    return completionlessPrediction(model, exampleFields(example), grade, latencyMs, definition.rule !== 'answer' ? probs : undefined);
   });
 }
 

@@ -132,22 +132,37 @@ export function ensemblePrediction(model: string, members: readonly Prediction[]
   const read = members.flatMap((m) => (m.gradeProbs ? [m.gradeProbs] : []));
   const probs = read.length > 0 ? ensembleGradeProbs(read) : undefined;
   const { id, gold, capabilities, difficulty, source, firingRules } = first;
+  return completionlessPrediction(
+    model,
+    { id, gold, capabilities, difficulty, source, firingRules },
+    probs ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : null,
+    members.reduce((sum, m) => sum + m.latencyMs, 0),
+    probs,
+  );
+}
+
+/**
+ * A row judged from other rows' grade probabilities (an ensemble, the delivered judge): it writes no
+ * completion, so it has no completion-level figures.
+ */
+export function completionlessPrediction(
+  model: string,
+  fields: ExampleFields,
+  predicted: Grade | null,
+  latencyMs: number,
+  gradeProbs: Record<Grade, number> | undefined,
+): Prediction {
   return {
     model,
-    id,
-    gold,
-    capabilities,
-    difficulty,
-    source,
-    firingRules,
-    predicted: probs ? cumulativeGrade(probs, MEDIAN_THRESHOLD) : null,
+    ...fields,
+    predicted,
     formatOk: null,
     formatErrors: [],
     stepsVerified: null,
     rulesNamed: null,
     completion: null,
     completionTokens: null,
-    latencyMs: members.reduce((sum, m) => sum + m.latencyMs, 0),
-    ...(probs ? { gradeProbs: probs } : {}),
+    latencyMs,
+    ...(gradeProbs ? { gradeProbs } : {}),
   };
 }
