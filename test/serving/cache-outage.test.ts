@@ -57,7 +57,15 @@ describe.skipIf(!hasRedis)('a Redis head cache that goes away (skipped: redis-se
   }, 300_000);
   afterAll(async () => {
     await server?.drain();
-    redis?.kill('SIGTERM');
+    // Stopped before its folder goes: a Redis whose shutdown save fails (its --dir removed) refuses
+    // SIGTERM and outlived the suite. SIGKILL if it still will not go.
+    if (redis) {
+      const exited = new Promise((r) => redis?.once('exit', r));
+      redis.kill('SIGTERM');
+      const timer = setTimeout(() => redis?.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
     built?.remove();
     rmSync(dataDir, { recursive: true, force: true });
   });
