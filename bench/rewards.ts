@@ -9,7 +9,7 @@
  */
 import * as path from 'node:path';
 import { importUserModule } from '../pipeline/user-module.ts';
-import { parseCompletion, renderCompletion, type ReasoningSteps } from '../stages/lib/completion.ts';
+import { parseCompletion, renderCompletion, type ReasoningSteps } from '../stages/lib/relevance/completion.ts';
 import { closeRewards, loadRewards, scoreBatch, type LoadedReward, type RewardFunction, type RewardInput } from '../stages/lib/rewards.ts';
 
 const BATCHES = Number(process.argv[2] ?? 300);

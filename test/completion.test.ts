@@ -4,7 +4,7 @@ import {
   renderCompletion,
   verifyCompletion,
   type ReasoningSteps,
-} from '../stages/lib/completion.ts';
+} from '../stages/lib/relevance/completion.ts';
 
 const reference: ReasoningSteps = {
   query: { product: 'hiking boots', constraints: { gender: 'men', material: '!leather' }, intent: 'outdoor walking' },

@@ -17,7 +17,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, type EngineRecord, type Rng, type StageContext } from '../../pipeline/api.ts';
-import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSteps, type Verification } from '../lib/completion.ts';
+import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSteps, type Verification } from '../lib/relevance/completion.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
 import { unsupportedClaims } from '../lib/relevance/evidence.ts';
 import { readJsonl, writeJsonl } from '../lib/relevance/jsonl.ts';

@@ -16,7 +16,7 @@
  * sends them to the later rounds, as the paper's rounds do with a real teacher.
  */
 import type { Rng } from '../../pipeline/api.ts';
-import { renderCompletion, type RenderOptions, type ReasoningSteps } from '../lib/completion.ts';
+import { renderCompletion, type RenderOptions, type ReasoningSteps } from '../lib/relevance/completion.ts';
 import { analyzePair, toReasoningSteps, type PairAnalysis } from '../lib/relevance/analysis.ts';
 import { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import { evaluateCondition } from '../lib/relevance/rules.ts';

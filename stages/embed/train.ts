@@ -33,7 +33,7 @@ export function thinkText(completion: string): string {
 
 /**
  * The part of a judge's reasoning that is about the query alone: its `query:` step (the product
- * type, constraints and intent it read from the query: stages/lib/completion.ts), else the whole
+ * type, constraints and intent it read from the query: stages/lib/relevance/completion.ts), else the whole
  * reasoning. The judge's other steps are about one item, which a query's embedding cannot know.
  */
 export function queryAnalysis(completion: string): string {

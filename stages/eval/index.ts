@@ -28,7 +28,7 @@ import { z } from 'zod';
 import { defineStage, REPORT_FRAGMENT_FILE, type EngineRecord, type QualityCheck, type StageContext } from '../../pipeline/api.ts';
 import { describeShares, judgeDegeneracy } from '../lib/metrics.ts';
 import { chooseDelivered, judgePredictions } from './delivery.ts';
-import type { ReasoningSteps } from '../lib/completion.ts';
+import type { ReasoningSteps } from '../lib/relevance/completion.ts';
 import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/grade-probs.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';

@@ -2,7 +2,7 @@
  * One evaluated example of one model (a checkpoint, or the lexical baseline): what
  * `predictions.jsonl` holds, one line each, and what every figure in `metrics.json` is computed from.
  */
-import { parseCompletion, verifyCompletion, type ReasoningSteps } from '../lib/completion.ts';
+import { parseCompletion, verifyCompletion, type ReasoningSteps } from '../lib/relevance/completion.ts';
 import { cumulativeGrade, ensembleGradeProbs, MEDIAN_THRESHOLD, pooledReading } from '../lib/grade-probs.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
 

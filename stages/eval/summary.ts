@@ -4,7 +4,7 @@
  * validity, step-verification rate, rule adherence, mean completion length and latency.
  * A rate whose denominator is empty is null (JSON has no NaN), never 0.
  */
-import { STEP_NAMES } from '../lib/completion.ts';
+import { STEP_NAMES } from '../lib/relevance/completion.ts';
 import { bootstrapIntervals, classificationMetrics, mean, type ClassificationMetrics, type MetricIntervals } from '../lib/metrics.ts';
 import type { Prediction } from './predictions.ts';
 

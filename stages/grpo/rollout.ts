@@ -4,7 +4,7 @@
  * registry. Everything a group needs later (correctness, rewards, reasoning text) is computed here.
  */
 import type { Rng } from '../../pipeline/api.ts';
-import type { ReasoningSteps } from '../lib/completion.ts';
+import type { ReasoningSteps } from '../lib/relevance/completion.ts';
 import { generateCompletions, promptIds, type Completion, type Policy } from '../lib/policy.ts';
 import type { ChatMessage, PromptRecord } from '../lib/relevance/prompts.ts';
 import { scoreBatch, type LoadedReward, type RewardInput } from '../lib/rewards.ts';

@@ -6,7 +6,7 @@
  * Tokens and characters do not line up one to one (a BPE token may hold "\nitem"), so each token is
  * placed by the character where its text starts: the length of the decoded prefix before it.
  */
-import { STEP_NAMES, type StepName } from '../lib/completion.ts';
+import { STEP_NAMES, type StepName } from '../lib/relevance/completion.ts';
 
 export interface StepSpan {
   step: number;

@@ -11,7 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { type EngineConfig, type EngineRecord, type Logger, type Rng, yieldToEventLoop } from '../../pipeline/api.ts';
-import type { RenderOptions } from './completion.ts';
+import type { RenderOptions } from './relevance/completion.ts';
 import { generationDefaults } from './engine/generation-config.ts';
 import type { Generation, Model } from './engine/index.ts';
 import type { Inference } from './engine/inference.ts';

@@ -17,7 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
-import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from './completion.ts';
+import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from './relevance/completion.ts';
 import { GRADES, type ExampleMeta, type Grade } from './relevance/types.ts';
 import { checkUserModule } from '../../pipeline/api.ts';
 import { DEFAULT_REWARD_TIMEOUT_S, RewardWorker, RewardWorkerStopped, type CallLimits } from './reward-files.ts';

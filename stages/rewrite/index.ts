@@ -58,7 +58,7 @@ export default defineStage({
   requires: () => ['embeddings', 'dataset'],
   async run(ctx) {
     const p = ctx.params;
-    const { parseCompletion } = await import('../lib/completion.ts');
+    const { parseCompletion } = await import('../lib/relevance/completion.ts');
     const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const { normalise } = await import('../lib/relevance/text.ts');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { rulesTeacher } from '../../stages/cot/rules-teacher.ts';
-import { parseCompletion, verifyCompletion } from '../../stages/lib/completion.ts';
+import { parseCompletion, verifyCompletion } from '../../stages/lib/relevance/completion.ts';
 import { analyzePair, toReasoningSteps } from '../../stages/lib/relevance/analysis.ts';
 import type { RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import { builtinGraph, smallWorld } from '../data/fixtures.ts';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCompletion, renderCompletion, verifyCompletion } from '../../stages/lib/completion.ts';
+import { parseCompletion, renderCompletion, verifyCompletion } from '../../stages/lib/relevance/completion.ts';
 import { analyzePair, parseQuery, toReasoningSteps } from '../../stages/lib/relevance/analysis.ts';
 import { applyRules, evaluateCondition, type Rule } from '../../stages/lib/relevance/rules.ts';
 import { builtinGraph, itemOf } from './fixtures.ts';

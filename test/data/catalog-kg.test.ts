@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { parseCompletion, verifyCompletion } from '../../stages/lib/completion.ts';
+import { parseCompletion, verifyCompletion } from '../../stages/lib/relevance/completion.ts';
 import { rulesTeacher } from '../../stages/cot/rules-teacher.ts';
 import { analyzePair, toReasoningSteps } from '../../stages/lib/relevance/analysis.ts';
 import { buildCatalogKnowledge, headPhrases } from '../../stages/lib/relevance/catalog-kg.ts';

@@ -34,7 +34,7 @@ describe('BEQUE rejection rule and feedback', () => {
 describe('rewrites from the reasoning model’s analysis', () => {
   it('the query step’s type with its constraint values, then the type alone; none when it names no type', async () => {
     const { rewritesFromAnalysis } = await import('../../stages/rewrite/index.ts');
-    const { parseCompletion } = await import('../../stages/lib/completion.ts');
+    const { parseCompletion } = await import('../../stages/lib/relevance/completion.ts');
     const { normalise } = await import('../../stages/lib/relevance/text.ts');
     const parse = (line: string) => parseCompletion(`<think>\n${line}\n</think>`).steps.query;
     expect(rewritesFromAnalysis('household ventilation fans', 'query: ventilation fan; constraints: colour=white, material=!metal; intent: none\n', parse, normalise)).toEqual(['ventilation fan white', 'ventilation fan']);

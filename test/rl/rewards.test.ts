@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseCompletion, renderCompletion, type ReasoningSteps } from '../../stages/lib/completion.ts';
+import { parseCompletion, renderCompletion, type ReasoningSteps } from '../../stages/lib/relevance/completion.ts';
 import { checkRewardSpec, closeRewards, loadRewards, rewardMean, scoreBatch, type LoadedReward, type RewardInput, type RewardValue } from '../../stages/lib/rewards.ts';
 import type { Grade } from '../../stages/lib/relevance/types.ts';
 

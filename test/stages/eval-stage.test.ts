@@ -15,7 +15,7 @@ import { fragmentProblem } from '../../pipeline/report/fragment.ts';
 import { cumulativeGrade } from '../../stages/lib/grade-probs.ts';
 import type { EvalMetrics } from '../../stages/eval/eval-metrics.ts';
 import type { Prediction } from '../../stages/eval/predictions.ts';
-import { parseCompletion } from '../../stages/lib/completion.ts';
+import { parseCompletion } from '../../stages/lib/relevance/completion.ts';
 import { lexicalBaseline } from '../../stages/lib/relevance/baseline.ts';
 import { fitLearnedBaseline } from '../../stages/lib/relevance/learned-baseline.ts';
 import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';

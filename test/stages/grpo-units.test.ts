@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderCompletion, STEP_NAMES } from '../../stages/lib/completion.ts';
+import { renderCompletion, STEP_NAMES } from '../../stages/lib/relevance/completion.ts';
 import { groupsToReplay, hintedMessages, tieredPromptSource, withoutContext, type Group, type Rollout } from '../../stages/grpo/rollout.ts';
 import { collectGroups, passingGroups, type RollRound } from '../../stages/grpo/step.ts';
 import { truncatedRatios } from '../../stages/grpo/update.ts';

@@ -8,7 +8,7 @@
  * a chain of thought rendered from an analysis (`toReasoningSteps`) always verifies against the gold
  * of a world example, and stepwise rewards can check each step.
  */
-import type { ReasoningSteps } from '../completion.ts';
+import type { ReasoningSteps } from './completion.ts';
 import type { CategoryRelation, KnowledgeGraph, Link, Mention } from './kg.ts';
 import { applyRules, type Features } from './rules.ts';
 import { normalise, STOP_WORDS } from './text.ts';

@@ -8,7 +8,7 @@
  * (`PromptRecord.evidence`), so the teacher and the student see exactly the same evidence, and a
  * rationale that claims more than it (`unsupportedClaims`) is rejected.
  */
-import type { ReasoningSteps } from '../completion.ts';
+import type { ReasoningSteps } from './completion.ts';
 import type { PairAnalysis, QueryParse } from './analysis.ts';
 import { bm25Terms } from './bm25.ts';
 import { LINK_RELATION, type KnowledgeGraph, type Link } from './kg.ts';

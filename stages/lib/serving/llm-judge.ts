@@ -8,7 +8,7 @@
  * server's LLM tier all call.
  */
 import { type EngineConfig, type EngineRecord, type Logger, Rng } from '../../../pipeline/api.ts';
-import { parseCompletion } from '../completion.ts';
+import { parseCompletion } from '../relevance/completion.ts';
 import type { Policy } from '../policy.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
 import type { GradeReading } from '../grade-probs.ts';

@@ -17,7 +17,7 @@
  * written `key=!value`. With `answerFirst` (TaoSR1's post-CoT) the answer block comes first, so
  * the grade can be read off the first answer token's probabilities.
  */
-import { GRADES, type Grade } from './relevance/types.ts';
+import { GRADES, type Grade } from './types.ts';
 
 export type CategoryRelation = 'match' | 'related' | 'mismatch';
 export type AttributeVerdict = 'match' | 'conflict' | 'unknown';
