@@ -14,7 +14,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Manifest } from '../pipeline/stage-api.ts';
 import type { DevJudgement } from '../stages/distill/index.ts';
-import { classificationMetrics } from '../stages/lib/metrics.ts';
+import { classificationMetrics } from '../stages/lib/relevance/grade-agreement.ts';
 import { readSplits } from '../stages/lib/relevance/dataset.ts';
 import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
 import { loadKnowledgeGraph } from '../stages/lib/relevance/kg.ts';

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../pipeline/rng.ts';
-import { classificationMetrics } from '../stages/lib/metrics.ts';
+import { classificationMetrics } from '../stages/lib/relevance/grade-agreement.ts';
 import { analyzePair } from '../stages/lib/relevance/analysis.ts';
 import { lexicalBaseline } from '../stages/lib/relevance/baseline.ts';
 import { importDataset, importParamsSchema } from '../stages/lib/relevance/importer.ts';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Rng } from '../pipeline/rng.ts';
 import { buildHnsw, DEFAULT_HNSW, loadExactSearch, loadHnsw, recallAgainstExact, searchHnsw, type VectorMatrix } from '../stages/lib/retrieval/ann.ts';
-import { quantile } from '../stages/lib/metrics.ts';
+import { quantile } from '../stages/lib/relevance/grade-agreement.ts';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.split('=') as [string, string]));
 const items = Number(args.items ?? 100_000);

@@ -100,7 +100,7 @@ export default defineStage({
     const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
     const { readJsonl, writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { classificationMetrics } = await import('../lib/metrics.ts');
+    const { classificationMetrics } = await import('../lib/relevance/grade-agreement.ts');
     const deepbow = await import('../lib/serving/deepbow.ts');
     const { labelResumably, oneHot } = await import('../lib/serving/label.ts');
 

@@ -24,7 +24,7 @@ import { defineStage, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { balancePairs, buildPairs } from './pairs.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
-import { mean } from '../lib/metrics.ts';
+import { mean } from '../lib/relevance/grade-agreement.ts';
 
 const params = z.strictObject({
   beta: z.number().positive().default(0.1).describe('DPO temperature β: how far the policy may move from the reference'),

@@ -15,7 +15,7 @@
  * settings inside a candidate are not fitted on the examples they score, though the choice among
  * candidates is made on those same figures (a mild optimism, the price of choosing on dev at all).
  */
-import { classificationMetrics, judgeDegeneracy, type Degeneracy } from '../lib/metrics.ts';
+import { classificationMetrics, judgeDegeneracy, type Degeneracy } from '../lib/relevance/grade-agreement.ts';
 import { cumulativeGrade, cutPointGrade, ensembleGradeProbs, expectedGrade, MEDIAN_THRESHOLD, poolGradeProbs, type DecisionRule, type JudgeDefinition } from '../lib/grade-probs.ts';
 import { fitCutPoints } from '../lib/relevance/baseline.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';

@@ -2,7 +2,7 @@
  * What eval writes to metrics.json (`EvalMetrics`) and what it computes per checkpoint, apart from
  * the stage so fragment.ts (the report) reads the type without importing the stage that imports it.
  */
-import type { Degeneracy } from '../lib/metrics.ts';
+import type { Degeneracy } from '../lib/relevance/grade-agreement.ts';
 import type { Split } from '../lib/relevance/types.ts';
 import type { Delivered } from './delivery.ts';
 import type { Prediction } from './predictions.ts';

@@ -26,7 +26,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, REPORT_FRAGMENT_FILE, type EngineRecord, type QualityCheck, type StageContext } from '../../pipeline/api.ts';
-import { describeShares, judgeDegeneracy } from '../lib/metrics.ts';
+import { describeShares, judgeDegeneracy } from '../lib/relevance/grade-agreement.ts';
 import { chooseDelivered, judgePredictions } from './delivery.ts';
 import type { ReasoningSteps } from '../lib/relevance/completion.ts';
 import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/grade-probs.ts';
@@ -38,7 +38,7 @@ import { ensemblePrediction, exampleFields, pooledPrediction, scoreCompletion, u
 import { comparisonRow, summarise, type ModelSummary } from './summary.ts';
 import type { JudgeInputs } from './delivery.ts';
 import type { CheckpointResult, EvalMetrics } from './eval-metrics.ts';
-import type { Degeneracy } from '../lib/metrics.ts';
+import type { Degeneracy } from '../lib/relevance/grade-agreement.ts';
 
 const params = z.strictObject({
   split: z.enum(['test', 'dev']).default('test').describe('Split evaluated: test for the figures you report, dev to compare runs without looking at test'),

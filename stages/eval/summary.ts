@@ -1,11 +1,11 @@
 /**
- * From predictions to the figures the papers report: the classification metrics (stages/lib/metrics),
+ * From predictions to the figures the papers report: the classification metrics (stages/lib/relevance/grade-agreement.ts),
  * slices by capability, difficulty and source (RAIR-style), and the completion-level rates: format
  * validity, step-verification rate, rule adherence, mean completion length and latency.
  * A rate whose denominator is empty is null (JSON has no NaN), never 0.
  */
 import { STEP_NAMES } from '../lib/relevance/completion.ts';
-import { bootstrapIntervals, classificationMetrics, mean, type ClassificationMetrics, type MetricIntervals } from '../lib/metrics.ts';
+import { bootstrapIntervals, classificationMetrics, mean, type ClassificationMetrics, type MetricIntervals } from '../lib/relevance/grade-agreement.ts';
 import type { Prediction } from './predictions.ts';
 
 export interface SliceScores {

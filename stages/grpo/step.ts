@@ -8,7 +8,7 @@
 import type { Rng } from '../../pipeline/api.ts';
 import { fitsContext, promptIds } from '../lib/policy.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
-import { mean } from '../lib/metrics.ts';
+import { mean } from '../lib/relevance/grade-agreement.ts';
 import { diverseGroups, dyknowAdvantages, groupAdvantages, informativeGroups, stepwiseAdvantages } from '../lib/rl/advantages.ts';
 import type { GrpoParams } from './params.ts';
 import { groupsToReplay, hintedMessages, reasoningText, rollOut, scoreRollouts, withoutContext, type Group, type PromptSource, type Rollout, type Sampler } from './rollout.ts';

@@ -8,7 +8,7 @@ import * as engineLib from '../lib/engine/index.ts';
 import { fitsContext, loadPolicy, promptIds } from '../lib/policy.ts';
 import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
-import { mean } from '../lib/metrics.ts';
+import { mean } from '../lib/relevance/grade-agreement.ts';
 import { std } from '../lib/rl/advantages.ts';
 import { closeRewards, loadRewards, rewardMean, type LoadedReward } from '../lib/rewards.ts';
 import { greedyAccuracy, probeSample, readPromptRecords, referenceSteps } from '../lib/scoring.ts';

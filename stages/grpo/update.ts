@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as engineLib from '../lib/engine/index.ts';
-import { mean } from '../lib/metrics.ts';
+import { mean } from '../lib/relevance/grade-agreement.ts';
 import { grpoLoss } from '../lib/rl/losses.ts';
 import type { GrpoParams } from './params.ts';
 import type { Rollout } from './rollout.ts';

@@ -4,7 +4,7 @@
  * checkpoints this way (TaoSR1's post-CoT); the serving judge reads every checkpoint this way, with
  * the prefix being the prompt plus the reasoning the model wrote before its answer.
  */
-import { classificationMetrics } from './metrics.ts';
+import { classificationMetrics } from './relevance/grade-agreement.ts';
 import type { Policy } from './policy.ts';
 import { gradeFor } from './relevance/baseline.ts';
 import { GRADES, type Grade } from './relevance/types.ts';

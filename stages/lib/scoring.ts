@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { Rng } from '../../pipeline/api.ts';
 import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from './relevance/completion.ts';
-import { classificationMetrics, judgeDegeneracy, type Degeneracy } from './metrics.ts';
+import { classificationMetrics, judgeDegeneracy, type Degeneracy } from './relevance/grade-agreement.ts';
 import { analyzePair, toReasoningSteps } from './relevance/analysis.ts';
 import { forEachJsonl } from './relevance/jsonl.ts';
 import type { KnowledgeGraph } from './relevance/kg.ts';

@@ -299,7 +299,7 @@ export default defineStage({
     ctx.metrics.log(step, final);
     ctx.log.info(`final: ${JSON.stringify(final)}`);
     const degeneracy = lastProbe?.degeneracy;
-    const shares = degeneracy ? (await import('../lib/metrics.ts')).describeShares(degeneracy.predictedShares) : '';
+    const shares = degeneracy ? (await import('../lib/relevance/grade-agreement.ts')).describeShares(degeneracy.predictedShares) : '';
     if (degeneracy?.degenerate) ctx.log.warn(`the model is degenerate on the ${probe.length} dev probe prompts: ${degeneracy.reasons.join('; ')} (predicted: ${shares})`);
     await savePolicy({ dir: tokenizerDir, model, tokenizer, format }, ctx.outDir, ctx.engine);
     if (rlPool) await writeRlPool(ctx.outDir, rlPool);

@@ -3,7 +3,7 @@ import { analyzePair } from '../../stages/lib/relevance/analysis.ts';
 import { lexicalBaseline } from '../../stages/lib/relevance/baseline.ts';
 import { countTokens, PromptBuilder, promptParamsSchema, rankFacts } from '../../stages/lib/relevance/prompts.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
-import { classificationMetrics } from '../../stages/lib/metrics.ts';
+import { classificationMetrics } from '../../stages/lib/relevance/grade-agreement.ts';
 import { builtinGraph, itemOf, smallWorld } from './fixtures.ts';
 
 const kg = builtinGraph();

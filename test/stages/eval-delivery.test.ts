@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseDelivered, judgePredictions, queryFolds, type JudgeInputs } from '../../stages/eval/delivery.ts';
 import type { Prediction } from '../../stages/eval/predictions.ts';
-import { classificationMetrics, judgeDegeneracy } from '../../stages/lib/metrics.ts';
+import { classificationMetrics, judgeDegeneracy } from '../../stages/lib/relevance/grade-agreement.ts';
 import { fitCutPoints, gradeFor } from '../../stages/lib/relevance/baseline.ts';
 import { GRADES, type Grade, type RelevanceExample } from '../../stages/lib/relevance/types.ts';
 

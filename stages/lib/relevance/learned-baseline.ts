@@ -19,7 +19,7 @@
  * library, and a hand-written loop is deterministic and takes sample weights.
  */
 import { mostProbableGrade } from '../grade-probs.ts';
-import { classificationMetrics } from '../metrics.ts';
+import { classificationMetrics } from './grade-agreement.ts';
 import { queryCoverage, itemTerms } from './baseline.ts';
 import { Bm25, bm25Terms } from './bm25.ts';
 import { normalise } from './text.ts';

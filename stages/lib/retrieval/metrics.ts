@@ -7,7 +7,7 @@
  * nobody judged). An item counts as relevant when its grade is L3 or L4 (the papers' binary cut:
  * stages/lib/relevance/types.ts); an item without a grade counts as not relevant.
  */
-import { mean, quantile, type Interval } from '../metrics.ts';
+import { mean, quantile, type Interval } from '../relevance/grade-agreement.ts';
 import { isRelevant, type Grade } from '../relevance/types.ts';
 
 export interface RankedQuery {

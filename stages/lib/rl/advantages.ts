@@ -10,7 +10,7 @@
  * TRL uses the unbiased std (torch.std) and eps = 1e-4. Completions are laid out group after group:
  * indices [g*G, (g+1)*G) belong to prompt g.
  */
-import { mean } from '../metrics.ts';
+import { mean } from '../relevance/grade-agreement.ts';
 
 export type ScaleRewards = 'group' | 'batch' | 'none';
 export const ADVANTAGE_EPS = 1e-4;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bootstrapIntervals, classificationMetrics, quadraticWeightedKappa } from '../stages/lib/metrics.ts';
+import { bootstrapIntervals, classificationMetrics, quadraticWeightedKappa } from '../stages/lib/relevance/grade-agreement.ts';
 import { Rng } from '../pipeline/rng.ts';
 import type { Grade } from '../stages/lib/relevance/types.ts';
 

@@ -1,12 +1,12 @@
 /**
- * Relevance metrics as LORE / TaoSR report them: Acc@2 (binary: L3–L4 against L1–L2), Acc@4 (exact
- * grade), macro-F1 over the four grades, per-grade precision/recall/F1 and the confusion matrix;
+ * How well predicted grades agree with gold: the judge metrics as LORE / TaoSR report them: Acc@2
+ * (binary: L3–L4 against L1–L2), Acc@4 (exact grade), macro-F1 over the four grades, per-grade precision/recall/F1 and the confusion matrix;
  * quadratic weighted kappa (the ordinal agreement the Kaggle/CrowdFlower relevance task scores);
  * and percentile-bootstrap 95 % intervals for each headline figure.
  * A prediction may be missing (the model gave no valid answer): it counts as wrong everywhere and
  * is reported in `unanswered`.
  */
-import { GRADES, isRelevant, type Grade } from './relevance/types.ts';
+import { GRADES, isRelevant, type Grade } from './types.ts';
 
 export interface GradeScores {
   precision: number;
