@@ -22,6 +22,11 @@ function rows(methods: Record<string, MethodFigures>, lead: (method: string) => 
   ]);
 }
 
+function hybridWeights(hybrid: Record<string, { denseWeight: number; tuneSplit: string }> | undefined): string {
+  const chosen = Object.entries(hybrid ?? {}).map(([stage, h]) => `${stage} ${h.denseWeight} on ${h.tuneSplit}`);
+  return chosen.length > 0 ? `: ${chosen.join(', ')}` : '';
+}
+
 export function retrievalFragment(metrics: {
   split: string;
   k: number;
@@ -29,6 +34,7 @@ export function retrievalFragment(metrics: {
   judge: string;
   judgeLabels: number;
   annRecall: Record<string, number>;
+  hybrid?: Record<string, { denseWeight: number; tuneSplit: string }>;
   hasQueryLog: boolean;
   methods: Record<string, MethodFigures>;
   slices: Record<string, Record<string, MethodFigures>>;
@@ -46,7 +52,7 @@ export function retrievalFragment(metrics: {
       title: `Retrieval on ${metrics.queries} ${metrics.split} queries`,
       columns: ['method', ...figureColumns],
       rows: rows(metrics.methods, (method) => [method]),
-      note: [judge, 'hybrid: reciprocal-rank fusion of bm25 and the dense run (k = 60).', ...ann].join(' '),
+      note: [judge, `rrf: reciprocal-rank fusion of bm25 and the dense run, equal weights (k = 60). hybrid: the same with the dense run's weight chosen by NDCG@10 on another split's queries (0 = bm25 alone)${hybridWeights(metrics.hybrid)}.`, ...ann].join(' '),
     },
   ];
   const sliceRows = Object.entries(metrics.slices).flatMap(([slice, methods]) => rows(methods, (method) => [slice, method]));

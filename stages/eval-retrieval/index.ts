@@ -96,6 +96,7 @@ export default defineStage({
       judge: p.judge,
       judgeLabels: scored.labels.length,
       annRecall: manifest.annRecall,
+      hybrid: manifest.hybrid,
       hasQueryLog: log !== undefined,
       methods: scored.methods,
       slices: scored.slices,

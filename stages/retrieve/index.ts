@@ -3,7 +3,11 @@
  *   bm25               Okapi BM25 over the items' title and description start
  *                      (stages/lib/relevance/bm25.ts)
  *   dense:<stage>      HNSW search of the query's vector from embeddings stage <stage>
- *   hybrid:<stage>     reciprocal-rank fusion of bm25 and dense:<stage> (stages/lib/retrieval/fusion.ts)
+ *   rrf:<stage>        reciprocal-rank fusion of bm25 and dense:<stage>, equal weights, k = rrf_k
+ *   hybrid:<stage>     weighted reciprocal-rank fusion of bm25 and dense:<stage>, the dense weight
+ *                      chosen among `dense_weights` (0 = BM25 alone) by mean NDCG@10 on the
+ *                      `tune_split` queries' human judgements (dev; never test), whatever split is
+ *                      retrieved for (stages/lib/retrieval/fusion.ts)
  *   bm25+rewrite       with a rewrites input (the rewrite stage): for a long-tail query (tier tail
  *                      in the query log, or not a train query), BM25's ranking of the query and of
  *                      each rewrite merged by reciprocal-rank fusion (BEQUE's served query); other
@@ -25,6 +29,8 @@ const params = z.strictObject({
   k: z.number().int().min(1).default(100).describe('Items retrieved per query and method'),
   rrf_k: z.number().int().min(0).default(60).describe('k of reciprocal-rank fusion: 1/(k + rank) (Cormack et al. 2009 use 60)'),
   description_chars: z.number().int().min(0).default(200).describe('Characters of an item’s description BM25 reads after its title'),
+  dense_weights: z.array(z.number().min(0).max(1)).min(1).default([0, 0.05, 0.1, 0.2, 0.3, 0.5]).describe('Candidate weights of the dense run in the hybrid (BM25 gets 1 − w); 0 keeps BM25’s ranking'),
+  tune_split: z.enum(['train', 'dev']).default('dev').describe('Whose judged queries choose the hybrid’s dense weight (by mean NDCG@10); never test'),
 });
 
 export interface RetrievalRun {
@@ -40,6 +46,8 @@ export interface RetrievalManifest {
   methods: string[];
   queries: number;
   annRecall: Record<string, number>;
+  /** Per embed stage: the hybrid's dense weight, chosen on `tuneSplit`, and the NDCG@10 there of every candidate. */
+  hybrid: Record<string, { denseWeight: number; tuneSplit: string; tuneNdcg10: Record<string, number> }>;
 }
 
 export const RETRIEVAL_FILE = 'retrieval.json';
@@ -47,7 +55,7 @@ export const RUNS_FILE = 'runs.jsonl';
 
 export default defineStage({
   name: 'retrieve',
-  version: '2',
+  version: '3',
   description: 'Retrieve the top K items per query of a split: BM25, dense (HNSW, with its recall against exact search) and hybrid (reciprocal-rank fusion).',
   params,
   produces: 'retrieval',
@@ -61,7 +69,8 @@ export default defineStage({
     const { bm25Terms, Bm25 } = await import('../lib/relevance/bm25.ts');
     const { itemText, judgedQueries } = await import('../lib/retrieval/catalog.ts');
     const { loadHnsw, recallAgainstExact, searchExact, searchHnsw } = await import('../lib/retrieval/ann.ts');
-    const { reciprocalRankFusion } = await import('../lib/retrieval/fusion.ts');
+    const { chooseFusionWeight, hybridRanking, reciprocalRankFusion } = await import('../lib/retrieval/fusion.ts');
+    const { meanNdcg10 } = await import('../lib/retrieval/metrics.ts');
     const { readEmbeddings } = await import('../lib/retrieval/vectors.ts');
     const { INDEX_FILE } = await import('../index/index.ts');
     type CatalogEntry = import('../lib/retrieval/catalog.ts').CatalogEntry;
@@ -71,9 +80,12 @@ export default defineStage({
     const manifest = JSON.parse(await readFile(path.join(indexDir, INDEX_FILE), 'utf8')) as IndexManifest;
     const catalog = await readJsonl<CatalogEntry>(path.join(indexDir, 'catalog.jsonl'));
     const queries = judgedQueries(await readSplit(ctx.inputs.one('dataset').dir, p.split));
+    const tuneQueries = p.tune_split === p.split ? queries : judgedQueries(await readSplit(ctx.inputs.one('dataset').dir, p.tune_split));
     const runs: RetrievalRun[] = [];
     const bm25 = new Bm25(catalog.map((e) => bm25Terms(itemText(e.item, p.description_chars))));
-    const lexical = new Map(queries.map((q) => [q.queryId, bm25.top(bm25Terms(q.query), p.k).map((hit) => (catalog[hit.index] as CatalogEntry).key)]));
+    const lexicalTop = (q: { query: string }) => bm25.top(bm25Terms(q.query), p.k).map((hit) => (catalog[hit.index] as CatalogEntry).key);
+    const lexical = new Map(queries.map((q) => [q.queryId, lexicalTop(q)]));
+    const tuneLexical = new Map(tuneQueries.map((q) => [q.queryId, lexical.get(q.queryId) ?? lexicalTop(q)]));
     for (const q of queries) runs.push({ method: 'bm25', queryId: q.queryId, query: q.query, retrieved: lexical.get(q.queryId) as string[] });
     const methods = ['bm25'];
     const rewritesInput = ctx.inputs.many('rewrites')[0];
@@ -103,35 +115,51 @@ export default defineStage({
     }
 
     const annRecall: Record<string, number> = {};
+    const hybrid: RetrievalManifest['hybrid'] = {};
     for (const input of ctx.inputs.many('embeddings')) {
       ctx.signal.throwIfAborted();
       const dense = manifest.dense[input.stage];
       if (!dense) throw new Error(`${input.stage}: the index input has no dense index of it (index.json names ${Object.keys(manifest.dense).join(', ') || 'none'}): put it in the index stage's needs`);
       const embeddings = await readEmbeddings(input.dir);
       const rowOf = new Map(embeddings.queries.map((q) => [q.queryId, q.row]));
-      const missing = queries.filter((q) => !rowOf.has(q.queryId));
-      if (missing.length > 0) throw new Error(`${input.stage}: no vector for ${missing.length} ${p.split} queries (first: "${missing[0]?.query}"): embed and retrieve must read the same dataset`);
       const d = embeddings.meta.dimensions;
-      const data = new Float32Array(queries.length * d);
-      queries.forEach((q, i) => data.set(embeddings.queryVectors.data.subarray((rowOf.get(q.queryId) as number) * d, ((rowOf.get(q.queryId) as number) + 1) * d), i * d));
-      const queryMatrix = { rows: queries.length, dimensions: d, data };
+      const queryMatrix = (split: string, list: typeof queries) => {
+        const missing = list.filter((q) => !rowOf.has(q.queryId));
+        if (missing.length > 0) throw new Error(`${input.stage}: no vector for ${missing.length} ${split} queries (first: "${missing[0]?.query}"): embed and retrieve must read the same dataset`);
+        const data = new Float32Array(list.length * d);
+        list.forEach((q, i) => {
+          const at = rowOf.get(q.queryId) as number;
+          data.set(embeddings.queryVectors.data.subarray(at * d, (at + 1) * d), i * d);
+        });
+        return { rows: list.length, dimensions: d, data };
+      };
       const index = await loadHnsw(path.join(indexDir, dense.file), d, { connectivity: manifest.hnsw.connectivity, expansionAdd: manifest.hnsw.expansion_add, expansionSearch: manifest.hnsw.expansion_search });
-      const approximate = searchHnsw(index, queryMatrix, p.k);
-      const exact = await searchExact(embeddings.items, queryMatrix, p.k);
+      const approximate = searchHnsw(index, queryMatrix(p.split, queries), p.k);
+      const exact = await searchExact(embeddings.items, queryMatrix(p.split, queries), p.k);
       annRecall[input.stage] = recallAgainstExact(approximate, exact, p.k);
       const keyOf = (row: number) => embeddings.itemKeys[row] as string;
+      // The dense weight, chosen on the tune split's human judgements with the dense run the
+      // retrieved split gets (HNSW), so the choice sees what is scored.
+      const tuneDense = p.tune_split === p.split ? approximate : searchHnsw(index, queryMatrix(p.tune_split, tuneQueries), p.k);
+      const tuneRanked = (weight: number) =>
+        tuneQueries.map((q, i) => ({ queryId: q.queryId, query: q.query, grades: q.grades, retrieved: hybridRanking(tuneLexical.get(q.queryId) as string[], (tuneDense[i] ?? []).map((n) => keyOf(n.row)), weight, p.rrf_k) }));
+      const chosen = chooseFusionWeight(p.dense_weights, (weight) => meanNdcg10(tuneRanked(weight)) ?? 0);
+      hybrid[input.stage] = { denseWeight: chosen.weight, tuneSplit: p.tune_split, tuneNdcg10: chosen.figures };
       queries.forEach((q, i) => {
         const denseKeys = (approximate[i] ?? []).map((n) => keyOf(n.row));
+        const lexicalKeys = lexical.get(q.queryId) as string[];
         runs.push({ method: `dense:${input.stage}`, queryId: q.queryId, query: q.query, retrieved: denseKeys });
-        runs.push({ method: `hybrid:${input.stage}`, queryId: q.queryId, query: q.query, retrieved: reciprocalRankFusion([lexical.get(q.queryId) as string[], denseKeys], p.rrf_k).slice(0, p.k) });
+        runs.push({ method: `rrf:${input.stage}`, queryId: q.queryId, query: q.query, retrieved: reciprocalRankFusion([lexicalKeys, denseKeys], p.rrf_k).slice(0, p.k) });
+        runs.push({ method: `hybrid:${input.stage}`, queryId: q.queryId, query: q.query, retrieved: hybridRanking(lexicalKeys, denseKeys, chosen.weight, p.rrf_k).slice(0, p.k) });
       });
-      methods.push(`dense:${input.stage}`, `hybrid:${input.stage}`);
+      methods.push(`dense:${input.stage}`, `rrf:${input.stage}`, `hybrid:${input.stage}`);
       ctx.log.info(`${input.stage}: HNSW recall@${p.k} against exact search ${annRecall[input.stage]?.toFixed(4)} over ${queries.length} ${p.split} queries`);
+      ctx.log.info(`${input.stage}: hybrid dense weight ${chosen.weight} (mean NDCG@10 on ${tuneQueries.length} ${p.tune_split} queries: ${Object.entries(chosen.figures).map(([w, f]) => `${w} -> ${f.toFixed(4)}`).join(', ')})`);
     }
     await writeJsonl(path.join(ctx.outDir, RUNS_FILE), runs);
-    const retrieval: RetrievalManifest = { split: p.split, k: p.k, methods, queries: queries.length, annRecall };
+    const retrieval: RetrievalManifest = { split: p.split, k: p.k, methods, queries: queries.length, annRecall, hybrid };
     await writeJson(path.join(ctx.outDir, RETRIEVAL_FILE), retrieval);
-    const metrics = { split: p.split, queries: queries.length, methods: methods.length, ...(rewritesInput ? { rewritten } : {}), ...Object.fromEntries(Object.entries(annRecall).map(([stage, r]) => [`ann_recall.${stage}`, r])) };
+    const metrics = { split: p.split, queries: queries.length, methods: methods.length, ...(rewritesInput ? { rewritten } : {}), ...Object.fromEntries(Object.entries(annRecall).map(([stage, r]) => [`ann_recall.${stage}`, r])), ...Object.fromEntries(Object.entries(hybrid).map(([stage, h]) => [`hybrid_dense_weight.${stage}`, h.denseWeight])) };
     ctx.metrics.log(0, metrics);
     return { metrics };
   },

@@ -87,6 +87,11 @@ export function allScenarioHitrate(queries: readonly RankedQuery[], k: number): 
   return relevantTotal === 0 ? null : hits / relevantTotal;
 }
 
+/** Mean NDCG@10 over the queries that have one (what the hybrid's dense weight is chosen by); null when none has. */
+export function meanNdcg10(queries: readonly RankedQuery[]): number | null {
+  return meanOfKnown(queries.map((q) => ndcgAt(q, 10)));
+}
+
 export interface RetrievalFigures {
   /** Queries scored (those with at least one relevant item count for recall, MRR and ASH). */
   queries: number;
