@@ -16,7 +16,7 @@ import { ApiError, invalidRequest } from './api-errors.ts';
 import { checkTextFields } from './http-input.ts';
 import { ChatRefused, type ChatRequest, type ChatResult } from './llm-tier.ts';
 import type { LoadedDeployment } from './load-deployment.ts';
-import type { ServingMetrics } from './metrics.ts';
+import type { ServingMetrics } from './prometheus.ts';
 
 /** OpenAI allows up to 4 stop sequences; `n` is bounded so one request cannot fill a batch many times over. */
 const MAX_STOP = 4;

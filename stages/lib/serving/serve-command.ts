@@ -13,7 +13,7 @@ import { DynamicBatcher } from './batcher.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 import type { RoutingTier } from './deployment.ts';
 import { loadDeployment } from './load-deployment.ts';
-import { servingMetrics } from './metrics.ts';
+import { servingMetrics } from './prometheus.ts';
 import { startServer, type RunningServer, type ServerOptions } from './server.ts';
 
 /** How often the server checks that the process that started it is still there. */

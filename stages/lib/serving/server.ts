@@ -25,7 +25,7 @@ import { ApiError, apiErrorBody, invalidRequest, typeOfStatus } from './api-erro
 import type { DynamicBatcher } from './batcher.ts';
 import { acceptJsonBodies, checkTextFields } from './http-input.ts';
 import type { LoadedDeployment } from './load-deployment.ts';
-import type { ServingMetrics } from './metrics.ts';
+import type { ServingMetrics } from './prometheus.ts';
 import { modelCard, registerOpenAiRoutes } from './openai-routes.ts';
 import { QueueFullError, routeRequest, type RouterParts } from './router.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
