@@ -73,7 +73,7 @@ async function firstDevPrompts(store: string, count: number): Promise<Array<{ id
 
 /** Greedy completions of `prompts` by the checkpoint in `dir` on one inference path. */
 async function completionsVia(dir: string, inference: 'onnxruntime' | 'tfjs', prompts: Awaited<ReturnType<typeof firstDevPrompts>>) {
-  const { loadPolicy, generateCompletions, releasePolicy } = await import('../stages/lib/policy.ts');
+  const { loadPolicy, generateCompletions, releasePolicy } = await import('../stages/lib/judge/model.ts');
   const silent = { info: () => {}, warn: () => {}, debug: () => {} };
   const { policy, engine } = await loadPolicy(dir, { backend: 'wasm', inference }, silent);
   expect(engine.inference).toBe(inference);

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SftRecord } from '../../stages/cot/index.ts';
 import { loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
-import { completionIds, promptIds, readCompletionFormat } from '../../stages/lib/policy.ts';
+import { completionIds, promptIds, readCompletionFormat } from '../../stages/lib/judge/model.ts';
 import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
 
 const [setDir, modelDir, outFile] = process.argv.slice(2);

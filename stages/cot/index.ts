@@ -175,7 +175,7 @@ async function makeTeacher(ctx: StageContext<Params>, kg: KnowledgeGraph): Promi
       },
     };
   }
-  const { loadPolicy, generateCompletions } = await import('../lib/policy.ts');
+  const { loadPolicy, generateCompletions } = await import('../lib/judge/model.ts');
   const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
   return {
     engine,
@@ -305,7 +305,7 @@ export default defineStage({
       }
     }
     await writeJsonl(join(ctx.outDir, 'rounds.jsonl'), counts);
-    const { writeCompletionFormat } = await import('../lib/policy.ts');
+    const { writeCompletionFormat } = await import('../lib/judge/model.ts');
     await writeCompletionFormat(ctx.outDir, { answerFirst: p.answer_first, dropSystemPrompt: false });
     return { metrics: { ...totals, rounds: counts.length }, ...(engine ? { engine } : {}) };
   },

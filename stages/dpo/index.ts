@@ -62,7 +62,7 @@ export default defineStage({
     const engineLib = await import('../lib/engine/index.ts');
     const tf = await import('@tensorflow/tfjs-core');
     const { dpoLoss } = await import('../lib/rl/losses.ts');
-    const { loadPolicy, promptIds, completionIds } = await import('../lib/policy.ts');
+    const { loadPolicy, promptIds, completionIds } = await import('../lib/judge/model.ts');
     const { readJsonl } = await import('../lib/relevance/jsonl.ts');
     const { greedyAccuracy, probeSample, readPromptRecords } = await import('../lib/scoring.ts');
     const { readSampledPrompts } = await import('../sample/index.ts');

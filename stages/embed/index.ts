@@ -51,7 +51,7 @@ export default defineStage({
     const { readCatalog, itemText, judgedQueries } = await import('../lib/retrieval/catalog.ts');
     const { embedIds, embedTexts, embeddingIds } = await import('../lib/retrieval/embedding.ts');
     const { writeEmbeddings } = await import('../lib/retrieval/vectors.ts');
-    const { loadPolicy, releasePolicy } = await import('../lib/policy.ts');
+    const { loadPolicy, releasePolicy } = await import('../lib/judge/model.ts');
     const { ANALYSIS_STOPS, analysisPrompt, buildTriplets, cotByQuery, trainEmbedder } = await import('./train.ts');
 
     const dataset = ctx.inputs.one('dataset');

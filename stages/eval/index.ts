@@ -97,7 +97,7 @@ async function evaluateCheckpoint(
   references: ReadonlyMap<string, ReasoningSteps>,
   onBatch: (examples: number) => void,
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
-  const policyLib = await import('../lib/policy.ts');
+  const policyLib = await import('../lib/judge/model.ts');
   const { seededSample } = await import('../lib/scoring.ts');
   const { answerPrefix, cumulativeGrade, gradeProbsAfter, tuneAnswerFirstThreshold, MEDIAN_THRESHOLD } = await import('../lib/grade-probs.ts');
   const p = ctx.params;

@@ -6,7 +6,7 @@
  * The update itself is update.ts.
  */
 import type { Rng } from '../../pipeline/api.ts';
-import { fitsContext, promptIds } from '../lib/policy.ts';
+import { fitsContext, promptIds } from '../lib/judge/model.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { mean } from '../lib/relevance/grade-agreement.ts';
 import { diverseGroups, dyknowAdvantages, groupAdvantages, informativeGroups, stepwiseAdvantages } from '../lib/rl/advantages.ts';

@@ -5,7 +5,7 @@
  */
 import { type StageContext, type StageOutcome, yieldToEventLoop } from '../../pipeline/api.ts';
 import * as engineLib from '../lib/engine/index.ts';
-import { fitsContext, loadPolicy, promptIds } from '../lib/policy.ts';
+import { fitsContext, loadPolicy, promptIds } from '../lib/judge/model.ts';
 import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { mean } from '../lib/relevance/grade-agreement.ts';

@@ -5,7 +5,7 @@
  * the prefix being the prompt plus the reasoning the model wrote before its answer.
  */
 import { classificationMetrics } from './relevance/grade-agreement.ts';
-import type { Policy } from './policy.ts';
+import type { Policy } from './judge/model.ts';
 import { gradeFor } from './relevance/baseline.ts';
 import { GRADES, type Grade } from './relevance/types.ts';
 

@@ -12,7 +12,7 @@ import { forEachJsonl } from './relevance/jsonl.ts';
 import type { KnowledgeGraph } from './relevance/kg.ts';
 import type { PromptRecord } from './relevance/prompts.ts';
 import { GRADES, type Grade } from './relevance/types.ts';
-import type { Policy } from './policy.ts';
+import type { Policy } from './judge/model.ts';
 
 /** What is wrong with a prompt record for the RL stages (the key and the rule), or undefined. */
 export function promptRecordProblem(record: PromptRecord): string | undefined {
@@ -114,7 +114,7 @@ export async function greedyAccuracy(
   records: readonly ProbeRecord[],
   options: { maxNewTokens: number; batchSize: number; rng: Rng; signal?: AbortSignal },
 ): Promise<AccuracyProbe> {
-  const { greedyCompletions, fitsContext, promptIds } = await import('./policy.ts');
+  const { greedyCompletions, fitsContext, promptIds } = await import('./judge/model.ts');
   records = records.filter((r) => fitsContext(policy, promptIds(policy.tokenizer, policy.format, r.messages).length, options.maxNewTokens));
   if (records.length === 0) return { acc4: 0, acc2: 0, macro_f1: 0, format_valid: 0, count: 0 };
   const completions = await greedyCompletions(policy, records, options);

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { type EngineConfig, Rng, type StageContext } from '../../pipeline/api.ts';
 import type { AdamW, LoraOptions, Model } from './engine/index.ts';
-import type { Policy } from './policy.ts';
+import type { Policy } from './judge/model.ts';
 import { probeMetrics, type AccuracyProbe } from './scoring.ts';
 
 /**
@@ -66,7 +66,7 @@ export async function finishTraining(
   before: AccuracyProbe,
   probe: () => Promise<AccuracyProbe>,
 ): Promise<Record<string, number>> {
-  const { releasePolicy } = await import('../lib/policy.ts');
+  const { releasePolicy } = await import('./judge/model.ts');
   await policy.inference.refresh(); // the probe decodes the trained weights
   const after = await probe();
   ctx.log.info(`dev probe after: ${JSON.stringify(after)}`);
@@ -85,7 +85,7 @@ export async function finishTraining(
 export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokenizer' | 'format'>, outDir: string, engine: EngineConfig): Promise<void> {
   const { saveModel } = await import('../lib/engine/index.ts');
   const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
-  const { writeCompletionFormat, writeInferenceExport } = await import('../lib/policy.ts');
+  const { writeCompletionFormat, writeInferenceExport } = await import('./judge/model.ts');
   // float32 whatever the base was stored in: bf16 would round small trained updates away (SaveOptions.dtype).
   await saveModel(policy.model, outDir, policy.tokenizer, { dtype: 'float32' });
   if (policy.model.lora) {

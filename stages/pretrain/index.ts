@@ -78,7 +78,7 @@ export default defineStage({
     const { loadTokenizer, copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
     const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
     const { readSplits } = await import('../lib/relevance/dataset.ts');
-    const policyLib = await import('../lib/policy.ts');
+    const policyLib = await import('../lib/judge/model.ts');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const documents = catalogDocuments(await readSplits(ctx.inputs.one('dataset').dir));

@@ -83,7 +83,7 @@ export default defineStage({
   requires: () => ['checkpoint', 'kg', 'prompts'],
   async run(ctx) {
     const p = ctx.params;
-    const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/policy.ts');
+    const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/judge/model.ts');
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { drawFromPool, poolSampleSize, readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl-pool.ts');

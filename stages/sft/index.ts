@@ -138,7 +138,7 @@ export default defineStage({
     const engineLib = await import('../lib/engine/index.ts');
     const { loadTokenizer } = await import('../lib/engine/tokenizer.ts');
     const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
-    const policyLib = await import('../lib/policy.ts');
+    const policyLib = await import('../lib/judge/model.ts');
     const scoring = await import('../lib/scoring.ts');
     const { savePolicy, trainableModel } = await import('../lib/training.ts');
     if (p.lora && !p.init) throw new Error('lora needs init: adapters train on a pretrained model (set init to an HF folder)');

@@ -4,7 +4,7 @@
  * batch's other rows (GenerateOptions.onToken ends a row).
  */
 import { Rng } from '../../../pipeline/api.ts';
-import { generateCompletions, promptIds, type Policy } from '../policy.ts';
+import { generateCompletions, promptIds, type Policy } from '../judge/model.ts';
 import type { ChatChoice, ChatRequest, ChatResult } from './llm-tier.ts';
 
 export interface ChatJob extends ChatRequest {

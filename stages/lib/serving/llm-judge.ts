@@ -1,7 +1,7 @@
 /**
  * The trained judge as a labeller: for any query–item pair, render the prompt the judge was trained
  * on (the icl stage's knowledge-graph facts and train exemplars, with its params), decode greedily
- * through policy.ts, and read the grade probabilities from the answer tokens after the reasoning
+ * through stages/lib/judge/model.ts, and read the grade probabilities from the answer tokens after the reasoning
  * (grade-probs.ts), pooled with the learned lexical baseline's when `lexicalPool` says so (as eval's
  * `lexical_pool` scores it); with `ensembleDirs`, several checkpoints judge as one (eval's
  * `ensemble`). What `pipeline score`, the distill stage's teacher, the precompute stage and the
@@ -9,7 +9,7 @@
  */
 import { type EngineConfig, type EngineRecord, type Logger, Rng } from '../../../pipeline/api.ts';
 import { parseCompletion } from '../relevance/completion.ts';
-import type { Policy } from '../policy.ts';
+import type { Policy } from '../judge/model.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
 import type { GradeReading } from '../grade-probs.ts';
 import type { LearnedBaseline } from '../relevance/learned-baseline.ts';
@@ -81,7 +81,7 @@ export interface LlmJudge {
 }
 
 export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, log: Logger, options: LlmJudgeOptions): Promise<LlmJudge> {
-  const { loadPolicy } = await import('../policy.ts');
+  const { loadPolicy } = await import('../judge/model.ts');
   const { loadKnowledgeGraph } = await import('../relevance/kg.ts');
   const { readSplit } = await import('../relevance/dataset.ts');
   const { PromptBuilder: Builder } = await import('../relevance/prompts.ts');
@@ -105,7 +105,7 @@ export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, 
     engine: record,
     judge: (pairs, signal) => judgeWith(members, builder, pairs, options, { lexical, threshold }, signal),
     close: () => {
-      void import('../policy.ts').then(({ releasePolicy }) => members.forEach(releasePolicy));
+      void import('../judge/model.ts').then(({ releasePolicy }) => members.forEach(releasePolicy));
     },
   };
 }
@@ -131,7 +131,7 @@ interface LexicalPool {
  * probable grade is read instead.
  */
 async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: readonly RelevanceExample[], options: LlmJudgeOptions, log: Logger): Promise<number | undefined> {
-  const { fitsContext, promptIds } = await import('../policy.ts');
+  const { fitsContext, promptIds } = await import('../judge/model.ts');
   const { tuneAnswerFirstThreshold, THRESHOLD_TUNING_EXAMPLES } = await import('../grade-probs.ts');
   const { seededSample } = await import('../scoring.ts');
   const prompts = dev.map((example) => ({ gold: example.label, promptIds: promptIds(policy.tokenizer, policy.format, builder.build(example).messages) }));
@@ -165,7 +165,7 @@ interface PolicyReading {
 type PairPrompt = { id: string; messages: ReturnType<PromptBuilder['build']>['messages'] };
 
 async function readWith(policy: Policy, prompts: readonly PairPrompt[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<PolicyReading> {
-  const { greedyCompletions, fitsContext, promptIds } = await import('../policy.ts');
+  const { greedyCompletions, fitsContext, promptIds } = await import('../judge/model.ts');
   const { answerPrefix, gradeProbsAfter } = await import('../grade-probs.ts');
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));

@@ -1,5 +1,5 @@
 /**
- * The LLM tier's worker thread: loads the judge (through policy.ts) and answers judge and chat
+ * The LLM tier's worker thread: loads the judge (through judge/model.ts) and answers judge and chat
  * requests in arrival order, one batch at a time; chats waiting together are generated as one batch
  * (chat-generation.ts). Decoding is synchronous tensor work that would block an event loop for the
  * whole batch; in a worker, the server's cache and distilled tiers keep answering meanwhile.
