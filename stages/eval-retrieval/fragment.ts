@@ -33,6 +33,8 @@ export function retrievalFragment(metrics: {
   queries: number;
   judge: string;
   judgeLabels: number;
+  judgeUnlabelled?: number;
+  judgeName?: string;
   annRecall: Record<string, number>;
   hybrid?: Record<string, { denseWeight: number; tuneSplit: string }>;
   hasQueryLog: boolean;
@@ -45,7 +47,7 @@ export function retrievalFragment(metrics: {
   const judge =
     metrics.judge === 'none'
       ? 'Unjudged retrieved items count as not relevant.'
-      : `${metrics.judgeLabels} labels of unjudged retrieved items came from the ${metrics.judge} judge (fitted on train); the rest are human judgements.`;
+      : `${metrics.judgeLabels} labels of unjudged retrieved items came from the ${metrics.judgeName ?? metrics.judge} judge (trained or fitted on train); the rest are human judgements.${metrics.judgeUnlabelled ? ` ${metrics.judgeUnlabelled} unjudged retrieved pairs got no grade from it and count as not relevant.` : ''}`;
   const blocks: FragmentBlock[] = [
     {
       type: 'table',

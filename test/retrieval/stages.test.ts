@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Grade, RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import { judgedQueries, readCatalog } from '../../stages/lib/retrieval/catalog.ts';
 import { buildTriplets, cotByQuery, queryAnalysis, thinkText } from '../../stages/embed/train.ts';
-import { scoreRuns } from '../../stages/eval-retrieval/score.ts';
+import { scoreRuns, unjudgedPairs } from '../../stages/eval-retrieval/score.ts';
 
 const example = (query: string, title: string, label: Grade, id = `${query}/${title}`): RelevanceExample => ({
   id,
@@ -73,6 +73,31 @@ describe('scoreRuns', () => {
     expect(scored.methods['dense:e']!.recall).toBe(1);
     expect(scored.methods['dense:e']!.ash).toBe(1);
     expect(scored.slices.new!.bm25!.queries).toBe(1);
+  });
+
+  it('the pairs the trained judge is asked for: unjudged items among each run’s first max(K, 10), once each', () => {
+    // Depth 10 here (K = 2): bm25 brings x, dense x again and y; a and b are human-judged.
+    expect(unjudgedPairs(runs, judged, 2).map((p) => p.item).sort()).toEqual(['x', 'y']);
+  });
+
+  it('a pair the judge gives no grade is not relevant, not a label, and counted', () => {
+    const scored = scoreRuns({ ...base, judge: (_q, key, queryId) => (queryId === 'q' && key === 'x' ? undefined : 'L4') });
+    expect(scored.unlabelled).toBe(1);
+    expect(scored.labels.map((l) => l.item)).toEqual(['y']);
+    // bm25's first 2: b (L1), x (no grade): relevant {a, y}, none in the first 2.
+    expect(scored.methods.bm25!.recall).toBe(0);
+  });
+
+  it('a relevant item the judge found in one method’s run counts against every method (pooled)', () => {
+    const pooledRuns = [
+      { method: 'bm25', queryId: 'q', query: 'q', retrieved: ['a', 'b'] },
+      { method: 'dense:e', queryId: 'q', query: 'q', retrieved: ['z', 'a'] },
+    ];
+    const scored = scoreRuns({ ...base, runs: pooledRuns, judge: () => 'L4' });
+    // Relevant for both: a (human L4) and z (judge L4, found by dense only). bm25 finds a: 1/2.
+    expect(scored.methods.bm25!.recall).toBe(0.5);
+    expect(scored.methods.bm25!.ash).toBe(0.5);
+    expect(scored.methods['dense:e']!.recall).toBe(1);
   });
 
   it('without a judge an unjudged item is not relevant', () => {
