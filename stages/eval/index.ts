@@ -43,6 +43,11 @@ import type { Degeneracy } from '../lib/relevance/grade-agreement.ts';
 const params = z.strictObject({
   split: z.enum(['test', 'dev']).default('test').describe('Split evaluated: test for the figures you report, dev to compare runs without looking at test'),
   limit: z.number().int().min(0).default(0).describe('Examples evaluated, a seeded random sample of the split (0 = the whole split)'),
+  // Optional, so configs without it keep their fingerprints (and their uniform samples).
+  stratify: z
+    .boolean()
+    .optional()
+    .describe("With limit: the sample is stratified by gold grade (each grade's share of the split kept to within one pair), so a capped dev split still holds its rare grades for the delivered judge's fit"),
   dev_limit: z.number().int().min(1).default(THRESHOLD_TUNING_EXAMPLES).describe('Examples used to tune the answer_first grade threshold, a seeded random sample (from dev; from train when split is dev)'),
   batch_size: z.number().int().positive().default(8).describe('Prompts decoded at once'),
   max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion'),
@@ -217,7 +222,7 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
-    const { readPromptRecords, referenceSteps } = await import('../lib/scoring.ts');
+    const { readPromptRecords, referenceSteps, stratifiedSample } = await import('../lib/scoring.ts');
     const { writeJson } = await import('../lib/relevance/dataset.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { lexicalBaseline } = await import('../lib/relevance/baseline.ts');
@@ -230,8 +235,14 @@ export default defineStage({
     // Thresholds are tuned on dev, unless dev is what is evaluated.
     const tuningSet = tuningSplitOf(p.split) === 'train' ? train : dev;
     // The sample's stream name predates the split param, so test samples stay what they were.
-    const sampled = (split: 'dev' | 'test', all: PromptRecord[]) => (p.limit > 0 && p.limit < all.length ? ctx.rng.fork(`${split}-sample`).shuffle([...all]).slice(0, p.limit) : all);
+    const sampled = (split: 'dev' | 'test', all: PromptRecord[]) =>
+      p.limit <= 0 || p.limit >= all.length
+        ? all
+        : p.stratify
+          ? stratifiedSample(all, p.limit, (r) => r.example.label, ctx.rng.fork(`${split}-sample`))
+          : ctx.rng.fork(`${split}-sample`).shuffle([...all]).slice(0, p.limit);
     const examples = sampled(p.split, whole);
+    if (examples.length < whole.length) ctx.log.info(`${p.split}: ${examples.length} of ${whole.length} pairs (limit ${p.limit}, ${p.stratify ? 'stratified by gold grade' : 'uniform'})`);
     // What the delivered judge is fitted on: dev (the same sample when dev is what is evaluated).
     const fitting = p.split === 'dev' ? examples : sampled('dev', dev);
     const checkpoints = ctx.inputs.many('checkpoint');

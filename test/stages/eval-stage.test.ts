@@ -341,6 +341,28 @@ describe('eval stage', () => {
     rmSync(path.dirname(ctx.outDir), { recursive: true, force: true });
   });
 
+  it('with limit and stratify, evaluates a sample of the split that keeps each gold grade\'s share to within one pair', async () => {
+    const { testContext } = await import('../data/context.ts');
+    const evalStage = (await import('../../stages/eval/index.ts')).default;
+    const dev = await readJsonl<PromptRecord>(path.join(artifact('icl'), 'dev.jsonl'));
+    const limit = Math.floor(dev.length / 2);
+    const ctx = testContext(evalStage, { params: { split: 'dev', limit, stratify: true }, inputs: [{ stage: 'icl', kind: 'prompts', dir: artifact('icl') }, { stage: 'kg', kind: 'kg', dir: artifact('kg') }] });
+    await evalStage.run(ctx as never);
+    const sampled = (await readJsonl<Prediction>(path.join(ctx.outDir, 'predictions.jsonl'))).filter((p) => p.model === 'baseline');
+    expect(sampled).toHaveLength(limit);
+    expect(new Set(sampled.map((p) => p.id)).size).toBe(limit);
+    const devIds = new Set(dev.map((r) => r.id));
+    for (const p of sampled) expect(devIds.has(p.id)).toBe(true);
+    // Each grade holds its proportional share, limit x (its dev count) / (dev's size), rounded up or down.
+    for (const g of GRADES) {
+      const quota = (limit * dev.filter((r) => r.example.label === g).length) / dev.length;
+      const held = sampled.filter((p) => p.gold === g).length;
+      expect(held).toBeGreaterThanOrEqual(Math.floor(quota));
+      expect(held).toBeLessThanOrEqual(Math.ceil(quota));
+    }
+    rmSync(path.dirname(ctx.outDir), { recursive: true, force: true });
+  });
+
   it('writes a report fragment that `pipeline report` embeds', () => {
     const fragment = JSON.parse(readFileSync(path.join(artifact('eval'), 'report.json'), 'utf8'));
     expect(fragmentProblem(fragment)).toBeUndefined();
