@@ -24,7 +24,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage, type StageContext } from '../../pipeline/api.ts';
-import { GRADE_READINGS } from '../lib/grade-probs.ts';
+import { GRADE_READINGS } from '../lib/relevance/grade-pooling.ts';
 import type { Grade, Item, RelevanceExample } from '../lib/relevance/types.ts';
 import type { PairToJudge } from '../lib/serving/llm-judge.ts';
 

@@ -16,7 +16,7 @@
  * candidates is made on those same figures (a mild optimism, the price of choosing on dev at all).
  */
 import { classificationMetrics, judgeDegeneracy, type Degeneracy } from '../lib/relevance/grade-agreement.ts';
-import { cumulativeGrade, cutPointGrade, ensembleGradeProbs, expectedGrade, MEDIAN_THRESHOLD, poolGradeProbs, type DecisionRule, type JudgeDefinition } from '../lib/grade-probs.ts';
+import { cumulativeGrade, cutPointGrade, ensembleGradeProbs, expectedGrade, MEDIAN_THRESHOLD, poolGradeProbs, type DecisionRule, type JudgeDefinition } from '../lib/relevance/grade-pooling.ts';
 import { fitCutPoints } from '../lib/relevance/baseline.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
 import { completionlessPrediction, exampleFields, type Prediction } from './predictions.ts';

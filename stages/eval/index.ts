@@ -29,7 +29,7 @@ import { defineStage, REPORT_FRAGMENT_FILE, type EngineRecord, type QualityCheck
 import { describeShares, judgeDegeneracy } from '../lib/relevance/grade-agreement.ts';
 import { chooseDelivered, judgePredictions } from './delivery.ts';
 import type { ReasoningSteps } from '../lib/relevance/completion.ts';
-import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/grade-probs.ts';
+import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/relevance/grade-pooling.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { Grade, Split } from '../lib/relevance/types.ts';
@@ -104,7 +104,8 @@ async function evaluateCheckpoint(
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/judge/model.ts');
   const { seededSample } = await import('../lib/scoring.ts');
-  const { answerPrefix, cumulativeGrade, gradeProbsAfter, tuneAnswerFirstThreshold, MEDIAN_THRESHOLD } = await import('../lib/grade-probs.ts');
+  const { answerPrefix, gradeProbsAfter, tuneAnswerFirstThreshold } = await import('../lib/judge/grade-probs.ts');
+  const { cumulativeGrade, MEDIAN_THRESHOLD } = await import('../lib/relevance/grade-pooling.ts');
   const p = ctx.params;
   const { policy, engine } = await policyLib.loadPolicy(dir, ctx.engine, ctx.log);
   try {

@@ -3,7 +3,7 @@
  * `predictions.jsonl` holds, one line each, and what every figure in `metrics.json` is computed from.
  */
 import { parseCompletion, verifyCompletion, type ReasoningSteps } from '../lib/relevance/completion.ts';
-import { cumulativeGrade, ensembleGradeProbs, MEDIAN_THRESHOLD, pooledReading } from '../lib/grade-probs.ts';
+import { cumulativeGrade, ensembleGradeProbs, MEDIAN_THRESHOLD, pooledReading } from '../lib/relevance/grade-pooling.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
 
 export interface Prediction {
@@ -101,7 +101,7 @@ export function unreadablePrediction(model: string, example: RelevanceExample): 
 
 /**
  * A checkpoint's prediction pooled with the learned lexical model's grade probabilities (eval's
- * `lexical_pool`): the median grade of their logarithmic pool (grade-probs.ts). The completion-level
+ * `lexical_pool`): the median grade of their logarithmic pool (stages/lib/relevance/grade-pooling.ts). The completion-level
  * figures are the checkpoint's (the same completion); the text is not repeated. A prediction without
  * grade probabilities (its prompt or its answer did not fit the context) stays unanswered.
  */

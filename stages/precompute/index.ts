@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
-import { GRADE_READINGS } from '../lib/grade-probs.ts';
+import { GRADE_READINGS } from '../lib/relevance/grade-pooling.ts';
 import { QUERY_TIERS } from '../lib/relevance/query-log.ts';
 
 const ROUTING_TIERS = [...QUERY_TIERS, 'new'] as const;

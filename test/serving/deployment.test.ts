@@ -16,7 +16,7 @@ import { OpenAiTeacher } from '../../stages/cot/openai-teacher.ts';
 import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
 import { readQueryLog } from '../../stages/lib/relevance/query-log.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
-import { cumulativeGrade, tuneCumulativeThreshold } from '../../stages/lib/grade-probs.ts';
+import { cumulativeGrade, tuneCumulativeThreshold } from '../../stages/lib/relevance/grade-pooling.ts';
 import { GRADES, type Grade, type RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import { scorePairs } from '../../stages/lib/serving/score.ts';
 import { bin, deploymentConfig, root } from './deployment-fixture.ts';

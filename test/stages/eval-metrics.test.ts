@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { pooledPrediction, scoreCompletion, unreadablePrediction, type Prediction } from '../../stages/eval/predictions.ts';
-import { cumulativeGrade, normaliseGradeProbs, poolGradeProbs, tuneCumulativeThreshold } from '../../stages/lib/grade-probs.ts';
+import { cumulativeGrade, normaliseGradeProbs, poolGradeProbs, tuneCumulativeThreshold } from '../../stages/lib/relevance/grade-pooling.ts';
 import { comparisonRow, summarise } from '../../stages/eval/summary.ts';
 import { renderCompletion, type ReasoningSteps } from '../../stages/lib/relevance/completion.ts';
 import type { Grade, RelevanceExample } from '../../stages/lib/relevance/types.ts';

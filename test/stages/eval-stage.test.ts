@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fragmentProblem } from '../../pipeline/report/fragment.ts';
-import { cumulativeGrade } from '../../stages/lib/grade-probs.ts';
+import { cumulativeGrade } from '../../stages/lib/relevance/grade-pooling.ts';
 import type { EvalMetrics } from '../../stages/eval/eval-metrics.ts';
 import type { Prediction } from '../../stages/eval/predictions.ts';
 import { parseCompletion } from '../../stages/lib/relevance/completion.ts';

@@ -18,7 +18,7 @@
  * rare grades so often that Acc@4 fell from 0.69 to 0.39): seven features and four classes need no
  * library, and a hand-written loop is deterministic and takes sample weights.
  */
-import { mostProbableGrade } from '../grade-probs.ts';
+import { mostProbableGrade } from './grade-pooling.ts';
 import { classificationMetrics } from './grade-agreement.ts';
 import { queryCoverage, itemTerms } from './baseline.ts';
 import { Bm25, bm25Terms } from './bm25.ts';

@@ -27,7 +27,7 @@
  * seen fewer than `minCount` times in the training pool share one `<unk>` entry per side, so a new
  * query's unseen words still weigh something.
  */
-import { mostProbableGrade } from '../grade-probs.ts';
+import { mostProbableGrade } from '../relevance/grade-pooling.ts';
 import type { KnowledgeGraph } from '../relevance/kg.ts';
 import { kgFeatures } from './deepbow-kg.ts';
 import { normalise, STOP_WORDS, stem, tokenize } from '../relevance/text.ts';

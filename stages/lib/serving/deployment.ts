@@ -8,7 +8,7 @@
  * is answered from it; otherwise the distilled model answers when its confidence reaches
  * `minConfidence` or the query's frequency tier is not among `llmTiers`; otherwise the LLM answers.
  */
-import { GRADE_READINGS, type GradeReading } from '../grade-probs.ts';
+import { GRADE_READINGS, type GradeReading } from '../relevance/grade-pooling.ts';
 import type { Grade } from '../relevance/types.ts';
 import type { QueryTier } from '../relevance/query-log.ts';
 

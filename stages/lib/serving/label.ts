@@ -5,7 +5,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import type { StageContext } from '../../../pipeline/api.ts';
-import type { GradeReading } from '../grade-probs.ts';
+import type { GradeReading } from '../relevance/grade-pooling.ts';
 import type { Grade } from '../relevance/types.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 

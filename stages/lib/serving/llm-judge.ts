@@ -2,7 +2,7 @@
  * The trained judge as a labeller: for any query–item pair, render the prompt the judge was trained
  * on (the icl stage's knowledge-graph facts and train exemplars, with its params), decode greedily
  * through stages/lib/judge/model.ts, and read the grade probabilities from the answer tokens after the reasoning
- * (grade-probs.ts), pooled with the learned lexical baseline's when `lexicalPool` says so (as eval's
+ * (judge/grade-probs.ts), pooled with the learned lexical baseline's when `lexicalPool` says so (as eval's
  * `lexical_pool` scores it); with `ensembleDirs`, several checkpoints judge as one (eval's
  * `ensemble`). What `pipeline score`, the distill stage's teacher, the precompute stage and the
  * server's LLM tier all call.
@@ -11,7 +11,7 @@ import { type EngineConfig, type EngineRecord, type Logger, Rng } from '../../..
 import { parseCompletion } from '../relevance/completion.ts';
 import type { Policy } from '../judge/model.ts';
 import type { PromptBuilder, PromptParams } from '../relevance/prompts.ts';
-import type { GradeReading } from '../grade-probs.ts';
+import type { GradeReading } from '../relevance/grade-pooling.ts';
 import type { LearnedBaseline } from '../relevance/learned-baseline.ts';
 import type { Grade, Item, RelevanceExample } from '../relevance/types.ts';
 
@@ -132,7 +132,8 @@ interface LexicalPool {
  */
 async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: readonly RelevanceExample[], options: LlmJudgeOptions, log: Logger): Promise<number | undefined> {
   const { fitsContext, promptIds } = await import('../judge/model.ts');
-  const { tuneAnswerFirstThreshold, THRESHOLD_TUNING_EXAMPLES } = await import('../grade-probs.ts');
+  const { tuneAnswerFirstThreshold } = await import('../judge/grade-probs.ts');
+  const { THRESHOLD_TUNING_EXAMPLES } = await import('../relevance/grade-pooling.ts');
   const { seededSample } = await import('../scoring.ts');
   const prompts = dev.map((example) => ({ gold: example.label, promptIds: promptIds(policy.tokenizer, policy.format, builder.build(example).messages) }));
   const tuning = seededSample(
@@ -166,7 +167,7 @@ type PairPrompt = { id: string; messages: ReturnType<PromptBuilder['build']>['me
 
 async function readWith(policy: Policy, prompts: readonly PairPrompt[], options: LlmJudgeOptions, signal?: AbortSignal): Promise<PolicyReading> {
   const { greedyCompletions, fitsContext, promptIds } = await import('../judge/model.ts');
-  const { answerPrefix, gradeProbsAfter } = await import('../grade-probs.ts');
+  const { answerPrefix, gradeProbsAfter } = await import('../judge/grade-probs.ts');
   const ids = prompts.map((p) => promptIds(policy.tokenizer, policy.format, p.messages));
   const fits = ids.map((p) => fitsContext(policy, p.length, options.maxNewTokens));
   const readable = prompts.filter((_, i) => fits[i]);
@@ -183,7 +184,7 @@ async function readWith(policy: Policy, prompts: readonly PairPrompt[], options:
 }
 
 async function judgeWith(members: readonly Policy[], builder: PromptBuilder, pairs: readonly PairToJudge[], options: LlmJudgeOptions, { lexical, threshold }: Reading, signal?: AbortSignal): Promise<LlmJudgement[]> {
-  const { cumulativeGrade, cutPointGrade, ensembleGradeProbs, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../grade-probs.ts');
+  const { cumulativeGrade, cutPointGrade, ensembleGradeProbs, mostProbableGrade, pooledReading, MEDIAN_THRESHOLD } = await import('../relevance/grade-pooling.ts');
   const policy = members[0] as Policy;
   const readings: PolicyReading[] = [];
   const prompts = pairs.map((pair) => ({ id: pair.id, messages: builder.build(pair).messages }));

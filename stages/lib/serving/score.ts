@@ -11,7 +11,7 @@
 import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { progressText, type EngineConfig, type Inputs } from '../../../pipeline/api.ts';
-import type { GradeReading, JudgeDefinition } from '../grade-probs.ts';
+import type { GradeReading, JudgeDefinition } from '../relevance/grade-pooling.ts';
 import type { Item } from '../relevance/types.ts';
 import { judgeSourcesFrom, type LlmJudgement, type PairToJudge } from './llm-judge.ts';
 

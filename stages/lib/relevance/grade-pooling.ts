@@ -1,44 +1,12 @@
 /**
- * A judge's probability for each grade, read from the answer tokens: log p(`<answer>G` | prefix)
- * for G = L1..L4 by teacher forcing, renormalised over the four grades. eval reads answer_first
- * checkpoints this way (TaoSR1's post-CoT); the serving judge reads every checkpoint this way, with
- * the prefix being the prompt plus the reasoning the model wrote before its answer.
+ * From a judge's grade probabilities to one grade, and judges pooled: the renormalised answer-token
+ * probabilities (judge/grade-probs.ts reads them from a model), the logarithmic opinion pool
+ * (lexical baseline, ensembles), the median / cumulative partition (TaoSR1's CumPT), expected-grade
+ * cut points, and the delivered judge's definition. Pure arithmetic over Record<Grade, number>.
  */
-import { classificationMetrics } from './relevance/grade-agreement.ts';
-import type { Policy } from './judge/model.ts';
-import { gradeFor } from './relevance/baseline.ts';
-import { GRADES, type Grade } from './relevance/types.ts';
-
-/** Sum of log p(`<answer>G` | prompt) per grade G, for each prompt: 4 teacher-forced rows per prompt. */
-export async function gradeLogprobs(policy: Policy, prompts: number[][]): Promise<Record<Grade, number>[]> {
-  const continuations = GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`));
-  const rows = prompts.flatMap((prompt) => continuations.map((completion) => ({ prompt, completion })));
-  // Through the policy's inference path (onnxruntime when it loaded, else tfjs).
-  const values = await policy.inference.sequenceLogprobs(rows);
-  return prompts.map((_, p) => Object.fromEntries(GRADES.map((g, k) => [g, (values[p * GRADES.length + k] as number[]).reduce((a, b) => a + b, 0)])) as Record<Grade, number>);
-}
-
-/**
- * Grade probabilities read after each prefix (`gradeLogprobs`, renormalised), undefined where the
- * prefix is. Four teacher-forced rows per prefix: a call takes about `batchSize` rows, so its logits
- * (rows x length x vocab) stay the size generation's batches have.
- */
-export async function gradeProbsAfter(
-  policy: Policy,
-  prefixes: readonly (number[] | undefined)[],
-  options: { batchSize: number; signal?: AbortSignal },
-): Promise<(Record<Grade, number> | undefined)[]> {
-  const read = prefixes.flatMap((prefix, i) => (prefix ? [i] : []));
-  const perCall = Math.max(1, Math.floor(options.batchSize / GRADES.length));
-  const probs: (Record<Grade, number> | undefined)[] = prefixes.map(() => undefined);
-  for (let start = 0; start < read.length; start += perCall) {
-    options.signal?.throwIfAborted();
-    const chunk = read.slice(start, start + perCall);
-    const logprobs = await gradeLogprobs(policy, chunk.map((i) => prefixes[i] as number[]));
-    chunk.forEach((i, k) => (probs[i] = normaliseGradeProbs(logprobs[k] as Record<Grade, number>)));
-  }
-  return probs;
-}
+import { classificationMetrics } from './grade-agreement.ts';
+import { gradeFor } from './baseline.ts';
+import { GRADES, type Grade } from './types.ts';
 
 /** Probabilities renormalised over the four grades (the answer token could be anything else). */
 export function normaliseGradeProbs(logprobs: Record<Grade, number>): Record<Grade, number> {
@@ -101,22 +69,6 @@ export function mostProbableGrade(probs: Record<Grade, number>): Grade {
 export const GRADE_READINGS = ['answer', 'median'] as const;
 export type GradeReading = (typeof GRADE_READINGS)[number];
 
-/** The text before the answer tag (all of it when there is none): what the grade's probabilities are read after. */
-function beforeAnswer(text: string): string {
-  const at = text.indexOf('<answer>');
-  return at < 0 ? text : text.slice(0, at);
-}
-
-/**
- * The ids a think-first judge's grade is read after: its prompt, then the reasoning it wrote; undefined
- * when `<answer>G` would not fit the model's context after them.
- */
-export function answerPrefix(policy: Policy, promptIds: readonly number[], text: string): number[] | undefined {
-  const answerRoom = Math.max(...GRADES.map((g) => policy.tokenizer.encode(`<answer>${g}`).length));
-  const prefix = [...promptIds, ...policy.tokenizer.encode(beforeAnswer(text))];
-  return prefix.length + answerRoom <= policy.model.config.max_position_embeddings ? prefix : undefined;
-}
-
 /** L4 down to L1: the order the cumulative partition walks. */
 export const DESCENDING_GRADES: readonly Grade[] = [...GRADES].reverse();
 
@@ -148,19 +100,6 @@ export function pooledReading(judge: Record<Grade, number>, lexical: Record<Grad
 
 /** Examples an answer_first judge's threshold is tuned on, at most: eval's `dev_limit` default, and the served judge's. */
 export const THRESHOLD_TUNING_EXAMPLES = 200;
-
-/**
- * An answer_first judge's cumulative threshold (tuneCumulativeThreshold) on the grade probabilities
- * read after each tuning prompt: how eval and the served judge both tune it.
- */
-export async function tuneAnswerFirstThreshold(
-  policy: Policy,
-  tuning: readonly { gold: Grade; promptIds: number[] }[],
-  options: { batchSize: number; signal?: AbortSignal },
-): Promise<{ threshold: number; macroF1: number }> {
-  const probs = await gradeProbsAfter(policy, tuning.map((t) => t.promptIds), options);
-  return tuneCumulativeThreshold(tuning.map((t, i) => ({ gold: t.gold, probs: probs[i] as Record<Grade, number> })));
-}
 
 /**
  * The τ in (0, 1] with the best macro-F1 on the tuning examples (ties: the smallest): how an
