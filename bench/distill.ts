@@ -16,7 +16,7 @@ import type { Manifest } from '../pipeline/stage-api.ts';
 import type { DevJudgement } from '../stages/distill/index.ts';
 import { classificationMetrics } from '../stages/lib/relevance/grade-agreement.ts';
 import { readSplits } from '../stages/lib/relevance/dataset.ts';
-import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../stages/lib/io/jsonl.ts';
 import { loadKnowledgeGraph } from '../stages/lib/relevance/kg.ts';
 import { indexQueryLog, QUERY_LOG_FILE, readQueryLog } from '../stages/lib/relevance/query-log.ts';
 import { normalise } from '../stages/lib/relevance/text.ts';

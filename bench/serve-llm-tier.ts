@@ -10,7 +10,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { builtArtifacts } from '../pipeline/commands/artifacts.ts';
-import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../stages/lib/io/jsonl.ts';
 import type { RelevanceExample } from '../stages/lib/relevance/types.ts';
 import { builtinStages } from '../stages/registry.ts';
 import { startDeploymentServer } from '../stages/lib/serving/serve-command.ts';

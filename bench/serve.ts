@@ -38,7 +38,7 @@ import * as path from 'node:path';
 import autocannon from 'autocannon';
 import { builtArtifacts } from '../pipeline/commands/artifacts.ts';
 import { builtinStages } from '../stages/registry.ts';
-import { readJsonl } from '../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../stages/lib/io/jsonl.ts';
 import { readQueryLog, type QueryLogEntry } from '../stages/lib/relevance/query-log.ts';
 import { normalise } from '../stages/lib/relevance/text.ts';
 import { loadKnowledgeGraph } from '../stages/lib/relevance/kg.ts';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { SftRecord } from '../../stages/cot/index.ts';
 import { loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
 import { completionIds, promptIds, readCompletionFormat } from '../../stages/lib/judge/model.ts';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 
 const [setDir, modelDir, outFile] = process.argv.slice(2);
 if (!setDir || !modelDir || !outFile) {

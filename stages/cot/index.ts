@@ -20,7 +20,7 @@ import { defineStage, type EngineRecord, type Rng, type StageContext } from '../
 import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSteps, type Verification } from '../lib/relevance/completion.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
 import { unsupportedClaims } from '../lib/relevance/evidence.ts';
-import { readJsonl, writeJsonl } from '../lib/relevance/jsonl.ts';
+import { readJsonl, writeJsonl } from '../lib/io/jsonl.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { RelevanceExample } from '../lib/relevance/types.ts';

@@ -98,7 +98,7 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
-    const { readJsonl, writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readJsonl, writeJsonl } = await import('../lib/io/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { classificationMetrics } = await import('../lib/relevance/grade-agreement.ts');
     const deepbow = await import('../lib/serving/deepbow.ts');

@@ -63,7 +63,7 @@ export default defineStage({
     const tf = await import('@tensorflow/tfjs-core');
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/judge/model.ts');
-    const { readJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readJsonl } = await import('../lib/io/jsonl.ts');
     const { greedyAccuracy, probeSample, readPromptRecords } = await import('../lib/scoring.ts');
     const { readSampledPrompts } = await import('../sample/index.ts');
     const { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } = await import('../lib/training.ts');

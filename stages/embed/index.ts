@@ -46,7 +46,7 @@ export default defineStage({
   requires: (p) => ['checkpoint', 'dataset', ...(p.mode === 'reason' && p.train_steps > 0 ? (['sft-set'] as const) : [])],
   async run(ctx) {
     const p = ctx.params;
-    const { readJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readJsonl } = await import('../lib/io/jsonl.ts');
     const { readSplits, SPLITS, writeJson } = await import('../lib/relevance/dataset.ts');
     const { readCatalog, itemText, judgedQueries } = await import('../lib/retrieval/catalog.ts');
     const { embedIds, embedTexts, embeddingIds } = await import('../lib/retrieval/embedding.ts');

@@ -39,7 +39,7 @@ export default defineStage({
     const { existsSync } = await import('node:fs');
     const { readFile } = await import('node:fs/promises');
     const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
-    const { readJsonl, writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readJsonl, writeJsonl } = await import('../lib/io/jsonl.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { QUERY_LOG_FILE, readQueryLog, indexQueryLog } = await import('../lib/relevance/query-log.ts');
     const { judgedQueries } = await import('../lib/retrieval/catalog.ts');

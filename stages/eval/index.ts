@@ -222,7 +222,7 @@ export default defineStage({
   },
   async run(ctx) {
     const p = ctx.params;
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { readPromptRecords, referenceSteps, stratifiedSample } = await import('../lib/scoring.ts');
     const { writeJson } = await import('../lib/relevance/dataset.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');

@@ -21,7 +21,7 @@ export default defineStage({
   async run(ctx) {
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { readSplits, SPLITS, writeJson } = await import('../lib/relevance/dataset.ts');
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { PromptBuilder } = await import('../lib/relevance/prompts.ts');
 
     const splits = await readSplits(ctx.inputs.one('dataset').dir);

@@ -23,7 +23,7 @@ export default defineStage({
   async run(ctx) {
     const { importDataset } = await import('../lib/relevance/importer.ts');
     const { writeSplits, writeJson } = await import('../lib/relevance/dataset.ts');
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const file = path.resolve(ctx.configDir, ctx.params.path);
     // With split_seed, the same stream the pipeline seed would give (seed, stage name): split_seed
     // equal to the pipeline seed splits exactly as leaving it out does.
@@ -67,7 +67,7 @@ async function writeImportedQueryLog(
 ): Promise<void> {
   const { readFrequencies, importedQueryLog, QUERY_LOG_FILE } = await import('../lib/relevance/query-log.ts');
   const { normalise } = await import('../lib/relevance/text.ts');
-  const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+  const { writeJsonl } = await import('../lib/io/jsonl.ts');
   const file = options.path ? path.resolve(ctx.configDir, options.path) : importedFile;
   const { frequencies, skipped } = await readFrequencies(file, options);
   const log = importedQueryLog(frequencies, new Set(train.map((e) => normalise(e.query))), options);

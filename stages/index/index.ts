@@ -45,7 +45,7 @@ export default defineStage({
   async run(ctx) {
     const { performance } = await import('node:perf_hooks');
     const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { readCatalog } = await import('../lib/retrieval/catalog.ts');
     const { buildHnsw } = await import('../lib/retrieval/ann.ts');
     const { readEmbeddings } = await import('../lib/retrieval/vectors.ts');

@@ -42,13 +42,13 @@ export default defineStage({
   async run(ctx) {
     const { loadKnowledge } = await import('../lib/relevance/knowledge.ts');
     const { buildKnowledgeGraph, writeKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { readJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readJsonl } = await import('../lib/io/jsonl.ts');
     const { readSplits, SPLITS } = await import('../lib/relevance/dataset.ts');
     type Knowledge = import('../lib/relevance/knowledge.ts').Knowledge;
     type Item = import('../lib/relevance/types.ts').Item;
 
     const { buildCatalogKnowledge } = await import('../lib/relevance/catalog-kg.ts');
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const p = ctx.params;
     const dataset = ctx.inputs.one('dataset');
     const knowledgeFile = path.join(dataset.dir, 'knowledge.json');

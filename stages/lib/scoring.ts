@@ -8,7 +8,7 @@ import { Rng } from '../../pipeline/api.ts';
 import { parseCompletion, verifyCompletion, type ParsedCompletion, type ReasoningSteps, type Verification } from './relevance/completion.ts';
 import { classificationMetrics, judgeDegeneracy, type Degeneracy } from './relevance/grade-agreement.ts';
 import { analyzePair, toReasoningSteps } from './relevance/analysis.ts';
-import { forEachJsonl } from './relevance/jsonl.ts';
+import { readChecked } from './io/jsonl.ts';
 import type { KnowledgeGraph } from './relevance/kg.ts';
 import type { PromptRecord } from './relevance/prompts.ts';
 import { GRADES, type Grade } from './relevance/types.ts';
@@ -22,17 +22,6 @@ export function promptRecordProblem(record: PromptRecord): string | undefined {
   if (!GRADES.includes(record.example.label)) return `example.label: expected one of ${GRADES.join(', ')}, got ${JSON.stringify(record.example.label)}`;
   if (!Array.isArray(record.example.meta?.rules)) return 'example.meta.rules: expected a list';
   return undefined;
-}
-
-/** Reads a JSONL file of records, each checked by `problemOf`; a bad one is an error naming file, line and key. */
-export async function readChecked<T>(file: string, problemOf: (record: T) => string | undefined): Promise<T[]> {
-  const records: T[] = [];
-  await forEachJsonl<T>(file, (record, line) => {
-    const problem = problemOf(record);
-    if (problem) throw new Error(`${file}:${line}: ${problem}`);
-    records.push(record);
-  });
-  return records;
 }
 
 /** Reads `<split>.jsonl` of a prompts artifact. */

@@ -84,7 +84,7 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { readSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');
-    const { readJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readJsonl } = await import('../lib/io/jsonl.ts');
     const { readQueryLog, indexQueryLog, QUERY_LOG_FILE } = await import('../lib/relevance/query-log.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { labelResumably } = await import('../lib/serving/label.ts');

@@ -21,7 +21,7 @@ import { z } from 'zod';
 import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { modelOverridesSchema } from '../lib/engine/config.ts';
-import { readJsonl } from '../lib/relevance/jsonl.ts';
+import { readJsonl } from '../lib/io/jsonl.ts';
 import type { Item, RelevanceExample } from '../lib/relevance/types.ts';
 
 const params = z.strictObject({

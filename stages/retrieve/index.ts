@@ -65,7 +65,7 @@ export default defineStage({
     const p = ctx.params;
     const { readFile } = await import('node:fs/promises');
     const { readSplit, writeJson } = await import('../lib/relevance/dataset.ts');
-    const { readJsonl, writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { readJsonl, writeJsonl } = await import('../lib/io/jsonl.ts');
     const { bm25Terms, Bm25 } = await import('../lib/relevance/bm25.ts');
     const { itemText, judgedQueries } = await import('../lib/retrieval/catalog.ts');
     const { loadHnsw, recallAgainstExact, searchExact, searchHnsw } = await import('../lib/retrieval/ann.ts');

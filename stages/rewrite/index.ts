@@ -60,7 +60,7 @@ export default defineStage({
     const p = ctx.params;
     const { parseCompletion } = await import('../lib/relevance/completion.ts');
     const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { bm25Terms, Bm25 } = await import('../lib/relevance/bm25.ts');
     const { fitLearnedBaseline } = await import('../lib/relevance/learned-baseline.ts');

@@ -14,7 +14,8 @@ import { defineStage } from '../../pipeline/api.ts';
 import { passAtK } from '../lib/rl/advantages.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';
-import { judgeCompletion, promptRecordProblem, readChecked, readPromptRecords, referenceSteps, seededSample } from '../lib/scoring.ts';
+import { readChecked } from '../lib/io/jsonl.ts';
+import { judgeCompletion, promptRecordProblem, readPromptRecords, referenceSteps, seededSample } from '../lib/scoring.ts';
 
 const params = z.strictObject({
   num_generations: z.number().int().min(1).default(8).describe('Completions sampled per prompt (N of pass@N)'),
@@ -84,7 +85,7 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/judge/model.ts');
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { drawFromPool, poolSampleSize, readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl-pool.ts');
     const checkpointDir = ctx.inputs.one('checkpoint').dir;

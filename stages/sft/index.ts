@@ -18,7 +18,7 @@
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
-import { readJsonl } from '../lib/relevance/jsonl.ts';
+import { readJsonl } from '../lib/io/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
 import type { ProbeRecord } from '../lib/scoring.ts';
 import { modelOverridesSchema } from '../lib/engine/config.ts';

@@ -26,7 +26,7 @@ export default defineStage({
     const { writeSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');
     const { buildQueryLog, QUERY_LOG_FILE, QUERY_TIERS } = await import('../lib/relevance/query-log.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
-    const { writeJsonl } = await import('../lib/relevance/jsonl.ts');
+    const { writeJsonl } = await import('../lib/io/jsonl.ts');
 
     const knowledge = loadKnowledge();
     const kg = buildKnowledgeGraph(knowledge);

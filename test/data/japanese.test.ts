@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import type { PromptRecord } from '../../stages/lib/relevance/prompts.ts';
 import type { RelevanceExample } from '../../stages/lib/relevance/types.ts';
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadKnowledgeGraph } from '../../stages/lib/relevance/kg.ts';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import type { PromptRecord } from '../../stages/lib/relevance/prompts.ts';
 
 const bin = path.join(import.meta.dirname, '..', '..', 'bin', 'pipeline.js');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import importStage from '../../stages/import/index.ts';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import { assignTiers, buildQueryLog, queryLogParamsSchema, readQueryLog, type QueryLogEntry } from '../../stages/lib/relevance/query-log.ts';
 import { testContext } from './context.ts';
 

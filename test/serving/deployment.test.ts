@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtArtifacts } from '../../pipeline/commands/artifacts.ts';
 import { builtinStages } from '../../stages/registry.ts';
 import { OpenAiTeacher } from '../../stages/cot/openai-teacher.ts';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import { readQueryLog } from '../../stages/lib/relevance/query-log.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
 import { cumulativeGrade, tuneCumulativeThreshold } from '../../stages/lib/relevance/grade-pooling.ts';

@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DevJudgement } from '../../stages/distill/index.ts';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import { inProcess, workspaces } from '../pipeline/cli-helpers.ts';
 
 const workspace = workspaces();

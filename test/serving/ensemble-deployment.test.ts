@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builtArtifacts } from '../../pipeline/commands/artifacts.ts';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import type { RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import type { Deployment } from '../../stages/lib/serving/deployment.ts';
 import { scorePairs } from '../../stages/lib/serving/score.ts';

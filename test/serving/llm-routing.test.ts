@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import { readQueryLog } from '../../stages/lib/relevance/query-log.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
 import type { RelevanceExample } from '../../stages/lib/relevance/types.ts';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import type { RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import type { RunningServer } from '../../stages/lib/serving/server.ts';
 import { buildDeployment, type BuiltDeployment } from './deployment-fixture.ts';

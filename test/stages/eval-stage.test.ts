@@ -18,7 +18,7 @@ import type { Prediction } from '../../stages/eval/predictions.ts';
 import { parseCompletion } from '../../stages/lib/relevance/completion.ts';
 import { lexicalBaseline } from '../../stages/lib/relevance/baseline.ts';
 import { fitLearnedBaseline } from '../../stages/lib/relevance/learned-baseline.ts';
-import { readJsonl } from '../../stages/lib/relevance/jsonl.ts';
+import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import type { PromptRecord } from '../../stages/lib/relevance/prompts.ts';
 import { GRADES, type Grade } from '../../stages/lib/relevance/types.ts';
 

@@ -7,7 +7,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { forEachJsonl, writeJsonl } from './jsonl.ts';
+import { forEachJsonl, writeJsonl } from '../io/jsonl.ts';
 import { GRADES, type RelevanceExample, type Split } from './types.ts';
 
 export const SPLITS: readonly Split[] = ['train', 'dev', 'test'];

@@ -13,7 +13,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { distance } from 'fastest-levenshtein';
 import type { AliasKind, Knowledge, ProductType } from './knowledge.ts';
-import { readJsonl, writeJsonl } from './jsonl.ts';
+import { readJsonl, writeJsonl } from '../io/jsonl.ts';
 import { inflections, namingSegment, normalise, STOP_WORDS, tokenize } from './text.ts';
 import type { Item } from './types.ts';
 

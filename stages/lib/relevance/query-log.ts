@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import type { Rng } from '../../../pipeline/api.ts';
-import { forEachJsonl } from './jsonl.ts';
+import { forEachJsonl } from '../io/jsonl.ts';
 import { normalise } from './text.ts';
 
 export const QUERY_LOG_FILE = 'query_log.jsonl';

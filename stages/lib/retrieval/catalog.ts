@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { readJsonl } from '../relevance/jsonl.ts';
+import { readJsonl } from '../io/jsonl.ts';
 import { normalise } from '../relevance/text.ts';
 import { GRADES, type Grade, type Item, type RelevanceExample } from '../relevance/types.ts';
 

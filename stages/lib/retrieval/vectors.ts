@@ -8,7 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { readJsonl, writeJsonl } from '../relevance/jsonl.ts';
+import { readJsonl, writeJsonl } from '../io/jsonl.ts';
 import type { VectorMatrix } from './ann.ts';
 
 export interface EmbeddedQuery {

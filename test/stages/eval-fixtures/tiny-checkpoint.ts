@@ -17,7 +17,7 @@ export default defineStage({
     const { trainBpeTokenizer } = await import('../../../stages/lib/engine/tokenizer-train.ts');
     const { loadTokenizer, copyTokenizerFiles } = await import('../../../stages/lib/engine/tokenizer.ts');
     const { writeCompletionFormat } = await import('../../../stages/lib/judge/model.ts');
-    const { readJsonl } = await import('../../../stages/lib/relevance/jsonl.ts');
+    const { readJsonl } = await import('../../../stages/lib/io/jsonl.ts');
     const record = await engine.initEngine(ctx.engine, ctx.log);
     const prompts = await readJsonl<{ messages: { content: string }[] }>(path.join(ctx.inputs.one('prompts').dir, 'train.jsonl'));
     const texts = prompts.flatMap((p) => p.messages.map((m) => m.content));

@@ -1,5 +1,5 @@
 /**
- * JSON Lines readers and writers for every relevance artifact. Reading streams line by line and a
+ * JSON Lines readers and writers for every artifact. Reading streams line by line and a
  * bad line is an error naming the file and line number; writing streams too, so a large dataset
  * never has to exist as one string.
  */
@@ -45,4 +45,15 @@ export async function writeJsonl(file: string, records: Iterable<unknown>): Prom
   out.end();
   await finished(out);
   return count;
+}
+
+/** Reads a JSONL file of records, each checked by `problemOf`; a bad one is an error naming file, line and key. */
+export async function readChecked<T>(file: string, problemOf: (record: T) => string | undefined): Promise<T[]> {
+  const records: T[] = [];
+  await forEachJsonl<T>(file, (record, line) => {
+    const problem = problemOf(record);
+    if (problem) throw new Error(`${file}:${line}: ${problem}`);
+    records.push(record);
+  });
+  return records;
 }
