@@ -2,8 +2,9 @@
  * bench/real.ts's onnxruntime side, in a process of its own so its peak RSS is its own: greedy
  * decoding of the given prompts on an exported checkpoint's onnx/model.onnx through the engine's
  * generation loop (the path sample, grpo, eval and score take), or with `"runner": "transformers"`
- * through transformers.js (local files only, repetition_penalty 1: the folder's
- * generation_config.json asks for 1.1, which the engine does not apply). Prints one JSON line: the
+ * through transformers.js (local files only). Plain greedy on every side, repetition_penalty 1
+ * (the folder's generation_config.json asks for 1.1), so the tokens compare with PyTorch's
+ * reference loop, which applies none. Prints one JSON line: the
  * fastest round's seconds and each row's tokens. Argument: the JSON spec reference.py's generate
  * takes.
  */

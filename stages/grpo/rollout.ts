@@ -151,7 +151,10 @@ export async function rollOut(sampler: Sampler, requests: { record: PromptRecord
   const completions = await generateCompletions(
     policy,
     requests.map((r) => ({ id: r.record.id, messages: r.messages })),
-    { ...sampling, rng },
+    // No repetition penalty whatever the model's generation_config says (TRL's GRPOConfig default,
+    // repetition_penalty 1): the policy-gradient loss scores these samples under the model's own
+    // distribution, so they must be drawn from it.
+    { ...sampling, rng, repetitionPenalty: 1 },
   );
   const plainIds = new Map<string, number[]>();
   // generateCompletions keeps request order and each request's samples together.

@@ -7,6 +7,7 @@ import {
   forward,
   generate,
   initEngine,
+  penalizeRepetition,
   presets,
   sampleToken,
   sequenceLogprobs,
@@ -92,6 +93,28 @@ describe('generate', () => {
     expect(Math.abs(sequenceLogprobs(model, [{ prompt, completion }]).logprobs.arraySync()[0]![0]! - got[0]!)).toBeGreaterThan(1e-3);
   });
 
+  it('applies a repetition penalty to the prompt and completion ids before argmax, keeping the model\'s own log-probs', async () => {
+    const penalty = 1.5;
+    const plain = await generate(model, prompts, { ...greedy, rng: new Rng(0) });
+    const out = await generate(model, prompts, { ...greedy, repetitionPenalty: penalty, rng: new Rng(0) });
+    // Reference, by teacher forcing: at each step the argmax of the forward pass's logits with every
+    // id seen so far divided by the penalty (positive logit) or multiplied by it (negative).
+    prompts.forEach((prompt, i) => {
+      const tokens = out[i]!.tokens;
+      const logits = forward(model, [[...prompt, ...tokens.slice(0, -1)]]).logits.arraySync() as number[][][];
+      tokens.forEach((token, j) => {
+        const seen = new Set([...prompt, ...tokens.slice(0, j)]);
+        const row = (logits[0]![prompt.length + j - 1] as number[]).map((l, id) => (seen.has(id) ? (l < 0 ? l * penalty : l / penalty) : l));
+        expect(token).toBe(row.indexOf(Math.max(...row)));
+      });
+    });
+    // The penalty changed what greedy picks (the tiny model repeats itself without it) ...
+    expect(out.map((g) => g.tokens)).not.toEqual(plain.map((g) => g.tokens));
+    // ... and the log-probs are still the model's, as teacher forcing gives them.
+    const teacher = sequenceLogprobs(model, prompts.map((prompt, i) => ({ prompt, completion: out[i]!.tokens }))).logprobs.arraySync();
+    out.forEach((g, i) => g.logprobs.forEach((lp, j) => expect(lp).toBeCloseTo(teacher[i]![j]!, 4)));
+  });
+
   it('is reproducible from the seed and varies with it', async () => {
     const sampled = (seed: number) => generate(model, prompts, { ...greedy, temperature: 1.5, topK: 0, topP: 1, rng: new Rng(seed) });
     const a = await sampled(1);
@@ -137,6 +160,14 @@ describe('generate', () => {
     await expect(generate(model, [[1, 2, 3]], { ...greedy, maxNewTokens: 62, rng: new Rng(0) })).rejects.toThrow(
       'generate: longest prompt 3 + maxNewTokens 62 exceeds max_position_embeddings 64',
     );
+  });
+});
+
+describe('penalizeRepetition', () => {
+  it('divides a seen positive logit by the penalty, multiplies a seen negative one, leaves the rest and the input', () => {
+    const logits = Float32Array.from([2, -1, 0.5, -3]);
+    expect(Array.from(penalizeRepetition(logits, [0, 1, 1, 9], 2))).toEqual([1, -2, 0.5, -3]);
+    expect(Array.from(logits)).toEqual([2, -1, 0.5, -3]);
   });
 });
 

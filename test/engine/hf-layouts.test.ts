@@ -248,13 +248,14 @@ describe('rope_scaling', () => {
 
 describe('generation_config.json', () => {
   it('maps HF defaults: greedy without do_sample, every end id, sampling values when given', () => {
-    expect(generationDefaults(undefined)).toEqual({ temperature: 0, topK: 0, topP: 1, eosTokenIds: [] });
-    expect(generationDefaults({ eos_token_id: 7, do_sample: false, temperature: 0.7 })).toEqual({ temperature: 0, topK: 0, topP: 1, eosTokenIds: [7] });
+    expect(generationDefaults(undefined)).toEqual({ temperature: 0, topK: 0, topP: 1, eosTokenIds: [], repetitionPenalty: 1 });
+    expect(generationDefaults({ eos_token_id: 7, do_sample: false, temperature: 0.7, repetition_penalty: 1.1 })).toEqual({ temperature: 0, topK: 0, topP: 1, eosTokenIds: [7], repetitionPenalty: 1.1 });
     expect(generationDefaults({ eos_token_id: [4, 5], do_sample: true, temperature: 0.7, top_p: 0.8, max_new_tokens: 32 })).toEqual({
       temperature: 0.7,
       topK: 50,
       topP: 0.8,
       eosTokenIds: [4, 5],
+      repetitionPenalty: 1,
       maxNewTokens: 32,
     });
   });

@@ -2,7 +2,8 @@
  * The path a user's Qwen2.5 checkpoint takes, at a small shape: a published-style folder
  * (scripts/real-fixture.ts: bf16 shards, tied, q/k/v bias, Qwen tokenizer) trained with LoRA,
  * saved (merged, float32) with its adapter and exported to ONNX; the export loads in
- * transformers.js from local files and decodes greedily the tokens the engine decodes, and the
+ * transformers.js from local files and decodes greedily the tokens the engine decodes (with and
+ * without generation_config.json's repetition penalty), and the
  * adapter is in PEFT's layout.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { addLora, disposeModel, generate, initEngine, loadModel, loraOptionsSchema, saveAdapter, saveModel, trainableParams } from '../../stages/lib/engine/index.ts';
+import { generationDefaults, readGenerationConfig } from '../../stages/lib/engine/generation-config.ts';
 import { exportCheckpoint } from '../../stages/lib/engine/onnx/index.ts';
 import { readSafetensorsHeader } from '../../stages/lib/engine/safetensors.ts';
 import { copyTokenizerFiles, loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
@@ -50,11 +52,29 @@ describe('a Qwen2.5-shaped checkpoint, LoRA-trained and exported', () => {
     transformers.env.allowRemoteModels = false;
     transformers.env.localModelPath = scratch;
     const loaded = await transformers.AutoModelForCausalLM.from_pretrained('trained', { local_files_only: true, dtype: 'fp32' });
-    // The folder's generation_config.json says repetition_penalty 1.1 (Qwen2.5-Instruct's), which
-    // transformers.js applies and the engine does not (generation-config.ts): greedy means 1 here.
     const ids = (values: number[]) => new transformers.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), [1, values.length]);
-    const output = (await loaded.generate({ input_ids: ids(prompt), attention_mask: ids(prompt.map(() => 1)), max_new_tokens: 16, min_new_tokens: 16, do_sample: false, repetition_penalty: 1 })) as InstanceType<typeof transformers.Tensor>;
-    expect((output.tolist() as bigint[][])[0]!.slice(prompt.length).map(Number)).toEqual(engine!.tokens);
+    const hfGreedy = async (repetitionPenalty?: number) => {
+      const output = (await loaded.generate({
+        input_ids: ids(prompt),
+        attention_mask: ids(prompt.map(() => 1)),
+        max_new_tokens: 16,
+        min_new_tokens: 16,
+        do_sample: false,
+        ...(repetitionPenalty === undefined ? {} : { repetition_penalty: repetitionPenalty }),
+      })) as InstanceType<typeof transformers.Tensor>;
+      return (output.tolist() as bigint[][])[0]!.slice(prompt.length).map(Number);
+    };
+    expect(await hfGreedy(1)).toEqual(engine!.tokens);
+    // The folder's generation_config.json says repetition_penalty 1.1 (Qwen2.5-Instruct's), which
+    // transformers.js applies when the call does not override it; the engine applies it as well.
+    const fromFile = generationDefaults(readGenerationConfig(out)).repetitionPenalty;
+    expect(fromFile).toBe(1.1);
+    const [penalized] = await generate(model, [prompt], { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], repetitionPenalty: fromFile, rng: new Rng(0) });
+    expect(await hfGreedy()).toEqual(penalized!.tokens);
+    // A stronger penalty, which certainly changes greedy's picks here, agrees too.
+    const [strong] = await generate(model, [prompt], { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, eosTokenIds: [], repetitionPenalty: 3, rng: new Rng(0) });
+    expect(strong!.tokens).not.toEqual(engine!.tokens);
+    expect(await hfGreedy(3)).toEqual(strong!.tokens);
     await loaded.dispose();
 
     // PEFT's save_pretrained layout: adapter_config.json with LoraConfig's keys, and tensors

@@ -7,10 +7,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import { positionsFromMask } from './layers.ts';
 import type { RandomSource } from './host.ts';
 import { decode, type LayerCache, type Model } from './model.ts';
-import { logSoftmaxAt, sampleToken, type SamplingOptions } from './sampling.ts';
+import { logSoftmaxAt, penalizeRepetition, sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
+  /**
+   * generation_config.json's repetition_penalty (see `penalizeRepetition`): applied to each row's
+   * prompt and completion ids before sampling or argmax, as transformers' generate() does. 1 or
+   * absent: off. `Generation.logprobs` stay the model's own.
+   */
+  repetitionPenalty?: number;
   /** Any of these ends a row (the token is kept in `tokens`). */
   eosTokenIds: number[];
   /** Ends a row once its decoded completion contains one of `strings` (the token is kept). */
@@ -80,6 +86,10 @@ async function generateLoop(decoder: StepDecoder, prompts: number[][], options: 
   const done = prompts.map(() => false);
   const nextPositions = prompts.map((p) => p.length);
   const vocab = decoder.vocabSize;
+  const penalty = options.repetitionPenalty ?? 1;
+  if (!(penalty > 0)) throw new Error(`generate: repetitionPenalty must be positive, got ${penalty}`);
+  // Each row's ids so far (prompt, then what it chose), only when a penalty reads them.
+  const seen = penalty === 1 ? [] : prompts.map((p) => new Set(p));
 
   let logits = await decoder.step(padded, positionsFromMask(mask), mask); // (B, V) flattened
   for (let t = 0; t < options.maxNewTokens; t++) {
@@ -87,9 +97,13 @@ async function generateLoop(decoder: StepDecoder, prompts: number[][], options: 
     const chosen: number[] = [];
     for (let b = 0; b < prompts.length; b++) {
       const row = logits.subarray(b * vocab, (b + 1) * vocab);
-      const token = done[b] ? 0 : sampleToken(row, options, options.rng);
+      if (done[b]) {
+        chosen.push(0);
+        continue;
+      }
+      const token = sampleToken(penalty === 1 ? row : penalizeRepetition(row, seen[b] as Set<number>, penalty), options, options.rng);
       chosen.push(token);
-      if (done[b]) continue;
+      (seen[b] as Set<number> | undefined)?.add(token);
       const result = results[b] as Generation;
       result.tokens.push(token);
       result.logprobs.push(logSoftmaxAt(row, token));

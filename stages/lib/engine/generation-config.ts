@@ -24,7 +24,7 @@ export const generationConfigSchema = z
     top_k: z.number().int().nonnegative().optional().describe('HF default 50; 0 keeps every token.'),
     top_p: z.number().gt(0).max(1).optional(),
     max_new_tokens: z.number().int().positive().optional(),
-    repetition_penalty: z.number().positive().optional().describe('Kept in the file; the engine does not apply it.'),
+    repetition_penalty: z.number().positive().optional().describe('HF default 1 (off); applied to the prompt and completion ids, greedy or sampled (GenerateOptions.repetitionPenalty).'),
   })
   .loose();
 export type GenerationConfig = z.output<typeof generationConfigSchema>;
@@ -49,15 +49,17 @@ const asList = (ids: number | number[] | null | undefined) => (ids === null || i
 /**
  * The generate() options a generation config sets, under HF's semantics: without do_sample it is
  * greedy (temperature 0 here); with it temperature 1, top_k 50 and top_p 1 unless the file says
- * otherwise (transformers' GenerationConfig defaults). `eosTokenIds` lists every end id.
+ * otherwise (transformers' GenerationConfig defaults). `eosTokenIds` lists every end id;
+ * `repetitionPenalty` applies whether or not it samples, as in transformers.
  */
-export function generationDefaults(config: GenerationConfig | undefined): SamplingOptions & { eosTokenIds: number[]; maxNewTokens?: number } {
+export function generationDefaults(config: GenerationConfig | undefined): SamplingOptions & { eosTokenIds: number[]; repetitionPenalty: number; maxNewTokens?: number } {
   const sampled = config?.do_sample === true;
   return {
     temperature: sampled ? (config?.temperature ?? 1) : 0,
     topK: sampled ? (config?.top_k ?? 50) : 0,
     topP: sampled ? (config?.top_p ?? 1) : 1,
     eosTokenIds: asList(config?.eos_token_id),
+    repetitionPenalty: config?.repetition_penalty ?? 1,
     ...(config?.max_new_tokens !== undefined ? { maxNewTokens: config.max_new_tokens } : {}),
   };
 }

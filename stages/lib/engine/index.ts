@@ -13,7 +13,7 @@ export { createModel, disposeModel, releaseFrozenWeights, forward, hiddenStates,
 export { loadModel, saveModel, type SpecialTokenIds } from './checkpoint.ts';
 export { readSafetensors, writeSafetensors, readModelWeights } from './safetensors.ts';
 export { generate, type GenerateOptions, type Generation } from './generate.ts';
-export { sampleToken, type SamplingOptions } from './sampling.ts';
+export { penalizeRepetition, sampleToken, type SamplingOptions } from './sampling.ts';
 export { sequenceLogprobs, type PromptCompletion, type SequenceLogprobs } from './logprobs.ts';
 export { maskedCrossEntropy, tokenLogprobs } from './loss.ts';
 export { stopGradient } from './layers.ts';

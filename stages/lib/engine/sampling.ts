@@ -29,6 +29,24 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
+/**
+ * The repetition penalty of Keskar et al. 2019 (CTRL, §4.1), as transformers'
+ * RepetitionPenaltyLogitsProcessor applies it: every id in `seen` (the prompt and the completion so
+ * far) has its logit divided by `penalty` when positive and multiplied by it when negative, so
+ * `penalty` > 1 makes a seen token less likely either way. Returns a penalized copy; `logits` is
+ * left as the model gave it.
+ */
+export function penalizeRepetition(logits: Float32Array, seen: Iterable<number>, penalty: number): Float32Array {
+  const out = logits.slice();
+  // Once per distinct id, however often it occurs (transformers gathers and scatters by id).
+  for (const id of seen instanceof Set ? seen : new Set(seen)) {
+    if (id < 0 || id >= out.length) continue;
+    const logit = out[id] as number;
+    out[id] = logit < 0 ? logit * penalty : logit / penalty;
+  }
+  return out;
+}
+
 export function sampleToken(logits: ArrayLike<number>, options: SamplingOptions, rng: RandomSource): number {
   if (options.temperature <= 0) return argmax(logits);
   // Candidates sorted by logit, highest first; ties keep the lower id first.

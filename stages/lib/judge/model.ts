@@ -147,9 +147,12 @@ export async function generateCompletions(
     afterStep?: () => Promise<void>;
     /** The requests' prompt ids when the caller has them already (one entry per request). */
     promptIds?: readonly number[][];
+    /** Default: the model's generation_config.json repetition_penalty (1, off, when it has none), as transformers' generate(). */
+    repetitionPenalty?: number;
   },
 ): Promise<Completion[]> {
   const { tokenizer } = policy;
+  const defaults = generationDefaults(policy.model.generation);
   const rows = requests.flatMap((request, index) => {
     const ids = options.promptIds?.[index] ?? promptIds(tokenizer, policy.format, request.messages);
     return Array.from({ length: options.n }, (_, sample) => ({ id: request.id, index, sample, ids }));
@@ -166,8 +169,9 @@ export async function generateCompletions(
         temperature: options.temperature,
         topK: options.topK,
         topP: options.topP,
+        repetitionPenalty: options.repetitionPenalty ?? defaults.repetitionPenalty,
         // The tokenizer's end of turn, and every end id the model's generation_config.json names.
-        eosTokenIds: [...new Set([tokenizer.eosTokenId, ...generationDefaults(policy.model.generation).eosTokenIds])],
+        eosTokenIds: [...new Set([tokenizer.eosTokenId, ...defaults.eosTokenIds])],
         stop: { strings: stopStrings(policy.format), decode },
         rng: options.rng,
         signal: options.signal,
