@@ -49,6 +49,12 @@ function emit(line: Record<string, unknown>): void {
   console.log(JSON.stringify(line));
 }
 
+/** MemAvailable (bytes) from /proc/meminfo: what the shared machine had free for the next stage. */
+function availableMemory(): number | null {
+  const match = existsSync('/proc/meminfo') ? /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8')) : null;
+  return match ? Number(match[1]) * 1024 : null;
+}
+
 if (args.includes('--fresh')) rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
 if (!existsSync(chorus)) {
@@ -166,6 +172,7 @@ function tokensPerSecond(objectDir: string | undefined): number | null {
 // 4. The stages, one process each.
 let failedAt: string | undefined;
 for (const stage of Object.keys(config.stages)) {
+  const availableBefore = availableMemory();
   const run = timed([process.execPath, pipelineBin, 'run', configPath, '--until', stage], stage);
   const built = manifest(stage);
   emit({
@@ -177,6 +184,7 @@ for (const stage of Object.keys(config.stages)) {
     peak_rss_bytes: run.rss,
     backend: built?.engine?.backend ?? null,
     inference: built?.engine?.inference ?? null,
+    available_before_bytes: availableBefore,
     load: loadavg()[0],
   });
   if (!run.ok) {
