@@ -24,7 +24,7 @@ import { readJsonl, writeJsonl } from '../lib/io/jsonl.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { RelevanceExample } from '../lib/relevance/types.ts';
-import { seededSample } from '../lib/scoring.ts';
+import { seededSample } from '../lib/relevance/subsample.ts';
 import type { ChatMessage } from './openai-teacher.ts';
 import { emptyGradeCounts, gradeSkew } from './grade-balance.ts';
 import { rulesTeacher, type RoundContext } from './rules-teacher.ts';

@@ -64,7 +64,8 @@ export default defineStage({
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/judge/model.ts');
     const { readJsonl } = await import('../lib/io/jsonl.ts');
-    const { greedyAccuracy, probeSample, readPromptRecords } = await import('../lib/scoring.ts');
+    const { greedyAccuracy, probeSample } = await import('../lib/judge/accuracy-probe.ts');
+    const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
     const { readSampledPrompts } = await import('../sample/index.ts');
     const { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } = await import('../lib/training.ts');
 

@@ -103,7 +103,7 @@ async function evaluateCheckpoint(
   onBatch: (examples: number) => void,
 ): Promise<{ result: CheckpointResult; engine: EngineRecord }> {
   const policyLib = await import('../lib/judge/model.ts');
-  const { seededSample } = await import('../lib/scoring.ts');
+  const { seededSample } = await import('../lib/relevance/subsample.ts');
   const { answerPrefix, gradeProbsAfter, tuneAnswerFirstThreshold } = await import('../lib/judge/grade-probs.ts');
   const { cumulativeGrade, MEDIAN_THRESHOLD } = await import('../lib/relevance/grade-pooling.ts');
   const p = ctx.params;
@@ -223,7 +223,9 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { writeJsonl } = await import('../lib/io/jsonl.ts');
-    const { readPromptRecords, referenceSteps, stratifiedSample } = await import('../lib/scoring.ts');
+    const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
+    const { referenceSteps } = await import('../lib/relevance/prompts.ts');
+    const { stratifiedSample } = await import('../lib/relevance/subsample.ts');
     const { writeJson } = await import('../lib/relevance/dataset.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { lexicalBaseline } = await import('../lib/relevance/baseline.ts');

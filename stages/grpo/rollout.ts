@@ -8,7 +8,8 @@ import type { ReasoningSteps } from '../lib/relevance/completion.ts';
 import { generateCompletions, promptIds, type Completion, type Policy } from '../lib/judge/model.ts';
 import type { ChatMessage, PromptRecord } from '../lib/relevance/prompts.ts';
 import { scoreBatch, type LoadedReward, type RewardInput } from '../lib/rewards.ts';
-import { judgeCompletion, seededSample, type Judgement } from '../lib/scoring.ts';
+import { judgeCompletion, type Judgement } from '../lib/relevance/completion.ts';
+import { seededSample } from '../lib/relevance/subsample.ts';
 
 /**
  * How a rollout was sampled. `policy`: the prompt as given (with its knowledge block, if any);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { type EngineConfig, Rng, type StageContext } from '../../pipeline/api.ts';
 import type { AdamW, LoraOptions, Model } from './engine/index.ts';
 import type { Policy } from './judge/model.ts';
-import { probeMetrics, type AccuracyProbe } from './scoring.ts';
+import { probeMetrics, type AccuracyProbe } from './judge/accuracy-probe.ts';
 
 /**
  * With `lora` set, freezes `model` and adds adapters (seeded by the stage), and logs the memory per

@@ -15,7 +15,10 @@ import { passAtK } from '../lib/rl/advantages.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';
 import { readChecked } from '../lib/io/jsonl.ts';
-import { judgeCompletion, promptRecordProblem, readPromptRecords, referenceSteps, seededSample } from '../lib/scoring.ts';
+import { judgeCompletion } from '../lib/relevance/completion.ts';
+import { promptRecordProblem, readPromptRecords } from '../lib/artifacts/prompts.ts';
+import { referenceSteps } from '../lib/relevance/prompts.ts';
+import { seededSample } from '../lib/relevance/subsample.ts';
 
 const params = z.strictObject({
   num_generations: z.number().int().min(1).default(8).describe('Completions sampled per prompt (N of pass@N)'),

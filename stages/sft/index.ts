@@ -20,7 +20,7 @@ import { z } from 'zod';
 import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
 import { readJsonl } from '../lib/io/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
-import type { ProbeRecord } from '../lib/scoring.ts';
+import type { ProbeRecord } from '../lib/judge/accuracy-probe.ts';
 import { modelOverridesSchema } from '../lib/engine/config.ts';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
 import { modelWeightFiles } from '../lib/engine/weight-files.ts';
@@ -139,7 +139,8 @@ export default defineStage({
     const { loadTokenizer } = await import('../lib/engine/tokenizer.ts');
     const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
     const policyLib = await import('../lib/judge/model.ts');
-    const scoring = await import('../lib/scoring.ts');
+    const accuracyProbe = await import('../lib/judge/accuracy-probe.ts');
+    const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
     const { savePolicy, trainableModel } = await import('../lib/training.ts');
     if (p.lora && !p.init) throw new Error('lora needs init: adapters train on a pretrained model (set init to an HF folder)');
     const tf = await import('@tensorflow/tfjs-core');
@@ -166,8 +167,8 @@ export default defineStage({
     if (!promptsDir && p.eval_generate > 0) {
       ctx.log.warn('probing dev accuracy on the cot dev split, which holds only examples the teacher got right: add the icl stage to needs for an unbiased probe');
     }
-    const probe: ProbeRecord[] = scoring.probeSample<ProbeRecord>(promptsDir ? await scoring.readPromptRecords(promptsDir, 'dev') : dev, p.eval_generate, ctx.seed);
-    const baseline = promptsDir && probe.length > 0 ? await scoring.baselineAccuracy(promptsDir, probe) : undefined;
+    const probe: ProbeRecord[] = accuracyProbe.probeSample<ProbeRecord>(promptsDir ? await readPromptRecords(promptsDir, 'dev') : dev, p.eval_generate, ctx.seed);
+    const baseline = promptsDir && probe.length > 0 ? await accuracyProbe.baselineAccuracy(promptsDir, probe) : undefined;
     if (baseline) ctx.log.info(`lexical baseline on the ${probe.length} dev probe prompts: ${JSON.stringify(baseline)}`);
 
     // Tokenizer: the init model's, or one trained on this SFT text (deterministic, so a resumed
@@ -226,7 +227,7 @@ export default defineStage({
     }
 
     let inferenceRecord: Record<string, string> = {};
-    let lastProbe: import('../lib/scoring.ts').AccuracyProbe | undefined;
+    let lastProbe: import('../lib/judge/accuracy-probe.ts').AccuracyProbe | undefined;
     const evaluate = async (): Promise<Record<string, number>> => {
       const result: Record<string, number> = {};
       if (devSet.length > 0) {
@@ -247,7 +248,7 @@ export default defineStage({
         const inference = await policyLib.openPolicyInference(model, ctx.engine, ctx.log);
         inferenceRecord = inference.record;
         const policy = { dir: ctx.outDir, model, tokenizer, format, inference };
-        const accuracy = await scoring
+        const accuracy = await accuracyProbe
           .greedyAccuracy(policy, probe, { maxNewTokens: p.max_new_tokens, batchSize: p.batch_size, rng: new Rng(ctx.seed, 'sft/eval'), signal: ctx.signal })
           .finally(() => inference.close());
         lastProbe = accuracy;

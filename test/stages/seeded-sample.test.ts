@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { probeSample, seededSample, stratifiedSample } from '../../stages/lib/scoring.ts';
+import { probeSample } from '../../stages/lib/judge/accuracy-probe.ts';
+import { seededSample, stratifiedSample } from '../../stages/lib/relevance/subsample.ts';
 
 describe('seededSample (every "at most N" option: sample limit, cot limit, CumPT tuning set, probes)', () => {
   // 10 queries x 10 candidates, grouped by query as the splits are: the first 20 are queries 0 and 1.

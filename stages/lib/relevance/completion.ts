@@ -308,3 +308,17 @@ export function formatInstructions(options: RenderOptions = {}): string {
     example,
   ].join('\n');
 }
+
+/** A completion parsed and verified against the reference reasoning and the gold grade. */
+export interface Judgement {
+  parsed: ParsedCompletion;
+  verification: Verification;
+  /** The grade is the gold one and the format parses: what pass@k and DPO's "correct" count. */
+  correct: boolean;
+}
+
+export function judgeCompletion(text: string, reference: ReasoningSteps, gold: Grade): Judgement {
+  const parsed = parseCompletion(text);
+  const verification = verifyCompletion(parsed, reference, gold);
+  return { parsed, verification, correct: verification.labelCorrect && parsed.formatOk };
+}

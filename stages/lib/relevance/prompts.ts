@@ -8,7 +8,8 @@
  * Artifact layout (kind 'prompts'): train.jsonl, dev.jsonl, test.jsonl of `PromptRecord`, stats.json.
  */
 import { z } from 'zod';
-import { analyzeParsed, parseQuery, type PairAnalysis } from './analysis.ts';
+import { analyzePair, analyzeParsed, parseQuery, toReasoningSteps, type PairAnalysis } from './analysis.ts';
+import type { ReasoningSteps } from './completion.ts';
 import { queryCoverage } from './baseline.ts';
 import { Bm25, bm25Terms } from './bm25.ts';
 import { pairEvidence, renderEvidence, type PairEvidence } from './evidence.ts';
@@ -253,4 +254,9 @@ function analysisAliases(query: string, kg: KnowledgeGraph): string[] {
     .link(query)
     .filter((m) => m.via !== 'name' && m.via !== 'inflection' && m.via !== 'fuzzy')
     .map((m) => m.surface);
+}
+
+/** The reference reasoning of every record (the relevance analysis over the knowledge graph), by id. */
+export function referenceSteps(records: readonly PromptRecord[], kg: KnowledgeGraph): Map<string, ReasoningSteps> {
+  return new Map(records.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]));
 }

@@ -134,7 +134,7 @@ async function tuneAnswerThreshold(policy: Policy, builder: PromptBuilder, dev: 
   const { fitsContext, promptIds } = await import('../judge/model.ts');
   const { tuneAnswerFirstThreshold } = await import('../judge/grade-probs.ts');
   const { THRESHOLD_TUNING_EXAMPLES } = await import('../relevance/grade-pooling.ts');
-  const { seededSample } = await import('../scoring.ts');
+  const { seededSample } = await import('../relevance/subsample.ts');
   const prompts = dev.map((example) => ({ gold: example.label, promptIds: promptIds(policy.tokenizer, policy.format, builder.build(example).messages) }));
   const tuning = seededSample(
     prompts.filter((p) => fitsContext(policy, p.promptIds.length, options.maxNewTokens)),
