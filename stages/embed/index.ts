@@ -13,11 +13,14 @@
  * (`query: <type>; constraints: …; intent: …`, stages/embed/train.ts). With
  * train_steps > 0 the decoder is first trained on train's Query-CoT-Item triplets with InfoNCE
  * over in-batch and hard (BM25) negatives, plus the LM loss on the CoT in reason mode
- * (stages/embed/train.ts). Items are always embedded directly.
+ * (stages/embed/train.ts: LREM stage 1). With `grpo` (reason mode) the analysis is then
+ * refined by GRPO with a retrieval reward (stages/embed/grpo.ts: LREM stage 2). Items are always
+ * embedded directly.
  *
  * Writes an 'embeddings' artifact (stages/lib/retrieval/vectors.ts) and, when it trained, the
  * trained decoder under model/.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
@@ -34,7 +37,29 @@ const params = z.strictObject({
   max_tokens: z.number().int().min(8).default(96).describe('Tokens an embedded text is cut to'),
   description_chars: z.number().int().min(0).default(200).describe('Characters of an item’s description embedded after its title'),
   batch_size_embed: z.number().int().min(1).default(32).describe('Texts per forward pass when embedding'),
+  // Optional objects, absent unless set: stages that use neither keep their fingerprint (and cache).
+  from: z.enum(['checkpoint', 'embeddings']).optional().describe('Where the decoder starts: the checkpoint input (the default), or the model an embeddings input (an embed stage that trained) saved: LREM stage 2 after another stage’s stage 1'),
+  grpo: z
+    .strictObject({
+      steps: z.number().int().min(1).describe('GRPO steps on the analysis with a retrieval reward, after the InfoNCE steps'),
+      queries: z.number().int().min(1).default(4).describe('Train queries per step'),
+      group: z.number().int().min(2).default(4).describe('Analyses sampled per query (the GRPO group G)'),
+      temperature: z.number().positive().default(1).describe('Sampling temperature of the analyses'),
+      learning_rate: z.number().positive().default(1e-4).describe('AdamW learning rate'),
+      reward: z.enum(['rank', 'hit']).default('rank').describe('rank: 1 / rank of the best relevant item among the whole catalog; hit: 1 when it is in the first k'),
+      k: z.number().int().min(1).default(10).describe('K of the hit@K reward'),
+      refresh_every: z.number().int().min(1).default(10).describe('Steps between re-embeddings of the catalog the reward searches'),
+    })
+    .optional()
+    .describe('LREM stage 2 (reason mode): GRPO on the analysis with a retrieval reward (stages/embed/grpo.ts)'),
 });
+
+/** The decoder an embed stage trained (its model/ folder); an error naming the stage when it trained none. */
+function trainedModelDir(input: { stage: string; dir: string }): string {
+  const dir = path.join(input.dir, 'model');
+  if (!existsSync(dir)) throw new Error(`embed: from: embeddings, but ${input.stage} saved no model (it trained nothing: train_steps 0)`);
+  return dir;
+}
 
 export default defineStage({
   name: 'embed',
@@ -43,7 +68,7 @@ export default defineStage({
   params,
   produces: 'embeddings',
   resources: 'train',
-  requires: (p) => ['checkpoint', 'dataset', ...(p.mode === 'reason' && p.train_steps > 0 ? (['sft-set'] as const) : [])],
+  requires: (p) => [p.from === 'embeddings' ? 'embeddings' : 'checkpoint', 'dataset', ...(p.mode === 'reason' && p.train_steps > 0 ? (['sft-set'] as const) : [])],
   async run(ctx) {
     const p = ctx.params;
     const { readJsonl } = await import('../lib/io/jsonl.ts');
@@ -57,17 +82,24 @@ export default defineStage({
     const dataset = ctx.inputs.one('dataset');
     const splits = await readSplits(dataset.dir);
     const catalog = await readCatalog(dataset.dir, splits);
-    const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
+    const { policy, engine } = await loadPolicy(p.from === 'embeddings' ? trainedModelDir(ctx.inputs.one('embeddings')) : ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const { model, tokenizer } = policy;
     const metrics: Record<string, unknown> = { mode: p.mode, pooling: 'mean', items: catalog.length };
 
-    if (p.train_steps > 0) {
+    const grpoSteps = p.grpo?.steps ?? 0;
+    if (grpoSteps > 0 && p.mode !== 'reason') throw new Error('embed: grpo trains the analysis, which only mode: reason writes (set mode: reason or leave grpo out)');
+    let triplets: import('./train.ts').Triplet[] = [];
+    if (p.train_steps > 0 || grpoSteps > 0) {
       const cotSet = ctx.inputs.many('sft-set')[0];
       const cot = p.mode === 'reason' && cotSet ? cotByQuery(await readJsonl(path.join(cotSet.dir, 'train.jsonl'))) : new Map<string, string>();
-      const { triplets, withoutPositive } = buildTriplets(splits.train, catalog, cot, { hardNegatives: p.hard_negatives, descriptionChars: p.description_chars });
+      let withoutPositive: number;
+      ({ triplets, withoutPositive } = buildTriplets(splits.train, catalog, cot, { hardNegatives: p.hard_negatives, descriptionChars: p.description_chars }));
       if (triplets.length < 2) throw new Error(`embed: ${triplets.length} train queries have a judged-relevant item; InfoNCE needs at least 2`);
       const withCot = triplets.filter((t) => t.cot !== '').length;
       ctx.log.info(`${triplets.length} train triplets (${withoutPositive} queries without a relevant item left out${p.mode === 'reason' ? `; ${withCot} with a CoT from the synthesis` : ''})`);
+      Object.assign(metrics, { triplets: triplets.length, triplets_with_cot: withCot });
+    }
+    if (p.train_steps > 0) {
       const trained = await trainEmbedder(ctx, model, tokenizer, triplets, new Map(catalog.map((e) => [e.key, e])), {
         steps: p.train_steps,
         batchSize: Math.min(p.batch_size, triplets.length),
@@ -79,8 +111,30 @@ export default defineStage({
         reason: p.mode === 'reason',
       }, ctx.rng.fork('train'));
       await policy.inference.refresh();
-      Object.assign(metrics, { triplets: triplets.length, triplets_with_cot: withCot, first_loss: trained.firstLoss, last_loss: trained.lastLoss, steps: trained.steps });
+      Object.assign(metrics, { first_loss: trained.firstLoss, last_loss: trained.lastLoss, steps: trained.steps });
       ctx.log.info(`InfoNCE: loss ${trained.firstLoss.toFixed(4)} -> ${trained.lastLoss.toFixed(4)} over ${trained.steps} steps`);
+    }
+    if (p.grpo) {
+      const g = p.grpo;
+      const { grpoOnReasoning } = await import('./grpo.ts');
+      const rowOf = new Map(catalog.map((e, i) => [e.key, i]));
+      const summary = await grpoOnReasoning(ctx, policy, triplets, triplets.map((t) => t.positives.map((key) => rowOf.get(key) as number)), {
+        steps: g.steps,
+        queries: Math.min(g.queries, triplets.length),
+        groupSize: g.group,
+        temperature: g.temperature,
+        learningRate: g.learning_rate,
+        analysisTokens: p.analysis_tokens,
+        maxTokens: p.max_tokens,
+        reward: { kind: g.reward, k: g.k },
+        refreshEvery: g.refresh_every,
+        embedCatalog: () => embedTexts(model, tokenizer, catalog.map((e) => itemText(e.item, p.description_chars)), { batchSize: p.batch_size_embed, maxTokens: p.max_tokens, signal: ctx.signal }),
+      }, ctx.rng.fork('grpo'));
+      await policy.inference.refresh();
+      Object.assign(metrics, { grpo_steps: summary.steps, grpo_first_reward: summary.firstReward, grpo_last_reward: summary.lastReward, grpo_flat_groups: summary.flatGroups, grpo_groups: summary.groups });
+      ctx.log.info(`GRPO (${g.reward} reward): mean reward ${summary.firstReward.toFixed(4)} over the first quarter of the steps -> ${summary.lastReward.toFixed(4)} over the last; ${summary.flatGroups} of ${summary.groups} groups had no spread`);
+    }
+    if (p.train_steps > 0 || grpoSteps > 0) {
       const { savePolicy } = await import('../lib/training.ts');
       await savePolicy(policy, path.join(ctx.outDir, 'model'), ctx.engine);
     }
