@@ -10,7 +10,7 @@
 import * as path from 'node:path';
 import { importUserModule } from '../pipeline/user-module.ts';
 import { parseCompletion, renderCompletion, type ReasoningSteps } from '../stages/lib/relevance/completion.ts';
-import { closeRewards, loadRewards, scoreBatch, type LoadedReward, type RewardFunction, type RewardInput } from '../stages/lib/rewards.ts';
+import { closeRewards, loadRewards, scoreBatch, type LoadedReward, type RewardFunction, type RewardInput } from '../stages/lib/rl/rewards.ts';
 
 const BATCHES = Number(process.argv[2] ?? 300);
 const BATCH_SIZE = 32;

@@ -8,7 +8,7 @@
  * Examples without firing rules return null: the reward does not apply to them, so they are left
  * out of its logged mean and add nothing to the total.
  */
-import type { RewardFunction } from '../../stages/lib/rewards.ts';
+import type { RewardFunction } from '../../stages/lib/rl/rewards.ts';
 
 interface Params {
   /** Subtracted per rule named that does not fire (citing rules at random should not pay). */

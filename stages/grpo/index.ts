@@ -34,7 +34,7 @@
  *       rewards: [{ use: label }, { use: format, weight: 0.2 }, { use: ./my-reward.ts, weight: 0.5 }]
  */
 import { defineStage } from '../../pipeline/api.ts';
-import { checkRewardSpec, isRewardFile, RewardSpecError } from '../lib/rewards.ts';
+import { checkRewardSpec, isRewardFile, RewardSpecError } from '../lib/rl/rewards.ts';
 import { params, type GrpoParams } from './params.ts';
 
 export default defineStage({

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
-import { DEFAULT_REWARD_TIMEOUT_S } from '../lib/reward-files.ts';
+import { DEFAULT_REWARD_TIMEOUT_S } from '../lib/rl/reward-files.ts';
 
 const rewardSpec = z.strictObject({
   use: z.string().min(1).describe('A built-in reward (format, label, label_distance, steps) or a file path starting with ./'),

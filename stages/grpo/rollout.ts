@@ -7,7 +7,7 @@ import type { Rng } from '../../pipeline/api.ts';
 import type { ReasoningSteps } from '../lib/relevance/completion.ts';
 import { generateCompletions, promptIds, type Completion, type Policy } from '../lib/judge/model.ts';
 import type { ChatMessage, PromptRecord } from '../lib/relevance/prompts.ts';
-import { scoreBatch, type LoadedReward, type RewardInput } from '../lib/rewards.ts';
+import { scoreBatch, type LoadedReward, type RewardInput } from '../lib/rl/rewards.ts';
 import { judgeCompletion, type Judgement } from '../lib/relevance/completion.ts';
 import { seededSample } from '../lib/relevance/subsample.ts';
 

@@ -10,7 +10,7 @@ import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { mean } from '../lib/relevance/grade-agreement.ts';
 import { std } from '../lib/rl/advantages.ts';
-import { closeRewards, loadRewards, rewardMean, type LoadedReward } from '../lib/rewards.ts';
+import { closeRewards, loadRewards, rewardMean, type LoadedReward } from '../lib/rl/rewards.ts';
 import { greedyAccuracy, probeSample } from '../lib/judge/accuracy-probe.ts';
 import { readPromptRecords } from '../lib/artifacts/prompts.ts';
 import { referenceSteps } from '../lib/relevance/prompts.ts';
@@ -99,7 +99,7 @@ async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedRe
   const promptsDir = ctx.inputs.one('prompts').dir;
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
 
-  const { restrictToRlPool } = await import('../lib/rl-pool.ts');
+  const { restrictToRlPool } = await import('../lib/rl/pool.ts');
   // The RL pool the SFT checkpoint held out, when it has one; else every train prompt.
   const all = await restrictToRlPool(ctx.inputs.one('checkpoint').dir, await readPromptRecords(promptsDir, 'train'));
   const train = all.filter((r) => fitsContext(policy, promptIds(tokenizer, policy.format, r.messages).length, p.max_completion_length));

@@ -94,7 +94,7 @@ export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokeniz
   }
   await copyTokenizerFiles(policy.tokenizer.dir, outDir);
   // The RL pool the SFT checkpoint held out stays with every checkpoint trained from it.
-  const { carryRlPool } = await import('./rl-pool.ts');
+  const { carryRlPool } = await import('./rl/pool.ts');
   await carryRlPool(policy.dir, outDir);
   await writeCompletionFormat(outDir, policy.format);
   await writeInferenceExport(policy.model, outDir, engine);

@@ -90,7 +90,7 @@ export default defineStage({
     const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/judge/model.ts');
     const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { drawFromPool, poolSampleSize, readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl-pool.ts');
+    const { drawFromPool, poolSampleSize, readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl/pool.ts');
     const checkpointDir = ctx.inputs.one('checkpoint').dir;
     const { policy, engine } = await loadPolicy(checkpointDir, ctx.engine, ctx.log);
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);
@@ -100,7 +100,7 @@ export default defineStage({
     for (const split of p.splits) {
       let records = await readPromptRecords(promptsDir, split);
       // A checkpoint whose SFT held out an RL pool: train prompts come from the pool only, all of
-      // at most `limit` of them (a seeded sample), ranked most uncertain first (stages/lib/rl-pool.ts).
+      // at most `limit` of them (a seeded sample), ranked most uncertain first (stages/lib/rl/pool.ts).
       const pool = split === 'train' ? await readRlPool(checkpointDir) : undefined;
       const pooled = pool !== undefined;
       if (pool) {

@@ -84,7 +84,7 @@ const params = z.strictObject({
     .min(0)
     .max(0.9)
     .default(0)
-    .describe('Share of the train queries held out of SFT for sample/dpo/grpo to draw from (stages/lib/rl-pool.ts); 0 = none'),
+    .describe('Share of the train queries held out of SFT for sample/dpo/grpo to draw from (stages/lib/rl/pool.ts); 0 = none'),
   grade_balance: gradeBalanceSchema,
 });
 
@@ -147,7 +147,7 @@ export default defineStage({
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const setDir = ctx.inputs.one('sft-set').dir;
-    const { holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl-pool.ts');
+    const { holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl/pool.ts');
     const sftSet = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
     // The RL pool's queries are held out here, so the RL stages draw prompts this model has not memorised.
     const rlPool = p.rl_pool > 0 ? holdOutQueries(sftSet.map((r) => r.example), p.rl_pool, ctx.seed) : undefined;

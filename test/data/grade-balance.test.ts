@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { balancePairs, type PreferencePair } from '../../stages/dpo/pairs.ts';
-import { drawFromPool } from '../../stages/lib/rl-pool.ts';
+import { drawFromPool } from '../../stages/lib/rl/pool.ts';
 import { balancedDraw, balancedOrder, balanceEnabled, gradeWeights, resolveGradeBalance } from '../../stages/lib/relevance/grade-balance.ts';
 import { epochExamples } from '../../stages/sft/index.ts';
 import type { Grade } from '../../stages/lib/relevance/types.ts';

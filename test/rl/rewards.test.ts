@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseCompletion, renderCompletion, type ReasoningSteps } from '../../stages/lib/relevance/completion.ts';
-import { checkRewardSpec, closeRewards, loadRewards, rewardMean, scoreBatch, type LoadedReward, type RewardInput, type RewardValue } from '../../stages/lib/rewards.ts';
+import { checkRewardSpec, closeRewards, loadRewards, rewardMean, scoreBatch, type LoadedReward, type RewardInput, type RewardValue } from '../../stages/lib/rl/rewards.ts';
 import type { Grade } from '../../stages/lib/relevance/types.ts';
 
 const repoRoot = new URL('../..', import.meta.url).pathname;

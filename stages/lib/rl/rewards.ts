@@ -9,7 +9,7 @@
  *
  * ```ts
  * // my-reward.ts, used as `rewards: [{ use: ./my-reward.ts, weight: 0.5, with: { target: 'L4' } }]`
- * import type { RewardFunction } from 'lore-pipeline/stages/lib/rewards.ts';
+ * import type { RewardFunction } from 'lore-pipeline/stages/lib/rl/rewards.ts';
  * const reward: RewardFunction<{ target: string }> = (batch, params) =>
  *   batch.map((x) => (x.parsed.label === undefined ? null : x.parsed.label === params.target ? 1 : 0));
  * export default reward;
@@ -17,9 +17,9 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, extname, isAbsolute, resolve } from 'node:path';
-import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from './relevance/completion.ts';
-import { GRADES, type ExampleMeta, type Grade } from './relevance/types.ts';
-import { checkUserModule } from '../../pipeline/api.ts';
+import { STEP_NAMES, verifyCompletion, type ParsedCompletion, type ReasoningSteps } from '../relevance/completion.ts';
+import { GRADES, type ExampleMeta, type Grade } from '../relevance/types.ts';
+import { checkUserModule } from '../../../pipeline/api.ts';
 import { DEFAULT_REWARD_TIMEOUT_S, RewardWorker, RewardWorkerStopped, type CallLimits } from './reward-files.ts';
 import { z } from 'zod';
 

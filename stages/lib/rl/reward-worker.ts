@@ -4,7 +4,7 @@
  * stops even a reward stuck in a synchronous loop, where the main thread's signal handlers could not.
  */
 import { parentPort } from 'node:worker_threads';
-import { describeLoadError, importUserModule } from '../../pipeline/api.ts';
+import { describeLoadError, importUserModule } from '../../../pipeline/api.ts';
 import type { RewardFromWorker, RewardToWorker } from './reward-files.ts';
 
 const port = parentPort;

@@ -12,10 +12,10 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Rng } from '../../pipeline/api.ts';
-import { normalise } from './relevance/text.ts';
-import { balancedOrder, type GradeBalance } from './relevance/grade-balance.ts';
-import type { Grade, RelevanceExample } from './relevance/types.ts';
+import { Rng } from '../../../pipeline/api.ts';
+import { normalise } from '../relevance/text.ts';
+import { balancedOrder, type GradeBalance } from '../relevance/grade-balance.ts';
+import type { Grade, RelevanceExample } from '../relevance/types.ts';
 
 export const RL_POOL_FILE = 'rl-pool.json';
 
