@@ -39,7 +39,8 @@ import { params, type GrpoParams } from './params.ts';
 
 export default defineStage({
   name: 'grpo',
-  version: '3',
+  // 4: prompts drawn grade-balanced when the RL pool carries SFT's balance.
+  version: '4',
   description: 'GRPO with weighted reward functions, stepwise advantages, dynamic sampling with refill, guided replay, DyKnow-RAG groups and an SRPO curriculum (TRL semantics)',
   params,
   produces: 'checkpoint',

@@ -10,6 +10,7 @@ import type { ChatMessage, PromptRecord } from '../lib/relevance/prompts.ts';
 import { scoreBatch, type LoadedReward, type RewardInput } from '../lib/rl/rewards.ts';
 import { judgeCompletion, type Judgement } from '../lib/relevance/completion.ts';
 import { seededSample } from '../lib/relevance/subsample.ts';
+import { balancedOrder, type GradeBalance } from '../lib/relevance/grade-balance.ts';
 
 /**
  * How a rollout was sampled. `policy`: the prompt as given (with its knowledge block, if any);
@@ -72,9 +73,16 @@ export interface CurriculumTier {
  * The default prompt source over curriculum tiers in order (one tier = no curriculum). Round 0 walks
  * a seeded shuffle of the current tier, epoch after epoch; refill rounds (dynamic sampling) draw a
  * seeded random sample of the tier's prompts not yet used this step.
+ *
+ * With `balance` (the RL pool's, set when SFT balanced grades) both are drawn the way `sample` draws
+ * the pool and `dpo` its pairs: an epoch's order and each refill are grade-weighted orders without
+ * repeats (grade-balance.ts `balancedOrder`), so the steps of a fraction of an epoch (chorus.yaml's
+ * 0.1) favour the rare grades as SFT's epochs did, and a whole epoch still visits every prompt once.
  */
-export function tieredPromptSource(tiers: readonly CurriculumTier[], perStep: number, rng: Rng): PromptSource {
+export function tieredPromptSource(tiers: readonly CurriculumTier[], perStep: number, rng: Rng, balance?: GradeBalance): PromptSource {
   if (tiers.length === 0) throw new Error('tieredPromptSource: no tier');
+  const gradeOf = (r: PromptRecord) => r.example.label;
+  const ordered = (pool: readonly PromptRecord[], stream: Rng): PromptRecord[] => (balance ? balancedOrder(pool, gradeOf, balance, stream) : stream.shuffle([...pool]));
   return (step, round, count, exclude) => {
     let start = 0;
     let tier = tiers.length - 1;
@@ -89,11 +97,15 @@ export function tieredPromptSource(tiers: readonly CurriculumTier[], perStep: nu
     const local = step - start;
     if (round === 0) {
       const stepsPerEpoch = Math.max(1, Math.floor(pool.length / perStep));
-      const order = rng.fork(`tier-${tier}/epoch-${Math.floor(local / stepsPerEpoch)}`).shuffle(pool.map((_, i) => i));
+      const epochRng = rng.fork(`tier-${tier}/epoch-${Math.floor(local / stepsPerEpoch)}`);
+      // Unbalanced, the shuffle of indices it always was, so unbalanced runs draw what they drew.
+      const order = balance ? ordered(pool, epochRng) : epochRng.shuffle(pool.map((_, i) => i)).map((i) => pool[i] as PromptRecord);
       const from = (local % stepsPerEpoch) * perStep;
-      return order.slice(from, from + count).map((i) => pool[i] as PromptRecord).filter((r) => !exclude.has(r.id));
+      return order.slice(from, from + count).filter((r) => !exclude.has(r.id));
     }
-    return seededSample(pool.filter((r) => !exclude.has(r.id)), count, rng.fork(`tier-${tier}/step-${step}/round-${round}`));
+    const unused = pool.filter((r) => !exclude.has(r.id));
+    const refillRng = rng.fork(`tier-${tier}/step-${step}/round-${round}`);
+    return balance ? ordered(unused, refillRng).slice(0, count) : seededSample(unused, count, refillRng);
   };
 }
 

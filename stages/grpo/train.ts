@@ -99,7 +99,7 @@ async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedRe
   const promptsDir = ctx.inputs.one('prompts').dir;
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
 
-  const { restrictToRlPool } = await import('../lib/rl/pool.ts');
+  const { readRlPool, restrictToRlPool } = await import('../lib/rl/pool.ts');
   // The RL pool the SFT checkpoint held out, when it has one; else every train prompt.
   const all = await restrictToRlPool(ctx.inputs.one('checkpoint').dir, await readPromptRecords(promptsDir, 'train'));
   const train = all.filter((r) => fitsContext(policy, promptIds(tokenizer, policy.format, r.messages).length, p.max_completion_length));
@@ -108,7 +108,10 @@ async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedRe
   if (train.length < p.prompts_per_step) throw new Error(`prompts_per_step ${p.prompts_per_step} exceeds the ${train.length} usable train prompts`);
   const steps = grpoSteps(p, train.length);
   if (p.epochs !== undefined) ctx.log.info(`${steps} steps: ${p.epochs} epochs over ${train.length} prompts, ${p.prompts_per_step} a step`);
-  const source = tieredPromptSource(curriculumTiers(train, p, steps), p.prompts_per_step, ctx.rng);
+  // SFT's grade balance, carried in the RL pool file: GRPO draws its prompts the way sample and dpo do.
+  const balance = (await readRlPool(ctx.inputs.one('checkpoint').dir))?.balance;
+  if (balance) ctx.log.info(`grade balance: prompts drawn weighted by gold grade (temper ${balance.temper}, cap ${balance.cap}), as the RL pool's`);
+  const source = tieredPromptSource(curriculumTiers(train, p, steps), p.prompts_per_step, ctx.rng, balance);
   const sampler: Sampler = {
     policy,
     references: referenceSteps(train, kg),
@@ -169,6 +172,7 @@ async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedRe
     metrics: {
       steps: step,
       ...totals,
+      grade_balance: balance ? 1 : 0,
       kept_fraction: totals.generated_groups === 0 ? 0 : (totals.generated_groups! - totals.dropped_groups!) / totals.generated_groups!,
       skipped_too_long: skippedTooLong,
       reward_first_third: mean(rewardCurve.slice(0, third)),

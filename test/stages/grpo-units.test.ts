@@ -149,6 +149,39 @@ describe('prompt source with curriculum tiers', () => {
   });
 });
 
+describe('prompt source balanced by grade (the RL pool\'s grade_balance)', () => {
+  // A skewed pool: 800 L4 and 200 L1 prompts. Under temper 0.5, cap 4: w(L4) = 1, w(L1) =
+  // (0.8 / 0.2)^0.5 = 2, so a draw favouring the rare grade the way SFT's epochs do holds
+  // 200 x 2 / (800 + 200 x 2) = 1/3 L1 rather than the pool's 1/5 (grade-balance.ts).
+  const pool = Array.from({ length: 1000 }, (_, i) => ({ ...record(`p${i}`), example: { ...record(`p${i}`).example, label: i % 5 === 0 ? ('L1' as const) : ('L4' as const) } }));
+  const balance = { temper: 0.5, cap: 4 };
+  const l1Share = (draws: PromptRecord[]) => draws.filter((r) => r.example.label === 'L1').length / draws.length;
+  // The first 10 steps of 8 prompts (0.08 of an epoch, like chorus.yaml's 0.1) under 20 seeds.
+  const firstSteps = (b?: typeof balance) =>
+    Array.from({ length: 20 }, (_, seed) => tieredPromptSource([{ prompts: pool, steps: 1 }], 8, new Rng(seed, 'grpo'), b)).flatMap((source) =>
+      Array.from({ length: 10 }, (_, step) => source(step, 0, 8, new Set())).flat(),
+    );
+
+  it('draws the rare grade at its balanced share, and at the pool\'s share without balance', () => {
+    // 1,600 draws: the share's standard error is about 0.012, so +-0.04 is over three of them.
+    expect(l1Share(firstSteps(balance))).toBeGreaterThan(1 / 3 - 0.04);
+    expect(l1Share(firstSteps(balance))).toBeLessThan(1 / 3 + 0.04);
+    expect(l1Share(firstSteps())).toBeGreaterThan(0.2 - 0.04);
+    expect(l1Share(firstSteps())).toBeLessThan(0.2 + 0.04);
+  });
+
+  it('still visits every prompt once an epoch, and refills balanced without the prompts already drawn', () => {
+    const source = tieredPromptSource([{ prompts: pool, steps: 1 }], 8, new Rng(3, 'grpo'), balance);
+    const epoch = Array.from({ length: 125 }, (_, step) => source(step, 0, 8, new Set())).flat();
+    expect(new Set(epoch.map((r) => r.id)).size).toBe(1000);
+    const used = new Set(source(0, 0, 8, new Set()).map((r) => r.id));
+    const refills = Array.from({ length: 20 }, (_, step) => source(step, 1, 8, used)).flat();
+    expect(refills.some((r) => used.has(r.id))).toBe(false);
+    expect(l1Share(refills)).toBeGreaterThan(1 / 3 - 0.06);
+    expect(source(0, 1, 8, used).map((r) => r.id)).toEqual(source(0, 1, 8, used).map((r) => r.id));
+  });
+});
+
 describe('filter and refill', () => {
   it('passes groups that are neither all right nor all wrong, and with enough distinct reasoning', () => {
     const groups = [group('a', [true, true]), group('b', [true, false]), group('c', [false, true], ['same', 'same']), group('d', [false, false])];
