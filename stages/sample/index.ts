@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
-import { passAtK } from '../lib/rl/advantages.ts';
+import { unbiasedPassAtK } from '../lib/rl/pass-at-k.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';
 import { readChecked } from '../lib/io/jsonl.ts';
@@ -155,7 +155,7 @@ export default defineStage({
       metrics[`${split}.none_correct`] = sampled.filter((s) => s.correct === 0).length;
       metrics[`${split}.all_correct`] = sampled.filter((s) => s.correct === p.num_generations).length;
       for (const k of passKs(p.num_generations)) {
-        metrics[`${split}.pass@${k}`] = sampled.reduce((sum, s) => sum + passAtK(p.num_generations, s.correct, k), 0) / count;
+        metrics[`${split}.pass@${k}`] = sampled.reduce((sum, s) => sum + unbiasedPassAtK(p.num_generations, s.correct, k), 0) / count;
       }
       ctx.log.info(`${split}: ${JSON.stringify(Object.fromEntries(Object.entries(metrics).filter(([key]) => key.startsWith(`${split}.`))))}`);
     }

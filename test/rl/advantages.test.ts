@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { diverseGroups, dyknowAdvantages, groupAdvantages, informativeGroups, passAtK, std, stepwiseAdvantages } from '../../stages/lib/rl/advantages.ts';
+import { diverseGroups, dyknowAdvantages, groupAdvantages, informativeGroups, std, stepwiseAdvantages } from '../../stages/lib/rl/advantages.ts';
+import { unbiasedPassAtK } from '../../stages/lib/rl/pass-at-k.ts';
 
 describe('groupAdvantages', () => {
   // Rewards for two prompts, G = 4: [1, 0, 0, 1] and [1, 1, 1, 1].
@@ -113,11 +114,11 @@ describe('informativeGroups', () => {
   });
 });
 
-describe('passAtK', () => {
+describe('unbiasedPassAtK', () => {
   it('matches 1 - C(n-c, k) / C(n, k)', () => {
-    expect(passAtK(5, 2, 1)).toBeCloseTo(2 / 5, 12); // 1 - C(3,1)/C(5,1) = 1 - 3/5
-    expect(passAtK(5, 2, 2)).toBeCloseTo(1 - 3 / 10, 12); // C(3,2)=3, C(5,2)=10
-    expect(passAtK(4, 3, 2)).toBe(1); // fewer than k wrong samples: always a hit
-    expect(passAtK(4, 0, 2)).toBe(0);
+    expect(unbiasedPassAtK(5, 2, 1)).toBeCloseTo(2 / 5, 12); // 1 - C(3,1)/C(5,1) = 1 - 3/5
+    expect(unbiasedPassAtK(5, 2, 2)).toBeCloseTo(1 - 3 / 10, 12); // C(3,2)=3, C(5,2)=10
+    expect(unbiasedPassAtK(4, 3, 2)).toBe(1); // fewer than k wrong samples: always a hit
+    expect(unbiasedPassAtK(4, 0, 2)).toBe(0);
   });
 });

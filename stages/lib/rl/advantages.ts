@@ -158,16 +158,3 @@ export function informativeGroups(correct: readonly boolean[], groupSize: number
     .filter(({ right, size }) => right > 0 && right < size)
     .map(({ index }) => index);
 }
-
-/**
- * The unbiased pass@k estimator (Chen et al. 2021, "Evaluating Large Language Models Trained on
- * Code"): with n samples of which c are correct, 1 - C(n-c, k) / C(n, k), computed as a product
- * to stay stable.
- */
-export function passAtK(n: number, c: number, k: number): number {
-  if (k > n) throw new Error(`pass@${k} needs at least ${k} samples, got ${n}`);
-  if (n - c < k) return 1;
-  let missAll = 1;
-  for (let i = n - c + 1; i <= n; i++) missAll *= 1 - k / i;
-  return 1 - missAll;
-}
