@@ -139,7 +139,8 @@ export interface Logger {
   debug(message: string): void;
 }
 
-export interface MetricsWriter {
+/** A stage's per-step training figures (`ctx.metrics`): not the judge's grade agreement, not the server's Prometheus metrics. */
+export interface StepMetricsLog {
   /** Appends one JSON line `{step, ...values, time}` to `metrics.jsonl` in the artifact. */
   log(step: number, values: Record<string, number | string | null>): void;
 }
@@ -201,7 +202,7 @@ export interface StageContext<P> {
   rng: Rng;
   engine: EngineConfig;
   log: Logger;
-  metrics: MetricsWriter;
+  metrics: StepMetricsLog;
   progress: ProgressReporter;
   signal: AbortSignal;
   checkpoints: StepCheckpoints;

@@ -2,7 +2,7 @@
 import { appendFileSync, createWriteStream, type WriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { ArtifactKind, InputArtifact, Inputs, Logger, MetricsWriter, ProgressReporter } from '../stage-api.ts';
+import type { ArtifactKind, InputArtifact, Inputs, Logger, StepMetricsLog, ProgressReporter } from '../stage-api.ts';
 
 export function makeInputs(stage: string, all: InputArtifact[]): Inputs {
   const names = () => all.map((input) => `${input.stage} (${input.kind})`).join(', ') || 'none';
@@ -55,7 +55,7 @@ export const METRICS_FILE = 'metrics.jsonl';
  * Appends synchronously: a line is either written or not when the process is killed, and a
  * resumed stage first drops the lines past its restored step (`truncateMetrics`).
  */
-export function metricsWriter(outDir: string): MetricsWriter {
+export function stepMetricsLog(outDir: string): StepMetricsLog {
   const file = path.join(outDir, METRICS_FILE);
   return {
     log(step, values) {

@@ -13,7 +13,7 @@ import { describeProblems } from '../store/object-check.ts';
 import { damagedMessage, StoreError, type ArtifactStore } from '../store/store.ts';
 import { payloadFiles } from './payload.ts';
 import { stepCheckpoints } from './checkpoints.ts';
-import { makeInputs, metricsWriter, openStageLog, progressReporter, truncateMetrics } from './context.ts';
+import { makeInputs, stepMetricsLog, openStageLog, progressReporter, truncateMetrics } from './context.ts';
 import type { StageEvent, StageResult } from './types.ts';
 
 export interface RunStageOptions {
@@ -64,7 +64,7 @@ export async function runStageInProcess(plan: Plan, stage: PlannedStage, options
           options.emit({ type: 'warning', stage: stage.name, message });
         },
       },
-      metrics: metricsWriter(outDir),
+      metrics: stepMetricsLog(outDir),
       progress: progressReporter((done, total, unit) => options.emit({ type: 'progress', stage: stage.name, done, total, unit })),
       signal: options.signal,
       checkpoints,
