@@ -10,7 +10,7 @@
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { Rng } from '../pipeline/rng.ts';
-import { AdamW, adamWOptionsSchema, causalLmLoss, createModel, initEngine, padBatch, presets, trainStep, type PaddedBatch } from '../stages/lib/engine/index.ts';
+import { AdamW, adamWOptionsSchema, causalLmLoss, createModel, initEngine, padBatch, presets, trainStep, type PaddedBatch } from '#engine';
 
 export const SFT_SHAPE = { vocab: 1024, layers: 2, rows: 16, min_len: 225, max_len: 255, completion: 95 };
 

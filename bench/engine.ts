@@ -28,7 +28,7 @@
  * interleaved with the PyTorch side's; target gen_ort_ratio (median of the rounds' tokens/s ratios)
  * >= 2. A miss prints onnxruntime's per-node profile.
  *
- * Fused kernels (stages/lib/engine/fused.ts): the same training step with them on and off,
+ * Fused kernels (packages/engine/src/runtime/fused.ts): the same training step with them on and off,
  * interleaved, and the tfjs kernel calls each makes (per-op overhead is paid per call).
  *
  * Two ways to use the cores, on an SFT-shaped step (the tiny preset with 2 layers at vocab 1024,
@@ -65,11 +65,12 @@ import {
   type Generation,
   type Model,
   type PaddedBatch,
+  setFusedKernels,
+  threadCpuMs,
+  threadCpuMsSince,
   type StepTimes,
-} from '../stages/lib/engine/index.ts';
-import { setFusedKernels } from '../stages/lib/engine/fused.ts';
-import { threadCpuMs, threadCpuMsSince } from '../stages/lib/engine/data-parallel.ts';
-import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder } from '../stages/lib/engine/onnx/index.ts';
+} from '#engine';
+import { closeOnnxDecoder, exportModel, generateOnnx, loadOnnxRuntime, openOnnxDecoder } from '#engine/onnx';
 import { SFT_SHAPE, sftShapedBatch, sftShapedConfig } from './engine-sft-shape.ts';
 
 function envInt(name: string, fallback: number): number {

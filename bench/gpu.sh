@@ -34,7 +34,7 @@ fi
 
 echo "== adapter" >&2
 npx tsx -e "(async () => {
-  const { initEngine } = await import('./stages/lib/engine/index.ts');
+  const { initEngine } = await import('#engine');
   const record = await initEngine({ backend: 'webgpu' }, { info: () => {}, warn: (m) => console.error(m), debug: () => {} });
   console.log(JSON.stringify({ backend: record.backend, adapter: record.adapter ?? null, vendor: record.vendor ?? null, architecture: record.architecture ?? null, route: record.route ?? null, software: record.software ?? null }));
 })().catch((error) => { console.error(error); process.exit(1); });" >"$work/adapter.json" 2>"$work/adapter.log"

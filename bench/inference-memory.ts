@@ -11,8 +11,7 @@
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { Rng } from '../pipeline/rng.ts';
-import { createModel, initEngine, presets } from '../stages/lib/engine/index.ts';
-import { openInference } from '../stages/lib/engine/inference.ts';
+import { createModel, initEngine, openInference, presets } from '#engine';
 
 const PROMPTS = Number(process.env.BENCH_PROMPTS ?? 1000);
 const REFRESH_EVERY = Number(process.env.BENCH_REFRESH_EVERY ?? 4);

@@ -10,8 +10,8 @@
  */
 import { basename, dirname } from 'node:path';
 import { Rng } from '../pipeline/rng.ts';
-import { readModelConfig } from '../stages/lib/engine/config.ts';
-import { closeOnnxDecoder, generateOnnx, openOnnxDecoder } from '../stages/lib/engine/onnx/index.ts';
+import { readModelConfig } from '#engine/schema';
+import { closeOnnxDecoder, generateOnnx, openOnnxDecoder } from '#engine/onnx';
 
 const spec = JSON.parse(process.argv[2] as string) as { dir: string; prompts: number[][]; new_tokens: number; threads: number; rounds?: number; runner?: 'engine' | 'transformers' };
 if (spec.runner === 'transformers') {

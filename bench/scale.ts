@@ -38,7 +38,7 @@ import {
   trainStep,
   type BackendName,
   type Model,
-} from '../stages/lib/engine/index.ts';
+} from '#engine';
 
 function flag(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -12,8 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../pipeline/rng.ts';
-import { trainBpeTokenizer } from '../stages/lib/engine/tokenizer-train.ts';
-import { loadTokenizer } from '../stages/lib/engine/tokenizer.ts';
+import { loadTokenizer, trainBpeTokenizer } from '#engine/tokenizer';
 
 const COMPLETION_TAGS = ['<think>', '</think>', '<answer>', '</answer>'];
 

@@ -1,5 +1,5 @@
 /**
- * Compiles the TypeScript sources (pipeline/, stages/) to JavaScript under dist/, one .js per .ts at
+ * Compiles the TypeScript sources (pipeline/, stages/, the engine's packages/engine/) to JavaScript under dist/, one .js per .ts at
  * the same relative path, so `npx pipeline` starts without transpiling (`npm ci` runs this as part
  * of `prepare`; `npm run build` by hand).
  *
@@ -27,11 +27,11 @@ export const ROOT = path.resolve(import.meta.dirname, '..');
 export const DIST = path.join(ROOT, 'dist');
 /** What bin/pipeline.js compares with the sources before it runs dist/. */
 export const SOURCES_FILE = 'sources.json';
-const SOURCE_ROOTS = ['pipeline', 'stages'];
+const SOURCE_ROOTS = ['pipeline', 'stages', 'packages/engine'];
 /** AssemblyScript (compiled by the kernels' own build) and the kernels' build output. */
 const SKIP_DIRS = new Set(['assembly', 'build', 'node_modules']);
 /** Folders the sources reach by relative path from their own location. */
-const LINKS = ['bin', 'data', 'scripts', 'stages/lib/engine/kernels/assembly', 'stages/lib/engine/kernels/build'];
+const LINKS = ['bin', 'data', 'scripts', 'packages/engine/kernels/assembly', 'packages/engine/kernels/build'];
 
 export function sourceFiles(dir: string, pattern: RegExp): string[] {
   const found: string[] = [];
@@ -58,12 +58,28 @@ export function sourceStamps(files: readonly string[]): Record<string, [number, 
   );
 }
 
-const relativeImportsToJs: Plugin = {
-  name: 'relative-imports-to-js',
+/**
+ * The package.json `imports` (`#engine`, `#engine/schema`, ...): each maps to a `.ts` source that
+ * Node 20 cannot load, so in dist/ an import of one becomes the relative path, from the importing
+ * file, to the compiled entry.
+ */
+export function subpathImports(): Map<string, string> {
+  const { imports = {} } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { imports?: Record<string, string> };
+  return new Map(Object.entries(imports).map(([name, target]) => [name, path.join(ROOT, target)]));
+}
+
+const importsToJs = (subpaths: Map<string, string>): Plugin => ({
+  name: 'imports-to-js',
   setup(build) {
     build.onResolve({ filter: /^\.\.?\// }, (args) => ({ path: args.path.replace(/\.ts$/, '.js'), external: true }));
+    build.onResolve({ filter: /^#/ }, (args) => {
+      const target = subpaths.get(args.path);
+      if (!target) return { errors: [{ text: `${args.path} is not in package.json "imports"` }] };
+      const relative = path.relative(path.dirname(args.importer), target).replace(/\.ts$/, '.js');
+      return { path: relative.startsWith('.') ? relative : `./${relative}`, external: true };
+    });
   },
-};
+});
 
 export async function buildDist(): Promise<{ files: number; seconds: number }> {
   const started = performance.now();
@@ -82,7 +98,7 @@ export async function buildDist(): Promise<{ files: number; seconds: number }> {
     format: 'esm',
     target: 'node20',
     sourcemap: 'linked',
-    plugins: [relativeImportsToJs],
+    plugins: [importsToJs(subpathImports())],
     logLevel: 'warning',
   });
   if (result.errors.length > 0) throw new Error(`esbuild failed with ${result.errors.length} errors`);

@@ -19,7 +19,7 @@ import { findCycles } from '../pipeline/graph.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 /** The folders whose code is the product (tests and benches import everything by design). */
-const SOURCE_ROOTS = ['pipeline', 'stages', 'bin'];
+const SOURCE_ROOTS = ['pipeline', 'stages', 'packages', 'bin'];
 const SKIP = new Set(['node_modules', 'assembly', 'fixtures']);
 
 export function sourceFiles(dir: string): string[] {
@@ -33,24 +33,56 @@ export function sourceFiles(dir: string): string[] {
   return found;
 }
 
-/** `import ... from 'x'`, `export ... from 'x'`, `import 'x'`, `import('x')` (relative ones only). */
-const SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)['"](\.{1,2}\/[^'"]+)['"]/gm;
+/**
+ * `import ... from 'x'`, `export ... from 'x'`, `import 'x'`, `import('x')`. Group 1 is set when the
+ * statement is type-only (`import type`, `export type`), which loads nothing at run time.
+ */
+const SPECIFIER = /(?:(?:^\s*(?:import|export)\s+(type\s)?[^'";]*?\bfrom\s*)|\bimport\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm;
 
-export function importsOf(file: string): string[] {
+export interface Specifier {
+  specifier: string;
+  /** `import type` / `export type`: erased when compiled. */
+  typeOnly: boolean;
+}
+
+/** Every module specifier a file names (relative, `#` imports, packages, `node:` built-ins). */
+export function specifiersOf(file: string): Specifier[] {
   const text = readFileSync(file, 'utf8').replace(/^\s*\/\/.*$/gm, '');
-  return [...text.matchAll(SPECIFIER)].map((m) => path.resolve(path.dirname(file), m[1] as string));
+  return [...text.matchAll(SPECIFIER)].map((m) => ({ specifier: m[2] as string, typeOnly: m[1] !== undefined }));
+}
+
+/** The file a relative or `#` specifier names; undefined for a package or a built-in. */
+export function resolveSpecifier(file: string, specifier: string): string | undefined {
+  if (/^\.{1,2}\//.test(specifier)) return path.resolve(path.dirname(file), specifier);
+  if (!specifier.startsWith('#')) return undefined;
+  const target = SUBPATH_IMPORTS.get(specifier);
+  if (!target) throw new Error(`${path.relative(ROOT, file)}: ${specifier} is not in package.json "imports"`);
+  return target;
+}
+
+/** package.json `imports`: name -> absolute path of the file it names. */
+export const SUBPATH_IMPORTS: ReadonlyMap<string, string> = new Map(
+  Object.entries((JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { imports?: Record<string, string> }).imports ?? {}).map(([name, target]) => [
+    name,
+    path.join(ROOT, target),
+  ]),
+);
+
+/** The files of this checkout that `file` imports (relative and `#` specifiers). */
+export function importsOf(file: string): string[] {
+  return specifiersOf(file).flatMap(({ specifier }) => resolveSpecifier(file, specifier) ?? []);
 }
 
 /**
  * The folder a file belongs to for the picture: its directory, except that a stage type's folder
- * (`stages/<type>/...`) and the engine's subfolders count as one unit each, and so does the
+ * (`stages/<type>/...`) and a workspace package (`packages/<name>/...`) count as one unit each, and so does the
  * orchestrator (`pipeline/...`) unless `fine` asks for its subfolders.
  */
 export function folderOf(relative: string, fine = false): string {
   const parts = path.dirname(relative).split(path.sep);
   if (parts[0] === 'pipeline' && !fine) return 'pipeline';
   if (parts[0] === 'stages' && parts[1] !== undefined && parts[1] !== 'lib') return parts.slice(0, 2).join('/');
-  if (parts[0] === 'stages' && parts[1] === 'lib' && parts[2] === 'engine') return 'stages/lib/engine';
+  if (parts[0] === 'packages' && parts[1] !== undefined) return parts.slice(0, 2).join('/');
   return parts.join('/');
 }
 

@@ -23,9 +23,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../pipeline/rng.ts';
-import { parseModelConfig } from '../stages/lib/engine/config.ts';
-import { parameterShapes } from '../stages/lib/engine/model.ts';
-import { writeModelWeights, type TensorValues } from '../stages/lib/engine/safetensors.ts';
+import { parseModelConfig } from '#engine/schema';
+import { parameterShapes, writeModelWeights, type TensorValues } from '#engine';
 
 export interface RealFixtureOptions {
   layers?: number;

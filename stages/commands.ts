@@ -93,7 +93,7 @@ export const exportCommand: StageCommand = (program, { io, setExit, withConfigOp
         const out = flags.out ? path.resolve(io.cwd, flags.out) : path.join(artifacts.storeRoot, 'exports', artifacts.pipeline, stage);
         const staging = `${out}.partial-${process.pid}`;
         const started = performance.now();
-        const [{ makeWritable, MANIFEST, shortFingerprint }, engine, onnx] = await Promise.all([import('../pipeline/api.ts'), import('./lib/engine/index.ts'), import('./lib/engine/onnx/index.ts')]);
+        const [{ makeWritable, MANIFEST, shortFingerprint }, engine, onnx] = await Promise.all([import('../pipeline/api.ts'), import('#engine'), import('#engine/onnx')]);
         await engine.initEngine(artifacts.engine);
         await rm(staging, { recursive: true, force: true });
         await mkdir(path.dirname(out), { recursive: true });

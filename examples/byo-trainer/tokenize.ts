@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SftRecord } from '../../stages/cot/index.ts';
-import { loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
+import { loadTokenizer } from '#engine/tokenizer';
 import { completionIds, promptIds, readCompletionFormat } from '../../stages/lib/judge/model.ts';
 import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 

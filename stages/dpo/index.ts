@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { defineStage, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { SftRecord } from '../cot/index.ts';
 import { balancePairs, buildPairs } from './pairs.ts';
-import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
+import { loraOptionsSchema } from '#engine/schema';
 import { mean } from '../lib/relevance/grade-agreement.ts';
 
 const params = z.strictObject({
@@ -59,7 +59,7 @@ export default defineStage({
   requires: () => ['checkpoint', 'samples'],
   async run(ctx) {
     const p = ctx.params;
-    const engineLib = await import('../lib/engine/index.ts');
+    const engineLib = await import('#engine');
     const tf = await import('@tensorflow/tfjs-core');
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/judge/model.ts');

@@ -61,7 +61,7 @@ export async function grpoOnReasoning(
   rng: Rng,
 ): Promise<GrpoSummary> {
   const tf = await import('@tensorflow/tfjs-core');
-  const engineLib = await import('../lib/engine/index.ts');
+  const engineLib = await import('#engine');
   const { trainableModel } = await import('../lib/training.ts');
   const { groupAdvantages } = await import('../lib/rl/advantages.ts');
   const { grpoLoss } = await import('../lib/rl/losses.ts');

@@ -9,8 +9,8 @@
  * judge's synthesis (the cot stage) wrote for one of its relevant pairs.
  */
 import { type Rng, type StageContext, yieldToEventLoop } from '../../pipeline/api.ts';
-import type { Model } from '../lib/engine/index.ts';
-import type { Tokenizer } from '../lib/engine/tokenizer.ts';
+import type { Model } from '#engine';
+import type { Tokenizer } from '#engine/tokenizer';
 import { bm25Terms, Bm25 } from '../lib/relevance/bm25.ts';
 import { normalise } from '../lib/relevance/text.ts';
 import { isRelevant, type RelevanceExample } from '../lib/relevance/types.ts';
@@ -108,7 +108,7 @@ export async function trainEmbedder(
   rng: Rng,
 ): Promise<{ firstLoss: number; lastLoss: number; steps: number }> {
   const tf = await import('@tensorflow/tfjs-core');
-  const engineLib = await import('../lib/engine/index.ts');
+  const engineLib = await import('#engine');
   const { trainableModel } = await import('../lib/training.ts');
   const { embeddingIds, infoNceLoss, meanPooled, padIds } = await import('../lib/retrieval/embedding.ts');
   const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, null), engineLib.adamWOptionsSchema.parse({}));

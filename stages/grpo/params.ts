@@ -3,7 +3,7 @@
  * update.ts) can read their type without importing the stage that imports them.
  */
 import { z } from 'zod';
-import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
+import { loraOptionsSchema } from '#engine/schema';
 import { DEFAULT_REWARD_TIMEOUT_S } from '../lib/rl/reward-files.ts';
 
 const rewardSpec = z.strictObject({

@@ -4,7 +4,7 @@
  * Loaded lazily: it imports tfjs.
  */
 import { type StageContext, type StageOutcome, yieldToEventLoop } from '../../pipeline/api.ts';
-import * as engineLib from '../lib/engine/index.ts';
+import * as engineLib from '#engine';
 import { fitsContext, loadPolicy, promptIds } from '../lib/judge/model.ts';
 import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';

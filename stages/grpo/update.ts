@@ -3,7 +3,7 @@
  * the clipped objective (TRL's `_compute_loss`) on the kept rollouts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as engineLib from '../lib/engine/index.ts';
+import * as engineLib from '#engine';
 import { mean } from '../lib/relevance/grade-agreement.ts';
 import { grpoLoss } from '../lib/rl/losses.ts';
 import type { GrpoParams } from './params.ts';

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { type EngineConfig, Rng, type StageContext } from '../../pipeline/api.ts';
-import type { AdamW, LoraOptions, Model } from './engine/index.ts';
+import type { AdamW, LoraOptions, Model } from '#engine';
 import type { Policy } from './judge/model.ts';
 import { probeMetrics, type AccuracyProbe } from './judge/accuracy-probe.ts';
 
@@ -14,7 +14,7 @@ import { probeMetrics, type AccuracyProbe } from './judge/accuracy-probe.ts';
  * parameter either way. Returns what the optimizer trains: the adapters, or every parameter.
  */
 export async function trainableModel(ctx: StageContext<unknown>, model: Model, lora: LoraOptions | null): Promise<Map<string, import('@tensorflow/tfjs-core').Variable>> {
-  const { addLora, describeMemory, memoryPerParameter, trainableParams } = await import('../lib/engine/index.ts');
+  const { addLora, describeMemory, memoryPerParameter, trainableParams } = await import('#engine');
   if (lora) addLora(model, lora, new Rng(ctx.seed, `${ctx.stage}/lora`));
   ctx.log.info(`${lora ? `LoRA r ${lora.r} on ${lora.target_modules.join(', ')}; ` : ''}${describeMemory(memoryPerParameter(model))}`);
   return trainableParams(model);
@@ -36,7 +36,7 @@ export async function resumeTraining(ctx: StageContext<unknown>, model: Model, o
  * reward curve), so a resumed run reports what an uninterrupted one reports.
  */
 export async function resumeTrainingWithState<State>(ctx: StageContext<unknown>, model: Model, optimizer: AdamW): Promise<{ step: number; state?: State }> {
-  const { loadTrainingState } = await import('../lib/engine/index.ts');
+  const { loadTrainingState } = await import('#engine');
   const latest = await ctx.checkpoints.latest<{ step: number; loop?: State }>();
   if (!latest) return { step: 0 };
   loadTrainingState(latest.dir, model, optimizer);
@@ -50,7 +50,7 @@ export async function resumeTrainingWithState<State>(ctx: StageContext<unknown>,
  */
 export async function saveStepCheckpoint(ctx: StageContext<unknown>, step: number, total: number, every: number, model: Model, optimizer: AdamW, state?: unknown): Promise<void> {
   if (step % every !== 0 || step >= total) return;
-  const { saveTrainingState } = await import('../lib/engine/index.ts');
+  const { saveTrainingState } = await import('#engine');
   await ctx.checkpoints.save(step, state === undefined ? { step } : { step, loop: state }, (dir) => saveTrainingState(dir, model, optimizer));
 }
 
@@ -83,13 +83,13 @@ export async function finishTraining(
  * and its ONNX export unless engine.inference is tfjs.
  */
 export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokenizer' | 'format'>, outDir: string, engine: EngineConfig): Promise<void> {
-  const { saveModel } = await import('../lib/engine/index.ts');
-  const { copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
+  const { saveModel } = await import('#engine');
+  const { copyTokenizerFiles } = await import('#engine/tokenizer');
   const { writeCompletionFormat, writeInferenceExport } = await import('./judge/model.ts');
   // float32 whatever the base was stored in: bf16 would round small trained updates away (SaveOptions.dtype).
   await saveModel(policy.model, outDir, policy.tokenizer, { dtype: 'float32' });
   if (policy.model.lora) {
-    const { saveAdapter } = await import('../lib/engine/index.ts');
+    const { saveAdapter } = await import('#engine');
     await saveAdapter(policy.model, join(outDir, ADAPTER_FOLDER), { baseModel: policy.dir });
   }
   await copyTokenizerFiles(policy.tokenizer.dir, outDir);

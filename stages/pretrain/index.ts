@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
 import type { SftRecord } from '../cot/index.ts';
-import { modelOverridesSchema } from '../lib/engine/config.ts';
+import { modelOverridesSchema } from '#engine/schema';
 import { readJsonl } from '../lib/io/jsonl.ts';
 import type { Item, RelevanceExample } from '../lib/relevance/types.ts';
 
@@ -74,9 +74,8 @@ export default defineStage({
   resources: 'train',
   async run(ctx) {
     const p: Params = ctx.params;
-    const engineLib = await import('../lib/engine/index.ts');
-    const { loadTokenizer, copyTokenizerFiles } = await import('../lib/engine/tokenizer.ts');
-    const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
+    const engineLib = await import('#engine');
+    const { loadTokenizer, copyTokenizerFiles, trainBpeTokenizer } = await import('#engine/tokenizer');
     const { readSplits } = await import('../lib/relevance/dataset.ts');
     const policyLib = await import('../lib/judge/model.ts');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);

@@ -21,9 +21,7 @@ import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
 import { readJsonl } from '../lib/io/jsonl.ts';
 import type { SftRecord } from '../cot/index.ts';
 import type { ProbeRecord } from '../lib/judge/accuracy-probe.ts';
-import { modelOverridesSchema } from '../lib/engine/config.ts';
-import { loraOptionsSchema } from '../lib/engine/lora-options.ts';
-import { modelWeightFiles } from '../lib/engine/weight-files.ts';
+import { modelOverridesSchema, loraOptionsSchema, modelWeightFiles } from '#engine/schema';
 import { balancedDraw, gradeBalanceSchema, type GradeBalance } from '../lib/relevance/grade-balance.ts';
 import { GRADES, type Grade } from '../lib/relevance/types.ts';
 
@@ -135,9 +133,8 @@ export default defineStage({
   userFiles: (p: Params, configDir: string) => (p.init ? ['config.json', ...initWeightFiles(resolve(configDir, p.init))].map((f) => join(p.init as string, f)) : []),
   async run(ctx) {
     const p = ctx.params;
-    const engineLib = await import('../lib/engine/index.ts');
-    const { loadTokenizer } = await import('../lib/engine/tokenizer.ts');
-    const { trainBpeTokenizer } = await import('../lib/engine/tokenizer-train.ts');
+    const engineLib = await import('#engine');
+    const { loadTokenizer, trainBpeTokenizer } = await import('#engine/tokenizer');
     const policyLib = await import('../lib/judge/model.ts');
     const accuracyProbe = await import('../lib/judge/accuracy-probe.ts');
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');

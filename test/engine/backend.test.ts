@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { selectBackend } from '../../stages/lib/engine/backend.ts';
-import { initEngine } from '../../stages/lib/engine/index.ts';
+import { selectBackend } from '../../packages/engine/src/runtime/backend.ts';
+import { initEngine } from '../../packages/engine/src/index.ts';
 
 const installed = async (pkg: string) => import(pkg).then(() => true, () => false);
 const hasTfjsNode = await installed('@tensorflow/tfjs-node');

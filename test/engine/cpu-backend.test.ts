@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { forward, initEngine, loadModel } from '../../stages/lib/engine/index.ts';
+import { forward, initEngine, loadModel } from '../../packages/engine/src/index.ts';
 
 it('cpu backend: llama-tiny logits within 1e-4 of the reference', async () => {
   const record = await initEngine({ backend: 'cpu' });

@@ -3,7 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { shardBatch } from '../../stages/lib/engine/data-parallel.ts';
+import { shardBatch } from '../../packages/engine/src/train/data-parallel.ts';
 import {
   AdamW,
   adamWOptionsSchema,
@@ -23,7 +23,7 @@ import {
   type PaddedBatch,
   type StepResult,
   type TokenizedExample,
-} from '../../stages/lib/engine/index.ts';
+} from '../../packages/engine/src/index.ts';
 
 const VOCAB = 64;
 const config = presets.tiny(VOCAB, { num_hidden_layers: 2 });

@@ -1,5 +1,5 @@
 /**
- * The fused wasm kernels (stages/lib/engine/fused.ts) against the unfused tfjs ops they replace:
+ * The fused wasm kernels (packages/engine/src/runtime/fused.ts) against the unfused tfjs ops they replace:
  * values and gradients within 1e-5 on random inputs whose widths are not multiples of 4 (the SIMD
  * loops' scalar tails run too), and a tiny model's gradients the same either way.
  * Each gradient is of sum(f(x) * R) with a fixed random R, so every output element matters.
@@ -7,10 +7,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { AdamW, accumulateGradients, adamWOptionsSchema, causalLmLoss, createModel, disposeModel, forward, initEngine, padBatch, presets, tokenLogprobs } from '../../stages/lib/engine/index.ts';
-import { fusedAttention, fusedKernels, fusedSwiGlu, setFusedKernels } from '../../stages/lib/engine/fused.ts';
-import { applyRope, attentionBias, linear, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, siluGate } from '../../stages/lib/engine/layers.ts';
-import { decode } from '../../stages/lib/engine/model.ts';
+import { AdamW, accumulateGradients, adamWOptionsSchema, causalLmLoss, createModel, disposeModel, forward, initEngine, padBatch, presets, tokenLogprobs } from '../../packages/engine/src/index.ts';
+import { fusedAttention, fusedKernels, fusedSwiGlu, setFusedKernels } from '../../packages/engine/src/runtime/fused.ts';
+import { applyRope, attentionBias, linear, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, siluGate } from '../../packages/engine/src/model/layers.ts';
+import { decode } from '../../packages/engine/src/model/model.ts';
 
 const TOLERANCE = 1e-5;
 let fusedLoaded = false;

@@ -14,7 +14,7 @@ import {
   type GenerateOptions,
   type Generation,
   type Model,
-} from '../../stages/lib/engine/index.ts';
+} from '../../packages/engine/src/index.ts';
 
 let model: Model;
 beforeAll(async () => {

@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { forward, initEngine, loadModel, parameterShapes, parseModelConfig, saveModel, disposeModel } from '../../stages/lib/engine/index.ts';
-import { modelFromWeights } from '../../stages/lib/engine/model.ts';
-import { ropeScalingOf } from '../../stages/lib/engine/config.ts';
-import { ropeTableValues } from '../../stages/lib/engine/layers.ts';
-import { generationDefaults, readGenerationConfig } from '../../stages/lib/engine/generation-config.ts';
-import { floatToBfloat16, floatToHalf, readSafetensorsHeader } from '../../stages/lib/engine/safetensors.ts';
+import { forward, initEngine, loadModel, parameterShapes, parseModelConfig, saveModel, disposeModel } from '../../packages/engine/src/index.ts';
+import { modelFromWeights } from '../../packages/engine/src/model/model.ts';
+import { ropeScalingOf } from '../../packages/engine/src/model/config.ts';
+import { ropeTableValues } from '../../packages/engine/src/model/layers.ts';
+import { generationDefaults, readGenerationConfig } from '../../packages/engine/src/generate/generation-config.ts';
+import { floatToBfloat16, floatToHalf, readSafetensorsHeader } from '../../packages/engine/src/io/safetensors.ts';
 import sftStage from '../../stages/sft/index.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'engine-hf-'));

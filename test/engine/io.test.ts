@@ -16,7 +16,7 @@ import {
   readSafetensors,
   saveModel,
   writeSafetensors,
-} from '../../stages/lib/engine/index.ts';
+} from '../../packages/engine/src/index.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'engine-io-'));
 beforeAll(async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { frozenCache } from '../../stages/lib/engine/model.ts';
+import { frozenCache } from '../../packages/engine/src/model/model.ts';
 import {
   AdamW,
   addLora,
@@ -31,7 +31,7 @@ import {
   trainableParams,
   trainStep,
   type Model,
-} from '../../stages/lib/engine/index.ts';
+} from '../../packages/engine/src/index.ts';
 
 interface LoraReference {
   r: number;

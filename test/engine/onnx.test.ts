@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { generate, initEngine, loadModel, sequenceLogprobs, type GenerateOptions, type Model } from '../../stages/lib/engine/index.ts';
+import { generate, initEngine, loadModel, sequenceLogprobs, type GenerateOptions, type Model } from '../../packages/engine/src/index.ts';
 import {
   closeOnnxDecoder,
   exportCheckpoint,
@@ -20,8 +20,8 @@ import {
   sequenceLogprobsOnnx,
   ONNX_DATA_FILE,
   type OnnxDecoder,
-} from '../../stages/lib/engine/onnx/index.ts';
-import { openInference } from '../../stages/lib/engine/inference.ts';
+} from '../../packages/engine/src/onnx/index.ts';
+import { openInference } from '../../packages/engine/src/generate/inference.ts';
 
 interface Reference {
   input_ids: number[][];

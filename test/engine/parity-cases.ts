@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { forward, generate, loadModel, maskedLmLoss } from '../../stages/lib/engine/index.ts';
+import { forward, generate, loadModel, maskedLmLoss } from '../../packages/engine/src/index.ts';
 
 interface Reference {
   input_ids: number[][];

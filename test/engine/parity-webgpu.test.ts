@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { AdamW, causalLmLoss, disposeModel, initEngine, loadModel, padBatch, trainStep } from '../../stages/lib/engine/index.ts';
+import { AdamW, causalLmLoss, disposeModel, initEngine, loadModel, padBatch, trainStep } from '../../packages/engine/src/index.ts';
 import { describeParity } from './parity-cases.ts';
 
 const unavailable = await initEngine({ backend: 'webgpu' }).then(

@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { addLora, disposeModel, generate, initEngine, loadModel, loraOptionsSchema, saveAdapter, saveModel, trainableParams } from '../../stages/lib/engine/index.ts';
-import { generationDefaults, readGenerationConfig } from '../../stages/lib/engine/generation-config.ts';
-import { exportCheckpoint } from '../../stages/lib/engine/onnx/index.ts';
-import { readSafetensorsHeader } from '../../stages/lib/engine/safetensors.ts';
-import { copyTokenizerFiles, loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
+import { addLora, disposeModel, generate, initEngine, loadModel, loraOptionsSchema, saveAdapter, saveModel, trainableParams } from '../../packages/engine/src/index.ts';
+import { generationDefaults, readGenerationConfig } from '../../packages/engine/src/generate/generation-config.ts';
+import { exportCheckpoint } from '../../packages/engine/src/onnx/index.ts';
+import { readSafetensorsHeader } from '../../packages/engine/src/io/safetensors.ts';
+import { copyTokenizerFiles, loadTokenizer } from '../../packages/engine/src/tokenizer/tokenizer.ts';
 import { writeRealFixture } from '../../scripts/real-fixture.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'real-export-'));

@@ -7,9 +7,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { disposeModel, initEngine, loadModel, parameterCount, parameterShapes, parseModelConfig } from '../../stages/lib/engine/index.ts';
-import { loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
-import { readSafetensorsHeader } from '../../stages/lib/engine/safetensors.ts';
+import { disposeModel, initEngine, loadModel, parameterCount, parameterShapes, parseModelConfig } from '../../packages/engine/src/index.ts';
+import { loadTokenizer } from '../../packages/engine/src/tokenizer/tokenizer.ts';
+import { readSafetensorsHeader } from '../../packages/engine/src/io/safetensors.ts';
 import { realConfig, writeRealFixture } from '../../scripts/real-fixture.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'real-fixture-'));

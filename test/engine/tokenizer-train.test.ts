@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { BYTE_TO_CHAR, encodeWithMerges, pretokenize, toByteChars, type ByteLevelBpe } from '../../stages/lib/engine/tokenizer-bytelevel.ts';
-import { trainBpeTokenizer, type BpeTrainingProgress, type BpeTrainingResult } from '../../stages/lib/engine/tokenizer-train.ts';
-import { loadTokenizer, type Tokenizer } from '../../stages/lib/engine/tokenizer.ts';
+import { BYTE_TO_CHAR, encodeWithMerges, pretokenize, toByteChars, type ByteLevelBpe } from '../../packages/engine/src/tokenizer/tokenizer-bytelevel.ts';
+import { trainBpeTokenizer, type BpeTrainingProgress, type BpeTrainingResult } from '../../packages/engine/src/tokenizer/tokenizer-train.ts';
+import { loadTokenizer, type Tokenizer } from '../../packages/engine/src/tokenizer/tokenizer.ts';
 
 const COMPLETION_TAGS = ['<think>', '</think>', '<answer>', '</answer>'];
 

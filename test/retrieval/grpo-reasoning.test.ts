@@ -11,9 +11,8 @@ import { Rng } from '../../pipeline/rng.ts';
 import type { StageContext } from '../../pipeline/api.ts';
 import { grpoOnReasoning } from '../../stages/embed/grpo.ts';
 import type { Triplet } from '../../stages/embed/train.ts';
-import { createModel, initEngine, presets, saveModel } from '../../stages/lib/engine/index.ts';
-import { copyTokenizerFiles, loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
-import { trainBpeTokenizer } from '../../stages/lib/engine/tokenizer-train.ts';
+import { createModel, initEngine, presets, saveModel } from '#engine';
+import { copyTokenizerFiles, loadTokenizer, trainBpeTokenizer } from '#engine/tokenizer';
 import { loadPolicy, type Policy } from '../../stages/lib/judge/model.ts';
 import { embedTexts } from '../../stages/lib/retrieval/embedding.ts';
 

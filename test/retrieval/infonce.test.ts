@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initEngine } from '../../stages/lib/engine/index.ts';
+import { initEngine } from '#engine';
 import { infoNceLoss, meanPooled } from '../../stages/lib/retrieval/embedding.ts';
 
 beforeAll(async () => {

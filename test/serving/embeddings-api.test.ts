@@ -9,9 +9,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
-import { createModel, initEngine, presets, saveModel } from '../../stages/lib/engine/index.ts';
-import { copyTokenizerFiles, loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
-import { trainBpeTokenizer } from '../../stages/lib/engine/tokenizer-train.ts';
+import { createModel, initEngine, presets, saveModel } from '#engine';
+import { copyTokenizerFiles, loadTokenizer, trainBpeTokenizer } from '#engine/tokenizer';
 import { ApiError } from '../../stages/lib/serving/api-errors.ts';
 import { checkpointEmbedder, registerEmbeddingRoutes, type Embedder } from '../../stages/lib/serving/embedding-routes.ts';
 

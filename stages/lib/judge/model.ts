@@ -12,10 +12,9 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { type EngineConfig, type EngineRecord, type Logger, type Rng, yieldToEventLoop } from '../../../pipeline/api.ts';
 import type { RenderOptions } from '../relevance/completion.ts';
-import { generationDefaults } from '../engine/generation-config.ts';
-import type { Generation, Model } from '../engine/index.ts';
-import type { Inference } from '../engine/inference.ts';
-import type { ChatMessage, Tokenizer } from '../engine/tokenizer.ts';
+import { generationDefaults } from '#engine/schema';
+import type { Generation, Inference, Model } from '#engine';
+import type { ChatMessage, Tokenizer } from '#engine/tokenizer';
 
 export const COMPLETION_FORMAT_FILE = 'completion_format.json';
 
@@ -58,9 +57,9 @@ export function renderOptions(format: CompletionFormat): RenderOptions {
  * path (its `onnx/model.onnx` when it has one). The engine record says which inference ran.
  */
 export async function loadPolicy(dir: string, engine: EngineConfig, log: Logger): Promise<{ policy: Policy; engine: EngineRecord }> {
-  const { initEngine, loadModel } = await import('../engine/index.ts');
-  const { loadTokenizer } = await import('../engine/tokenizer.ts');
-  const { ONNX_DIR, ONNX_MODEL_FILE } = await import('../engine/onnx/index.ts');
+  const { initEngine, loadModel } = await import('#engine');
+  const { loadTokenizer } = await import('#engine/tokenizer');
+  const { ONNX_DIR, ONNX_MODEL_FILE } = await import('#engine/onnx');
   const record = await initEngine(engine, log);
   const tokenizer = await loadTokenizer(dir);
   const model = loadModel(dir);
@@ -70,14 +69,14 @@ export async function loadPolicy(dir: string, engine: EngineConfig, log: Logger)
 
 /** The inference path engine.inference asks for, over a model in memory (sft's probes use it too). */
 export async function openPolicyInference(model: Model, engine: EngineConfig, log: Logger, onnxFile?: string): Promise<Inference> {
-  const { openInference } = await import('../engine/inference.ts');
+  const { openInference } = await import('#engine');
   // Decoding is the only work of the process while it runs: every core the machine gives it.
   return openInference(model, { inference: engine.inference ?? 'auto', threads: availableParallelism(), onnxFile, log });
 }
 
 /** Closes the inference session and frees the model. */
 export async function releasePolicy(policy: Policy): Promise<void> {
-  const { disposeModel } = await import('../engine/index.ts');
+  const { disposeModel } = await import('#engine');
   await policy.inference.close();
   disposeModel(policy.model);
 }
@@ -88,7 +87,7 @@ export async function releasePolicy(policy: Policy): Promise<void> {
  */
 export async function writeInferenceExport(model: Model, dir: string, engine: EngineConfig): Promise<void> {
   if (engine.inference === 'tfjs') return;
-  const { exportModelAsync, writeExportedModel } = await import('../engine/onnx/index.ts');
+  const { exportModelAsync, writeExportedModel } = await import('#engine/onnx');
   writeExportedModel(dir, await exportModelAsync(model));
 }
 

@@ -16,8 +16,8 @@
  * negative, τ the temperature.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import type { Model } from '../engine/index.ts';
-import type { Tokenizer } from '../engine/tokenizer.ts';
+import type { Model } from '#engine';
+import type { Tokenizer } from '#engine/tokenizer';
 import type { VectorMatrix } from './ann.ts';
 
 type Tf = typeof tf;
@@ -80,7 +80,7 @@ export async function embedTexts(model: Model, tokenizer: Tokenizer, texts: read
 /** Embeddings of token-id rows (cut to `maxTokens`), `batchSize` at a time. */
 export async function embedIds(model: Model, padId: number, rows: readonly number[][], options: EmbedOptions): Promise<VectorMatrix> {
   const tfjs = await import('@tensorflow/tfjs-core');
-  const { hiddenStates } = await import('../engine/index.ts');
+  const { hiddenStates } = await import('#engine');
   const { yieldToEventLoop } = await import('../../../pipeline/api.ts');
   const dimensions = model.config.hidden_size;
   const data = new Float32Array(rows.length * dimensions);

@@ -54,8 +54,8 @@ export function registerEmbeddingRoutes(app: FastifyInstance, embedder: Embedder
 
 /** An Embedder over a checkpoint folder (an embed stage's model/): its decoder and tokenizer. */
 export async function checkpointEmbedder(dir: string, model: string, options: { maxTokens: number; maxInputs: number }): Promise<Embedder> {
-  const { loadModel } = await import('../engine/index.ts');
-  const { loadTokenizer } = await import('../engine/tokenizer.ts');
+  const { loadModel } = await import('#engine');
+  const { loadTokenizer } = await import('#engine/tokenizer');
   const { embedIds, embeddingIds } = await import('../retrieval/embedding.ts');
   const decoder = loadModel(dir);
   const tokenizer = await loadTokenizer(dir);

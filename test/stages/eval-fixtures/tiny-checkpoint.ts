@@ -13,9 +13,8 @@ export default defineStage({
   produces: 'checkpoint',
   resources: 'light',
   async run(ctx) {
-    const engine = await import('../../../stages/lib/engine/index.ts');
-    const { trainBpeTokenizer } = await import('../../../stages/lib/engine/tokenizer-train.ts');
-    const { loadTokenizer, copyTokenizerFiles } = await import('../../../stages/lib/engine/tokenizer.ts');
+    const engine = await import('#engine');
+    const { trainBpeTokenizer, loadTokenizer, copyTokenizerFiles } = await import('#engine/tokenizer');
     const { writeCompletionFormat } = await import('../../../stages/lib/judge/model.ts');
     const { readJsonl } = await import('../../../stages/lib/io/jsonl.ts');
     const record = await engine.initEngine(ctx.engine, ctx.log);

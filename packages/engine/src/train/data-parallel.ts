@@ -20,11 +20,11 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import type { ModelConfig } from './config.ts';
-import type { EngineOptions, EngineRecord } from './host.ts';
-import type { Model } from './model.ts';
+import type { ModelConfig } from '../model/config.ts';
+import type { EngineOptions, EngineRecord } from '../host.ts';
+import type { Model } from '../model/model.ts';
 import type { AdamW } from './optim.ts';
-import { tensorFromValues, copyValuesInto } from './wasm-kernels.ts';
+import { tensorFromValues, copyValuesInto } from '../runtime/wasm-kernels.ts';
 import { causalLmLoss, summedGradients, trainStep, type GradientSums, type PaddedBatch, type StepOptions, type StepResult } from './train.ts';
 
 export interface DataParallelTrainer {

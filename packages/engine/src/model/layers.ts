@@ -4,7 +4,7 @@
  * about 10x slower than a plain 2-D one (FACTS.md), and tfjs' own MatMul gradient uses the flags.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNN, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from './fused.ts';
+import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNN, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from '../runtime/fused.ts';
 import type { RopeScaling } from './config.ts';
 
 /**

@@ -7,12 +7,12 @@
  * library, and `loadOnnxRuntime` reports a failed load as a reason instead of throwing.
  */
 import type * as Ort from 'onnxruntime-node';
-import { modelDims, type ModelConfig } from '../config.ts';
-import { generateWith, type GenerateOptions, type Generation, type StepDecoder } from '../generate.ts';
-import { positionsFromMask } from '../layers.ts';
-import { checkTokenIds } from '../model.ts';
-import type { PromptCompletion } from '../logprobs.ts';
-import { logSoftmaxAt } from '../sampling.ts';
+import { modelDims, type ModelConfig } from '../model/config.ts';
+import { generateWith, type GenerateOptions, type Generation, type StepDecoder } from '../generate/generate.ts';
+import { positionsFromMask } from '../model/layers.ts';
+import { checkTokenIds } from '../model/model.ts';
+import type { PromptCompletion } from '../model/logprobs.ts';
+import { logSoftmaxAt } from '../generate/sampling.ts';
 
 type OrtModule = typeof Ort;
 let runtime: Promise<OrtModule> | undefined;

@@ -4,9 +4,9 @@
  * depend on what it was batched with.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { positionsFromMask } from './layers.ts';
-import type { RandomSource } from './host.ts';
-import { decode, type LayerCache, type Model } from './model.ts';
+import { positionsFromMask } from '../model/layers.ts';
+import type { RandomSource } from '../host.ts';
+import { decode, type LayerCache, type Model } from '../model/model.ts';
 import { logSoftmaxAt, penalizeRepetition, sampleToken, type SamplingOptions } from './sampling.ts';
 
 export interface GenerateOptions extends SamplingOptions {

@@ -8,11 +8,11 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { EngineLogger as Logger } from './host.ts';
+import type { EngineLogger as Logger } from '../host.ts';
 import { generate, type GenerateOptions, type Generation } from './generate.ts';
-import { sequenceLogprobs, type PromptCompletion } from './logprobs.ts';
-import type { Model } from './model.ts';
-import { closeOnnxDecoder, exportModelAsync, generateOnnx, loadOnnxRuntime, openOnnxDecoder, sequenceLogprobsOnnx, writeExportedModel, type OnnxDecoder } from './onnx/index.ts';
+import { sequenceLogprobs, type PromptCompletion } from '../model/logprobs.ts';
+import type { Model } from '../model/model.ts';
+import { closeOnnxDecoder, exportModelAsync, generateOnnx, loadOnnxRuntime, openOnnxDecoder, sequenceLogprobsOnnx, writeExportedModel, type OnnxDecoder } from '../onnx/index.ts';
 
 export type InferenceChoice = 'auto' | 'onnxruntime' | 'tfjs';
 

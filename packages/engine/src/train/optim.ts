@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { fusedAdamW, fusedKernels, fusedSumOfSquares } from './fused.ts';
+import { fusedAdamW, fusedKernels, fusedSumOfSquares } from '../runtime/fused.ts';
 
 /** Optimizer settings for stage schemas to embed; defaults are PyTorch's AdamW, decay as nanoGPT. */
 export const adamWOptionsSchema = z.object({

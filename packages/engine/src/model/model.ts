@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { modelDims, ropeScalingOf, type ModelConfig, type ModelDims } from './config.ts';
-import type { RandomSource } from './host.ts';
+import type { RandomSource } from '../host.ts';
 import { attention, attentionMasks } from './attention.ts';
 import { addAndNorm, linear, matmul2d, plainMatmul, positionsFromMask, rmsNorm, ropeTables, rotateHalfMatrix, swiglu, timesTransposed, partsProjection, type Matmul, type Projection } from './layers.ts';
 import { maskedCrossEntropy } from './loss.ts';

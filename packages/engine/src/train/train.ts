@@ -6,11 +6,11 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { RandomSource } from './host.ts';
-import { trainableParams } from './lora.ts';
-import { maskedLmLoss, type Model } from './model.ts';
+import type { RandomSource } from '../host.ts';
+import { trainableParams } from '../model/lora.ts';
+import { maskedLmLoss, type Model } from '../model/model.ts';
 import type { AdamW } from './optim.ts';
-import { readSafetensors, writeSafetensors } from './safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 
 /**
  * A micro-batch's loss as a SUM over its units (tokens for SFT, pairs for DPO) and how many units

@@ -3,7 +3,7 @@
  * the tests all go through `tokenLogprobs`, so the three agree by construction.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedKernels, fusedTokenLogprobs } from './fused.ts';
+import { fusedKernels, fusedTokenLogprobs } from '../runtime/fused.ts';
 
 /**
  * log p(target_n | row n) for logits (N, V) and targets (N). Picks with a one-hot product rather

@@ -5,11 +5,11 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import { initEngine } from './backend.ts';
+import { initEngine } from '../runtime/backend.ts';
 import type { FromWorker, ToWorker, WorkerInit } from './data-parallel.ts';
 import { shardGradients, threadCpuMs, threadCpuMsSince } from './data-parallel.ts';
-import { modelFromWeights, parameterShapes } from './model.ts';
-import { copyValuesInto, tensorFromValues } from './wasm-kernels.ts';
+import { modelFromWeights, parameterShapes } from '../model/model.ts';
+import { copyValuesInto, tensorFromValues } from '../runtime/wasm-kernels.ts';
 
 const port = parentPort;
 if (!port) throw new Error('data-parallel-worker.ts runs only as a worker thread');

@@ -3,7 +3,7 @@
  * gives the same tokens on every backend). Order as in HF's logits processors: temperature, then
  * top-k, then top-p (nucleus, Holtzman et al. 2020).
  */
-import type { RandomSource } from './host.ts';
+import type { RandomSource } from '../host.ts';
 
 export interface SamplingOptions {
   /** 0 means greedy (argmax). */

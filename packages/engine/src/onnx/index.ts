@@ -4,9 +4,9 @@
  * updated can be re-exported and reopened from memory without touching the disk.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Model } from '../model.ts';
-import { loadModel } from '../checkpoint.ts';
-import { disposeModel } from '../model.ts';
+import type { Model } from '../model/model.ts';
+import { loadModel } from '../io/checkpoint.ts';
+import { disposeModel } from '../model/model.ts';
 import { exportDecoder, writeExportedModel, type ExportedModel, type ExportOptions } from './export.ts';
 
 export { exportDecoder, writeExportedModel, ONNX_DIR, ONNX_MODEL_FILE, ONNX_DATA_FILE, type ExportedModel, type ExportOptions, type WeightSource } from './export.ts';

@@ -13,8 +13,8 @@
  */
 import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { modelDims, ropeScalingOf, type ModelConfig } from '../config.ts';
-import { MASKED, ropeTableValues } from '../layers.ts';
+import { modelDims, ropeScalingOf, type ModelConfig } from '../model/config.ts';
+import { MASKED, ropeTableValues } from '../model/layers.ts';
 import { GraphBuilder } from './graph.ts';
 
 export const ONNX_DIR = 'onnx';

@@ -11,7 +11,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire, register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import type { EngineLogger, EngineOptions, EngineRecord } from './host.ts';
+import type { EngineLogger, EngineOptions, EngineRecord } from '../host.ts';
 import { loadFusedKernels } from './fused.ts';
 import { registerWasmKernels } from './wasm-kernels.ts';
 import { withWasmThreads } from './wasm-threads.ts';

@@ -12,12 +12,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { RandomSource } from './host.ts';
-import { fusedLinear, fusedMatMulNN } from './fused.ts';
+import type { RandomSource } from '../host.ts';
+import { fusedLinear, fusedMatMulNN } from '../runtime/fused.ts';
 import { linear, partsProjection, timesTransposed, type Projection } from './layers.ts';
 import { loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 import type { Adapter, DerivedWeights, LoraState, Model } from './model-types.ts';
-import { readSafetensors, writeSafetensors } from './safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 
 export { LORA_TARGETS, loraOptionsSchema, type LoraOptions } from './lora-options.ts';
 type Target = LoraOptions['target_modules'][number];

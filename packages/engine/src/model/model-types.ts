@@ -5,7 +5,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { ModelConfig, ModelDims } from './config.ts';
-import type { GenerationConfig } from './generation-config.ts';
+import type { GenerationConfig } from '../generate/generation-config.ts';
 import type { Matmul, Projection } from './layers.ts';
 import type { LoraOptions } from './lora-options.ts';
 

@@ -1,5 +1,5 @@
 // Fused training kernels for the tfjs wasm backend, in AssemblyScript (compiled by
-// stages/lib/engine/kernels/build.ts, which explains its settings). The module imports tfjs-wasm's own
+// packages/engine/kernels/build.ts, which explains its settings). The module imports tfjs-wasm's own
 // memory, so every pointer below is a tensor's byte offset in that heap (`memoryOffset`), and
 // outputs are written straight into tensors tfjs allocated. Each function replaces a chain of
 // tfjs ops (each op a kernel call, an allocation and a pass over memory) with one pass.

@@ -10,7 +10,7 @@
  * or no build), so both paths stay, and test/engine/fused.test.ts holds them to each other.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { buildKernels } from './kernels/build.ts';
+import { buildKernels } from '../../kernels/build.ts';
 
 /** The exports of kernels/assembly/index.ts; pointers are byte offsets into tfjs-wasm's heap. */
 interface KernelExports {

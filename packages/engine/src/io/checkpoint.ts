@@ -6,10 +6,10 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { readModelConfig } from './config.ts';
-import { GENERATION_CONFIG_FILE, readGenerationConfig } from './generation-config.ts';
-import { exportWeights } from './lora.ts';
-import { modelFromWeights, type Model } from './model.ts';
+import { readModelConfig } from '../model/config.ts';
+import { GENERATION_CONFIG_FILE, readGenerationConfig } from '../generate/generation-config.ts';
+import { exportWeights } from '../model/lora.ts';
+import { modelFromWeights, type Model } from '../model/model.ts';
 import { readModelWeights, STORED_DTYPES, writeModelWeights, type StoredDtype } from './safetensors.ts';
 
 /**

@@ -13,7 +13,7 @@
  * - anything else, or fused kernels off: tfjs ops, shaped for plain 2-D matmuls (layers.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedAttention, fusedDecodeAttention, fusedKernels, fusedRope, fusedRopeFolded } from './fused.ts';
+import { fusedAttention, fusedDecodeAttention, fusedKernels, fusedRope, fusedRopeFolded } from '../runtime/fused.ts';
 import { applyRope, attentionBias, plainMatmul } from './layers.ts';
 import type { DerivedWeights, LayerCache, LayerWeights, Model } from './model-types.ts';
 
