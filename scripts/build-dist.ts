@@ -15,11 +15,15 @@
  * alone, and Node 20 cannot load `.ts`). Each file still compiles to one file: nothing is inlined.
  *
  * What the sources find next to themselves at run time is made to be there in dist/ too: the worker
- * entries (`*.mjs`, copied with their `.ts` import pointed at the `.js`), and links to the folders
- * they read by relative path (bin/, data/, scripts/, the kernels' sources and builds).
+ * entries (`*.mjs`, copied with their `.ts` import pointed at the `.js`), copies of the folders they
+ * read by relative path (data/, scripts/slurm/, the kernels' sources and builds), and a
+ * dist/bin/pipeline.js that runs bin/pipeline.js. Copies, not links: `npm pack` leaves symbolic
+ * links out of the package, and an installed package's dist/ must find them. The copied files
+ * (the kernels' builds aside, which are derived from their sources) are stamped in sources.json
+ * like the code, so an edit to one also sends bin/pipeline.js back to the sources.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { build, type Plugin } from 'esbuild';
 
@@ -30,8 +34,20 @@ export const SOURCES_FILE = 'sources.json';
 const SOURCE_ROOTS = ['pipeline', 'stages', 'packages/engine'];
 /** AssemblyScript (compiled by the kernels' own build) and the kernels' build output. */
 const SKIP_DIRS = new Set(['assembly', 'build', 'node_modules']);
-/** Folders the sources reach by relative path from their own location. */
-const LINKS = ['bin', 'data', 'scripts', 'packages/engine/kernels/assembly', 'packages/engine/kernels/build'];
+/** Folders the sources reach by relative path from their own location, copied and stamped. */
+const COPIES = ['data', 'scripts/slurm', 'packages/engine/kernels/assembly'];
+/** Copied but not stamped: the kernels' builds, named by the hash of their sources (kernels/build.ts). */
+const BUILD_OUTPUTS = ['packages/engine/kernels/build'];
+/** What pipeline/executor/run-stage.ts starts a remote stage with, reached from dist/pipeline/executor. */
+const BIN_SHIM = { at: 'bin/pipeline.js', text: "// Runs the real bin/pipeline.js, which finds the repository from its own location.\nimport '../../bin/pipeline.js';\n" };
+
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    return entry.isDirectory() ? filesUnder(full) : entry.isFile() ? [full] : [];
+  });
+}
 
 export function sourceFiles(dir: string, pattern: RegExp): string[] {
   const found: string[] = [];
@@ -107,12 +123,15 @@ export async function buildDist(): Promise<{ files: number; seconds: number }> {
     mkdirSync(path.dirname(path.join(staging, relative)), { recursive: true });
     writeFileSync(path.join(staging, relative), readFileSync(worker, 'utf8').replace(/(import\(\s*'\.\/[^']+)\.ts'/g, "$1.js'"));
   }
-  for (const link of LINKS) {
-    const at = path.join(staging, link);
+  const copied = COPIES.flatMap((dir) => filesUnder(path.join(ROOT, dir)));
+  for (const file of [...copied, ...BUILD_OUTPUTS.flatMap((dir) => filesUnder(path.join(ROOT, dir)))]) {
+    const at = path.join(staging, path.relative(ROOT, file));
     mkdirSync(path.dirname(at), { recursive: true });
-    symlinkSync(path.relative(path.dirname(at), path.join(ROOT, link)), at);
+    copyFileSync(file, at);
   }
-  const stamps = sourceStamps([...typescript, ...workers]);
+  mkdirSync(path.dirname(path.join(staging, BIN_SHIM.at)), { recursive: true });
+  writeFileSync(path.join(staging, BIN_SHIM.at), BIN_SHIM.text);
+  const stamps = sourceStamps([...typescript, ...workers, ...copied]);
   const digest = createHash('sha256').update(JSON.stringify(stamps)).digest('hex').slice(0, 16);
   writeFileSync(path.join(staging, SOURCES_FILE), `${JSON.stringify({ digest, files: stamps }, null, 1)}\n`);
   rmSync(DIST, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 // The orchestrator knows no stage: bin/pipeline.js (the composition root) hands `main` the stage
 // types and the stage-owned commands, so the same orchestrator runs with fixture ones, and
 // nothing under pipeline/ imports stages/.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -93,6 +94,19 @@ describe.skipIf(!compiledIsCurrent())('the compiled dist/', () => {
     expect(results[0]?.plan).toMatch(/^a: run \([0-9a-f]{8}\), never built\nb: run/);
     expect(results[0]?.built).toBe('a\n');
     expect(results[0]).toEqual(results[1]);
+  });
+
+  it('goes into the package npm pack makes, with every file it was built from and no link', () => {
+    // `npm pack` leaves symbolic links out, so what dist/ reaches by relative path must be files.
+    const listing = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, npm_config_loglevel: 'silent' } });
+    const packed = new Set((JSON.parse(listing) as Array<{ files: Array<{ path: string }> }>)[0]?.files.map((f) => f.path));
+    const { files } = JSON.parse(readFileSync(path.join(ROOT, 'dist', 'sources.json'), 'utf8')) as { files: Record<string, unknown> };
+    const stamped = Object.keys(files);
+    expect(stamped.filter((source) => !packed.has(source))).toEqual([]);
+    expect(['dist/sources.json', 'dist/bin/pipeline.js', 'dist/pipeline/cli.js', 'dist/packages/engine/src/index.js', 'dist/data/ontology.yaml'].filter((file) => !packed.has(file))).toEqual([]);
+    // Each source is packed compiled (its .js) or, in a folder the sources read, as a copy.
+    expect(stamped.filter((source) => !packed.has(`dist/${source.replace(/\.ts$/, '.js')}`) && !packed.has(`dist/${source}`))).toEqual([]);
+    expect([...packed].filter((file) => file.startsWith('test/') || file.startsWith('bench/'))).toEqual([]);
   });
 });
 
