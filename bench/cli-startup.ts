@@ -5,6 +5,7 @@
  * command started before dist/ existed).
  *
  *   npm run bench:cli [-- --runs 7]
+ *   taskset -c 1 npm run bench:cli      (one core, as the targets are stated; the children inherit it)
  *
  * Prints, per command and way, the median wall time and the median CPU time (user + system, read
  * by the child itself at exit), and the ratio of source to compiled. CPU time is the figure to
@@ -13,7 +14,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -66,7 +67,8 @@ const commands: { name: string; args: string[]; targetS: number }[] = [
 ];
 
 try {
-  console.log(`load average before: ${loadavg().map((l) => l.toFixed(1)).join(' ')}; median of ${RUNS} runs after one warm-up`);
+  // availableParallelism follows the CPU affinity (sched_getaffinity), so it says whether taskset took.
+  console.log(`load average before: ${loadavg().map((l) => l.toFixed(1)).join(' ')}; cores this process may use: ${availableParallelism()}; median of ${RUNS} runs after one warm-up`);
   for (const { name, args, targetS } of commands) {
     const compiled = measure(args, false);
     const source = measure(args, true);
