@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SftRecord } from '../../stages/cot/index.ts';
+import type { SftRecord } from '../../stages/lib/artifacts/sft-set.ts';
 import { loadTokenizer } from '#engine/tokenizer';
 import { completionIds, promptIds, readCompletionFormat } from '../../stages/lib/judge/model.ts';
 import { readJsonl } from '../../stages/lib/io/jsonl.ts';

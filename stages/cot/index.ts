@@ -20,10 +20,10 @@ import { defineStage, type EngineRecord, type Rng, type StageContext } from '../
 import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSteps, type Verification } from '../lib/relevance/completion.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
 import { unsupportedClaims } from '../lib/relevance/evidence.ts';
+import { sftSetFile, type SftRecord } from '../lib/artifacts/sft-set.ts';
 import { readJsonl, writeJsonl } from '../lib/io/jsonl.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
-import type { RelevanceExample } from '../lib/relevance/types.ts';
 import { seededSample } from '../lib/relevance/subsample.ts';
 import type { ChatMessage } from './openai-teacher.ts';
 import { emptyGradeCounts, gradeSkew } from './grade-balance.ts';
@@ -86,14 +86,6 @@ const params = z.strictObject({
 type Params = z.output<typeof params>;
 
 
-/** A line of this stage's output: what SFT trains on. */
-export interface SftRecord {
-  id: string;
-  messages: ChatMessage[];
-  completion: string;
-  example: RelevanceExample;
-  round: string;
-}
 
 type RejectReason = 'teacher_error' | 'format' | 'label' | 'unsupported' | `step:${keyof Verification['steps']}`;
 
@@ -285,7 +277,7 @@ export default defineStage({
         counts.push(tally);
         pending = stillPending;
       }
-      await writeJsonl(join(ctx.outDir, `${split}.jsonl`), kept);
+      await writeJsonl(sftSetFile(ctx.outDir, split), kept);
       await writeJsonl(join(ctx.outDir, `rejected-${split}.jsonl`), rejectedLog);
       totals[`${split}.examples`] = records.length;
       totals[`${split}.kept`] = kept.length;

@@ -17,11 +17,10 @@
  *     needs: [sample, sft, cot, icl]
  *     with: { beta: 0.1, loss_type: sigmoid, learning_rate: 2.0e-4 }
  */
-import { join } from 'node:path';
 import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { defineStage, yieldToEventLoop } from '../../pipeline/api.ts';
-import type { SftRecord } from '../cot/index.ts';
+import { readSftSet } from '../lib/artifacts/sft-set.ts';
 import { balancePairs, buildPairs } from './pairs.ts';
 import { loraOptionsSchema } from '#engine/schema';
 import { mean } from '../lib/relevance/grade-agreement.ts';
@@ -63,7 +62,6 @@ export default defineStage({
     const tf = await import('@tensorflow/tfjs-core');
     const { dpoLoss } = await import('../lib/rl/losses.ts');
     const { loadPolicy, promptIds, completionIds } = await import('../lib/judge/model.ts');
-    const { readJsonl } = await import('../lib/io/jsonl.ts');
     const { greedyAccuracy, probeSample } = await import('../lib/judge/accuracy-probe.ts');
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
     const { readSampledPrompts } = await import('../sample/index.ts');
@@ -72,7 +70,7 @@ export default defineStage({
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
     const sftSet = ctx.inputs.many('sft-set')[0];
-    const teacher = new Map(sftSet ? (await readJsonl<SftRecord>(join(sftSet.dir, 'train.jsonl'))).map((r) => [r.id, r.completion]) : []);
+    const teacher = new Map(sftSet ? (await readSftSet(sftSet.dir, 'train')).map((r) => [r.id, r.completion]) : []);
     const built = buildPairs(samples, teacher, p.pairs_per_prompt, ctx.rng.fork('pairs'));
     const { counts } = built;
     const { readRlPool } = await import('../lib/rl/pool.ts');

@@ -19,9 +19,8 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
-import type { SftRecord } from '../cot/index.ts';
+import { readSftSet } from '../lib/artifacts/sft-set.ts';
 import { modelOverridesSchema } from '#engine/schema';
-import { readJsonl } from '../lib/io/jsonl.ts';
 import type { Item, RelevanceExample } from '../lib/relevance/types.ts';
 
 const params = z.strictObject({
@@ -82,7 +81,7 @@ export default defineStage({
 
     const documents = catalogDocuments(await readSplits(ctx.inputs.one('dataset').dir));
     const setDir = ctx.inputs.one('sft-set').dir;
-    const sftSet = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
+    const sftSet = await readSftSet(setDir, 'train');
     const tokenizerDir = join(ctx.workDir, 'tokenizer');
     const sftTexts = sftSet.flatMap((r) => [...r.messages.filter((m) => !p.drop_system_prompt || m.role !== 'system').map((m) => m.content), r.completion]);
     const trained = await trainBpeTokenizer([...documents, ...sftTexts], { vocabSize: p.vocab_size, extraTokens: ['<think>', '</think>', '<answer>', '</answer>'] }, tokenizerDir);

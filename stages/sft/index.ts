@@ -18,8 +18,7 @@
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
-import { readJsonl } from '../lib/io/jsonl.ts';
-import type { SftRecord } from '../cot/index.ts';
+import { readSftSet, type SftRecord } from '../lib/artifacts/sft-set.ts';
 import type { ProbeRecord } from '../lib/judge/accuracy-probe.ts';
 import { modelOverridesSchema, loraOptionsSchema, modelWeightFiles } from '#engine/schema';
 import { balancedDraw, gradeBalanceSchema, type GradeBalance } from '../lib/relevance/grade-balance.ts';
@@ -145,7 +144,7 @@ export default defineStage({
 
     const setDir = ctx.inputs.one('sft-set').dir;
     const { holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl/pool.ts');
-    const sftSet = await readJsonl<SftRecord>(join(setDir, 'train.jsonl'));
+    const sftSet = await readSftSet(setDir, 'train');
     // The RL pool's queries are held out here, so the RL stages draw prompts this model has not memorised.
     const rlPool = p.rl_pool > 0 ? holdOutQueries(sftSet.map((r) => r.example), p.rl_pool, ctx.seed) : undefined;
     const train = rlPool ? sftSet.filter((r) => !inRlPool(rlPool, r.example)) : sftSet;
@@ -156,7 +155,7 @@ export default defineStage({
       ctx.log.info(`grade balance: train shares ${fmtGrades(gradeBalance.metrics, 'grade_share_')} drawn as ${fmtGrades(gradeBalance.metrics, 'grade_balanced_share_')}`);
       if (rlPool) rlPool.balance = gradeBalance.balance;
     }
-    const dev = await readJsonl<SftRecord>(join(setDir, 'dev.jsonl')).catch(() => [] as SftRecord[]);
+    const dev = await readSftSet(setDir, 'dev').catch(() => [] as SftRecord[]);
     const format = { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
     // The accuracy probe: all dev prompts when the prompts artifact is an input, else the SFT set's dev split.
