@@ -64,7 +64,7 @@ export default defineStage({
     const { loadPolicy, promptIds, completionIds } = await import('../lib/judge/model.ts');
     const { greedyAccuracy, probeSample } = await import('../lib/judge/accuracy-probe.ts');
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
-    const { readSampledPrompts } = await import('../sample/index.ts');
+    const { readSampledPrompts } = await import('../lib/artifacts/samples.ts');
     const { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } = await import('../lib/training.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);

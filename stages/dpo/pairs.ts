@@ -7,7 +7,7 @@ import type { Rng } from '../../pipeline/api.ts';
 import { balancedDraw, type GradeBalance } from '../lib/relevance/grade-balance.ts';
 import type { ChatMessage } from '../lib/relevance/prompts.ts';
 import type { Grade } from '../lib/relevance/types.ts';
-import type { SampledPrompt, SampleRecord } from '../sample/index.ts';
+import type { SampledPrompt, SampleRecord } from '../lib/artifacts/samples.ts';
 
 export interface PreferencePair {
   id: string;

@@ -8,15 +8,12 @@
  *     needs: [sft, icl, kg]
  *     with: { num_generations: 8, temperature: 1.0 }
  */
-import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
 import { unbiasedPassAtK } from '../lib/rl/pass-at-k.ts';
-import type { PromptRecord } from '../lib/relevance/prompts.ts';
-import type { Grade } from '../lib/relevance/types.ts';
-import { readChecked } from '../lib/io/jsonl.ts';
 import { judgeCompletion } from '../lib/relevance/completion.ts';
-import { promptRecordProblem, readPromptRecords } from '../lib/artifacts/prompts.ts';
+import { readPromptRecords } from '../lib/artifacts/prompts.ts';
+import { samplesFile, type SampledPrompt, type SampleRecord } from '../lib/artifacts/samples.ts';
 import { referenceSteps } from '../lib/relevance/prompts.ts';
 import { seededSample } from '../lib/relevance/subsample.ts';
 
@@ -37,38 +34,6 @@ const params = z.strictObject({
     .optional()
     .describe('From an RL pool: this share of the pool\'s prompts, a seeded sample (so the cost follows the data\'s size, not a fixed count); limit still caps it'),
 });
-
-/** One sampled completion and its verdicts. */
-export interface SampleRecord {
-  text: string;
-  label: Grade | null;
-  format_ok: boolean;
-  steps_verified: number;
-  /** Format parses and the grade is the gold one. */
-  correct: boolean;
-  /** Correct and every reasoning step verifies. */
-  accepted: boolean;
-  tokens: number;
-  finish_reason: string;
-}
-
-/** A line of this stage's `<split>.jsonl`: the prompt record plus its samples. */
-export interface SampledPrompt extends PromptRecord {
-  samples: SampleRecord[];
-  correct: number;
-  pass_rate: number;
-}
-
-/** Reads `<split>.jsonl` of a samples artifact (the sample stage's output). */
-export function readSampledPrompts(samplesDir: string, split: string): Promise<SampledPrompt[]> {
-  return readChecked<SampledPrompt>(join(samplesDir, `${split}.jsonl`), (record) => {
-    const problem = promptRecordProblem(record);
-    if (problem) return problem;
-    if (!Array.isArray(record.samples)) return 'samples: expected a list';
-    const bad = record.samples.findIndex((s) => typeof s?.text !== 'string' || typeof s.correct !== 'boolean');
-    return bad >= 0 ? `samples.${bad}: expected { text: string, correct: boolean, ... }` : undefined;
-  });
-}
 
 /** k = 1, 2, 4, ... up to n, and n itself: the pass@k curve reported for n samples. */
 export function passKs(n: number): number[] {
@@ -143,7 +108,7 @@ export default defineStage({
         return { ...record, samples, correct, pass_rate: correct / samples.length };
       });
       if (pooled) sampled = rankByUncertainty(sampled);
-      await writeJsonl(join(ctx.outDir, `${split}.jsonl`), sampled);
+      await writeJsonl(samplesFile(ctx.outDir, split), sampled);
 
       const all = sampled.flatMap((s) => s.samples);
       const count = Math.max(1, sampled.length);

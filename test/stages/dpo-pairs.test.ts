@@ -4,7 +4,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import { buildPairs } from '../../stages/dpo/pairs.ts';
-import { passKs, readSampledPrompts, type SampledPrompt, type SampleRecord } from '../../stages/sample/index.ts';
+import { readSampledPrompts, type SampledPrompt, type SampleRecord } from '../../stages/lib/artifacts/samples.ts';
+import { passKs } from '../../stages/sample/index.ts';
 
 function sample(text: string, correct: boolean, stepsVerified = 0): SampleRecord {
   return { text, label: null, format_ok: true, steps_verified: stepsVerified, correct, accepted: correct && stepsVerified === 5, tokens: 1, finish_reason: 'stop' };
