@@ -1,19 +1,23 @@
 /**
- * `uses: rewrite`: BEQUE-style query rewrites (stages/lib/retrieval/rewrite.ts) from the
- * reason-then-embed model's analysis of each query: its query step names the product type and
- * constraints it read (`query: <type>; constraints: k=v; intent: …`), and the rewrites are
- * "<type> <constraint values>" and "<type>" (those that differ from the query).
+ * `uses: rewrite`: BEQUE's long-tail query rewriter (Peng et al. 2024; stages/lib/retrieval/rewrite.ts
+ * for the selection rules, ./train.ts for the training).
  *
- * On train, each rewrite's BM25 retrieval is scored against the original's (offline feedback, the
- * dataset's judgements plus the learned lexical judge for unjudged items), kept by BEQUE's rejection
- * rule, and ordered into preference pairs: rewrite-sft.jsonl and rewrite-pairs.jsonl are the SFT and
- * partial-order (DPO) sets of BEQUE's rewriter. Training a rewriter on them is not built yet; the
- * rewrites served (retrieve's `bm25+rewrite`) are the analysis's, for the long-tail queries.
+ * Candidates: the reason-then-embed model's analysis of each query names the product type and
+ * constraints it read (`query: <type>; constraints: k=v; intent: …`), giving "<type> <constraint
+ * values>" and "<type>"; the query with one term left out is a candidate too.
+ * On train, each candidate's BM25 retrieval is scored against the original's (offline feedback: the
+ * dataset's judgements, plus the learned lexical judge fitted on train for unjudged items), kept
+ * by BEQUE's rejection rule (more relevant items than the original), and the candidates of a query
+ * ranked into partial-order preference pairs. Then, with `sft_steps`/`dpo_steps` above 0, a decoder
+ * (a `checkpoint` input, else the embed stage's trained model/) is fine-tuned on the kept rewrites
+ * and aligned on the pairs, and its greedy rewrite of every query is what is served; with both 0
+ * the analysis's rewrites are served untrained.
  *
- *   rewrite: { uses: rewrite, needs: [embed_reason, data, index] }
+ *   rewrite: { uses: rewrite, needs: [embed_reason, data], with: { sft_steps: 120, dpo_steps: 60 } }
  *
- * Writes a 'rewrites' artifact: rewrites.jsonl ({queryId, query, rewrites}), rewrite-sft.jsonl,
- * rewrite-pairs.jsonl, feedback.jsonl.
+ * Writes a 'rewrites' artifact: rewrites.jsonl ({queryId, query, rewrites, source}), rewrite-sft.jsonl,
+ * rewrite-pairs.jsonl, feedback.jsonl, metrics.json, and model/ (the trained rewriter) when trained.
+ * Which queries use their rewrites is the reader's rule (retrieve and /v1/search: the long tail).
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -22,12 +26,20 @@ import { defineStage } from '../../pipeline/api.ts';
 const params = z.strictObject({
   k: z.number().int().min(1).default(10).describe('First K items whose relevance the rejection rule and the feedback count'),
   description_chars: z.number().int().min(0).default(200).describe('Characters of an item’s description BM25 reads after its title'),
+  sft_steps: z.number().int().min(0).default(120).describe('Rewriter SFT steps on the rewrites the rejection rule kept (0: no SFT)'),
+  dpo_steps: z.number().int().min(0).default(60).describe('Partial-order (DPO-style) steps over the ranked candidate pairs (0: none)'),
+  batch_size: z.number().int().min(1).default(16).describe('Examples (SFT) or pairs (DPO) per rewriter step'),
+  learning_rate: z.number().positive().default(1e-3).describe('Peak learning rate of the rewriter (warmup then cosine decay, per phase)'),
+  beta: z.number().positive().default(0.1).describe('β of the partial-order DPO term: how far the rewriter may move from the SFT model'),
+  rewrite_tokens: z.number().int().min(1).default(24).describe('Most tokens the rewriter writes for one rewrite'),
 });
 
 export interface QueryRewrites {
   queryId: string;
   query: string;
   rewrites: string[];
+  /** Who wrote the rewrites: the trained rewriter, or the reasoning model's analysis (untrained). */
+  source: 'rewriter' | 'analysis';
 }
 
 export const REWRITES_FILE = 'rewrites.jsonl';
@@ -50,11 +62,11 @@ export function rewritesFromAnalysis(query: string, analysis: string, parse: (te
 
 export default defineStage({
   name: 'rewrite',
-  version: '1',
-  description: 'Rewrite queries from the reasoning model’s analysis; select rewrites on train by BEQUE’s rejection rule, feedback and partial order.',
+  version: '2',
+  description: 'BEQUE query rewriter: candidates selected on train by the rejection rule, offline feedback and partial order; SFT then partial-order DPO of a decoder; its rewrites served.',
   params,
   produces: 'rewrites',
-  resources: 'light',
+  resources: 'train',
   requires: () => ['embeddings', 'dataset'],
   async run(ctx) {
     const p = ctx.params;
@@ -67,30 +79,33 @@ export default defineStage({
     const { GRADES } = await import('../lib/relevance/types.ts');
     const { itemText, judgedQueries, readCatalog } = await import('../lib/retrieval/catalog.ts');
     const { readEmbeddings } = await import('../lib/retrieval/vectors.ts');
-    const { keepRewrite, partialOrderPairs, rewriteFeedback } = await import('../lib/retrieval/rewrite.ts');
+    const { candidateRewrites, keepRewrite, partialOrderPairs, rewriteFeedback } = await import('../lib/retrieval/rewrite.ts');
+    const { QUERY_LOG_FILE } = await import('../lib/relevance/query-log.ts');
+    const { existsSync } = await import('node:fs');
 
     const dataset = ctx.inputs.one('dataset');
     const splits = await readSplits(dataset.dir);
     const catalog = await readCatalog(dataset.dir, splits);
-    const embeddings = await readEmbeddings(ctx.inputs.one('embeddings').dir);
-    if (embeddings.meta.mode !== 'reason') throw new Error(`${ctx.inputs.one('embeddings').stage}: rewrites come from a reason-mode embed stage's analyses (this one is ${embeddings.meta.mode})`);
+    const embeddingsInput = ctx.inputs.one('embeddings');
+    const embeddings = await readEmbeddings(embeddingsInput.dir);
+    if (embeddings.meta.mode !== 'reason') throw new Error(`${embeddingsInput.stage}: rewrites come from a reason-mode embed stage's analyses (this one is ${embeddings.meta.mode})`);
     const parse = (line: string) => parseCompletion(`<think>\n${line}\n</think>`).steps.query;
-    const all: QueryRewrites[] = embeddings.queries.map((q) => ({ queryId: q.queryId, query: q.query, rewrites: rewritesFromAnalysis(q.query, q.text.slice(q.text.indexOf('<think>') + '<think>'.length), parse, normalise) }));
-    await writeJsonl(path.join(ctx.outDir, REWRITES_FILE), all);
+    const analysed = new Map(embeddings.queries.map((q) => [q.queryId, rewritesFromAnalysis(q.query, q.text.slice(q.text.indexOf('<think>') + '<think>'.length), parse, normalise)]));
 
-    // Offline feedback and rejection sampling on train.
+    // Offline feedback and rejection sampling on train, over every candidate.
     const bm25 = new Bm25(catalog.map((e) => bm25Terms(itemText(e.item, p.description_chars))));
     const retrieve = (text: string) => bm25.top(bm25Terms(text), p.k).map((hit) => catalog[hit.index]!.key);
     const judge = fitLearnedBaseline(splits.train);
     const items = new Map(catalog.map((e) => [e.key, e.item]));
-    const rewritesOf = new Map(all.map((r) => [r.queryId, r.rewrites]));
     const feedbackLog: unknown[] = [];
     const sft: { query: string; rewrite: string }[] = [];
     const pairs: { query: string; chosen: string; rejected: string }[] = [];
     let judgeLabels = 0;
+    let candidates = 0;
     for (const judged of judgedQueries(splits.train)) {
-      const rewrites = rewritesOf.get(judged.queryId) ?? [];
+      const rewrites = candidateRewrites(judged.query, analysed.get(judged.queryId) ?? [], normalise);
       if (rewrites.length === 0) continue;
+      candidates += rewrites.length;
       const labels = new Map<string, number>();
       const grade = (key: string) => {
         const human = judged.grades.get(key);
@@ -111,16 +126,48 @@ export default defineStage({
     await writeJsonl(path.join(ctx.outDir, 'feedback.jsonl'), feedbackLog);
     await writeJsonl(path.join(ctx.outDir, 'rewrite-sft.jsonl'), sft);
     await writeJsonl(path.join(ctx.outDir, 'rewrite-pairs.jsonl'), pairs);
+    ctx.log.info(`train: ${candidates} candidates over ${feedbackLog.length} queries; ${sft.length} kept by the rejection rule, ${pairs.length} partial-order pairs`);
+
+    let all: QueryRewrites[];
+    let training: Record<string, number> = {};
+    let engine: import('../../pipeline/api.ts').EngineRecord | undefined;
+    if (p.sft_steps + p.dpo_steps > 0) {
+      if (sft.length === 0 && pairs.length === 0) throw new Error(`rewrite: nothing to train the rewriter on: no candidate of the ${feedbackLog.length} train queries retrieved more relevant items than its query, and no two were ordered by their feedback (set sft_steps and dpo_steps to 0 to serve the analysis's rewrites untrained)`);
+      const base = ctx.inputs.many('checkpoint')[0]?.dir ?? path.join(embeddingsInput.dir, 'model');
+      if (!existsSync(path.join(base, 'config.json'))) throw new Error(`rewrite: no decoder to train: put a checkpoint stage in needs, or give ${embeddingsInput.stage} train_steps > 0 (its model/ is the default base)`);
+      const { loadPolicy, releasePolicy } = await import('../lib/policy.ts');
+      const { savePolicy } = await import('../lib/training.ts');
+      const { generateRewrites, trainRewriter } = await import('./train.ts');
+      const loaded = await loadPolicy(base, ctx.engine, ctx.log);
+      engine = loaded.engine;
+      training = await trainRewriter(ctx, loaded.policy, sft, pairs, { sftSteps: p.sft_steps, dpoSteps: p.dpo_steps, batchSize: p.batch_size, learningRate: p.learning_rate, beta: p.beta }, ctx.rng.fork('rewriter'));
+      ctx.log.info(`rewriter: ${JSON.stringify(training)}`);
+      const written = await generateRewrites(loaded.policy, embeddings.queries.map((q) => q.query), { maxNewTokens: p.rewrite_tokens, rng: ctx.rng.fork('generate'), signal: ctx.signal });
+      all = embeddings.queries.map((q, i) => {
+        const text = written[i] as string;
+        return { queryId: q.queryId, query: q.query, rewrites: text === '' || normalise(text) === q.queryId ? [] : [text], source: 'rewriter' as const };
+      });
+      await savePolicy(loaded.policy, path.join(ctx.outDir, 'model'), ctx.engine);
+      await releasePolicy(loaded.policy);
+    } else {
+      all = embeddings.queries.map((q) => ({ queryId: q.queryId, query: q.query, rewrites: analysed.get(q.queryId) ?? [], source: 'analysis' as const }));
+    }
+    await writeJsonl(path.join(ctx.outDir, REWRITES_FILE), all);
     const metrics = {
+      source: all[0]?.source ?? 'analysis',
       queries: all.length,
       queries_with_rewrites: all.filter((r) => r.rewrites.length > 0).length,
+      // Without a query log every query outside train counts as long-tail where rewrites are read.
+      query_log: existsSync(path.join(dataset.dir, QUERY_LOG_FILE)),
       train_queries_scored: feedbackLog.length,
+      train_candidates: candidates,
       train_rewrites_kept: sft.length,
       train_preference_pairs: pairs.length,
       judge_labels: judgeLabels,
+      ...training,
     };
     await writeJson(path.join(ctx.outDir, 'metrics.json'), metrics);
-    ctx.log.info(`rewrites for ${metrics.queries_with_rewrites} of ${metrics.queries} queries; train: ${sft.length} kept by the rejection rule over ${feedbackLog.length} queries, ${pairs.length} preference pairs`);
-    return { metrics };
+    ctx.log.info(`${metrics.source} rewrites for ${metrics.queries_with_rewrites} of ${metrics.queries} queries${metrics.query_log ? '' : ' (the dataset has no query log: readers treat every non-train query as long-tail)'}`);
+    return { metrics, ...(engine ? { engine } : {}) };
   },
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { keepRewrite, mergeRewrites, partialOrderPairs, rewriteFeedback } from '../../stages/lib/retrieval/rewrite.ts';
+import { candidateRewrites, keepRewrite, mergeRewrites, partialOrderPairs, rewriteFeedback } from '../../stages/lib/retrieval/rewrite.ts';
 
 // Fixture: the long-tail query "household ventilation fans" retrieves [a, x, y]; a is relevant (L4),
 // x not (L1), y unlabelled. Rewrite "ventilation fan" retrieves [a, b, c]: b L3, c L2.
@@ -25,6 +25,20 @@ describe('BEQUE rejection rule and feedback', () => {
     expect(partialOrderPairs([tie, tie])).toEqual([]);
   });
 
+  it('orders several rewrites into every strictly better–worse pair, none between equals', () => {
+    // By (relevant, gained, set relevance): A (2, 1, 2.0) > B (2, 1, 1.0) > C = D (1, 0, 1.5).
+    const f = (rewrite: string, relevant: number, gained: number, setRelevance: number) => ({ rewrite, relevant, gained, setRelevance });
+    const pairs = partialOrderPairs([f('C', 1, 0, 1.5), f('A', 2, 1, 2), f('D', 1, 0, 1.5), f('B', 2, 1, 1)]);
+    // A over B, C, D; B over C, D; C and D tie: 3 + 2 pairs, in the order the candidates came.
+    expect(pairs).toEqual([
+      { chosen: 'A', rejected: 'C' },
+      { chosen: 'A', rejected: 'D' },
+      { chosen: 'A', rejected: 'B' },
+      { chosen: 'B', rejected: 'C' },
+      { chosen: 'B', rejected: 'D' },
+    ]);
+  });
+
   it('serves the original and the rewrites merged', () => {
     // a: 1/61 + 1/61, x: 1/62, b: 1/62, y: 1/63, c: 1/63 -> a, x, b, y, c (first appearance on ties).
     expect(mergeRewrites(original, [['a', 'b', 'c']], 4)).toEqual(['a', 'x', 'b', 'y']);
@@ -41,5 +55,18 @@ describe('rewrites from the reasoning model’s analysis', () => {
     // The type alone equals the query: only the constrained rewrite is new.
     expect(rewritesFromAnalysis('Ventilation Fan', 'query: ventilation fan; constraints: colour=white; intent: none', parse, normalise)).toEqual(['ventilation fan white']);
     expect(rewritesFromAnalysis('garmin', 'query: none; constraints: none; intent: none', parse, normalise)).toEqual([]);
+  });
+});
+
+describe('candidate rewrites for rejection sampling', () => {
+  it('the given rewrites, then the query less one term each, without the query itself or repeats', async () => {
+    const { normalise } = await import('../../stages/lib/relevance/text.ts');
+    expect(candidateRewrites('household ventilation fans', ['ventilation fan', 'Household  Ventilation Fans', 'household fans'], normalise)).toEqual([
+      'ventilation fan',
+      'household fans',
+      'ventilation fans',
+      'household ventilation',
+    ]);
+    expect(candidateRewrites('garmin', [], normalise)).toEqual([]);
   });
 });

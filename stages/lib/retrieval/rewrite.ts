@@ -8,7 +8,8 @@
  * - partial order: rewrites ranked by that feedback, every strictly better–worse pair a preference
  *   pair for DPO-style alignment (BEQUE's partial-order objective compares all ordered pairs);
  * - serving: the original query's ranking and the rewrites' merged by reciprocal-rank fusion.
- * The rewrite stage that generates and trains on these is not built yet (see the README).
+ * The rewrite stage (stages/rewrite) builds the candidates, selects them with these rules and
+ * trains the rewriter on what they keep (stages/rewrite/train.ts).
  */
 import { reciprocalRankFusion } from './fusion.ts';
 
@@ -55,3 +56,31 @@ export function partialOrderPairs(feedback: readonly RewriteFeedback[]): { chose
 export function mergeRewrites(original: readonly string[], rewrites: readonly (readonly string[])[], k: number): string[] {
   return reciprocalRankFusion([original, ...rewrites]).slice(0, k);
 }
+
+/**
+ * The candidate rewrites rejection sampling chooses among for one query: the given ones (the
+ * reasoning model's analysis), then the query with one term left out. BEQUE samples candidates
+ * from its LLM (§3.2); the project's decoder is too small for its samples to be worth judging
+ * before it is trained, and dropping a term is the relaxation a long-tail query most often needs
+ * (BEQUE §1: long-tail queries carry words the catalog's titles lack). Distinct from the query
+ * and each other after normalisation; queries of one term get none of their own.
+ */
+export function candidateRewrites(query: string, given: readonly string[], normalise: (text: string) => string): string[] {
+  const terms = query.trim().split(/\s+/);
+  const dropped = terms.length < 2 ? [] : terms.map((_, i) => terms.filter((__, j) => j !== i).join(' '));
+  const seen = new Set([normalise(query)]);
+  return [...given, ...dropped].filter((candidate) => {
+    const key = normalise(candidate);
+    if (key === '' || seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/** What the rewriter reads before it writes a rewrite (and what it was trained on). */
+export function rewritePrompt(query: string): string {
+  return `rewrite: ${query}\n`;
+}
+
+/** A rewrite ends at the line's end (or the end-of-sequence token). */
+export const REWRITE_STOPS = ['\n'];

@@ -15,6 +15,8 @@ import type { RoutingTier } from './deployment.ts';
 import { loadDeployment } from './load-deployment.ts';
 import { servingMetrics } from './prometheus.ts';
 import { startServer, type RunningServer, type ServerOptions } from './server.ts';
+import type { QueryRewriter, SearchIndex } from './search-routes.ts';
+import type { CatalogEntry } from '../retrieval/catalog.ts';
 
 /** How often the server checks that the process that started it is still there. */
 const PARENT_CHECK_MS = 250;
@@ -29,6 +31,65 @@ export interface ServeCommandOptions extends ServerOptions {
   llmTiers?: RoutingTier[];
   /** An embed stage whose trained decoder also answers POST /v1/embeddings. */
   embeddings?: string;
+  /** An index stage whose catalog POST /v1/search retrieves from. */
+  search?: string;
+  /** A rewrite stage whose rewriter rewrites /v1/search's long-tail queries. */
+  rewriter?: string;
+  /** Most items one /v1/search request may ask for. */
+  maxK?: number;
+}
+
+/** Retrieve's default description_chars: what BM25 reads of an item when no rewrite stage says otherwise. */
+const SEARCH_DESCRIPTION_CHARS = 200;
+
+/** The catalog of index stage `name` (its catalog.jsonl), for /v1/search. */
+async function indexStageCatalog(artifacts: Inputs, name: string, descriptionChars: number): Promise<SearchIndex> {
+  const source = artifacts.byStage(name);
+  const file = source ? join(source.dir, 'catalog.jsonl') : '';
+  if (!source || source.kind !== 'index' || !existsSync(file)) throw new Error(`--search ${name}: no built index stage of that name (uses: index)`);
+  const { readJsonl } = await import('../relevance/jsonl.ts');
+  const catalog = await readJsonl<CatalogEntry>(file);
+  catalog.forEach((entry, i) => {
+    if (typeof entry?.key !== 'string' || typeof entry.item?.title !== 'string') throw new Error(`${file}:${i + 1}: expected {key, item: {title, ...}}`);
+  });
+  return { source: name, catalog, descriptionChars };
+}
+
+/**
+ * The rewriter of rewrite stage `name`: its rewrites of the dataset's queries as written, and for
+ * any other query its trained model's greedy rewrite (a stage trained with sft_steps/dpo_steps 0
+ * has no model: other queries then get none). Generation is one request at a time.
+ */
+async function rewriteStageRewriter(artifacts: Inputs & { engine: EngineConfig }, name: string): Promise<QueryRewriter> {
+  const source = artifacts.byStage(name);
+  if (!source || source.kind !== 'rewrites') throw new Error(`--rewriter ${name}: no built rewrite stage of that name (uses: rewrite)`);
+  const { readJsonl } = await import('../relevance/jsonl.ts');
+  const { normalise } = await import('../relevance/text.ts');
+  const { REWRITES_FILE } = await import('../../rewrite/index.ts');
+  type QueryRewrites = import('../../rewrite/index.ts').QueryRewrites;
+  const known = new Map((await readJsonl<QueryRewrites>(join(source.dir, REWRITES_FILE))).map((r) => [r.queryId, r.rewrites]));
+  const modelDir = join(source.dir, 'model');
+  if (!existsSync(join(modelDir, 'config.json'))) return { source: name, rewrite: async (query) => known.get(normalise(query)) ?? [] };
+  const { loadPolicy, releasePolicy } = await import('../policy.ts');
+  const { generateRewrites } = await import('../../rewrite/train.ts');
+  const { Rng } = await import('../../../pipeline/api.ts');
+  const silent = { info: () => {}, warn: () => {}, debug: () => {} };
+  const { policy } = await loadPolicy(modelDir, artifacts.engine, silent);
+  const maxNewTokens = (source.manifest.params as { rewrite_tokens?: number }).rewrite_tokens ?? 24;
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    source: name,
+    rewrite: async (query) => {
+      const id = normalise(query);
+      const precomputed = known.get(id);
+      if (precomputed) return precomputed;
+      const next = queue.then(() => generateRewrites(policy, [query], { maxNewTokens, rng: new Rng(0, 'serve-rewrite') }));
+      queue = next.catch(() => {});
+      const text = ((await next)[0] ?? '').trim();
+      return text === '' || normalise(text) === id ? [] : [text];
+    },
+    close: () => releasePolicy(policy),
+  };
 }
 
 /** The embedder of embed stage `name`: its trained decoder (model/), texts cut as the stage cut them. */
@@ -58,10 +119,20 @@ export async function startDeploymentServer(
   }
   // The batcher reads its limits from the deployment's own object, so they stay one setting.
   const batcher = new DynamicBatcher<PairToJudge, LlmJudgement>((pairs) => loaded.llm.judge(pairs), llm);
+  let rewriter: QueryRewriter | undefined;
+  let retrieval: ServerOptions['retrieval'];
   try {
     const embedder = options.embeddings === undefined ? undefined : await embedStageEmbedder(artifacts, options.embeddings, options.maxItems);
-    return await startServer(loaded, batcher, servingMetrics(), { ...options, ...(embedder ? { embedder } : {}) });
+    if (options.rewriter !== undefined && options.search === undefined) throw new Error(`--rewriter ${options.rewriter}: rewrites serve /v1/search: give --search <index stage> too`);
+    if (options.search !== undefined) {
+      const rewriteParams = options.rewriter === undefined ? undefined : (artifacts.byStage(options.rewriter)?.manifest.params as { description_chars?: number } | undefined);
+      const index = await indexStageCatalog(artifacts, options.search, rewriteParams?.description_chars ?? SEARCH_DESCRIPTION_CHARS);
+      rewriter = options.rewriter === undefined ? undefined : await rewriteStageRewriter(artifacts, options.rewriter);
+      retrieval = { index, ...(rewriter ? { rewriter } : {}), maxK: options.maxK ?? options.maxItems };
+    }
+    return await startServer(loaded, batcher, servingMetrics(), { ...options, ...(embedder ? { embedder } : {}), ...(retrieval ? { retrieval } : {}) });
   } catch (error) {
+    await rewriter?.close?.();
     await loaded.close();
     throw error;
   }
@@ -86,7 +157,8 @@ export async function serveCommand(
 ): Promise<number> {
   const server = await startDeploymentServer(artifacts, options);
   io.out(routingLine(server.deployment));
-  io.out(`serving on ${server.url} (pid ${process.pid}; POST /v1/relevance, POST /v1/chat/completions, POST /v1/completions, GET /v1/models, /healthz, /metrics)`);
+  const extra = [...(options.embeddings !== undefined ? ['POST /v1/embeddings'] : []), ...(options.search !== undefined ? [`POST /v1/search (index ${options.search}${options.rewriter !== undefined ? `, rewriter ${options.rewriter}` : ', no rewriter'})`] : [])];
+  io.out(`serving on ${server.url} (pid ${process.pid}; POST /v1/relevance, POST /v1/chat/completions, POST /v1/completions, ${extra.map((e) => `${e}, `).join('')}GET /v1/models, /healthz, /metrics)`);
   await new Promise<void>((resolve) => {
     const parent = process.ppid;
     const stop = (reason: string) => {

@@ -2,6 +2,8 @@
  * `pipeline serve`: the judge over HTTP (Fastify, JSON-schema validation, pino's JSON logs).
  *
  *   POST /v1/relevance          {query, items[]} -> {results: [{id?, grade, probabilities, tier, reasons, fallback?}]}
+ *   POST /v1/search             {query, k?, rewrite?} -> rewrites, retrieved items and their grades (search-routes.ts; with `retrieval`)
+ *   POST /v1/embeddings         OpenAI-compatible (embedding-routes.ts; with `embedder`)
  *   POST /v1/chat/completions   OpenAI-compatible, through the LLM tier (openai-routes.ts)
  *   POST /v1/completions        OpenAI-compatible raw-prompt completions
  *   GET  /v1/models[/{id}]      the served checkpoint
@@ -17,6 +19,7 @@
  * what they would, at a fraction of the cost.
  */
 import { registerEmbeddingRoutes, type Embedder } from './embedding-routes.ts';
+import { registerSearchRoutes, type QueryRewriter, type SearchIndex } from './search-routes.ts';
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { GRADES } from '../relevance/types.ts';
@@ -28,6 +31,8 @@ import type { LoadedDeployment } from './load-deployment.ts';
 import type { ServingMetrics } from './prometheus.ts';
 import { modelCard, registerOpenAiRoutes } from './openai-routes.ts';
 import { QueueFullError, routeRequest, type RouterParts } from './router.ts';
+import { routingTier } from './deployment.ts';
+import { normalise } from '../relevance/text.ts';
 import type { LlmJudgement, PairToJudge } from './llm-judge.ts';
 
 export interface ServerOptions {
@@ -45,6 +50,8 @@ export interface ServerOptions {
   apiKey?: string;
   /** When set, POST /v1/embeddings answers with it (embedding-routes.ts). */
   embedder?: Embedder;
+  /** When set, POST /v1/search retrieves from this index (rewriting long-tail queries with `rewriter`) and judges what it finds. */
+  retrieval?: { index: SearchIndex; rewriter?: QueryRewriter; maxK: number };
 }
 
 const itemSchema = {
@@ -187,7 +194,8 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
     return reply.code(500).send(apiErrorBody(error.message, 'server_error', 'internal_error'));
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send(apiErrorBody(`no route ${request.method} ${request.url}`, 'invalid_request_error', 'unknown_route')));
-  for (const [url, allowed] of Object.entries(ROUTES)) {
+  const routes = { ...ROUTES, ...(options.embedder ? { '/v1/embeddings': ['POST'] } : {}), ...(options.retrieval ? { '/v1/search': ['POST'] } : {}) };
+  for (const [url, allowed] of Object.entries(routes)) {
     const others = METHODS.filter((m) => !allowed.includes(m) && !(m === 'HEAD' && allowed.includes('GET')));
     app.route({
       method: others,
@@ -196,6 +204,18 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
     });
   }
 
+  /** The tiers' answers for the pairs, a full LLM queue as a 429 with Retry-After. */
+  const judge = async (query: string, items: readonly Item[]) => {
+    try {
+      return await routeRequest(parts, query, items);
+    } catch (error) {
+      if (error instanceof QueueFullError) {
+        throw new ApiError(429, `${error.message}; retry after ${error.retryAfterSeconds} s`, 'rate_limit_error', 'queue_full', null, { 'retry-after': String(error.retryAfterSeconds) });
+      }
+      throw error;
+    }
+  };
+
   app.post<{ Body: { query: string; items: Item[] } }>(
     '/v1/relevance',
     { schema: relevanceSchema(options.maxItems) },
@@ -203,16 +223,12 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
       // The query and titles must say something; no text may carry control characters.
       checkTextFields(request.body, (path) => path === 'query' || /^items\[\d+\]\.title$/.test(path));
       const items = request.body.items.map((item) => ({ ...item, category: item.category ?? [], attributes: item.attributes ?? {} }));
-      try {
-        return { results: await routeRequest(parts, request.body.query, items) };
-      } catch (error) {
-        if (error instanceof QueueFullError) {
-          throw new ApiError(429, `${error.message}; retry after ${error.retryAfterSeconds} s`, 'rate_limit_error', 'queue_full', null, { 'retry-after': String(error.retryAfterSeconds) });
-        }
-        throw error;
-      }
+      return { results: await judge(request.body.query, items) };
     },
   );
+  if (options.retrieval) {
+    registerSearchRoutes(app, { ...options.retrieval, tierOf: (query) => routingTier(loaded.queryLog.get(normalise(query))), judge }, (body) => checkTextFields(body, (path) => path === 'query'));
+  }
 
   registerOpenAiRoutes(app, { loaded, metrics, retryAfterSeconds: () => batcher.retryAfterSeconds() });
   if (options.embedder) registerEmbeddingRoutes(app, options.embedder);
@@ -248,6 +264,7 @@ export async function startServer(loaded: LoadedDeployment, batcher: DynamicBatc
         // close() stops accepting and waits for the requests in flight (their LLM pairs included).
         await app.close();
         await batcher.drain();
+        await options.retrieval?.rewriter?.close?.();
         await loaded.close();
       })()),
   };
