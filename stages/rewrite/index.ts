@@ -135,7 +135,7 @@ export default defineStage({
       if (sft.length === 0 && pairs.length === 0) throw new Error(`rewrite: nothing to train the rewriter on: no candidate of the ${feedbackLog.length} train queries retrieved more relevant items than its query, and no two were ordered by their feedback (set sft_steps and dpo_steps to 0 to serve the analysis's rewrites untrained)`);
       const base = ctx.inputs.many('checkpoint')[0]?.dir ?? path.join(embeddingsInput.dir, 'model');
       if (!existsSync(path.join(base, 'config.json'))) throw new Error(`rewrite: no decoder to train: put a checkpoint stage in needs, or give ${embeddingsInput.stage} train_steps > 0 (its model/ is the default base)`);
-      const { loadPolicy, releasePolicy } = await import('../lib/policy.ts');
+      const { loadPolicy, releasePolicy } = await import('../lib/judge/model.ts');
       const { savePolicy } = await import('../lib/training.ts');
       const { generateRewrites, trainRewriter } = await import('./train.ts');
       const loaded = await loadPolicy(base, ctx.engine, ctx.log);

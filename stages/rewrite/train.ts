@@ -14,7 +14,7 @@
  */
 import type { Scalar, Tensor1D } from '@tensorflow/tfjs-core';
 import { type Rng, type StageContext, yieldToEventLoop } from '../../pipeline/api.ts';
-import type { Policy } from '../lib/policy.ts';
+import type { Policy } from '../lib/judge/model.ts';
 import { REWRITE_STOPS, rewritePrompt } from '../lib/retrieval/rewrite.ts';
 
 export interface RewriterTraining {

@@ -13,7 +13,7 @@ import { Rng } from '../../pipeline/rng.ts';
 import { createModel, initEngine, presets, saveModel, sequenceLogprobs } from '../../stages/lib/engine/index.ts';
 import { copyTokenizerFiles, loadTokenizer } from '../../stages/lib/engine/tokenizer.ts';
 import { trainBpeTokenizer } from '../../stages/lib/engine/tokenizer-train.ts';
-import { loadPolicy, releasePolicy, type Policy } from '../../stages/lib/policy.ts';
+import { loadPolicy, releasePolicy, type Policy } from '../../stages/lib/judge/model.ts';
 import { rewritePrompt } from '../../stages/lib/retrieval/rewrite.ts';
 import rewriteStage from '../../stages/rewrite/index.ts';
 import { generateRewrites, trainRewriter } from '../../stages/rewrite/train.ts';

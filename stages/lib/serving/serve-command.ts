@@ -47,7 +47,7 @@ async function indexStageCatalog(artifacts: Inputs, name: string, descriptionCha
   const source = artifacts.byStage(name);
   const file = source ? join(source.dir, 'catalog.jsonl') : '';
   if (!source || source.kind !== 'index' || !existsSync(file)) throw new Error(`--search ${name}: no built index stage of that name (uses: index)`);
-  const { readJsonl } = await import('../relevance/jsonl.ts');
+  const { readJsonl } = await import('../io/jsonl.ts');
   const catalog = await readJsonl<CatalogEntry>(file);
   catalog.forEach((entry, i) => {
     if (typeof entry?.key !== 'string' || typeof entry.item?.title !== 'string') throw new Error(`${file}:${i + 1}: expected {key, item: {title, ...}}`);
@@ -63,14 +63,14 @@ async function indexStageCatalog(artifacts: Inputs, name: string, descriptionCha
 async function rewriteStageRewriter(artifacts: Inputs & { engine: EngineConfig }, name: string): Promise<QueryRewriter> {
   const source = artifacts.byStage(name);
   if (!source || source.kind !== 'rewrites') throw new Error(`--rewriter ${name}: no built rewrite stage of that name (uses: rewrite)`);
-  const { readJsonl } = await import('../relevance/jsonl.ts');
+  const { readJsonl } = await import('../io/jsonl.ts');
   const { normalise } = await import('../relevance/text.ts');
   const { REWRITES_FILE } = await import('../../rewrite/index.ts');
   type QueryRewrites = import('../../rewrite/index.ts').QueryRewrites;
   const known = new Map((await readJsonl<QueryRewrites>(join(source.dir, REWRITES_FILE))).map((r) => [r.queryId, r.rewrites]));
   const modelDir = join(source.dir, 'model');
   if (!existsSync(join(modelDir, 'config.json'))) return { source: name, rewrite: async (query) => known.get(normalise(query)) ?? [] };
-  const { loadPolicy, releasePolicy } = await import('../policy.ts');
+  const { loadPolicy, releasePolicy } = await import('../judge/model.ts');
   const { generateRewrites } = await import('../../rewrite/train.ts');
   const { Rng } = await import('../../../pipeline/api.ts');
   const silent = { info: () => {}, warn: () => {}, debug: () => {} };
