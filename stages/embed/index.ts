@@ -147,17 +147,9 @@ export default defineStage({
     let queryRows: number[][];
     let queryTexts: string[];
     if (p.mode === 'reason') {
+      const { greedyTexts } = await import('../lib/judge/model.ts');
       const prompts = queries.map((q) => tokenizer.encode(analysisPrompt(q.query)));
-      const generations = await policy.inference.generate(prompts, {
-        maxNewTokens: p.analysis_tokens,
-        eosTokenIds: [tokenizer.eosTokenId],
-        stop: { strings: ANALYSIS_STOPS, decode: (ids) => tokenizer.decode(ids) },
-        temperature: 0,
-        topK: 0,
-        topP: 1,
-        rng: ctx.rng.fork('analysis'),
-        signal: ctx.signal,
-      });
+      const generations = await greedyTexts(policy, queries.map((q) => analysisPrompt(q.query)), { maxNewTokens: p.analysis_tokens, stops: ANALYSIS_STOPS, rng: ctx.rng.fork('analysis'), signal: ctx.signal });
       queryRows = prompts.map((prompt, i) => [...prompt, ...(generations[i]?.tokens ?? [])]);
       queryTexts = queries.map((q, i) => `${analysisPrompt(q.query)}${generations[i]?.text ?? ''}`);
       metrics.mean_analysis_tokens = generations.reduce((n, g) => n + g.tokens.length, 0) / Math.max(1, generations.length);

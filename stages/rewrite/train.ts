@@ -128,17 +128,7 @@ export async function trainRewriter(
 
 /** The trained rewriter's greedy rewrite of each query ('' where it wrote nothing usable). */
 export async function generateRewrites(policy: Policy, queries: readonly string[], options: { maxNewTokens: number; rng: Rng; signal?: AbortSignal }): Promise<string[]> {
-  const { tokenizer } = policy;
-  const prompts = queries.map((q) => tokenizer.encode(rewritePrompt(q)));
-  const generations = await policy.inference.generate(prompts, {
-    maxNewTokens: options.maxNewTokens,
-    eosTokenIds: [tokenizer.eosTokenId],
-    stop: { strings: REWRITE_STOPS, decode: (ids) => tokenizer.decode(ids) },
-    temperature: 0,
-    topK: 0,
-    topP: 1,
-    rng: options.rng,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
+  const { greedyTexts } = await import('../lib/judge/model.ts');
+  const generations = await greedyTexts(policy, queries.map(rewritePrompt), { maxNewTokens: options.maxNewTokens, stops: REWRITE_STOPS, rng: options.rng, ...(options.signal ? { signal: options.signal } : {}) });
   return generations.map((g) => (g.text ?? '').split(REWRITE_STOPS[0] as string)[0]!.trim());
 }

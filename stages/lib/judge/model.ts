@@ -202,6 +202,28 @@ export function greedyCompletions(
   return generateCompletions(policy, requests, { ...options, n: 1, temperature: 0, topK: 0, topP: 1 });
 }
 
+/**
+ * Greedy continuations of raw text prompts (no chat template), each ending at the end-of-sequence
+ * token or the first of `stops`: how the embed stage's analysis and the rewriter's rewrite are
+ * written. Each generation's `text` holds the continuation, the stop string that ended it included.
+ */
+export function greedyTexts(policy: Pick<Policy, 'inference' | 'tokenizer'>, prompts: readonly string[], options: { maxNewTokens: number; stops: string[]; rng: Rng; signal?: AbortSignal }): Promise<Generation[]> {
+  const { tokenizer } = policy;
+  return policy.inference.generate(
+    prompts.map((p) => tokenizer.encode(p)),
+    {
+      maxNewTokens: options.maxNewTokens,
+      eosTokenIds: [tokenizer.eosTokenId],
+      stop: { strings: options.stops, decode: (ids) => tokenizer.decode(ids) },
+      temperature: 0,
+      topK: 0,
+      topP: 1,
+      rng: options.rng,
+      ...(options.signal ? { signal: options.signal } : {}),
+    },
+  );
+}
+
 /** True when the prompt leaves room for `maxNewTokens` in the model's context. */
 export function fitsContext(policy: Policy, promptTokens: number, maxNewTokens: number): boolean {
   return promptTokens + maxNewTokens <= policy.model.config.max_position_embeddings;
