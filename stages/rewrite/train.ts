@@ -52,7 +52,7 @@ export async function trainRewriter(
   rng: Rng,
 ): Promise<Record<string, number>> {
   const tf = await import('@tensorflow/tfjs-core');
-  const engineLib = await import('../lib/engine/index.ts');
+  const engineLib = await import('#engine');
   const { dpoLoss } = await import('../lib/rl/losses.ts');
   const { trainableModel } = await import('../lib/training.ts');
   const { model, tokenizer } = policy;
