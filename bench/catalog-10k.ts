@@ -131,6 +131,7 @@ const manifests = fs.existsSync(objects)
 // In the order the stages finished (a manifest's created time).
 manifests.sort((a, b) => a.created.localeCompare(b.created));
 const durations = Object.fromEntries(manifests.map((m) => [m.stage, Number((m.durationS ?? 0).toFixed(1))]));
+const stageTotal = Object.values(durations).reduce((a, b) => a + b, 0);
 const cpu = Object.fromEntries(Object.entries(cpuByStage).map(([stage, s]) => [stage, Number(s.toFixed(1))]));
 const cpuTotal = Object.values(cpuByStage).reduce((a, b) => a + b, 0);
 // A table for the eye on stderr (stdout stays one JSON object): each stage's wall and CPU seconds,
@@ -145,7 +146,6 @@ process.stderr.write(
     '',
   ].join('\n'),
 );
-const stageTotal = Object.values(durations).reduce((a, b) => a + b, 0);
 const evalManifest = manifests.find((m) => m.stage === 'eval');
 const evalRows = evalManifest
   ? (JSON.parse(fs.readFileSync(path.join(objects, evalManifest.fingerprint, 'metrics.json'), 'utf8')) as { comparison: Record<string, unknown>[] }).comparison.map((row) =>
