@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Manifest } from '../pipeline/stage-api.ts';
-import type { DevJudgement } from '../stages/distill/index.ts';
+import type { DevJudgement } from '../stages/lib/artifacts/distilled.ts';
 import { classificationMetrics } from '../stages/lib/relevance/grade-agreement.ts';
 import { readSplits } from '../stages/lib/relevance/dataset.ts';
 import { readJsonl } from '../stages/lib/io/jsonl.ts';

@@ -25,8 +25,9 @@ import path from 'node:path';
 import { z } from 'zod';
 import { defineStage, type StageContext } from '../../pipeline/api.ts';
 import { GRADE_READINGS } from '../lib/relevance/grade-pooling.ts';
-import type { Grade, Item, RelevanceExample } from '../lib/relevance/types.ts';
+import type { Item, RelevanceExample } from '../lib/relevance/types.ts';
 import type { PairToJudge } from '../lib/serving/llm-judge.ts';
+import { DISTILLED_DEV_FILE, type DevJudgement } from '../lib/artifacts/distilled.ts';
 
 const params = z.strictObject({
   labels: z.enum(['judge', 'gold']).default('judge').describe('Learn from the checkpoint in needs (judge) or from the gold grades (gold: an upper reference, no checkpoint needed)'),
@@ -56,17 +57,6 @@ const params = z.strictObject({
   max_new_tokens: z.number().int().positive().default(160).describe("The judge's generation budget per pair"),
 });
 type Params = z.output<typeof params>;
-
-export const DISTILLED_DEV_FILE = 'dev.jsonl';
-
-/** One dev pair as the deployment stage reads it. */
-export interface DevJudgement {
-  id: string;
-  query: string;
-  gold: Grade;
-  llm: { grade: Grade | null; probabilities: Record<Grade, number> | null };
-  distilled: { grade: Grade; probabilities: Record<Grade, number>; confidence: number };
-}
 
 type Labelled = Pick<import('../lib/serving/label.ts').LabelledPair, 'id' | 'grade' | 'probabilities'>;
 

@@ -84,16 +84,14 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { readSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');
-    const { readJsonl } = await import('../lib/io/jsonl.ts');
     const { readQueryLog, indexQueryLog, QUERY_LOG_FILE } = await import('../lib/relevance/query-log.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { labelResumably } = await import('../lib/serving/label.ts');
     const { cacheKey, openSqliteCache, openRedisCache } = await import('../lib/serving/cache.ts');
     const { chooseMinConfidence, chooseRoute, llmMeetsDeadline, routingTier, DEPLOYMENT_FILE, SQLITE_CACHE_FILE } = await import('../lib/serving/deployment.ts');
-    const { DISTILLED_DEV_FILE } = await import('../distill/index.ts');
+    const { readDistilledDev } = await import('../lib/artifacts/distilled.ts');
     type Deployment = import('../lib/serving/deployment.ts').Deployment;
     type RoutingTier = import('../lib/serving/deployment.ts').RoutingTier;
-    type DevJudgement = import('../distill/index.ts').DevJudgement;
 
     const dataset = ctx.inputs.one('dataset');
     const logFile = path.join(dataset.dir, QUERY_LOG_FILE);
@@ -128,7 +126,7 @@ export default defineStage({
     }
 
     const distilled = ctx.inputs.one('distilled');
-    const devRows = await readJsonl<DevJudgement>(path.join(distilled.dir, DISTILLED_DEV_FILE));
+    const devRows = await readDistilledDev(distilled.dir);
     const dev = devRows.map((r) => {
       const entry = log.get(normalise(r.query));
       return { gold: r.gold, cached: entry !== undefined && cachedTiers.has(entry.tier), tier: routingTier(entry), llm: r.llm.grade, distilled: r.distilled.grade, confidence: r.distilled.confidence };

@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DevJudgement } from '../../stages/distill/index.ts';
+import type { DevJudgement } from '../../stages/lib/artifacts/distilled.ts';
 import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 import { inProcess, workspaces } from '../pipeline/cli-helpers.ts';
 
