@@ -14,6 +14,15 @@ import { readFileSync, statSync } from 'node:fs';
 
 const root = new URL('../', import.meta.url);
 
+// A reader that stops early (`pipeline stages | head`) closes the pipe: what is left to print has
+// nowhere to go, and the command finishes without it instead of dying on an unhandled EPIPE with a
+// stack trace (a `run` keeps running and publishes as it would).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
 function compiledIsCurrent() {
   try {
     const { files } = JSON.parse(readFileSync(new URL('dist/sources.json', root), 'utf8'));

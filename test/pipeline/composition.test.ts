@@ -1,7 +1,7 @@
 // The orchestrator knows no stage: bin/pipeline.js (the composition root) hands `main` the stage
 // types and the stage-owned commands, so the same orchestrator runs with fixture ones, and
 // nothing under pipeline/ imports stages/.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -11,7 +11,7 @@ import { main } from '../../pipeline/cli.ts';
 import { findCycles } from '../../pipeline/graph.ts';
 import { importGraph, importsOf, ROOT, sourceFiles } from '../../scripts/import-graph.ts';
 import countStage from './fixtures/count-stage.ts';
-import { cli, FIXTURES, workspaces } from './cli-helpers.ts';
+import { BIN, cli, FIXTURES, workspaces } from './cli-helpers.ts';
 
 const workspace = workspaces();
 
@@ -59,6 +59,16 @@ describe('main with the stage types and commands it is given', () => {
 });
 
 describe('the composition root', () => {
+  it('finishes quietly when the reader of its output has gone (`pipeline stages | head`)', async () => {
+    // The read end is closed before the command writes, so every write meets EPIPE.
+    const child = spawn(process.execPath, [BIN, 'stages'], { cwd: workspace('epipe-'), stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
   it('prints the package version with --version', async () => {
     const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     const result = await cli(workspace('version-'), ['--version']);
