@@ -170,7 +170,7 @@ export function readModelConfig(path: string): ModelConfig {
 export type PresetName = 'tiny' | 'small';
 
 /**
- * Shapes for models trained from scratch. `tiny` is FACTS.md's benchmark shape (about 0.9M
+ * Shapes for models trained from scratch. `tiny` is the engine benchmark's shape (bench/engine.ts; about 0.9M
  * parameters at vocab 512); `small` about 10M at vocab 8k. Llama layout, untied head.
  */
 const PRESET_SHAPES: Record<PresetName, Omit<ModelConfigInput, 'vocab_size' | 'architectures' | 'model_type'>> = {

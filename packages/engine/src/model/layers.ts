@@ -1,7 +1,7 @@
 /**
  * The decoder's building blocks as functions of tensors. Everything is shaped so that the matmuls
  * are plain 2-D without transpose flags: on tfjs-wasm a flagged or batched (3-D/4-D) matmul runs
- * about 10x slower than a plain 2-D one (FACTS.md), and tfjs' own MatMul gradient uses the flags.
+ * about 10x slower than a plain 2-D one (package README), and tfjs' own MatMul gradient uses the flags.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { fusedAddRmsNorm, fusedKernels, fusedLinear, fusedMatMulNN, fusedMatMulNT, fusedMatMulTN, fusedRmsNorm, fusedRope, fusedSwiGlu } from '../runtime/fused.ts';

@@ -1,6 +1,6 @@
 /**
  * Picks and starts the TensorFlow.js backend once per process, and supplies what tfjs-core alone
- * lacks on Node (gradients, a wasm `UnsortedSegmentSum`). See /work/shared/FACTS.md.
+ * lacks on Node (gradients, a wasm `UnsortedSegmentSum`). See the package README ("What tfjs-wasm needed").
  *
  * Order for `auto`: webgpu on a hardware adapter > tfjs-node-gpu (if it imports and a GPU is visible)
  * > tfjs-node > wasm > cpu. webgpu on a software adapter (Mesa) only when asked for by name.

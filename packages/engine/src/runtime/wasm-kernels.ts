@@ -1,5 +1,6 @@
 /**
- * Kernels the tfjs wasm backend does not ship but training needs (FACTS.md), and faster versions of
+ * Kernels the tfjs wasm backend does not ship but training needs (package README, "What tfjs-wasm
+ * needed"), and faster versions of
  * two it ships badly.
  *
  * `UnsortedSegmentSum` is what the gradient of `tf.gather` (the embedding lookup) calls. Written

@@ -6,7 +6,7 @@
  * the package, `URL.createObjectURL` answers with that file while the backend starts, and the
  * flag is set. XNNPACK then splits matmuls (and the other ops it owns) across the threads.
  *
- * Emscripten's C++ side caps the pool at min(requested, 8, logical cores / 2) (FACTS.md): to get
+ * Emscripten's C++ side caps the pool at min(requested, 8, logical cores / 2) (package README): to get
  * `threads` threads, the core count it reads (os.cpus()) is raised to 2 * threads while it starts.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';

@@ -1,7 +1,7 @@
 /**
  * The `webgpu` backend on Node: Dawn from the npm package `webgpu` (its linux-x64 `dawn.node` ships
- * inside the tarball, so it installs offline) under `@tensorflow/tfjs-backend-webgpu`. See
- * /work/shared/FACTS.md ("GPU").
+ * inside the tarball, so it installs offline) under `@tensorflow/tfjs-backend-webgpu`. See the
+ * package README ("What tfjs-wasm needed", its WebGPU line).
  *
  * The adapter is chosen here rather than by tfjs' own factory, which asks `navigator.gpu` once with
  * default options: first Dawn's default backend (Vulkan on Linux: the NVIDIA driver on a real GPU),
