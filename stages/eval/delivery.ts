@@ -1,35 +1,64 @@
 /**
  * The judge eval delivers, chosen on the user's own held-out data, never on test: which checkpoint
- * or which of the ensemble's members (equal weights over a subset), the weight of the learned
- * lexical baseline in the logarithmic pool (0 to 1; 1 is the lexical model alone, when the LLM adds
- * nothing), and the decision rule (the written answer, the median of the grade probabilities, or
- * ordinal cut points on the expected grade fitted for macro-F1 like the lexical baseline's
- * thresholds). A DPO or GRPO checkpoint that lowers the held-out figures is not chosen just because
- * it ran last.
+ * or the whole ensemble (equal weights), the weight of the learned lexical baseline in the
+ * logarithmic pool (0 to 1; 1 is the lexical model alone, when the LLM adds nothing), and the
+ * decision rule (the written answer, the median of the grade probabilities, or ordinal cut points
+ * on the expected grade fitted for macro-F1 like the lexical baseline's thresholds). A DPO or GRPO
+ * checkpoint that lowers the held-out figures is not chosen just because it ran last.
  *
- * Cross-fitting: the fitting examples (dev) are split by query into folds; a candidate's cut points
- * are fitted on the other folds and applied to each held-out fold, so every fitting example is
- * scored by settings fitted without it. The candidate with the best cross-fitted mean of macro-F1
- * and QWK is delivered (degenerate ones only when every candidate is), with its cut points then
- * fitted on all the fitting examples. The figures recorded for it are its cross-fitted ones: the
- * settings inside a candidate are not fitted on the examples they score, though the choice among
- * candidates is made on those same figures (a mild optimism, the price of choosing on dev at all).
+ * Cross-fitting: the fitting examples (dev) are split by query into folds balanced by pair count
+ * and grade (delivery-folds.ts); a candidate's cut points are fitted on the other folds and applied
+ * to each held-out fold, so every fitting example is scored by settings fitted without it. The
+ * candidate with the best cross-fitted mean of macro-F1 and QWK is delivered (degenerate ones only
+ * when every candidate is; with a one-SE allowance, the simplest within it), with its cut points
+ * then fitted on all the fitting examples. Its cross-fitted figures are optimistic, since the
+ * choice among candidates is made on them; nestedSelection estimates the whole procedure honestly.
  */
 import { classificationMetrics, judgeDegeneracy, type Degeneracy } from '../lib/relevance/grade-agreement.ts';
 import { cumulativeGrade, cutPointGrade, ensembleGradeProbs, expectedGrade, MEDIAN_THRESHOLD, poolGradeProbs, type DecisionRule, type JudgeDefinition } from '../lib/relevance/grade-pooling.ts';
 import { fitCutPoints } from '../lib/relevance/baseline.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
+import { balancedQueryFolds } from './delivery-folds.ts';
 import { completionlessPrediction, exampleFields, type Prediction } from './predictions.ts';
 
 export type { JudgeDefinition };
 
-/** The lexical pool weights tried: a tenth apart from the judge alone (0) to the lexical model alone (1). */
-export const LEXICAL_WEIGHTS: readonly number[] = Array.from({ length: 11 }, (_, i) => i / 10);
+/**
+ * The selection procedure's own settings. Choosing among many candidates on a 128-pair dev set
+ * rewards the one that fits its noise: the candidate set is kept small and structured, and a
+ * one-standard-error rule (Hastie, Tibshirani & Friedman, ESL §7.10) takes the simplest candidate
+ * whose cross-fitted objective is within `seMultiple` standard errors of the best one's.
+ */
+export interface SelectionSettings {
+  /** Pool weights of the lexical model tried besides 1 (the lexical model alone). */
+  lexicalWeights: readonly number[];
+  /** 'whole': each checkpoint and the whole ensemble; 'subsets': also every ensemble subset of two or more. */
+  ensembles: 'whole' | 'subsets';
+  /** How many standard errors below the best objective the simplest candidate may fall; 0 takes the best. */
+  seMultiple: number;
+}
+
+const TENTHS: readonly number[] = Array.from({ length: 10 }, (_, i) => i / 10);
+
+/**
+ * The shipped settings, chosen by leave-one-dataset-out over the four non-test sets at hand
+ * (scripts/delivery-lodo.ts; README, "The delivered judge"): holding out each set in turn, the
+ * setting with the best mean nested dev objective on the other three was, every time, pool weights
+ * a tenth apart, the whole ensemble only (no subsets) and no SE allowance; the one-SE rule, at 0.25
+ * to 2 SE, and a coarser weight grid scored lower nested figures on average.
+ */
+export const SELECTION: SelectionSettings = { lexicalWeights: TENTHS, ensembles: 'whole', seMultiple: 0 };
+
+/** eval's earlier procedure (every ensemble subset of two or more besides each checkpoint), kept for comparison. */
+export const EXHAUSTIVE_SELECTION: SelectionSettings = { lexicalWeights: TENTHS, ensembles: 'subsets', seMultiple: 0 };
 
 /** Folds of the fitting examples (by query); fewer when there are fewer queries. */
 export const CROSS_FIT_FOLDS = 5;
 
-/** The ensemble subsets tried are all of its subsets of two or more: 2^m - m - 1, so m is capped. */
+/** Query-bootstrap resamples for the standard error of the best candidate's objective. */
+const SE_RESAMPLES = 200;
+
+/** With `ensembles: 'subsets'`, every subset of two or more is a candidate: 2^m - m - 1, so m is capped. */
 const MAX_ENSEMBLE_MEMBERS = 6;
 
 /** Figures of a candidate's cross-fitted predictions. */
@@ -44,7 +73,7 @@ export interface CrossFittedFigures {
 }
 
 export interface Delivered {
-  /** e.g. "rl + sft_2 + sft_3, lexical 0.3, cut points". */
+  /** e.g. "rl + sft_2 + sft_3, lexical 0.25, cut points". */
   name: string;
   definition: JudgeDefinition;
   fittedOn: { split: 'dev'; examples: number; queries: number };
@@ -59,8 +88,24 @@ export interface Delivered {
   crossFitted: CrossFittedFigures;
   degeneracy: Degeneracy;
   candidates: number;
+  settings: SelectionSettings;
+  /** The one-standard-error rule: the best candidate, its objective's standard error, and the floor the delivered one cleared. */
+  oneSe: { best: string; bestObjective: number; standardError: number; floor: number };
   /** The best candidates by the cross-fitted objective, the delivered one first. */
   ranking: ({ name: string } & CrossFittedFigures)[];
+}
+
+/**
+ * An honest estimate of the selection procedure itself (nested cross-validation): dev split by
+ * query into outer folds; for each, the whole selection (its own inner folds, the one-SE rule, the
+ * cut points) re-run on the other outer folds and the judge it chose applied to the held-out one.
+ * The cross-fitted figures of the delivered candidate are optimistic (the choice among candidates
+ * saw them); these are not.
+ */
+export interface NestedEstimate {
+  folds: { count: number; scheme: string; examples: number[] };
+  /** The judge chosen without each outer fold, in fold order. */
+  chosen: string[];
 }
 
 /** What a judge is fitted or applied on: examples in order, each checkpoint's predictions and the lexical model's probabilities in the same order. */
@@ -92,15 +137,21 @@ function subsets(members: readonly string[]): string[][] {
   return all.sort((a, b) => a.length - b.length);
 }
 
-/** Every candidate, simplest first (ties keep the earlier): the lexical model alone, each checkpoint, then the ensemble's subsets. */
-function candidates(checkpoints: readonly string[], ensemble: readonly string[], hasAnswer: (checkpoint: string) => boolean): Candidate[] {
-  if (ensemble.length > MAX_ENSEMBLE_MEMBERS) throw new Error(`eval: an ensemble of ${ensemble.length} members; at most ${MAX_ENSEMBLE_MEMBERS} (every subset is a candidate)`);
+/**
+ * Every candidate, simplest first (the one-SE rule takes the first within reach of the best): the
+ * lexical model alone, then by falling lexical weight, each checkpoint before the ensemble, and
+ * within a judge the rules that fit nothing (written answer, median) before cut points.
+ */
+function candidates(checkpoints: readonly string[], ensemble: readonly string[], hasAnswer: (checkpoint: string) => boolean, settings: SelectionSettings): Candidate[] {
+  const ensembles = ensemble.length < 2 ? [] : settings.ensembles === 'whole' ? [[...ensemble]] : subsets(ensemble);
+  if (settings.ensembles === 'subsets' && ensemble.length > MAX_ENSEMBLE_MEMBERS) throw new Error(`eval: an ensemble of ${ensemble.length} members; at most ${MAX_ENSEMBLE_MEMBERS} (every subset is a candidate)`);
   const list: Candidate[] = [
     { members: [], lexicalWeight: 1, rule: 'median' },
     { members: [], lexicalWeight: 1, rule: 'cut-points' },
   ];
-  for (const members of [...checkpoints.map((c) => [c]), ...subsets(ensemble)]) {
-    for (const lexicalWeight of LEXICAL_WEIGHTS.filter((w) => w < 1)) {
+  const weights = [...new Set(settings.lexicalWeights.filter((w) => w >= 0 && w < 1))].sort((a, b) => b - a);
+  for (const lexicalWeight of weights) {
+    for (const members of [...checkpoints.map((c) => [c]), ...ensembles]) {
       if (lexicalWeight === 0 && members.length === 1 && hasAnswer(members[0] as string)) list.push({ members, lexicalWeight, rule: 'answer' });
       list.push({ members, lexicalWeight, rule: 'median' }, { members, lexicalWeight, rule: 'cut-points' });
     }
@@ -125,13 +176,6 @@ function readings(candidate: Candidate, inputs: JudgeInputs): { probs: (Record<G
     return candidate.lexicalWeight === 0 ? judged : poolGradeProbs(judged, lexical, candidate.lexicalWeight);
   });
   return { probs };
-}
-
-/** Fold of each example: the distinct queries shuffled by `shuffle` and dealt round-robin into `count` folds. */
-export function queryFolds(queries: readonly string[], count: number, shuffle: <T>(items: T[]) => T[]): number[] {
-  const distinct = shuffle([...new Set(queries)].sort());
-  const foldOf = new Map(distinct.map((q, i) => [q, i % count]));
-  return queries.map((q) => foldOf.get(q) as number);
 }
 
 function figures(golds: readonly Grade[], predicted: readonly (Grade | null)[]): CrossFittedFigures {
@@ -177,32 +221,64 @@ export function judgePredictions(model: string, definition: JudgeDefinition, inp
   });
 }
 
-/**
- * Chooses the delivered judge on `fitting` (dev) by cross-fitting over query folds (`shuffle`
- * seeds the folds), and returns it with its cross-fitted predictions as eval rows named `model`.
- */
-export function chooseDelivered(
-  model: string,
-  fitting: JudgeInputs,
-  ensemble: readonly string[],
-  shuffle: <T>(items: T[]) => T[],
-): { delivered: Delivered; predictions: Prediction[] } {
+/** `inputs` restricted to the examples `keep` admits, in order. */
+function subsetInputs(inputs: JudgeInputs, keep: (i: number) => boolean): JudgeInputs {
+  const pick = <T>(rows: readonly T[]) => rows.filter((_, i) => keep(i));
+  return { examples: pick(inputs.examples), checkpoints: new Map([...inputs.checkpoints].map(([name, rows]) => [name, pick(rows)])), lexical: pick(inputs.lexical) };
+}
+
+/** The standard deviation of the objective over query-bootstrap resamples of `predicted` (queries are the unit dev was sampled in). */
+function objectiveStandardError(examples: readonly RelevanceExample[], predicted: readonly (Grade | null)[], random: () => number): number {
+  const byQuery = new Map<string, number[]>();
+  examples.forEach((e, i) => byQuery.set(e.query, [...(byQuery.get(e.query) ?? []), i]));
+  const groups = [...byQuery.values()];
+  if (groups.length < 2) return 0;
+  const values = Array.from({ length: SE_RESAMPLES }, () => {
+    const rows = Array.from({ length: groups.length }, () => groups[Math.floor(random() * groups.length)] as number[]).flat();
+    return figures(rows.map((i) => (examples[i] as RelevanceExample).label), rows.map((i) => predicted[i] ?? null)).objective;
+  });
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  return Math.sqrt(values.reduce((sum, v) => sum + (v - mean) ** 2, 0) / (values.length - 1));
+}
+
+interface Scored {
+  candidate: Candidate;
+  fitted: { predicted: (Grade | null)[]; cutPoints?: [number, number, number][] };
+  figures: CrossFittedFigures;
+}
+
+interface Selection {
+  chosen: Scored;
+  best: Scored;
+  standardError: number;
+  floor: number;
+  scored: Scored[];
+  folds: number[];
+  foldCount: number;
+  definition: JudgeDefinition;
+}
+
+/** The whole selection on `fitting`: folds, every candidate cross-fitted, the one-SE rule, the chosen candidate's cut points fitted on all of `fitting`. */
+function select(fitting: JudgeInputs, ensemble: readonly string[], random: () => number, settings: SelectionSettings): Selection {
   const checkpoints = [...fitting.checkpoints.keys()];
   const hasAnswer = (c: string) => (fitting.checkpoints.get(c) ?? []).some((p) => p.answer !== undefined);
-  const list = candidates(checkpoints, ensemble, hasAnswer);
-  const queries = fitting.examples.map((e) => e.query);
-  const queryCount = new Set(queries).size;
+  const list = candidates(checkpoints, ensemble, hasAnswer, settings);
+  const queryCount = new Set(fitting.examples.map((e) => e.query)).size;
   const foldCount = Math.max(1, Math.min(CROSS_FIT_FOLDS, queryCount));
-  const folds = queryFolds(queries, foldCount, shuffle);
+  const folds = balancedQueryFolds(fitting.examples, foldCount, random);
   const golds = fitting.examples.map((e) => e.label);
-
-  const scored = list.map((candidate) => {
+  const scored: Scored[] = list.map((candidate) => {
     const fitted = crossFit(candidate, fitting, folds, foldCount);
     return { candidate, fitted, figures: figures(golds, fitted.predicted) };
   });
+  // Degenerate candidates only when every candidate is.
   const eligible = scored.some((s) => !s.figures.degenerate) ? scored.filter((s) => !s.figures.degenerate) : scored;
   const best = eligible.reduce((a, b) => (b.figures.objective > a.figures.objective + 1e-12 ? b : a));
-  const { candidate } = best;
+  const standardError = settings.seMultiple > 0 ? objectiveStandardError(fitting.examples, best.fitted.predicted, random) : 0;
+  const floor = best.figures.objective - settings.seMultiple * standardError;
+  // `eligible` keeps the simplest-first order of `list`.
+  const chosen = eligible.find((s) => s.figures.objective >= floor - 1e-12) as Scored;
+  const { candidate } = chosen;
   const read = readings(candidate, fitting);
   const cutPoints = candidate.rule === 'cut-points' ? fitOn(read.probs, golds, () => true) : undefined;
   const definition: JudgeDefinition = {
@@ -212,24 +288,80 @@ export function chooseDelivered(
     rule: candidate.rule,
     ...(cutPoints ? { cutPoints } : {}),
   };
-  const predictions = judgePredictions(model, definition, fitting, best.fitted.predicted);
-  const ranking = [best, ...[...scored].filter((s) => s !== best).sort((a, b) => b.figures.objective - a.figures.objective).slice(0, 9)];
+  return { chosen, best, standardError, floor, scored, folds, foldCount, definition };
+}
+
+const FOLD_SCHEME = 'split by query into folds balanced by pair count and grade (largest query first, ties in a seeded order)';
+
+/**
+ * Chooses the delivered judge on `fitting` (dev) by cross-fitting over balanced query folds and the
+ * one-SE rule (`random`, a seeded stream, orders tied queries and draws the SE's resamples), and
+ * returns it with its cross-fitted predictions as eval rows named `model`.
+ */
+export function chooseDelivered(
+  model: string,
+  fitting: JudgeInputs,
+  ensemble: readonly string[],
+  random: () => number,
+  settings: SelectionSettings = SELECTION,
+): { delivered: Delivered; predictions: Prediction[] } {
+  const selection = select(fitting, ensemble, random, settings);
+  const { chosen, best, definition, folds, foldCount, scored } = selection;
+  const golds = fitting.examples.map((e) => e.label);
+  const predictions = judgePredictions(model, definition, fitting, chosen.fitted.predicted);
+  const ranking = [chosen, ...[...scored].filter((s) => s !== chosen).sort((a, b) => b.figures.objective - a.figures.objective).slice(0, 9)];
   return {
     predictions,
     delivered: {
       name: describeJudge(definition),
       definition,
-      fittedOn: { split: 'dev', examples: fitting.examples.length, queries: queryCount },
+      fittedOn: { split: 'dev', examples: fitting.examples.length, queries: new Set(fitting.examples.map((e) => e.query)).size },
       folds: {
         count: foldCount,
-        scheme: foldCount > 1 ? `dev split by query into ${foldCount} folds (queries shuffled with the stage's seed, dealt round-robin); each fold scored with cut points fitted on the others` : 'one query: no cross-fitting, the figures are fitting figures',
+        scheme: foldCount > 1 ? `dev ${FOLD_SCHEME}, ${foldCount} folds; each fold scored with cut points fitted on the others` : 'one query: no cross-fitting, the figures are fitting figures',
         examples: Array.from({ length: foldCount }, (_, f) => folds.filter((x) => x === f).length),
-        ...(best.fitted.cutPoints ? { cutPoints: best.fitted.cutPoints } : {}),
+        ...(chosen.fitted.cutPoints ? { cutPoints: chosen.fitted.cutPoints } : {}),
       },
-      crossFitted: best.figures,
-      degeneracy: judgeDegeneracy(golds.map((gold, i) => ({ gold, predicted: best.fitted.predicted[i] ?? undefined }))),
-      candidates: list.length,
+      crossFitted: chosen.figures,
+      degeneracy: judgeDegeneracy(golds.map((gold, i) => ({ gold, predicted: chosen.fitted.predicted[i] ?? undefined }))),
+      candidates: scored.length,
+      settings,
+      oneSe: { best: describeJudge(best.candidate), bestObjective: best.figures.objective, standardError: selection.standardError, floor: selection.floor },
       ranking: ranking.map((s) => ({ name: describeJudge(s.candidate), ...s.figures })),
+    },
+  };
+}
+
+/**
+ * Nested cross-validation of the selection (NestedEstimate): its predictions on every fitting
+ * example, each from the judge the whole selection chose without that example's outer fold, as
+ * eval rows named `model`.
+ */
+export function nestedSelection(
+  model: string,
+  fitting: JudgeInputs,
+  ensemble: readonly string[],
+  random: () => number,
+  settings: SelectionSettings = SELECTION,
+): { nested: NestedEstimate; predictions: Prediction[] } {
+  const queryCount = new Set(fitting.examples.map((e) => e.query)).size;
+  const outerCount = Math.min(CROSS_FIT_FOLDS, queryCount);
+  if (outerCount < 2) throw new Error(`eval: nested cross-validation needs dev pairs of at least 2 queries (${queryCount})`);
+  const outer = balancedQueryFolds(fitting.examples, outerCount, random);
+  const predictions = new Array<Prediction>(fitting.examples.length);
+  const chosen: string[] = [];
+  for (let f = 0; f < outerCount; f++) {
+    const inner = select(subsetInputs(fitting, (i) => outer[i] !== f), ensemble, random, settings);
+    chosen.push(describeJudge(inner.definition));
+    const heldOut = fitting.examples.flatMap((_, i) => (outer[i] === f ? [i] : []));
+    const rows = judgePredictions(model, inner.definition, subsetInputs(fitting, (i) => outer[i] === f));
+    heldOut.forEach((i, k) => (predictions[i] = rows[k] as Prediction));
+  }
+  return {
+    predictions,
+    nested: {
+      folds: { count: outerCount, scheme: `dev ${FOLD_SCHEME}; the whole selection re-run on the other ${outerCount - 1} (inner folds, one-SE rule, cut points) and applied to each`, examples: Array.from({ length: outerCount }, (_, f) => outer.filter((x) => x === f).length) },
+      chosen,
     },
   };
 }

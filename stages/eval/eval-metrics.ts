@@ -4,7 +4,7 @@
  */
 import type { Degeneracy } from '../lib/relevance/grade-agreement.ts';
 import type { Split } from '../lib/relevance/types.ts';
-import type { Delivered } from './delivery.ts';
+import type { Delivered, NestedEstimate } from './delivery.ts';
 import type { Prediction } from './predictions.ts';
 import type { ComparisonRow, ModelSummary } from './summary.ts';
 
@@ -31,7 +31,11 @@ export interface EvalMetrics {
    * The judge this config delivers, chosen on dev by cross-fitting (delivery.ts), with its dev
    * figures; `summary` is its row on the split evaluated (cross-fitted when that is dev).
    */
-  delivered?: Delivered & { summary: ModelSummary };
+  delivered?: Delivered & {
+    summary: ModelSummary;
+    /** The selection procedure's own dev figures by nested cross-validation (absent with fewer than 2 dev queries). */
+    nested?: NestedEstimate & { summary: ModelSummary; degeneracy: Degeneracy };
+  };
   /** Whether the delivered judge is degenerate (judgeDegeneracy on the split evaluated). */
   degenerate?: boolean;
   degeneracy?: Degeneracy;

@@ -15,6 +15,9 @@ function summaries(metrics: EvalMetrics): [string, ModelSummary][] {
     ...(metrics.ensemble ? [['ensemble', metrics.ensemble] as [string, ModelSummary]] : []),
     ...Object.entries(metrics.pooled ?? {}),
     ...(metrics.delivered ? [['delivered', metrics.delivered.summary] as [string, ModelSummary]] : []),
+    // On dev, beside the cross-fitted row (whose candidate was chosen on those same figures): the
+    // selection's nested estimate. On test it is a dev figure, so it stays in the note.
+    ...(metrics.split === 'dev' && metrics.delivered?.nested ? [['delivered (nested)', metrics.delivered.nested.summary] as [string, ModelSummary]] : []),
     ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : []),
     ...(metrics.learnedBaseline ? [['learned-baseline', metrics.learnedBaseline] as [string, ModelSummary]] : []),
   ];
@@ -94,6 +97,9 @@ function capabilityChart(metrics: EvalMetrics): FragmentBlock {
 function verdictRows(metrics: EvalMetrics): [string, ModelSummary][] {
   return [
     ...(metrics.delivered ? [['delivered', metrics.delivered.summary] as [string, ModelSummary]] : []),
+    // On dev, beside the cross-fitted row (whose candidate was chosen on those same figures): the
+    // selection's nested estimate. On test it is a dev figure, so it stays in the note.
+    ...(metrics.split === 'dev' && metrics.delivered?.nested ? [['delivered (nested)', metrics.delivered.nested.summary] as [string, ModelSummary]] : []),
     ...(metrics.baseline ? [['baseline', metrics.baseline] as [string, ModelSummary]] : []),
     ...(metrics.learnedBaseline ? [['learned-baseline', metrics.learnedBaseline] as [string, ModelSummary]] : []),
   ];
@@ -123,6 +129,9 @@ function verdictBlocks(metrics: EvalMetrics): FragmentBlock[] {
       `delivered: ${delivered.name} (members ${definition.members.length > 0 ? definition.members.join(', ') : 'none'}, lexical pool weight ${definition.lexicalWeight}, rule ${definition.rule}${definition.cutPoints ? ` at ${definition.cutPoints.map((t) => t.toFixed(3)).join(' / ')}` : ''})`,
       `chosen among ${delivered.candidates} candidates on ${delivered.fittedOn.examples} dev examples: ${delivered.folds.scheme}`,
       `cross-fitted dev macro-F1 ${cross.macroF1.toFixed(4)}, QWK ${cross.qwk === null ? 'n/a' : cross.qwk.toFixed(4)}`,
+      ...(delivered.nested
+        ? [`the selection by nested cross-validation on dev (outer folds of ${delivered.nested.folds.examples.join('/')} pairs): macro-F1 ${delivered.nested.summary.macroF1.toFixed(4)} ${interval(delivered.nested.summary.intervals.macroF1)}, QWK ${round(delivered.nested.summary.qwk)} ${interval(delivered.nested.summary.intervals.qwk)}`]
+        : []),
       metrics.split === 'dev' ? 'the delivered row is its cross-fitted dev predictions' : 'the delivered row applies the judge as fitted on all of dev to test',
     ].join('; '),
   };

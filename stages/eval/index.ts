@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, REPORT_FRAGMENT_FILE, type EngineRecord, type QualityCheck, type StageContext } from '../../pipeline/api.ts';
 import { describeShares, judgeDegeneracy } from '../lib/relevance/grade-agreement.ts';
-import { chooseDelivered, judgePredictions } from './delivery.ts';
+import { chooseDelivered, judgePredictions, nestedSelection } from './delivery.ts';
 import type { ReasoningSteps } from '../lib/relevance/completion.ts';
 import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/relevance/grade-pooling.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
@@ -209,7 +209,8 @@ export default defineStage({
   name: 'eval',
   // 3: the learned baseline in the report's per-grade, confusion and slice tables (lexical_pool rows).
   // 4: the delivered judge (chosen on dev by cross-fitting), its degeneracy check, the verdict blocks.
-  version: '4',
+  // 5: balanced query folds, fewer structured candidates and the one-SE rule; the nested estimate.
+  version: '5',
   description: 'Evaluate checkpoints and the lexical baseline on the test (or dev) split: metrics, slices, step verification, comparison table',
   params,
   produces: 'eval',
@@ -387,13 +388,25 @@ function deliveredRows(
     checkpoints,
     lexical: records.map((r) => lexical.probabilities(r.example)),
   });
-  const shuffle = <T>(items: T[]): T[] => ctx.rng.fork('delivery-folds').shuffle(items);
-  const chosen = chooseDelivered('delivered', inputs(fitting, fittingRows), ctx.params.ensemble ?? [], shuffle);
+  const stream = (name: string): (() => number) => {
+    const rng = ctx.rng.fork(name);
+    return () => rng.next();
+  };
+  const fittingInputs = inputs(fitting, fittingRows);
+  const chosen = chooseDelivered('delivered', fittingInputs, ctx.params.ensemble ?? [], stream('delivery-folds'));
   const rows = metrics.split === 'dev' ? chosen.predictions : judgePredictions('delivered', chosen.delivered.definition, inputs(examples, evaluatedRows));
   const summary = summarise(rows, random);
   const { delivered } = chosen;
   const degeneracy = judgeDegeneracy(rows.map((r) => ({ gold: r.gold, predicted: r.predicted ?? undefined })));
-  metrics.delivered = { ...delivered, summary };
+  // The honest dev estimate of the procedure that chose it (fewer than 2 dev queries: none).
+  const queryCount = new Set(fitting.map((r) => r.example.query)).size;
+  const nested = queryCount >= 2 ? nestedSelection('delivered-nested', fittingInputs, ctx.params.ensemble ?? [], stream('delivery-nested')) : undefined;
+  const nestedSummary = nested ? summarise(nested.predictions, stream('bootstrap-delivered-nested')) : undefined;
+  metrics.delivered = {
+    ...delivered,
+    summary,
+    ...(nested && nestedSummary ? { nested: { ...nested.nested, summary: nestedSummary, degeneracy: judgeDegeneracy(nested.predictions.map((r) => ({ gold: r.gold, predicted: r.predicted ?? undefined }))) } } : {}),
+  };
   metrics.degenerate = degeneracy.degenerate;
   metrics.degeneracy = degeneracy;
   metrics.comparison.push(comparisonRow('delivered', 'delivered', summary));
@@ -402,6 +415,7 @@ function deliveredRows(
     `delivered: ${delivered.name}, chosen among ${delivered.candidates} candidates on ${delivered.fittedOn.examples} dev examples (${delivered.folds.count} query folds); ` +
       `cross-fitted dev macro-F1 ${cross.macroF1.toFixed(4)}, QWK ${cross.qwk === null ? 'n/a' : cross.qwk.toFixed(4)}; on ${metrics.split}: ${headline(summary)}`,
   );
+  if (nestedSummary && nested) ctx.log.info(`delivered, the selection itself by nested cross-validation on dev (outer folds ${nested.nested.folds.examples.join('/')} pairs): ${headline(nestedSummary)}`);
   if (degeneracy.degenerate) ctx.log.warn(`the delivered judge (${delivered.name}) is degenerate on ${metrics.split}: ${degeneracy.reasons.join('; ')} (predicted: ${describeShares(degeneracy.predictedShares)})`);
   return rows;
 }

@@ -113,6 +113,11 @@ describe('eval stage', () => {
     const dev = await readJsonl<PromptRecord>(path.join(artifact('icl'), 'dev.jsonl'));
     expect(delivered.fittedOn).toMatchObject({ split: 'dev', examples: Math.min(6, dev.length) });
     expect(delivered.folds.examples.reduce((a, b) => a + b, 0)).toBe(delivered.fittedOn.examples);
+    // The selection's nested estimate: every dev pair scored by a judge chosen without its outer fold.
+    expect(delivered.fittedOn.queries).toBeGreaterThanOrEqual(2);
+    expect(delivered.nested?.folds.examples.reduce((a, b) => a + b, 0)).toBe(delivered.fittedOn.examples);
+    expect(delivered.nested?.summary.count).toBe(delivered.fittedOn.examples);
+    expect(delivered.nested?.chosen).toHaveLength(delivered.nested!.folds.count);
     const rows = of('delivered');
     expect(rows.map((p) => p.id)).toEqual(of('sft').map((p) => p.id));
     // Recomputed here from the members' test rows and the learned lexical model.
