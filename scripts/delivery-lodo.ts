@@ -98,7 +98,9 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const outAt = args.indexOf('--out');
   const out = outAt >= 0 ? args[outAt + 1] : undefined;
-  const sets = await Promise.all(args.filter((a, i) => a.includes('=') && i !== outAt + 1).map((a) => loadSet(a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1))));
+  const named = args.filter((a, i) => a.includes('=') && i !== outAt + 1);
+  if (named.length < 2) throw new Error('usage: npx tsx scripts/delivery-lodo.ts <name>=<store>/refs/<pipeline> ... (two or more sets) [--out file.json]');
+  const sets = await Promise.all(named.map((a) => loadSet(a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1))));
   const seed = 13;
   const results: Record<string, Record<string, { nested: Score; crossFitted: Score; chosen: string; nestedChosen: string[] }>> = {};
   for (const set of sets) {
