@@ -108,10 +108,10 @@ const config = {
     sft: {
       uses: 'sft',
       needs: ['cot', 'icl'],
-      with: { init: './fixture', lora, drop_system_prompt: true, max_steps: 2, batch_size: 1, grad_accum: 2, lr: 1e-4, warmup_steps: 0, max_length: 384, rl_pool: 0.3, eval_every: 0, eval_loss_examples: 2, eval_generate: 0, max_new_tokens: generationBudget, checkpoint_every: 100 },
+      with: { init: './fixture', lora, drop_system_prompt: true, max_steps: 2, batch_size: 1, grad_accum: 2, learning_rate: 1e-4, warmup_steps: 0, max_length: 384, rl_pool: 0.3, eval_every: 0, eval_loss_examples: 2, eval_prompts: 0, max_new_tokens: generationBudget, checkpoint_every: 100 },
     },
     sample: { uses: 'sample', needs: ['sft', 'icl', 'kg'], with: { num_generations: 2, temperature: 1.0, limit: 2, max_completion_length: generationBudget, batch_size: 4 } },
-    dpo: { uses: 'dpo', needs: ['sft', 'sample', 'icl', 'cot'], with: { lora, beta: 0.1, max_steps: 1, batch_size: 1, learning_rate: 5e-5, eval_prompts: 0, max_completion_length: generationBudget, max_length: 384 } },
+    dpo: { uses: 'dpo', needs: ['sft', 'sample', 'icl', 'cot'], with: { lora, beta: 0.1, max_steps: 1, batch_size: 1, learning_rate: 5e-5, eval_prompts: 0, max_new_tokens: generationBudget, max_length: 384 } },
     rl: {
       uses: 'grpo',
       needs: ['dpo', 'icl', 'kg'],

@@ -19,10 +19,12 @@ export type KeyPath = readonly (string | number)[];
 
 export interface Diagnostic {
   location?: Location;
-  /** The key path the problem is about, e.g. stages.sft.with.lr. */
+  /** The key path the problem is about, e.g. stages.sft.with.learning_rate. */
   path?: KeyPath;
   message: string;
   notes?: { location?: Location; message: string }[];
+  /** 'warning': reported, but the config still loads (a renamed key). Absent: an error. */
+  severity?: 'warning';
 }
 
 /** Thrown by code far from the CLI; the CLI prints the diagnostics and exits 2. */
@@ -69,7 +71,7 @@ function formatLocation(location: Location | undefined): { prefix: string; snipp
 export function formatDiagnostic(diagnostic: Diagnostic): string {
   const { prefix, snippet } = formatLocation(diagnostic.location);
   const keyPath = diagnostic.path && diagnostic.path.length > 0 ? `${formatKeyPath(diagnostic.path)}: ` : '';
-  const lines = [`${prefix}error: ${keyPath}${diagnostic.message}`, ...snippet];
+  const lines = [`${prefix}${diagnostic.severity ?? 'error'}: ${keyPath}${diagnostic.message}`, ...snippet];
   for (const note of diagnostic.notes ?? []) {
     const located = formatLocation(note.location);
     lines.push(`  ${located.prefix}note: ${note.message}`, ...located.snippet.map((line) => `  ${line}`));
@@ -81,6 +83,8 @@ export function formatDiagnostic(diagnostic: Diagnostic): string {
 export function formatDiagnostics(diagnostics: readonly Diagnostic[]): string {
   const position = (d: Diagnostic) => (!d.location ? -2 : 'origin' in d.location ? -1 : d.location.start);
   const sorted = [...diagnostics].sort((a, b) => position(a) - position(b));
-  const texts = [...new Set(sorted.map(formatDiagnostic))];
-  return `${texts.join('\n')}\n${texts.length} ${texts.length === 1 ? 'error' : 'errors'}`;
+  const texts = [...new Map(sorted.map((d) => [formatDiagnostic(d), d.severity ?? 'error'])).entries()];
+  const count = (severity: string) => texts.filter(([, s]) => s === severity).length;
+  const counted = (['error', 'warning'] as const).map((s) => ({ n: count(s), s })).filter(({ n }) => n > 0);
+  return `${texts.map(([text]) => text).join('\n')}\n${counted.map(({ n, s }) => `${n} ${s}${n === 1 ? '' : 's'}`).join(', ')}`;
 }

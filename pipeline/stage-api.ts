@@ -44,6 +44,12 @@ export interface StageType<Schema extends z.ZodType = z.ZodType> {
   description: string;
   /** zod schema of `with:`; every key has `.default(...)` (unless required) and `.describe(...)`. */
   params: Schema;
+  /**
+   * Keys of `with:` that were renamed: old name -> new name. A config that still writes the old
+   * name loads as if it wrote the new one, with a warning naming the new key (`validate`, `plan`,
+   * `run`); writing both is an error. Keep an entry for one release, then drop it.
+   */
+  renamedParams?: Readonly<Record<string, string>>;
   produces: ArtifactKind;
   /** The kind for these params when it depends on them (exec's `produces`); `produces` otherwise. */
   producesFor?(params: z.output<Schema>): ArtifactKind;

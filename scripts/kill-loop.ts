@@ -47,7 +47,7 @@ stages:
       max_steps: 12
       checkpoint_every: 3
       batch_size: 8
-      eval_generate: 0
+      eval_prompts: 0
   files: { uses: exec, needs: [sft], with: { env: { V: 0 }, command: 'for i in $(seq 1 ${FILES}); do cp "$PIPELINE_INPUT_SFT/config.json" "$PIPELINE_OUT/f$i.json"; done' } }
   tally: { uses: exec, needs: [files], with: { command: 'ls "$PIPELINE_INPUT_FILES"/f*.json | wc -l > "$PIPELINE_OUT/count.txt"' } }
 `,

@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { locate } from '../config/locate.ts';
-import { DiagnosticsError } from '../diagnostics.ts';
+import { DiagnosticsError, formatDiagnostics } from '../diagnostics.ts';
 import type { Selection } from '../graph.ts';
 import { planPipeline, type Plan } from '../plan.ts';
 import { ArtifactStore } from '../store/store.ts';
@@ -23,6 +23,7 @@ export interface ConfigOptions {
 export async function loadOrThrow(configPath: string, options: ConfigOptions, io: CommandIo, importUserStages = false): Promise<LoadedConfig> {
   const result = await loadConfig(configPath, { overrides: options.set ?? [], registry: await stageTypes(io.stages), cwd: io.cwd, importUserStages });
   if (!result.ok) throw new DiagnosticsError(result.diagnostics);
+  if (result.warnings.length > 0) io.err(formatDiagnostics(result.warnings));
   return result.loaded;
 }
 

@@ -35,7 +35,7 @@ export const collect = (value: string, previous: string[] = []) => [...previous,
 export function withConfigOptions(command: Command): Command {
   return command
     .option('--store <dir>', "artifact store (default: the config's `store:`, relative to the config file)")
-    .option('--set <key=value>', 'override a config value, e.g. stages.sft.with.lr=3e-4 (repeatable)', collect);
+    .option('--set <key=value>', 'override a config value, e.g. stages.sft.with.learning_rate=3e-4 (repeatable)', collect);
 }
 
 export function reportingErrors<A extends unknown[]>(io: CommandIo, setExit: (code: number) => void, action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {

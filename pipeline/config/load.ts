@@ -13,6 +13,7 @@ import { checkGraph } from '../graph.ts';
 import { issuesToDiagnostics } from './issues.ts';
 import { locate, type YamlSource } from './locate.ts';
 import { applyOverrides } from './overrides.ts';
+import { applyRenamedParams } from './renamed-params.ts';
 import { pipelineConfigSchema, type PipelineConfig } from './schema.ts';
 import type { LoadedConfig, LoadedStage } from './loaded.ts';
 import { checkStages, type StageToCheck } from './stage-checks.ts';
@@ -21,7 +22,8 @@ import { configValue, parseConfigYaml } from './yaml-text.ts';
 
 export type { LoadedConfig, LoadedStage, UserStageSource } from './loaded.ts';
 
-export type LoadResult = { ok: true; loaded: LoadedConfig } | { ok: false; diagnostics: Diagnostic[] };
+/** `warnings`: what loaded but should change (a renamed key); with errors they are among `diagnostics`. */
+export type LoadResult = { ok: true; loaded: LoadedConfig; warnings: Diagnostic[] } | { ok: false; diagnostics: Diagnostic[] };
 
 export async function loadConfig(
   displayPath: string,
@@ -98,13 +100,17 @@ export async function loadConfig(
         continue;
       }
     }
-    const withRaw = stage.with ?? {};
+    const written = stage.with ?? {};
+    const renamed = applyRenamedParams(written, type.renamedParams, source, ['stages', name, 'with']);
+    diagnostics.push(...renamed.diagnostics);
+    const withRaw = renamed.value;
     const params = type.params.safeParse(withRaw);
     if (!params.success) {
       diagnostics.push(...issuesToDiagnostics(params.error.issues, withRaw, type.params, source, ['stages', name, 'with']));
       continue;
     }
-    const userStage = moduleFile === undefined ? undefined : { file: moduleFile, imported: options.importUserStages === true, written: withRaw };
+    // As written, before renames: a user stage not imported has no renames to apply, and plan and run must fingerprint it alike.
+    const userStage = moduleFile === undefined ? undefined : { file: moduleFile, imported: options.importUserStages === true, written };
     const loadedStage = { name, type, params: params.data, userStage };
     stages.set(name, loadedStage);
     toCheck.set(name, { loaded: loadedStage, needs: graph.get(name) ?? [], withRaw });
@@ -112,6 +118,7 @@ export async function loadConfig(
   diagnostics.push(...checkGraph(graph, source));
   diagnostics.push(...(await checkStages(toCheck, source, dir)));
 
-  if (diagnostics.length > 0 || !parsed.success) return { ok: false, diagnostics };
-  return { ok: true, loaded: { file, dir, source, config: parsed.data, stages, overrides: options.overrides ?? [] } };
+  const warnings = diagnostics.filter((d) => d.severity === 'warning');
+  if (warnings.length < diagnostics.length || !parsed.success) return { ok: false, diagnostics };
+  return { ok: true, loaded: { file, dir, source, config: parsed.data, stages, overrides: options.overrides ?? [] }, warnings };
 }

@@ -1,4 +1,4 @@
-/** `--set stages.sft.with.lr=3e-4`: typed overrides applied to the parsed YAML document. */
+/** `--set stages.sft.with.learning_rate=3e-4`: typed overrides applied to the parsed YAML document. */
 import { isMap, isScalar, isSeq, parse } from 'yaml';
 import { didYouMean, type Diagnostic } from '../diagnostics.ts';
 import type { YamlSource } from './locate.ts';
@@ -19,7 +19,7 @@ export function applyOverrides(source: YamlSource, flags: readonly string[]): Di
     const keyText = eq < 0 ? '' : raw.slice(0, eq);
     const path = keyText.split('.');
     if (eq < 0 || path.some((segment) => segment === '')) {
-      diagnostics.push({ location: { origin: flag }, message: 'expected KEY.PATH=VALUE, e.g. stages.sft.with.lr=3e-4' });
+      diagnostics.push({ location: { origin: flag }, message: 'expected KEY.PATH=VALUE, e.g. stages.sft.with.learning_rate=3e-4' });
       continue;
     }
     const reserved = path.find((segment) => RESERVED_KEYS.has(segment));

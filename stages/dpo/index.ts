@@ -19,10 +19,10 @@
  */
 import type { Scalar, Tensor, Tensor1D } from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { defineStage, yieldToEventLoop } from '../../pipeline/api.ts';
+import { defineStage } from '../../pipeline/api.ts';
 import { readSftSet } from '../lib/artifacts/sft-set.ts';
 import { balancePairs, buildPairs } from './pairs.ts';
-import { loraOptionsSchema } from '#engine/schema';
+import { evalPromptsParam, loraParam, maxNewTokensParam, optimizerParams, RENAMED_DPO_PARAMS } from '../lib/judge/training-params.ts';
 import { mean } from '../lib/relevance/grade-agreement.ts';
 
 const params = z.strictObject({
@@ -30,29 +30,22 @@ const params = z.strictObject({
   loss_type: z.enum(['sigmoid', 'ipo', 'hinge', 'robust']).default('sigmoid').describe('sigmoid (DPO), ipo, hinge (RSO) or robust (rDPO)'),
   label_smoothing: z.number().min(0).lt(0.5).default(0).describe('Assumed probability that a preference is flipped (cDPO / robust DPO)'),
   pairs_per_prompt: z.number().int().positive().default(1).describe('Pairs drawn per prompt (distinct rejected samples)'),
-  learning_rate: z.number().positive().default(2e-4).describe('Peak learning rate (warmup then cosine decay)'),
-  min_lr_ratio: z.number().min(0).max(1).default(0.1).describe('Final learning rate as a fraction of learning_rate'),
-  warmup_steps: z.number().int().min(0).default(4).describe('Linear warmup steps'),
-  weight_decay: z.number().min(0).default(0).describe('AdamW decoupled weight decay'),
-  max_grad_norm: z.number().min(0).default(1).describe('Clip the global gradient norm (0 = off)'),
+  ...optimizerParams({ learning_rate: 2e-4, warmup_steps: 4, weight_decay: 0, checkpoint_every: 20 }),
   batch_size: z.number().int().positive().default(8).describe('Pairs per optimizer step'),
   epochs: z.number().positive().default(1).describe('Passes over the pairs (fractions allowed)'),
   max_steps: z.number().int().min(0).default(0).describe('Stop after this many steps (0 = epochs decide)'),
   max_length: z.number().int().positive().default(512).describe('Pairs whose prompt + longer completion exceed this are skipped and counted'),
-  eval_prompts: z.number().int().min(0).default(32).describe('Dev prompts decoded greedily before and after training, for accuracy (0 = none)'),
-  max_completion_length: z.number().int().positive().default(160).describe('Generation budget of the accuracy probe'),
-  checkpoint_every: z.number().int().positive().default(20).describe('Save a step checkpoint every N steps'),
-  lora: loraOptionsSchema
-    .nullable()
-    .default(null)
-    .describe('Train LoRA adapters on the input checkpoint instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
+  eval_prompts: evalPromptsParam(32, 'before and after training'),
+  max_new_tokens: maxNewTokensParam(160),
+  lora: loraParam,
 });
 
 export default defineStage({
   name: 'dpo',
-  version: '2',
+  version: '3',
   description: 'DPO on correct vs incorrect samples (teacher CoT chosen where none is correct); TRL loss types',
   params,
+  renamedParams: RENAMED_DPO_PARAMS,
   produces: 'checkpoint',
   resources: 'train',
   requires: () => ['checkpoint', 'samples'],
@@ -65,7 +58,7 @@ export default defineStage({
     const { greedyAccuracy, probeSample } = await import('../lib/judge/accuracy-probe.ts');
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
     const { readSampledPrompts } = await import('../lib/artifacts/samples.ts');
-    const { finishTraining, resumeTraining, saveStepCheckpoint, trainableModel } = await import('../lib/training.ts');
+    const { epochReader, finishTraining, runTrainingLoop, trainableModel } = await import('../lib/judge/training.ts');
 
     const { policy, engine } = await loadPolicy(ctx.inputs.one('checkpoint').dir, ctx.engine, ctx.log);
     const samples = await readSampledPrompts(ctx.inputs.one('samples').dir, 'train');
@@ -104,7 +97,7 @@ export default defineStage({
     ];
 
     const probeRecords = await probePrompts();
-    const probe = () => greedyAccuracy(policy, probeRecords, { maxNewTokens: p.max_completion_length, batchSize: 16, rng: ctx.rng.fork('probe'), signal: ctx.signal });
+    const probe = () => greedyAccuracy(policy, probeRecords, { maxNewTokens: p.max_new_tokens, batchSize: 16, rng: ctx.rng.fork('probe'), signal: ctx.signal });
     const before = await probe();
     ctx.log.info(`dev probe before: ${JSON.stringify(before)}`);
 
@@ -125,63 +118,65 @@ export default defineStage({
     const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, p.lora), engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
     const stepsPerEpoch = Math.ceil(fitting.length / p.batch_size);
     const totalSteps = p.max_steps > 0 ? p.max_steps : Math.max(1, Math.round(stepsPerEpoch * p.epochs));
-    let step = await resumeTraining(ctx, model, optimizer);
-
     const indices = fitting.map((_, i) => i);
+    // The order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
+    const readEpoch = epochReader(stepsPerEpoch, (epoch) => ctx.rng.fork(`epoch-${epoch}`).shuffle([...indices]));
     let lastRewards = { chosen: 0, rejected: 0, accuracy: 0 };
-    while (step < totalSteps) {
-      // The order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
-      const epoch = Math.floor(step / stepsPerEpoch);
-      const order = ctx.rng.fork(`epoch-${epoch}`).shuffle([...indices]);
-      const start = (step % stepsPerEpoch) * p.batch_size;
-      const batchIndices = order.slice(start, start + p.batch_size);
-      const batch = batchIndices.map((i) => fitting[i] as (typeof fitting)[number]);
-      const refChosen = batchIndices.map((i) => reference.chosen[i] as number);
-      const refRejected = batchIndices.map((i) => reference.rejected[i] as number);
-      const lr = engineLib.warmupCosineLr(step, { peak: p.learning_rate, warmup: p.warmup_steps, total: totalSteps, min: p.learning_rate * p.min_lr_ratio });
-      let kept: Tensor[] = [];
-      const result = await engineLib.trainStep(
-        model,
-        optimizer,
-        [batch],
-        (pairsBatch) => {
-          const scores = sequenceScores(rowsOf(pairsBatch), false);
-          const n = pairsBatch.length;
-          const out = dpoLoss(
-            tf.slice(scores, 0, n) as Tensor1D,
-            tf.slice(scores, n, n) as Tensor1D,
-            tf.tensor1d(refChosen),
-            tf.tensor1d(refRejected),
-            { type: p.loss_type, beta: p.beta, labelSmoothing: p.label_smoothing },
-          );
-          kept = [tf.keep(out.chosenRewards), tf.keep(out.rejectedRewards)]; // read after the step: webgpu reads are async
-          // trainStep divides by the summed weight: return the batch sum, weighted by pair count.
-          return { loss: tf.mul(out.loss, n) as Scalar, weight: n };
-        },
-        { lr, maxGradNorm: p.max_grad_norm, signal: ctx.signal },
-      );
-      const rewards = { chosen: Array.from(await kept[0]!.data()), rejected: Array.from(await kept[1]!.data()) };
-      tf.dispose(kept);
-      step++;
-      lastRewards = {
-        chosen: mean(rewards.chosen),
-        rejected: mean(rewards.rejected),
-        accuracy: mean(rewards.chosen.map((c, i) => (c > (rewards.rejected[i] as number) ? 1 : 0))),
-      };
-      ctx.metrics.log(step, {
-        loss: result.loss,
-        lr,
-        grad_norm: result.gradNorm,
-        epoch: step / stepsPerEpoch,
-        'rewards/chosen': lastRewards.chosen,
-        'rewards/rejected': lastRewards.rejected,
-        'rewards/margins': lastRewards.chosen - lastRewards.rejected,
-        'rewards/accuracies': lastRewards.accuracy,
-      });
-      ctx.progress.update(step, totalSteps, 'steps');
-      await yieldToEventLoop();
-      await saveStepCheckpoint(ctx, step, totalSteps, p.checkpoint_every, model, optimizer);
-    }
+    const step = await runTrainingLoop(ctx, {
+      model,
+      optimizer,
+      settings: p,
+      totalSteps,
+      stepsPerEpoch,
+      batch(step) {
+        const { data: order, index } = readEpoch(step);
+        const start = index * p.batch_size;
+        const batchIndices = order.slice(start, start + p.batch_size);
+        return {
+          pairs: batchIndices.map((i) => fitting[i] as (typeof fitting)[number]),
+          refChosen: batchIndices.map((i) => reference.chosen[i] as number),
+          refRejected: batchIndices.map((i) => reference.rejected[i] as number),
+        };
+      },
+      async trainStep({ pairs: batch, refChosen, refRejected }, { lr, maxGradNorm, signal }) {
+        let kept: Tensor[] = [];
+        const result = await engineLib.trainStep(
+          model,
+          optimizer,
+          [batch],
+          (pairsBatch) => {
+            const scores = sequenceScores(rowsOf(pairsBatch), false);
+            const n = pairsBatch.length;
+            const out = dpoLoss(
+              tf.slice(scores, 0, n) as Tensor1D,
+              tf.slice(scores, n, n) as Tensor1D,
+              tf.tensor1d(refChosen),
+              tf.tensor1d(refRejected),
+              { type: p.loss_type, beta: p.beta, labelSmoothing: p.label_smoothing },
+            );
+            kept = [tf.keep(out.chosenRewards), tf.keep(out.rejectedRewards)]; // read after the step: webgpu reads are async
+            // trainStep divides by the summed weight: return the batch sum, weighted by pair count.
+            return { loss: tf.mul(out.loss, n) as Scalar, weight: n };
+          },
+          { lr, maxGradNorm, signal },
+        );
+        const rewards = { chosen: Array.from(await kept[0]!.data()), rejected: Array.from(await kept[1]!.data()) };
+        tf.dispose(kept);
+        lastRewards = {
+          chosen: mean(rewards.chosen),
+          rejected: mean(rewards.rejected),
+          accuracy: mean(rewards.chosen.map((c, i) => (c > (rewards.rejected[i] as number) ? 1 : 0))),
+        };
+        return {
+          loss: result.loss,
+          grad_norm: result.gradNorm,
+          'rewards/chosen': lastRewards.chosen,
+          'rewards/rejected': lastRewards.rejected,
+          'rewards/margins': lastRewards.chosen - lastRewards.rejected,
+          'rewards/accuracies': lastRewards.accuracy,
+        };
+      },
+    });
 
     const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);
     return {

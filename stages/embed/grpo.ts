@@ -62,7 +62,7 @@ export async function grpoOnReasoning(
 ): Promise<GrpoSummary> {
   const tf = await import('@tensorflow/tfjs-core');
   const engineLib = await import('#engine');
-  const { trainableModel } = await import('../lib/training.ts');
+  const { trainableModel } = await import('../lib/judge/training.ts');
   const { groupAdvantages } = await import('../lib/rl/advantages.ts');
   const { grpoLoss } = await import('../lib/rl/losses.ts');
   const { embedIds } = await import('../lib/retrieval/embedding.ts');

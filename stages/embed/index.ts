@@ -135,7 +135,7 @@ export default defineStage({
       ctx.log.info(`GRPO (${g.reward} reward): mean reward ${summary.firstReward.toFixed(4)} over the first quarter of the steps -> ${summary.lastReward.toFixed(4)} over the last; ${summary.flatGroups} of ${summary.groups} groups had no spread`);
     }
     if (p.train_steps > 0 || grpoSteps > 0) {
-      const { savePolicy } = await import('../lib/training.ts');
+      const { savePolicy } = await import('../lib/judge/training.ts');
       await savePolicy(policy, path.join(ctx.outDir, 'model'), ctx.engine);
     }
 

@@ -109,7 +109,7 @@ export async function trainEmbedder(
 ): Promise<{ firstLoss: number; lastLoss: number; steps: number }> {
   const tf = await import('@tensorflow/tfjs-core');
   const engineLib = await import('#engine');
-  const { trainableModel } = await import('../lib/training.ts');
+  const { trainableModel } = await import('../lib/judge/training.ts');
   const { embeddingIds, infoNceLoss, meanPooled, padIds } = await import('../lib/retrieval/embedding.ts');
   const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, null), engineLib.adamWOptionsSchema.parse({}));
   const encodeItem = (key: string) => embeddingIds(tokenizer, itemText((items.get(key) as CatalogEntry).item, options.descriptionChars), options.maxTokens);

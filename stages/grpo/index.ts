@@ -40,7 +40,8 @@ import { params, type GrpoParams } from './params.ts';
 export default defineStage({
   name: 'grpo',
   // 4: prompts drawn grade-balanced when the RL pool carries SFT's balance.
-  version: '4',
+  // 5: one training loop and the trainers' shared key names (stages/lib/judge/training.ts); max_new_tokens for the probe.
+  version: '5',
   description: 'GRPO with weighted reward functions, stepwise advantages, dynamic sampling with refill, guided replay, DyKnow-RAG groups and an SRPO curriculum (TRL semantics)',
   params,
   produces: 'checkpoint',

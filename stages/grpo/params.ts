@@ -3,8 +3,8 @@
  * update.ts) can read their type without importing the stage that imports them.
  */
 import { z } from 'zod';
-import { loraOptionsSchema } from '#engine/schema';
 import { DEFAULT_REWARD_TIMEOUT_S } from '../lib/rl/reward-files.ts';
+import { evalPromptsParam, loraParam, optimizerParams } from '../lib/judge/training-params.ts';
 
 const rewardSpec = z.strictObject({
   use: z.string().min(1).describe('A built-in reward (format, label, label_distance, steps) or a file path starting with ./'),
@@ -35,11 +35,7 @@ export const params = z.strictObject({
     .optional()
     .describe('Passes over the usable train prompts (the RL pool when the checkpoint holds one out): ceil(epochs x prompts / prompts_per_step) steps, so the RL budget follows the data\'s size; replaces max_steps'),
   num_iterations: z.number().int().positive().default(1).describe('Updates per generated batch (TRL μ); 1 makes the old policy the current one, detached'),
-  learning_rate: z.number().positive().default(1e-4).describe('Peak learning rate (warmup then cosine decay)'),
-  min_lr_ratio: z.number().min(0).max(1).default(0.1).describe('Final learning rate as a fraction of learning_rate'),
-  warmup_steps: z.number().int().min(0).default(2).describe('Linear warmup steps'),
-  weight_decay: z.number().min(0).default(0).describe('AdamW decoupled weight decay'),
-  max_grad_norm: z.number().min(0).default(1).describe('Clip the global gradient norm (0 = off)'),
+  ...optimizerParams({ learning_rate: 1e-4, warmup_steps: 2, weight_decay: 0, checkpoint_every: 10 }),
   beta: z.number().min(0).default(0).describe('KL coefficient to the reference (k3 estimator); 0 loads no reference model (TRL default)'),
   epsilon: z.number().positive().default(0.2).describe('Lower clip range: the ratio is clipped to [1 - epsilon, 1 + epsilon_high]'),
   epsilon_high: z.number().positive().nullable().default(null).describe('Upper clip range (DAPO clip-higher); null means equal to epsilon, as in TRL'),
@@ -67,12 +63,10 @@ export const params = z.strictObject({
   max_completion_length: z.number().int().positive().default(160).describe('Token budget of a completion'),
   generation_batch_size: z.number().int().positive().default(32).describe('Rows generated together'),
   mini_batch_size: z.number().int().positive().default(16).describe('Completions per forward/backward pass (gradients accumulate over the batch)'),
-  eval_prompts: z.number().int().min(0).default(32).describe('Dev prompts decoded greedily before and after training, for accuracy (0 = none)'),
-  checkpoint_every: z.number().int().positive().default(10).describe('Save a step checkpoint every N steps'),
-  lora: loraOptionsSchema
-    .nullable()
-    .default(null)
-    .describe('Train LoRA adapters on the input checkpoint instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
+  eval_prompts: evalPromptsParam(32, 'before and after training'),
+  // Optional: absent, the probe decodes with the rollouts' budget, as before the key existed.
+  max_new_tokens: z.number().int().positive().optional().describe("Tokens generated per dev prompt when evaluating (absent: max_completion_length, the rollouts' budget)"),
+  lora: loraParam,
 }).superRefine((p, issue) => {
   const tierSteps = p.curriculum.reduce((n, t) => n + t.steps, 0);
   if (p.curriculum.length > 0 && p.epochs !== undefined) {

@@ -3,7 +3,7 @@
  * pipeline rollout → judge once → filter and refill (step.ts) → advantages → update (update.ts).
  * Loaded lazily: it imports tfjs.
  */
-import { type StageContext, type StageOutcome, yieldToEventLoop } from '../../pipeline/api.ts';
+import type { StageContext, StageOutcome } from '../../pipeline/api.ts';
 import * as engineLib from '#engine';
 import { fitsContext, loadPolicy, promptIds } from '../lib/judge/model.ts';
 import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
@@ -14,7 +14,7 @@ import { closeRewards, loadRewards, rewardMean, type LoadedReward } from '../lib
 import { greedyAccuracy, probeSample } from '../lib/judge/accuracy-probe.ts';
 import { readPromptRecords } from '../lib/artifacts/prompts.ts';
 import { referenceSteps } from '../lib/relevance/prompts.ts';
-import { finishTraining, resumeTrainingWithState, saveStepCheckpoint, trainableModel } from '../lib/training.ts';
+import { finishTraining, runTrainingLoop, trainableModel } from '../lib/judge/training.ts';
 import type { GrpoParams } from './params.ts';
 import { tieredPromptSource, type CurriculumTier, type Group, type Rollout, type RolloutKind, type Sampler } from './rollout.ts';
 import { collectGroups, rollOutGroups, tokenAdvantages, type CollectedGroups } from './step.ts';
@@ -120,7 +120,7 @@ async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedRe
   };
 
   const probeRecords = p.eval_prompts > 0 ? probeSample(await readPromptRecords(promptsDir, 'dev'), p.eval_prompts, ctx.seed) : [];
-  const probe = () => greedyAccuracy(policy, probeRecords, { maxNewTokens: p.max_completion_length, batchSize: p.generation_batch_size, rng: ctx.rng.fork('probe'), signal: ctx.signal });
+  const probe = () => greedyAccuracy(policy, probeRecords, { maxNewTokens: p.max_new_tokens ?? p.max_completion_length, batchSize: p.generation_batch_size, rng: ctx.rng.fork('probe'), signal: ctx.signal });
   const before = await probe();
   ctx.log.info(`dev probe before: ${JSON.stringify(before)}`);
 
@@ -129,40 +129,48 @@ async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedRe
   // base under the adapters, else the checkpoint loaded a second time.
   const reference = p.beta > 0 ? (p.lora ? engineLib.withoutAdapters(model) : engineLib.loadModel(ctx.inputs.one('checkpoint').dir)) : undefined;
   const optimizer = new engineLib.AdamW(trainable, engineLib.adamWOptionsSchema.parse({ weight_decay: p.weight_decay }));
-  const resumed = await resumeTrainingWithState<LoopState>(ctx, model, optimizer);
-  let step = resumed.step;
-  const totals: Record<string, number> = { ...newTotals(), ...resumed.state?.totals };
-  const rewardCurve: number[] = [...(resumed.state?.rewardCurve ?? [])];
-  if (step > 0) await policy.inference.refresh(); // rollouts must see the resumed weights
-
-  while (step < steps) {
-    ctx.signal.throwIfAborted();
-    const stepRng = ctx.rng.fork(`step-${step}`);
-    const collected = await collectGroups((records, round) => rollOutGroups(sampler, p, records, stepRng.fork(`round-${round}`)), source, step, p);
-    const values = rolloutMetrics(collected, rewards.map((r) => r.name));
-    totals.generated_groups! += collected.generated.length;
-    totals.kept_groups! += collected.kept.length;
-    totals.dropped_groups! += collected.generated.length - collected.passed;
-    totals.generation_rounds! += collected.rounds;
-    totals.replayed_groups! += collected.replayed;
-    totals.replay_skipped_too_long! += collected.replayTooLong;
-    rewardCurve.push(values.reward as number);
-
-    const lr = engineLib.warmupCosineLr(step, { peak: p.learning_rate, warmup: p.warmup_steps, total: steps, min: p.learning_rate * p.min_lr_ratio });
-    if (collected.kept.length === 0) {
-      totals.skipped_updates!++;
-      ctx.log.info(`step ${step + 1}: no group passed the filters in ${collected.rounds} rounds; no update`);
-    } else {
-      Object.assign(values, await updateStep(collected.kept, lr));
-      // The next rollouts sample the updated policy: re-export it to the inference session (onnxruntime).
-      values.inference_refresh_s = await policy.inference.refresh();
-    }
-    step++;
-    ctx.metrics.log(step, { ...values, lr });
-    ctx.progress.update(step, steps, 'steps');
-    await yieldToEventLoop();
-    await saveStepCheckpoint(ctx, step, steps, p.checkpoint_every, model, optimizer, { totals, rewardCurve } satisfies LoopState);
-  }
+  let totals: Record<string, number> = newTotals();
+  let rewardCurve: number[] = [];
+  const step = await runTrainingLoop<CollectedGroups, LoopState>(ctx, {
+    model,
+    optimizer,
+    settings: p,
+    totalSteps: steps,
+    // The data: this step's groups, rolled out by the current policy (seeded by the step).
+    batch(step) {
+      const stepRng = ctx.rng.fork(`step-${step}`);
+      return collectGroups((records, round) => rollOutGroups(sampler, p, records, stepRng.fork(`round-${round}`)), source, step, p);
+    },
+    async trainStep(collected, { step, lr }) {
+      const values = rolloutMetrics(collected, rewards.map((r) => r.name));
+      totals.generated_groups! += collected.generated.length;
+      totals.kept_groups! += collected.kept.length;
+      totals.dropped_groups! += collected.generated.length - collected.passed;
+      totals.generation_rounds! += collected.rounds;
+      totals.replayed_groups! += collected.replayed;
+      totals.replay_skipped_too_long! += collected.replayTooLong;
+      rewardCurve.push(values.reward as number);
+      if (collected.kept.length === 0) {
+        totals.skipped_updates!++;
+        ctx.log.info(`step ${step + 1}: no group passed the filters in ${collected.rounds} rounds; no update`);
+      } else {
+        Object.assign(values, await updateStep(collected.kept, lr));
+        // The next rollouts sample the updated policy: re-export it to the inference session (onnxruntime).
+        values.inference_refresh_s = await policy.inference.refresh();
+      }
+      return values;
+    },
+    state: {
+      save: () => ({ totals, rewardCurve }),
+      restore(saved) {
+        totals = { ...newTotals(), ...saved.totals };
+        rewardCurve = [...saved.rewardCurve];
+      },
+    },
+    async begin(step) {
+      if (step > 0) await policy.inference.refresh(); // rollouts must see the resumed weights
+    },
+  });
 
   const probed = await finishTraining(ctx, policy, optimizer, step, before, probe);
   if (reference) (p.lora ? engineLib.releaseFrozenWeights(reference) : engineLib.disposeModel(reference));

@@ -18,9 +18,10 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
+import { defineStage, Rng } from '../../pipeline/api.ts';
 import { readSftSet } from '../lib/artifacts/sft-set.ts';
 import { modelOverridesSchema } from '#engine/schema';
+import { optimizerParams, RENAMED_PRETRAIN_PARAMS } from '../lib/judge/training-params.ts';
 import type { Item, RelevanceExample } from '../lib/relevance/types.ts';
 
 const params = z.strictObject({
@@ -34,12 +35,7 @@ const params = z.strictObject({
   max_length: z.number().int().positive().default(512).describe('Context length of the model (max_position_embeddings), as sft needs it'),
   epochs: z.number().positive().default(2).describe('Passes over the catalog text (fractions allowed)'),
   batch_size: z.number().int().positive().default(16).describe('Windows per step'),
-  lr: z.number().positive().default(3e-3).describe('Peak learning rate (warmup then cosine decay)'),
-  min_lr_ratio: z.number().min(0).max(1).default(0.1).describe('Final learning rate as a fraction of lr'),
-  warmup_steps: z.number().int().min(0).default(20).describe('Linear warmup steps'),
-  weight_decay: z.number().min(0).default(0.1).describe('AdamW decoupled weight decay'),
-  max_grad_norm: z.number().min(0).default(1).describe('Clip the global gradient norm (0 = off)'),
-  checkpoint_every: z.number().int().positive().default(50).describe('Save a step checkpoint every N steps'),
+  ...optimizerParams({ learning_rate: 3e-3, warmup_steps: 20, weight_decay: 0.1, checkpoint_every: 50 }),
 });
 type Params = z.output<typeof params>;
 
@@ -66,9 +62,10 @@ export function packWindows(documents: readonly number[][], separator: number, b
 
 export default defineStage({
   name: 'pretrain',
-  version: '1',
+  version: '2',
   description: "Domain pretraining: a causal LM over the catalog's text and the train queries (LORE's knowledge phase); sft can start from it",
   params,
+  renamedParams: RENAMED_PRETRAIN_PARAMS,
   produces: 'checkpoint',
   resources: 'train',
   async run(ctx) {
@@ -99,38 +96,33 @@ export default defineStage({
     };
     const stepsPerEpoch = Math.ceil(epochWindows(0).length / p.batch_size);
     const totalSteps = Math.max(1, Math.round(stepsPerEpoch * p.epochs));
-    const lrAt = (step: number) => engineLib.warmupCosineLr(step, { peak: p.lr, warmup: p.warmup_steps, total: totalSteps, min: p.lr * p.min_lr_ratio });
-
-    let step = 0;
-    const latest = await ctx.checkpoints.latest<{ step: number }>();
-    if (latest) {
-      engineLib.loadTrainingState(latest.dir, model, optimizer);
-      step = latest.step;
-      ctx.log.info(`resumed from step ${step}`);
-    }
+    const { epochReader, runTrainingLoop } = await import('../lib/judge/training.ts');
     const ranks = engineLib.resolveRanks(ctx.engine.data_parallel, engine.backend);
-    const trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
-    try {
-      while (step < totalSteps) {
-        const epoch = Math.floor(step / stepsPerEpoch);
-        const windows = epochWindows(epoch);
-        for (let index = step % stepsPerEpoch; index < stepsPerEpoch && step < totalSteps; index++) {
-          ctx.signal.throwIfAborted();
-          const batch = windows.slice(index * p.batch_size, (index + 1) * p.batch_size).map((ids) => ({ ids, lossMask: ids.map(() => 1) }));
-          const lr = lrAt(step);
-          const result = await trainer.step([engineLib.padBatch(batch, tokenizer.padTokenId)], { lr, maxGradNorm: p.max_grad_norm });
-          step++;
-          ctx.metrics.log(step, { loss: result.loss, lr, grad_norm: result.gradNorm, epoch: step / stepsPerEpoch });
-          ctx.progress.update(step, totalSteps, 'steps');
-          await yieldToEventLoop();
-          if (step % p.checkpoint_every === 0 && step < totalSteps) {
-            await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
-          }
-        }
-      }
-    } finally {
-      await trainer.close();
-    }
+    let trainer: Awaited<ReturnType<typeof engineLib.startDataParallel>> | undefined;
+    const readEpoch = epochReader(stepsPerEpoch, epochWindows);
+    const step = await runTrainingLoop(ctx, {
+      model,
+      optimizer,
+      settings: p,
+      totalSteps,
+      stepsPerEpoch,
+      batch(step) {
+        const { data: windows, index } = readEpoch(step);
+        const batch = windows.slice(index * p.batch_size, (index + 1) * p.batch_size).map((ids) => ({ ids, lossMask: ids.map(() => 1) }));
+        return [engineLib.padBatch(batch, tokenizer.padTokenId)];
+      },
+      async trainStep(micro, { lr, maxGradNorm, signal }) {
+        const result = await (trainer as NonNullable<typeof trainer>).step(micro, { lr, maxGradNorm, signal });
+        return { loss: result.loss, grad_norm: result.gradNorm };
+      },
+      // Replicas start from the resumed weights.
+      async begin() {
+        trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
+      },
+      async end() {
+        await trainer?.close();
+      },
+    });
     await engineLib.saveModel(model, ctx.outDir, tokenizer);
     await copyTokenizerFiles(tokenizer.dir, ctx.outDir);
     await policyLib.writeCompletionFormat(ctx.outDir, { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt });

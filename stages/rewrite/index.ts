@@ -136,7 +136,7 @@ export default defineStage({
       const base = ctx.inputs.many('checkpoint')[0]?.dir ?? path.join(embeddingsInput.dir, 'model');
       if (!existsSync(path.join(base, 'config.json'))) throw new Error(`rewrite: no decoder to train: put a checkpoint stage in needs, or give ${embeddingsInput.stage} train_steps > 0 (its model/ is the default base)`);
       const { loadPolicy, releasePolicy } = await import('../lib/judge/model.ts');
-      const { savePolicy } = await import('../lib/training.ts');
+      const { savePolicy } = await import('../lib/judge/training.ts');
       const { generateRewrites, trainRewriter } = await import('./train.ts');
       const loaded = await loadPolicy(base, ctx.engine, ctx.log);
       engine = loaded.engine;

@@ -54,7 +54,7 @@ export async function trainRewriter(
   const tf = await import('@tensorflow/tfjs-core');
   const engineLib = await import('#engine');
   const { dpoLoss } = await import('../lib/rl/losses.ts');
-  const { trainableModel } = await import('../lib/training.ts');
+  const { trainableModel } = await import('../lib/judge/training.ts');
   const { model, tokenizer } = policy;
   const encode = (query: string, rewrite: string): Row => ({ prompt: tokenizer.encode(rewritePrompt(query)), completion: [...tokenizer.encode(`${rewrite}${REWRITE_STOPS[0]}`), tokenizer.eosTokenId] });
   const optimizer = new engineLib.AdamW(await trainableModel(ctx, model, null), engineLib.adamWOptionsSchema.parse({}));

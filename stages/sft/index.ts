@@ -13,14 +13,15 @@
  *   sft:
  *     uses: sft
  *     needs: [cot, icl]
- *     with: { preset: tiny, epochs: 3, lr: 2e-3 }
+ *     with: { preset: tiny, epochs: 3, learning_rate: 2e-3 }
  */
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { defineStage, Rng, yieldToEventLoop } from '../../pipeline/api.ts';
+import { defineStage, Rng } from '../../pipeline/api.ts';
 import { readSftSet, type SftRecord } from '../lib/artifacts/sft-set.ts';
 import type { ProbeRecord } from '../lib/judge/accuracy-probe.ts';
-import { modelOverridesSchema, loraOptionsSchema, modelWeightFiles } from '#engine/schema';
+import { modelOverridesSchema, modelWeightFiles } from '#engine/schema';
+import { evalPromptsParam, loraParam, maxNewTokensParam, optimizerParams, RENAMED_SFT_PARAMS } from '../lib/judge/training-params.ts';
 import { balancedDraw, gradeBalanceSchema, type GradeBalance } from '../lib/relevance/grade-balance.ts';
 import { GRADES, type Grade } from '../lib/relevance/types.ts';
 
@@ -30,10 +31,7 @@ const modelOverrides = modelOverridesSchema
 
 const params = z.strictObject({
   init: z.string().nullable().default(null).describe('HF model folder to start from (relative to the config); null trains from scratch, or starts from a checkpoint in needs (e.g. pretrain)'),
-  lora: loraOptionsSchema
-    .nullable()
-    .default(null)
-    .describe('Train LoRA adapters on the init model instead of every weight (PEFT names: r, lora_alpha, lora_dropout, target_modules); the checkpoint holds the merged weights and adapter/ in PEFT format'),
+  lora: loraParam,
   preset: z.enum(['tiny', 'small']).default('tiny').describe('Model shape when training from scratch: tiny ~1M, small ~10M parameters'),
   model: modelOverrides,
   drop_system_prompt: z
@@ -65,17 +63,12 @@ const params = z.strictObject({
     .describe("At most this many optimizer steps from epochs and min_steps: a large set takes fewer passes, so the run's cost stops growing with the data (absent = no cap; max_steps wins)"),
   batch_size: z.number().int().positive().default(16).describe('Examples per micro-batch'),
   grad_accum: z.number().int().positive().default(1).describe('Micro-batches per optimizer step'),
-  lr: z.number().positive().default(2e-3).describe('Peak learning rate (warmup then cosine decay)'),
-  min_lr_ratio: z.number().min(0).max(1).default(0.1).describe('Final learning rate as a fraction of lr'),
-  warmup_steps: z.number().int().min(0).default(20).describe('Linear warmup steps'),
-  weight_decay: z.number().min(0).default(0.1).describe('AdamW decoupled weight decay (not on norms and biases)'),
-  max_grad_norm: z.number().min(0).default(1).describe('Clip the global gradient norm (0 = off)'),
+  ...optimizerParams({ learning_rate: 2e-3, warmup_steps: 20, weight_decay: 0.1, checkpoint_every: 50 }),
   max_length: z.number().int().positive().default(512).describe('Examples longer than this (prompt + completion tokens) are skipped and counted'),
   eval_every: z.number().int().min(0).default(100).describe('Evaluate on dev every N steps (0 = only at the end)'),
   eval_loss_examples: z.number().int().min(0).default(128).describe('Dev examples scored for dev loss per evaluation (0 = all)'),
-  eval_generate: z.number().int().min(0).default(48).describe('Dev prompts (a seeded sample) decoded greedily per evaluation, for format validity and accuracy'),
-  max_new_tokens: z.number().int().positive().default(160).describe('Generation budget per completion during evaluation'),
-  checkpoint_every: z.number().int().positive().default(50).describe('Save a step checkpoint every N steps'),
+  eval_prompts: evalPromptsParam(48, 'at each evaluation'),
+  max_new_tokens: maxNewTokensParam(160),
   rl_pool: z
     .number()
     .min(0)
@@ -122,9 +115,10 @@ export function epochExamples<T extends { grade: Grade }>(trainSet: readonly T[]
 
 export default defineStage({
   name: 'sft',
-  version: '3',
+  version: '4',
   description: 'Supervised fine-tuning on verified chain-of-thought (tokenizer + model from scratch, or from an HF folder)',
   params,
+  renamedParams: RENAMED_SFT_PARAMS,
   produces: 'checkpoint',
   resources: 'train',
   requires: () => ['sft-set'],
@@ -137,13 +131,13 @@ export default defineStage({
     const policyLib = await import('../lib/judge/model.ts');
     const accuracyProbe = await import('../lib/judge/accuracy-probe.ts');
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
-    const { savePolicy, trainableModel } = await import('../lib/training.ts');
+    const { epochReader, runTrainingLoop, savePolicy, trainableModel } = await import('../lib/judge/training.ts');
     if (p.lora && !p.init) throw new Error('lora needs init: adapters train on a pretrained model (set init to an HF folder)');
     const tf = await import('@tensorflow/tfjs-core');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const setDir = ctx.inputs.one('sft-set').dir;
-    const { holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl/pool.ts');
+    const { carryRlPool, holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl/pool.ts');
     const sftSet = await readSftSet(setDir, 'train');
     // The RL pool's queries are held out here, so the RL stages draw prompts this model has not memorised.
     const rlPool = p.rl_pool > 0 ? holdOutQueries(sftSet.map((r) => r.example), p.rl_pool, ctx.seed) : undefined;
@@ -160,10 +154,10 @@ export default defineStage({
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
     // The accuracy probe: all dev prompts when the prompts artifact is an input, else the SFT set's dev split.
     const promptsDir = ctx.inputs.many('prompts')[0]?.dir;
-    if (!promptsDir && p.eval_generate > 0) {
+    if (!promptsDir && p.eval_prompts > 0) {
       ctx.log.warn('probing dev accuracy on the cot dev split, which holds only examples the teacher got right: add the icl stage to needs for an unbiased probe');
     }
-    const probe: ProbeRecord[] = accuracyProbe.probeSample<ProbeRecord>(promptsDir ? await readPromptRecords(promptsDir, 'dev') : dev, p.eval_generate, ctx.seed);
+    const probe: ProbeRecord[] = accuracyProbe.probeSample<ProbeRecord>(promptsDir ? await readPromptRecords(promptsDir, 'dev') : dev, p.eval_prompts, ctx.seed);
     const baseline = promptsDir && probe.length > 0 ? await accuracyProbe.baselineAccuracy(promptsDir, probe) : undefined;
     if (baseline) ctx.log.info(`lexical baseline on the ${probe.length} dev probe prompts: ${JSON.stringify(baseline)}`);
 
@@ -211,17 +205,6 @@ export default defineStage({
       const why = totalSteps > Math.round(stepsPerEpoch * p.epochs) ? `min_steps ${p.min_steps}${p.max_epochs !== undefined ? ` (at most ${p.max_epochs} epochs)` : ''}` : `step_budget ${p.step_budget}`;
       ctx.log.info(`${why}: ${totalSteps} steps, ${(totalSteps / stepsPerEpoch).toFixed(1)} epochs of ${trainSet.length} examples instead of ${p.epochs}`);
     }
-    const lrAt = (step: number) =>
-      engineLib.warmupCosineLr(step, { peak: p.lr, warmup: p.warmup_steps, total: totalSteps, min: p.lr * p.min_lr_ratio });
-
-    let step = 0;
-    const latest = await ctx.checkpoints.latest<{ step: number }>();
-    if (latest) {
-      engineLib.loadTrainingState(latest.dir, model, optimizer);
-      step = latest.step;
-      ctx.log.info(`resumed from step ${step}`);
-    }
-
     let inferenceRecord: Record<string, string> = {};
     let lastProbe: import('../lib/judge/accuracy-probe.ts').AccuracyProbe | undefined;
     const evaluate = async (): Promise<Record<string, number>> => {
@@ -257,39 +240,41 @@ export default defineStage({
     // Data parallel on the wasm/cpu backends: one replica per core, each taking a share of every batch.
     // LoRA trains in-process: the replicas copy every parameter each step, which adapters avoid.
     const ranks = p.lora ? 1 : engineLib.resolveRanks(ctx.engine.data_parallel, engine.backend);
-    const trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
-    if (ranks > 1) ctx.log.info(`data parallel: ${ranks} ranks`);
-    const started = performance.now();
+    let trainer: Awaited<ReturnType<typeof engineLib.startDataParallel>> | undefined;
+    let started = 0;
     let tokensSeen = 0;
-    try {
-      while (step < totalSteps) {
-        ctx.signal.throwIfAborted();
-        const epoch = Math.floor(step / stepsPerEpoch);
-        // The batch order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
-        const batches = engineLib.lengthBucketedBatches(epochExamples(trainSet, gradeBalance.balance, ctx.seed, epoch), p.batch_size, new Rng(ctx.seed, `sft/epoch-${epoch}`), (e) => e.ids.length);
-        for (let index = step % stepsPerEpoch; index < stepsPerEpoch && step < totalSteps; index++) {
-          ctx.signal.throwIfAborted();
-          const micro = batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
-          if (micro.length === 0) break;
-          const lr = lrAt(step);
-          const result = await trainer.step(micro, { lr, maxGradNorm: p.max_grad_norm, signal: ctx.signal });
-          step++;
-          // Real tokens only: padding is computed but is not throughput.
-          tokensSeen += micro.reduce((n, b) => n + b.attentionMask.reduce((m, row) => m + row.reduce((a, v) => a + v, 0), 0), 0);
-          const elapsed = (performance.now() - started) / 1000;
-          const values: Record<string, number> = { loss: result.loss, lr, grad_norm: result.gradNorm, epoch: step / stepsPerEpoch, tokens_per_s: tokensSeen / elapsed };
-          if (p.eval_every > 0 && step % p.eval_every === 0 && step < totalSteps) Object.assign(values, await evaluate());
-          ctx.metrics.log(step, values);
-          ctx.progress.update(step, totalSteps, 'steps');
-          await yieldToEventLoop();
-          if (step % p.checkpoint_every === 0 && step < totalSteps) {
-            await ctx.checkpoints.save(step, { step }, (dir) => engineLib.saveTrainingState(dir, model, optimizer));
-          }
-        }
-      }
-    } finally {
-      await trainer.close();
-    }
+    // The batch order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
+    const readEpoch = epochReader(stepsPerEpoch, (epoch) =>
+      engineLib.lengthBucketedBatches(epochExamples(trainSet, gradeBalance.balance, ctx.seed, epoch), p.batch_size, new Rng(ctx.seed, `sft/epoch-${epoch}`), (e) => e.ids.length),
+    );
+    const step = await runTrainingLoop(ctx, {
+      model,
+      optimizer,
+      settings: p,
+      totalSteps,
+      stepsPerEpoch,
+      batch(step) {
+        const { data: batches, index } = readEpoch(step);
+        // ceil(n / batch_size) batches an epoch (lengthBucketedBatches), so no step of it is empty.
+        return batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
+      },
+      async trainStep(micro, { lr, maxGradNorm, signal }) {
+        const result = await (trainer as NonNullable<typeof trainer>).step(micro, { lr, maxGradNorm, signal });
+        // Real tokens only: padding is computed but is not throughput.
+        tokensSeen += micro.reduce((n, b) => n + b.attentionMask.reduce((m, row) => m + row.reduce((a, v) => a + v, 0), 0), 0);
+        return { loss: result.loss, grad_norm: result.gradNorm, tokens_per_s: tokensSeen / ((performance.now() - started) / 1000) };
+      },
+      evaluation: { every: p.eval_every, run: evaluate },
+      // Replicas start from the resumed weights.
+      async begin() {
+        trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
+        if (ranks > 1) ctx.log.info(`data parallel: ${ranks} ranks`);
+        started = performance.now();
+      },
+      async end() {
+        await trainer?.close();
+      },
+    });
 
     const final: Record<string, number> = await evaluate();
     if (baseline) Object.assign(final, { baseline_dev_acc4: baseline.acc4, baseline_dev_acc2: baseline.acc2, baseline_dev_macro_f1: baseline.macro_f1 });
@@ -299,7 +284,9 @@ export default defineStage({
     const shares = degeneracy ? (await import('../lib/relevance/grade-agreement.ts')).describeShares(degeneracy.predictedShares) : '';
     if (degeneracy?.degenerate) ctx.log.warn(`the model is degenerate on the ${probe.length} dev probe prompts: ${degeneracy.reasons.join('; ')} (predicted: ${shares})`);
     await savePolicy({ dir: tokenizerDir, model, tokenizer, format }, ctx.outDir, ctx.engine);
+    // Its own RL pool, or the one of the checkpoint it started from (rl-pool.ts).
     if (rlPool) await writeRlPool(ctx.outDir, rlPool);
+    else if (initDir) await carryRlPool(initDir, ctx.outDir);
     const parameters = engineLib.parameterCount(model);
     const trainable = [...engineLib.trainableParams(model).values()].reduce((n, v) => n + v.size, 0);
     optimizer.dispose();

@@ -120,7 +120,7 @@ const golden: { name: string; yaml: string; set?: string[]; expected: string }[]
     expected: [
       '--set stages.b.with.command=ls: error: stages.b.with.command: no stage named "b" (did you mean "a"?)',
       '--set name.first=1: error: name.first: cannot set a key inside "name": it is a scalar, not a map',
-      '--set seed: error: expected KEY.PATH=VALUE, e.g. stages.sft.with.lr=3e-4',
+      '--set seed: error: expected KEY.PATH=VALUE, e.g. stages.sft.with.learning_rate=3e-4',
       '--set seed=abc: error: seed: expected number, found string "abc"',
       '4 errors',
     ].join('\n'),

@@ -34,7 +34,7 @@ stages:
       model: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 }
       max_steps: 2
       batch_size: 8
-      eval_generate: 0
+      eval_prompts: 0
   sample:
     uses: sample
     needs: [sft, icl, kg]
@@ -252,7 +252,7 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
       batch_size: 4,
       checkpoint_every: 1,
       eval_every: 0,
-      eval_generate: 6,
+      eval_prompts: 6,
       max_new_tokens: 12,
     };
     const run = async (workDir: string, stopAfter?: number) => {
@@ -292,10 +292,10 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
       lora: { r: 2, lora_alpha: 4, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj', 'down_proj'] },
       max_steps: 4,
       batch_size: 4,
-      lr: 0.02,
+      learning_rate: 0.02,
       checkpoint_every: 1,
       eval_every: 0,
-      eval_generate: 0,
+      eval_prompts: 0,
     };
     const run = async (workDir: string, stopAfter?: number) => {
       const ctx = testContext(sftStage, { params, inputs, configDir: dir, seed: 3 });

@@ -111,7 +111,7 @@ describe('pretrain stage', () => {
 
     // sft with the pretrain checkpoint in needs starts from it: its tokenizer, its shape.
     const sft = testContext(sftStage, {
-      params: { drop_system_prompt: true, max_steps: 1, batch_size: 2, eval_generate: 0, max_length: 128 },
+      params: { drop_system_prompt: true, max_steps: 1, batch_size: 2, eval_prompts: 0, max_length: 128 },
       inputs: [
         { stage: 'cot', kind: 'sft-set' as const, dir: setDir },
         { stage: 'pretrain', kind: 'checkpoint' as const, dir: whole.outDir },

@@ -7,8 +7,8 @@
  *
  * `sft` with `rl_pool: f` holds out a seeded fraction f of the train QUERIES (every pair of a
  * held-out query, like the train/dev/test split, so the pool's queries are new to the model) and
- * writes `rl-pool.json` into its checkpoint; dpo and grpo copy it into theirs (training.ts
- * `savePolicy`); sample, dpo and grpo restrict their train prompts to it (`restrictToRlPool`).
+ * writes `rl-pool.json` into its checkpoint; dpo and grpo copy it into theirs (judge/training.ts
+ * `finishTraining`); sample, dpo and grpo restrict their train prompts to it (`restrictToRlPool`).
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
