@@ -13,7 +13,7 @@ import { checkGraph } from '../graph.ts';
 import { issuesToDiagnostics } from './issues.ts';
 import { locate, type YamlSource } from './locate.ts';
 import { applyOverrides } from './overrides.ts';
-import { applyRenamedParams } from './renamed-params.ts';
+import { applyRenamedParams, issuesAsWritten } from './renamed-params.ts';
 import { pipelineConfigSchema, type PipelineConfig } from './schema.ts';
 import type { LoadedConfig, LoadedStage } from './loaded.ts';
 import { checkStages, type StageToCheck } from './stage-checks.ts';
@@ -106,7 +106,7 @@ export async function loadConfig(
     const withRaw = renamed.value;
     const params = type.params.safeParse(withRaw);
     if (!params.success) {
-      diagnostics.push(...issuesToDiagnostics(params.error.issues, withRaw, type.params, source, ['stages', name, 'with']));
+      diagnostics.push(...issuesToDiagnostics(issuesAsWritten(params.error.issues, renamed.writtenAs), written, type.params, source, ['stages', name, 'with']));
       continue;
     }
     // As written, before renames: a user stage not imported has no renames to apply, and plan and run must fingerprint it alike.

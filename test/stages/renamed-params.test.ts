@@ -114,4 +114,17 @@ describe('renamed trainer keys', () => {
     expect(validated.err).toContain(`both.yaml:${lineCol(readFileSync(path.join(dir, 'both.yaml'), 'utf8'), 'lr: 0.001')}: error: stages.sft.with: "lr" is the old name of "learning_rate", which is also given: keep "learning_rate" only`);
     expect(validated.err).toMatch(/\n1 error$/);
   });
+
+  it("an old key's bad value is reported at the old key, as written", async () => {
+    const dir = workspace('renamed-bad-');
+    const pipeline = inProcess(dir);
+    const text = config(OLD).replace('      lr: 0.004\n', '      lr: -1\n');
+    writeFileSync(path.join(dir, 'bad.yaml'), text);
+    const validated = await pipeline('validate', 'bad.yaml');
+    expect(validated.code).toBe(2);
+    const [line, col] = lineCol(text, 'lr: -1').split(':').map(Number) as [number, number];
+    // The value's position: after "lr: ".
+    expect(validated.err).toContain(`bad.yaml:${line}:${col + 4}: error: stages.sft.with.lr: expected a number > 0, found integer -1`);
+    expect(validated.err).toMatch(/\n1 error, 4 warnings$/);
+  });
 });
