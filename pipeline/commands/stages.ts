@@ -41,6 +41,8 @@ export async function stagesCommand(io: CommandIo): Promise<number> {
       const fallback = paramPresence(key, node, required);
       io.out(`  ${key} (${typeName(node)}, ${fallback})${node.description ? `: ${node.description}` : ''}`);
     }
+    // Old names still accepted (with a warning), so a user reading an old config finds the new key.
+    for (const [oldKey, newKey] of Object.entries(type.renamedParams ?? {})) io.out(`  ${oldKey}: renamed ${newKey} (the old name still loads, with a warning)`);
   }
   return EXIT.ok;
 }

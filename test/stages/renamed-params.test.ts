@@ -105,6 +105,22 @@ describe('renamed trainer keys', () => {
     expect(again.err).not.toContain('warning');
   }, 300_000);
 
+  it('`pipeline stages` lists each old name under its stage with the new key', async () => {
+    const stages = (await inProcess(workspace('renamed-stages-'))('stages')).out;
+    // A stage's lines: its header, then its indented params.
+    const lines = stages.split('\n');
+    const section = (name: string) => {
+      const start = lines.findIndex((l) => l.startsWith(`${name} (v`));
+      const end = lines.findIndex((l, i) => i > start && !l.startsWith('  '));
+      return lines.slice(start + 1, end < 0 ? undefined : end);
+    };
+    const note = (oldKey: string, newKey: string) => `  ${oldKey}: renamed ${newKey} (the old name still loads, with a warning)`;
+    expect(section('sft')).toEqual(expect.arrayContaining([note('lr', 'learning_rate'), note('eval_generate', 'eval_prompts')]));
+    expect(section('pretrain')).toContain(note('lr', 'learning_rate'));
+    expect(section('dpo')).toContain(note('max_completion_length', 'max_new_tokens'));
+    expect(section('grpo')).not.toContain(note('max_completion_length', 'max_new_tokens'));
+  });
+
   it('a stage that writes both the old and the new name is an error at the old key', async () => {
     const dir = workspace('renamed-both-');
     const pipeline = inProcess(dir);
