@@ -9,7 +9,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SftRecord } from '../../stages/lib/artifacts/sft-set.ts';
 import { loadTokenizer } from '#engine/tokenizer';
-import { completionIds, promptIds, readCompletionFormat } from '../../stages/lib/judge/model.ts';
+import { completionIds, promptIds } from '../../stages/lib/judge/model.ts';
+import { readCompletionFormat } from '../../stages/lib/artifacts/checkpoint.ts';
 import { readJsonl } from '../../stages/lib/io/jsonl.ts';
 
 const [setDir, modelDir, outFile] = process.argv.slice(2);

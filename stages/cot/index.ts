@@ -297,7 +297,7 @@ export default defineStage({
       }
     }
     await writeJsonl(join(ctx.outDir, 'rounds.jsonl'), counts);
-    const { writeCompletionFormat } = await import('../lib/judge/model.ts');
+    const { writeCompletionFormat } = await import('../lib/artifacts/checkpoint.ts');
     await writeCompletionFormat(ctx.outDir, { answerFirst: p.answer_first, dropSystemPrompt: false });
     return { metrics: { ...totals, rounds: counts.length }, ...(engine ? { engine } : {}) };
   },

@@ -66,7 +66,7 @@ export default defineStage({
     const teacher = new Map(sftSet ? (await readSftSet(sftSet.dir, 'train')).map((r) => [r.id, r.completion]) : []);
     const built = buildPairs(samples, teacher, p.pairs_per_prompt, ctx.rng.fork('pairs'));
     const { counts } = built;
-    const { readRlPool } = await import('../lib/rl/pool.ts');
+    const { readRlPool } = await import('../lib/artifacts/checkpoint.ts');
     const balance = (await readRlPool(ctx.inputs.one('checkpoint').dir))?.balance;
     const pairs = balancePairs(built.pairs, balance, ctx.rng.fork('balance'));
     ctx.log.info(`pairs: ${pairs.length} ${JSON.stringify(counts)}${sftSet ? '' : ' (no sft-set in needs: no teacher fallback)'}${balance ? `, drawn grade-balanced (temper ${balance.temper}, cap ${balance.cap})` : ''}`);

@@ -99,7 +99,8 @@ async function trainWithRewards(ctx: StageContext<GrpoParams>, rewards: LoadedRe
   const promptsDir = ctx.inputs.one('prompts').dir;
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecialTokens: true });
 
-  const { readRlPool, restrictToRlPool } = await import('../lib/rl/pool.ts');
+  const { readRlPool } = await import('../lib/artifacts/checkpoint.ts');
+  const { restrictToRlPool } = await import('../lib/rl/pool.ts');
   // The RL pool the SFT checkpoint held out, when it has one; else every train prompt.
   const all = await restrictToRlPool(ctx.inputs.one('checkpoint').dir, await readPromptRecords(promptsDir, 'train'));
   const train = all.filter((r) => fitsContext(policy, promptIds(tokenizer, policy.format, r.messages).length, p.max_completion_length));

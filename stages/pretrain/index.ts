@@ -73,7 +73,7 @@ export default defineStage({
     const engineLib = await import('#engine');
     const { loadTokenizer, copyTokenizerFiles, trainBpeTokenizer } = await import('#engine/tokenizer');
     const { readSplits } = await import('../lib/relevance/dataset.ts');
-    const policyLib = await import('../lib/judge/model.ts');
+    const checkpointFiles = await import('../lib/artifacts/checkpoint.ts');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const documents = catalogDocuments(await readSplits(ctx.inputs.one('dataset').dir));
@@ -125,7 +125,7 @@ export default defineStage({
     });
     await engineLib.saveModel(model, ctx.outDir, tokenizer);
     await copyTokenizerFiles(tokenizer.dir, ctx.outDir);
-    await policyLib.writeCompletionFormat(ctx.outDir, { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt });
+    await checkpointFiles.writeCompletionFormat(ctx.outDir, { ...(await checkpointFiles.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt });
     const parameters = engineLib.parameterCount(model);
     optimizer.dispose();
     engineLib.disposeModel(model);

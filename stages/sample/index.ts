@@ -55,7 +55,8 @@ export default defineStage({
     const { loadPolicy, generateCompletions, promptIds, fitsContext, releasePolicy } = await import('../lib/judge/model.ts');
     const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { drawFromPool, poolSampleSize, readRlPool, restrictToRlPool, rankByUncertainty } = await import('../lib/rl/pool.ts');
+    const { drawFromPool, poolSampleSize, restrictToRlPool, rankByUncertainty } = await import('../lib/rl/pool.ts');
+    const { readRlPool } = await import('../lib/artifacts/checkpoint.ts');
     const checkpointDir = ctx.inputs.one('checkpoint').dir;
     const { policy, engine } = await loadPolicy(checkpointDir, ctx.engine, ctx.log);
     const kg = await loadKnowledgeGraph(ctx.inputs.one('kg').dir);

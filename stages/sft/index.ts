@@ -129,6 +129,7 @@ export default defineStage({
     const engineLib = await import('#engine');
     const { loadTokenizer, trainBpeTokenizer } = await import('#engine/tokenizer');
     const policyLib = await import('../lib/judge/model.ts');
+    const checkpointFiles = await import('../lib/artifacts/checkpoint.ts');
     const accuracyProbe = await import('../lib/judge/accuracy-probe.ts');
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
     const { epochReader, runTrainingLoop, savePolicy, trainableModel } = await import('../lib/judge/training.ts');
@@ -137,7 +138,8 @@ export default defineStage({
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 
     const setDir = ctx.inputs.one('sft-set').dir;
-    const { carryRlPool, holdOutQueries, inRlPool, writeRlPool } = await import('../lib/rl/pool.ts');
+    const { holdOutQueries, inRlPool } = await import('../lib/rl/pool.ts');
+    const { carryRlPool, writeRlPool } = await import('../lib/artifacts/checkpoint.ts');
     const sftSet = await readSftSet(setDir, 'train');
     // The RL pool's queries are held out here, so the RL stages draw prompts this model has not memorised.
     const rlPool = p.rl_pool > 0 ? holdOutQueries(sftSet.map((r) => r.example), p.rl_pool, ctx.seed) : undefined;
@@ -150,7 +152,7 @@ export default defineStage({
       if (rlPool) rlPool.balance = gradeBalance.balance;
     }
     const dev = await readSftSet(setDir, 'dev').catch(() => [] as SftRecord[]);
-    const format = { ...(await policyLib.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
+    const format = { ...(await checkpointFiles.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
     // The accuracy probe: all dev prompts when the prompts artifact is an input, else the SFT set's dev split.
     const promptsDir = ctx.inputs.many('prompts')[0]?.dir;

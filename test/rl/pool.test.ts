@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { holdOutQueries, inRlPool, poolSampleSize, rankByUncertainty, restrictToRlPool, sampledGradeEntropy, writeRlPool } from '../../stages/lib/rl/pool.ts';
+import { holdOutQueries, inRlPool, poolSampleSize, rankByUncertainty, restrictToRlPool, sampledGradeEntropy } from '../../stages/lib/rl/pool.ts';
+import { writeRlPool } from '../../stages/lib/artifacts/checkpoint.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'rl-pool-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

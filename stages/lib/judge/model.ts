@@ -6,26 +6,14 @@
  * The completion format's options travel inside the checkpoint as `completion_format.json`, so a
  * model trained with `answer_first` is sampled and evaluated that way without repeating the option.
  */
-import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { type EngineConfig, type EngineRecord, type Logger, type Rng, yieldToEventLoop } from '../../../pipeline/api.ts';
+import { readCompletionFormat, type CompletionFormat } from '../artifacts/checkpoint.ts';
 import type { RenderOptions } from '../relevance/completion.ts';
 import { generationDefaults } from '#engine/schema';
 import type { Generation, Inference, Model } from '#engine';
 import type { ChatMessage, Tokenizer } from '#engine/tokenizer';
-
-export const COMPLETION_FORMAT_FILE = 'completion_format.json';
-
-export interface CompletionFormat {
-  answerFirst: boolean;
-  /**
-   * Leave the system message out of the prompt. A model trained from scratch gains nothing from a
-   * constant guideline and pays for it in context and compute; a pretrained judge keeps it.
-   */
-  dropSystemPrompt: boolean;
-}
 
 export interface Policy {
   dir: string;
@@ -35,17 +23,6 @@ export interface Policy {
   format: CompletionFormat;
   /** What generates and scores (engine.inference); after an optimizer step, `inference.refresh()`. */
   inference: Inference;
-}
-
-export async function readCompletionFormat(dir: string): Promise<CompletionFormat> {
-  const file = join(dir, COMPLETION_FORMAT_FILE);
-  if (!existsSync(file)) return { answerFirst: false, dropSystemPrompt: false };
-  const raw = JSON.parse(await readFile(file, 'utf8')) as Partial<CompletionFormat>;
-  return { answerFirst: raw.answerFirst === true, dropSystemPrompt: raw.dropSystemPrompt === true };
-}
-
-export async function writeCompletionFormat(dir: string, format: CompletionFormat): Promise<void> {
-  await writeFile(join(dir, COMPLETION_FORMAT_FILE), `${JSON.stringify(format, null, 2)}\n`);
 }
 
 export function renderOptions(format: CompletionFormat): RenderOptions {

@@ -159,7 +159,7 @@ export async function finishTraining(
   // The pool the SFT checkpoint held out travels with each RL checkpoint trained from it, so the
   // next RL stage draws from the same prompts (rl-pool.ts). Said here, by the RL stages' finish,
   // rather than by savePolicy, which writes a model and knows nothing of RL data.
-  const { carryRlPool } = await import('../rl/pool.ts');
+  const { carryRlPool } = await import('../artifacts/checkpoint.ts');
   await carryRlPool(policy.dir, ctx.outDir);
   optimizer.dispose();
   await releasePolicy(policy);
@@ -173,7 +173,8 @@ export async function finishTraining(
 export async function savePolicy(policy: Pick<Policy, 'dir' | 'model' | 'tokenizer' | 'format'>, outDir: string, engine: EngineConfig): Promise<void> {
   const { saveModel } = await import('#engine');
   const { copyTokenizerFiles } = await import('#engine/tokenizer');
-  const { writeCompletionFormat, writeInferenceExport } = await import('./model.ts');
+  const { writeCompletionFormat } = await import('../artifacts/checkpoint.ts');
+  const { writeInferenceExport } = await import('./model.ts');
   // float32 whatever the base was stored in: bf16 would round small trained updates away (SaveOptions.dtype).
   await saveModel(policy.model, outDir, policy.tokenizer, { dtype: 'float32' });
   if (policy.model.lora) {

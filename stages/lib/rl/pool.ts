@@ -7,26 +7,16 @@
  *
  * `sft` with `rl_pool: f` holds out a seeded fraction f of the train QUERIES (every pair of a
  * held-out query, like the train/dev/test split, so the pool's queries are new to the model) and
- * writes `rl-pool.json` into its checkpoint; dpo and grpo copy it into theirs (judge/training.ts
- * `finishTraining`); sample, dpo and grpo restrict their train prompts to it (`restrictToRlPool`).
+ * writes `rl-pool.json` into its checkpoint (artifacts/checkpoint.ts); dpo and grpo copy it into
+ * theirs (judge/training.ts `finishTraining`); sample, dpo and grpo restrict their train prompts to it
+ * (`restrictToRlPool`).
  */
-import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '../../../pipeline/api.ts';
 import { normalise } from '../relevance/text.ts';
-import { balancedOrder, type GradeBalance } from '../relevance/grade-balance.ts';
+import { balancedOrder } from '../relevance/grade-balance.ts';
+import { readRlPool, RL_POOL_FILE, type RlPool } from '../artifacts/checkpoint.ts';
 import type { Grade, RelevanceExample } from '../relevance/types.ts';
-
-export const RL_POOL_FILE = 'rl-pool.json';
-
-export interface RlPool {
-  /** Share of the train queries held out. */
-  fraction: number;
-  /** The held-out queries, normalised and sorted. */
-  queries: string[];
-  /** Set when SFT balanced grades: the RL stages draw from the pool the same way (grade-balance.ts). */
-  balance?: GradeBalance;
-}
 
 /** A seeded `fraction` of the distinct train queries (at least one when fraction > 0). */
 export function holdOutQueries(train: readonly Pick<RelevanceExample, 'query'>[], fraction: number, seed: number): RlPool {
@@ -38,22 +28,6 @@ export function holdOutQueries(train: readonly Pick<RelevanceExample, 'query'>[]
 
 export function inRlPool(pool: RlPool, example: Pick<RelevanceExample, 'query'>): boolean {
   return pool.queries.includes(normalise(example.query));
-}
-
-export async function writeRlPool(dir: string, pool: RlPool): Promise<void> {
-  await fs.writeFile(join(dir, RL_POOL_FILE), `${JSON.stringify(pool, null, 2)}\n`);
-}
-
-/** The pool a checkpoint was trained without, or undefined when its SFT held none out. */
-export async function readRlPool(checkpointDir: string): Promise<RlPool | undefined> {
-  const file = join(checkpointDir, RL_POOL_FILE);
-  return existsSync(file) ? (JSON.parse(await fs.readFile(file, 'utf8')) as RlPool) : undefined;
-}
-
-/** Copies a checkpoint's pool file into the checkpoint trained from it. */
-export async function carryRlPool(fromDir: string, toDir: string): Promise<void> {
-  const file = join(fromDir, RL_POOL_FILE);
-  if (existsSync(file)) await fs.copyFile(file, join(toDir, RL_POOL_FILE));
 }
 
 /**

@@ -15,7 +15,7 @@ export default defineStage({
   async run(ctx) {
     const engine = await import('#engine');
     const { trainBpeTokenizer, loadTokenizer, copyTokenizerFiles } = await import('#engine/tokenizer');
-    const { writeCompletionFormat } = await import('../../../stages/lib/judge/model.ts');
+    const { writeCompletionFormat } = await import('../../../stages/lib/artifacts/checkpoint.ts');
     const { readJsonl } = await import('../../../stages/lib/io/jsonl.ts');
     const record = await engine.initEngine(ctx.engine, ctx.log);
     const prompts = await readJsonl<{ messages: { content: string }[] }>(path.join(ctx.inputs.one('prompts').dir, 'train.jsonl'));
