@@ -43,12 +43,12 @@ export default defineStage({
     const { normalise } = await import('../lib/relevance/text.ts');
     const { QUERY_LOG_FILE, readQueryLog, indexQueryLog } = await import('../lib/relevance/query-log.ts');
     const { judgedQueries } = await import('../lib/retrieval/catalog.ts');
-    const { RETRIEVAL_FILE, RUNS_FILE } = await import('../retrieve/index.ts');
+    const { RETRIEVAL_FILE, RUNS_FILE } = await import('../lib/artifacts/retrieval.ts');
     const { REPORT_FRAGMENT_FILE } = await import('../../pipeline/api.ts');
     const { scoreRuns } = await import('./score.ts');
     const { retrievalFragment } = await import('./fragment.ts');
-    type RetrievalManifest = import('../retrieve/index.ts').RetrievalManifest;
-    type RetrievalRun = import('../retrieve/index.ts').RetrievalRun;
+    type RetrievalManifest = import('../lib/artifacts/retrieval.ts').RetrievalManifest;
+    type RetrievalRun = import('../lib/artifacts/retrieval.ts').RetrievalRun;
     type CatalogEntry = import('../lib/retrieval/catalog.ts').CatalogEntry;
 
     const p = ctx.params;

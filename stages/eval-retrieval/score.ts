@@ -6,7 +6,7 @@
 import { isRelevant, type Grade } from '../lib/relevance/types.ts';
 import type { JudgedQuery } from '../lib/retrieval/catalog.ts';
 import { FREQUENCY_SLICES, frequencySlices, retrievalFiguresWithIntervals, type FiguresWithIntervals, type RankedQuery } from '../lib/retrieval/metrics.ts';
-import type { RetrievalRun } from '../retrieve/index.ts';
+import type { RetrievalRun } from '../lib/artifacts/retrieval.ts';
 
 export interface JudgeLabel {
   queryId: string;

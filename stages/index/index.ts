@@ -13,6 +13,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
 import { DEFAULT_HNSW } from '../lib/retrieval/ann.ts';
+import { INDEX_FILE, type IndexManifest } from '../lib/artifacts/search-index.ts';
 
 const { connectivity, expansionAdd, expansionSearch } = DEFAULT_HNSW;
 export const hnswParams = z
@@ -25,14 +26,6 @@ export const hnswParams = z
   .describe('HNSW settings of the dense indexes');
 
 const params = z.strictObject({ hnsw: hnswParams });
-
-export interface IndexManifest {
-  items: number;
-  dense: Record<string, { dimensions: number; file: string; buildSeconds: number }>;
-  hnsw: z.output<typeof hnswParams>;
-}
-
-export const INDEX_FILE = 'index.json';
 
 export default defineStage({
   name: 'index',

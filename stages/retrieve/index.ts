@@ -23,6 +23,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
+import { RETRIEVAL_FILE, RUNS_FILE, type RetrievalManifest, type RetrievalRun } from '../lib/artifacts/retrieval.ts';
 
 const params = z.strictObject({
   split: z.enum(['train', 'dev', 'test']).default('dev').describe('Whose queries are retrieved for (choose settings on dev; test once at the end)'),
@@ -32,26 +33,6 @@ const params = z.strictObject({
   dense_weights: z.array(z.number().min(0).max(1)).min(1).default([0, 0.05, 0.1, 0.2, 0.3, 0.5]).describe('Candidate weights of the dense run in the hybrid (BM25 gets 1 − w); 0 keeps BM25’s ranking'),
   tune_split: z.enum(['train', 'dev']).default('dev').describe('Whose judged queries choose the hybrid’s dense weight (by mean NDCG@10); never test'),
 });
-
-export interface RetrievalRun {
-  method: string;
-  queryId: string;
-  query: string;
-  retrieved: string[];
-}
-
-export interface RetrievalManifest {
-  split: string;
-  k: number;
-  methods: string[];
-  queries: number;
-  annRecall: Record<string, number>;
-  /** Per embed stage: the hybrid's dense weight, chosen on `tuneSplit`, and the NDCG@10 there of every candidate. */
-  hybrid: Record<string, { denseWeight: number; tuneSplit: string; tuneNdcg10: Record<string, number> }>;
-}
-
-export const RETRIEVAL_FILE = 'retrieval.json';
-export const RUNS_FILE = 'runs.jsonl';
 
 export default defineStage({
   name: 'retrieve',
@@ -72,9 +53,9 @@ export default defineStage({
     const { chooseFusionWeight, hybridRanking, reciprocalRankFusion } = await import('../lib/retrieval/fusion.ts');
     const { meanNdcg10 } = await import('../lib/retrieval/metrics.ts');
     const { readEmbeddings } = await import('../lib/retrieval/vectors.ts');
-    const { INDEX_FILE } = await import('../index/index.ts');
+    const { INDEX_FILE } = await import('../lib/artifacts/search-index.ts');
     type CatalogEntry = import('../lib/retrieval/catalog.ts').CatalogEntry;
-    type IndexManifest = import('../index/index.ts').IndexManifest;
+    type IndexManifest = import('../lib/artifacts/search-index.ts').IndexManifest;
 
     const indexDir = ctx.inputs.one('index').dir;
     const manifest = JSON.parse(await readFile(path.join(indexDir, INDEX_FILE), 'utf8')) as IndexManifest;
@@ -91,7 +72,7 @@ export default defineStage({
     const rewritesInput = ctx.inputs.many('rewrites')[0];
     let rewritten = 0;
     if (rewritesInput) {
-      const { REWRITES_FILE } = await import('../rewrite/index.ts');
+      const { REWRITES_FILE } = await import('../lib/artifacts/rewrites.ts');
       const { mergeRewrites } = await import('../lib/retrieval/rewrite.ts');
       const { readSplit } = await import('../lib/relevance/dataset.ts');
       const { normalise } = await import('../lib/relevance/text.ts');
@@ -102,7 +83,7 @@ export default defineStage({
       const log = existsSync(logFile) ? indexQueryLog(await readQueryLog(logFile)) : undefined;
       const trainQueries = new Set((await readSplit(datasetDir, 'train')).map((e) => normalise(e.query)));
       const longTail = (queryId: string) => log?.get(queryId)?.tier === 'tail' || !trainQueries.has(queryId);
-      const rewrites = new Map((await readJsonl<import('../rewrite/index.ts').QueryRewrites>(path.join(rewritesInput.dir, REWRITES_FILE))).map((r) => [r.queryId, r.rewrites]));
+      const rewrites = new Map((await readJsonl<import('../lib/artifacts/rewrites.ts').QueryRewrites>(path.join(rewritesInput.dir, REWRITES_FILE))).map((r) => [r.queryId, r.rewrites]));
       for (const q of queries) {
         const own = lexical.get(q.queryId) as string[];
         const texts = longTail(q.queryId) ? (rewrites.get(q.queryId) ?? []) : [];

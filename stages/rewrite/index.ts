@@ -22,6 +22,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { defineStage } from '../../pipeline/api.ts';
+import { REWRITES_FILE, type QueryRewrites } from '../lib/artifacts/rewrites.ts';
 
 const params = z.strictObject({
   k: z.number().int().min(1).default(10).describe('First K items whose relevance the rejection rule and the feedback count'),
@@ -34,15 +35,6 @@ const params = z.strictObject({
   rewrite_tokens: z.number().int().min(1).default(24).describe('Most tokens the rewriter writes for one rewrite'),
 });
 
-export interface QueryRewrites {
-  queryId: string;
-  query: string;
-  rewrites: string[];
-  /** Who wrote the rewrites: the trained rewriter, or the reasoning model's analysis (untrained). */
-  source: 'rewriter' | 'analysis';
-}
-
-export const REWRITES_FILE = 'rewrites.jsonl';
 
 /** Rewrites from an analysis text: "<type> <constraint values>" and "<type>", unlike the query. */
 export function rewritesFromAnalysis(query: string, analysis: string, parse: (text: string) => { product: string; constraints: Record<string, string> } | undefined, normalise: (text: string) => string): string[] {

@@ -65,8 +65,8 @@ async function rewriteStageRewriter(artifacts: Inputs & { engine: EngineConfig }
   if (!source || source.kind !== 'rewrites') throw new Error(`--rewriter ${name}: no built rewrite stage of that name (uses: rewrite)`);
   const { readJsonl } = await import('../io/jsonl.ts');
   const { normalise } = await import('../relevance/text.ts');
-  const { REWRITES_FILE } = await import('../../rewrite/index.ts');
-  type QueryRewrites = import('../../rewrite/index.ts').QueryRewrites;
+  const { REWRITES_FILE } = await import('../artifacts/rewrites.ts');
+  type QueryRewrites = import('../artifacts/rewrites.ts').QueryRewrites;
   const known = new Map((await readJsonl<QueryRewrites>(join(source.dir, REWRITES_FILE))).map((r) => [r.queryId, r.rewrites]));
   const modelDir = join(source.dir, 'model');
   if (!existsSync(join(modelDir, 'config.json'))) return { source: name, rewrite: async (query) => known.get(normalise(query)) ?? [] };
