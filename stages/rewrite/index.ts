@@ -129,7 +129,8 @@ export default defineStage({
       if (!existsSync(path.join(base, 'config.json'))) throw new Error(`rewrite: no decoder to train: put a checkpoint stage in needs, or give ${embeddingsInput.stage} train_steps > 0 (its model/ is the default base)`);
       const { loadPolicy, releasePolicy } = await import('../lib/judge/model.ts');
       const { savePolicy } = await import('../lib/judge/training.ts');
-      const { generateRewrites, trainRewriter } = await import('./train.ts');
+      const { trainRewriter } = await import('./train.ts');
+      const { generateRewrites } = await import('../lib/retrieval/rewrite.ts');
       const loaded = await loadPolicy(base, ctx.engine, ctx.log);
       engine = loaded.engine;
       training = await trainRewriter(ctx, loaded.policy, sft, pairs, { sftSteps: p.sft_steps, dpoSteps: p.dpo_steps, batchSize: p.batch_size, learningRate: p.learning_rate, beta: p.beta }, ctx.rng.fork('rewriter'));

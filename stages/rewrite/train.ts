@@ -125,10 +125,3 @@ export async function trainRewriter(
   await policy.inference.refresh();
   return figures;
 }
-
-/** The trained rewriter's greedy rewrite of each query ('' where it wrote nothing usable). */
-export async function generateRewrites(policy: Policy, queries: readonly string[], options: { maxNewTokens: number; rng: Rng; signal?: AbortSignal }): Promise<string[]> {
-  const { greedyTexts } = await import('../lib/judge/model.ts');
-  const generations = await greedyTexts(policy, queries.map(rewritePrompt), { maxNewTokens: options.maxNewTokens, stops: REWRITE_STOPS, rng: options.rng, ...(options.signal ? { signal: options.signal } : {}) });
-  return generations.map((g) => (g.text ?? '').split(REWRITE_STOPS[0] as string)[0]!.trim());
-}

@@ -15,7 +15,8 @@ import { copyTokenizerFiles, loadTokenizer, trainBpeTokenizer } from '#engine/to
 import { loadPolicy, releasePolicy, type Policy } from '../../stages/lib/judge/model.ts';
 import { rewritePrompt } from '../../stages/lib/retrieval/rewrite.ts';
 import rewriteStage from '../../stages/rewrite/index.ts';
-import { generateRewrites, trainRewriter } from '../../stages/rewrite/train.ts';
+import { generateRewrites } from '../../stages/lib/retrieval/rewrite.ts';
+import { trainRewriter } from '../../stages/rewrite/train.ts';
 import { testContext } from '../data/context.ts';
 
 let scratch: string;

@@ -11,6 +11,8 @@
  * The rewrite stage (stages/rewrite) builds the candidates, selects them with these rules and
  * trains the rewriter on what they keep (stages/rewrite/train.ts).
  */
+import type { Rng } from '../../../pipeline/api.ts';
+import type { Policy } from '../judge/model.ts';
 import { reciprocalRankFusion } from './fusion.ts';
 
 export interface RewriteFeedback {
@@ -84,3 +86,10 @@ export function rewritePrompt(query: string): string {
 
 /** A rewrite ends at the line's end (or the end-of-sequence token). */
 export const REWRITE_STOPS = ['\n'];
+
+/** The trained rewriter's greedy rewrite of each query ('' where it wrote nothing usable). */
+export async function generateRewrites(policy: Policy, queries: readonly string[], options: { maxNewTokens: number; rng: Rng; signal?: AbortSignal }): Promise<string[]> {
+  const { greedyTexts } = await import('../judge/model.ts');
+  const generations = await greedyTexts(policy, queries.map(rewritePrompt), { maxNewTokens: options.maxNewTokens, stops: REWRITE_STOPS, rng: options.rng, ...(options.signal ? { signal: options.signal } : {}) });
+  return generations.map((g) => (g.text ?? '').split(REWRITE_STOPS[0] as string)[0]!.trim());
+}

@@ -71,7 +71,7 @@ async function rewriteStageRewriter(artifacts: Inputs & { engine: EngineConfig }
   const modelDir = join(source.dir, 'model');
   if (!existsSync(join(modelDir, 'config.json'))) return { source: name, rewrite: async (query) => known.get(normalise(query)) ?? [] };
   const { loadPolicy, releasePolicy } = await import('../judge/model.ts');
-  const { generateRewrites } = await import('../../rewrite/train.ts');
+  const { generateRewrites } = await import('../retrieval/rewrite.ts');
   const { Rng } = await import('../../../pipeline/api.ts');
   const silent = { info: () => {}, warn: () => {}, debug: () => {} };
   const { policy } = await loadPolicy(modelDir, artifacts.engine, silent);
