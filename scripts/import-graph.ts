@@ -95,9 +95,8 @@ export function importGraph(roots: readonly string[] = SOURCE_ROOTS): Map<string
   return graph;
 }
 
-function main(): void {
-  const fine = process.argv.includes('--fine');
-  const files = importGraph();
+/** The file graph read folder by folder (folderOf): each arrow between two folders with how many imports make it, and each folder -> the folders it imports. */
+export function folderGraph(files: ReadonlyMap<string, readonly string[]>, fine = false): { arrows: Map<string, number>; folders: Map<string, string[]> } {
   const arrows = new Map<string, number>();
   const folders = new Map<string, string[]>();
   for (const [from, targets] of files) {
@@ -109,6 +108,13 @@ function main(): void {
       if (!folders.has(b)) folders.set(b, []);
     }
   }
+  return { arrows, folders };
+}
+
+function main(): void {
+  const fine = process.argv.includes('--fine');
+  const files = importGraph();
+  const { arrows, folders } = folderGraph(files, fine);
   console.log(`folder arrows (${arrows.size}):`);
   for (const [arrow, count] of [...arrows].sort(([a], [b]) => a.localeCompare(b))) {
     const upward = arrow.startsWith('pipeline') && arrow.split(' -> ')[1]?.startsWith('stages');
