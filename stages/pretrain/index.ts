@@ -96,9 +96,8 @@ export default defineStage({
     };
     const stepsPerEpoch = Math.ceil(epochWindows(0).length / p.batch_size);
     const totalSteps = Math.max(1, Math.round(stepsPerEpoch * p.epochs));
-    const { epochReader, runTrainingLoop } = await import('../lib/judge/training.ts');
+    const { causalLmSteps, epochReader, runTrainingLoop } = await import('../lib/judge/training.ts');
     const ranks = engineLib.resolveRanks(ctx.engine.data_parallel, engine.backend);
-    let trainer: Awaited<ReturnType<typeof engineLib.startDataParallel>> | undefined;
     const readEpoch = epochReader(stepsPerEpoch, epochWindows);
     const step = await runTrainingLoop(ctx, {
       model,
@@ -111,17 +110,7 @@ export default defineStage({
         const batch = windows.slice(index * p.batch_size, (index + 1) * p.batch_size).map((ids) => ({ ids, lossMask: ids.map(() => 1) }));
         return [engineLib.padBatch(batch, tokenizer.padTokenId)];
       },
-      async trainStep(micro, { lr, maxGradNorm, signal }) {
-        const result = await (trainer as NonNullable<typeof trainer>).step(micro, { lr, maxGradNorm, signal });
-        return { loss: result.loss, grad_norm: result.gradNorm };
-      },
-      // Replicas start from the resumed weights.
-      async begin() {
-        trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
-      },
-      async end() {
-        await trainer?.close();
-      },
+      ...causalLmSteps(model, optimizer, { ranks, engine: ctx.engine }),
     });
     await engineLib.saveModel(model, ctx.outDir, tokenizer);
     await copyTokenizerFiles(tokenizer.dir, ctx.outDir);

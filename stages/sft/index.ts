@@ -132,7 +132,7 @@ export default defineStage({
     const checkpointFiles = await import('../lib/artifacts/checkpoint.ts');
     const accuracyProbe = await import('../lib/judge/accuracy-probe.ts');
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
-    const { epochReader, runTrainingLoop, savePolicy, trainableModel } = await import('../lib/judge/training.ts');
+    const { causalLmSteps, epochReader, runTrainingLoop, savePolicy, trainableModel } = await import('../lib/judge/training.ts');
     if (p.lora && !p.init) throw new Error('lora needs init: adapters train on a pretrained model (set init to an HF folder)');
     const tf = await import('@tensorflow/tfjs-core');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
@@ -242,7 +242,7 @@ export default defineStage({
     // Data parallel on the wasm/cpu backends: one replica per core, each taking a share of every batch.
     // LoRA trains in-process: the replicas copy every parameter each step, which adapters avoid.
     const ranks = p.lora ? 1 : engineLib.resolveRanks(ctx.engine.data_parallel, engine.backend);
-    let trainer: Awaited<ReturnType<typeof engineLib.startDataParallel>> | undefined;
+    const causalLm = causalLmSteps(model, optimizer, { ranks, engine: ctx.engine });
     let started = 0;
     let tokensSeen = 0;
     // The batch order of an epoch is a pure function of (seed, epoch): a resumed run sees the same batches.
@@ -260,22 +260,19 @@ export default defineStage({
         // ceil(n / batch_size) batches an epoch (lengthBucketedBatches), so no step of it is empty.
         return batches.slice(index * p.grad_accum, (index + 1) * p.grad_accum).map((b) => engineLib.padBatch(b, tokenizer.padTokenId));
       },
-      async trainStep(micro, { lr, maxGradNorm, signal }) {
-        const result = await (trainer as NonNullable<typeof trainer>).step(micro, { lr, maxGradNorm, signal });
+      async trainStep(micro, options) {
+        const stepped = await causalLm.trainStep(micro, options);
         // Real tokens only: padding is computed but is not throughput.
         tokensSeen += micro.reduce((n, b) => n + b.attentionMask.reduce((m, row) => m + row.reduce((a, v) => a + v, 0), 0), 0);
-        return { loss: result.loss, grad_norm: result.gradNorm, tokens_per_s: tokensSeen / ((performance.now() - started) / 1000) };
+        return { ...stepped, tokens_per_s: tokensSeen / ((performance.now() - started) / 1000) };
       },
       evaluation: { every: p.eval_every, run: evaluate },
-      // Replicas start from the resumed weights.
-      async begin() {
-        trainer = await engineLib.startDataParallel(model, optimizer, { ranks, engine: ctx.engine });
+      async begin(step) {
+        await causalLm.begin(step);
         if (ranks > 1) ctx.log.info(`data parallel: ${ranks} ranks`);
         started = performance.now();
       },
-      async end() {
-        await trainer?.close();
-      },
+      end: causalLm.end,
     });
 
     const final: Record<string, number> = await evaluate();

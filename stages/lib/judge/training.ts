@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { type EngineConfig, Rng, type StageContext, yieldToEventLoop } from '../../../pipeline/api.ts';
-import type { AdamW, LoraOptions, Model } from '#engine';
+import type { AdamW, DataParallelTrainer, LoraOptions, Model, PaddedBatch } from '#engine';
 import type { Policy } from './model.ts';
 import { probeMetrics, type AccuracyProbe } from './accuracy-probe.ts';
 
@@ -101,6 +101,29 @@ export async function runTrainingLoop<Batch, LoopState = never>(ctx: StageContex
     await loop.end?.();
   }
   return step;
+}
+
+/**
+ * The training step of a causal-LM trainer (pretrain, sft): the next-token loss over the masked
+ * targets on data-parallel replicas (one per core on the wasm/cpu backends, the engine's
+ * startDataParallel), started in `begin` from the resumed weights and stopped in `end`.
+ */
+export function causalLmSteps(model: Model, optimizer: AdamW, options: { ranks: number; engine: EngineConfig }): Required<Pick<TrainingLoop<PaddedBatch[]>, 'trainStep' | 'begin' | 'end'>> {
+  let replicas: DataParallelTrainer | undefined;
+  return {
+    async trainStep(micro, { lr, maxGradNorm, signal }) {
+      if (!replicas) throw new Error('Internal error: a causal-LM training step before the replicas started');
+      const result = await replicas.step(micro, { lr, maxGradNorm, signal });
+      return { loss: result.loss, grad_norm: result.gradNorm };
+    },
+    async begin() {
+      const { startDataParallel } = await import('#engine');
+      replicas = await startDataParallel(model, optimizer, options);
+    },
+    async end() {
+      await replicas?.close();
+    },
+  };
 }
 
 /**
