@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import type { Manifest } from '../pipeline/stage-api.ts';
 import type { DevJudgement } from '../stages/lib/artifacts/distilled.ts';
 import { classificationMetrics } from '../stages/lib/relevance/grade-agreement.ts';
-import { readSplits } from '../stages/lib/relevance/dataset.ts';
+import { readSplits } from '../stages/lib/artifacts/dataset.ts';
 import { readJsonl } from '../stages/lib/io/jsonl.ts';
 import { loadKnowledgeGraph } from '../stages/lib/relevance/kg.ts';
 import { indexQueryLog, QUERY_LOG_FILE, readQueryLog } from '../stages/lib/relevance/query-log.ts';

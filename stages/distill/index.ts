@@ -87,7 +87,8 @@ export default defineStage({
   resources: 'train',
   async run(ctx) {
     const p = ctx.params;
-    const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readSplits } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { readJsonl, writeJsonl } = await import('../lib/io/jsonl.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { classificationMetrics } = await import('../lib/relevance/grade-agreement.ts');

@@ -72,7 +72,8 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { readJsonl } = await import('../lib/io/jsonl.ts');
-    const { readSplits, SPLITS, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readSplits, SPLITS } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { readCatalog, itemText, judgedQueries } = await import('../lib/retrieval/catalog.ts');
     const { embedIds, embedTexts, embeddingIds } = await import('../lib/retrieval/embedding.ts');
     const { writeEmbeddings } = await import('../lib/retrieval/vectors.ts');

@@ -38,7 +38,8 @@ export default defineStage({
   async run(ctx) {
     const { existsSync } = await import('node:fs');
     const { readFile } = await import('node:fs/promises');
-    const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readSplits } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { readJsonl, writeJsonl } = await import('../lib/io/jsonl.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { QUERY_LOG_FILE, readQueryLog, indexQueryLog } = await import('../lib/relevance/query-log.ts');

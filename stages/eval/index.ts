@@ -227,7 +227,7 @@ export default defineStage({
     const { readPromptRecords } = await import('../lib/artifacts/prompts.ts');
     const { referenceSteps } = await import('../lib/relevance/prompts.ts');
     const { stratifiedSample } = await import('../lib/relevance/subsample.ts');
-    const { writeJson } = await import('../lib/relevance/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { lexicalBaseline } = await import('../lib/relevance/baseline.ts');
     const { evalFragment } = await import('./fragment.ts');

@@ -20,7 +20,8 @@ export default defineStage({
   requires: () => ['dataset', 'kg'],
   async run(ctx) {
     const { loadKnowledgeGraph } = await import('../lib/relevance/kg.ts');
-    const { readSplits, SPLITS, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readSplits, SPLITS } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { PromptBuilder } = await import('../lib/relevance/prompts.ts');
 

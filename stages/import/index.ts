@@ -22,7 +22,8 @@ export default defineStage({
   userFiles: (params) => [params.path, ...(params.query_log?.path ? [params.query_log.path] : [])],
   async run(ctx) {
     const { importDataset } = await import('../lib/relevance/importer.ts');
-    const { writeSplits, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { writeSplits } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const file = path.resolve(ctx.configDir, ctx.params.path);
     // With split_seed, the same stream the pipeline seed would give (seed, stage name): split_seed

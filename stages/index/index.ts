@@ -37,7 +37,8 @@ export default defineStage({
   requires: () => ['dataset'],
   async run(ctx) {
     const { performance } = await import('node:perf_hooks');
-    const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readSplits } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { readCatalog } = await import('../lib/retrieval/catalog.ts');
     const { buildHnsw } = await import('../lib/retrieval/ann.ts');

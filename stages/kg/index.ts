@@ -43,7 +43,7 @@ export default defineStage({
     const { loadKnowledge } = await import('../lib/relevance/knowledge.ts');
     const { buildKnowledgeGraph, writeKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { readJsonl } = await import('../lib/io/jsonl.ts');
-    const { readSplits, SPLITS } = await import('../lib/relevance/dataset.ts');
+    const { readSplits, SPLITS } = await import('../lib/artifacts/dataset.ts');
     type Knowledge = import('../lib/relevance/knowledge.ts').Knowledge;
     type Item = import('../lib/relevance/types.ts').Item;
 

@@ -83,7 +83,8 @@ export default defineStage({
   },
   async run(ctx) {
     const p = ctx.params;
-    const { readSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');
+    const { readSplits, SPLITS } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { readQueryLog, indexQueryLog, QUERY_LOG_FILE } = await import('../lib/relevance/query-log.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { labelResumably } = await import('../lib/serving/label.ts');

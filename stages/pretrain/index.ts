@@ -72,7 +72,7 @@ export default defineStage({
     const p: Params = ctx.params;
     const engineLib = await import('#engine');
     const { loadTokenizer, copyTokenizerFiles, trainBpeTokenizer } = await import('#engine/tokenizer');
-    const { readSplits } = await import('../lib/relevance/dataset.ts');
+    const { readSplits } = await import('../lib/artifacts/dataset.ts');
     const checkpointFiles = await import('../lib/artifacts/checkpoint.ts');
     const engine = await engineLib.initEngine(ctx.engine, ctx.log);
 

@@ -45,7 +45,8 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { readFile } = await import('node:fs/promises');
-    const { readSplit, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readSplit } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { readJsonl, writeJsonl } = await import('../lib/io/jsonl.ts');
     const { bm25Terms, Bm25 } = await import('../lib/relevance/bm25.ts');
     const { itemText, judgedQueries } = await import('../lib/retrieval/catalog.ts');
@@ -74,7 +75,7 @@ export default defineStage({
     if (rewritesInput) {
       const { REWRITES_FILE } = await import('../lib/artifacts/rewrites.ts');
       const { mergeRewrites } = await import('../lib/retrieval/rewrite.ts');
-      const { readSplit } = await import('../lib/relevance/dataset.ts');
+      const { readSplit } = await import('../lib/artifacts/dataset.ts');
       const { normalise } = await import('../lib/relevance/text.ts');
       const { QUERY_LOG_FILE, readQueryLog, indexQueryLog } = await import('../lib/relevance/query-log.ts');
       const { existsSync } = await import('node:fs');

@@ -63,7 +63,8 @@ export default defineStage({
   async run(ctx) {
     const p = ctx.params;
     const { parseCompletion } = await import('../lib/relevance/completion.ts');
-    const { readSplits, writeJson } = await import('../lib/relevance/dataset.ts');
+    const { readSplits } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { writeJsonl } = await import('../lib/io/jsonl.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { bm25Terms, Bm25 } = await import('../lib/relevance/bm25.ts');

@@ -3,7 +3,7 @@
  * the knowledge files under data/ (docs/design.md §2–3), split by query.
  *
  * Writes a 'dataset' artifact: train/dev/test.jsonl, stats.json, catalog.jsonl, knowledge.json and
- * rules.json (see stages/lib/relevance/dataset.ts), and query_log.jsonl: every query with a Zipf
+ * rules.json (see stages/lib/artifacts/dataset.ts), and query_log.jsonl: every query with a Zipf
  * frequency and its head/torso/tail tier (stages/lib/relevance/query-log.ts).
  */
 import path from 'node:path';
@@ -23,7 +23,8 @@ export default defineStage({
     const { loadKnowledge } = await import('../lib/relevance/knowledge.ts');
     const { buildKnowledgeGraph } = await import('../lib/relevance/kg.ts');
     const { generateWorld } = await import('../lib/relevance/world.ts');
-    const { writeSplits, writeJson, SPLITS } = await import('../lib/relevance/dataset.ts');
+    const { writeSplits, SPLITS } = await import('../lib/artifacts/dataset.ts');
+    const { writeJson } = await import('../lib/io/json.ts');
     const { buildQueryLog, QUERY_LOG_FILE, QUERY_TIERS } = await import('../lib/relevance/query-log.ts');
     const { normalise } = await import('../lib/relevance/text.ts');
     const { writeJsonl } = await import('../lib/io/jsonl.ts');

@@ -5,7 +5,7 @@ import iconv from 'iconv-lite';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../pipeline/rng.ts';
 import importStage from '../../stages/import/index.ts';
-import { readSplits } from '../../stages/lib/relevance/dataset.ts';
+import { readSplits } from '../../stages/lib/artifacts/dataset.ts';
 import { importDataset, importParamsSchema, parseLabel } from '../../stages/lib/relevance/importer.ts';
 import { normalise } from '../../stages/lib/relevance/text.ts';
 import { testContext } from './context.ts';

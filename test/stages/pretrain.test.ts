@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { stepCheckpoints } from '../../pipeline/executor/checkpoints.ts';
 import pretrainStage, { catalogDocuments, packWindows } from '../../stages/pretrain/index.ts';
 import sftStage from '../../stages/sft/index.ts';
-import { writeSplits } from '../../stages/lib/relevance/dataset.ts';
+import { writeSplits } from '../../stages/lib/artifacts/dataset.ts';
 import { writeJsonl } from '../../stages/lib/io/jsonl.ts';
 import type { Grade, RelevanceExample } from '../../stages/lib/relevance/types.ts';
 import { testContext } from '../data/context.ts';

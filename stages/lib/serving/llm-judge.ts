@@ -83,7 +83,7 @@ export interface LlmJudge {
 export async function openLlmJudge(sources: JudgeSources, engine: EngineConfig, log: Logger, options: LlmJudgeOptions): Promise<LlmJudge> {
   const { loadPolicy } = await import('../judge/model.ts');
   const { loadKnowledgeGraph } = await import('../relevance/kg.ts');
-  const { readSplit } = await import('../relevance/dataset.ts');
+  const { readSplit } = await import('../artifacts/dataset.ts');
   const { PromptBuilder: Builder } = await import('../relevance/prompts.ts');
   const kg = await loadKnowledgeGraph(sources.kgDir);
   // Exemplars come from train, as in the prompts the judge was trained on.

@@ -1,14 +1,14 @@
 /**
  * The 'dataset' artifact layout every relevance stage shares:
- *   train.jsonl, dev.jsonl, test.jsonl   RelevanceExample records (types.ts)
+ *   train.jsonl, dev.jsonl, test.jsonl   RelevanceExample records (relevance/types.ts)
  *   stats.json                           counts by split, grade, capability, ... (producer-specific)
  * The world stage adds catalog.jsonl (every generated Item) and knowledge.json (the resolved
  * knowledge bundle, rules included) and rules.json (the rules alone); kg reads them when present.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { forEachJsonl, writeJsonl } from '../io/jsonl.ts';
-import { GRADES, type RelevanceExample, type Split } from './types.ts';
+import { GRADES, type RelevanceExample, type Split } from '../relevance/types.ts';
 
 export const SPLITS: readonly Split[] = ['train', 'dev', 'test'];
 
@@ -32,8 +32,4 @@ export async function readSplit(dir: string, split: Split): Promise<RelevanceExa
 
 export async function readSplits(dir: string): Promise<Record<Split, RelevanceExample[]>> {
   return { train: await readSplit(dir, 'train'), dev: await readSplit(dir, 'dev'), test: await readSplit(dir, 'test') };
-}
-
-export async function writeJson(file: string, value: unknown): Promise<void> {
-  await fs.writeFile(file, `${JSON.stringify(value, null, 2)}\n`);
 }
