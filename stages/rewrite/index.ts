@@ -10,8 +10,8 @@
  * by BEQUE's rejection rule (more relevant items than the original), and the candidates of a query
  * ranked into partial-order preference pairs. Then, with `sft_steps`/`dpo_steps` above 0, a decoder
  * (a `checkpoint` input, else the embed stage's trained model/) is fine-tuned on the kept rewrites
- * and aligned on the pairs, and its greedy rewrite of every query is what is served; with both 0
- * the analysis's rewrites are served untrained.
+ * and aligned on the pairs, and its greedy rewrite of every query is what is served when it shares
+ * a term with the query (servedRewrites); with both 0 the analysis's rewrites are served untrained.
  *
  *   rewrite: { uses: rewrite, needs: [embed_reason, data], with: { sft_steps: 120, dpo_steps: 60 } }
  *
@@ -54,7 +54,7 @@ export function rewritesFromAnalysis(query: string, analysis: string, parse: (te
 
 export default defineStage({
   name: 'rewrite',
-  version: '2',
+  version: '3',
   description: 'BEQUE query rewriter: candidates selected on train by the rejection rule, offline feedback and partial order; SFT then partial-order DPO of a decoder; its rewrites served.',
   params,
   produces: 'rewrites',
@@ -72,7 +72,7 @@ export default defineStage({
     const { GRADES } = await import('../lib/relevance/types.ts');
     const { itemText, judgedQueries, readCatalog } = await import('../lib/retrieval/catalog.ts');
     const { readEmbeddings } = await import('../lib/retrieval/vectors.ts');
-    const { candidateRewrites, keepRewrite, partialOrderPairs, rewriteFeedback } = await import('../lib/retrieval/rewrite.ts');
+    const { candidateRewrites, keepRewrite, partialOrderPairs, rewriteFeedback, servedRewrites } = await import('../lib/retrieval/rewrite.ts');
     const { QUERY_LOG_FILE } = await import('../lib/relevance/query-log.ts');
     const { existsSync } = await import('node:fs');
 
@@ -137,10 +137,9 @@ export default defineStage({
       training = await trainRewriter(ctx, loaded.policy, sft, pairs, { sftSteps: p.sft_steps, dpoSteps: p.dpo_steps, batchSize: p.batch_size, learningRate: p.learning_rate, beta: p.beta }, ctx.rng.fork('rewriter'));
       ctx.log.info(`rewriter: ${JSON.stringify(training)}`);
       const written = await generateRewrites(loaded.policy, embeddings.queries.map((q) => q.query), { maxNewTokens: p.rewrite_tokens, rng: ctx.rng.fork('generate'), signal: ctx.signal });
-      all = embeddings.queries.map((q, i) => {
-        const text = written[i] as string;
-        return { queryId: q.queryId, query: q.query, rewrites: text === '' || normalise(text) === q.queryId ? [] : [text], source: 'rewriter' as const };
-      });
+      all = embeddings.queries.map((q, i) => ({ queryId: q.queryId, query: q.query, rewrites: servedRewrites(q.query, [written[i] as string], normalise), source: 'rewriter' as const }));
+      // Written but not served: empty, the query again, or sharing no term with it (servedRewrites).
+      training.rewrites_not_served = written.filter((text, i) => text !== '' && (all[i] as QueryRewrites).rewrites.length === 0).length;
       await savePolicy(loaded.policy, path.join(ctx.outDir, 'model'), ctx.engine);
       await releasePolicy(loaded.policy);
     } else {

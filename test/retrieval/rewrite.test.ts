@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { candidateRewrites, keepRewrite, mergeRewrites, partialOrderPairs, rewriteFeedback } from '../../stages/lib/retrieval/rewrite.ts';
+import { candidateRewrites, keepRewrite, mergeRewrites, partialOrderPairs, rewriteFeedback, servedRewrites } from '../../stages/lib/retrieval/rewrite.ts';
 
 // Fixture: the long-tail query "household ventilation fans" retrieves [a, x, y]; a is relevant (L4),
 // x not (L1), y unlabelled. Rewrite "ventilation fan" retrieves [a, b, c]: b L3, c L2.
@@ -68,5 +68,15 @@ describe('candidate rewrites for rejection sampling', () => {
       'household ventilation',
     ]);
     expect(candidateRewrites('garmin', [], normalise)).toEqual([]);
+  });
+});
+
+describe('rewrites served', () => {
+  it('only those sharing a term with the query, each once, never the query itself or nothing', async () => {
+    const { normalise } = await import('../../stages/lib/relevance/text.ts');
+    // "hoodie t" shares no term with "headset"; "Headset" is the query again; '' is nothing.
+    expect(servedRewrites('headset', ['hoodie t', 'Headset', '', 'wireless headset', 'Wireless  Headset'], normalise)).toEqual(['wireless headset']);
+    // "food" is a term of "dog food" (the query less one term); "<|im_end|>" has none of its terms.
+    expect(servedRewrites('dog food', ['food', '<|im_end|>'], normalise)).toEqual(['food']);
   });
 });

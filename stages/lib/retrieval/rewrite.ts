@@ -13,6 +13,7 @@
  */
 import type { Rng } from '../../../pipeline/api.ts';
 import type { Policy } from '../judge/model.ts';
+import { bm25Terms } from '../relevance/bm25.ts';
 import { reciprocalRankFusion } from './fusion.ts';
 
 export interface RewriteFeedback {
@@ -92,4 +93,22 @@ export async function generateRewrites(policy: Policy, queries: readonly string[
   const { greedyTexts } = await import('../judge/model.ts');
   const generations = await greedyTexts(policy, queries.map(rewritePrompt), { maxNewTokens: options.maxNewTokens, stops: REWRITE_STOPS, rng: options.rng, ...(options.signal ? { signal: options.signal } : {}) });
   return generations.map((g) => (g.text ?? '').split(REWRITE_STOPS[0] as string)[0]!.trim());
+}
+
+/**
+ * The rewrites of `query` worth serving: non-empty, not the query again (after `normalise`), and
+ * sharing at least one search term with it. BEQUE asks a rewrite to keep the query's meaning
+ * (§3.1, semantic consistency); a small rewriter's greedy output for a query unlike its training
+ * set can be unrelated text ("hoodie t" for "headset"), which would only pull foreign items into
+ * the merged ranking, so a rewrite with no term of the query is dropped.
+ */
+export function servedRewrites(query: string, rewrites: readonly string[], normalise: (text: string) => string): string[] {
+  const queryTerms = new Set(bm25Terms(query));
+  const seen = new Set([normalise(query)]);
+  return rewrites.filter((rewrite) => {
+    const key = normalise(rewrite);
+    if (key === '' || seen.has(key)) return false;
+    seen.add(key);
+    return bm25Terms(rewrite).some((term) => queryTerms.has(term));
+  });
 }

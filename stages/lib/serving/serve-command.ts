@@ -71,7 +71,7 @@ async function rewriteStageRewriter(artifacts: Inputs & { engine: EngineConfig }
   const modelDir = join(source.dir, 'model');
   if (!existsSync(join(modelDir, 'config.json'))) return { source: name, rewrite: async (query) => known.get(normalise(query)) ?? [] };
   const { loadPolicy, releasePolicy } = await import('../judge/model.ts');
-  const { generateRewrites } = await import('../retrieval/rewrite.ts');
+  const { generateRewrites, servedRewrites } = await import('../retrieval/rewrite.ts');
   const { Rng } = await import('../../../pipeline/api.ts');
   const silent = { info: () => {}, warn: () => {}, debug: () => {} };
   const { policy } = await loadPolicy(modelDir, artifacts.engine, silent);
@@ -85,8 +85,7 @@ async function rewriteStageRewriter(artifacts: Inputs & { engine: EngineConfig }
       if (precomputed) return precomputed;
       const next = queue.then(() => generateRewrites(policy, [query], { maxNewTokens, rng: new Rng(0, 'serve-rewrite') }));
       queue = next.catch(() => {});
-      const text = ((await next)[0] ?? '').trim();
-      return text === '' || normalise(text) === id ? [] : [text];
+      return servedRewrites(query, [(await next)[0] ?? ''], normalise);
     },
     close: () => releasePolicy(policy),
   };
