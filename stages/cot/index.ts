@@ -20,8 +20,9 @@ import { defineStage, type EngineRecord, type Rng, type StageContext } from '../
 import { formatInstructions, parseCompletion, verifyCompletion, type ReasoningSteps, type Verification } from '../lib/relevance/completion.ts';
 import { analyzePair, toReasoningSteps } from '../lib/relevance/analysis.ts';
 import { unsupportedClaims } from '../lib/relevance/evidence.ts';
+import { readPromptRecords } from '../lib/artifacts/prompts.ts';
 import { sftSetFile, type SftRecord } from '../lib/artifacts/sft-set.ts';
-import { readJsonl, writeJsonl } from '../lib/io/jsonl.ts';
+import { writeJsonl } from '../lib/io/jsonl.ts';
 import { loadKnowledgeGraph, type KnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { seededSample } from '../lib/relevance/subsample.ts';
@@ -220,7 +221,7 @@ export default defineStage({
     const totals: Record<string, number> = {};
 
     for (const split of p.splits) {
-      const records = seededSample(await readJsonl<PromptRecord>(join(promptsDir, `${split}.jsonl`)), p.limit, ctx.rng.fork(`${split}/limit`));
+      const records = seededSample(await readPromptRecords(promptsDir, split), p.limit, ctx.rng.fork(`${split}/limit`));
       const references = new Map<string, ReasoningSteps>(
         records.map((r) => [r.id, toReasoningSteps(analyzePair(r.example.query, r.example.item, kg))]),
       );
