@@ -1,5 +1,5 @@
 /**
- * The cost of running reward files in the reward worker (reward-files.ts) rather than on the main
+ * The cost of running reward files in the reward worker (stages/lib/rl/reward-files.ts) rather than on the main
  * thread: the example reward file scored on GRPO-sized batches (8 prompts x 4 completions, prompts
  * of ~2 KB like the relevance prompts), first called in this thread (the module imported directly:
  * what the pipeline did before the worker), then through the worker. Prints ms per batch for both

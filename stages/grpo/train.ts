@@ -82,7 +82,7 @@ function rolloutMetrics(collected: CollectedGroups, rewardNames: readonly string
 }
 
 export async function trainGrpo(ctx: StageContext<GrpoParams>): Promise<StageOutcome> {
-  // Reward files run in a worker (reward-files.ts), ended however the run ends.
+  // Reward files run in a worker (stages/lib/rl/reward-files.ts), ended however the run ends.
   const rewards = await loadRewards(ctx.params.rewards, ctx.configDir, { signal: ctx.signal });
   try {
     return await trainWithRewards(ctx, rewards);

@@ -180,7 +180,7 @@ export async function finishTraining(
   ctx.metrics.log(step, probed);
   await savePolicy(policy, ctx.outDir, ctx.engine);
   // The pool the SFT checkpoint held out travels with each RL checkpoint trained from it, so the
-  // next RL stage draws from the same prompts (rl-pool.ts). Said here, by the RL stages' finish,
+  // next RL stage draws from the same prompts (rl/pool.ts). Said here, by the RL stages' finish,
   // rather than by savePolicy, which writes a model and knows nothing of RL data.
   const { carryRlPool } = await import('../artifacts/checkpoint.ts');
   await carryRlPool(policy.dir, ctx.outDir);

@@ -8,7 +8,7 @@
  *   POST /v1/completions        OpenAI-compatible raw-prompt completions
  *   GET  /v1/models[/{id}]      the served checkpoint
  *   GET  /healthz               ok, with what each tier holds
- *   GET  /metrics               Prometheus text (metrics.ts)
+ *   GET  /metrics               Prometheus text (prometheus.ts)
  *
  * Every error is OpenAI's error object (api-errors.ts): 400 for anything the client can fix, naming
  * the key path in `param` (a malformed body, a blank or control-character text, a prompt over the
