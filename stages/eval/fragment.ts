@@ -1,5 +1,6 @@
 /** The eval's report fragment: the comparison table, per-grade scores, confusions, slices and samples. */
 import type { Cell, FragmentBlock, ReportFragment } from '../../pipeline/api.ts';
+import { DEGENERATE_GRADE_SHARE, DEGENERATE_QWK } from '../lib/relevance/grade-agreement.ts';
 import { GRADES } from '../lib/relevance/types.ts';
 import type { EvalMetrics } from './eval-metrics.ts';
 import type { Prediction } from './predictions.ts';
@@ -23,6 +24,11 @@ function summaries(metrics: EvalMetrics): [string, ModelSummary][] {
   ];
 }
 
+/** What "(degenerate)" beside a model means, when a row carries it. */
+function degenerateNote(metrics: EvalMetrics): string[] {
+  return metrics.comparison.some((r) => r.degenerate) ? [`(degenerate): one grade for at least ${DEGENERATE_GRADE_SHARE * 100} % of pairs while gold is not, or QWK at most ${DEGENERATE_QWK}`] : [];
+}
+
 function comparisonTable(metrics: EvalMetrics): FragmentBlock {
   const thresholds = Object.entries(metrics.checkpoints)
     .filter(([, s]) => s.threshold)
@@ -35,7 +41,7 @@ function comparisonTable(metrics: EvalMetrics): FragmentBlock {
     title: `Comparison on ${metrics.examples} ${metrics.split} examples`,
     columns: ['model', 'Acc@2', '95% CI', 'Acc@4', '95% CI', 'macro-F1', '95% CI', 'QWK', '95% CI', 'format valid', 'steps verified', 'rule adherence', 'mean tokens', 'ms / example'],
     rows: metrics.comparison.map((r) => [
-      r.model,
+      r.degenerate ? `${r.model} (degenerate)` : r.model,
       round(r.acc2),
       interval(r.intervals.acc2),
       round(r.acc4),
@@ -50,7 +56,7 @@ function comparisonTable(metrics: EvalMetrics): FragmentBlock {
       round(r.meanCompletionTokens),
       round(r.meanLatencyMs),
     ]),
-    note: [`95% CI: percentile bootstrap over the examples, ${metrics.comparison[0]?.intervals.resamples ?? 0} resamples`, ...thresholds, ...ensemble, ...pooled].join('; '),
+    note: [`95% CI: percentile bootstrap over the examples, ${metrics.comparison[0]?.intervals.resamples ?? 0} resamples`, ...degenerateNote(metrics), ...thresholds, ...ensemble, ...pooled].join('; '),
   };
 }
 

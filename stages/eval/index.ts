@@ -26,7 +26,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineStage, REPORT_FRAGMENT_FILE, type EngineRecord, type QualityCheck, type StageContext } from '../../pipeline/api.ts';
-import { describeShares, judgeDegeneracy } from '../lib/relevance/grade-agreement.ts';
+import { DEGENERATE_QWK, describeShares, judgeDegeneracy } from '../lib/relevance/grade-agreement.ts';
 import { chooseDelivered, judgePredictions, nestedSelection } from './delivery.ts';
 import type { ReasoningSteps } from '../lib/relevance/completion.ts';
 import { GRADE_READINGS, THRESHOLD_TUNING_EXAMPLES } from '../lib/relevance/grade-pooling.ts';
@@ -210,7 +210,8 @@ export default defineStage({
   // 3: the learned baseline in the report's per-grade, confusion and slice tables (lexical_pool rows).
   // 4: the delivered judge (chosen on dev by cross-fitting), its degeneracy check, the verdict blocks.
   // 5: balanced query folds, fewer structured candidates and the one-SE rule; the nested estimate.
-  version: '5',
+  // 6: every model's row says whether it is degenerate (metrics.json, the log and the report).
+  version: '6',
   description: 'Evaluate checkpoints and the lexical baseline on the test (or dev) split: metrics, slices, step verification, comparison table',
   params,
   produces: 'eval',
@@ -349,6 +350,11 @@ export default defineStage({
       predictions.push(...learned);
     }
 
+    // Every collapsed model is named, not only a collapsed delivered judge: a checkpoint that answers one
+    // grade still feeds the ensemble, the pool and the next stage (issue: "never deliver a degenerate judge
+    // silently"). The delivered judge's own check is the stage's quality check below.
+    const collapsed = metrics.comparison.filter((row) => row.degenerate && row.kind !== 'delivered');
+    if (collapsed.length > 0) ctx.log.warn(`degenerate on ${metrics.split}: ${collapsed.map((row) => row.model).join(', ')} (one grade for most pairs, or QWK <= ${DEGENERATE_QWK}; the report marks them)`);
     // One line, not one per model: a step axis over models would draw a meaningless curve.
     ctx.metrics.log(0, Object.fromEntries(metrics.comparison.flatMap((row) => (['acc2', 'acc4', 'macroF1', 'qwk'] as const).map((k) => [`${row.model}.${k}`, row[k]]))));
     await writeJson(join(ctx.outDir, 'metrics.json'), metrics);

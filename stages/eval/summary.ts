@@ -5,7 +5,7 @@
  * A rate whose denominator is empty is null (JSON has no NaN), never 0.
  */
 import { STEP_NAMES } from '../lib/relevance/completion.ts';
-import { bootstrapIntervals, classificationMetrics, mean, type ClassificationMetrics, type MetricIntervals } from '../lib/relevance/grade-agreement.ts';
+import { bootstrapIntervals, classificationMetrics, judgeDegeneracy, mean, type ClassificationMetrics, type Degeneracy, type MetricIntervals } from '../lib/relevance/grade-agreement.ts';
 import type { Prediction } from './predictions.ts';
 
 export interface SliceScores {
@@ -27,6 +27,12 @@ export interface ModelSummary extends ClassificationMetrics {
   meanLatencyMs: number;
   /** 95 % percentile-bootstrap intervals of Acc@2, Acc@4, macro-F1 and QWK over the examples. */
   intervals: MetricIntervals;
+  /**
+   * Whether this model has collapsed onto one grade (judgeDegeneracy), for every row, not only the
+   * delivered judge: a degenerate SFT, DPO or GRPO checkpoint feeding an ensemble or a pool is what a
+   * user must see before trusting the stage that made it.
+   */
+  degeneracy: Degeneracy;
   slices: { capability: Record<string, SliceScores>; difficulty: Record<string, SliceScores>; source: Record<string, SliceScores> };
 }
 
@@ -52,6 +58,7 @@ export function summarise(predictions: readonly Prediction[], random: () => numb
   return {
     ...classificationMetrics(graded),
     intervals: bootstrapIntervals(graded, random),
+    degeneracy: judgeDegeneracy(graded),
     formatValidity: meanOrNull(withCompletion.map((p) => (p.formatOk ? 1 : 0))),
     stepVerificationRate: meanOrNull(withCompletion.map((p) => (p.stepsVerified ?? 0) / STEP_NAMES.length)),
     ruleAdherence: meanOrNull(ruled.map((p) => (p.rulesNamed ? 1 : 0))),
@@ -80,6 +87,7 @@ export interface ComparisonRow {
   macroF1: number;
   qwk: number | null;
   intervals: MetricIntervals;
+  degenerate: boolean;
   formatValidity: number | null;
   stepVerificationRate: number | null;
   ruleAdherence: number | null;
@@ -97,6 +105,7 @@ export function comparisonRow(model: string, kind: ComparisonRow['kind'], s: Mod
     macroF1: s.macroF1,
     qwk: s.qwk,
     intervals: s.intervals,
+    degenerate: s.degeneracy.degenerate,
     formatValidity: s.formatValidity,
     stepVerificationRate: s.stepVerificationRate,
     ruleAdherence: s.ruleAdherence,

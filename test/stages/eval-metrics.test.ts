@@ -79,6 +79,17 @@ describe('summarise', () => {
     expect(baseline.meanCompletionTokens).toBeNull();
     expect(comparisonRow('baseline', 'baseline', baseline)).toMatchObject({ model: 'baseline', kind: 'baseline', acc4: 0.5, formatValidity: null });
   });
+
+  it('flags every model that answers one grade, not only the delivered judge', () => {
+    // Gold L4/L2/L1/L3: no grade holds 90 %. A model that answers L1 for all four holds 100 % on one grade.
+    const constant = summarise(FOUR.map((p) => ({ ...p, predicted: 'L1' as const })), () => 0);
+    expect(constant.degeneracy.degenerate).toBe(true);
+    expect(comparisonRow('sft', 'checkpoint', constant).degenerate).toBe(true);
+    // FOUR's own predictions: L4, L3, L1, none (25 % each); QWK over the 3 answered pairs
+    // (L4/L4, L2/L3, L1/L1) is well above 0.05, so it is not degenerate.
+    expect(s.degeneracy.degenerate).toBe(false);
+    expect(comparisonRow('sft', 'checkpoint', s).degenerate).toBe(false);
+  });
 });
 
 describe('cumulative-probability partition (TaoSR1)', () => {
