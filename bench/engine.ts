@@ -7,7 +7,7 @@
  *                            BENCH_PROFILE_STEPS (default 5)
  *   npm run bench:engine -- --backend webgpu   (the engine on webgpu; the data-parallel part is skipped)
  *
- * Shape (FACTS.md): the `tiny` preset at vocab 512 (d 128, 4 layers, 4 heads / 2 kv heads,
+ * Shape: the `tiny` preset at vocab 512 (d 128, 4 layers, 4 heads / 2 kv heads,
  * SwiGLU 352); training on batch 8 x 128 with AdamW and clipping; generation greedy for batch 16,
  * prompt 16, 128 new tokens with the KV cache. PyTorch runs on one thread, as tfjs-wasm does.
  *

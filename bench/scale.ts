@@ -11,7 +11,7 @@
  * heads and MLP; the JSON says which shape ran. Full AdamW training of 494M parameters needs about
  * 8 GB before activations; tfjs-wasm aborts (and is unusable after) already at 59M parameters (2
  * layers, vocab 32768), so --skip-full measures LoRA and generation only. Peak (--peak-gflops overrides): 130 GFLOP/s per
- * core of this machine's AVX-512 Xeon (FACTS.md) times the cores the backend uses; 67 TFLOP/s fp32
+ * core of this machine's AVX-512 Xeon (measured when this bench was written) times the cores the backend uses; 67 TFLOP/s fp32
  * for an H100/H200 adapter. Work per token (Kaplan et al. 2020, §2.1): forward 2N + 2 L T d_attn
  * (N the matmul parameters a token passes through, LM head included), full training 3x forward,
  * LoRA training 2x (no weight gradient of the frozen base), generation 1x.

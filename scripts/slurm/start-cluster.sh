@@ -9,7 +9,7 @@
 # Exit codes: 0 ready; 3 cannot start here (not root, no apt, install failed): callers skip;
 # 1 started but did not become idle (a real failure: see the logs it names).
 #
-# The recipe (settings and why) is in /work/shared/FACTS.md, "Slurm on one machine". Config and
+# The recipe (settings and why) is in pipeline/slurm/README.md, "The one-machine recipe". Config and
 # state live under $LORE_SLURM_STATE (default /tmp/lore-slurm); /etc/slurm is never touched, so
 # every Slurm command needs SLURM_CONF exported.
 set -euo pipefail
@@ -64,7 +64,7 @@ host="$(hostname -s)"
 node_line="$(slurmd -C | head -n 1)"
 
 cat >"$conf" <<EOF
-# Written by scripts/slurm/start-cluster.sh; see FACTS.md for why each setting is here.
+# Written by scripts/slurm/start-cluster.sh; pipeline/slurm/README.md says why each setting is here.
 ClusterName=lore
 SlurmctldHost=$host
 SlurmUser=root

@@ -32,7 +32,7 @@ describe('initEngine', () => {
     expect(normed[1]).toBeCloseTo(2.262742, 5);
   });
 
-  // tfjs-node cannot be installed on these machines (FACTS.md), so these paths are the real ones here.
+  // tfjs-node cannot be installed on these machines (packages/engine/README.md), so these paths are the real ones here.
   it.skipIf(hasTfjsNode)(
     'asking for tensorflow says how to install it',
     async () => {

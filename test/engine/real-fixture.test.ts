@@ -54,7 +54,7 @@ describe('scripts/real-fixture.ts', () => {
     expect(new Set(await model.params.get('model.norm.weight')!.data()).size).toBe(1);
     disposeModel(model);
 
-    // The Qwen tokenizer: FACTS.md's ids for this text, eos <|im_end|> (151645), inside the vocabulary.
+    // The Qwen tokenizer: the ids Qwen3's own tokenizer gives this text, eos <|im_end|> (151645), inside the vocabulary.
     const tokenizer = await loadTokenizer(dir);
     expect(tokenizer.encode('Hello world, ergonomic office chair')).toEqual([9707, 1879, 11, 96691, 5163, 10496]);
     expect(tokenizer.eosTokenId).toBe(151645);

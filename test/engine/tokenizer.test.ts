@@ -23,13 +23,13 @@ describe('loadTokenizer on Qwen3', () => {
     qwen = await loadTokenizer(QWEN3_DIR);
   });
 
-  it('gives the ids Qwen3 gives (FACTS.md)', () => {
+  it('gives the ids Qwen3 gives', () => {
     expect(qwen.encode('Hello world, ergonomic office chair')).toEqual([9707, 1879, 11, 96691, 5163, 10496]);
     expect(qwen.decode([9707, 1879, 11, 96691, 5163, 10496])).toBe('Hello world, ergonomic office chair');
   });
 
   it('reports the vocabulary and special ids of its tokenizer_config.json', () => {
-    // 151,643 BPE tokens (ids 0..151642) + 26 added tokens (151643..151668): FACTS.md.
+    // 151,643 BPE tokens (ids 0..151642) + 26 added tokens (151643..151668), as Qwen3's tokenizer.json lists them.
     expect(qwen.vocabSize).toBe(151_643 + 26);
     expect(qwen.eosTokenId).toBe(151645); // <|im_end|>, Qwen3's eos_token
     expect(qwen.padTokenId).toBe(151643); // <|endoftext|>, its pad_token
