@@ -14,7 +14,7 @@
  * then fitted on all the fitting examples. Its cross-fitted figures are optimistic, since the
  * choice among candidates is made on them; nestedSelection estimates the whole procedure honestly.
  */
-import { classificationMetrics, judgeDegeneracy, type Degeneracy } from '../lib/relevance/grade-agreement.ts';
+import { classificationMetrics, judgeDegeneracy, std, type Degeneracy } from '../lib/relevance/grade-agreement.ts';
 import { cumulativeGrade, cutPointGrade, ensembleGradeProbs, expectedGrade, MEDIAN_THRESHOLD, poolGradeProbs, type DecisionRule, type JudgeDefinition } from '../lib/relevance/grade-pooling.ts';
 import { fitCutPoints } from '../lib/relevance/baseline.ts';
 import type { Grade, RelevanceExample } from '../lib/relevance/types.ts';
@@ -237,8 +237,7 @@ function objectiveStandardError(examples: readonly RelevanceExample[], predicted
     const rows = Array.from({ length: groups.length }, () => groups[Math.floor(random() * groups.length)] as number[]).flat();
     return figures(rows.map((i) => (examples[i] as RelevanceExample).label), rows.map((i) => predicted[i] ?? null)).objective;
   });
-  const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  return Math.sqrt(values.reduce((sum, v) => sum + (v - mean) ** 2, 0) / (values.length - 1));
+  return std(values);
 }
 
 interface Scored {

@@ -9,7 +9,7 @@ import { fitsContext, loadPolicy, promptIds } from '../lib/judge/model.ts';
 import { loadKnowledgeGraph } from '../lib/relevance/kg.ts';
 import type { PromptRecord } from '../lib/relevance/prompts.ts';
 import { mean } from '../lib/relevance/grade-agreement.ts';
-import { std } from '../lib/rl/advantages.ts';
+import { std } from '../lib/relevance/grade-agreement.ts';
 import { closeRewards, loadRewards, rewardMean, type LoadedReward } from '../lib/rl/rewards.ts';
 import { greedyAccuracy, probeSample } from '../lib/judge/accuracy-probe.ts';
 import { readPromptRecords } from '../lib/artifacts/prompts.ts';

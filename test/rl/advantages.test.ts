@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { diverseGroups, dyknowAdvantages, groupAdvantages, informativeGroups, std, stepwiseAdvantages } from '../../stages/lib/rl/advantages.ts';
+import { diverseGroups, dyknowAdvantages, groupAdvantages, informativeGroups, stepwiseAdvantages } from '../../stages/lib/rl/advantages.ts';
+import { std } from '../../stages/lib/relevance/grade-agreement.ts';
 import { unbiasedPassAtK } from '../../stages/lib/rl/pass-at-k.ts';
 
 describe('groupAdvantages', () => {

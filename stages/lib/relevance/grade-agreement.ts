@@ -126,6 +126,13 @@ export function mean(values: readonly number[]): number {
   return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
+/** Unbiased (n - 1) standard deviation, as torch.std; 0 for fewer than two values. */
+export function std(values: readonly number[]): number {
+  if (values.length < 2) return 0;
+  const m = mean(values);
+  return Math.sqrt(values.reduce((acc, v) => acc + (v - m) ** 2, 0) / (values.length - 1));
+}
+
 /** The empirical `q` quantile of sorted values, linearly interpolated (numpy's default). */
 export function quantile(sorted: readonly number[], q: number): number {
   const at = (sorted.length - 1) * q;

@@ -10,17 +10,11 @@
  * TRL uses the unbiased std (torch.std) and eps = 1e-4. Completions are laid out group after group:
  * indices [g*G, (g+1)*G) belong to prompt g.
  */
-import { mean } from '../relevance/grade-agreement.ts';
+import { mean, std } from '../relevance/grade-agreement.ts';
 
 export type ScaleRewards = 'group' | 'batch' | 'none';
 export const ADVANTAGE_EPS = 1e-4;
 
-/** Unbiased (n - 1) standard deviation, as torch.std; 0 for fewer than two values. */
-export function std(values: readonly number[]): number {
-  if (values.length < 2) return 0;
-  const m = mean(values);
-  return Math.sqrt(values.reduce((acc, v) => acc + (v - m) ** 2, 0) / (values.length - 1));
-}
 
 function groups<T>(values: readonly T[], groupSize: number): T[][] {
   if (groupSize < 1 || values.length % groupSize !== 0) {
