@@ -79,7 +79,7 @@ export function readSafetensors(path: string): Map<string, tf.Tensor> {
       // A fresh (aligned) array per tensor: offsets in the file need not be aligned for a typed view.
       const data = new Uint8Array(end - begin);
       readFully(fd, data, dataStart + begin, path);
-      tensors.set(name, decode(entry.dtype, data.buffer, entry.shape.reduce((a, b) => a * b, 1), entry.shape));
+      tensors.set(name, placed(path, name, () => decode(entry.dtype, data.buffer, entry.shape.reduce((a, b) => a * b, 1), entry.shape)));
     }
   } catch (error) {
     tf.dispose([...tensors.values()]);
@@ -88,6 +88,28 @@ export function readSafetensors(path: string): Map<string, tf.Tensor> {
     closeSync(fd);
   }
   return tensors;
+}
+
+/**
+ * Runs `make` (which hands a tensor's values to the backend), turning the backend's failure to
+ * place them into an error that names the file, the tensor and what was held. tfjs-wasm's write
+ * copies into its heap (at most 4 GiB) at the offset its malloc returned; when the heap cannot grow,
+ * malloc returns 0 and the copy fails with a bare "RangeError: offset is out of bounds".
+ */
+function placed(path: string, name: string, make: () => tf.Tensor): tf.Tensor {
+  try {
+    return make();
+  } catch (error) {
+    // RangeError from the copy; WebAssembly's RuntimeError ("memory access out of bounds") when the
+    // heap is full up to its 4 GiB.
+    const failure = error as Error;
+    if (!(failure instanceof RangeError) && failure.name !== 'RuntimeError') throw failure;
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+    throw new Error(
+      `${path}: tensor ${name} could not be placed in the ${tf.getBackend()} backend's memory with ${mib(tf.memory().numBytes)} of tensors already held ` +
+        `(${failure.message}; tfjs-wasm's heap holds at most 4 GiB, and it can fail to grow when the machine is short of memory)`,
+    );
+  }
 }
 
 /** readSync returns at most 2 GiB per call: loop until the range is read. */
