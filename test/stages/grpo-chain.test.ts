@@ -130,6 +130,10 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     const dpo = newest('dpo').manifest.metrics;
     expect(dpo.pairs_from_teacher).toBeGreaterThan(0);
     expect(dpo.pairs).toBe(dpo.pairs_from_samples! + dpo.pairs_from_teacher!);
+    // Each training step logs its throughput (real tokens of the chosen and rejected rows a second), as sft does.
+    const dpoSteps = readFileSync(path.join(newest('dpo').dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => 'loss' in m);
+    expect(dpoSteps.length).toBeGreaterThan(0);
+    for (const m of dpoSteps) expect(m.tokens_per_s).toBeGreaterThan(0);
     for (const file of ['model.safetensors', 'config.json', 'tokenizer.json', 'completion_format.json']) {
       expect(readdirSync(newest('grpo').dir)).toContain(file);
     }
