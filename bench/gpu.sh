@@ -41,7 +41,7 @@ npx tsx -e "(async () => {
 cat "$work/adapter.json" >&2
 
 if [ "$reduced" = 1 ]; then
-  scale_flags=(--layers 1 --vocab 8192 --batch 2 --seq 32 --steps 1 --gen-batch 2 --new-tokens 4)
+  scale_flags=(--layers 1 --vocab 8192 --batch 1 --seq 16 --steps 1 --gen-batch 1 --new-tokens 4)
   real_flags=(--layers 2 --hidden 128 --intermediate 256 --heads 4 --kv-heads 2 --max-positions 2048)
 else
   scale_flags=(--steps 2)

@@ -90,8 +90,13 @@ const have = existsSync(join(fixture, 'config.json')) ? JSON.stringify(JSON.pars
 }
 
 // 3. chorus.yaml's stages at this size (no pretrain: sft starts from the fixture; no sft_2/sft_3 ensemble).
+// The slice is the least that runs every stage: one step of one row per training stage, one or two
+// prompts per decoding stage, 16 new tokens. Prompts leave out icl's evidence block and facts and
+// sft drops the system prompt, so an SFT row (prompt and teacher rationale) is about 100-150
+// tokens: each training step is a forward and backward of the full 24-layer model over that.
 const lora = { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] };
-const generationBudget = 24;
+const generationBudget = 16;
+const maxLength = 256;
 const config = {
   name: 'real',
   seed: 13,
@@ -103,15 +108,15 @@ const config = {
       with: { path: 'chorus-slice.jsonl', columns: { query: 'query', title: 'name', description: 'description', label: 'final_rating' }, labels: { scale: 'rating0to3' }, name: 'chorus-slice' },
     },
     kg: { uses: 'kg', needs: ['data'] },
-    icl: { uses: 'icl', needs: ['data', 'kg'], with: { facts: 2, shots: 0, rules: 'none', maxTokens: 300, evidence: true } },
+    icl: { uses: 'icl', needs: ['data', 'kg'], with: { facts: 0, shots: 0, rules: 'none', maxTokens: 300, evidence: false } },
     cot: { uses: 'cot', needs: ['icl', 'kg'], with: { rounds: [{ name: 'kg', context: 'kg' }, { name: 'rules', context: 'rules' }, { name: 'rationalise', context: 'gold' }] } },
     sft: {
       uses: 'sft',
       needs: ['cot', 'icl'],
-      with: { init: './fixture', lora, drop_system_prompt: true, max_steps: 2, batch_size: 1, grad_accum: 2, learning_rate: 1e-4, warmup_steps: 0, max_length: 384, rl_pool: 0.3, eval_every: 0, eval_loss_examples: 2, eval_prompts: 0, max_new_tokens: generationBudget, checkpoint_every: 100 },
+      with: { init: './fixture', lora, drop_system_prompt: true, max_steps: 1, batch_size: 1, grad_accum: 1, learning_rate: 1e-4, warmup_steps: 0, max_length: maxLength, rl_pool: 0.3, eval_every: 0, eval_loss_examples: 1, eval_prompts: 1, max_new_tokens: generationBudget, checkpoint_every: 100 },
     },
     sample: { uses: 'sample', needs: ['sft', 'icl', 'kg'], with: { num_generations: 2, temperature: 1.0, limit: 2, max_completion_length: generationBudget, batch_size: 4 } },
-    dpo: { uses: 'dpo', needs: ['sft', 'sample', 'icl', 'cot'], with: { lora, beta: 0.1, max_steps: 1, batch_size: 1, learning_rate: 5e-5, eval_prompts: 0, max_new_tokens: generationBudget, max_length: 384 } },
+    dpo: { uses: 'dpo', needs: ['sft', 'sample', 'icl', 'cot'], with: { lora, beta: 0.1, max_steps: 1, batch_size: 1, learning_rate: 5e-5, eval_prompts: 0, max_new_tokens: generationBudget, max_length: maxLength } },
     rl: {
       uses: 'grpo',
       needs: ['dpo', 'icl', 'kg'],
@@ -126,11 +131,11 @@ const config = {
         learning_rate: 5e-5,
         eval_prompts: 0,
         max_completion_length: generationBudget,
-        generation_batch_size: 4,
+        generation_batch_size: 2,
         mini_batch_size: 1,
       },
     },
-    eval: { uses: 'eval', needs: ['sft', 'dpo', 'rl', 'icl', 'kg'], with: { split: 'dev', limit: 4, batch_size: 4, max_new_tokens: generationBudget } },
+    eval: { uses: 'eval', needs: ['sft', 'dpo', 'rl', 'icl', 'kg'], with: { split: 'dev', limit: 2, batch_size: 2, max_new_tokens: generationBudget } },
   },
 };
 const configPath = join(work, 'real.yaml');
@@ -203,9 +208,9 @@ if (!failedAt) {
   else {
     const input = join(work, 'score-input.jsonl');
     const rows = readFileSync(join(work, 'chorus-slice.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, string>);
-    writeFileSync(input, rows.slice(0, 4).map((r, i) => JSON.stringify({ id: `p${i}`, query: r.query, item: { title: r.name } })).join('\n') + '\n');
-    const scored = timed([process.execPath, pipelineBin, 'score', configPath, '--model', 'rl', '--input', input, '--output', join(work, 'scores.jsonl'), '--batch-size', '4', '--max-new-tokens', String(generationBudget)], 'score');
-    emit({ stage: 'score', ok: scored.ok, seconds: round(scored.seconds), pairs: 4, peak_rss_bytes: scored.rss, load: loadavg()[0] });
+    writeFileSync(input, rows.slice(0, 2).map((r, i) => JSON.stringify({ id: `p${i}`, query: r.query, item: { title: r.name } })).join('\n') + '\n');
+    const scored = timed([process.execPath, pipelineBin, 'score', configPath, '--model', 'rl', '--input', input, '--output', join(work, 'scores.jsonl'), '--batch-size', '2', '--max-new-tokens', String(generationBudget)], 'score');
+    emit({ stage: 'score', ok: scored.ok, seconds: round(scored.seconds), pairs: 2, peak_rss_bytes: scored.rss, load: loadavg()[0] });
     if (!scored.ok) failedAt = 'score';
     else await compareInference(exportDir);
   }
