@@ -95,6 +95,27 @@ describe('saveModel / loadModel', () => {
     disposeModel(loaded);
   });
 
+  it('gives back all of a model\'s memory when it is disposed, loaded or created', async () => {
+    const dir = join(scratch, 'freed');
+    const made = createModel(config(), new Rng(4, 'engine/init'));
+    await saveModel(made, dir, {}, { dtype: 'bfloat16' });
+    disposeModel(made);
+    // A process that loads checkpoints in turn (eval) must end each one where it started.
+    const before = tf.memory();
+    for (let round = 0; round < 2; round++) {
+      const loaded = loadModel(dir);
+      const weightBytes = [...loaded.params.values()].reduce((n, p) => n + p.size * 4, 0);
+      // Held while loaded: the float32 weights, once (the loaded tensors are not kept beside the variables).
+      expect(tf.memory().numBytes - before.numBytes).toBeLessThanOrEqual(weightBytes + 64 * 1024);
+      disposeModel(loaded);
+      expect(tf.memory().numBytes).toBe(before.numBytes);
+      expect(tf.memory().numTensors).toBe(before.numTensors);
+    }
+    const created = createModel(config(), new Rng(5, 'engine/init'));
+    disposeModel(created);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
+  });
+
   it('loads sharded weights through model.safetensors.index.json', async () => {
     const model = createModel(config(), new Rng(4, 'engine/init'));
     const dir = join(scratch, 'sharded');

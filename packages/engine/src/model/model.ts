@@ -79,8 +79,16 @@ export function modelFromWeights(config: ModelConfig, weights: Map<string, tf.Te
     if (!tf.util.arraysEqual(w.shape, shape)) {
       throw new Error(`weight ${name}: expected shape [${shape}] from config, found [${w.shape}]`);
     }
-    params.set(name, tf.variable(w.dtype === 'float32' ? w : tf.cast(w, 'float32'), true, prefix + name));
+    const initial = w.dtype === 'float32' ? w : tf.cast(w, 'float32');
+    params.set(name, tf.variable(initial, true, prefix + name));
+    // The variable shares the tensor's data (a reference count): drop the cast's own reference here;
+    // the caller's tensors are released below, so disposeModel frees the whole model.
+    if (initial !== w) initial.dispose();
   }
+  // The model owns what it was given from here: a weight left referenced would keep its data alive
+  // after disposeModel (a 0.5B model's 2 GB in the wasm heap per load, which eval, loading each
+  // checkpoint in turn, ran out of).
+  for (const w of weights.values()) w.dispose();
   if (missing.length > 0) {
     for (const v of params.values()) v.dispose();
     throw new Error(`missing weights (${missing.length}): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
