@@ -5,7 +5,7 @@
  * onnxruntime generation on the exported checkpoint against PyTorch on the same weights, batch and
  * threads (test/engine/reference/reference.py generate), measured in this run.
  *
- *   npm run bench:real                         (the full shape; about an hour on 2 shared cores)
+ *   npm run bench:real                         (the full shape; about 40 minutes on 2 cores at load 10-36)
  *   npm run bench:real -- --layers 2 --hidden 128 --intermediate 256 --heads 4 --kv-heads 2
  *   BENCH_REAL_BACKEND=webgpu npm run bench:real   (the engine backend the stages train on)
  *
