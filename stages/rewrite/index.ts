@@ -6,7 +6,8 @@
  * constraints it read (`query: <type>; constraints: k=v; intent: …`), giving "<type> <constraint
  * values>" and "<type>"; the query with one term left out is a candidate too.
  * On train, each candidate's BM25 retrieval is scored against the original's (offline feedback: the
- * dataset's judgements, plus the learned lexical judge fitted on train for unjudged items), kept
+ * dataset's judgements, plus for unjudged items the learned lexical judge fitted on train or, with
+ * `judge: checkpoint`, the trained judge, as BEQUE judges with its relevance model), kept
  * by BEQUE's rejection rule (more relevant items than the original), and the candidates of a query
  * ranked into partial-order preference pairs. Then, with `sft_steps`/`dpo_steps` above 0, a decoder
  * (a `checkpoint` input, else the embed stage's trained model/) is fine-tuned on the kept rewrites
@@ -33,6 +34,10 @@ const params = z.strictObject({
   learning_rate: z.number().positive().default(1e-3).describe('Peak learning rate of the rewriter (warmup then cosine decay, per phase)'),
   beta: z.number().positive().default(0.1).describe('β of the partial-order DPO term: how far the rewriter may move from the SFT model'),
   rewrite_tokens: z.number().int().min(1).default(24).describe('Most tokens the rewriter writes for one rewrite'),
+  judge: z.enum(['lexical', 'checkpoint']).default('lexical').describe('Who grades retrieved items nobody judged, for the rejection rule and the feedback: the learned lexical baseline fitted on train, or the trained judge (the checkpoint input, with its kg and prompts)'),
+  judge_tokens: z.number().int().positive().default(160).describe('The trained judge’s generation budget per pair (judge: checkpoint)'),
+  judge_batch_size: z.number().int().positive().default(16).describe('Pairs the trained judge decodes at once (judge: checkpoint)'),
+  base: z.enum(['embeddings', 'checkpoint']).default('embeddings').describe('The decoder the rewriter is trained from: the reason embed stage’s model/, or the checkpoint input'),
 });
 
 
@@ -59,7 +64,7 @@ export default defineStage({
   params,
   produces: 'rewrites',
   resources: 'train',
-  requires: () => ['embeddings', 'dataset'],
+  requires: (p) => ['embeddings', 'dataset', ...(p.judge === 'checkpoint' || p.base === 'checkpoint' ? (['checkpoint'] as const) : []), ...(p.judge === 'checkpoint' ? (['kg', 'prompts'] as const) : [])],
   async run(ctx) {
     const p = ctx.params;
     const { parseCompletion } = await import('../lib/relevance/completion.ts');
@@ -88,29 +93,46 @@ export default defineStage({
     // Offline feedback and rejection sampling on train, over every candidate.
     const bm25 = new Bm25(catalog.map((e) => bm25Terms(itemText(e.item, p.description_chars))));
     const retrieve = (text: string) => bm25.top(bm25Terms(text), p.k).map((hit) => catalog[hit.index]!.key);
-    const judge = fitLearnedBaseline(splits.train);
     const items = new Map(catalog.map((e) => [e.key, e.item]));
+    // Each train query's ranking and its candidates' (the candidates BEQUE's rejection sampling judges).
+    const scored = judgedQueries(splits.train).flatMap((judged) => {
+      const rewrites = candidateRewrites(judged.query, analysed.get(judged.queryId) ?? [], normalise);
+      return rewrites.length === 0 ? [] : [{ judged, original: retrieve(judged.query), candidates: rewrites.map((text) => ({ text, retrieved: retrieve(text) })) }];
+    });
+    // Grades of the retrieved items nobody judged: from the trained judge or the lexical baseline.
+    const unjudged = new Map<string, { id: string; query: string; item: import('../lib/relevance/types.ts').Item }>();
+    for (const { judged, original, candidates } of scored) {
+      for (const key of [...original, ...candidates.flatMap((c) => c.retrieved)]) {
+        const id = `${judged.queryId}\t${key}`;
+        if (!judged.grades.has(key) && !unjudged.has(id)) unjudged.set(id, { id, query: judged.query, item: items.get(key)! });
+      }
+    }
+    const labels = new Map<string, number | undefined>();
+    if (p.judge === 'checkpoint') {
+      const { labelResumably } = await import('../lib/serving/label.ts');
+      ctx.log.info(`${unjudged.size} unjudged retrieved pairs for the trained judge (${ctx.inputs.one('checkpoint').stage})`);
+      const labelled = await labelResumably(ctx, [...unjudged.values()], { file: path.join(ctx.workDir, 'judge-labels.jsonl'), unit: 'judge', batchSize: p.judge_batch_size, maxNewTokens: p.judge_tokens });
+      for (const id of unjudged.keys()) {
+        const grade = labelled.get(id)?.grade;
+        labels.set(id, grade ? GRADES.indexOf(grade) : undefined); // no grade: not relevant, and counted
+      }
+    } else {
+      const lexical = fitLearnedBaseline(splits.train);
+      for (const [id, pair] of unjudged) labels.set(id, GRADES.indexOf(lexical.predict(pair)));
+    }
+    const judgeLabels = labels.size;
+    const ungraded = [...labels.values()].filter((g) => g === undefined).length;
     const feedbackLog: unknown[] = [];
     const sft: { query: string; rewrite: string }[] = [];
     const pairs: { query: string; chosen: string; rejected: string }[] = [];
-    let judgeLabels = 0;
     let candidates = 0;
-    for (const judged of judgedQueries(splits.train)) {
-      const rewrites = candidateRewrites(judged.query, analysed.get(judged.queryId) ?? [], normalise);
-      if (rewrites.length === 0) continue;
+    for (const { judged, original, candidates: rewrites } of scored) {
       candidates += rewrites.length;
-      const labels = new Map<string, number>();
       const grade = (key: string) => {
         const human = judged.grades.get(key);
-        if (human) return GRADES.indexOf(human);
-        if (!labels.has(key)) {
-          labels.set(key, GRADES.indexOf(judge.predict({ query: judged.query, item: items.get(key)! })));
-          judgeLabels++;
-        }
-        return labels.get(key);
+        return human ? GRADES.indexOf(human) : labels.get(`${judged.queryId}\t${key}`);
       };
-      const original = retrieve(judged.query);
-      const feedback = rewrites.map((text) => rewriteFeedback(original, { text, retrieved: retrieve(text) }, p.k, grade));
+      const feedback = rewrites.map((rewrite) => rewriteFeedback(original, rewrite, p.k, grade));
       const kept = feedback.filter((f) => keepRewrite(original, f, p.k, grade)).map((f) => f.rewrite);
       for (const rewrite of kept) sft.push({ query: judged.query, rewrite });
       for (const pair of partialOrderPairs(feedback)) pairs.push({ query: judged.query, ...pair });
@@ -126,8 +148,8 @@ export default defineStage({
     let engine: import('../../pipeline/api.ts').EngineRecord | undefined;
     if (p.sft_steps + p.dpo_steps > 0) {
       if (sft.length === 0 && pairs.length === 0) throw new Error(`rewrite: nothing to train the rewriter on: no candidate of the ${feedbackLog.length} train queries retrieved more relevant items than its query, and no two were ordered by their feedback (set sft_steps and dpo_steps to 0 to serve the analysis's rewrites untrained)`);
-      const base = ctx.inputs.many('checkpoint')[0]?.dir ?? path.join(embeddingsInput.dir, 'model');
-      if (!existsSync(path.join(base, 'config.json'))) throw new Error(`rewrite: no decoder to train: put a checkpoint stage in needs, or give ${embeddingsInput.stage} train_steps > 0 (its model/ is the default base)`);
+      const base = p.base === 'checkpoint' ? ctx.inputs.one('checkpoint').dir : path.join(embeddingsInput.dir, 'model');
+      if (!existsSync(path.join(base, 'config.json'))) throw new Error(`rewrite: no decoder to train in ${embeddingsInput.stage}: give it train_steps > 0 (its model/ is the base), or set base: checkpoint with a checkpoint stage in needs`);
       const { loadPolicy, releasePolicy } = await import('../lib/judge/model.ts');
       const { savePolicy } = await import('../lib/judge/training.ts');
       const { trainRewriter } = await import('./train.ts');
@@ -156,7 +178,9 @@ export default defineStage({
       train_candidates: candidates,
       train_rewrites_kept: sft.length,
       train_preference_pairs: pairs.length,
+      judge: p.judge,
       judge_labels: judgeLabels,
+      judge_ungraded: ungraded,
       ...training,
     };
     await writeJson(path.join(ctx.outDir, 'metrics.json'), metrics);

@@ -76,7 +76,7 @@ describe('pipeline serve --search --rewriter, on a tiny world', () => {
   let server: RunningServer;
   const config = `${deploymentConfig('search-api')}  index: { uses: index, needs: [world] }
   analysis: { uses: embed, needs: [sft, world], with: { mode: reason, train_steps: 0, analysis_tokens: 6 } }
-  rewrite: { uses: rewrite, needs: [analysis, world, sft], with: { sft_steps: 3, dpo_steps: 2, batch_size: 4, rewrite_tokens: 6 } }
+  rewrite: { uses: rewrite, needs: [analysis, world, sft, kg, icl], with: { sft_steps: 3, dpo_steps: 2, batch_size: 4, rewrite_tokens: 6, base: checkpoint, judge: checkpoint, judge_tokens: 4 } }
 `;
   beforeAll(async () => {
     built = buildDeployment('search-api', config);
@@ -88,10 +88,13 @@ describe('pipeline serve --search --rewriter, on a tiny world', () => {
   });
   const post = (url: string, body: unknown) => fetch(server.url + url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
-  it('trained the rewriter: SFT on the kept rewrites, then the partial-order pairs', () => {
+  it('trained the rewriter from the judge’s decoder, candidates graded by the trained judge: SFT on the kept rewrites, then the partial-order pairs', () => {
     const metrics = JSON.parse(readFileSync(path.join(built.artifact('rewrite'), 'metrics.json'), 'utf8')) as Record<string, number | string | boolean>;
     expect(metrics.source).toBe('rewriter');
     expect(metrics.query_log).toBe(true);
+    expect(metrics.judge).toBe('checkpoint');
+    expect(metrics.judge_labels).toBeGreaterThan(0);
+    expect(readFileSync(path.join(built.artifact('rewrite'), 'model', 'config.json'), 'utf8')).toContain('hidden_size');
     const kept = readFileSync(path.join(built.artifact('rewrite'), 'rewrite-sft.jsonl'), 'utf8').trim().split('\n').filter(Boolean).length;
     const pairs = readFileSync(path.join(built.artifact('rewrite'), 'rewrite-pairs.jsonl'), 'utf8').trim().split('\n').filter(Boolean).length;
     expect(metrics.train_rewrites_kept).toBe(kept);
