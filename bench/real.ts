@@ -180,9 +180,11 @@ for (const stage of Object.keys(config.stages)) {
   const availableBefore = availableMemory();
   const run = timed([process.execPath, pipelineBin, 'run', configPath, '--until', stage], stage);
   const built = manifest(stage);
+  // Built means published: a run cut short (gpu.sh's budget sends SIGINT) can exit 0 without it.
+  const ok = run.ok && built !== undefined;
   emit({
     stage,
-    ok: run.ok,
+    ok,
     seconds: round(run.seconds),
     stage_seconds: built ? round(built.durationS) : null,
     tokens_per_s: tokensPerSecond(built?.path),
@@ -192,7 +194,7 @@ for (const stage of Object.keys(config.stages)) {
     available_before_bytes: availableBefore,
     load: loadavg()[0],
   });
-  if (!run.ok) {
+  if (!ok) {
     failedAt = stage;
     break;
   }
