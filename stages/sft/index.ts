@@ -115,7 +115,8 @@ export function epochExamples<T extends { grade: Grade }>(trainSet: readonly T[]
 
 export default defineStage({
   name: 'sft',
-  version: '4',
+  // 5: eval_prompts 0 probes no dev prompt (it probed all of them), as in dpo and grpo.
+  version: '5',
   description: 'Supervised fine-tuning on verified chain-of-thought (tokenizer + model from scratch, or from an HF folder)',
   params,
   renamedParams: RENAMED_SFT_PARAMS,
@@ -154,12 +155,14 @@ export default defineStage({
     const dev = await readSftSet(setDir, 'dev').catch(() => [] as SftRecord[]);
     const format = { ...(await checkpointFiles.readCompletionFormat(setDir)), dropSystemPrompt: p.drop_system_prompt };
     if (train.length === 0) throw new Error(`the SFT set ${setDir}/train.jsonl is empty`);
-    // The accuracy probe: all dev prompts when the prompts artifact is an input, else the SFT set's dev split.
+    // The accuracy probe: a sample of the prompts artifact's dev split when it is an input, else of the
+    // SFT set's dev split; `eval_prompts: 0` probes nothing, as it does in dpo and grpo (one key, one
+    // meaning: probeSample alone reads 0 as "all").
     const promptsDir = ctx.inputs.many('prompts')[0]?.dir;
     if (!promptsDir && p.eval_prompts > 0) {
       ctx.log.warn('probing dev accuracy on the cot dev split, which holds only examples the teacher got right: add the icl stage to needs for an unbiased probe');
     }
-    const probe: ProbeRecord[] = accuracyProbe.probeSample<ProbeRecord>(promptsDir ? await readPromptRecords(promptsDir, 'dev') : dev, p.eval_prompts, ctx.seed);
+    const probe: ProbeRecord[] = p.eval_prompts === 0 ? [] : accuracyProbe.probeSample<ProbeRecord>(promptsDir ? await readPromptRecords(promptsDir, 'dev') : dev, p.eval_prompts, ctx.seed);
     const baseline = promptsDir && probe.length > 0 ? await accuracyProbe.baselineAccuracy(promptsDir, probe) : undefined;
     if (baseline) ctx.log.info(`lexical baseline on the ${probe.length} dev probe prompts: ${JSON.stringify(baseline)}`);
 

@@ -285,6 +285,11 @@ describe('sft -> sample -> dpo -> grpo through the CLI', () => {
     expect(whole.metrics.data_parallel_ranks).toBe(2);
     expect(whole.metrics.baseline_dev_acc4).toBeGreaterThanOrEqual(0);
     expect(whole.metrics.dev_format_valid).toBeGreaterThanOrEqual(0);
+    // eval_prompts 0 means no probe, in sft as in dpo and grpo (the shared key's one meaning).
+    const unprobed = testContext(sftStage, { params: { ...params, max_steps: 1, eval_prompts: 0 }, inputs, configDir: dir, seed: 3 });
+    Object.assign(unprobed, { engine: { backend: 'wasm', data_parallel: 1 }, workDir: path.join(dir, 'sft-unprobed') });
+    const unprobedResult = (await sftStage.run(unprobed as never)) as { metrics: Record<string, number> };
+    expect(unprobedResult.metrics.dev_probe_prompts).toBe(0);
   }, 300_000);
 
   it('LoRA sft on the sft checkpoint resumes to the same adapters and writes them in PEFT format beside merged weights', async () => {
